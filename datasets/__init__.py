@@ -1,0 +1,1 @@
+"""Dataset plugins: each reads one on-disk layout and yields :class:`Sample` lists."""

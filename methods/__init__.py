@@ -1,0 +1,1 @@
+"""Method plugins: each implements :class:`fsadbench.method.Method`."""

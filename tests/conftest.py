@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests run on CPU, one torch thread, offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """The shipped tiny random open_clip model (15x15 grid, 12 blocks) on CPU."""
+    from fsadbench.backbone import TINY_MODEL, Backbone, BackboneSpec
+
+    return Backbone(BackboneSpec(TINY_MODEL, "none"), device="cpu")
+
+
+@pytest.fixture()
+def feature_store(tiny_backbone, tmp_path):
+    from fsadbench.feature_cache import FeatureStore
+
+    return FeatureStore(tiny_backbone, cache_dir=tmp_path / "cache", batch_size=8)
+
+
+@pytest.fixture()
+def method_ctx(tiny_backbone, feature_store):
+    from fsadbench.method import MethodContext
+
+    return MethodContext(backbone=tiny_backbone, features=feature_store, device=torch.device("cpu"), seed=0)
