@@ -72,6 +72,11 @@ class Method(ABC):
         self.options = self.make_options(options)
 
     @classmethod
+    def fit_scope_for(cls, options: Mapping[str, Any]) -> str:
+        """"category" or "dataset" for these options (the runner plans with it)."""
+        return cls.fit_scope
+
+    @classmethod
     def make_options(cls, options: Mapping[str, Any]) -> Any:
         fields = {f.name for f in dataclasses.fields(cls.Options)}
         unknown = sorted(set(options) - fields)
