@@ -266,6 +266,24 @@ class Runner:
             out.append(rec)
         return out
 
+    def fitted_method(self, method: MethodSpec, dataset: DatasetSpec, category: str, shots: int, seed: int):
+        """Fit one method on one cell's shots and return (method, split) — for figures and debugging.
+
+        Dataset-scope methods are fitted on that category alone here.
+        """
+        cls, options = self.method_entry(method)
+        split = self.split(dataset, category)
+        job = Job(method, dataset, [category], shots, seed)
+        seed_everything(seed)
+        m = cls(self._context(seed), **options)
+        refs = [image_ref(s) for s in self._shots(split, job, cls)]
+        if cls.fit_scope_for(options) == "dataset":
+            m.fit_dataset({category: refs}, {category: split.info})
+            m.set_category(split.info)
+        else:
+            m.fit(refs, split.info)
+        return m, split
+
     def _context(self, seed: int):
         from .method import MethodContext
 
