@@ -144,6 +144,7 @@ class Runner:
     def plan(self) -> list[Job]:
         per_cat, per_ds = [], []
         for ds in self.cfg.datasets:
+            self.dataset(ds)  # resolves and checks its folder before any work
             cats = self.categories(ds)
             for m in self.cfg.methods:
                 cls, options = self.method_entry(m)

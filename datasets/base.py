@@ -11,7 +11,10 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fsadbench.errors import DataError
+import numpy as np
+
+from fsadbench.config import default_cache_dir
+from fsadbench.errors import ConfigError, DataError
 from fsadbench.types import CategoryInfo, CategorySplit, Sample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -25,10 +28,57 @@ class Dataset(ABC):
     layout: ClassVar[str] = ""
     #: True when test images have no normal counterpart (image metrics undefined)
     test_only: ClassVar[bool] = False
+    #: folder names tried under --data-root, first match wins
+    dir_names: ClassVar[tuple[str, ...]] = ()
+    #: options a config may set (``datasets.<name>.options``); anything else is an error
+    option_names: ClassVar[tuple[str, ...]] = ()
+    #: False for generated datasets that need no folder on disk
+    needs_root: ClassVar[bool] = True
 
-    def __init__(self, root: str | Path | None = None, **options: Any):
+    def __init__(self, root: str | Path | None = None, cache_dir: str | Path | None = None, **options: Any):
         self.root = Path(root).expanduser() if root is not None else None
+        #: where derived data (generated sets, converted crops) may be written
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.options = options
+
+    @classmethod
+    def from_config(cls, data_root: str | Path | None = None, root: str | Path | None = None,
+                    cache_dir: str | Path | None = None, **options: Any) -> "Dataset":
+        """Build the dataset the runner asks for, resolving its folder.
+
+        Precedence: an explicit ``root`` > ``<data_root>/<one of dir_names>`` >
+        ``data_root`` itself when it already holds the layout. A dataset that
+        needs a folder and finds none fails here, before any work, with the
+        expected layout in the message.
+        """
+        unknown = sorted(set(options) - set(cls.option_names))
+        if unknown:
+            known = ", ".join(cls.option_names) or "(none)"
+            raise ConfigError(f"dataset {cls.name!r}: unknown option(s) {', '.join(unknown)}; known options: {known}")
+        resolved = cls.resolve_root(Path(data_root).expanduser() if data_root else None,
+                                    Path(root).expanduser() if root else None)
+        ds = cls(root=resolved, cache_dir=cache_dir, **options)
+        if cls.needs_root:
+            ds.require_root()
+        return ds
+
+    @classmethod
+    def resolve_root(cls, data_root: Path | None, root: Path | None) -> Path | None:
+        if root is not None:
+            return root
+        if data_root is None:
+            return None
+        for name in cls.dir_names:
+            if (data_root / name).is_dir():
+                return data_root / name
+        if cls.looks_like(data_root):
+            return data_root
+        return data_root / cls.dir_names[0] if cls.dir_names else data_root
+
+    @classmethod
+    def looks_like(cls, folder: Path) -> bool:
+        """True when ``folder`` already holds this layout (a known category folder exists)."""
+        return any((folder / c).is_dir() for c in cls.categories)
 
     # -- what every plugin implements ---------------------------------
     @abstractmethod
@@ -90,6 +140,29 @@ _CLASS_NAMES = {
 def class_name(category: str) -> str:
     """Prompt words for a category: underscores as spaces, PCBs spelled out."""
     return _CLASS_NAMES.get(category, category.replace("_", " "))
+
+
+def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """A ground-truth mask as H x W bool: any non-zero pixel is anomalous (0/255 and 0/1 both work).
+
+    With ``expected_hw`` (the image's height, width) a mask of another size is an
+    error naming the file.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L") if im.mode not in ("L", "1", "I", "I;16", "F") else im)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"mask file {path} cannot be read ({exc}); replace or remove it") from exc
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    if expected_hw is not None and tuple(arr.shape[:2]) != tuple(expected_hw):
+        raise DataError(
+            f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but its image is {expected_hw[1]}x{expected_hw[0]}; "
+            f"fix or regenerate the mask (python run_bench.py check-data lists all such files)")
+    return arr > 0
 
 
 def list_images(folder: Path) -> list[Path]:

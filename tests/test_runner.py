@@ -60,9 +60,9 @@ def test_resume_computes_nothing_and_force_recomputes(tmp_path):
 
 def test_new_seeds_do_no_encoder_pass_on_test_images(tmp_path):
     """The second sweep (new seeds, same images) is served entirely from the feature cache."""
-    Runner(_cfg(tmp_path), progress=False).run()
+    Runner(_cfg(tmp_path, shots=[SYN_OPTS["n_train"]]), progress=False).run()  # every image encoded once
     s = Runner(_cfg(tmp_path, seeds=[1, 2]), progress=False).run()
-    assert s.computed == 4 and s.encoded_images == 0
+    assert s.computed == 8 and s.encoded_images == 0
 
 
 def test_one_encoder_pass_per_image_in_a_sweep(tmp_path):
