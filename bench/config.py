@@ -223,7 +223,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 PRESETS: dict[str, dict[str, Any]] = {
     # Offline pipeline check: synthetic data, tiny RANDOM backbone, a few cells.
     "smoke": {
-        "methods": ["memory", "winclip"],
+        "methods": ["memory"],
         "datasets": [{"name": "synthetic", "categories": ["stripes", "disc"],
                       "options": {"size": 120, "n_train": 8, "n_test_good": 6, "n_test_bad": 10}}],
         "shots": [1, 2],
