@@ -23,6 +23,11 @@ SUBCOMMANDS = {
     "report": "fsadbench.cli:report_main",
     "list": "fsadbench.cli:list_main",
     "check-data": "fsadbench.check_data:cli_main",
+    "compare": "fsadbench.compare:cli_main",
+    "history": "fsadbench.history:cli_main",
+    "paper-table": "fsadbench.paper_tables:cli_main",
+    "figures": "fsadbench.figures:cli_main",
+    "baseline": "fsadbench.compare:baseline_main",
 }
 
 
