@@ -22,6 +22,17 @@ RANDOM_BANNER = ("PIPELINE CHECK: these numbers come from RANDOM backbone weight
                  "they test the pipeline, not any method.")
 
 
+@dataclass(frozen=True)
+class TextCell:
+    """A preformatted cell (a published figure, a delta, a check mark), in both output formats.
+
+    Allowed as a value cell or a row header; never bold and never a candidate for the best.
+    """
+
+    md: str
+    tex: str
+
+
 @dataclass
 class Table:
     """A rendered-agnostic table: header groups, column labels, body rows of cells."""
@@ -44,7 +55,8 @@ def _variants(df: pd.DataFrame) -> list[str]:
 def _best(rows, ncols: int) -> list[int | None]:
     best: list[int | None] = []
     for j in range(ncols):
-        vals = [(r[1][j][0], i) for i, r in enumerate(rows) if r[1][j] is not None and not math.isnan(r[1][j][0])]
+        vals = [(r[1][j][0], i) for i, r in enumerate(rows)
+                if isinstance(r[1][j], tuple) and not math.isnan(r[1][j][0])]
         best.append(max(vals)[1] if vals else None)
     return best
 
@@ -109,7 +121,9 @@ def category_table(df: pd.DataFrame, dataset: str, shots: int, metric: str = "pi
 
 
 # -- renderers -----------------------------------------------------------------------------
-def _cell(c: tuple[float, float] | None, bold: bool, fmt: str) -> str:
+def _cell(c: tuple[float, float] | TextCell | None, bold: bool, fmt: str) -> str:
+    if isinstance(c, TextCell):
+        return c.md if fmt == "md" else c.tex
     if c is None or math.isnan(c[0]):
         return "–" if fmt == "md" else "--"
     std = 0.0 if math.isnan(c[1]) else c[1]
@@ -131,7 +145,8 @@ def to_markdown(t: Table) -> str:
     headers += col_names
     body = []
     for ri, (rh, cells) in enumerate(t.rows):
-        body.append(rh + [_cell(c, t.best[j] == ri, "md") for j, c in enumerate(cells)])
+        body.append([h.md if isinstance(h, TextCell) else h for h in rh]
+                    + [_cell(c, t.best[j] == ri, "md") for j, c in enumerate(cells)])
     lines = [f"**{t.title}**", ""] + [f"> {n}" for n in t.notes] + [""]
     lines.append(tabulate(body, headers=headers, tablefmt="pipe", stralign="center", disable_numparse=True))
     return "\n".join(lines) + "\n"
@@ -164,7 +179,8 @@ def to_latex(t: Table) -> str:
     for ri, (rh, cells) in enumerate(t.rows):
         if ri in t.breaks:
             out.append("\\midrule")
-        vals = [latex_escape(h) for h in rh] + [_cell(c, t.best[j] == ri, "tex") for j, c in enumerate(cells)]
+        vals = [h.tex if isinstance(h, TextCell) else latex_escape(h) for h in rh] + \
+            [_cell(c, t.best[j] == ri, "tex") for j, c in enumerate(cells)]
         out.append(" & ".join(vals) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(out) + "\n"
