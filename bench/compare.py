@@ -52,7 +52,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from .errors import ConfigError
-from .records import STATUS_FAILED, STATUS_OK, CellKey, Record, RecordStore
+from .records import STATUS_OK, CellKey, Record, RecordStore
 
 DEFAULT_TOL = 0.5  # percentage points
 DEFAULT_Z = 2.0
