@@ -10,6 +10,8 @@ Cells the smoke preset gained since the baseline (new methods) are listed as
 new and do not fail.
 """
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,16 +22,37 @@ REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / BASELINES_DIR / "smoke"
 
 
-def test_smoke_matches_committed_baseline(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def smoke_head(tmp_path_factory):
     if not (BASELINE / "records").is_dir():
         pytest.fail(f"no committed smoke baseline at {BASELINE}; create it with "
                     f"`python run_bench.py baseline --preset smoke` and commit results/baselines/smoke")
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("FSADBENCH_CACHE", str(cache))
-    summary = run_preset("smoke", tmp_path / "head", cache)
+    tmp = tmp_path_factory.mktemp("smoke")
+    summary = run_preset("smoke", tmp / "head", tmp / "cache")  # a fresh cache: nothing reused
     assert summary.failed == 0, "smoke cells failed:\n" + "\n".join(summary.failures)
-    c = gate("smoke", tmp_path / "head", BASELINE)
-    report = c.to_markdown()
+    return tmp / "head"
+
+
+def test_smoke_matches_committed_baseline(smoke_head):
+    c = gate("smoke", smoke_head, BASELINE)
     assert c.ok, ("the smoke benchmark no longer matches results/baselines/smoke. If the change is intended, "
-                  "run `python run_bench.py baseline --preset smoke` and commit the folder.\n\n" + report)
+                  "run `python run_bench.py baseline --preset smoke` and commit the folder.\n\n" + c.to_markdown())
     assert len(c.cells) > 0 and not c.only_base
+
+
+def test_gate_catches_a_changed_cell_and_lets_new_cells_pass(smoke_head, tmp_path):
+    fake = tmp_path / "baseline"
+    shutil.copytree(BASELINE, fake)
+    files = sorted((fake / "records").rglob("*.json"))
+    # a cell missing from the baseline = a cell new in head: listed, passes
+    files[0].unlink()
+    c = gate("smoke", smoke_head, fake)
+    assert c.ok and len(c.only_head) == 1
+    # a metric 0.01 pp off in the baseline: the strict gate fails and names the cell
+    d = json.loads(files[1].read_text())
+    variant = next(iter(d["metrics"]))
+    d["metrics"][variant]["pixel_auroc"] -= 1e-4
+    files[1].write_text(json.dumps(d))
+    c = gate("smoke", smoke_head, fake)
+    assert not c.ok and len(c.cell_changes) == 1
+    assert c.cell_changes.iloc[0]["category"] == d["key"]["category"]
