@@ -5,6 +5,9 @@
     python run_bench.py report --results-dir results/run --format latex
     python run_bench.py check-data --datasets mvtec --data-root /data
     python run_bench.py list                                 # registered methods and datasets
+    python run_bench.py --preset smoke --executor gpus --workers 2   # one process per GPU / CPU worker
+    python run_bench.py --executor slurm --slurm-partition gpu --slurm-array-parallelism 8 ...
+    python run_bench.py status --results-dir results/run     # done / running / failed / pending cells
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ SUBCOMMANDS = {
     "paper-table": "fsadbench.paper_tables:cli_main",
     "figures": "fsadbench.figures:cli_main",
     "baseline": "fsadbench.compare:baseline_main",
+    "status": "fsadbench.status:cli_main",
 }
 
 
@@ -55,6 +59,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute cells that already have a record")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"], help="table printed at the end")
+    from .executors import add_executor_args
+
+    add_executor_args(p)
     return p
 
 
@@ -88,8 +95,11 @@ def run_main(argv: Sequence[str]) -> int:
         except ImportError:  # pragma: no cover
             print(msg, file=sys.stderr)
 
+    from .executors import executor_from_args
+
+    executor = executor_from_args(a)
     runner = Runner(cfg, log=log, progress=not a.no_progress)
-    summary = runner.run(force=a.force)
+    summary = executor.run(runner, force=a.force)
     print(summary.line(), file=sys.stderr)
     text = report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
                        datasets=[d.name for d in cfg.datasets])

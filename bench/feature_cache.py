@@ -11,8 +11,17 @@ weights, resolution, layers or encoder variant misses. Entries live in memory
 temp file + ``os.replace``; safe under concurrent writers, which write the same
 bytes). Loads use ``torch.load(..., weights_only=True)``.
 
-Counters tell how many images went through the encoder (``encoded``) and how
-many were served from memory or disk; the runner puts them in every record.
+Counters tell how many images went through the encoder (``encoded``), how
+many were served from memory or disk and how many files were decoded
+(``decoded``); the runner puts them in every record.
+
+Keeping the encoder fed: the images an encoder pass needs are decoded and
+resized by ``loader_workers`` threads (PIL and torch release the GIL) while
+earlier batches are encoded; each decoded tensor is kept in a memory LRU
+(``pixel_bytes``) so an image is decoded once per process. Batches go to the GPU
+from pinned memory. With ``amp`` on a CUDA device the encoder runs under bf16
+autocast and the entry key says so (``|amp-bf16``), so fp32 and bf16 entries
+never mix; on CPU ``amp`` changes nothing and keys stay as they were.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import json
 import os
 import tempfile
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -70,10 +80,11 @@ class CacheStats:
     memory_hits: int = 0
     disk_hits: int = 0
     batches: int = 0
+    decoded: int = 0  # image files decoded and resized
 
     def as_dict(self) -> dict[str, int]:
         return dict(encoded=self.encoded, memory_hits=self.memory_hits, disk_hits=self.disk_hits,
-                    batches=self.batches)
+                    batches=self.batches, decoded=self.decoded)
 
 
 class FeatureStore:
@@ -81,7 +92,7 @@ class FeatureStore:
 
     def __init__(self, backbone: "Backbone", cache_dir: str | Path | None = None,
                  memory_bytes: int = 2 << 30, batch_size: int = 32, store_dtype: torch.dtype = torch.float32,
-                 amp: bool = False):
+                 amp: bool = False, loader_workers: int | None = None, pixel_bytes: int = 1 << 30):
         self.backbone = backbone
         self.dir = Path(cache_dir) / "features" if cache_dir else None
         self.memory_bytes = memory_bytes
@@ -92,10 +103,20 @@ class FeatureStore:
         self._mem: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
         self._mem_used = 0
         self._pixels: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._pixels_used = 0
+        self.pixel_bytes = pixel_bytes
+        self.loader_workers = max(1, loader_workers if loader_workers is not None else min(4, os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def precision(self) -> str:
+        """What the encoder computes in: ``bf16-autocast`` (amp on a CUDA device) or ``fp32``."""
+        return "bf16-autocast" if self.amp and self.backbone.device.type == "cuda" else "fp32"
 
     # -- keys -------------------------------------------------------------------
     def entry_key(self, ref: ImageRef, spec: FeatureSpec) -> str:
-        h = hashlib.sha1(f"{ref.digest}|{self.backbone.key}|{spec.key}".encode())
+        amp = "|amp-bf16" if self.precision == "bf16-autocast" else ""
+        h = hashlib.sha1(f"{ref.digest}|{self.backbone.key}|{spec.key}{amp}".encode())
         return h.hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -105,16 +126,37 @@ class FeatureStore:
     # -- pixels -------------------------------------------------------------------
     def pixels(self, refs: Sequence[ImageRef]) -> torch.Tensor:
         """Preprocessed pixels (B x 3 x S x S, CPU), decoded once per image and kept in memory."""
-        out = []
+        return torch.stack(list(self._iter_pixels(refs)))
+
+    def _decode(self, ref: ImageRef) -> torch.Tensor:
+        return self.backbone.load_pixels([ref.path])[0]
+
+    def _iter_pixels(self, refs: Sequence[ImageRef]):
+        """Pixels of ``refs`` in order; the ones not in memory are decoded by the loader threads,
+        all submitted at once so decoding runs ahead of the consumer."""
+        todo = {r.digest: r for r in refs if r.digest not in self._pixels}
+        futures = {}
+        if len(todo) > 1 and self.loader_workers > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.loader_workers, thread_name_prefix="fsadbench-loader")
+            futures = {d: self._pool.submit(self._decode, r) for d, r in todo.items()}
         for r in refs:
             t = self._pixels.get(r.digest)
-            if t is None:
-                t = self.backbone.load_pixels([r.path])[0]
-                self._pixels[r.digest] = t
-                if len(self._pixels) > 4096:
-                    self._pixels.popitem(last=False)
-            out.append(t)
-        return torch.stack(out)
+            if t is not None:
+                self._pixels.move_to_end(r.digest)
+            else:
+                f = futures.pop(r.digest, None)
+                t = f.result() if f is not None else self._decode(r)
+                self.stats.decoded += 1
+                self._pixel_put(r.digest, t)
+            yield t
+
+    def _pixel_put(self, digest: str, t: torch.Tensor) -> None:
+        self._pixels[digest] = t
+        self._pixels_used += t.numel() * t.element_size()
+        while self._pixels_used > self.pixel_bytes and len(self._pixels) > 1:
+            _, old = self._pixels.popitem(last=False)
+            self._pixels_used -= old.numel() * old.element_size()
 
     # -- main entry ----------------------------------------------------------------
     def get(self, refs: Sequence[ImageRef], spec: FeatureSpec) -> dict[str, torch.Tensor]:
@@ -135,11 +177,15 @@ class FeatureStore:
                 found[i] = e
                 continue
             missing.append(i)
+        pixel_iter = self._iter_pixels([refs[i] for i in missing])  # decoding runs ahead of encoding
+        cuda = self.backbone.device.type == "cuda"
         for start in range(0, len(missing), self.batch_size):
             idx = missing[start:start + self.batch_size]
-            px = self.pixels([refs[i] for i in idx])
+            px = torch.stack([next(pixel_iter) for _ in idx])
+            if cuda:
+                px = px.pin_memory()
             with torch.no_grad(), self._autocast():
-                out = spec.fn(self.backbone, px.to(self.backbone.device))
+                out = spec.fn(self.backbone, px.to(self.backbone.device, non_blocking=cuda))
             self.stats.encoded += len(idx)
             self.stats.batches += 1
             for j, i in enumerate(idx):

@@ -57,6 +57,13 @@ class RunSummary:
                 f"{self.not_applicable} not applicable; encoder passes: {self.encoded_images} image(s)")
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A CUDA (or allocator) out-of-memory error, which a smaller batch may avoid."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -74,6 +81,9 @@ class Runner:
         self._datasets: dict[str, Any] = {}
         self._splits: dict[tuple[str, str], CategorySplit] = {}
         self._refs: dict[tuple[str, str], list[ImageRef]] = {}
+        # Set by an executor that retries a cell with a smaller batch (fsadbench.executors): an
+        # out-of-memory error then propagates instead of being recorded, while a batch can still shrink.
+        self.retry_oom = False
 
     # -- shared, lazily built resources -------------------------------------------------
     @property
@@ -167,6 +177,8 @@ class Runner:
             "backbone": {"model": self.cfg.model, "pretrained": self.cfg.pretrained},
             "protocol": asdict(self.cfg.protocol), "protocol_version": PROTOCOL_VERSION,
             "metric_version": METRIC_VERSION,
+            # bf16 autocast changes numbers; only present when on, so fp32 hashes stay as they were
+            **({"amp": "bf16"} if self.cfg.amp else {}),
         })
 
     def pending(self, jobs: Iterable[Job], force: bool = False) -> tuple[list[Job], int]:
@@ -243,6 +255,7 @@ class Runner:
         except NotApplicable as exc:
             return [self._write(job, c, h, STATUS_NA, t0, error=str(exc)) for c in job.categories]
         except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the sweep goes on
+            self._raise_if_retryable(exc)
             return [self._write_failure(job, c, h, exc, t0) for c in job.categories]
         for c in job.categories:
             key = CellKey(job.method.id, job.dataset.name, c, job.shots, job.seed)
@@ -255,6 +268,7 @@ class Runner:
                     method.set_category(splits[c].info)
                 metrics, undefined, pred_s, eval_s, n_anom = self._evaluate(method, job, c, splits[c])
             except Exception as exc:  # noqa: BLE001
+                self._raise_if_retryable(exc)
                 out.append(self._write_failure(job, c, h, exc, tc))
                 continue
             enc = self._enc_delta(enc0 if len(job.categories) == 1 else enc_c)
@@ -341,6 +355,11 @@ class Runner:
         before = before or {k: 0 for k in now}
         return {k: now[k] - before.get(k, 0) for k in now}
 
+    def _raise_if_retryable(self, exc: BaseException) -> None:
+        if self.retry_oom and is_out_of_memory(exc) and (
+                self.cfg.batch_size > 1 or (self._features is not None and self._features.batch_size > 1)):
+            raise exc
+
     def _write_failure(self, job: Job, category: str, h: str, exc: BaseException, t0: float) -> Record:
         msg = str(exc) if isinstance(exc, BenchError) else "".join(traceback.format_exception(exc))
         return self._write(job, category, h, STATUS_FAILED, t0, error=msg)
@@ -362,6 +381,7 @@ class Runner:
                            fingerprint=ds.fingerprint(split) if ds is not None else None)
         bb = self._backbone.describe() if self._backbone is not None else {
             "model": self.cfg.model, "pretrained": self.cfg.pretrained}
+        bb["precision"] = self._features.precision if self._features is not None else "fp32"
         return Record(
             key=asdict(CellKey(job.method.id, job.dataset.name, category, job.shots, job.seed)),
             status=status, config_hash=h,
