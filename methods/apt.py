@@ -24,8 +24,11 @@ Pipeline of one fit (per category, k normal shots):
    the meta prompts (eq. 8-9), gradient calibration per group G / N / A
    (eq. 10, ``lam``), meta-round swap (eq. 11); Adam ``lr``, cosine annealing,
    ``epochs`` epochs in ``meta_rounds`` rounds. Meta prompts start as
-   "this is a photo of a {object} without defect" / "... with defect".
-   ``gn=False`` (Table 3 row 1) trains nothing: the meta templates score.
+   "this is a photo of a {object} without defect" / "... with defect"
+   (``meta_prompts="simple"``; "complex" is the prior-knowledge ensemble of
+   Fig. 3). ``gn=False`` (Table 3 row 1) trains nothing: the meta prompts score.
+   Not offered: real test anomalies instead of GN (Fig. 4); the harness never
+   hands a method test images with labels.
 5. Maps: S = sigmoid(t (F.z_a - F.z_n)) (eq. 3-4), t = CLIP's logit scale
    (choice, see apt_smgs). "w/o VG" = S; "w/ VG" = S + S_v with S_v the
    VG memory score of ``methods/visual_memory.py`` (Sec. 4). Image score
@@ -53,6 +56,14 @@ from .visual_memory import VisualMemory
 
 MNP_TEMPLATE = "this is a photo of a {} without defect"
 MAP_TEMPLATE = "this is a photo of a {} with defect"
+# "complex" meta prompts (Fig. 3): a WinCLIP-style ensemble with prior knowledge. The paper does not list
+# its prompts; choice: these templates x states, plus one abnormal state per defect-type name of the
+# category ("broken_large" -> "{} with broken large"); z = mean of the l2-normalised sentence embeddings.
+COMPLEX_TEMPLATES = ("a photo of a {}.", "a cropped photo of the {}.", "a close-up photo of a {}.",
+                     "a photo of the {} for visual inspection.", "this is a photo of a {}.")
+COMPLEX_NORMAL = ("{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect",
+                  "{} without damage")
+COMPLEX_ABNORMAL = ("damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage")
 OBJ_TEMPLATE = "This is a photo of {}."
 BG_PROMPT = "This is a photo of the background."
 
@@ -93,6 +104,8 @@ class APT(Method):
         max_blobs: int = 3
         blob_radius: tuple[float, float] = (0.07, 0.2)
         synth_per_shot: int = 1
+        # initial meta prompts: "simple" (the spec's two templates) or "complex" (Fig. 3 ensemble)
+        meta_prompts: str = "simple"
 
     def __init__(self, ctx, **options: Any):
         super().__init__(ctx, **options)
@@ -142,6 +155,8 @@ class APT(Method):
         if len(o.blob_radius) != 2 or not 0 < o.blob_radius[0] <= o.blob_radius[1]:
             raise ConfigError(f"apt option 'blob_radius' must be [low, high] with 0 < low <= high, got "
                               f"{list(o.blob_radius)}")
+        if o.meta_prompts not in ("simple", "complex"):
+            raise ConfigError(f"apt option 'meta_prompts' must be 'simple' or 'complex', got {o.meta_prompts!r}")
         if len(o.memory_layers) != 2:
             raise ConfigError(f"apt option 'memory_layers' must name two blocks (Sec. 4), got {list(o.memory_layers)}")
 
@@ -163,9 +178,10 @@ class APT(Method):
         feats, layers = self._features(normals)
         self.memory.fit(layers)
         cls = category.class_name
-        meta_z = self.ctx.backbone.encode_text([MNP_TEMPLATE.format(cls), MAP_TEMPLATE.format(cls)]).float()
-        meta = (meta_z[0], meta_z[1])
-        self.facts = {"class_name": cls, "meta_prompts": [MNP_TEMPLATE.format(cls), MAP_TEMPLATE.format(cls)]}
+        meta, sentences = self.meta_embeddings(category)
+        self.facts = {"class_name": cls, "meta_prompts": o.meta_prompts,
+                      "meta_sentences": {"normal": len(sentences[0]), "abnormal": len(sentences[1])}
+                      if o.meta_prompts == "complex" else [sentences[0][0], sentences[1][0]]}
         if not o.gn:
             self.z, self.history = meta, None
             self.facts["tuning"] = "none (gn=false): the meta templates score the images (Table 3 row 1)"
@@ -200,6 +216,23 @@ class APT(Method):
             z_n, z_a = encode()
         self.z = (z_n.detach(), z_a.detach())
         self.facts["training"] = self.history.summary()
+
+    def meta_embeddings(self, category: CategoryInfo) -> tuple[tuple[torch.Tensor, torch.Tensor],
+                                                                  tuple[list[str], list[str]]]:
+        """Initial (z^M_n, z^M_a) and the sentences behind them (Sec. 3.3; Fig. 3 for "complex")."""
+        cls = category.class_name
+        if self.options.meta_prompts == "simple":
+            normal, abnormal = [MNP_TEMPLATE.format(cls)], [MAP_TEMPLATE.format(cls)]
+        else:
+            defects = [d.replace("_", " ") for d in category.defect_types if d and d != "good"]
+            states_a = list(COMPLEX_ABNORMAL) + [f"{{}} with {d}" for d in defects]
+            normal = [t.format(s.format(cls)) for t in COMPLEX_TEMPLATES for s in COMPLEX_NORMAL]
+            abnormal = [t.format(s.format(cls)) for t in COMPLEX_TEMPLATES for s in states_a]
+        z = []
+        for sents in (normal, abnormal):
+            e = self.ctx.backbone.encode_text(sents).float()
+            z.append(e[0] if len(sents) == 1 else torch.nn.functional.normalize(e, dim=-1).mean(dim=0))
+        return (z[0], z[1]), (normal, abnormal)
 
     def _object_mask(self, feats: torch.Tensor, category: CategoryInfo) -> torch.Tensor:
         o = self.options

@@ -145,3 +145,33 @@ def test_options_and_errors(method_ctx, synth):
     assert m.describe()["lat"] == {"blocks": [7, 12], "k": 1.0, "mask": "k-neighbour, CLS row/column open (eq. 13)"}
     assert APT(method_ctx, la=False).describe()["lat"]["k"] is None
     assert APT(method_ctx).options.epochs == 100 and APT(method_ctx).options.meta_rounds == 5
+
+
+def test_meta_prompts_simple_and_complex(method_ctx, tiny_backbone):
+    info = CategoryInfo(dataset="d", name="nut", class_name="nut", defect_types=("good", "broken_large"))
+    enc = tiny_backbone.encode_text
+    (zn, za), (sn, sa) = APT(method_ctx).meta_embeddings(info)
+    assert sn == ["this is a photo of a nut without defect"] and sa == ["this is a photo of a nut with defect"]
+    assert torch.allclose(zn, enc(sn)[0]) and torch.allclose(za, enc(sa)[0])
+    (zn, za), (sn, sa) = APT(method_ctx, meta_prompts="complex").meta_embeddings(info)
+    assert len(sn) == 5 * 7 and len(sa) == 5 * 6  # templates x states (+1 abnormal state per defect type)
+    assert "a photo of the nut with broken large for visual inspection." in sa
+    assert not any("good" in t for t in sa)
+    want = torch.nn.functional.normalize(enc(sa), dim=-1).mean(dim=0)
+    assert torch.allclose(za, want, atol=1e-6)
+    with pytest.raises(ConfigError, match="meta_prompts"):
+        APT(method_ctx, meta_prompts="llm")
+
+
+def test_without_gn_the_meta_prompts_score(method_ctx, synth):
+    info, train, test = synth["disc"]
+    m = APT(method_ctx, gn=False)
+    m.fit(train[:1], info)
+    (zn, za), _ = m.meta_embeddings(info)
+    assert torch.equal(m.z[0], zn) and torch.equal(m.z[1], za)
+    feats = method_ctx.features.get(test, m.spec)["tokens"]
+    want = torch.sigmoid(m.scale * (torch.nn.functional.normalize(feats, dim=-1)
+                                    @ (torch.nn.functional.normalize(za, dim=0)
+                                       - torch.nn.functional.normalize(zn, dim=0))))
+    got = torch.from_numpy(m.predict(test)["w/o VG"].maps).reshape(len(test), -1)
+    assert torch.allclose(got, want, atol=1e-5)  # eq. 3-4 with CLIP's logit scale
