@@ -193,7 +193,7 @@ class APT(Method):
         templates = (self.text.template(prefix + [cls, Slot("normal", o.n_normal)]),
                      self.text.template(prefix + [cls, Slot("abnormal", o.n_abnormal)]))
         self.facts["prompts"] = [templates[0].text, templates[1].text]
-        idx = torch.arange(feats.shape[0]).repeat(o.synth_per_shot)
+        idx = torch.arange(feats.shape[0], device=feats.device).repeat(o.synth_per_shot)
 
         def encode():
             z = self.text.encode([(templates[0], params), (templates[1], params)])
@@ -207,6 +207,7 @@ class APT(Method):
             else:  # GN without TF: the same region rule anywhere on the grid
                 region = sample_regions(torch.ones_like(where), self.grid, gen, rule="blobs",
                                         max_blobs=o.max_blobs, blob_radius=o.blob_radius)
+            region = region.to(base.device)
             return add_noise(base, region, o.noise_sigma, gen), region.float()
 
         cfg = SMGSConfig(epochs=o.epochs, meta_rounds=o.meta_rounds, lr=o.lr, lam=o.lam, mg=o.mg, so=o.so,
@@ -239,7 +240,7 @@ class APT(Method):
         n = feats.shape[0]
         if not o.tf or category.is_texture:
             self.facts["target_focus"] = "off (tf=false)" if not o.tf else "whole grid (texture category)"
-            return torch.ones(n, feats.shape[1], dtype=torch.bool)
+            return torch.ones(n, feats.shape[1], dtype=torch.bool, device=feats.device)
         z = self.ctx.backbone.encode_text([OBJ_TEMPLATE.format(category.class_name), BG_PROMPT]).float()
         scores = target_focus_scores(feats, z[0], z[1], scale=self.scale, rule=o.tf_score)
         mask, fallbacks = object_mask(scores, o.tf_threshold)
@@ -251,7 +252,8 @@ class APT(Method):
     def _init_params(self, gen: torch.Generator) -> dict[str, torch.Tensor]:
         o, width = self.options, self.text.width
         sizes = {"prefix": o.n_prefix, "normal": o.n_normal, "abnormal": o.n_abnormal}
-        return {name: (0.02 * torch.randn(n, width, generator=gen)).requires_grad_(True)
+        dev = self.ctx.backbone.device
+        return {name: (0.02 * torch.randn(n, width, generator=gen)).to(dev).requires_grad_(True)
                 for name, n in sizes.items() if n > 0}
 
     # -- predict --------------------------------------------------------------------------
