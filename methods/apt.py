@@ -110,9 +110,12 @@ class APT(Method):
     def __init__(self, ctx, **options: Any):
         super().__init__(ctx, **options)
         o = self.options
-        o.lat_blocks = tuple(int(b) for b in (o.lat_blocks or ()))
-        o.memory_layers = tuple(int(b) for b in o.memory_layers)
-        o.blob_radius = tuple(float(r) for r in o.blob_radius)
+        for name, cast in (("lat_blocks", int), ("memory_layers", int), ("blob_radius", float)):
+            value = getattr(o, name) or ()
+            try:
+                setattr(o, name, tuple(cast(v) for v in (value if isinstance(value, (list, tuple)) else [value])))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"apt option {name!r} must be a list of numbers, e.g. [3, 8]; got {value!r}") from exc
         self._check_options()
         bb = ctx.backbone
         self.blocks = bb.check_layers(o.lat_blocks) if o.lat_blocks else tuple(range(1, bb.n_layers + 1))

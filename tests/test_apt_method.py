@@ -139,6 +139,9 @@ def test_options_and_errors(method_ctx, synth):
         APT(method_ctx, memory_layers=[3])
     with pytest.raises(ConfigError, match="out of range"):
         APT(method_ctx, lat_blocks=[13])
+    with pytest.raises(ConfigError, match="lat_blocks"):
+        APT(method_ctx, lat_blocks=["x"])
+    assert APT(method_ctx, lat_blocks=12).blocks == (12,)  # a single block from the CLI
     with pytest.raises(NotApplicable):
         APT(method_ctx, **FAST).fit([], info)
     m = APT(method_ctx, lat_blocks=[7, 12], k=1, la=True, blob_radius=[0.1, 0.2])  # lists from YAML
