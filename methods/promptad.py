@@ -9,7 +9,7 @@ cloned original-stream outputs of two blocks for the visual memory.
 Prompts (token layout in ``fsadbench.text_prompts``):
 
 * normal ``[SOS] N_1..N_4 "{class}." [EOS]``, ``n_pro`` learnable contexts N;
-* hand-crafted abnormal (semantic concatenation): each normal context with an
+* hand-crafted abnormal (the paper's semantic concatenation, SC): each normal context with an
   abnormal state, 8 generic states plus, unless ``generic_only``
   ("promptad-g"), one phrase per defect type of the dataset
   (``broken_large`` -> "with broken large"). Adjective states precede the
@@ -19,9 +19,10 @@ Prompts (token layout in ``fsadbench.text_prompts``):
 
 Losses on every training feature f (segmentation: all patch tokens of all
 shots; image run: the CLS embeddings), f and prompt features L2-normalised,
-see :func:`promptad_losses`: CE against abnormal negatives + explicit anomaly
-margin + 0.001 x alignment. SGD (lr 0.002, momentum 0.9, weight decay 5e-4),
-cosine annealing to 1e-5 over ``epochs`` (100); one step per epoch with all k
+see :func:`promptad_losses`: CE against abnormal negatives (SC's contrastive
+term) + the paper's explicit anomaly margin (EAM) + 0.001 x alignment of
+learned to hand-crafted abnormal prompts. SGD (lr 0.002, momentum 0.9,
+weight decay 5e-4), cosine annealing to 1e-5 over ``epochs`` (100); one step per epoch with all k
 shots in one batch; contexts drawn from N(0, 0.02) with a generator seeded by
 the cell seed. The last epoch's prompts are used (no model selection).
 
@@ -32,10 +33,10 @@ mean over blocks 3 and 8 of min (1 - cos) / 2 to the shots' tokens
 map. Image score: CLS softmax score (w/o VG), harmonic mean 1/(1/max(visual)
 + 1/CLS score) (w/ VG). The harness upsamples and smooths (sigma 4).
 
-Quirks of the official code (specs/promptad.md):
+Quirks of the official code (read from it; the paper does not state them):
 
 1. raw ``logit_scale`` as the logit multiplier: option ``raw_logit_scale``
-   (default off: exp(logit_scale), CLIP's convention).
+   (default off: exp(logit_scale) capped at 100, CLIP's convention).
 2. memory hooks holding a view overwritten by the next block: dropped; the
    memory uses cloned outputs of blocks ``mem_layers`` (default 3, 8).
 3. best epoch chosen on the test set: dropped (never reproduced; the method
