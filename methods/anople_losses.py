@@ -15,7 +15,7 @@ Choices where the paper is silent: dice with smoothing 1 on each image
 (V-Net form 1 - (2 sum p y + 1) / (sum p + sum y + 1)), averaged over images;
 focal loss with gamma 2 and no class weight, averaged over pixels; the
 alignment logit M_hat is the abnormal-vs-normal log-odds of each pixel;
-harmonic means clamp inputs at 1e-12 so a zero gives 0, never NaN.
+harmonic means clamp inputs at 1e-12 so a zero gives ~1e-12, never NaN.
 """
 
 from __future__ import annotations
