@@ -22,6 +22,7 @@ BUILTIN_DATASETS = {
     "sdd2": ("fsadbench.datasets.kolektor:KolektorSDD2", {}),
     "cvc-colondb": ("fsadbench.datasets.cvc:CVCColonDB", {}),
     "cvc-clinicdb": ("fsadbench.datasets.cvc:CVCClinicDB", {}),
+    "cvc": ("fsadbench.datasets.cvc:CVCColonDB", {}),  # the APT paper's "CVC" column is ColonDB
     "folder": ("fsadbench.datasets.folder:FolderDataset", {}),
 }
 

@@ -7,9 +7,14 @@ category, the train normals (k-shot pool) and the test samples.
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
@@ -34,6 +39,9 @@ class Dataset(ABC):
     option_names: ClassVar[tuple[str, ...]] = ()
     #: False for generated datasets that need no folder on disk
     needs_root: ClassVar[bool] = True
+    #: published counts per category for ``check-data`` (approximate where the papers are):
+    #: a (train, test) pair or a dict whose keys are count names of :func:`split_counts`
+    expected_counts: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, root: str | Path | None = None, cache_dir: str | Path | None = None, **options: Any):
         self.root = Path(root).expanduser() if root is not None else None
@@ -87,6 +95,16 @@ class Dataset(ABC):
 
     def list_categories(self) -> list[str]:
         return list(self.categories)
+
+    def expected(self, category: str) -> dict[str, int] | None:
+        """Published counts of ``category`` keyed like :func:`split_counts`, or None when unknown."""
+        exp = self.expected_counts.get(category)
+        if exp is None:
+            return None
+        if isinstance(exp, Mapping):
+            return dict(exp)
+        train, test = exp
+        return {"train": int(train), "test": int(test)}
 
     # -- shared helpers --------------------------------------------------
     def require_root(self) -> Path:
@@ -145,15 +163,18 @@ def class_name(category: str) -> str:
 def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
     """A ground-truth mask as H x W bool: any non-zero pixel is anomalous (0/255 and 0/1 both work).
 
-    With ``expected_hw`` (the image's height, width) a mask of another size is an
-    error naming the file.
+    Single-channel modes (1, L, I, I;16, F) are read as stored; any other mode
+    (palette, RGB, RGBA) is converted to RGB and a pixel counts when any of its
+    colour channels is non-zero (alpha is ignored), so a dark palette colour is
+    never lost to a luminance rounding. With ``expected_hw`` (the image's
+    height, width) a mask of another size is an error naming the file.
     """
     from PIL import Image
 
     path = Path(path)
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("L") if im.mode not in ("L", "1", "I", "I;16", "F") else im)
+            arr = np.asarray(im if im.mode in ("L", "1", "I", "I;16", "F") else im.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise DataError(f"mask file {path} cannot be read ({exc}); replace or remove it") from exc
     if arr.ndim == 3:
@@ -178,3 +199,46 @@ def rel(path: Path, root: Path) -> str:
 
 def make_sample(path: Path, root: Path, label: int, defect: str, mask: Path | None) -> Sample:
     return Sample(image_path=path, label=label, defect_type=defect, mask_path=mask, rel_path=rel(path, root))
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders ``2.png`` before ``10.png`` (digit runs compare as numbers)."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", name) if t)
+
+
+def split_counts(split: CategorySplit) -> dict[str, int]:
+    """Counts ``check-data`` compares: train, test, test_good, test_anomalous, normal (train +
+    test_good), anomalous, plus the loader's own ``meta['counts']`` (e.g. source images before cropping)."""
+    n_bad = sum(1 for s in split.test if s.label)
+    counts = {"train": len(split.train), "test": len(split.test), "test_good": len(split.test) - n_bad,
+              "test_anomalous": n_bad, "normal": len(split.train) + len(split.test) - n_bad, "anomalous": n_bad}
+    counts.update({k: int(v) for k, v in dict(split.meta.get("counts", {})).items()})
+    return counts
+
+
+def list_missing(what: str, paths: list[str], limit: int = 10) -> str:
+    """``what`` plus the first ``limit`` paths, one a line, and how many more there are."""
+    shown = "\n  ".join(paths[:limit])
+    more = f"\n  ... and {len(paths) - limit} more" if len(paths) > limit else ""
+    return f"{what}:\n  {shown}{more}"
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder that is renamed to ``target`` when the block succeeds.
+
+    A killed or failed block leaves no ``target`` (only a hidden temporary folder
+    that the next attempt ignores), so "``target`` exists" means "complete". When
+    another process created ``target`` first, its copy is kept and ours dropped.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
