@@ -151,14 +151,18 @@ class AnoPLe(Method):
             (o.align_tau > 0, "align_tau", "> 0"),
             (o.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
         ]
-        for n in (o.n_ctx_text, o.n_ctx_visual):
-            checks.append((n is None or n >= 0, "n_ctx_text/n_ctx_visual", "None or an integer >= 0"))
+        for name in ("n_ctx_text", "n_ctx_visual"):
+            n = getattr(o, name)
+            checks.append((n is None or n >= 0, name, "None (the paper's length) or an integer >= 0"))
         for ok, field_name, want in checks:
             if not ok:
                 raise ConfigError(f"method {self.name!r} option {field_name}: must be {want}, "
                                   f"got {getattr(o, field_name, None)!r}")
         if o.mem_layers is not None:
-            ctx.backbone.check_layers(o.mem_layers)
+            try:
+                ctx.backbone.check_layers(o.mem_layers)
+            except ConfigError as exc:
+                raise ConfigError(f"method {self.name!r} option mem_layers: {exc}") from exc
         self.device = ctx.device
         self.learner: PromptLearner | None = None
         self.decoder: Decoder | None = None
@@ -166,7 +170,6 @@ class AnoPLe(Method):
         self.class_names: dict[str, str] = {}
         self.history: list[dict[str, float]] = []
         self.category: CategoryInfo | None = None
-        self._text_cache: dict[str, torch.Tensor] = {}
         self.mem_layers: tuple[int, ...] = ()
         self.n_ctx: tuple[int, int] = _DEFAULT_CTX
         self.n_views = o.crop_grid ** 2 + 1 if o.crop_grid > 1 else 1
@@ -215,15 +218,14 @@ class AnoPLe(Method):
         paper_t, paper_v = _PAPER_CTX.get(ds, _DEFAULT_CTX)
         self.n_ctx = (paper_t if o.n_ctx_text is None else o.n_ctx_text,
                       paper_v if o.n_ctx_visual is None else o.n_ctx_visual)
-        self.mem_layers = bb.check_layers(o.mem_layers if o.mem_layers is not None else _PAPER_MEM.get(ds, _DEFAULT_MEM))
+        mem = o.mem_layers if o.mem_layers is not None else _PAPER_MEM.get(ds, _DEFAULT_MEM)
+        self.mem_layers = bb.check_layers(mem)
         d_t = int(self.model.token_embedding.weight.shape[1])
-        n_views = o.crop_grid ** 2 + 1 if o.crop_grid > 1 else 1
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.seed)
             self.learner = PromptLearner(d_t, bb.width, self.n_ctx[0], self.n_ctx[1], o.depth,
-                                         n_signals=n_views if o.view_signal else 0).to(self.device)
+                                         n_signals=self.n_views if o.view_signal else 0).to(self.device)
             self.decoder = Decoder(bb.width, bb.embed_dim, scale=o.decoder_scale).to(self.device)
-        self.n_views = n_views
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
@@ -331,7 +333,6 @@ class AnoPLe(Method):
         """Freeze prompts, build each category's visual memory from its shots (suppl. 6.3)."""
         self.learner.eval()
         self.decoder.eval()
-        self._text_cache = {}
         with self._autocast():
             self._frozen_text = self.learner.text_prompts().detach()
             per_class = self._text([self.class_names[c] for c in names], self._frozen_text)

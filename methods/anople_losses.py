@@ -77,7 +77,8 @@ def pixel_logits(features: torch.Tensor, text: torch.Tensor, scale: float) -> to
     return scale * torch.einsum("behw,ce->bchw", f, F.normalize(text, dim=-1))
 
 
-def align_loss(emb: torch.Tensor, features: torch.Tensor, weight_logits: torch.Tensor, tau: float = 2.0) -> torch.Tensor:
+def align_loss(emb: torch.Tensor, features: torch.Tensor, weight_logits: torch.Tensor,
+               tau: float = 2.0) -> torch.Tensor:
     """Eq. 10: s = sum_ij softmax(M_hat / tau)_ij D_ij(z); mean over images of 1 - cos(z^0, s).
 
     emb: B x E; features: B x E x H x W; weight_logits: B x H x W.

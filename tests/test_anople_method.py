@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from fsadbench.errors import ConfigError, MethodError, NotApplicable
 from fsadbench.methods.anople import AnoPLe
