@@ -32,13 +32,13 @@ from typing import ClassVar
 import numpy as np
 from scipy import ndimage
 
-from fsadbench.errors import DataError
+from fsadbench.errors import ConfigError, DataError
 from fsadbench.types import CategoryInfo, CategorySplit
 
 from .base import Dataset, class_name
 from .mvtec import MVTEC_LAYOUT, load_mvtec_like
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever any category's pixels change
 TEXTURE_CATEGORIES = ("stripes", "grain", "checker")
 OBJECT_CATEGORIES = ("disc", "pill")
 TEXTURE_DEFECTS = ("hole", "scratch", "stain")
@@ -49,7 +49,8 @@ _SPLITS = {"train": 0, "test_good": 1, "test_bad": 2}
 _PALETTE = {
     "stripes": ((0.20, 0.35, 0.55), (0.75, 0.80, 0.85)),
     "grain": ((0.55, 0.45, 0.30), (0.70, 0.60, 0.45)),
-    "checker": ((0.30, 0.30, 0.30), (0.65, 0.65, 0.60)),
+    # v2: lighter, bluish checker (v1's dark squares hid dark holes from a nearest-neighbour baseline)
+    "checker": ((0.45, 0.50, 0.60), (0.80, 0.78, 0.70)),
     "disc": ((0.85, 0.65, 0.20), (0.55, 0.40, 0.10)),
     "pill": ((0.90, 0.90, 0.85), (0.80, 0.30, 0.25)),
 }
@@ -277,16 +278,27 @@ class SyntheticDataset(Dataset):
 
     name = "synthetic"
     categories: ClassVar[tuple[str, ...]] = TEXTURE_CATEGORIES + OBJECT_CATEGORIES
-    option_names = ("size", "n_train", "n_test_good", "n_test_bad", "seed")
+    option_names = ("size", "n_train", "n_test_good", "n_test_bad", "seed", "categories")
     layout = MVTEC_LAYOUT
     needs_root = False
 
     def __init__(self, root=None, cache_dir=None, size: int = 128, n_train: int = 16, n_test_good: int = 8,
-                 n_test_bad: int = 12, seed: int = 0):
+                 n_test_bad: int = 12, seed: int = 0, categories=None):
         super().__init__(root=root, cache_dir=cache_dir)
         self.params = {"size": int(size), "n_train": int(n_train), "n_test_good": int(n_test_good),
                        "n_test_bad": int(n_test_bad), "seed": int(seed)}
+        if isinstance(categories, str):
+            categories = [c.strip() for c in categories.split(",") if c.strip()]
+        unknown = sorted(set(categories or ()) - set(type(self).categories))
+        if unknown:
+            raise ConfigError(f"dataset 'synthetic': option categories names unknown {', '.join(unknown)}; "
+                              f"categories: {', '.join(type(self).categories)}")
+        #: the categories a sweep lists (option ``categories``; each one is generated on first load,
+        #: so the choice does not enter the cache key)
+        self.selected = tuple(categories) if categories else type(self).categories
         self.options = dict(self.params)
+        if categories:
+            self.options["categories"] = list(self.selected)
         if self.root is None:
             key = json.dumps({"version": GENERATOR_VERSION, **self.params}, sort_keys=True)
             self.root = self.cache_dir / "synthetic" / hashlib.sha1(key.encode()).hexdigest()[:12]
@@ -294,6 +306,9 @@ class SyntheticDataset(Dataset):
     def category_info(self, category: str, defect_types: tuple[str, ...] = ()) -> CategoryInfo:
         return CategoryInfo(dataset=self.name, name=category, class_name=class_name(category),
                             defect_types=defect_types, is_texture=category in TEXTURE_CATEGORIES)
+
+    def list_categories(self) -> list[str]:
+        return list(self.selected)
 
     def load(self, category: str) -> CategorySplit:
         generate_synthetic(self.root, [category], **self.params)
