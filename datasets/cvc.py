@@ -38,7 +38,8 @@ def pair_images_masks(images: list[Path], masks: list[Path]) -> list[tuple[Path,
     if images and all(i.stem in by_stem for i in images):
         return [(i, by_stem[i.stem]) for i in images]
     if len(images) == len(masks):
-        return list(zip(sorted(images, key=lambda p: natural_key(p.name)), sorted(masks, key=lambda p: natural_key(p.name))))
+        by_name = lambda p: natural_key(p.name)  # noqa: E731
+        return list(zip(sorted(images, key=by_name), sorted(masks, key=by_name)))
     unpaired = [str(i) for i in images if i.stem not in by_stem]
     raise DataError(list_missing(
         f"{len(images)} images but {len(masks)} masks, and {len(unpaired)} image(s) have no mask with the same stem",

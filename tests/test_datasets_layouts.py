@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from fixtures_layouts import (make_cvc, make_folder, make_mpdd, make_sdd2, make_sdd_raw, make_visa_1cls,
+from fixtures_layouts import (make_cvc, make_folder, make_mpdd, make_mvtec, make_sdd2, make_sdd_raw, make_visa_1cls,
                               make_visa_raw, write_image)
 from fsadbench.datasets.base import load_mask, split_counts
 from fsadbench.datasets.cvc import CVCClinicDB, CVCColonDB, pair_images_masks
@@ -211,3 +211,30 @@ def test_folder_layout_optional_masks(tmp_path):
     assert split_counts(split)["test_anomalous"] == 2
     with pytest.raises(DataError, match=r"no category folder with a test/ subfolder"):
         FolderDataset.from_config(root=tmp_path / "mine" / "widget" / "train").list_categories()
+
+
+# -- every loader: data_root, explicit root, wrong root ---------------------------------------
+LOADERS = [
+    ("mvtec", "MVTec-AD", "bottle", make_mvtec, "000_mask.png"),
+    ("visa", "VisA", "candle", make_visa_raw, "1cls.csv"),
+    ("mpdd", "MPDD", "tubes", make_mpdd, "bracket_white"),
+    ("sdd", "KolektorSDD", "sdd", make_sdd_raw, "Part0_label.bmp"),
+    ("sdd2", "KolektorSDD2", "sdd2", make_sdd2, "10000_GT.png"),
+    ("cvc-colondb", "CVC-ColonDB", "colondb", make_cvc, "normal_source"),
+    ("cvc-clinicdb", "CVC-ClinicDB", "clinicdb", make_cvc, "Ground Truth"),
+]
+
+
+@pytest.mark.parametrize("name,folder,category,build,layout_word", LOADERS, ids=[x[0] for x in LOADERS])
+def test_data_root_explicit_root_and_wrong_root(tmp_path, name, folder, category, build, layout_word):
+    cls, _ = DATASETS.get(name)
+    root = build(tmp_path / "data" / folder)
+    by_data_root = cls.from_config(data_root=tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert by_data_root.root == root
+    explicit = cls.from_config(data_root=tmp_path / "nowhere", root=root, cache_dir=tmp_path / "cache")
+    a, b = by_data_root.load(category), explicit.load(category)
+    assert [s.rel_path for s in a.test] == [s.rel_path for s in b.test] and a.test
+    assert by_data_root.fingerprint(a) == explicit.fingerprint(b)
+    with pytest.raises(DataError) as exc:
+        cls.from_config(data_root=tmp_path / "empty", cache_dir=tmp_path / "cache")
+    assert "does not exist" in str(exc.value) and layout_word in str(exc.value)
