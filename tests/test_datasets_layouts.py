@@ -238,3 +238,26 @@ def test_data_root_explicit_root_and_wrong_root(tmp_path, name, folder, category
     with pytest.raises(DataError) as exc:
         cls.from_config(data_root=tmp_path / "empty", cache_dir=tmp_path / "cache")
     assert "does not exist" in str(exc.value) and layout_word in str(exc.value)
+
+
+def test_cvc_normal_source_reaches_the_record(tmp_path):
+    """End to end (tiny random backbone): a configured normal source is used and recorded; image AUROC undefined."""
+    import yaml
+
+    from fsadbench.cli import main as bench_main
+
+    root = make_cvc(tmp_path / "CVC-ColonDB", n=2)
+    normals = tmp_path / "normals"
+    write_image(normals / "n0.png", 24, 30)
+    cfg = {"methods": ["memory"], "shots": [1], "seeds": [0],
+           "datasets": [{"name": "cvc", "root": str(root), "options": {"normal_source": str(normals)}}],
+           "backbone": {"model": "fsad-tiny-vit", "pretrained": "none"}, "protocol": {"eval_size": 32}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    rc = bench_main(["--config", str(tmp_path / "cfg.yaml"), "--results-dir", str(tmp_path / "res"),
+                     "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert rc == 0
+    rec = json.loads((tmp_path / "res/records/memory/cvc/colondb/k1_s0.json").read_text())
+    assert rec["status"] == "ok" and rec["dataset"]["meta"]["normal_source"] == str(normals)
+    assert rec["manifest"][0]["rel_path"] == "normal_source/n0.png"
+    assert rec["metrics"]["w/ VG"]["image_auroc"] is None and "image_auroc" in rec["undefined"]["w/ VG"]
+    assert 0.0 <= rec["metrics"]["w/ VG"]["pixel_auroc"] <= 1.0
