@@ -497,9 +497,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
 
 
 def executor_from_args(a: argparse.Namespace) -> Executor:
-    claims = ClaimOptions(enabled=not a.no_claims, lease_s=a.lease)
     if a.lease <= 0:
         raise ConfigError(f"--lease {a.lease}: seconds, > 0")
+    claims = ClaimOptions(enabled=not a.no_claims, lease_s=a.lease)
     if a.executor == "local":
         return LocalExecutor(claims)
     if a.executor == "gpus":

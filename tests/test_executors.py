@@ -187,3 +187,28 @@ def test_worker_rechecks_store_after_claim(tmp_path):
     out = CellWorker(runner, _fast_claims().store(cfg.results_dir, "test")).run_jobs(jobs)
     assert [o["status"] for o in out] == ["skipped"]
     assert RecordStore(cfg.results_dir).records()[0].provenance == before
+
+
+def test_cli_flags_build_the_executors(tmp_path):
+    import shutil
+
+    from fsadbench.cli import _run_parser
+    from fsadbench.executors import executor_from_args
+
+    def ex(*argv):
+        return executor_from_args(_run_parser().parse_args(list(argv)))
+
+    s = ex("--executor", "slurm", "--slurm-partition", "gpu", "--slurm-time", "30", "--slurm-gpus", "2",
+           "--slurm-array-parallelism", "4", "--slurm-no-wait", "--lease", "60")
+    assert isinstance(s, SlurmExecutor) and (s.partition, s.time_min, s.gpus, s.array_parallelism) == ("gpu", 30, 2, 4)
+    assert s.wait is False and s.claims.lease_s == 60 and s.cluster == "slurm"
+    assert ex("--executor", "gpus", "--workers", "2").workers == 2
+    assert isinstance(ex(), LocalExecutor) and ex("--no-claims").claims.enabled is False
+    with pytest.raises(ConfigError, match="--lease"):
+        ex("--lease", "0")
+    if shutil.which("sbatch") is None:  # no SLURM here: a clear message, nothing submitted
+        cfg = _cfg(tmp_path, "nosbatch", shots=[1],
+                   datasets=[DatasetSpec("synthetic", categories=["disc"], options=dict(SYN))])
+        with pytest.raises(ConfigError, match="--slurm-cluster local"):
+            s.run(Runner(cfg, progress=False))
+        assert not (tmp_path / "nosbatch" / "res" / "slurm").exists()
