@@ -164,7 +164,7 @@ class WinCLIP(Method):
             "winclip-windows", lambda bb, px: encode_windows(bb, px, scales, self.window_chunk),
             scales=scales, version=1)
         self.masks = {s: window_mask(grid, s).to(ctx.device) for s in scales}
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self.text_cache: dict[str, torch.Tensor] = {}
         self.text: torch.Tensor | None = None
         self.class_name = ""
         self.patch_memory: torch.Tensor | None = None
@@ -172,9 +172,9 @@ class WinCLIP(Method):
 
     # -- fit -----------------------------------------------------------------------------------
     def _text_for(self, class_name: str) -> torch.Tensor:
-        if class_name not in self._text_cache:
-            self._text_cache[class_name] = ensemble_embeddings(self.ctx.backbone.encode_text, class_name)
-        return self._text_cache[class_name]
+        if class_name not in self.text_cache:
+            self.text_cache[class_name] = ensemble_embeddings(self.ctx.backbone.encode_text, class_name)
+        return self.text_cache[class_name]
 
     def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
         self.class_name = self.options.class_name or category.class_name or category.name.replace("_", " ")

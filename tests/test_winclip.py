@@ -225,9 +225,9 @@ def test_few_shot_end_to_end_beats_chance(method_ctx, synth):
     assert method_ctx.features.stats.encoded == enc
     assert np.array_equal(again["w/ VG"].maps, preds["w/ VG"].maps)
     # text embeddings are computed once per class name
-    n_text = len(m._text_cache)
+    n_text = len(m.text_cache)
     m.fit(train[:1], info)
-    assert len(m._text_cache) == n_text == 1
+    assert len(m.text_cache) == n_text == 1
 
 
 def test_options_are_checked(method_ctx):
