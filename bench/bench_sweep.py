@@ -108,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "encoded": summary.encoded_images,
                          "decoded": sum(int(r.encoder.get("decoded", 0)) for r in recs),
                          "per_cell": [(r.key["shots"], r.key["seed"], r.encoder.get("encoded", 0),
-                                       r.timings.get("total_s", 0.0)) for r in recs],
+                                       r.timings.get("total_s", 0.0), r.timings.get("fit_s", 0.0),
+                                       r.timings.get("predict_s", 0.0), r.timings.get("eval_s", 0.0))
+                                      for r in recs],
                          "precision": recs[0].backbone.get("precision"),
                          "device": recs[0].provenance.get("device")})
     finally:
@@ -125,9 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         print(f"{r['label']:>11}: {r['cells']} cell(s), wall {r['wall']:7.1f} s, encoder passes "
               f"{r['encoded']} image(s), decoded {r['decoded']} image file(s)")
-    print("sweep cells (shots, seed): encoder passes, cell time")
-    for k, s, enc, tot in sweep["per_cell"]:
-        print(f"  k={k} seed={s}: {enc:4d} image(s) encoded, {tot:6.1f} s")
+    print("sweep cells (shots, seed): encoder passes, cell time = fit + predict (incl. encoding) + evaluation")
+    for k, s, enc, tot, fit, pred, ev in sweep["per_cell"]:
+        print(f"  k={k} seed={s}: {enc:4d} image(s) encoded, {tot:6.1f} s = {fit:5.1f} + {pred:6.1f} + {ev:5.1f} s")
     extra = sweep["per_cell"][1:]
     extra_time = sum(x[3] for x in extra)
     n = sweep["cells"]
@@ -135,8 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ratio sweep / single cell: {ratio:.2f} for {n} cells (re-encoding every cell would be ~{n}x)")
     if extra:
         print(f"the {len(extra)} cells after the first: {extra_time:.1f} s in all, {extra_time / len(extra):.1f} s "
-              f"each (fit + predict from cached tokens + evaluation), {sum(x[2] for x in extra)} new encoder "
-              f"passes (their new shot images)")
+              f"each (fit {sum(x[4] for x in extra):.1f} s, predict from cached tokens "
+              f"{sum(x[5] for x in extra):.1f} s, evaluation {sum(x[6] for x in extra):.1f} s in all), "
+              f"{sum(x[2] for x in extra)} new encoder passes (their new shot images)")
         print(f"expected ratio if extra cells cost only the method's work: "
               f"{(one['wall'] + extra_time) / one['wall']:.2f}")
     return 0
