@@ -137,14 +137,8 @@ class ClaimStore:
         now = time.time()
         mine = ClaimInfo(path, os.getpid(), hostname(), secrets.token_hex(8), now, now, self.lease_s,
                          list(cells), self.owner)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if not self._take_over(path, mine):
-                return None
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(mine.to_json())
+        if not _create_exclusive(path, mine.to_json()) and not self._take_over(path, mine):
+            return None
         with self._lock:
             self._held[path] = mine
         self._ensure_heartbeat()
@@ -166,6 +160,10 @@ class ClaimStore:
         os.close(fd)
         try:
             again = ClaimInfo.read(path)
+            if again is None and not path.exists():  # released meanwhile: take it the ordinary way
+                return _create_exclusive(path, mine.to_json())
+            if again is None and time.time() - _mtime(path) < 5.0:
+                return False
             if again is not None and again.stale_reason() is None:
                 return False  # renewed or taken meanwhile
             _write_replace(path, mine.to_json())
@@ -228,6 +226,17 @@ class ClaimStore:
 
     def describe(self) -> dict[str, Any]:
         return {"lease_s": self.lease_s, "heartbeat_s": self.heartbeat_s}
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text`` unless it exists (O_EXCL: of concurrent creators exactly one wins)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return True
 
 
 def _mtime(p: Path) -> float:

@@ -64,6 +64,36 @@ def test_stale_claims_dead_pid_or_expired_heartbeat_are_taken_over(tmp_path):
     assert ClaimInfo.read(path).stale_reason() is None and store.acquire(REL) is None
 
 
+@pytest.mark.parametrize("stale_first", [False, True])
+def test_racing_takers_exactly_one_wins(tmp_path, stale_first):
+    """Eight threads at a barrier try to take a free (or a dead owner's) claim: one succeeds."""
+    import threading
+
+    stores = [ClaimStore(tmp_path, lease_s=30) for _ in range(8)]
+    path = stores[0].path_for(REL)
+    if stale_first:
+        path.parent.mkdir(parents=True)
+        now = time.time()
+        path.write_text(ClaimInfo(path, _dead_pid(), hostname(), "dead", now, now, 30.0).to_json())
+    barrier, won = threading.Barrier(8), []
+
+    def take(st: ClaimStore) -> None:
+        barrier.wait()
+        c = st.acquire(REL)
+        if c is not None:
+            won.append(c.token)
+
+    threads = [threading.Thread(target=take, args=(st,)) for st in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and ClaimInfo.read(path).token == won[0]
+    for st in stores:
+        st.release_all()
+    assert not path.exists()
+
+
 def test_heartbeat_renews_the_lease(tmp_path):
     store = ClaimStore(tmp_path, lease_s=2.0, heartbeat_s=0.2)
     c = store.acquire(REL)
@@ -87,7 +117,7 @@ class SlowMemory(MemoryBank):
     name = "slow_memory"
 
     def predict(self, images):
-        time.sleep(float(os.environ.get("SLOW_S", "0.4")))
+        time.sleep(float(os.environ.get("SLOW_S", "0.5")))
         return super().predict(images)
 '''
 
