@@ -1,21 +1,48 @@
-"""Threshold-free detection metrics, exact with ties.
+"""Threshold-free detection metrics: exact with ties, streamed, bounded memory.
 
-Every metric is computed from the curve of (true positives, false positives)
-at each *distinct* score, taken in decreasing order, so tied scores move
-together (this is the Mann-Whitney form of AUROC, and the thresholds sklearn
-uses for AP).
+Definitions (all exact, ties grouped: every metric is a function of the curve
+of ``(TP(t), FP(t))`` at the distinct scores ``t``, with ``TP(t) = #{positive
+with score >= t}``; a group of tied scores moves as one step):
 
-AUPRO follows the MVTec AD definition (Bergmann et al., IJCV 2021):
-ground-truth regions are the 8-connected components of each mask
-(``scipy.ndimage.label`` with a 3x3 structure); at a threshold t, the
-per-region overlap is the fraction of the region's pixels scoring >= t, PRO(t)
-is its mean over all regions of the category and FPR(t) the fraction of the
-category's normal pixels scoring >= t. The curve (starting at (0, 0)) is
-integrated over FPR in [0, fpr_limit] with linear interpolation at the limit,
-and divided by fpr_limit.
+* AUROC = trapezoidal area under ROC = Mann-Whitney ``U / (P N)`` with
+  ``U = sum_pos (#neg < s + 0.5 #neg == s)``.
+* AP = ``sum_n (R_n - R_{n-1}) P_n`` over distinct thresholds (the definition of
+  sklearn's ``average_precision_score``).
+* F1-max = ``max_t 2 TP / (TP + FP + P)`` over distinct thresholds.
+* AUPRO, MVTec AD definition (Bergmann et al., IJCV 2021, Sec. "PRO"): regions
+  are the 8-connected components of each ground-truth mask
+  (``scipy.ndimage.label``, 3x3 structure, labelled per image); the per-region
+  overlap at ``t`` is the fraction of the region's pixels scoring ``>= t``,
+  ``PRO(t)`` its mean over all regions of the category, ``FPR(t)`` the fraction
+  of ALL normal pixels of the category (normal images and the normal part of
+  anomalous images) scoring ``>= t``. The curve through ``(0, 0)`` and the points
+  at every distinct threshold is integrated with trapezoids up to
+  ``FPR = fpr_limit`` (linear interpolation at the limit) and divided by
+  ``fpr_limit`` (default 0.3).
 
-A metric that is undefined (one class only, no region) is reported as None
-with a reason, never as 0 or 0.5.
+How (no loop over pixels or thresholds). Every quantity above only changes at
+a distinct *positive* score ``u_j``: between two of them only ``FP`` (and FPR)
+moves, which is a horizontal ROC / PRO segment. So it suffices to know, for each
+distinct positive score, ``c_j`` (positives equal to it), ``lt_j = #neg < u_j``
+and ``le_j = #neg <= u_j``: the ROC / PRO curve is exactly the polyline
+``(#neg > u_j, before) -> (#neg >= u_j, after)`` for ``j`` in decreasing order.
+Negatives are kept as sorted float32 chunks; ``lt`` / ``le`` are
+``searchsorted`` counts summed over chunks.
+
+Memory bound (``PixelMetrics``; M = 4 bytes x pixels = the float32 maps): the
+accumulator stores each normal pixel once as float32 and each anomalous pixel as
+float32 plus a 1-2 byte region id, so the store is <= M + 2 bytes x P. While
+adding, filling a chunk copies at most ``chunk_pixels`` values once (<= 64 MiB
+by default). ``compute()`` adds arrays over the ``m <= P`` distinct positive
+scores only (about 60 bytes per distinct positive value at the peak; nothing of
+the size of the negatives: no float64 copy, no argsort, no concatenation of all
+maps). Peak <= M + 64 MiB + ~62 bytes x P; for an MVTec-sized category (400
+maps of 400x400, M = 256 MB) that is < 2 M while fewer than ~3 M anomalous pixels (~5 %),
+and ``python -m fsadbench.bench_metrics`` prints the measured peak.
+
+Undefined metrics (one class only, no region) raise ``UndefinedMetric`` in the
+functions and come back as ``None`` plus a reason from the dict-returning
+APIs, never as 0 or 0.5.
 """
 
 from __future__ import annotations
@@ -24,7 +51,12 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import DataError
+
+# The definitions above are unchanged since version 1 (records stay comparable).
 METRIC_VERSION = "fsad-metrics/1 (exact ties; aupro: mvtec, 8-conn, fpr<=0.3, /0.3)"
+
+DEFAULT_CHUNK_PIXELS = 1 << 24  # 64 MiB of float32 per sorted chunk of normal pixels
 
 
 class UndefinedMetric(Exception):
@@ -35,205 +67,394 @@ class UndefinedMetric(Exception):
         self.reason = reason
 
 
+# ----------------------------------------------------------------------------- inputs
+
 def _as_np(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
-def _check_two_classes(labels: np.ndarray, what: str) -> tuple[int, int]:
-    n_pos = int(labels.sum())
-    n_neg = int(labels.size - n_pos)
-    if n_pos == 0:
-        raise UndefinedMetric(f"one class only: no anomalous {what}")
-    if n_neg == 0:
-        raise UndefinedMetric(f"one class only: no normal {what}")
-    return n_pos, n_neg
-
-
-def binary_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative (tps, fps) at each distinct score, highest score first.
-
-    Returns ``(thresholds, tps, fps)``; ``tps[i]`` counts positives with score >=
-    ``thresholds[i]``.
-    """
+def _scores_labels(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     s = _as_np(scores).ravel()
-    y = _as_np(labels).ravel().astype(bool)
+    y = _as_np(labels).ravel()
     if s.shape != y.shape:
-        raise ValueError(f"scores ({s.size}) and labels ({y.size}) differ in size")
-    order = np.argsort(s, kind="stable")[::-1]
-    s = s[order]
-    y = y[order]
-    # last index of each group of equal scores
-    ends = np.flatnonzero(np.diff(s)) if s.size else np.empty(0, dtype=np.int64)
-    ends = np.r_[ends, s.size - 1]
-    tps = np.cumsum(y, dtype=np.int64)[ends]
-    fps = (ends + 1) - tps
-    return s[ends], tps, fps
+        raise ValueError(f"scores has {s.size} values but labels has {y.size}: pass one label per score")
+    if s.dtype.kind not in "fiub":
+        raise ValueError(f"scores must be numeric, got dtype {s.dtype}")
+    if s.dtype.kind == "f":
+        n_nan = int(np.count_nonzero(np.isnan(s)))
+        if n_nan:
+            raise FloatingPointError(f"scores contain {n_nan} NaN value(s): a NaN has no rank; fix the method's output")
+    if y.dtype != bool:
+        if y.size and (y.min() < 0 or y.max() > 1):
+            raise ValueError("labels must be 0/1 or bool (1 = anomalous), got values outside {0, 1}")
+        y = y.astype(bool)
+    return s, y
+
+
+# ----------------------------------------------------------------------------- core
+
+def _distinct(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of an ascending array and how many times each occurs."""
+    n = sorted_values.size
+    if n == 0:
+        return sorted_values[:0], np.zeros(0, np.int64)
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=new[1:])
+    first = np.flatnonzero(new)
+    del new
+    counts = np.diff(np.append(first, n))
+    return sorted_values[first], counts
+
+
+class _Summary:
+    """Counts at the distinct positive scores ``u`` (ascending).
+
+    ``c[j]`` positives equal ``u[j]``; ``lt[j]`` / ``le[j]`` negatives ``<`` /
+    ``<=`` ``u[j]``; ``n_pos`` / ``n_neg`` the class sizes.
+    """
+
+    def __init__(self, u, c, lt, le, n_pos: int, n_neg: int):
+        self.u, self.c, self.lt, self.le = u, c, lt, le
+        self.n_pos, self.n_neg = int(n_pos), int(n_neg)
+
+    # Each metric below is the closed form of its module-doc definition on the
+    # exact polyline described there; the tests check them against sklearn and a
+    # threshold-sweep oracle.
+    def auroc(self, what: str = "sample") -> float:
+        if self.n_pos == 0:
+            raise UndefinedMetric(f"one class only: no anomalous {what}")
+        if self.n_neg == 0:
+            raise UndefinedMetric(f"one class only: no normal {what}")
+        # 2U = sum_j c_j (lt_j + le_j): ties count 1/2 (Mann-Whitney).
+        u2 = int(np.dot(self.c, self.lt + self.le))
+        return u2 / (2 * self.n_pos * self.n_neg)
+
+    def _tp_fp_desc(self) -> tuple[np.ndarray, np.ndarray]:
+        tp = np.cumsum(self.c[::-1])                 # positives >= u_j, u descending
+        fp = self.n_neg - self.lt[::-1]              # negatives >= u_j
+        return tp, fp
+
+    def average_precision(self, what: str = "sample") -> float:
+        if self.n_pos == 0:
+            raise UndefinedMetric(f"no anomalous {what}: recall undefined")
+        tp, fp = self._tp_fp_desc()
+        # recall steps by c_j / P at u_j; precision there = tp / (tp + fp)
+        return float(np.dot(self.c[::-1], tp / (tp + fp)) / self.n_pos)
+
+    def f1_max(self, what: str = "sample") -> float:
+        if self.n_pos == 0:
+            raise UndefinedMetric(f"no anomalous {what}: F1 undefined")
+        tp, fp = self._tp_fp_desc()
+        # For a fixed TP, F1 falls as FP grows, so the maximum over all distinct
+        # thresholds is reached at a distinct positive score.
+        return float(np.max(2.0 * tp / (tp + fp + self.n_pos)))
+
+    def aupro(self, region_weight_sums: np.ndarray, fpr_limit: float) -> float:
+        """Area under the exact PRO polyline up to ``fpr_limit``, divided by it.
+
+        ``region_weight_sums[j]`` = sum over positives equal to ``u_j`` of
+        ``1 / (R |region|)``, so ``PRO(u_j) = p_j`` is its cumulative sum in
+        decreasing ``u``. In negative counts (x = count / N), step j is a
+        horizontal segment ``[E_{j-1}, G_j]`` at ``p_{j-1}`` and a straight one
+        ``[G_j, E_j]`` from ``p_{j-1}`` to ``p_j`` (``G_j = #neg > u_j``,
+        ``E_j = #neg >= u_j``); after the last step the curve stays at ``p`` to
+        x = N. The area stops at ``L = fpr_limit N``, cutting the segment that
+        crosses L with linear interpolation.
+        """
+        if self.n_pos == 0:
+            raise UndefinedMetric("no anomalous region in the masks")
+        if self.n_neg == 0:
+            raise UndefinedMetric("no normal pixel: FPR undefined")
+        n = self.n_neg
+        lim = fpr_limit * n
+        e_all = n - self.lt[::-1]                     # E_j, non-decreasing in j
+        full = int(np.searchsorted(e_all, lim, side="right"))  # steps ending at or before L
+        take = min(full + 1, e_all.size)               # plus the step that crosses L
+        e = e_all[:take].astype(np.float64)
+        del e_all
+        g = (n - self.le[::-1][:take]).astype(np.float64)  # G_j
+        p = np.cumsum(region_weight_sums[::-1][:take])
+        p_prev = np.concatenate(([0.0], p[:-1]))
+        e_prev = np.concatenate(([0.0], e[:-1]))
+        area = float(np.dot(g[:full] - e_prev[:full], p_prev[:full])
+                     + np.dot(e[:full] - g[:full], p_prev[:full] + p[:full]) / 2.0)
+        if full < take:                                # step `full` crosses L
+            j = full
+            area += (min(g[j], lim) - e_prev[j]) * p_prev[j]
+            if lim > g[j]:
+                y_lim = p_prev[j] + (p[j] - p_prev[j]) * (lim - g[j]) / (e[j] - g[j])
+                area += (lim - g[j]) * (p_prev[j] + y_lim) / 2.0
+        else:                                          # every step ends before L: flat tail
+            area += (lim - (e[-1] if take else 0.0)) * (p[-1] if take else 0.0)
+        return area / lim
+
+
+def _summary_flat(scores, labels) -> _Summary:
+    s, y = _scores_labels(scores, labels)
+    neg = s[~y]
+    neg.sort()
+    pos = s[y]
+    pos.sort()
+    u, c = _distinct(pos)
+    lt = np.searchsorted(neg, u, side="left")
+    le = np.searchsorted(neg, u, side="right")
+    return _Summary(u, c, lt, le, pos.size, neg.size)
 
 
 def auroc(scores, labels) -> float:
-    """Area under the ROC curve; trapezoids over distinct thresholds = Mann-Whitney U / (P N)."""
-    y = _as_np(labels).ravel().astype(bool)
-    n_pos, n_neg = _check_two_classes(y, "sample")
-    _, tps, fps = binary_curve(scores, y)
-    tpr = np.r_[0, tps] / n_pos
-    fpr = np.r_[0, fps] / n_neg
-    return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1])) / 2.0)
+    """Exact AUROC with ties (Mann-Whitney U / (P N)); raises UndefinedMetric for one class."""
+    return _summary_flat(scores, labels).auroc()
 
 
 def average_precision(scores, labels) -> float:
-    """AP = sum_n (R_n - R_{n-1}) P_n over distinct thresholds (sklearn's definition)."""
-    y = _as_np(labels).ravel().astype(bool)
-    n_pos = int(y.sum())
-    if n_pos == 0:
-        raise UndefinedMetric("no anomalous sample: precision/recall undefined")
-    _, tps, fps = binary_curve(scores, y)
-    precision = tps / (tps + fps)
-    recall = np.r_[0, tps] / n_pos
-    return float(np.sum((recall[1:] - recall[:-1]) * precision))
+    """AP = sum_n (R_n - R_{n-1}) P_n over distinct thresholds (= sklearn's average_precision_score)."""
+    return _summary_flat(scores, labels).average_precision()
 
 
 def f1_max(scores, labels) -> float:
-    """max over distinct thresholds of F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (TP + FP + P)."""
-    y = _as_np(labels).ravel().astype(bool)
-    n_pos = int(y.sum())
-    if n_pos == 0:
-        raise UndefinedMetric("no anomalous sample: F1 undefined")
-    _, tps, fps = binary_curve(scores, y)
-    return float(np.max(2.0 * tps / (tps + fps + n_pos)))
+    """Maximum over distinct thresholds of F1 = 2 TP / (TP + FP + P) (ties grouped)."""
+    return _summary_flat(scores, labels).f1_max()
 
 
 def label_regions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected components of a boolean mask (MVTec AUPRO regions)."""
+    """8-connected components of a boolean mask (MVTec AUPRO regions): (ids, count)."""
     from scipy import ndimage
 
     return ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3), dtype=int))
 
 
-def pro_curve(scores: np.ndarray, region_ids: np.ndarray, n_regions: int,
-              region_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, PRO) at each distinct score, highest first, over flattened pixels.
-
-    ``region_ids`` is 0 for normal pixels and 1..n_regions for region pixels.
-    PRO(t) = (1 / R) sum_r |{p in r : s_p >= t}| / |r|, which is the cumulative
-    sum of the per-pixel weights 1 / (R |r(p)|).
-    """
-    s = scores.ravel()
-    ids = region_ids.ravel()
-    order = np.argsort(s, kind="stable")[::-1]
-    s = s[order]
-    ids = ids[order]
-    normal = ids == 0
-    n_normal = int(normal.sum())
-    weights = np.zeros(n_regions + 1, dtype=np.float64)
-    weights[1:] = 1.0 / (n_regions * region_sizes.astype(np.float64))
-    ends = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    pro = np.cumsum(weights[ids])[ends]
-    fpr = np.cumsum(normal, dtype=np.int64)[ends] / n_normal
-    return fpr, pro
-
-
-def integrate_to(fpr: np.ndarray, pro: np.ndarray, limit: float) -> float:
-    """Trapezoid area under (fpr, pro) from (0, 0) to fpr = limit, interpolating at the limit."""
-    x = np.r_[0.0, fpr]
-    y = np.r_[0.0, pro]
-    keep = x <= limit
-    xs, ys = x[keep], y[keep]
-    if xs[-1] < limit and keep.sum() < x.size:
-        j = int(np.argmax(~keep))  # first point beyond the limit
-        x0, x1, y0, y1 = x[j - 1], x[j], y[j - 1], y[j]
-        yl = y0 + (y1 - y0) * (limit - x0) / (x1 - x0)
-        xs, ys = np.r_[xs, limit], np.r_[ys, yl]
-    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1])) / 2.0)
-
-
 def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: float = 0.3) -> float:
-    """Normalised area under the PRO curve up to ``fpr_limit`` (MVTec AD definition, see module doc)."""
-    acc = PixelMetrics(fpr_limit=fpr_limit, aupro=True)
+    """Normalised area under the PRO curve up to ``fpr_limit`` (MVTec AD definition, module doc)."""
+    maps, masks = list(maps), list(masks)
+    if len(maps) != len(masks):
+        raise ValueError(f"{len(maps)} maps but {len(masks)} masks: pass one mask per map")
+    acc = PixelMetrics(device="cpu", fpr_limit=fpr_limit, aupro=True)
     for m, g in zip(maps, masks):
         acc.add(m, g)
-    return acc._aupro()
+    return acc.aupro_value()
 
 
-class PixelMetrics:
-    """Streaming accumulator of one category's anomaly maps and ground truth.
+# ----------------------------------------------------------------------------- storage of normal pixels
 
-    Maps are kept as float32 (the 1x of the memory bound); masks as region ids
-    only where a region exists.
+class _NegativeStore:
+    """Normal-pixel scores as sorted chunks (numpy on CPU, torch on an accelerator).
+
+    New values wait in ``pending`` until ``chunk`` of them are there, then are
+    concatenated and sorted once (in place for numpy), so each value is stored
+    once and only one chunk is ever copied at a time.
     """
 
-    def __init__(self, device=None, fpr_limit: float = 0.3, aupro: bool = True):
-        self.device = device
+    def __init__(self, chunk: int, device=None):
+        if chunk < 1:
+            raise ValueError(f"chunk_pixels must be >= 1, got {chunk}")
+        self.chunk = int(chunk)
+        self.device = device  # None: numpy; a torch.device: torch tensors there
+        self.pending: list = []
+        self.n_pending = 0
+        self.chunks: list = []
+        self.n = 0
+
+    def add(self, values) -> None:
+        k = int(values.numel() if self.device is not None else values.size)
+        if k == 0:
+            return
+        self.pending.append(values)
+        self.n_pending += k
+        self.n += k
+        if self.n_pending >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        if self.device is None:
+            block = self.pending[0].copy() if len(self.pending) == 1 else np.concatenate(self.pending)
+            self.pending.clear()
+            block.sort()
+        else:
+            import torch
+
+            block = torch.cat(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self.pending.clear()
+            block = torch.sort(block).values
+        self.n_pending = 0
+        self.chunks.append(block)
+
+    def count(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(#stored < u, #stored <= u)`` for each value of ``u`` (int64)."""
+        self.flush()
+        lt = np.zeros(u.size, dtype=np.int64)
+        le = np.zeros(u.size, dtype=np.int64)
+        if self.device is None:
+            for ch in self.chunks:
+                lt += np.searchsorted(ch, u, side="left")
+                le += np.searchsorted(ch, u, side="right")
+        else:
+            import torch
+
+            ut = torch.from_numpy(np.ascontiguousarray(u)).to(self.device)
+            for ch in self.chunks:
+                lt += torch.searchsorted(ch, ut, right=False).cpu().numpy()
+                le += torch.searchsorted(ch, ut, right=True).cpu().numpy()
+        return lt, le
+
+
+def _resolve_backend(device, backend: str | None):
+    """None for numpy, else the torch.device to keep normal pixels on."""
+    if backend not in (None, "numpy", "torch"):
+        raise ValueError(f"backend must be 'numpy', 'torch' or None (auto), got {backend!r}")
+    if backend == "numpy":
+        return None
+    import torch
+
+    if device is None:
+        dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        dev = torch.device(device)
+    if backend == "torch":
+        return dev
+    # auto: torch on an accelerator, numpy on CPU (numpy's sort is the faster one there)
+    return None if dev.type == "cpu" else dev
+
+
+# ----------------------------------------------------------------------------- streaming accumulator
+
+class PixelMetrics:
+    """Streaming pixel AUROC / AP / F1-max / AUPRO for one category (module doc: bound).
+
+    ``add(amap, mask)`` takes one H x W map (numpy or torch; stored as float32)
+    and its boolean mask (None = all normal). ``device=None`` uses CUDA when
+    present, else numpy on CPU; ``backend`` forces 'numpy' or 'torch'.
+    ``chunk_pixels`` sets the sorted-chunk size of normal pixels.
+    """
+
+    def __init__(self, device=None, fpr_limit: float = 0.3, aupro: bool = True, *,
+                 backend: str | None = None, chunk_pixels: int = DEFAULT_CHUNK_PIXELS):
+        if not 0.0 < float(fpr_limit) <= 1.0:
+            raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
         self.fpr_limit = float(fpr_limit)
-        self.with_aupro = aupro
-        self._maps: list[np.ndarray] = []
-        self._ids: list[np.ndarray | None] = []
-        self._sizes: list[np.ndarray] = []
+        self.with_aupro = bool(aupro)
+        self.device = _resolve_backend(device, backend)
+        self._neg = _NegativeStore(chunk_pixels, self.device)
+        self._pos: list[np.ndarray] = []        # float32 scores of anomalous pixels, per image
+        self._ids: list[np.ndarray] = []        # their 1-based region id within the image
+        self._sizes: list[np.ndarray] = []      # region sizes of that image
         self._n_regions = 0
+        self._n_maps = 0
+
+    @property
+    def n_pixels(self) -> int:
+        return self._neg.n + sum(p.size for p in self._pos)
 
     def add(self, amap, mask) -> None:
-        a = _as_np(amap).astype(np.float32, copy=False)
-        g = _as_np(mask).astype(bool, copy=False)
-        if a.shape != g.shape:
-            raise ValueError(f"anomaly map {a.shape} and mask {g.shape} differ in shape")
-        self._maps.append(a.ravel())
-        if g.any():
-            ids, n = label_regions(g)
-            ids = ids.astype(np.int32).ravel()
-            sizes = np.bincount(ids, minlength=n + 1)[1:]
-            ids[ids > 0] += self._n_regions
-            self._n_regions += n
-            self._ids.append(ids)
-            self._sizes.append(sizes)
+        where = f"map #{self._n_maps}"
+        if self.device is not None and hasattr(amap, "detach"):
+            a_t = amap.detach().to(self.device, dtype=_torch_float32())
+            shape = tuple(a_t.shape)
         else:
-            self._ids.append(None)
+            a = _as_np(amap)
+            if a.dtype != np.float32:
+                a = a.astype(np.float32)
+            shape = a.shape
+        g = np.zeros(shape, dtype=bool) if mask is None else _as_np(mask)
+        if g.dtype != bool:
+            g = g != 0
+        if len(shape) != 2 or g.shape != shape:
+            raise DataError(f"{where}: anomaly map is {shape} but its mask is {g.shape}; both must be the same "
+                            "H x W (resize the mask to the map, as the evaluator does)")
+        if self.device is not None:
+            import torch
 
-    def _flat(self) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.concatenate(self._maps) if self._maps else np.empty(0, np.float32)
-        ids = np.concatenate([i if i is not None else np.zeros(m.size, np.int32)
-                              for i, m in zip(self._ids, self._maps)]) if self._maps else np.empty(0, np.int32)
-        return scores, ids
+            if not hasattr(amap, "detach"):
+                a_t = torch.from_numpy(a).to(self.device)
+            if bool(torch.isnan(a_t).any()):
+                raise FloatingPointError(f"{where}: anomaly map has NaN values; fix the method's output")
+            g_t = torch.from_numpy(g).to(self.device)
+            self._neg.add(a_t[~g_t])
+            pos = a_t[g_t].cpu().numpy()
+        else:
+            if np.isnan(a).any():
+                raise FloatingPointError(f"{where}: anomaly map has NaN values; fix the method's output")
+            self._neg.add(a[~g])
+            pos = a[g]
+        self._n_maps += 1
+        if pos.size == 0:
+            return
+        self._pos.append(pos)
+        if self.with_aupro:
+            ids, n = label_regions(g)
+            dtype = np.uint8 if n < 256 else (np.uint16 if n < 65536 else np.int32)
+            self._ids.append(ids[g].astype(dtype))
+            self._sizes.append(np.bincount(ids.ravel(), minlength=n + 1)[1:])
+            self._n_regions += n
 
-    def _aupro(self) -> float:
-        scores, ids = self._flat()
-        if self._n_regions == 0:
+    def _summary(self) -> _Summary:
+        self._neg.flush()  # before the positive-side arrays exist: peaks do not add up
+        if self._pos:
+            pos = np.concatenate(self._pos) if len(self._pos) > 1 else self._pos[0].copy()
+        else:
+            pos = np.zeros(0, np.float32)
+        pos.sort()
+        u, c = _distinct(pos)
+        n_pos = pos.size
+        del pos
+        lt, le = self._neg.count(u)
+        return _Summary(u, c, lt, le, n_pos, self._neg.n)
+
+    def _region_weight_sums(self, u: np.ndarray) -> np.ndarray:
+        """Sum of ``1 / (R |r(p)|)`` over the anomalous pixels p with score ``u[j]``, per j."""
+        sw = np.zeros(u.size, dtype=np.float64)
+        for pos, ids, sizes in zip(self._pos, self._ids, self._sizes):
+            w = 1.0 / (self._n_regions * sizes.astype(np.float64))
+            np.add.at(sw, np.searchsorted(u, pos), w[ids.astype(np.intp) - 1])
+        return sw
+
+    def aupro_value(self, summary: _Summary | None = None) -> float:
+        """AUPRO of what was added; raises UndefinedMetric (see module doc)."""
+        if not self.with_aupro:
+            raise ValueError("this PixelMetrics was built with aupro=False")
+        s = self._summary() if summary is None else summary
+        if s.n_pos == 0:
             raise UndefinedMetric("no anomalous region in the masks")
-        if not (ids == 0).any():
-            raise UndefinedMetric("no normal pixel: FPR undefined")
-        fpr, pro = pro_curve(scores, ids, self._n_regions, np.concatenate(self._sizes))
-        return integrate_to(fpr, pro, self.fpr_limit) / self.fpr_limit
+        return s.aupro(self._region_weight_sums(s.u), self.fpr_limit)
 
     def compute(self) -> dict:
-        scores, ids = self._flat()
-        labels = ids > 0
+        """Dict of pixel_auroc, pixel_ap, pixel_f1_max, aupro (None when undefined) and ``undefined`` reasons."""
+        s = self._summary()
         out: dict = {}
         undefined: dict[str, str] = {}
-        for key, fn in (("pixel_auroc", auroc), ("pixel_ap", average_precision), ("pixel_f1_max", f1_max)):
+        jobs = [("pixel_auroc", lambda: s.auroc("pixel")),
+                ("pixel_ap", lambda: s.average_precision("pixel")),
+                ("pixel_f1_max", lambda: s.f1_max("pixel"))]
+        if self.with_aupro:
+            jobs.append(("aupro", lambda: self.aupro_value(s)))
+        for key, fn in jobs:
             try:
-                out[key] = fn(scores, labels)
+                out[key] = fn()
             except UndefinedMetric as exc:
                 out[key] = None
                 undefined[key] = exc.reason
-        if self.with_aupro:
-            try:
-                out["aupro"] = self._aupro()
-            except UndefinedMetric as exc:
-                out["aupro"] = None
-                undefined["aupro"] = exc.reason
         out["undefined"] = undefined
         return out
 
 
+def _torch_float32():
+    import torch
+
+    return torch.float32
+
+
 def image_metrics(scores, labels) -> dict:
-    """Image-level AUROC, AP and F1-max, with undefined ones as None plus reasons."""
-    s = _as_np(scores).astype(np.float64).ravel()
-    y = _as_np(labels).astype(bool).ravel()
+    """Image-level AUROC, AP and F1-max (None when undefined) plus ``undefined`` reasons."""
+    s = _summary_flat(scores, labels)
     out: dict = {}
     undefined: dict[str, str] = {}
-    for key, fn in (("image_auroc", auroc), ("image_ap", average_precision), ("image_f1_max", f1_max)):
+    for key, fn in (("image_auroc", s.auroc), ("image_ap", s.average_precision), ("image_f1_max", s.f1_max)):
         try:
-            out[key] = fn(s, y)
+            out[key] = fn("image")
         except UndefinedMetric as exc:
             out[key] = None
             undefined[key] = exc.reason
