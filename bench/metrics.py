@@ -29,16 +29,19 @@ and ``le_j = #neg <= u_j``: the ROC / PRO curve is exactly the polyline
 Negatives are kept as sorted float32 chunks; ``lt`` / ``le`` are
 ``searchsorted`` counts summed over chunks.
 
-Memory bound (``PixelMetrics``; M = 4 bytes x pixels = the float32 maps): the
-accumulator stores each normal pixel once as float32 and each anomalous pixel as
-float32 plus a 1-2 byte region id, so the store is <= M + 2 bytes x P. While
-adding, filling a chunk copies at most ``chunk_pixels`` values once (<= 64 MiB
-by default). ``compute()`` adds arrays over the ``m <= P`` distinct positive
-scores only (about 60 bytes per distinct positive value at the peak; nothing of
-the size of the negatives: no float64 copy, no argsort, no concatenation of all
-maps). Peak <= M + 64 MiB + ~62 bytes x P; for an MVTec-sized category (400
-maps of 400x400, M = 256 MB) that is < 2 M while fewer than ~3 M anomalous pixels (~5 %),
-and ``python -m fsadbench.bench_metrics`` prints the measured peak.
+Memory bound (``PixelMetrics``; M = 4 bytes x pixels = the float32 maps, P =
+anomalous pixels, m <= P their distinct scores): the store holds each normal
+pixel once as float32 and each anomalous pixel as float32 plus a 1-2 byte
+region id: <= M + 2 P bytes. While adding, filling a chunk copies at most
+``chunk_pixels`` values once (<= 64 MiB by default). ``compute()`` first sorts
+the last partial chunk, then allocates only arrays over the m distinct
+anomalous scores (value, count, two negative counts, region-weight sum: 36 bytes
+each, plus one 8-byte searchsorted result) and work arrays of ``BLOCK`` = 2^18
+values (~20 MiB); no float64 copy, argsort or concatenation of all maps.
+Peak <= M + 2 P + max(64 MiB, 44 m + 20 MiB) bytes: for an MVTec-sized
+category (400 maps of 400x400, M = 256 MB) it stays below 2 M while fewer than
+~5e6 pixels (~8 %) are anomalous; ``python -m fsadbench.bench_metrics`` prints
+the measured tracemalloc peak (1.28 M at 2.6 % anomalous).
 
 Undefined metrics (one class only, no region) raise ``UndefinedMetric`` in the
 functions and come back as ``None`` plus a reason from the dict-returning
@@ -121,36 +124,48 @@ class _Summary:
         self.n_pos, self.n_neg = int(n_pos), int(n_neg)
 
     # Each metric below is the closed form of its module-doc definition on the
-    # exact polyline described there; the tests check them against sklearn and a
+    # exact polyline described there, evaluated over blocks of BLOCK distinct
+    # values from the highest down (carrying the running sums), so the work
+    # arrays stay O(BLOCK); the tests check them against sklearn and a
     # threshold-sweep oracle.
+    BLOCK = 1 << 18
+
+    def _desc_blocks(self):
+        """Slices of the ascending arrays, highest values first; each block is reversed by the caller."""
+        for stop in range(self.u.size, 0, -self.BLOCK):
+            yield slice(max(0, stop - self.BLOCK), stop)
+
     def auroc(self, what: str = "sample") -> float:
         if self.n_pos == 0:
             raise UndefinedMetric(f"one class only: no anomalous {what}")
         if self.n_neg == 0:
             raise UndefinedMetric(f"one class only: no normal {what}")
-        # 2U = sum_j c_j (lt_j + le_j): ties count 1/2 (Mann-Whitney).
-        u2 = int(np.dot(self.c, self.lt + self.le))
+        # 2U = sum_j c_j (lt_j + le_j): ties count 1/2 (Mann-Whitney); integers, exact.
+        u2 = sum(int(np.dot(self.c[b], self.lt[b] + self.le[b])) for b in self._desc_blocks())
         return u2 / (2 * self.n_pos * self.n_neg)
 
-    def _tp_fp_desc(self) -> tuple[np.ndarray, np.ndarray]:
-        tp = np.cumsum(self.c[::-1])                 # positives >= u_j, u descending
-        fp = self.n_neg - self.lt[::-1]              # negatives >= u_j
-        return tp, fp
+    def _tp_fp_blocks(self):
+        """Per block, descending: (c_j, TP at u_j = positives >= u_j, FP at u_j = negatives >= u_j)."""
+        tp_before = 0
+        for b in self._desc_blocks():
+            c = self.c[b][::-1]
+            tp = tp_before + np.cumsum(c)
+            tp_before = int(tp[-1])
+            yield c, tp, self.n_neg - self.lt[b][::-1]
 
     def average_precision(self, what: str = "sample") -> float:
         if self.n_pos == 0:
             raise UndefinedMetric(f"no anomalous {what}: recall undefined")
-        tp, fp = self._tp_fp_desc()
-        # recall steps by c_j / P at u_j; precision there = tp / (tp + fp)
-        return float(np.dot(self.c[::-1], tp / (tp + fp)) / self.n_pos)
+        # recall steps by c_j / P at u_j; precision there = TP / (TP + FP)
+        total = sum(float(np.dot(c, tp / (tp + fp))) for c, tp, fp in self._tp_fp_blocks())
+        return total / self.n_pos
 
     def f1_max(self, what: str = "sample") -> float:
         if self.n_pos == 0:
             raise UndefinedMetric(f"no anomalous {what}: F1 undefined")
-        tp, fp = self._tp_fp_desc()
         # For a fixed TP, F1 falls as FP grows, so the maximum over all distinct
         # thresholds is reached at a distinct positive score.
-        return float(np.max(2.0 * tp / (tp + fp + self.n_pos)))
+        return max(float(np.max(2.0 * tp / (tp + fp + self.n_pos))) for _, tp, fp in self._tp_fp_blocks())
 
     def aupro(self, region_weight_sums: np.ndarray, fpr_limit: float) -> float:
         """Area under the exact PRO polyline up to ``fpr_limit``, divided by it.
@@ -170,25 +185,25 @@ class _Summary:
             raise UndefinedMetric("no normal pixel: FPR undefined")
         n = self.n_neg
         lim = fpr_limit * n
-        e_all = n - self.lt[::-1]                     # E_j, non-decreasing in j
-        full = int(np.searchsorted(e_all, lim, side="right"))  # steps ending at or before L
-        take = min(full + 1, e_all.size)               # plus the step that crosses L
-        e = e_all[:take].astype(np.float64)
-        del e_all
-        g = (n - self.le[::-1][:take]).astype(np.float64)  # G_j
-        p = np.cumsum(region_weight_sums[::-1][:take])
-        p_prev = np.concatenate(([0.0], p[:-1]))
-        e_prev = np.concatenate(([0.0], e[:-1]))
-        area = float(np.dot(g[:full] - e_prev[:full], p_prev[:full])
-                     + np.dot(e[:full] - g[:full], p_prev[:full] + p[:full]) / 2.0)
-        if full < take:                                # step `full` crosses L
-            j = full
-            area += (min(g[j], lim) - e_prev[j]) * p_prev[j]
-            if lim > g[j]:
-                y_lim = p_prev[j] + (p[j] - p_prev[j]) * (lim - g[j]) / (e[j] - g[j])
-                area += (lim - g[j]) * (p_prev[j] + y_lim) / 2.0
-        else:                                          # every step ends before L: flat tail
-            area += (lim - (e[-1] if take else 0.0)) * (p[-1] if take else 0.0)
+        area, p_last, e_last = 0.0, 0.0, 0.0
+        for b in self._desc_blocks():
+            e = (n - self.lt[b][::-1]).astype(np.float64)       # E_j, non-decreasing
+            g = (n - self.le[b][::-1]).astype(np.float64)       # G_j
+            p = p_last + np.cumsum(region_weight_sums[b][::-1])
+            p_prev = np.concatenate(([p_last], p[:-1]))
+            e_prev = np.concatenate(([e_last], e[:-1]))
+            full = int(np.searchsorted(e, lim, side="right"))   # steps ending at or before L
+            f = slice(0, full)
+            area += float(np.dot(g[f] - e_prev[f], p_prev[f]) + np.dot(e[f] - g[f], p_prev[f] + p[f]) / 2.0)
+            if full < e.size:                                   # step `full` crosses L: cut it there
+                j = full
+                area += (min(g[j], lim) - e_prev[j]) * p_prev[j]
+                if lim > g[j]:
+                    y_lim = p_prev[j] + (p[j] - p_prev[j]) * (lim - g[j]) / (e[j] - g[j])
+                    area += (lim - g[j]) * (p_prev[j] + y_lim) / 2.0
+                return area / lim
+            p_last, e_last = float(p[-1]), float(e[-1])
+        area += (lim - e_last) * p_last                         # every step ends before L: flat tail
         return area / lim
 
 

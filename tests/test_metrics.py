@@ -11,8 +11,8 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fsadbench.errors import DataError
-from fsadbench.metrics import (METRIC_VERSION, PixelMetrics, UndefinedMetric, aupro, auroc, average_precision,
-                               f1_max, image_metrics, label_regions)
+from fsadbench.metrics import (METRIC_VERSION, PixelMetrics, UndefinedMetric, _Summary, aupro, auroc,
+                               average_precision, f1_max, image_metrics, label_regions)
 
 
 # ----------------------------------------------------------------------------- plain oracles
@@ -124,9 +124,17 @@ def test_constant_maps_give_the_diagonal():
 
 # ----------------------------------------------------------------------------- randomised vs oracles
 
+@pytest.fixture(params=[None, 3], ids=["one-block", "blocks-of-3"])
+def block(request, monkeypatch):
+    """Runs a test as is and with the metric loops cut into blocks of 3 distinct values."""
+    if request.param is not None:
+        monkeypatch.setattr(_Summary, "BLOCK", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("levels", [None, 3, 12])
-def test_flat_metrics_match_sklearn_and_sweep(seed, levels):
+def test_flat_metrics_match_sklearn_and_sweep(seed, levels, block):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 400))
     y = rng.random(n) < rng.uniform(0.05, 0.6)
@@ -143,7 +151,7 @@ def test_flat_metrics_match_sklearn_and_sweep(seed, levels):
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=["numpy", "numpy-chunks", "torch", "torch-chunks"])
 @pytest.mark.parametrize("seed,levels", [(0, None), (1, 4), (2, 16), (3, 2), (4, None), (5, 7)])
-def test_pixel_metrics_match_oracles(backend, seed, levels):
+def test_pixel_metrics_match_oracles(backend, seed, levels, block):
     rng = np.random.default_rng(seed)
     maps, masks = random_category(rng, levels=levels)
     masks[0][:] = False
@@ -159,7 +167,7 @@ def test_pixel_metrics_match_oracles(backend, seed, levels):
 
 
 @pytest.mark.parametrize("limit", [0.05, 0.3, 0.77, 1.0])
-def test_aupro_other_limits_match_sweep(limit):
+def test_aupro_other_limits_match_sweep(limit, block):
     maps, masks = random_category(np.random.default_rng(11), n_maps=4, levels=6)
     assert aupro(maps, masks, fpr_limit=limit) == pytest.approx(oracle_aupro(maps, masks, limit), abs=1e-9)
 
