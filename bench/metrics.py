@@ -286,7 +286,8 @@ class _NegativeStore:
         if not self.pending:
             return
         if self.device is None:
-            block = self.pending[0].copy() if len(self.pending) == 1 else np.concatenate(self.pending)
+            # the pieces are the store's own copies (``a[~mask]``): a single one is sorted in place
+            block = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
             self.pending.clear()
             block.sort()
         else:
