@@ -158,6 +158,12 @@ def _dataset_specs(value: Any, where: str) -> list[DatasetSpec]:
             extra = set(d) - {"name", "root", "categories", "options"}
             if extra:
                 raise ConfigError(f"{where}: dataset entry {d['name']!r} has unknown keys {sorted(extra)}")
+            opts = d.get("options") or {}
+            for reserved in ("root", "data_root", "cache_dir"):
+                if reserved in opts:
+                    raise ConfigError(f"{where}: dataset {d['name']!r} sets {reserved!r} under 'options'; "
+                                      + ("write it as the entry's own key: {name: ..., root: ...}"
+                                         if reserved == "root" else f"give it as --{reserved.replace('_', '-')}"))
             cats = d.get("categories")
             out.append(DatasetSpec(str(d["name"]), d.get("root"), list(cats) if cats else None,
                                    dict(d.get("options") or {})))

@@ -6,6 +6,9 @@ maps are upsampled bilinearly (align_corners=False) to ``eval_size`` x
 (kernel truncated at 4 sigma, reflect padding, as scipy.ndimage); masks are
 resized with nearest neighbour to the same size. Pixel metrics are computed
 over all test pixels of the category; image metrics over its test images.
+An anomalous image without a mask (a user folder with partial masks) counts
+for image metrics only: its pixels are unknown, not normal, so they are left
+out of the pixel metrics rather than scored as all-normal.
 """
 
 from __future__ import annotations
@@ -102,6 +105,11 @@ def gt_mask(sample: Sample, size: int) -> np.ndarray:
     return _mask_cached(str(sample.mask_path), size)
 
 
+def has_pixel_truth(sample: Sample) -> bool:
+    """Whether the sample's pixels are labelled: normals (all normal) and masked anomalies."""
+    return not sample.label or sample.mask_path is not None
+
+
 @lru_cache(maxsize=8192)
 def _mask_hw(path: str) -> tuple[int, int]:
     return _image_hw(Path(path))
@@ -121,7 +129,8 @@ class CategoryEvaluator:
     def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> None:
         maps = postprocess(pred.maps, self.eval_size, self.sigma)
         for i, s in enumerate(samples):
-            self.pixel.add(maps[i].numpy(), masks[i])
+            if has_pixel_truth(s):
+                self.pixel.add(maps[i].numpy(), masks[i])
         self.scores.extend(float(x) for x in pred.scores)
         self.labels.extend(int(s.label) for s in samples)
 

@@ -21,7 +21,7 @@ import torch
 
 from .config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig, stable_hash
 from .errors import BenchError, DataError, NotApplicable
-from .evaluator import CategoryEvaluator, check_finite, gt_mask, nan_to_none
+from .evaluator import CategoryEvaluator, check_finite, gt_mask, has_pixel_truth, nan_to_none
 from .metrics import METRIC_VERSION
 from .provenance import provenance
 from .records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record, RecordStore
@@ -379,6 +379,9 @@ class Runner:
             ds = self._datasets.get(job.dataset.name)
             ds_info.update(root=str(split.root), meta=split.meta,
                            fingerprint=ds.fingerprint(split) if ds is not None else None)
+            unmasked = sum(1 for s in split.test if not has_pixel_truth(s))
+            if unmasked:  # image metrics only for these (see evaluator docstring)
+                ds_info["anomalous_without_mask"] = unmasked
         bb = self._backbone.describe() if self._backbone is not None else {
             "model": self.cfg.model, "pretrained": self.cfg.pretrained}
         bb["precision"] = self._features.precision if self._features is not None else "fp32"

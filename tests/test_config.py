@@ -43,3 +43,10 @@ def test_bad_method_option_syntax():
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="smoke"):
         build_config("nope")
+
+
+def test_dataset_root_under_options_is_refused_with_the_fix():
+    from fsadbench.config import _dataset_specs
+
+    with pytest.raises(ConfigError, match=r"sets 'root' under 'options'.*\{name: \.\.\., root: \.\.\.\}"):
+        _dataset_specs([{"name": "folder", "options": {"root": "/data/mine"}}], "x.yaml")

@@ -131,3 +131,22 @@ def test_cli_missing_data_root_shows_layout(tmp_path, capsys):
     text = captured.err + captured.out
     assert rc != 0
     assert "ground_truth" in text and "train/good" in text
+
+
+def test_folder_dataset_unmasked_anomaly_is_recorded_and_run(tmp_path):
+    """A user folder with one unmasked anomaly runs end to end; the record says how many were image-only."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures_layouts import make_folder
+
+    root = make_folder(tmp_path / "mine", size=48)
+    cfg = _cfg(tmp_path, datasets=[DatasetSpec("folder", root=str(root), categories=["widget"])],
+               shots=[1])
+    s = Runner(cfg, progress=False).run()
+    assert (s.computed, s.failed) == (1, 0)
+    r = json.loads(next((tmp_path / "res" / "records").rglob("*.json")).read_text())
+    assert r["n_test"] == 3 and r["n_test_anomalous"] == 2
+    assert r["dataset"]["anomalous_without_mask"] == 1
+    assert r["metrics"]["w/ VG"]["pixel_auroc"] is not None
