@@ -108,9 +108,9 @@ def test_deterministic_for_a_seed_and_seed_matters(tiny_backbone, feature_store,
 
 
 def test_table3_rows_run_end_to_end(method_ctx, synth):
-    cfg = yaml.safe_load((ROOT / "configs" / "apt_table3.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "configs" / "paper" / "apt_table3.yaml").read_text())
     rows = [m["options"] for m in cfg["methods"]]
-    assert len(rows) == 6 and cfg["published"]["source"]
+    assert len(rows) == 6 and cfg["table"]["layout"] == "apt_table3"
     info, train, test = synth["disc"]
     maps = {}
     for opts in rows:
