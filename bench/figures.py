@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .records import Record, RecordStore
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,8 +38,8 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str | Path) -> list[Path]:
-    plt = _plt()
+def save_figure(fig, path: str | Path) -> list[Path]:
+    plt = pyplot()
     p = Path(path)
     stem = p.with_suffix("") if p.suffix.lower() in (".png", ".pdf") else p
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def category_bars(records: Iterable[Record], dataset: str, shots: int, path: str
         raise ConfigError(f"figures bars: {metric} is undefined in every category of {dataset}")
     cats = sorted(pc["category"].unique())
     series = list(dict.fromkeys(zip(pc["label"], pc["variant"])))
-    plt = _plt()
+    plt = pyplot()
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(cats) * len(series) + 2.0), 3.4))
     for i, (lab, v) in enumerate(series):
@@ -84,7 +84,7 @@ def category_bars(records: Iterable[Record], dataset: str, shots: int, path: str
     ax.legend(fontsize=7, ncol=min(3, len(series)))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- qualitative grid from fitted methods ------------------------------------------------------------
@@ -126,7 +126,7 @@ def qualitative_grid(runner, methods, dataset, category: str, shots: int, seed: 
     images = [np.asarray(Image.open(s.image_path).convert("RGB").resize((size, size), Image.BICUBIC))
               for s in samples]
     masks = [gt_mask(s, size) for s in samples]
-    plt = _plt()
+    plt = pyplot()
     ncol = 2 + len(columns)
     fig, axes = plt.subplots(len(samples), ncol, figsize=(1.6 * ncol, 1.6 * len(samples) + 0.4), squeeze=False)
     for r, s in enumerate(samples):
@@ -147,7 +147,7 @@ def qualitative_grid(runner, methods, dataset, category: str, shots: int, seed: 
     note = " (RANDOM backbone: pipeline check)" if runner.backbone.is_random else ""
     fig.suptitle(f"{dataset.name}/{category}, {shots}-shot, seed {seed}{note}", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- command line --------------------------------------------------------------------------------------

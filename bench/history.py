@@ -104,11 +104,9 @@ def history_markdown(h: pd.DataFrame, method: str, dataset: str, metric: str, su
 
 def plot_history(h: pd.DataFrame, path: str | Path, method: str, dataset: str, metric: str) -> list[Path]:
     """Line plot with error bars (std over seeds), one line per (shots, variant); writes PNG and PDF."""
-    import matplotlib
+    from .figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if h.empty:
         raise ConfigError(f"history: no records of {method} on {dataset} to plot")
     commits = list(dict.fromkeys(h["commit"]))
@@ -124,20 +122,7 @@ def plot_history(h: pd.DataFrame, path: str | Path, method: str, dataset: str, m
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig, path: str | Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    p = Path(path)
-    stem = p.with_suffix("") if p.suffix.lower() in (".png", ".pdf") else p
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")]
-    for o in out:
-        fig.savefig(o, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def collect(results_dirs: Sequence[str | Path] | None, results_root: str | Path = "results") -> list[Record]:
