@@ -98,16 +98,20 @@ def quantise(m: np.ndarray, levels: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- references
 
-def aupro_sweep(maps, masks, fpr_limit: float = 0.3) -> tuple[float, int]:
-    """The tests' plain PRO reference, vectorised per threshold: (AUPRO, thresholds swept)."""
+def _region_ids(masks) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flat ids of the connected defect regions of all masks (0 = normal), their sizes, their count."""
     ids, sizes, offset = [], [], 0
     for g in masks:
         lab, n = label_regions(g)
         ids.append(np.where(lab > 0, lab + offset, 0).ravel())
         sizes.append(np.bincount(lab.ravel(), minlength=n + 1)[1:])
         offset += n
-    ids = np.concatenate(ids)
-    sizes = np.concatenate(sizes)
+    return np.concatenate(ids), np.concatenate(sizes), offset
+
+
+def aupro_sweep(maps, masks, fpr_limit: float = 0.3) -> tuple[float, int]:
+    """The tests' plain PRO reference, vectorised per threshold: (AUPRO, thresholds swept)."""
+    ids, sizes, offset = _region_ids(masks)
     scores = np.concatenate([m.ravel() for m in maps])
     normal = ids == 0
     n_normal = int(normal.sum())
@@ -130,14 +134,8 @@ def aupro_sweep(maps, masks, fpr_limit: float = 0.3) -> tuple[float, int]:
 
 def aupro_sorted_reference(maps, masks, fpr_limit: float = 0.3) -> float:
     """One-pass reference: argsort every pixel (float64), cumulative FPR / PRO at distinct scores."""
-    ids, sizes, offset = [], [], 0
-    for g in masks:
-        lab, n = label_regions(g)
-        ids.append(np.where(lab > 0, lab + offset, 0).ravel())
-        sizes.append(np.bincount(lab.ravel(), minlength=n + 1)[1:])
-        offset += n
-    ids = np.concatenate(ids)
-    sizes = np.concatenate(sizes).astype(np.float64)
+    ids, sizes, offset = _region_ids(masks)
+    sizes = sizes.astype(np.float64)
     scores = np.concatenate([m.ravel() for m in maps]).astype(np.float64)
     order = np.argsort(scores, kind="stable")[::-1]
     scores, ids = scores[order], ids[order]
@@ -178,6 +176,14 @@ def _sync(device) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def warm_up(args) -> None:
+    """One tiny PixelMetrics run, so lazy imports (torch, scipy.ndimage) and device set-up are not timed."""
+    warm = PixelMetrics(device=args.device, aupro=True)
+    warm.add(*synthetic_map(args.seed, 0, 16, 16))
+    warm.add(np.eye(16, dtype=np.float32), np.eye(16, dtype=bool))
+    warm.compute()
 
 
 def bench_auroc(n: int, args, sklearn_fit: list) -> dict:
@@ -227,11 +233,7 @@ def bench_aupro(args) -> dict:
 def bench_memory(args) -> dict:
     n_maps, side = args.memory_maps, 400
     map_bytes = n_maps * side * side * 4
-    warm = PixelMetrics(device=args.device, aupro=True)  # lazy imports (torch, scipy.ndimage) before tracing
-    warm.add(*synthetic_map(args.seed, 0, 16, 16))
-    warm.add(np.eye(16, dtype=np.float32), np.eye(16, dtype=bool))
-    warm.compute()
-    del warm
+    warm_up(args)  # lazy imports (torch, scipy.ndimage) before tracing
     tracemalloc.start()
     try:
         t0 = time.perf_counter()
@@ -274,6 +276,7 @@ def main(argv=None) -> dict:
     args.aupro_pixels = int(args.aupro_pixels)
     args.sklearn_max = int(args.sklearn_max)
     result: dict = {"device": args.device, "repeats": args.repeats}
+    warm_up(args)
 
     if "auroc" not in args.skip:
         fit: list = []
