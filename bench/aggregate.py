@@ -14,9 +14,10 @@ import pandas as pd
 
 from .records import STATUS_OK, Record
 
-METRICS = ("pixel_auroc", "image_auroc", "aupro", "pixel_ap", "pixel_f1_max")
+METRICS = ("pixel_auroc", "image_auroc", "aupro", "pixel_ap", "pixel_f1_max", "image_ap", "image_f1_max")
 METRIC_LABELS = {"pixel_auroc": "pixel AUROC", "image_auroc": "image AUROC", "aupro": "AUPRO",
-                 "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max"}
+                 "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max",
+                 "image_ap": "image AP", "image_f1_max": "image F1-max"}
 
 
 def records_frame(records: Iterable[Record]) -> pd.DataFrame:

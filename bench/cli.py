@@ -107,9 +107,22 @@ def run_main(argv: Sequence[str]) -> int:
     return 1 if summary.failed else 0
 
 
-def report_text(results_dir: str, fmt: str = "markdown", metric: str = "pixel_auroc",
+def parse_metrics(value: str) -> list[str]:
+    """``--metric``: one metric, a comma-separated list, or ``all`` (every metric a record carries)."""
+    from .aggregate import METRIC_LABELS
+
+    names = list(METRIC_LABELS) if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in METRIC_LABELS]
+    if unknown or not names:
+        raise BenchError(f"--metric {value!r}: unknown {unknown or value!r}; choose from "
+                         f"{', '.join(METRIC_LABELS)} or all")
+    return names
+
+
+def report_text(results_dir: str, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                 methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
                 per_category: bool = False) -> str:
+    """Main table (and per-category tables) of each metric, in the order given."""
     from .aggregate import records_frame
     from .records import RecordStore
     from .report import category_table, main_table, render
@@ -121,11 +134,13 @@ def report_text(results_dir: str, fmt: str = "markdown", metric: str = "pixel_au
         df = df[df["dataset"].isin(datasets)]
     if df.empty:
         return f"(no successful records in {results_dir})\n"
-    parts = [render(main_table(df, metric), fmt)]
-    if per_category:
-        for d in dict.fromkeys(df["dataset"]):
-            for k in sorted(df[df["dataset"] == d]["shots"].unique()):
-                parts.append(render(category_table(df, d, int(k), metric), fmt))
+    parts = []
+    for m in ([metric] if isinstance(metric, str) else metric):
+        parts.append(render(main_table(df, m), fmt))
+        if per_category:
+            for d in dict.fromkeys(df["dataset"]):
+                for k in sorted(df[df["dataset"] == d]["shots"].unique()):
+                    parts.append(render(category_table(df, d, int(k), m), fmt))
     return "\n".join(parts)
 
 
@@ -134,7 +149,8 @@ def report_main(argv: Sequence[str]) -> int:
     p.add_argument("--results-dir", default="results/run")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"])
     p.add_argument("--metric", default="pixel_auroc",
-                   choices=["pixel_auroc", "image_auroc", "aupro", "pixel_ap", "pixel_f1_max"])
+                   help="pixel_auroc (default), image_auroc, aupro, pixel_ap, pixel_f1_max, image_ap, "
+                        "image_f1_max; comma-separated, or all")
     p.add_argument("--methods", help="comma-separated method ids to include")
     p.add_argument("--datasets", help="comma-separated datasets to include")
     p.add_argument("--per-category", action="store_true", help="add per-category tables")
@@ -143,7 +159,7 @@ def report_main(argv: Sequence[str]) -> int:
     if not Path(a.results_dir).is_dir():
         raise BenchError(f"--results-dir {a.results_dir} does not exist; run a sweep first "
                          f"(python run_bench.py --preset smoke)")
-    text = report_text(a.results_dir, a.format, a.metric, a.methods.split(",") if a.methods else None,
+    text = report_text(a.results_dir, a.format, parse_metrics(a.metric), a.methods.split(",") if a.methods else None,
                        a.datasets.split(",") if a.datasets else None, a.per_category)
     print(text)
     if a.output:

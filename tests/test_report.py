@@ -83,3 +83,20 @@ def test_per_category_table():
     t = category_table(df, "mvtec", 1)
     md = to_markdown(t)
     assert "c1" in md and "c2" in md and "c3" not in md  # the failed cell has no row
+
+
+def test_report_metric_all_renders_every_metric_and_unknown_is_refused(tmp_path):
+    from fsadbench.cli import parse_metrics, report_text
+    from fsadbench.errors import BenchError
+
+    store = RecordStore(tmp_path)
+    for r in _records():
+        if r.status == "ok":
+            r.metrics = {v: {**m, "image_ap": 0.5, "image_f1_max": 0.6} for v, m in r.metrics.items()}
+        store.write(r)
+    assert parse_metrics("all")[:2] == ["pixel_auroc", "image_auroc"] and "image_f1_max" in parse_metrics("all")
+    text = report_text(str(tmp_path), metric=parse_metrics("image_ap,pixel_auroc"))
+    assert text.index("**image AP**") < text.index("**pixel AUROC**")
+    assert "50.00 ± 0.00" in text and "85.00 ± 5.00" in text  # A w/ VG: seeds 0.80, 0.90
+    with pytest.raises(BenchError, match="unknown.*choose from"):
+        parse_metrics("pixel_auroc,nope")
