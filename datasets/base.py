@@ -24,6 +24,8 @@ from fsadbench.types import CategoryInfo, CategorySplit, Sample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
+TEXTURES = frozenset({"carpet", "grid", "leather", "tile", "wood"})  # MVTec AD's texture categories
+
 
 class Dataset(ABC):
     name: ClassVar[str] = "dataset"
@@ -42,6 +44,10 @@ class Dataset(ABC):
     #: published counts per category for ``check-data`` (approximate where the papers are):
     #: a (train, test) pair or a dict whose keys are count names of :func:`split_counts`
     expected_counts: ClassVar[Mapping[str, Any]] = {}
+    #: the prompt words of every category (one-object datasets); None = from the category name
+    object_name: ClassVar[str | None] = None
+    #: categories that are textures (no object to focus on)
+    texture_categories: ClassVar[frozenset[str]] = TEXTURES
 
     def __init__(self, root: str | Path | None = None, cache_dir: str | Path | None = None, **options: Any):
         self.root = Path(root).expanduser() if root is not None else None
@@ -120,9 +126,9 @@ class Dataset(ABC):
         return CategoryInfo(
             dataset=self.name,
             name=category,
-            class_name=class_name(category),
+            class_name=self.object_name or class_name(category),
             defect_types=defect_types,
-            is_texture=category in TEXTURES,
+            is_texture=category in self.texture_categories,
         )
 
     def fingerprint(self, split: CategorySplit) -> str:
@@ -139,8 +145,6 @@ class Dataset(ABC):
                     h.update(b"missing")
         return h.hexdigest()[:16]
 
-
-TEXTURES = {"carpet", "grid", "leather", "tile", "wood"}
 
 _CLASS_NAMES = {
     "metal_nut": "metal nut",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from fsadbench.errors import DataError
-from fsadbench.types import CategoryInfo, CategorySplit, Sample
+from fsadbench.types import CategorySplit, Sample
 
 from .base import IMAGE_EXTENSIONS, Dataset, list_images, list_missing, make_sample, natural_key
 
@@ -49,6 +49,7 @@ def pair_images_masks(images: list[Path], masks: list[Path]) -> list[tuple[Path,
 class _CVC(Dataset):
     layout = CVC_LAYOUT
     test_only = True
+    object_name = "colon"
     option_names = ("normal_source",)
 
     def __init__(self, root=None, cache_dir=None, normal_source: str | Path | None = None):
@@ -58,9 +59,6 @@ class _CVC(Dataset):
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
         return any((folder / d).is_dir() for d in IMAGE_DIRS) and any((folder / d).is_dir() for d in MASK_DIRS)
-
-    def category_info(self, category: str, defect_types: tuple[str, ...] = ()) -> CategoryInfo:
-        return CategoryInfo(dataset=self.name, name=category, class_name="colon", defect_types=defect_types)
 
     def load(self, category: str) -> CategorySplit:
         if category not in self.categories:

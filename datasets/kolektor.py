@@ -141,6 +141,7 @@ class KolektorSDD(Dataset):
     """KolektorSDD ("SDD" in the APT paper): one category ``sdd``; see the module docstring."""
 
     name = "sdd"
+    object_name = "electrical commutator"
     categories: ClassVar[tuple[str, ...]] = ("sdd",)
     dir_names = ("KolektorSDD", "kolektorsdd", "kolektor_sdd", "KSDD", "sdd", "SDD")
     layout = SDD_LAYOUT
@@ -161,10 +162,6 @@ class KolektorSDD(Dataset):
         return folder.is_dir() and any(d.is_dir() and (d.name.lower().startswith("kos") or (d / "test").is_dir())
                                        for d in folder.iterdir())
 
-    def category_info(self, category: str, defect_types: tuple[str, ...] = ()):
-        info = super().category_info(category, defect_types)
-        return type(info)(dataset=info.dataset, name=info.name, class_name="electrical commutator",
-                          defect_types=info.defect_types, is_texture=False)
 
     def _check_category(self, category: str) -> None:
         if category != "sdd":
@@ -212,6 +209,7 @@ class KolektorSDD2(Dataset):
     """KolektorSDD2: one category ``sdd2``; see the module docstring."""
 
     name = "sdd2"
+    object_name = "surface"
     categories: ClassVar[tuple[str, ...]] = ("sdd2",)
     dir_names = ("KolektorSDD2", "kolektorsdd2", "KSDD2", "sdd2", "SDD2")
     layout = SDD2_LAYOUT
@@ -223,10 +221,6 @@ class KolektorSDD2(Dataset):
     def looks_like(cls, folder: Path) -> bool:
         return (folder / "train").is_dir() and (folder / "test").is_dir()
 
-    def category_info(self, category: str, defect_types: tuple[str, ...] = ()):
-        info = super().category_info(category, defect_types)
-        return type(info)(dataset=info.dataset, name=info.name, class_name="surface",
-                          defect_types=info.defect_types, is_texture=False)
 
     def load(self, category: str) -> CategorySplit:
         if category != "sdd2":

@@ -33,9 +33,9 @@ import numpy as np
 from scipy import ndimage
 
 from fsadbench.errors import ConfigError, DataError
-from fsadbench.types import CategoryInfo, CategorySplit
+from fsadbench.types import CategorySplit
 
-from .base import Dataset, class_name
+from .base import Dataset
 from .mvtec import MVTEC_LAYOUT, load_mvtec_like
 
 GENERATOR_VERSION = 2  # bump whenever any category's pixels change
@@ -277,6 +277,7 @@ class SyntheticDataset(Dataset):
     """The built-in generated set (see the module docstring)."""
 
     name = "synthetic"
+    texture_categories = frozenset(TEXTURE_CATEGORIES)
     categories: ClassVar[tuple[str, ...]] = TEXTURE_CATEGORIES + OBJECT_CATEGORIES
     option_names = ("size", "n_train", "n_test_good", "n_test_bad", "seed", "categories")
     layout = MVTEC_LAYOUT
@@ -302,10 +303,6 @@ class SyntheticDataset(Dataset):
         if self.root is None:
             key = json.dumps({"version": GENERATOR_VERSION, **self.params}, sort_keys=True)
             self.root = self.cache_dir / "synthetic" / hashlib.sha1(key.encode()).hexdigest()[:12]
-
-    def category_info(self, category: str, defect_types: tuple[str, ...] = ()) -> CategoryInfo:
-        return CategoryInfo(dataset=self.name, name=category, class_name=class_name(category),
-                            defect_types=defect_types, is_texture=category in TEXTURE_CATEGORIES)
 
     def list_categories(self) -> list[str]:
         return list(self.selected)

@@ -158,6 +158,7 @@ def test_sdd2_labels_from_gt_and_excludes_defective_train(tmp_path):
         ("20000.png", 0), ("20001.png", 1), ("20002.png", 0), ("20003.png", 1)]
     assert [s.mask_path.name for s in split.test if s.label] == ["20001_GT.png", "20003_GT.png"]
     assert split.meta["counts"] == {"train_defective_excluded": 1}
+    assert split.info.class_name == "surface" and not split.info.is_texture
     (root / "test" / "20002_GT.png").unlink()
     with pytest.raises(DataError, match=r"have no <id>_GT.png mask(.|\n)*20002.png"):
         KolektorSDD2.from_config(root=root).load("sdd2")
@@ -169,6 +170,7 @@ def test_cvc_test_only_and_normal_source(tmp_path):
     ds = CVCColonDB.from_config(data_root=tmp_path)
     split = ds.load("colondb")
     assert ds.test_only and split.train == [] and split.meta["normal_source"] == "none"
+    assert split.info.class_name == "colon" and split.info.defect_types == ("polyp",)
     assert [(s.image_path.name, s.mask_path.name, s.label) for s in split.test] == [
         ("1.png", "1.png", 1), ("2.png", "2.png", 1), ("3.png", "3.png", 1)]
     normals = tmp_path / "normals"
