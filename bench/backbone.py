@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .errors import ConfigError, DataError, WeightsError
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig, stable_hash
-from .errors import BenchError, DataError, NotApplicable
+from .errors import BenchError, NotApplicable
 from .evaluator import CategoryEvaluator, check_finite, gt_mask, has_pixel_truth, nan_to_none
 from .metrics import METRIC_VERSION
 from .provenance import provenance

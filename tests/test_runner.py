@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from fsadbench.config import DatasetSpec, MethodSpec, Protocol, RunConfig
 from fsadbench.runner import Runner
 
@@ -66,8 +64,6 @@ def test_new_seeds_do_no_encoder_pass_on_test_images(tmp_path):
 
 
 def test_one_encoder_pass_per_image_in_a_sweep(tmp_path):
-    from fsadbench.datasets.synthetic import SyntheticDataset
-
     cfg = _cfg(tmp_path, shots=[1, 2, 4], seeds=[0, 1, 2])
     s = Runner(cfg, progress=False).run()
     n_images = SYN_OPTS["n_train"] + SYN_OPTS["n_test_good"] + SYN_OPTS["n_test_bad"]
@@ -97,8 +93,6 @@ def test_shots_zero_is_not_applicable_for_memory(tmp_path):
 
 
 def test_unreadable_test_image_fails_that_category_naming_the_file(tmp_path):
-    from fsadbench.datasets.synthetic import SyntheticDataset
-
     cfg = _cfg(tmp_path, shots=[1])
     runner = Runner(cfg, progress=False)
     split = runner.split(cfg.datasets[0], _cats()[0])
