@@ -24,6 +24,21 @@ def write_image(path: Path, h: int = 24, w: int = 24, mode: str = "RGB", seed: i
     return path
 
 
+def random_image_refs(folder: Path, n: int, h: int, w: int, seed: int = 0, prefix: str = "img") -> list:
+    """``n`` random RGB PNGs ``folder/<prefix><i>.png`` drawn from one generator of ``seed``, as ImageRefs."""
+    from fsadbench.sampler import file_digest
+    from fsadbench.types import ImageRef
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    refs = []
+    for i in range(n):
+        p = folder / f"{prefix}{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(p)
+        refs.append(ImageRef(p, file_digest(p), p.name))
+    return refs
+
+
 def write_mask(path: Path, h: int = 24, w: int = 24, value: int = 255,
                box: tuple[int, int, int, int] | None = (4, 4, 10, 10)) -> Path:
     """A mask with ``value`` inside ``box`` = (top, left, bottom, right) and 0 elsewhere (no box: all 0)."""

@@ -6,25 +6,17 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
+from fixtures_layouts import random_image_refs
 
 from fsadbench.config import DatasetSpec, MethodSpec, Protocol, RunConfig
 from fsadbench.feature_cache import FeatureStore, token_spec
 from fsadbench.runner import Runner
-from fsadbench.sampler import file_digest
 from fsadbench.types import ImageRef
 
 
 def _refs(tmp_path, n):
-    rng = np.random.default_rng(1)
-    out = []
-    for i in range(n):
-        p = tmp_path / f"im{i}.png"
-        Image.fromarray(rng.integers(0, 255, (37, 53, 3), dtype=np.uint8)).save(p)
-        out.append(ImageRef(p, file_digest(p), p.name))
-    return out
+    return random_image_refs(tmp_path, n, 37, 53, seed=1, prefix="im")
 
 
 def test_threaded_decode_equals_serial_and_runs_once_per_image(tiny_backbone, tmp_path):

@@ -228,19 +228,11 @@ def test_concurrent_cache_writers_leave_whole_entries(tmp_path, tiny_backbone):
     (Threads here, processes in the concurrent-runner test: the writes are the same temp + rename.)"""
     import threading
 
-    import numpy as np
-    from PIL import Image
+    from fixtures_layouts import random_image_refs
 
     from fsadbench.feature_cache import FeatureStore, token_spec
-    from fsadbench.sampler import file_digest
-    from fsadbench.types import ImageRef
 
-    rng = np.random.default_rng(0)
-    refs = []
-    for i in range(8):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(p)
-        refs.append(ImageRef(p, file_digest(p), p.name))
+    refs = random_image_refs(tmp_path, 8, 32, 32, prefix="")
     cache = tmp_path / "cache"
     spec = token_spec((3,))
     from fsadbench.backbone import TINY_MODEL, Backbone, BackboneSpec

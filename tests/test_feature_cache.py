@@ -1,8 +1,7 @@
 """Feature cache: content-keyed, shared across calls and processes, counts encoder passes."""
 
-import numpy as np
 import torch
-from PIL import Image
+from fixtures_layouts import random_image_refs
 
 from fsadbench.feature_cache import FeatureStore, token_spec
 from fsadbench.sampler import file_digest
@@ -10,13 +9,7 @@ from fsadbench.types import ImageRef
 
 
 def _images(tmp_path, n, seed=0):
-    rng = np.random.default_rng(seed)
-    refs = []
-    for i in range(n):
-        p = tmp_path / f"img{seed}_{i}.png"
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(p)
-        refs.append(ImageRef(p, file_digest(p), p.name))
-    return refs
+    return random_image_refs(tmp_path, n, 40, 40, seed=seed, prefix=f"img{seed}_")
 
 
 def test_hits_after_first_pass(tiny_backbone, tmp_path):

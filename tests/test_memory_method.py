@@ -27,19 +27,13 @@ def test_visual_memory_means_over_layers():
 
 def test_memory_method_scores_own_shots_zero(method_ctx, tmp_path):
     import numpy as np
-    from PIL import Image
+    from fixtures_layouts import random_image_refs
 
     from fsadbench.errors import NotApplicable
     from fsadbench.methods.memory import MemoryBank
-    from fsadbench.sampler import file_digest
-    from fsadbench.types import CategoryInfo, ImageRef
+    from fsadbench.types import CategoryInfo
 
-    rng = np.random.default_rng(0)
-    refs = []
-    for i in range(3):
-        p = tmp_path / f"{i}.png"
-        Image.fromarray(rng.integers(0, 255, (60, 60, 3), dtype=np.uint8)).save(p)
-        refs.append(ImageRef(p, file_digest(p), p.name))
+    refs = random_image_refs(tmp_path, 3, 60, 60, prefix="")
     info = CategoryInfo("synthetic", "x", "x")
     m = MemoryBank(method_ctx)
     with pytest.raises(NotApplicable):
