@@ -13,7 +13,7 @@ CLIP's BPE never crosses whitespace. The forward pass is open_clip's
 PromptAD: ``[SOS] Slot("ctx", 4) "bottle." [EOS]``; APT:
 ``[SOS] Slot("g", ng) "bottle" Slot("n", nn) "." [EOS]``.
 
-Slot positions carry the id of the word "X" (CoOp's placeholder); any id
+Slot positions carry the id of the word "X" (as in CoOp); any id
 below the EOT id works since the rows are replaced. Because the text mask is
 causal, tokens after the EOT never reach it: the batch is cut at the longest
 prompt's EOT + 1 (same result, less compute).
@@ -56,7 +56,7 @@ def build_template(tokenizer: Any, segments: Sequence[str | Slot], context_lengt
             raise ConfigError(f"learnable text prompts need open_clip's SimpleTokenizer (CLIP BPE); "
                               f"{type(tokenizer).__name__} has no {attr!r}")
     context_length = int(context_length or getattr(tokenizer, "context_length", 77))
-    placeholder = tokenizer.encode("X")[0]
+    slot_id = tokenizer.encode("X")[0]  # overwritten by the slot values in embed()
     ids = [tokenizer.sot_token_id]
     slots: dict[str, torch.Tensor] = {}
     words: list[str] = []
@@ -65,7 +65,7 @@ def build_template(tokenizer: Any, segments: Sequence[str | Slot], context_lengt
             if seg.n < 1 or seg.name in slots:
                 raise ConfigError(f"prompt slot {seg.name!r}: needs n >= 1 and a name used once per prompt")
             slots[seg.name] = torch.arange(len(ids), len(ids) + seg.n)
-            ids += [placeholder] * seg.n
+            ids += [slot_id] * seg.n
             words.append(" ".join(["*"] * seg.n))
         else:
             ids += tokenizer.encode(seg)

@@ -71,7 +71,7 @@ from fsadbench.perlin import pseudo_anomaly
 from fsadbench.types import CategoryInfo, ImageRef, Prediction
 
 from .anople_losses import align_loss, image_loss, image_score, fuse_map, pixel_logits, pixel_loss
-from .anople_prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, placeholder_sentences
+from .anople_prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
 from .visual_memory import VisualMemory
 
 # sec. 4.2 / suppl. 6.3: (text contexts, visual contexts), memory blocks
@@ -188,9 +188,9 @@ class AnoPLe(Method):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def _tokens(self, class_names: Sequence[str]) -> torch.Tensor:
-        """2C token rows: normal, abnormal sentence per class (with n_slots placeholders)."""
+        """2C token rows: normal, abnormal sentence per class (n_slots stand-in words "X" for the prompt slots)."""
         n = self.learner.n_slots
-        sents = [s for c in class_names for s in placeholder_sentences(c, n, self.options.state_word)]
+        sents = [s for c in class_names for s in slot_sentences(c, n, self.options.state_word)]
         return self.ctx.backbone.tokenizer(sents).to(self.device)
 
     def _text(self, class_names: Sequence[str], prompts: torch.Tensor) -> torch.Tensor:

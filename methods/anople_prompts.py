@@ -15,9 +15,9 @@ Forward passes are written here over open_clip's batch-first residual blocks
 (no hooks, no other module of this project), following the MaPLe layout the
 paper builds on:
 
-* text: the sentence is tokenised with one placeholder word per prompt slot
+* text: the sentence is tokenised with one stand-in word "X" per prompt slot
   right after [SOS] (``"X X X X X X bottle."``); block 1 sees the prompt vectors
-  in place of the placeholder embeddings (positional embeddings added, as for
+  in place of the stand-in embeddings (positional embeddings added, as for
   words); blocks 2..J see the slots' hidden states replaced by that block's
   prompts; later blocks carry them. Pooling at [EOT] as CLIP. The causal mask
   means tokens after [EOT] never reach it, so the sequence is cut after the
@@ -72,7 +72,7 @@ class PromptLearner(nn.Module):
         return torch.cat([self.ctx_visual, self.t2v(self.ctx_text)], dim=1)
 
 
-def placeholder_sentences(class_name: str, n_slots: int, state_word: str) -> tuple[str, str]:
+def slot_sentences(class_name: str, n_slots: int, state_word: str) -> tuple[str, str]:
     """Normal and abnormal sentences (eq. 1-2): "X.. {class}." and "X.. {state} {class}."."""
     lead = "X " * n_slots
     return f"{lead}{class_name}.", f"{lead}{state_word} {class_name}."
@@ -91,7 +91,7 @@ def _run_block(block, x: torch.Tensor, batch_first: bool, attn_mask=None) -> tor
 def encode_text_prompted(model, tokens: torch.Tensor, prompts: torch.Tensor | None) -> torch.Tensor:
     """CLIP text embeddings (K x E, not normalised) with deep prompts.
 
-    tokens: K x L token ids with ``prompts.shape[1]`` placeholder tokens after [SOS];
+    tokens: K x L token ids with ``prompts.shape[1]`` stand-in tokens ("X") after [SOS];
     prompts: depth x P x d_t (P may be 0; None = no prompts).
     """
     if getattr(model, "text_pool_type", "argmax") != "argmax":

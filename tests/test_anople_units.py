@@ -11,7 +11,7 @@ from fsadbench.methods.anople import multi_scale_views
 from fsadbench.methods.anople_losses import (align_loss, dice_loss, focal_loss, fuse_map, harmonic, image_loss,
                                              image_score, pixel_logits, pixel_loss, smoothed_ce)
 from fsadbench.methods.anople_prompts import (Decoder, PromptLearner, encode_image_prompted, encode_text_prompted,
-                                              placeholder_sentences)
+                                              slot_sentences)
 
 
 def _learner(n_t=2, n_v=3, depth=4, signals=5, seed=0, d=64):
@@ -43,7 +43,7 @@ def _outputs(model, pl, tokens, px):
 def test_zero_projection_decouples_the_encoders(tiny_backbone):
     model = tiny_backbone.model
     pl = _learner()
-    tokens = tiny_backbone.tokenizer(list(placeholder_sentences("bottle", pl.n_slots, "abnormal")))
+    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.n_slots, "abnormal")))
     px = torch.randn(2, 3, 120, 120, generator=torch.Generator().manual_seed(1))
     t0, v0 = _outputs(model, pl, tokens, px)
     gen = torch.Generator().manual_seed(5)
@@ -84,7 +84,7 @@ def test_empty_prompts_reproduce_open_clip(tiny_backbone):
 
 
 @torch.no_grad()
-def test_prompts_replace_the_placeholder_words_and_only_the_signal_row_matters(tiny_backbone):
+def test_prompts_replace_the_stand_in_words_and_only_the_signal_row_matters(tiny_backbone):
     model = tiny_backbone.model
     pl = _learner()
     a = tiny_backbone.tokenizer(["X X X X X bottle."])
