@@ -18,9 +18,9 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from fsadbench.config import default_cache_dir
-from fsadbench.errors import ConfigError, DataError
-from fsadbench.types import CategoryInfo, CategorySplit, Sample
+from fsadbench.core.defaults import default_cache_dir
+from fsadbench.core.errors import ConfigError, DataError
+from fsadbench.core.types import CategoryInfo, CategorySplit, Sample
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from fsadbench.errors import DataError
-from fsadbench.types import CategorySplit, Sample
+from fsadbench.core.errors import DataError
+from fsadbench.core.types import CategorySplit, Sample
 
-from .base import IMAGE_EXTENSIONS, Dataset, list_images, list_missing, make_sample, natural_key
+from fsadbench.datasets.base import IMAGE_EXTENSIONS, Dataset, list_images, list_missing, make_sample, natural_key
 
 CVC_LAYOUT = """  <root>/images/<n>.png   (or .tif; ClinicDB release: <root>/Original/<n>.tif)
   <root>/masks/<n>.png    (or .tif; ClinicDB release: <root>/Ground Truth/<n>.tif)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fsadbench.errors import DataError
-from fsadbench.types import CategorySplit
+from fsadbench.core.errors import DataError
+from fsadbench.core.types import CategorySplit
 
-from .base import Dataset
-from .mvtec import load_mvtec_like
+from fsadbench.datasets.base import Dataset
+from fsadbench.datasets.mvtec import load_mvtec_like
 
 FOLDER_LAYOUT = """  <root>/<category>/train/good/<image>
   <root>/<category>/test/good/<image>

@@ -36,11 +36,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fsadbench.errors import ConfigError, DataError
-from fsadbench.types import CategorySplit, Sample
+from fsadbench.core.errors import ConfigError, DataError
+from fsadbench.core.types import CategorySplit, Sample
 
-from .base import Dataset, atomic_dir, list_images, list_missing, load_mask, make_sample, natural_key
-from .mvtec import load_mvtec_like
+from fsadbench.datasets.base import Dataset, atomic_dir, list_images, list_missing, load_mask, make_sample, natural_key
+from fsadbench.datasets.mvtec import load_mvtec_like
 
 CONVERSION_VERSION = 1
 

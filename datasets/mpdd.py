@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from fsadbench.types import CategorySplit
+from fsadbench.core.types import CategorySplit
 
-from .base import Dataset
-from .mvtec import load_mvtec_like
+from fsadbench.datasets.base import Dataset
+from fsadbench.datasets.mvtec import load_mvtec_like
 
 MPDD_LAYOUT = """  <root>/<category>/train/good/000.png
   <root>/<category>/test/good/000.png

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from fsadbench.errors import DataError
-from fsadbench.types import CategorySplit, Sample
+from fsadbench.core.errors import DataError
+from fsadbench.core.types import CategorySplit, Sample
 
-from .base import Dataset, list_images, make_sample
+from fsadbench.datasets.base import Dataset, list_images, make_sample
 
 MVTEC_LAYOUT = """  <root>/<category>/train/good/000.png
   <root>/<category>/test/good/000.png

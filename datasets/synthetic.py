@@ -32,11 +32,11 @@ from typing import ClassVar
 import numpy as np
 from scipy import ndimage
 
-from fsadbench.errors import ConfigError, DataError
-from fsadbench.types import CategorySplit
+from fsadbench.core.errors import ConfigError, DataError
+from fsadbench.core.types import CategorySplit
 
-from .base import Dataset
-from .mvtec import MVTEC_LAYOUT, load_mvtec_like
+from fsadbench.datasets.base import Dataset
+from fsadbench.datasets.mvtec import MVTEC_LAYOUT, load_mvtec_like
 
 GENERATOR_VERSION = 2  # bump whenever any category's pixels change
 TEXTURE_CATEGORIES = ("stripes", "grain", "checker")

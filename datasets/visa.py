@@ -25,11 +25,11 @@ import csv
 from pathlib import Path
 from typing import ClassVar
 
-from fsadbench.errors import ConfigError, DataError
-from fsadbench.types import CategorySplit, Sample
+from fsadbench.core.errors import ConfigError, DataError
+from fsadbench.core.types import CategorySplit, Sample
 
-from .base import Dataset, list_missing, make_sample
-from .mvtec import load_mvtec_like
+from fsadbench.datasets.base import Dataset, list_missing, make_sample
+from fsadbench.datasets.mvtec import load_mvtec_like
 
 VISA_LAYOUT = """  raw release:
     <root>/split_csv/1cls.csv   (header: object,split,label,image,mask; paths relative to <root>)

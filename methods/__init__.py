@@ -1,1 +1,1 @@
-"""Method plugins: each implements :class:`fsadbench.method.Method`."""
+"""Method plugins: each implements :class:`fsadbench.protocol.method.Method`."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from fsadbench.errors import NotApplicable
-from fsadbench.feature_cache import token_spec
-from fsadbench.method import Method
-from fsadbench.types import CategoryInfo, ImageRef, Prediction
+from fsadbench.core.errors import NotApplicable
+from fsadbench.backbone.features import token_spec
+from fsadbench.protocol.method import Method
+from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 
-from .visual_memory import VisualMemory
+from fsadbench.methods.common.visual_memory import VisualMemory
 
 
 class MemoryBank(Method):

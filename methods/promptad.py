@@ -6,7 +6,7 @@ shot count and seed): the dual-path V-V encoder on all blocks (official code),
 giving the original-stream CLS embedding, the V-V patch tokens and the
 cloned original-stream outputs of two blocks for the visual memory.
 
-Prompts (token layout in ``fsadbench.text_prompts``):
+Prompts (token layout in ``fsadbench.methods.common.text_prompts``):
 
 * normal ``[SOS] N_1..N_4 "{class}." [EOS]``, ``n_pro`` learnable contexts N;
 * hand-crafted abnormal (the paper's semantic concatenation, SC): each normal context with an
@@ -61,13 +61,13 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from fsadbench.errors import ConfigError, NotApplicable
-from fsadbench.method import Method
-from fsadbench.text_prompts import PromptTemplate, PromptTextEncoder, Slot
-from fsadbench.types import CategoryInfo, ImageRef, Prediction
-from fsadbench.vv_attention import vv_spec
+from fsadbench.core.errors import ConfigError, NotApplicable
+from fsadbench.protocol.method import Method
+from fsadbench.methods.common.text_prompts import PromptTemplate, PromptTextEncoder, Slot
+from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
+from fsadbench.methods.common.vv_attention import vv_spec
 
-from .visual_memory import VisualMemory
+from fsadbench.methods.common.visual_memory import VisualMemory
 
 GENERIC_STATES = ("damaged", "flawed", "abnormal", "imperfect", "blemished",
                   "with flaw", "with defect", "with damage")

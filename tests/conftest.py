@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/fixtures_layouts.py for unit/ and integration/
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -16,20 +19,20 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_backbone():
     """The shipped tiny random open_clip model (15x15 grid, 12 blocks) on CPU."""
-    from fsadbench.backbone import TINY_MODEL, Backbone, BackboneSpec
+    from fsadbench.backbone.clip import TINY_MODEL, Backbone, BackboneSpec
 
     return Backbone(BackboneSpec(TINY_MODEL, "none"), device="cpu")
 
 
 @pytest.fixture()
 def feature_store(tiny_backbone, tmp_path):
-    from fsadbench.feature_cache import FeatureStore
+    from fsadbench.backbone.features import FeatureStore
 
     return FeatureStore(tiny_backbone, cache_dir=tmp_path / "cache", batch_size=8)
 
 
 @pytest.fixture()
 def method_ctx(tiny_backbone, feature_store):
-    from fsadbench.method import MethodContext
+    from fsadbench.protocol.method import MethodContext
 
     return MethodContext(backbone=tiny_backbone, features=feature_store, device=torch.device("cpu"), seed=0)

@@ -26,8 +26,8 @@ def write_image(path: Path, h: int = 24, w: int = 24, mode: str = "RGB", seed: i
 
 def random_image_refs(folder: Path, n: int, h: int, w: int, seed: int = 0, prefix: str = "img") -> list:
     """``n`` random RGB PNGs ``folder/<prefix><i>.png`` drawn from one generator of ``seed``, as ImageRefs."""
-    from fsadbench.sampler import file_digest
-    from fsadbench.types import ImageRef
+    from fsadbench.protocol.sampler import file_digest
+    from fsadbench.core.types import ImageRef
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,272 @@
+"""The frozen CLIP backbone, loaded through open_clip.
+
+Three sources of weights, all recorded in ``Backbone.describe()``:
+
+* a pretrained tag (``ViT-B-16-plus-240`` / ``laion400m_e32``, the paper
+  protocol), fetched by open_clip from its hub or found in the local cache;
+* a local checkpoint file (``--pretrained /path/to/ckpt.pt``), loaded with
+  ``torch.load(..., weights_only=True)`` (or safetensors);
+* ``none``: random initialisation, said in every output.
+
+The shipped tiny config ``fsad-tiny-vit`` (120 px, patch 8 -> 15x15 grid,
+width 64, 12 blocks) is for tests and the offline smoke run.
+
+Block numbers are 1-indexed everywhere: ``layers=(3, 8)`` means the outputs of
+the 3rd and 8th residual blocks. Intermediate tokens are taken with forward
+hooks that ``clone`` the output (a hooked view is changed in place otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from fsadbench.core.errors import ConfigError, DataError, WeightsError
+
+from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM, TINY_MODEL  # noqa: F401
+
+_CONFIG_DIR = Path(__file__).parent / "model_configs"
+_registered = False
+
+
+def register_model_configs() -> None:
+    """Make the shipped configs (the tiny model) known to open_clip."""
+    global _registered
+    if not _registered:
+        import open_clip
+
+        open_clip.add_model_config(_CONFIG_DIR)
+        _registered = True
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _weights_help(model: str, pretrained: str, reason: str) -> str:
+    return (
+        f"could not load weights {model!r} / {pretrained!r}: {reason}\n"
+        f"Remedies:\n"
+        f"  1. download the checkpoint on a machine with internet and pass the file: "
+        f"--model {model} --pretrained /path/to/open_clip_pytorch_model.bin\n"
+        f"  2. or run the offline pipeline check with random weights: python run_bench.py --preset smoke"
+    )
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path))
+    else:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise WeightsError(f"checkpoint {path}: expected a state dict, found {type(sd).__name__}")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+def state_fingerprint(model: torch.nn.Module) -> str:
+    """sha1 over every parameter and buffer (name, shape, bytes): the weights' identity."""
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    model: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_PRETRAINED  # tag, local file path, or "none"
+    init_seed: int = 0  # seed of the random initialisation when pretrained == "none"
+
+
+class Backbone:
+    """An open_clip CLIP model in eval mode, with token access for the methods."""
+
+    def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None):
+        import open_clip
+
+        register_model_configs()
+        self.spec = spec
+        self.device = torch.device(device)
+        model_name, pretrained = spec.model, spec.pretrained
+        if model_name not in open_clip.list_models():
+            raise ConfigError(
+                f"backbone.model: unknown open_clip model {model_name!r}; e.g. {DEFAULT_MODEL} or {TINY_MODEL} "
+                f"(open_clip.list_models() lists all)"
+            )
+        self.is_random = pretrained.lower() in (RANDOM, "random", "")
+        if self.is_random:
+            torch.manual_seed(spec.init_seed)
+            model = open_clip.create_model(model_name, pretrained=None)
+            self.weights_source = f"random init (seed {spec.init_seed})"
+        elif Path(pretrained).expanduser().is_file():
+            path = Path(pretrained).expanduser()
+            model = open_clip.create_model(model_name, pretrained=None)
+            sd = _read_state_dict(path)
+            try:
+                model.load_state_dict(sd, strict=True)
+            except RuntimeError as exc:
+                raise WeightsError(
+                    f"checkpoint {path} does not fit model {model_name!r}: {str(exc)[:500]}\n"
+                    f"Pass the --model the checkpoint was trained as."
+                ) from exc
+            self.weights_source = f"file {path}"
+        elif any(sep in pretrained for sep in ("/", "\\")) or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
+            raise WeightsError(_weights_help(model_name, pretrained, f"checkpoint file {pretrained} does not exist"))
+        else:
+            tags = open_clip.list_pretrained_tags_by_model(model_name)
+            if pretrained not in tags:
+                raise WeightsError(_weights_help(
+                    model_name, pretrained, f"unknown pretrained tag; open_clip knows {tags or 'none'} for this model"))
+            import huggingface_hub.constants as hf_constants
+
+            offline = hf_constants.HF_HUB_OFFLINE or not _hub_reachable()
+            old = hf_constants.HF_HUB_OFFLINE
+            hf_constants.HF_HUB_OFFLINE = offline  # one clear failure instead of a stack of retries
+            try:
+                model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+            except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
+                why = "no network and not in the local cache" if offline else f"download failed ({str(exc)[:300]})"
+                raise WeightsError(_weights_help(model_name, pretrained, why)) from exc
+            finally:
+                hf_constants.HF_HUB_OFFLINE = old
+            self.weights_source = f"open_clip tag {pretrained}"
+        model.eval().requires_grad_(False)
+        self.model = model.to(self.device)
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        v = model.visual
+        self.image_size = int(v.image_size[0] if isinstance(v.image_size, (tuple, list)) else v.image_size)
+        self.patch_size = int(v.patch_size[0] if isinstance(v.patch_size, (tuple, list)) else v.patch_size)
+        self.grid = tuple(int(g) for g in v.grid_size)
+        self.width = int(v.conv1.out_channels)
+        self.embed_dim = int(v.output_dim)
+        self.n_layers = len(v.transformer.resblocks)
+        pp = getattr(v, "preprocess_cfg", {}) or {}
+        self.mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
+        self.std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
+        self.interpolation = pp.get("interpolation", "bicubic")
+        self.fingerprint = state_fingerprint(model)
+        self._transform = open_clip.image_transform(
+            self.image_size, is_train=False, mean=self.mean, std=self.std,
+            resize_mode="squash", interpolation=self.interpolation)
+
+    # -- description -------------------------------------------------------
+    @property
+    def key(self) -> str:
+        """Identity of the encoder for caches: model, weights hash, resolution."""
+        return f"{self.spec.model}|{self.fingerprint}|{self.image_size}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.spec.model,
+            "pretrained": self.spec.pretrained,
+            "weights_source": self.weights_source,
+            "random_weights": self.is_random,
+            "weights_fingerprint": self.fingerprint,
+            "image_size": self.image_size,
+            "grid": list(self.grid),
+            "preprocess": {"resize": "squash (no crop, so maps align with masks)",
+                           "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)},
+        }
+
+    # -- images --------------------------------------------------------------
+    def preprocess(self, image) -> torch.Tensor:
+        """A PIL image -> normalised 3 x S x S tensor (open_clip's transform, squash resize)."""
+        return self._transform(image)
+
+    def load_pixels(self, paths: Sequence[Path]) -> torch.Tensor:
+        """Decode and preprocess image files into a B x 3 x S x S tensor (on CPU)."""
+        return torch.stack([self.preprocess(load_image(p)) for p in paths])
+
+    # -- image encoder -------------------------------------------------------
+    def check_layers(self, layers: Sequence[int]) -> tuple[int, ...]:
+        layers = tuple(int(i) for i in layers)
+        bad = [i for i in layers if not 1 <= i <= self.n_layers]
+        if bad:
+            raise ConfigError(f"layers {bad} out of range: {self.spec.model} has blocks 1..{self.n_layers}")
+        return layers
+
+    @torch.no_grad()
+    def encode_image_tokens(self, pixels: torch.Tensor, layers: Sequence[int] = ()) -> dict[str, torch.Tensor]:
+        """One encoder pass. Returns, per image:
+
+        * ``embedding``: the CLIP image embedding (CLS, ln_post, @proj), B x E
+        * ``tokens``: patch tokens after ln_post and @proj, B x N x E
+        * ``layer{i}``: patch tokens output by block i (cloned, no CLS), B x N x W
+        """
+        layers = self.check_layers(layers)
+        visual = self.model.visual
+        captured: dict[int, torch.Tensor] = {}
+        handles = [
+            visual.transformer.resblocks[i - 1].register_forward_hook(
+                lambda _m, _inp, out, i=i: captured.__setitem__(i, out.detach().clone()))
+            for i in layers
+        ]
+        try:
+            x = visual._embeds(pixels.to(self.device))
+            x = visual.transformer(x)
+            x = visual.ln_post(x)
+            proj = visual.proj
+            emb = x[:, 0] @ proj
+            toks = x[:, 1:] @ proj
+        finally:
+            for h in handles:
+                h.remove()
+        out = {"embedding": emb, "tokens": toks}
+        for i in layers:
+            out[f"layer{i}"] = captured[i][:, 1:]
+        return out
+
+    # -- text encoder ----------------------------------------------------------
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str], normalize: bool = False) -> torch.Tensor:
+        tokens = self.tokenizer(list(prompts)).to(self.device)
+        return self.model.encode_text(tokens, normalize=normalize)
+
+
+def load_image(path: str | Path):
+    """Open an image as RGB (grayscale and RGBA become 3-channel); errors name the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError as exc:
+        raise DataError(f"image file {p} does not exist") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"image file {p} cannot be read ({exc}); replace or remove it") from exc
+
+
+def patch_map(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """B x N patch scores -> B x h x w map."""
+    return values.reshape(values.shape[0], grid[0], grid[1])
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return dev
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,250 @@
+"""Feature cache for the frozen image encoder, shared across methods, shots and seeds.
+
+An entry is the encoder output for ONE image under ONE feature spec, keyed by
+
+    sha1(image content digest, backbone model + weights fingerprint + resolution,
+         spec name + spec params)
+
+so the same image file under another path hits the same entry, and a change of
+weights, resolution, layers or encoder variant misses. Entries live in memory
+(bounded LRU) and on disk (one ``.pt`` file per entry, written atomically:
+temp file + ``os.replace``; safe under concurrent writers, which write the same
+bytes). Loads use ``torch.load(..., weights_only=True)``.
+
+Counters tell how many images went through the encoder (``encoded``), how
+many were served from memory or disk and how many files were decoded
+(``decoded``); the runner puts them in every record.
+
+Keeping the encoder fed: the images an encoder pass needs are decoded and
+resized by ``loader_workers`` threads (PIL and torch release the GIL) while
+earlier batches are encoded; each decoded tensor is kept in a memory LRU
+(``pixel_bytes``) so an image is decoded once per process. Batches go to the GPU
+from pinned memory. With ``amp`` on a CUDA device the encoder runs under bf16
+autocast and the entry key says so (``|amp-bf16``), so fp32 and bf16 entries
+never mix; on CPU ``amp`` changes nothing and keys stay as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import torch
+
+from fsadbench.core.types import ImageRef
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.backbone.clip import Backbone
+
+ComputeFn = Callable[["Backbone", torch.Tensor], Mapping[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What to compute from a batch of preprocessed pixels.
+
+    ``name`` + ``params`` identify the encoder variant (e.g. plain tokens of
+    blocks 3 and 8, or V-V attention on all blocks); ``fn(backbone, pixels)``
+    returns a dict of B x ... tensors.
+    """
+
+    name: str
+    params: tuple[tuple[str, Any], ...]
+    fn: ComputeFn = field(compare=False, hash=False, repr=False)
+
+    @classmethod
+    def make(cls, name: str, fn: ComputeFn, **params: Any) -> "FeatureSpec":
+        return cls(name, tuple(sorted(params.items())), fn)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{json.dumps(dict(self.params), sort_keys=True, default=str)}"
+
+
+def token_spec(layers: Sequence[int] = ()) -> FeatureSpec:
+    """The plain encoder pass: embedding, projected patch tokens, block outputs."""
+    layers = tuple(sorted(int(i) for i in layers))
+    return FeatureSpec.make("tokens", lambda bb, px: bb.encode_image_tokens(px, layers), layers=layers)
+
+
+@dataclass
+class CacheStats:
+    encoded: int = 0  # images that went through the encoder
+    memory_hits: int = 0
+    disk_hits: int = 0
+    batches: int = 0
+    decoded: int = 0  # image files decoded and resized
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(encoded=self.encoded, memory_hits=self.memory_hits, disk_hits=self.disk_hits,
+                    batches=self.batches, decoded=self.decoded)
+
+
+class FeatureStore:
+    """Get encoder outputs for images, computing only what no cache holds."""
+
+    def __init__(self, backbone: "Backbone", cache_dir: str | Path | None = None,
+                 memory_bytes: int = 2 << 30, batch_size: int = 32, store_dtype: torch.dtype = torch.float32,
+                 amp: bool = False, loader_workers: int | None = None, pixel_bytes: int = 1 << 30):
+        self.backbone = backbone
+        self.dir = Path(cache_dir) / "features" if cache_dir else None
+        self.memory_bytes = memory_bytes
+        self.batch_size = batch_size
+        self.store_dtype = store_dtype
+        self.amp = amp
+        self.stats = CacheStats()
+        self._mem: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+        self._mem_used = 0
+        self._pixels: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._pixels_used = 0
+        self.pixel_bytes = pixel_bytes
+        self.loader_workers = max(1, loader_workers if loader_workers is not None else min(4, os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def precision(self) -> str:
+        """What the encoder computes in: ``bf16-autocast`` (amp on a CUDA device) or ``fp32``."""
+        return "bf16-autocast" if self.amp and self.backbone.device.type == "cuda" else "fp32"
+
+    # -- keys -------------------------------------------------------------------
+    def entry_key(self, ref: ImageRef, spec: FeatureSpec) -> str:
+        amp = "|amp-bf16" if self.precision == "bf16-autocast" else ""
+        h = hashlib.sha1(f"{ref.digest}|{self.backbone.key}|{spec.key}{amp}".encode())
+        return h.hexdigest()
+
+    def _path(self, key: str) -> Path:
+        assert self.dir is not None
+        return self.dir / key[:2] / f"{key}.pt"
+
+    # -- pixels -------------------------------------------------------------------
+    def pixels(self, refs: Sequence[ImageRef]) -> torch.Tensor:
+        """Preprocessed pixels (B x 3 x S x S, CPU), decoded once per image and kept in memory."""
+        return torch.stack(list(self._iter_pixels(refs)))
+
+    def _decode(self, ref: ImageRef) -> torch.Tensor:
+        return self.backbone.load_pixels([ref.path])[0]
+
+    def _iter_pixels(self, refs: Sequence[ImageRef]):
+        """Pixels of ``refs`` in order; the ones not in memory are decoded by the loader threads,
+        all submitted at once so decoding runs ahead of the consumer."""
+        todo = {r.digest: r for r in refs if r.digest not in self._pixels}
+        futures = {}
+        if len(todo) > 1 and self.loader_workers > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.loader_workers, thread_name_prefix="fsadbench-loader")
+            futures = {d: self._pool.submit(self._decode, r) for d, r in todo.items()}
+        for r in refs:
+            t = self._pixels.get(r.digest)
+            if t is not None:
+                self._pixels.move_to_end(r.digest)
+            else:
+                f = futures.pop(r.digest, None)
+                t = f.result() if f is not None else self._decode(r)
+                self.stats.decoded += 1
+                self._pixel_put(r.digest, t)
+            yield t
+
+    def _pixel_put(self, digest: str, t: torch.Tensor) -> None:
+        self._pixels[digest] = t
+        self._pixels_used += t.numel() * t.element_size()
+        while self._pixels_used > self.pixel_bytes and len(self._pixels) > 1:
+            _, old = self._pixels.popitem(last=False)
+            self._pixels_used -= old.numel() * old.element_size()
+
+    # -- main entry ----------------------------------------------------------------
+    def get(self, refs: Sequence[ImageRef], spec: FeatureSpec) -> dict[str, torch.Tensor]:
+        """Stacked features for ``refs`` (on the backbone's device), in order."""
+        keys = [self.entry_key(r, spec) for r in refs]
+        found: dict[int, dict[str, torch.Tensor]] = {}
+        missing: list[int] = []
+        for i, k in enumerate(keys):
+            e = self._mem_get(k)
+            if e is not None:
+                self.stats.memory_hits += 1
+                found[i] = e
+                continue
+            e = self._disk_get(k)
+            if e is not None:
+                self.stats.disk_hits += 1
+                self._mem_put(k, e)
+                found[i] = e
+                continue
+            missing.append(i)
+        pixel_iter = self._iter_pixels([refs[i] for i in missing])  # decoding runs ahead of encoding
+        cuda = self.backbone.device.type == "cuda"
+        for start in range(0, len(missing), self.batch_size):
+            idx = missing[start:start + self.batch_size]
+            px = torch.stack([next(pixel_iter) for _ in idx])
+            if cuda:
+                px = px.pin_memory()
+            with torch.no_grad(), self._autocast():
+                out = spec.fn(self.backbone, px.to(self.backbone.device, non_blocking=cuda))
+            self.stats.encoded += len(idx)
+            self.stats.batches += 1
+            for j, i in enumerate(idx):
+                e = {name: t[j].detach().to("cpu", self.store_dtype).contiguous().clone() for name, t in out.items()}
+                self._disk_put(keys[i], e)
+                self._mem_put(keys[i], e)
+                found[i] = e
+        if not refs:
+            return {}
+        names = found[0].keys()
+        dev = self.backbone.device
+        return {n: torch.stack([found[i][n] for i in range(len(refs))]).to(dev) for n in names}
+
+    # -- layers -------------------------------------------------------------------------
+    def _autocast(self):
+        dev = self.backbone.device
+        if self.amp and dev.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def _mem_get(self, key: str):
+        e = self._mem.get(key)
+        if e is not None:
+            self._mem.move_to_end(key)
+        return e
+
+    def _mem_put(self, key: str, e: dict[str, torch.Tensor]) -> None:
+        if key in self._mem:
+            return
+        size = sum(t.numel() * t.element_size() for t in e.values())
+        self._mem[key] = e
+        self._mem_used += size
+        while self._mem_used > self.memory_bytes and len(self._mem) > 1:
+            _, old = self._mem.popitem(last=False)
+            self._mem_used -= sum(t.numel() * t.element_size() for t in old.values())
+
+    def _disk_get(self, key: str):
+        if self.dir is None:
+            return None
+        p = self._path(key)
+        if not p.is_file():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
+            return None
+
+    def _disk_put(self, key: str, e: dict[str, torch.Tensor]) -> None:
+        if self.dir is None:
+            return
+        p = self._path(key)
+        if p.is_file():
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".pt")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(e, f)
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,183 @@
+"""``python run_bench.py check-data``: verify dataset folders before a long run.
+
+For every dataset and category it loads the split with the dataset's own
+plugin, prints the counts found next to the published ones (where known), and
+lists every problem:
+
+errors (exit status 1): a folder or category that cannot be loaded (wrong
+root, missing masks, CSV rows naming missing files), an empty category, an
+unreadable image or mask, a mask whose size differs from its image's;
+
+warnings (exit status 0 when there are only warnings): counts that differ
+from the published ones, an anomalous image whose mask has no anomalous pixel,
+an anomalous image with no mask (image-level only), a category without train
+normals (few-shot cells cannot run; zero-shot ones can).
+
+Masks are read with :func:`fsadbench.datasets.base.load_mask`: any non-zero
+pixel is anomalous.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from fsadbench.core.errors import BenchError, ConfigError, DataError
+
+#: loaders end their errors with the expected layout; check-data prints it once per dataset
+LAYOUT_MARK = "Expected layout:"
+
+
+@dataclass
+class CategoryReport:
+    dataset: str
+    category: str
+    counts: dict[str, int] = field(default_factory=dict)
+    expected: dict[str, int] | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        keys = [k for k in self.counts if k not in ("normal", "anomalous")]
+        keys += [k for k in (self.expected or {}) if k not in keys]
+        parts = []
+        for k in keys:
+            found = self.counts.get(k, "?")
+            exp = (self.expected or {}).get(k)
+            parts.append(f"{k} {found}" + (f" (expected {exp})" if exp is not None else ""))
+        status = "ERROR" if self.errors else ("warning" if self.warnings else "ok")
+        out = [f"  {self.category}: {', '.join(parts) or 'no counts'}  [{status}]"]
+        out += [f"    error: {e.split(LAYOUT_MARK)[0].rstrip()}" for e in self.errors]
+        out += [f"    warning: {w}" for w in self.warnings]
+        return out
+
+
+def _image_hw(path: Path, decode: bool) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if decode:
+            im.load()
+        return im.height, im.width
+
+
+def check_category(dataset: Any, category: str, decode: bool = True) -> CategoryReport:
+    """Load one category through its plugin and check every file of the split."""
+    from fsadbench.datasets.base import load_mask, split_counts
+
+    rep = CategoryReport(dataset.name, category, expected=dataset.expected(category))
+    try:
+        split = dataset.load(category)
+    except BenchError as exc:
+        rep.errors.append(str(exc))
+        return rep
+    rep.counts = split_counts(split)
+    if not split.train and not split.test:
+        rep.errors.append("the category is empty (no train and no test images)")
+        return rep
+    if not split.train:
+        rep.warnings.append("no normal train images: few-shot cells cannot run (zero-shot ones can)"
+                            + ("; this set is test-only, configure the option normal_source"
+                               if getattr(dataset, "test_only", False) else ""))
+    for s in list(split.train) + list(split.test):
+        try:
+            hw = _image_hw(s.image_path, decode)
+        except (OSError, ValueError) as exc:
+            rep.errors.append(f"image {s.image_path} cannot be read ({exc})")
+            continue
+        if s.mask_path is None:
+            if s.label:
+                rep.warnings.append(f"anomalous image {s.image_path} has no mask: image-level metrics only")
+            continue
+        try:
+            mask = load_mask(s.mask_path, expected_hw=hw)
+        except DataError as exc:
+            rep.errors.append(str(exc))
+            continue
+        if s.label and not mask.any():
+            rep.warnings.append(f"mask {s.mask_path} of anomalous image {s.image_path} has no anomalous pixel")
+    if rep.expected:
+        diff = [f"{k} {rep.counts[k]} vs {v}" for k, v in rep.expected.items() if k in rep.counts
+                and rep.counts[k] != v]
+        if diff:
+            rep.warnings.append("counts differ from the published ones (a subset or another copy?): " + ", ".join(diff))
+    return rep
+
+
+def _parse_options(items: Sequence[str], flag: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, opt = key.partition(".")
+        if not sep or not dot or not name or not opt:
+            raise ConfigError(f"{flag} {item!r}: expected DATASET.OPTION=VALUE, e.g. sdd.split_seed=1")
+        out.setdefault(name, {})[opt] = yaml.safe_load(value)
+    return out
+
+
+def _parse_roots(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ConfigError(f"--root {item!r}: expected DATASET=FOLDER, e.g. visa=/data/VisA_20220922")
+        out[name] = folder
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_bench.py check-data",
+                                description="Check dataset folders: counts, masks, unreadable files.")
+    p.add_argument("--datasets", required=True, help="comma-separated dataset names, e.g. mvtec,visa")
+    p.add_argument("--data-root", help="folder holding the datasets (each in one of its usual folder names)")
+    p.add_argument("--categories", help="comma-separated categories (default: all of each dataset)")
+    p.add_argument("--cache-dir", help="where converted/generated data goes (default ~/.cache/fsadbench)")
+    p.add_argument("--root", action="append", default=[], metavar="DATASET=FOLDER",
+                   help="explicit folder of one dataset (repeatable)")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
+                   help="dataset option, e.g. cvc.normal_source=/data/normals (repeatable)")
+    p.add_argument("--headers-only", action="store_true", help="read image headers only (faster, misses truncation)")
+    return p
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """Exit status 1 when any error was found, else 0 (warnings alone pass)."""
+    from fsadbench.core.defaults import default_cache_dir
+    from fsadbench.core.registry import DATASETS
+
+    a = _parser().parse_args(list(argv))
+    names = [n.strip() for n in a.datasets.split(",") if n.strip()]
+    cats = [c.strip() for c in a.categories.split(",") if c.strip()] if a.categories else None
+    options = _parse_options(a.dataset_option, "--dataset-option")
+    roots = _parse_roots(a.root)
+    for n in set(options) | set(roots):
+        if n not in names:
+            raise ConfigError(f"option or root given for dataset {n!r}, which is not in --datasets {a.datasets}")
+    cache_dir = Path(a.cache_dir).expanduser() if a.cache_dir else default_cache_dir()
+    n_err = n_warn = 0
+    for name in names:
+        cls, defaults = DATASETS.get(name)
+        try:
+            ds = cls.from_config(data_root=a.data_root, root=roots.get(name), cache_dir=cache_dir,
+                                 **{**defaults, **options.get(name, {})})
+            categories = cats or ds.list_categories()
+        except BenchError as exc:
+            print(f"{name}:\n  error: {exc}")
+            n_err += 1
+            continue
+        print(f"{name} ({ds.root})")
+        show_layout = False
+        for cat in categories:
+            rep = check_category(ds, cat, decode=not a.headers_only)
+            print("\n".join(rep.lines()))
+            n_err += len(rep.errors)
+            n_warn += len(rep.warnings)
+            show_layout |= any(LAYOUT_MARK in e for e in rep.errors)
+        if show_layout:
+            print(f"  {LAYOUT_MARK}\n{ds.layout}")
+    print(f"check-data: {n_err} error(s), {n_warn} warning(s)")
+    return 1 if n_err else 0

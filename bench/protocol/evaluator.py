@@ -1,0 +1,156 @@
+"""Maps -> metrics for one category, streamed image by image.
+
+Protocol (defaults are the paper protocol; every value is recorded):
+maps are upsampled bilinearly (align_corners=False) to ``eval_size`` x
+``eval_size``, then smoothed with a Gaussian of ``sigma`` evaluation pixels
+(kernel truncated at 4 sigma, reflect padding, as scipy.ndimage); masks are
+resized with nearest neighbour to the same size. Pixel metrics are computed
+over all test pixels of the category; image metrics over its test images.
+An anomalous image without a mask (a user folder with partial masks) counts
+for image metrics only: its pixels are unknown, not normal, so they are left
+out of the pixel metrics rather than scored as all-normal.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fsadbench.core.errors import DataError
+from fsadbench.protocol.metrics import PixelMetrics, image_metrics
+from fsadbench.core.types import Prediction, Sample
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Normalised 1-D Gaussian, radius round(truncate * sigma) (scipy.ndimage's rule)."""
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).float()
+
+
+def _symmetric_index(n: int, r: int) -> torch.Tensor:
+    """Indices of a length-n axis padded by r on both sides, scipy 'reflect' (d c b a | a b c d)."""
+    i = torch.arange(-r, n + r) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of B x H x W maps; equals scipy.ndimage.gaussian_filter
+    (mode='reflect', truncate=4) applied per map."""
+    if not sigma or sigma <= 0:
+        return maps
+    k = gaussian_kernel1d(sigma).to(maps.device, maps.dtype)
+    r = (k.numel() - 1) // 2
+    h, w = maps.shape[-2:]
+    x = maps[:, :, _symmetric_index(w, r).to(maps.device)].unsqueeze(1)
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    x = x[:, :, _symmetric_index(h, r).to(maps.device), :]
+    x = F.conv2d(x, k.view(1, 1, -1, 1))
+    return x.squeeze(1)
+
+
+def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """B x h x w -> B x size x size, bilinear, align_corners=False."""
+    if maps.shape[-2:] == (size, size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False).squeeze(1)
+
+
+def postprocess(maps: np.ndarray | torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    t = torch.as_tensor(maps, dtype=torch.float32)
+    return gaussian_blur(upsample(t, size), sigma)
+
+
+@lru_cache(maxsize=8192)
+def _mask_cached(path: str, size: int) -> np.ndarray:
+    from PIL import Image
+
+    from fsadbench.datasets.base import load_mask
+
+    m = load_mask(Path(path))
+    img = Image.fromarray(m.astype(np.uint8) * 255)
+    return np.asarray(img.resize((size, size), Image.NEAREST)) > 0
+
+
+def _image_hw(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except OSError as exc:
+        raise DataError(f"image file {path} cannot be read ({exc})") from exc
+
+
+def gt_mask(sample: Sample, size: int) -> np.ndarray:
+    """Ground truth at the evaluation size (all False for normals / unmasked images).
+
+    A mask whose size differs from its image's fails with a message naming the file.
+    """
+    if sample.mask_path is None:
+        return np.zeros((size, size), dtype=bool)
+    m_hw = _mask_hw(str(sample.mask_path))
+    i_hw = _image_hw(sample.image_path)
+    if m_hw != i_hw:
+        raise DataError(
+            f"mask {sample.mask_path} is {m_hw[1]}x{m_hw[0]} but its image {sample.image_path} is "
+            f"{i_hw[1]}x{i_hw[0]}; fix or regenerate the mask (python run_bench.py check-data lists all such files)")
+    return _mask_cached(str(sample.mask_path), size)
+
+
+def has_pixel_truth(sample: Sample) -> bool:
+    """Whether the sample's pixels are labelled: normals (all normal) and masked anomalies."""
+    return not sample.label or sample.mask_path is not None
+
+
+@lru_cache(maxsize=8192)
+def _mask_hw(path: str) -> tuple[int, int]:
+    return _image_hw(Path(path))
+
+
+class CategoryEvaluator:
+    """Accumulates one variant's predictions for one category."""
+
+    def __init__(self, eval_size: int, sigma: float, device: torch.device | None = None, aupro: bool = True):
+        self.eval_size = eval_size
+        self.sigma = sigma
+        self.pixel = PixelMetrics(device=device, aupro=aupro)
+        self.scores: list[float] = []
+        self.labels: list[int] = []
+        self.has_masks = False
+
+    def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> None:
+        maps = postprocess(pred.maps, self.eval_size, self.sigma)
+        for i, s in enumerate(samples):
+            if has_pixel_truth(s):
+                self.pixel.add(maps[i].numpy(), masks[i])
+        self.scores.extend(float(x) for x in pred.scores)
+        self.labels.extend(int(s.label) for s in samples)
+
+    def compute(self) -> tuple[dict[str, float | None], dict[str, str]]:
+        pix = self.pixel.compute()
+        undefined = dict(pix.pop("undefined", {}) or {})
+        img = image_metrics(np.asarray(self.scores, dtype=np.float64), np.asarray(self.labels))
+        undefined.update(img.pop("undefined", {}) or {})
+        metrics = {**img, **pix}
+        return metrics, undefined
+
+
+def check_finite(pred: Prediction, where: str) -> None:
+    for name, arr in (("maps", pred.maps), ("scores", pred.scores)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise FloatingPointError(f"{where}: {int(bad.sum())} non-finite value(s) (NaN/inf) in {name}")
+
+
+def nan_to_none(x: float | None) -> float | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return float(x)

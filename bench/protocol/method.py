@@ -1,0 +1,113 @@
+"""The method interface every plugin implements.
+
+A method sees images (``ImageRef``: path + content digest) and the frozen
+backbone through a :class:`MethodContext`; it never sees dataset layouts,
+result folders or other cells.
+
+    class MyMethod(Method):
+        name = "mine"
+        variants = ("w/o VG", "w/ VG")
+        def fit(self, normals, category): ...
+        def predict(self, images) -> dict[str, Prediction]: ...
+
+``predict`` returns one :class:`Prediction` per declared variant, all from the
+same fit (e.g. "w/o VG" and "w/ VG").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from fsadbench.backbone.clip import Backbone
+    from fsadbench.backbone.features import FeatureStore
+
+
+@dataclass
+class MethodContext:
+    """What the harness lends a method for one cell."""
+
+    backbone: "Backbone"
+    features: "FeatureStore"
+    device: "torch.device"
+    seed: int = 0
+    batch_size: int = 32
+    amp: bool = False  # bf16 autocast on GPU
+    log: Any = None  # callable(str) for progress messages
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, msg: str) -> None:
+        if self.log is not None:
+            self.log(msg)
+
+
+class Method(ABC):
+    """Base class. Subclasses declare their options as a dataclass ``Options``."""
+
+    name: ClassVar[str] = "method"
+    variants: ClassVar[tuple[str, ...]] = ("w/o VG", "w/ VG")
+    #: True when the frozen image encoder's outputs can be cached and shared.
+    uses_feature_cache: ClassVar[bool] = True
+    #: minimum shots; 0 means zero-shot works.
+    min_shots: ClassVar[int] = 0
+    #: "category" (one fit per category) or "dataset" (one fit for all categories).
+    fit_scope: ClassVar[str] = "category"
+    #: Gaussian sigma (in evaluation pixels) applied after upsampling, per the paper.
+    default_sigma: ClassVar[float] = 4.0
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, ctx: MethodContext, **options: Any):
+        self.ctx = ctx
+        self.options = self.make_options(options)
+
+    @classmethod
+    def fit_scope_for(cls, options: Mapping[str, Any]) -> str:
+        """"category" or "dataset" for these options (the runner plans with it)."""
+        return cls.fit_scope
+
+    @classmethod
+    def make_options(cls, options: Mapping[str, Any]) -> Any:
+        fields = {f.name for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ConfigError(
+                f"method {cls.name!r}: unknown option(s) {unknown}; known options: {sorted(fields) or 'none'}"
+            )
+        return cls.Options(**options)
+
+    @classmethod
+    def option_dict(cls, options: Any) -> dict[str, Any]:
+        return dataclasses.asdict(options)
+
+    @abstractmethod
+    def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
+        """Learn from k normal images of ``category`` (k may be 0)."""
+
+    @abstractmethod
+    def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
+        """Anomaly maps (B x H x W) and scores (B), one Prediction per variant."""
+
+    def fit_dataset(self, normals_by_category: Mapping[str, Sequence[ImageRef]],
+                    categories: Mapping[str, CategoryInfo]) -> None:
+        """Multi-class fit (``fit_scope == "dataset"``): one model for all categories."""
+        from fsadbench.core.errors import MethodError
+
+        raise MethodError(f"{self.name} fits per category; fit_dataset() applies to fit_scope='dataset' methods")
+
+    def set_category(self, category: CategoryInfo) -> None:
+        """For dataset-scope methods: the category of the next ``predict`` calls."""
+
+    def describe(self) -> dict[str, Any]:
+        """Extra facts for the record (e.g. the choices a paper left open)."""
+        return {}

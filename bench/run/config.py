@@ -1,0 +1,275 @@
+"""The resolved configuration of a sweep: YAML file + presets + CLI overrides.
+
+Everything that can change a number is in here and goes, resolved, into every
+record (``RunConfig.to_dict``); ``cell_hash`` is what resume compares.
+
+YAML shape (all keys optional)::
+
+    methods:                      # or a list of names: [apt, winclip]
+      - name: apt
+        label: "APT"
+        options: {k: 2}
+    datasets:                     # or a list of names
+      - name: mvtec
+        root: /data/mvtec_anomaly_detection
+        categories: [bottle, cable]
+        options: {}
+    shots: [1, 2, 4]
+    seeds: [0, 1, 2]
+    backbone: {model: ViT-B-16-plus-240, pretrained: laion400m_e32}
+    protocol: {eval_size: 400, sigma: null}   # null sigma = each method's paper value
+    data_root: /data
+    results_dir: results/run
+    device: auto
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, default_cache_dir  # noqa: F401
+from fsadbench.core.errors import ConfigError
+
+PROTOCOL_VERSION = "fsad-protocol/1"
+
+
+@dataclass
+class MethodSpec:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def id(self) -> str:
+        """Stable identity: the name, plus the options when any are set (``apt[k=2,la=false]``)."""
+        if not self.options:
+            return self.name
+        parts = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(self.options.items()))
+        return f"{self.name}[{parts}]"
+
+    @property
+    def display(self) -> str:
+        return self.label or self.id
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    root: str | None = None
+    categories: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Protocol:
+    eval_size: int = 400  # evaluation resolution (PromptAD / WinCLIP report at 400)
+    sigma: float | None = None  # Gaussian sigma after upsampling; None = the method's paper value
+    max_test_images: int | None = None  # for quick checks only; recorded
+
+
+@dataclass
+class RunConfig:
+    methods: list[MethodSpec] = field(default_factory=lambda: [MethodSpec("memory")])
+    datasets: list[DatasetSpec] = field(default_factory=lambda: [DatasetSpec("synthetic")])
+    shots: list[int] = field(default_factory=lambda: [1, 2, 4])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    model: str = DEFAULT_MODEL
+    pretrained: str = DEFAULT_PRETRAINED
+    protocol: Protocol = field(default_factory=Protocol)
+    data_root: str | None = None
+    results_dir: str = "results/run"
+    cache_dir: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+    amp: bool = False
+    preset: str | None = None
+
+    # -- serialisation ---------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "-".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# -- parsing ---------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """CLI option values: YAML scalars (``2``, ``true``, ``[3, 8]``, ``0.5``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _method_specs(value: Any, where: str) -> list[MethodSpec]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: 'methods' must be a list of names or of {{name, options, label}} mappings")
+    out = []
+    for m in value:
+        if isinstance(m, str):
+            out.append(MethodSpec(m.strip()))
+        elif isinstance(m, Mapping) and "name" in m:
+            extra = set(m) - {"name", "options", "label"}
+            if extra:
+                raise ConfigError(f"{where}: method entry {m['name']!r} has unknown keys {sorted(extra)}; "
+                                  f"allowed: name, options, label")
+            out.append(MethodSpec(str(m["name"]), dict(m.get("options") or {}), m.get("label")))
+        else:
+            raise ConfigError(f"{where}: method entry {m!r} needs a 'name'")
+    return out
+
+
+def _dataset_specs(value: Any, where: str) -> list[DatasetSpec]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: 'datasets' must be a list of names or of {{name, root, categories, options}}")
+    out = []
+    for d in value:
+        if isinstance(d, str):
+            out.append(DatasetSpec(d.strip()))
+        elif isinstance(d, Mapping) and "name" in d:
+            extra = set(d) - {"name", "root", "categories", "options"}
+            if extra:
+                raise ConfigError(f"{where}: dataset entry {d['name']!r} has unknown keys {sorted(extra)}")
+            opts = d.get("options") or {}
+            for reserved in ("root", "data_root", "cache_dir"):
+                if reserved in opts:
+                    raise ConfigError(f"{where}: dataset {d['name']!r} sets {reserved!r} under 'options'; "
+                                      + ("write it as the entry's own key: {name: ..., root: ...}"
+                                         if reserved == "root" else f"give it as --{reserved.replace('_', '-')}"))
+            cats = d.get("categories")
+            out.append(DatasetSpec(str(d["name"]), d.get("root"), list(cats) if cats else None,
+                                   dict(d.get("options") or {})))
+        else:
+            raise ConfigError(f"{where}: dataset entry {d!r} needs a 'name'")
+    return out
+
+
+def _int_list(value: Any, field_name: str, where: str) -> list[int]:
+    if isinstance(value, (int,)):
+        return [value]
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        return [int(v) for v in value]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: '{field_name}' must be a list of integers, e.g. 1,2,4 (got {value!r})") from exc
+
+
+def apply_mapping(cfg: RunConfig, data: Mapping[str, Any], where: str) -> RunConfig:
+    known = {f.name for f in fields(RunConfig)} | {"backbone"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    for key, value in data.items():
+        if key == "methods":
+            cfg.methods = _method_specs(value, where)
+        elif key == "datasets":
+            cfg.datasets = _dataset_specs(value, where)
+        elif key in ("shots", "seeds"):
+            setattr(cfg, key, _int_list(value, key, where))
+        elif key == "backbone":
+            if not isinstance(value, Mapping) or set(value) - {"model", "pretrained"}:
+                raise ConfigError(f"{where}: 'backbone' takes {{model, pretrained}}")
+            cfg.model = value.get("model", cfg.model)
+            cfg.pretrained = str(value.get("pretrained", cfg.pretrained))
+        elif key == "protocol":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: 'protocol' must be a mapping")
+            pk = {f.name for f in fields(Protocol)}
+            bad = sorted(set(value) - pk)
+            if bad:
+                raise ConfigError(f"{where}: unknown protocol key(s) {bad}; known: {sorted(pk)}")
+            cfg.protocol = Protocol(**{**asdict(cfg.protocol), **value})
+        else:
+            setattr(cfg, key, value)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    with open(p) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: the top level must be a mapping")
+    data.pop("published", None)  # paper configs may carry published figures beside the sweep
+    data.pop("table", None)  # and the layout they regenerate
+    return data
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Offline pipeline check: synthetic data, tiny RANDOM backbone, a few cells.
+    "smoke": {
+        # apt with its paper defaults (100 epochs: about 3 s a cell here)
+        "methods": ["memory", "winclip", "apt"],
+        "datasets": [{"name": "synthetic", "categories": ["stripes", "disc"],
+                      "options": {"size": 120, "n_train": 8, "n_test_good": 6, "n_test_bad": 10}}],
+        "shots": [1, 2],
+        "seeds": [0, 1],
+        "backbone": {"model": TINY_MODEL, "pretrained": "none"},
+        "protocol": {"eval_size": 120},
+        "results_dir": "results/smoke",
+    },
+    # The paper protocol (APT Table 1 shots) on the real backbone.
+    "paper": {
+        "shots": [1, 2, 4],
+        "seeds": [0, 1, 2, 3, 4],
+        "backbone": {"model": DEFAULT_MODEL, "pretrained": DEFAULT_PRETRAINED},
+        "protocol": {"eval_size": 400},
+    },
+}
+
+
+def build_config(preset: str | None = None, config_file: str | None = None,
+                  overrides: Mapping[str, Any] | None = None,
+                  method_options: list[str] | None = None) -> RunConfig:
+    """Defaults < preset < config file < CLI overrides < --method-option."""
+    cfg = RunConfig()
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset {preset!r}: unknown; known presets: {sorted(PRESETS)}")
+        cfg = apply_mapping(cfg, PRESETS[preset], f"preset {preset}")
+        cfg.preset = preset
+    if config_file:
+        cfg = apply_mapping(cfg, load_yaml(config_file), f"config {config_file}")
+    if overrides:
+        cfg = apply_mapping(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    for item in method_options or []:
+        target, sep, value = item.partition("=")
+        mname, dot, opt = target.partition(".")
+        if not sep or not dot:
+            raise ConfigError(f"--method-option {item!r}: expected METHOD.OPTION=VALUE, e.g. apt.k=2")
+        hits = [m for m in cfg.methods if m.name == mname]
+        if not hits:
+            raise ConfigError(f"--method-option {item!r}: method {mname!r} is not in this run "
+                              f"({', '.join(m.name for m in cfg.methods)})")
+        for m in hits:
+            m.options[opt] = parse_value(value)
+    if not cfg.methods or not cfg.datasets or not cfg.shots or not cfg.seeds:
+        raise ConfigError("a run needs at least one method, dataset, shot count and seed")
+    return cfg

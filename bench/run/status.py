@@ -1,0 +1,171 @@
+"""``python run_bench.py status --results-dir DIR``: done / running / failed / pending cells of a sweep.
+
+The cells come from the sweep's plan: the config in ``<DIR>/run.json`` (written
+by every executor when a sweep starts), or ``--preset`` / ``--config`` given
+here, or, failing both, the config stored in the newest record. A cell is
+
+* ``done``: a record with status ok or not_applicable and the plan's config hash;
+* ``running``: not done, and a live claim under ``<DIR>/claims/`` names it
+  (its pid is alive on this host, or it runs elsewhere and its heartbeat is
+  younger than its lease); stale claims are listed apart and ignored;
+* ``failed``: a failed record with the plan's config hash (rerun to retry);
+* ``pending``: no record, or one from another config (outdated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from fsadbench.run.config import RunConfig, apply_mapping, build_config
+from fsadbench.core.errors import BenchError, ConfigError
+from fsadbench.run.claims import ClaimInfo, ClaimStore
+from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
+
+STATES = ("done", "running", "failed", "pending")
+
+
+@dataclass
+class SweepStatus:
+    cells: dict[str, str] = field(default_factory=dict)  # str(CellKey) -> state
+    running: dict[str, ClaimInfo] = field(default_factory=dict)  # str(CellKey) -> live claim
+    errors: dict[str, str] = field(default_factory=dict)  # failed cell -> last error line
+    stale: list[tuple[ClaimInfo, str]] = field(default_factory=list)
+    outdated: int = 0  # pending cells whose record has another config hash
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        for s in self.cells.values():
+            out[s] += 1
+        return out
+
+    def of(self, state: str) -> list[str]:
+        return [c for c, s in self.cells.items() if s == state]
+
+
+def config_for(results_dir: Path, preset: str | None = None, config_file: str | None = None) -> tuple[RunConfig, str]:
+    """The run config to plan from, and where it came from."""
+    if preset or config_file:
+        cfg = build_config(preset, config_file)
+        src = " + ".join(x for x in (f"preset {preset}" if preset else "", config_file or "") if x)
+    else:
+        manifest = results_dir / "run.json"
+        data: dict[str, Any] | None = None
+        src = str(manifest)
+        if manifest.is_file():
+            try:
+                data = json.loads(manifest.read_text())["config"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"{manifest} is unreadable ({exc}); pass --preset or --config") from exc
+        else:
+            recs = [r for r in RecordStore(results_dir) if r.config]
+            if not recs:
+                raise ConfigError(f"{results_dir}: no run.json and no records; pass the sweep's --preset or "
+                                  f"--config, or start the sweep first")
+            newest = max(recs, key=lambda r: str(r.provenance.get("time_utc", "")))
+            data, src = newest.config, f"the config stored in the newest record ({newest.cell})"
+        cfg = apply_mapping(RunConfig(), data, src)
+    cfg.results_dir = str(results_dir)
+    return cfg, src
+
+
+def sweep_status(cfg: RunConfig) -> SweepStatus:
+    """State of every planned cell of ``cfg`` in ``cfg.results_dir``."""
+    from fsadbench.run.runner import Runner
+
+    runner = Runner(cfg, progress=False)
+    store = runner.store
+    claims = ClaimStore(cfg.results_dir)
+    now = time.time()
+    live: dict[str, ClaimInfo] = {}
+    st = SweepStatus()
+    for c in claims:
+        why = c.stale_reason(now)
+        if why is None:
+            for rel in c.cells:
+                live[rel] = c
+        else:
+            st.stale.append((c, why))
+    for job in runner.plan():
+        h = runner.cell_hash(job)
+        for key in job.keys():
+            name = str(key)
+            rec = store.load(key)
+            if rec is not None and rec.config_hash == h and rec.status in DONE_STATUSES:
+                state = "done"
+            elif str(key.relpath()) in live:
+                state = "running"
+                st.running[name] = live[str(key.relpath())]
+            elif rec is not None and rec.config_hash == h and rec.status == STATUS_FAILED:
+                state = "failed"
+                lines = (rec.error or "").strip().splitlines()
+                st.errors[name] = lines[-1] if lines else ""
+            else:
+                state = "pending"
+                st.outdated += rec is not None
+            st.cells[name] = state
+    return st
+
+
+def _age(t: float) -> str:
+    s = max(0.0, time.time() - t)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def render(st: SweepStatus, results_dir: Path, source: str, show: Sequence[str] = ("running", "failed")) -> str:
+    n = st.counts()
+    lines = [f"results: {results_dir} (plan from {source})",
+             f"{len(st.cells)} cell(s): " + ", ".join(f"{n[s]} {s}" for s in STATES)]
+    if st.outdated:
+        lines.append(f"({st.outdated} pending cell(s) have a record from another config; they will be recomputed)")
+    if "running" in show and st.running:
+        lines.append("running:")
+        for cell, c in st.running.items():
+            lines.append(f"  {cell}  [{c.owner or 'pid ' + str(c.pid)} on {c.host}, started {_age(c.started)} ago, "
+                         f"heartbeat {_age(c.heartbeat)} ago]")
+    if "failed" in show and st.errors:
+        lines.append("failed (rerun to retry):")
+        lines.extend(f"  {cell}: {err}" for cell, err in st.errors.items())
+    if "pending" in show and n["pending"]:
+        lines.append("pending:")
+        lines.extend(f"  {c}" for c in st.of("pending"))
+    if "done" in show and n["done"]:
+        lines.append("done:")
+        lines.extend(f"  {c}" for c in st.of("done"))
+    if st.stale:
+        lines.append(f"{len(st.stale)} stale claim(s) ignored (their cells are redone by the next run):")
+        lines.extend(f"  {c.path.relative_to(results_dir)}: {why}" for c, why in st.stale)
+    return "\n".join(lines) + "\n"
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="run_bench.py status",
+                                description="Done / running / failed / pending cells of a sweep.")
+    p.add_argument("--results-dir", required=True)
+    p.add_argument("--preset", help="plan from this preset instead of <results-dir>/run.json")
+    p.add_argument("--config", help="plan from this YAML config instead of <results-dir>/run.json")
+    p.add_argument("--show", default="running,failed",
+                   help="comma-separated lists to print: running, failed, pending, done (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the states as JSON")
+    a = p.parse_args(argv)
+    root = Path(a.results_dir)
+    if not root.is_dir():
+        raise BenchError(f"--results-dir {root} does not exist; start a sweep there first")
+    show = [s.strip() for s in a.show.split(",") if s.strip()]
+    bad = sorted(set(show) - set(STATES))
+    if bad:
+        raise ConfigError(f"--show {a.show!r}: unknown list(s) {bad}; choose from {', '.join(STATES)}")
+    cfg, source = config_for(root, a.preset, a.config)
+    st = sweep_status(cfg)
+    if a.json:
+        print(json.dumps({"counts": st.counts(), "cells": st.cells, "errors": st.errors,
+                          "running": {k: {"pid": c.pid, "host": c.host, "heartbeat": c.heartbeat, "owner": c.owner}
+                                      for k, c in st.running.items()},
+                          "stale_claims": [str(c.path) for c, _ in st.stale]}, indent=1))
+    else:
+        print(render(st, root, source, show), end="")
+    return 0

@@ -1,0 +1,412 @@
+"""AnoPLe (Lee et al. 2024): few-shot anomaly detection by bidirectional prompt learning on normals only.
+
+Two registered variants of this class:
+
+* ``anople`` (``multi_class=True``, the paper's "AnoPLe"): ONE model trained
+  on the shots of every category of a dataset (``fit_scope = "dataset"``);
+* ``anople-oc`` (``multi_class=False``, "AnoPLe*"): one model per category.
+
+Pieces (paper sections):
+
+* deep prompts in both CLIP encoders, depth 9, coupled through f_{v->t} and
+  f_{t->v} (sec. 3.2, eq. 5-6) and a multi-view signal c (sec. 3.3.2):
+  ``methods/anople_prompts.py``; context lengths text/visual 3/3 (MVTec and
+  any other dataset) or 5/8 (VisA) (sec. 4.2);
+* text inputs "[ctx] {class}." / "[ctx] abnormal {class}." (eq. 1-2, 15);
+  w = mean over the training classes of the normalised per-class embeddings
+  (sec. 3.4.2, "we average outputs from all classes"), used for image and
+  pixel logits; option ``class_text="own"`` uses each image's own class;
+* training views (sec. 3.3.2, suppl. 6.1): the image and the 4 non-overlapping
+  crops of its 2x resize, derived from the preprocessed pixels (bilinear 2x of
+  the S x S tensor), crop i conditioned on c_i, the whole image on c_{N+1};
+  test: the whole image on c_{N+1} only;
+* decoder D: bilinear 2x upsampling of the prompted patch tokens, three
+  convolutions to the text embedding dimension (sec. 3.3.1);
+* pseudo anomalies (sec. 3.1, suppl. 8.3): pixel space, a DRAEM Perlin blend
+  (``fsadbench.methods.common.perlin``) of each normal shot with a texture source
+  (``texture``: "noise" = Perlin colour noise, the default; "normal" = another
+  shot of the same category, randomly flipped / rotated by a multiple of 90
+  degrees, the image itself when k = 1); latent space, z+ + N(mu, sigma^2) on
+  the L2-normalised image embedding, renormalised (SimpleNet; the paper gives
+  no mu / sigma: mu 0, sigma 0.015, SimpleNet's default);
+* losses (eq. 7-11): pixel dice + focal at the input resolution (decoder
+  logits upsampled bilinearly), image CE on every view (a view is anomalous
+  iff its crop of the pseudo mask is non-empty) plus CE on latent anomalies
+  with label smoothing 0.003, alignment 1 - cos(z^0, s), tau 2; total = sum;
+  ``anople_losses.py``;
+* optimiser (suppl. 6.2): SGD, momentum 0.9, weight decay 1e-5, batch 1
+  (one shot and its pseudo anomaly, all their views in one encoder batch),
+  lr 1e-3 for the prompt learner (contexts, coupling maps, signal) and 2e-4
+  for the decoder, linear warm-up from zero over ``warmup_epochs`` (1; the
+  paper gives no length), then constant; 60 epochs, an epoch = one pass over
+  every shot of every training category in a seeded random order;
+* logits use CLIP's own ``exp(logit_scale)`` as 1/tau in eq. 8;
+* inference (eq. 12-14, suppl. 6.3): decoder map = abnormal probability of
+  the pixel logits (2x grid); memory map = min (1 - cos)/2 of the query's
+  patch features to the k shots', features averaged over blocks 7-10 (VisA
+  7-9; option ``mem_layers``) of the prompted encoder, per category; "w/o VG"
+  = decoder map, "w/ VG" = harmonic mean with the memory map (bilinearly
+  upsampled to the decoder grid); image score = harmonic mean of the image's
+  abnormal probability and the map's maximum, for each variant.
+
+No feature cache: the visual prompts change the image encoder, so its
+outputs depend on the trained prompts (``uses_feature_cache = False``).
+Deterministic for a seed on CPU: parameters are initialised under
+``manual_seed(seed)`` in a forked RNG, and every random draw (order, masks,
+textures, latent noise) comes from one CPU generator seeded by the cell seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from fsadbench.core.errors import ConfigError, MethodError, NotApplicable
+from fsadbench.protocol.method import Method
+from fsadbench.methods.common.perlin import pseudo_anomaly
+from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
+
+from fsadbench.methods.anople.losses import align_loss, image_loss, image_score, fuse_map, pixel_logits, pixel_loss
+from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
+from fsadbench.methods.common.visual_memory import VisualMemory
+
+# sec. 4.2 / suppl. 6.3: (text contexts, visual contexts), memory blocks
+_PAPER_CTX = {"visa": (5, 8)}
+_DEFAULT_CTX = (3, 3)
+_PAPER_MEM = {"visa": (7, 8, 9)}
+_DEFAULT_MEM = (7, 8, 9, 10)
+
+
+def multi_scale_views(x: torch.Tensor, factor: int, mode: str = "bilinear") -> torch.Tensor:
+    """B x C x S x S -> B x (factor^2 + 1) x C x S x S: the factor^2 non-overlapping S x S crops of
+    the factor-x resize (row-major), then the image itself (last, the c_{N+1} view).
+
+    factor 1 gives the image alone.
+    """
+    b, c, h, w = x.shape
+    if factor <= 1:
+        return x[:, None]
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    big = F.interpolate(x, scale_factor=factor, mode=mode, **kw)
+    crops = [big[:, :, i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(factor) for j in range(factor)]
+    return torch.stack(crops + [x], dim=1)
+
+
+class AnoPLe(Method):
+    name = "anople"
+    variants = ("w/o VG", "w/ VG")
+    uses_feature_cache = False
+    min_shots = 1
+    default_sigma = 4.0
+    fit_scope = "dataset"
+
+    @dataclass
+    class Options:
+        multi_class: bool = True
+        epochs: int = 60
+        depth: int = 9
+        n_ctx_text: int | None = None  # None: 3 (5 on VisA)
+        n_ctx_visual: int | None = None  # None: 3 (8 on VisA)
+        crop_grid: int = 2  # training views: crop_grid^2 crops of a crop_grid-x resize (+ the image); 1 = none
+        view_signal: bool = True  # the multi-view signal c
+        decoder_scale: int = 2
+        texture: str = "noise"  # "noise" or "normal"
+        beta_max: float = 0.8
+        latent_mu: float = 0.0
+        latent_sigma: float = 0.015
+        label_smoothing: float = 0.003
+        align_tau: float = 2.0
+        lr_prompt: float = 1e-3
+        lr_decoder: float = 2e-4
+        momentum: float = 0.9
+        weight_decay: float = 1e-5
+        warmup_epochs: float = 1.0
+        mem_layers: tuple[int, ...] | None = None  # None: 7-10 (7-9 on VisA)
+        class_text: str = "average"  # "average" over training classes or the image's "own"
+        state_word: str = "abnormal"
+
+    @classmethod
+    def fit_scope_for(cls, options: Mapping[str, Any]) -> str:
+        return "dataset" if options.get("multi_class", True) else "category"
+
+    def __init__(self, ctx, **options):
+        super().__init__(ctx, **options)
+        o = self.options
+        self.fit_scope = "dataset" if o.multi_class else "category"
+        checks = [
+            (o.epochs >= 1, "epochs", "an integer >= 1 (the paper: 60)"),
+            (1 <= o.depth <= ctx.backbone.n_layers, "depth",
+             f"between 1 and the encoder's {ctx.backbone.n_layers} blocks (the paper: 9)"),
+            (o.crop_grid >= 1, "crop_grid", "an integer >= 1 (the paper: 2, i.e. 4 crops)"),
+            (o.decoder_scale >= 1, "decoder_scale", "an integer >= 1"),
+            (o.texture in ("noise", "normal"), "texture", "'noise' or 'normal'"),
+            (o.class_text in ("average", "own"), "class_text", "'average' or 'own'"),
+            (0.0 <= o.beta_max <= 1.0, "beta_max", "in [0, 1]"),
+            (o.latent_sigma >= 0, "latent_sigma", ">= 0"),
+            (0.0 <= o.label_smoothing < 1.0, "label_smoothing", "in [0, 1)"),
+            (o.align_tau > 0, "align_tau", "> 0"),
+            (o.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
+        ]
+        for name in ("n_ctx_text", "n_ctx_visual"):
+            n = getattr(o, name)
+            checks.append((n is None or n >= 0, name, "None (the paper's length) or an integer >= 0"))
+        for ok, field_name, want in checks:
+            if not ok:
+                raise ConfigError(f"method {self.name!r} option {field_name}: must be {want}, "
+                                  f"got {getattr(o, field_name, None)!r}")
+        if o.mem_layers is not None:
+            try:
+                ctx.backbone.check_layers(o.mem_layers)
+            except ConfigError as exc:
+                raise ConfigError(f"method {self.name!r} option mem_layers: {exc}") from exc
+        self.device = ctx.device
+        self.learner: PromptLearner | None = None
+        self.decoder: Decoder | None = None
+        self.memories: dict[str, VisualMemory] = {}
+        self.class_names: dict[str, str] = {}
+        self.history: list[dict[str, float]] = []
+        self.category: CategoryInfo | None = None
+        self.mem_layers: tuple[int, ...] = ()
+        self.n_ctx: tuple[int, int] = _DEFAULT_CTX
+        self.n_views = o.crop_grid ** 2 + 1 if o.crop_grid > 1 else 1
+
+    # -- helpers ----------------------------------------------------------------------------
+    @property
+    def model(self):
+        return self.ctx.backbone.model
+
+    @property
+    def scale(self) -> float:
+        return float(self.model.logit_scale.exp().item())
+
+    def _autocast(self):
+        on = bool(self.ctx.amp) and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
+
+    def _tokens(self, class_names: Sequence[str]) -> torch.Tensor:
+        """2C token rows: normal, abnormal sentence per class (n_slots stand-in words "X" for the prompt slots)."""
+        n = self.learner.n_slots
+        sents = [s for c in class_names for s in slot_sentences(c, n, self.options.state_word)]
+        return self.ctx.backbone.tokenizer(sents).to(self.device)
+
+    def _text(self, class_names: Sequence[str], prompts: torch.Tensor) -> torch.Tensor:
+        """C x 2 x E normalised text embeddings (normal, abnormal) per class."""
+        emb = encode_text_prompted(self.model, self._tokens(class_names), prompts).float()
+        return F.normalize(emb, dim=-1).reshape(len(class_names), 2, -1)
+
+    def _pick_text(self, per_class: torch.Tensor, index: int) -> torch.Tensor:
+        """2 x E text for a class: the average over classes (sec. 3.4.2) or the class's own."""
+        if self.options.class_text == "own":
+            return per_class[index]
+        return F.normalize(per_class.mean(dim=0), dim=-1)
+
+    def _encode(self, pixels: torch.Tensor, signal_index: torch.Tensor, layers: Sequence[int] = ()):
+        sig = self.learner.signal[signal_index.to(self.device)] if self.learner.signal is not None else None
+        return encode_image_prompted(self.model, pixels, self.learner.visual_prompts(), sig, layers)
+
+    def _memory_features(self, out) -> torch.Tensor:
+        """Patch features averaged over the memory blocks (suppl. 6.3): B x N x d_v."""
+        return torch.stack([out.layers[l].float() for l in self.mem_layers]).mean(dim=0)
+
+    def _setup(self, infos: Sequence[CategoryInfo]) -> None:
+        o, bb = self.options, self.ctx.backbone
+        ds = infos[0].dataset.lower()
+        paper_t, paper_v = _PAPER_CTX.get(ds, _DEFAULT_CTX)
+        self.n_ctx = (paper_t if o.n_ctx_text is None else o.n_ctx_text,
+                      paper_v if o.n_ctx_visual is None else o.n_ctx_visual)
+        mem = o.mem_layers if o.mem_layers is not None else _PAPER_MEM.get(ds, _DEFAULT_MEM)
+        self.mem_layers = bb.check_layers(mem)
+        d_t = int(self.model.token_embedding.weight.shape[1])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.seed)
+            self.learner = PromptLearner(d_t, bb.width, self.n_ctx[0], self.n_ctx[1], o.depth,
+                                         n_signals=self.n_views if o.view_signal else 0).to(self.device)
+            self.decoder = Decoder(bb.width, bb.embed_dim, scale=o.decoder_scale).to(self.device)
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
+        self.fit_dataset({category.name: normals}, {category.name: category})
+        self.set_category(category)
+
+    def fit_dataset(self, normals_by_category: Mapping[str, Sequence[ImageRef]],
+                    categories: Mapping[str, CategoryInfo]) -> None:
+        names = list(normals_by_category)
+        empty = [c for c in names if not normals_by_category[c]]
+        if not names or empty:
+            raise NotApplicable(f"AnoPLe trains on normal shots; no shots for {empty or 'any category'} "
+                                f"(shots=0 is zero-shot)")
+        missing = [c for c in names if c not in categories]
+        if missing:
+            raise MethodError(f"AnoPLe.fit_dataset: no CategoryInfo for {missing}")
+        infos = [categories[c] for c in names]
+        self._setup(infos)
+        self.class_names = {c: categories[c].class_name for c in names}
+        pixels = {c: self.ctx.features.pixels(list(normals_by_category[c])) for c in names}
+        self._train(names, pixels)
+        self._finish(names, pixels)
+
+    def _pseudo(self, x: torch.Tensor, pool: torch.Tensor, gen: torch.Generator):
+        """A pseudo anomaly of one preprocessed image x (3 x S x S, CPU): (normalised image, mask)."""
+        mean = torch.tensor(self.ctx.backbone.mean).view(3, 1, 1)
+        std = torch.tensor(self.ctx.backbone.std).view(3, 1, 1)
+        img = (x * std + mean).clamp(0, 1)
+        texture = None
+        if self.options.texture == "normal":
+            j = int(torch.randint(0, pool.shape[0], (1,), generator=gen).item())
+            tex = (pool[j] * std + mean).clamp(0, 1)
+            tex = torch.rot90(tex, int(torch.randint(0, 4, (1,), generator=gen).item()), dims=(1, 2))
+            if bool(torch.randint(0, 2, (1,), generator=gen).item()):
+                tex = tex.flip(2)
+            texture = tex
+        pa = pseudo_anomaly(img, gen, texture=texture, beta_max=self.options.beta_max)
+        return (pa.image - mean) / std, pa.mask
+
+    def _step_loss(self, x: torch.Tensor, anomalous: torch.Tensor, mask: torch.Tensor, text: torch.Tensor,
+                   gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Losses (eq. 7-11) for one shot x and its pseudo anomaly, all views in one encoder batch."""
+        o = self.options
+        s = self.ctx.backbone.image_size
+        views = multi_scale_views(torch.stack([x, anomalous]), o.crop_grid).flatten(0, 1).to(self.device)
+        masks = multi_scale_views(torch.stack([torch.zeros_like(mask), mask])[:, None], o.crop_grid,
+                                  mode="nearest").flatten(0, 1)[:, 0].to(self.device)
+        v = self.n_views
+        signal_index = torch.arange(v).repeat(2)
+        labels = (masks.flatten(1).amax(dim=1) > 0).long()
+        with self._autocast():
+            out = self._encode(views, signal_index)
+            feats = self.decoder(out.patches, self.ctx.backbone.grid)
+        emb, feats = out.embedding.float(), feats.float()
+        logits = pixel_logits(feats, text, self.scale)
+        prob = F.softmax(F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False), dim=1)[:, 1]
+        l_pix = pixel_loss(prob, masks)
+        z_pos = F.normalize(emb[:v], dim=-1)  # the shot's views (normal)
+        noise = torch.randn(z_pos.shape, generator=gen).to(self.device) * o.latent_sigma + o.latent_mu
+        latent = F.normalize(z_pos + noise, dim=-1)
+        l_img = image_loss(self.scale, emb, labels, latent, z_pos, text, o.label_smoothing)
+        l_align = align_loss(emb, feats, logits[:, 1] - logits[:, 0], o.align_tau)
+        return {"pixel": l_pix, "image": l_img, "align": l_align, "total": l_pix + l_img + l_align}
+
+    def _train(self, names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:
+        o = self.options
+        gen = torch.Generator().manual_seed(int(self.ctx.seed))
+        items = [(c, i) for c in names for i in range(pixels[c].shape[0])]
+        groups = [{"params": list(self.learner.parameters()), "lr": o.lr_prompt, "base": o.lr_prompt},
+                  {"params": list(self.decoder.parameters()), "lr": o.lr_decoder, "base": o.lr_decoder}]
+        opt = torch.optim.SGD(groups, lr=o.lr_prompt, momentum=o.momentum, weight_decay=o.weight_decay)
+        warmup = max(1, int(math.ceil(o.warmup_epochs * len(items)))) if o.warmup_epochs > 0 else 0
+        classes = [self.class_names[c] for c in names]
+        self.learner.train()
+        self.decoder.train()
+        step = 0
+        self.history = []
+        for epoch in range(o.epochs):
+            sums: dict[str, float] = {}
+            for t in torch.randperm(len(items), generator=gen).tolist():
+                c, i = items[t]
+                factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+                for g in opt.param_groups:
+                    g["lr"] = g["base"] * factor
+                x = pixels[c][i]
+                anomalous, mask = self._pseudo(x, pixels[c], gen)
+                with self._autocast():
+                    per_class = self._text(classes, self.learner.text_prompts())
+                text = self._pick_text(per_class, names.index(c))
+                losses = self._step_loss(x, anomalous, mask, text, gen)
+                opt.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                opt.step()
+                step += 1
+                for k, val in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(val.detach())
+            self.history.append({k: val / len(items) for k, val in sums.items()})
+            self.ctx.say(f"anople epoch {epoch + 1}/{o.epochs}: loss {self.history[-1]['total']:.4f}")
+            if not math.isfinite(self.history[-1]["total"]):
+                raise MethodError(f"AnoPLe: training loss became {self.history[-1]['total']} at epoch {epoch + 1}; "
+                                  f"lower lr_prompt / lr_decoder")
+
+    @torch.no_grad()
+    def _finish(self, names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:
+        """Freeze prompts, build each category's visual memory from its shots (suppl. 6.3)."""
+        self.learner.eval()
+        self.decoder.eval()
+        with self._autocast():
+            self._frozen_text = self.learner.text_prompts().detach()
+            per_class = self._text([self.class_names[c] for c in names], self._frozen_text)
+        self._train_text = per_class
+        self._train_names = names
+        for c in names:
+            feats = []
+            for s in range(0, pixels[c].shape[0], max(1, self.ctx.batch_size)):
+                px = pixels[c][s:s + self.ctx.batch_size].to(self.device)
+                with self._autocast():
+                    out = self._encode(px, torch.full((px.shape[0],), self.n_views - 1), self.mem_layers)
+                feats.append(self._memory_features(out))
+            mem = VisualMemory((0,))
+            mem.fit({0: torch.cat(feats)})
+            self.memories[c] = mem
+
+    # -- inference ------------------------------------------------------------------------------------
+    def set_category(self, category: CategoryInfo) -> None:
+        if category.name not in self.memories:
+            raise MethodError(f"AnoPLe: category {category.name!r} was not among the trained categories "
+                              f"{sorted(self.memories)}; fit_dataset() must include it")
+        self.category = category
+
+    @torch.no_grad()
+    def _category_text(self) -> torch.Tensor:
+        """2 x E text for the current category: the training-class average, or its own embeddings."""
+        if self.options.class_text == "average":
+            return self._pick_text(self._train_text, 0)
+        name = self.category.name
+        if name in self._train_names:
+            return self._train_text[self._train_names.index(name)]
+        with self._autocast():
+            return self._text([self.category.class_name], self._frozen_text)[0]
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
+        if self.learner is None or self.category is None:
+            raise MethodError("AnoPLe.predict() before fit() / set_category()")
+        text = self._category_text()
+        memory = self.memories[self.category.name]
+        grid = self.ctx.backbone.grid
+        out_maps = {v: [] for v in self.variants}
+        out_scores = {v: [] for v in self.variants}
+        step = max(1, self.ctx.batch_size)
+        for s in range(0, len(images), step):
+            px = self.ctx.features.pixels(list(images[s:s + step])).to(self.device)
+            with self._autocast():
+                out = self._encode(px, torch.full((px.shape[0],), self.n_views - 1), self.mem_layers)
+                feats = self.decoder(out.patches, grid)
+            feats = feats.float()
+            dec = F.softmax(pixel_logits(feats, text, self.scale), dim=1)[:, 1]  # B x H' x W'
+            emb = F.normalize(out.embedding.float(), dim=-1)
+            prob = F.softmax(self.scale * emb @ text.T, dim=-1)[:, 1]
+            mem = memory.score({0: self._memory_features(out)}).reshape(px.shape[0], 1, *grid)
+            mem = F.interpolate(mem, size=dec.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+            fused = fuse_map(dec, mem)
+            for variant, m in (("w/o VG", dec), ("w/ VG", fused)):
+                out_maps[variant].append(m.cpu())
+                out_scores[variant].append(image_score(prob, m).cpu())
+        return {v: Prediction(maps=torch.cat(out_maps[v]), scores=torch.cat(out_scores[v])) for v in self.variants}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "setting": "multi-class (one model per dataset)" if self.options.multi_class
+            else "one-class (one model per category)",
+            "feature_cache": "not used: the visual prompts change the image encoder",
+            "context_lengths": {"text": self.n_ctx[0], "visual": self.n_ctx[1]},
+            "memory_layers": list(self.mem_layers),
+            "training_views": self.n_views,
+            "pseudo_anomaly_texture": {"noise": "Perlin colour noise (no texture set available)",
+                                       "normal": "another normal shot of the category, flipped/rotated"}[
+                self.options.texture],
+            "latent_noise": {"mu": self.options.latent_mu, "sigma": self.options.latent_sigma,
+                             "on": "L2-normalised image embedding"},
+            "text_embeddings": self.options.class_text,
+            "loss_history": self.history,
+        }

@@ -1,0 +1,196 @@
+"""AnoPLe's multi-modal deep prompts, their coupling, and the prompted CLIP forward passes.
+
+Paper: Lee et al., "AnoPLe" (2024), sec. 3.2 and 3.3.2.
+
+* Learnable contexts per prompted block j = 1..J (J = ``depth``, default 9):
+  text P_j^t (C_t x d_t), visual P_j^v (C_v x d_v).
+* Bidirectional coupling (eq. 5-6): one pair of bias-free linear maps
+  f_{v->t} (d_v -> d_t) and f_{t->v} (d_t -> d_v), shared by all blocks; block
+  j's text prompt slots hold [P_j^t, f_{v->t}(P_j^v)] and its visual slots
+  [P_j^v, f_{t->v}(P_j^t)].
+* Multi-view signal c (sec. 3.3.2): N + 1 learnable d_v vectors; view i of an
+  image gets c_i in front of its visual prompts; the whole image is c_{N+1}.
+
+Forward passes are written here over open_clip's batch-first residual blocks
+(no hooks, no other module of this project), following the MaPLe layout the
+paper builds on:
+
+* text: the sentence is tokenised with one stand-in word "X" per prompt slot
+  right after [SOS] (``"X X X X X X bottle."``); block 1 sees the prompt vectors
+  in place of the stand-in embeddings (positional embeddings added, as for
+  words); blocks 2..J see the slots' hidden states replaced by that block's
+  prompts; later blocks carry them. Pooling at [EOT] as CLIP. The causal mask
+  means tokens after [EOT] never reach it, so the sequence is cut after the
+  last [EOT] of the batch (same output, a fraction of the cost).
+* image: [c_i, visual slots, CLS, patches] after ``ln_pre``; the slots are
+  replaced at the input of blocks 2..J; the signal token is given once, at the
+  input, and carried through every block (the paper says only that c_i is
+  prepended to the visual contexts). Prompts get no positional embedding.
+
+With zero-length prompts and no signal both passes are open_clip's own
+``encode_text`` / ``encode_image`` (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fsadbench.core.errors import ConfigError
+
+
+class PromptLearner(nn.Module):
+    """Learnable contexts, coupling maps and multi-view signal (all the prompt-side parameters)."""
+
+    def __init__(self, d_text: int, d_visual: int, n_text: int, n_visual: int, depth: int,
+                 n_signals: int = 0, init_std: float = 0.02):
+        super().__init__()
+        if depth < 0 or n_text < 0 or n_visual < 0 or n_signals < 0:
+            raise ConfigError("AnoPLe: depth, context lengths and the number of views must be >= 0")
+        self.depth, self.n_text, self.n_visual = depth, n_text, n_visual
+        self.ctx_text = nn.Parameter(torch.randn(depth, n_text, d_text) * init_std)
+        self.ctx_visual = nn.Parameter(torch.randn(depth, n_visual, d_visual) * init_std)
+        self.v2t = nn.Linear(d_visual, d_text, bias=False)  # f_{v->t}
+        self.t2v = nn.Linear(d_text, d_visual, bias=False)  # f_{t->v}
+        self.signal = nn.Parameter(torch.randn(n_signals, d_visual) * init_std) if n_signals else None
+
+    @property
+    def n_slots(self) -> int:
+        """Prompt slots per encoder: own contexts + projected contexts of the other modality."""
+        return self.n_text + self.n_visual
+
+    def text_prompts(self) -> torch.Tensor:
+        """depth x (C_t + C_v) x d_t: [P_j^t, f_{v->t}(P_j^v)] (eq. 5)."""
+        return torch.cat([self.ctx_text, self.v2t(self.ctx_visual)], dim=1)
+
+    def visual_prompts(self) -> torch.Tensor:
+        """depth x (C_v + C_t) x d_v: [P_j^v, f_{t->v}(P_j^t)] (eq. 6)."""
+        return torch.cat([self.ctx_visual, self.t2v(self.ctx_text)], dim=1)
+
+
+def slot_sentences(class_name: str, n_slots: int, state_word: str) -> tuple[str, str]:
+    """Normal and abnormal sentences (eq. 1-2): "X.. {class}." and "X.. {state} {class}."."""
+    lead = "X " * n_slots
+    return f"{lead}{class_name}.", f"{lead}{state_word} {class_name}."
+
+
+def _blocks_batch_first(transformer) -> bool:
+    return bool(getattr(transformer, "batch_first", True))
+
+
+def _run_block(block, x: torch.Tensor, batch_first: bool, attn_mask=None) -> torch.Tensor:
+    if batch_first:
+        return block(x, attn_mask=attn_mask)
+    return block(x.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
+
+
+def encode_text_prompted(model, tokens: torch.Tensor, prompts: torch.Tensor | None) -> torch.Tensor:
+    """CLIP text embeddings (K x E, not normalised) with deep prompts.
+
+    tokens: K x L token ids with ``prompts.shape[1]`` stand-in tokens ("X") after [SOS];
+    prompts: depth x P x d_t (P may be 0; None = no prompts).
+    """
+    if getattr(model, "text_pool_type", "argmax") != "argmax":
+        raise ConfigError(f"AnoPLe needs an [EOT]-pooled (argmax) text tower; this model pools "
+                          f"{model.text_pool_type!r}")
+    eot = tokens.argmax(dim=-1)
+    n = int(eot.max().item()) + 1
+    tokens = tokens[:, :n]
+    p = 0 if prompts is None else prompts.shape[1]
+    depth = 0 if prompts is None else prompts.shape[0]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast)
+    if p and depth:
+        x = torch.cat([x[:, :1], prompts[0].to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + p:]], dim=1)
+    x = x + model.positional_embedding[:n].to(cast)
+    mask = model.attn_mask[:n, :n] if model.attn_mask is not None else None
+    bf = _blocks_batch_first(model.transformer)
+    for b, block in enumerate(model.transformer.resblocks):
+        if p and 1 <= b < depth:
+            x = torch.cat([x[:, :1], prompts[b].to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + p:]], dim=1)
+        x = _run_block(block, x, bf, mask)
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), eot]
+    proj = model.text_projection
+    if proj is not None:
+        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+    return x
+
+
+@dataclass
+class ImageOut:
+    embedding: torch.Tensor  # B x E: CLS after ln_post and proj (z^0)
+    patches: torch.Tensor  # B x N x d_v: patch tokens after ln_post (decoder input)
+    layers: dict[int, torch.Tensor]  # block (1-indexed) -> B x N x d_v patch outputs of that block
+
+
+def encode_image_prompted(model, pixels: torch.Tensor, prompts: torch.Tensor | None = None,
+                          signal: torch.Tensor | None = None, layers: Sequence[int] = ()) -> ImageOut:
+    """The prompted image encoder E_V.
+
+    pixels: B x 3 x S x S (preprocessed); prompts: depth x P x d_v (or None);
+    signal: B x d_v multi-view vectors (one per image) or None; layers: blocks whose
+    patch outputs to return (1-indexed).
+    """
+    visual = model.visual
+    if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok" \
+            or getattr(visual, "final_ln_after_pool", False):
+        raise ConfigError("AnoPLe needs a CLS-pooled ViT image tower (open_clip pool_type 'tok', no attention pool)")
+    x = visual._embeds(pixels)
+    bsz = x.shape[0]
+    p = 0 if prompts is None else prompts.shape[1]
+    depth = 0 if prompts is None else prompts.shape[0]
+    front = []
+    if signal is not None:
+        front.append(signal.to(x.dtype)[:, None, :])
+    s = len(front)
+    if p and depth:
+        front.append(prompts[0].to(x.dtype).expand(bsz, -1, -1))
+    if front:
+        x = torch.cat(front + [x], dim=1)
+    skip = s + (p if depth else 0)  # tokens before CLS
+    want = set(int(i) for i in layers)
+    captured: dict[int, torch.Tensor] = {}
+    bf = _blocks_batch_first(visual.transformer)
+    for b, block in enumerate(visual.transformer.resblocks):
+        if p and 1 <= b < depth:
+            x = torch.cat([x[:, :s], prompts[b].to(x.dtype).expand(bsz, -1, -1), x[:, s + p:]], dim=1)
+        x = _run_block(block, x, bf)
+        if b + 1 in want:
+            captured[b + 1] = x[:, skip + 1:]
+    x = visual.ln_post(x)
+    emb = x[:, skip]
+    if visual.proj is not None:
+        emb = emb @ visual.proj
+    return ImageOut(embedding=emb, patches=x[:, skip + 1:], layers=captured)
+
+
+class Decoder(nn.Module):
+    """The shallow decoder D (sec. 3.3.1): bilinear upsampling of the patch tokens, then 3 convolutions.
+
+    Conv 3x3 (d_v -> hidden), ReLU, conv 3x3 (hidden -> hidden), ReLU, conv 1x1 (hidden -> d_t).
+    The paper gives three convolution layers and the output dimension; the kernel sizes, the
+    ReLUs, hidden = d_t and the upsampling factor ``scale`` (2: a 15x15 grid becomes 30x30) are ours.
+    """
+
+    def __init__(self, d_visual: int, d_out: int, hidden: int | None = None, scale: int = 2):
+        super().__init__()
+        hidden = hidden or d_out
+        self.scale = int(scale)
+        self.conv1 = nn.Conv2d(d_visual, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.conv3 = nn.Conv2d(hidden, d_out, 1)
+
+    def forward(self, patches: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """B x N x d_v -> B x d_out x (scale*h) x (scale*w)."""
+        b, n, d = patches.shape
+        x = patches.transpose(1, 2).reshape(b, d, grid[0], grid[1])
+        if self.scale != 1:
+            x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        return self.conv3(x)

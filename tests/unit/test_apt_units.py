@@ -1,0 +1,229 @@
+"""APT equations on hand-computed cases: locality mask, losses, KL, calibration, meta rounds, CFG."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.methods.apt.cfg import add_noise, object_mask, sample_regions, target_focus_scores
+from fsadbench.methods.apt.lat import covering_k, locality_mask
+from fsadbench.methods.apt.smgs import (SMGSConfig, ano_loss, bernoulli_kl_logits, calibrate, div_loss,
+                                        meta_swap_epochs, pair_logit, train_smgs)
+
+NEG = float("-inf")
+
+
+# -- eq. 13: locality mask ------------------------------------------------------------
+def _open(mask, i, j, grid):
+    """Open patches (row, col) seen by patch (i, j)."""
+    w = grid[1]
+    row = mask[1 + i * w + j, 1:]
+    return {(p // w, p % w) for p in range(row.numel()) if row[p] == 0}
+
+
+def test_locality_mask_3x3_k1():
+    g = (3, 3)
+    m = locality_mask(g, 1)
+    assert m.shape == (10, 10)
+    assert torch.all(m[0] == 0) and torch.all(m[:, 0] == 0)  # CLS row and column open
+    assert _open(m, 0, 0, g) == {(0, 0), (0, 1), (1, 0)}
+    assert _open(m, 1, 1, g) == {(1, 1), (0, 1), (1, 0), (1, 2), (2, 1)}
+    assert m[1 + 0, 1 + 4] == NEG  # (0,0)-(1,1): sqrt(2) > 1
+    assert int((m[1:, 1:] == 0).sum()) == 9 + 2 * 12  # self + both directions of the 12 grid edges
+
+
+def test_locality_mask_diagonals_zero_and_orientation():
+    g = (3, 3)
+    assert _open(locality_mask(g, 1.5), 1, 1, g) == {(a, b) for a in range(3) for b in range(3)}
+    m0 = locality_mask(g, 0)
+    assert torch.equal(m0[1:, 1:] == 0, torch.eye(9, dtype=torch.bool))
+    # non-square grid, row-major: (0,2) is token 1+2 and (1,0) token 1+3, distance sqrt(5) ~ 2.236
+    g2 = (2, 3)
+    assert locality_mask(g2, 2)[3, 4] == NEG
+    assert locality_mask(g2, 2.24)[3, 4] == 0
+    assert locality_mask(g2, 2.24)[4, 3] == 0
+    assert torch.all(locality_mask(g2, covering_k(g2)) == 0)
+    with pytest.raises(ConfigError, match="'k'"):
+        locality_mask(g, -1)
+
+
+# -- eq. 3-4, 6-7 ------------------------------------------------------------------------
+def test_pair_logit_is_scaled_difference_of_cosines():
+    f = torch.tensor([[[3.0, 4.0]]])  # normalised -> (0.6, 0.8)
+    d = pair_logit(f, torch.tensor([2.0, 0.0]), torch.tensor([0.0, 5.0]), scale=10.0)
+    assert d.item() == pytest.approx(10 * (0.8 - 0.6))
+
+
+def test_ano_loss_hand_case():
+    d = torch.tensor([[0.0, math.log(3.0)]])  # S'_a = (0.5, 0.75), S'_n = (0.5, 0.25)
+    # M'_a = (0, 1): BCE_a = (-ln .5 - ln .75)/2 ; M'_n = (1, 0): BCE_n = (-ln .5 - ln(1-.25))/2
+    want = (-math.log(0.5) - math.log(0.75)) / 2 * 2
+    assert ano_loss(d, torch.tensor([[0.0, 1.0]])).item() == pytest.approx(want, rel=1e-6)
+    # the mask is the ANOMALY mask: swapping it changes the loss (-ln .5 - ln .25)/2 * 2
+    want_sw = (-math.log(0.5) - math.log(0.25)) / 2 * 2
+    assert ano_loss(d, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(want_sw, rel=1e-6)
+    # batch mean of per-image means
+    db = torch.cat([d, d])
+    mb = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert ano_loss(db, mb).item() == pytest.approx((want + want_sw) / 2, rel=1e-6)
+
+
+# -- eq. 8-9: KL(S^M || S') ---------------------------------------------------------------
+def test_kl_direction_meta_is_the_target():
+    d_meta = torch.tensor([[0.0]])  # p = 0.5
+    d = torch.tensor([[math.log(3.0)]])  # q_a = 0.75, q_n = 0.25
+    kl_pq = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)  # KL(p||q) = 0.143841
+    kl_qp = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # reverse = 0.130812
+    assert bernoulli_kl_logits(d_meta, d).item() == pytest.approx(kl_pq, rel=1e-6)
+    assert abs(kl_pq - kl_qp) > 0.01
+    assert div_loss(d_meta, d).item() == pytest.approx(2 * kl_pq, rel=1e-6)  # LNP + LAP terms
+    # no gradient reaches the meta prompts' maps
+    dm = d_meta.clone().requires_grad_(True)
+    dl = d.clone().requires_grad_(True)
+    div_loss(dm, dl).backward()
+    assert dm.grad is None and dl.grad is not None
+    assert div_loss(d, d).item() == pytest.approx(0.0, abs=1e-7)
+
+
+# -- eq. 10: gradient calibration ---------------------------------------------------------------
+def test_calibration_branches_lambda_and_groups():
+    ga = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0]), torch.zeros(2)]
+    gd = [torch.tensor([-1.0, 1.0]), torch.tensor([1.0, 1.0]), torch.tensor([0.0, 3.0]), torch.tensor([-1.0, 0.0])]
+    out, cs = calibrate(ga, gd, lam=1.0)
+    r = 1 / math.sqrt(2)
+    assert cs[0] == pytest.approx(-r) and cs[1] == pytest.approx(r) and cs[2] == 0.0 and cs[3] == 0.0
+    # C < 0: g_ano - lam*C*g_div = (1,0) + r*(-1,1)
+    assert torch.allclose(out[0], torch.tensor([1 - r, r]))
+    assert torch.equal(out[1], ga[1])  # C > 0: untouched
+    assert torch.equal(out[2], ga[2])  # C == 0: untouched
+    assert torch.equal(out[3], ga[3])  # zero gradient: no direction, untouched
+    half, _ = calibrate(ga, gd, lam=0.5)
+    assert torch.allclose(half[0], torch.tensor([1 - r / 2, r / 2]))
+    zero, _ = calibrate(ga, gd, lam=0.0)
+    assert torch.equal(zero[0], ga[0])
+    # per group: the same pair merged into ONE group has a different cosine than each alone
+    merged, c_m = calibrate([torch.cat(ga[:2])], [torch.cat(gd[:2])], lam=1.0)
+    assert c_m[0] == pytest.approx(0.0) and torch.equal(merged[0], torch.cat(ga[:2]))
+
+
+# -- eq. 11: meta rounds ---------------------------------------------------------------------
+def test_meta_swap_epochs():
+    assert meta_swap_epochs(100, 5) == (20, 40, 60, 80)
+    assert meta_swap_epochs(10, 3) == (3, 7)
+    assert meta_swap_epochs(5, 1) == ()
+    for bad in [(5, 0), (3, 4), (0, 1)]:
+        with pytest.raises(ConfigError):
+            meta_swap_epochs(*bad)
+
+
+def _toy(seed=0):
+    """A text-free stand-in: z_n = g + n, z_a = g + a; patches along e0 (normal) or e1 (noised)."""
+    torch.manual_seed(seed)
+    params = {k: (0.1 * torch.randn(4)).requires_grad_(True) for k in ("prefix", "normal", "abnormal")}
+
+    def encode():
+        return params["prefix"] + params["normal"], params["prefix"] + params["abnormal"]
+
+    feats = torch.zeros(1, 6, 4)
+    feats[0, :4, 0] = 1.0
+    feats[0, 4:, 1] = 1.0
+    feats[0, :, 2] = 0.3
+    mask = torch.tensor([[0, 0, 0, 0, 1, 1]], dtype=torch.float32)
+    seen = {}
+
+    def synth(epoch):
+        seen[epoch] = {k: v.detach().clone() for k, v in params.items()}
+        return feats, mask
+
+    meta = (torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    return params, encode, synth, meta, seen
+
+
+def test_meta_round_swap_exactly_at_boundaries():
+    params, encode, synth, meta, seen = _toy()
+    cfg = SMGSConfig(epochs=6, meta_rounds=3, lr=0.05, scale=10.0)
+    hist, (zm_n, zm_a) = train_smgs(params, encode, synth, meta, cfg)
+    assert hist.swaps == [2, 4]
+    assert hist.meta_version == [0, 0, 1, 1, 2, 2]
+    # right after a swap the meta prompts ARE the learnable ones: L_div is 0 at epochs 3 and 5 only
+    assert hist.div[2] == 0.0 and hist.div[4] == 0.0
+    assert all(hist.div[i] > 0.0 for i in (0, 1, 3, 5))
+    # the final meta prompts are the learnable prompts as they stood at the end of epoch 4
+    p5 = seen[5]
+    assert torch.allclose(zm_n, p5["prefix"] + p5["normal"]) and torch.allclose(zm_a, p5["prefix"] + p5["abnormal"])
+    assert set(hist.cos) == {"prefix", "normal", "abnormal"} and all(len(v) == 6 for v in hist.cos.values())
+
+
+def test_without_so_meta_stays_and_without_mg_no_div():
+    params, encode, synth, meta, _ = _toy()
+    hist, zm = train_smgs(params, encode, synth, meta, SMGSConfig(epochs=4, meta_rounds=2, lr=0.05, so=False))
+    assert hist.swaps == [] and torch.equal(zm[0], meta[0]) and torch.equal(zm[1], meta[1])
+    params, encode, synth, meta, _ = _toy()
+    hist, _ = train_smgs(params, encode, synth, meta, SMGSConfig(epochs=4, meta_rounds=2, lr=0.05, mg=False,
+                                                                   so=False))
+    assert hist.div == [] and hist.cos == {} and len(hist.ano) == 4
+
+
+def test_toy_training_lowers_l_ano_and_is_deterministic():
+    runs = []
+    for _ in range(2):
+        params, encode, synth, meta, _ = _toy()
+        hist, _ = train_smgs(params, encode, synth, meta, SMGSConfig(epochs=30, meta_rounds=3, lr=0.05, scale=10.0))
+        runs.append((hist.ano, {k: v.detach() for k, v in params.items()}))
+    assert runs[0][0][-1] < runs[0][0][0] - 0.1
+    assert runs[0][0] == runs[1][0] and all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+
+
+# -- CFG: target focus, regions, noise -------------------------------------------------------------
+def _hand_map():
+    r = 1 / math.sqrt(2)
+    # patches: object, object, background, background, half-way
+    return torch.tensor([[[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0], [0, 3.0, 0], [r, r, 0]]])
+
+
+def test_target_focus_mask_on_hand_made_map():
+    f, z_obj, z_bg = _hand_map(), torch.tensor([1.0, 0, 0]), torch.tensor([0, 1.0, 0])
+    s = target_focus_scores(f, z_obj, z_bg, scale=100.0, rule="softmax")
+    assert s[0, 4].item() == pytest.approx(0.5)  # a tie is NOT above the 0.5 threshold
+    m, fb = object_mask(s)
+    assert m.tolist() == [[True, True, False, False, False]] and fb == 0
+    m_mm, _ = object_mask(target_focus_scores(f, z_obj, rule="minmax"))
+    assert m_mm.tolist() == [[True, True, False, False, True]]  # (0.707 - 0) / (1 - 0) > 0.5
+    raw = target_focus_scores(f, z_obj, rule="raw")
+    assert torch.allclose(raw, torch.tensor([[1.0, 1.0, 0.0, 0.0, 1 / math.sqrt(2)]]))
+    # nothing above threshold -> whole grid, counted
+    m_bg, fb = object_mask(target_focus_scores(f[:, 2:4], z_obj, z_bg, rule="softmax"))
+    assert m_bg.tolist() == [[True, True]] and fb == 1
+    with pytest.raises(ConfigError, match="tf_score"):
+        target_focus_scores(f, z_obj, z_bg, rule="otsu")
+
+
+def test_regions_inside_object_and_deterministic():
+    grid = (6, 6)
+    obj = torch.zeros(3, 36, dtype=torch.bool)
+    obj[:, 14:16] = True  # two patches of row 2
+    obj[1] = True  # a whole-image (texture) mask
+    obj[2, :] = False
+    obj[2, 35] = True  # a single patch
+    a = sample_regions(obj, grid, torch.Generator().manual_seed(3))
+    b = sample_regions(obj, grid, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert not (a & ~obj).any() and a.any(dim=1).all()
+    assert a[1].sum() < 36  # some normal patches remain in the texture sample
+    assert a[2].tolist() == obj[2].tolist()
+    assert torch.equal(sample_regions(obj, grid, torch.Generator(), rule="object"), obj)
+
+
+def test_noise_only_inside_region_and_unit_norm():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(2, 5, 16, generator=g)
+    region = torch.tensor([[True, False, False, True, False], [False] * 5])
+    out = add_noise(f, region, sigma=1.0, gen=torch.Generator().manual_seed(1))
+    fn = torch.nn.functional.normalize(f, dim=-1)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(2, 5))
+    assert torch.allclose(out[~region], fn[~region])
+    assert (out[region] - fn[region]).norm(dim=-1).min() > 0.1
+    assert torch.allclose(add_noise(f, region, 0.0, torch.Generator()), fn)

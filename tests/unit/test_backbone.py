@@ -1,0 +1,80 @@
+"""Backbone: hooks clone, checkpoint files load through the user path, clear weight errors."""
+
+import pytest
+import torch
+
+from fsadbench.backbone.clip import TINY_MODEL, Backbone, BackboneSpec
+from fsadbench.core.errors import ConfigError, WeightsError
+
+
+def test_tokens_match_open_clip(tiny_backbone):
+    x = torch.randn(2, 3, 120, 120)
+    out = tiny_backbone.encode_image_tokens(x, layers=(3, 8))
+    ref = tiny_backbone.model.encode_image(x)
+    assert torch.allclose(out["embedding"], ref, atol=1e-5)
+    assert out["tokens"].shape == (2, 225, 64)
+    assert out["layer3"].shape == (2, 225, 64)
+
+
+def test_hooks_clone_block_outputs(tiny_backbone):
+    """The hooked output of block 3 equals a manual pass through blocks 1..3."""
+    x = torch.randn(1, 3, 120, 120)
+    v = tiny_backbone.model.visual
+    out = tiny_backbone.encode_image_tokens(x, layers=(3,))
+    with torch.no_grad():
+        h = v._embeds(x)
+        for blk in v.transformer.resblocks[:3]:
+            h = blk(h)
+    assert torch.allclose(out["layer3"], h[:, 1:], atol=1e-5)
+
+
+def test_layers_out_of_range(tiny_backbone):
+    with pytest.raises(ConfigError, match="1..12"):
+        tiny_backbone.check_layers([0, 13])
+
+
+def test_checkpoint_file_roundtrip(tmp_path, tiny_backbone):
+    """A random-weight checkpoint saved to disk loads through the same code users take."""
+    ckpt = tmp_path / "tiny.pt"
+    torch.save({"state_dict": {"module." + k: v for k, v in tiny_backbone.model.state_dict().items()}}, ckpt)
+    bb = Backbone(BackboneSpec(TINY_MODEL, str(ckpt)))
+    assert bb.fingerprint == tiny_backbone.fingerprint
+    assert bb.describe()["weights_source"].startswith("file ")
+    assert not bb.is_random
+
+
+def test_checkpoint_with_pickled_object_is_refused(tmp_path):
+    import argparse
+    import pickle
+
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"state_dict": argparse.Namespace(x=1)}, ckpt)  # an arbitrary object: refused by weights_only
+    with pytest.raises(pickle.UnpicklingError):
+        Backbone(BackboneSpec(TINY_MODEL, str(ckpt)))
+
+
+def test_missing_checkpoint_names_remedies(tmp_path):
+    with pytest.raises(WeightsError) as e:
+        Backbone(BackboneSpec(TINY_MODEL, str(tmp_path / "nope.pt")))
+    assert "--preset smoke" in str(e.value) and "--pretrained /path" in str(e.value)
+
+
+def test_unfetchable_tag_names_both_remedies(monkeypatch):
+    import fsadbench.backbone.clip as bbmod
+
+    monkeypatch.setattr(bbmod, "_hub_reachable", lambda *a, **k: False)
+    with pytest.raises(WeightsError) as e:
+        Backbone(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"))
+    msg = str(e.value)
+    assert "no network" in msg and "--preset smoke" in msg and "--pretrained /path" in msg
+
+
+def test_unknown_model():
+    with pytest.raises(ConfigError, match="unknown open_clip model"):
+        Backbone(BackboneSpec("ViT-nope", "none"))
+
+
+def test_random_init_is_deterministic():
+    a = Backbone(BackboneSpec(TINY_MODEL, "none"))
+    b = Backbone(BackboneSpec(TINY_MODEL, "none"))
+    assert a.fingerprint == b.fingerprint and a.is_random
