@@ -107,24 +107,87 @@ def test_deterministic_for_a_seed_and_seed_matters(tiny_backbone, feature_store,
     assert feature_store.stats.encoded == len(set(r.digest for r in train[:2] + test))
 
 
-def test_table3_rows_run_end_to_end(method_ctx, synth):
+TABLE3_SWITCHES = ("so", "mg", "gn", "tf", "la")
+
+
+def _spy(monkeypatch, module, name, calls):
+    """Wrap module.name so each call appends its arguments to calls[name]."""
+    real = getattr(module, name)
+    calls[name] = []
+
+    def wrapper(*args, **kwargs):
+        calls[name].append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+
+
+def _component_calls(monkeypatch, method_ctx, info, train, test, **switches):
+    """Fit + predict APT with spies on each Table 3 component; returns the calls and the method."""
+    import fsadbench.methods.apt.model as apt_model
+    import fsadbench.methods.apt.smgs as smgs
+
+    calls: dict[str, list] = {}
+    for name in ("target_focus_scores", "object_mask", "locality_mask", "sample_regions", "train_smgs"):
+        _spy(monkeypatch, apt_model, name, calls)
+    for name in ("div_loss", "calibrate_groups", "pair_logit"):
+        _spy(monkeypatch, smgs, name, calls)
+    m = APT(method_ctx, epochs=4, meta_rounds=2, lr=1e-2, **switches)
+    m.fit(train[:1], info)
+    m.predict(test[:1])
+    return calls, m
+
+
+def test_table3_config_rows_are_valid_option_sets(method_ctx):
     cfg = yaml.safe_load((ROOT / "configs" / "paper" / "apt_table3.yaml").read_text())
     rows = [m["options"] for m in cfg["methods"]]
     assert len(rows) == 6 and cfg["table"]["layout"] == "apt_table3"
+    assert all(set(r) == set(TABLE3_SWITCHES) for r in rows)
+    assert len({tuple(sorted(r.items())) for r in rows}) == 6
+    for r in rows:
+        APT.make_options(r)  # every row is a valid option set
+
+
+@pytest.mark.parametrize("off", [None, "tf", "la", "so", "mg"])
+def test_each_switch_removes_exactly_its_component(monkeypatch, method_ctx, synth, off):
+    """tf=False never reads the object mask, la=False builds no locality mask, so=False never changes
+    the meta prompts, mg=False has no L_div and no calibration; every other component stays."""
+    info, train, test = synth["disc"]  # an object category: TF applies
+    calls, m = _component_calls(monkeypatch, method_ctx, info, train, test, **({off: False} if off else {}))
+    # TF: the object prompt scores the shot's patches, the mask is thresholded and bounds the regions
+    tf_reads = len(calls["target_focus_scores"]) + len(calls["object_mask"])
+    assert (tf_reads == 0) == (off == "tf")
+    bounds = [args[0] for args, _ in calls["sample_regions"]]
+    assert len(bounds) == 4  # one synthetic batch per step, 4 epochs x 1 step
+    if off == "tf":
+        assert all(b.all() for b in bounds)  # noise may go anywhere on the grid
+    # LA: the locality mask of eq. 13 is built (once per grid) for the V-V path only when la
+    assert (len(calls["locality_mask"]) == 0) == (off == "la")
+    assert ("apt_locality" in m.spec.key) == (off != "la")
+    # SO: the meta prompts used by L_div change after each meta-round only with so
+    metas = [args[1:3] for args, _ in calls["pair_logit"] if not args[1].requires_grad]
+    if off == "mg":
+        assert metas == []  # no L_div: the meta prompts are never scored
+    else:
+        assert len(metas) == 4
+        changed = [not (torch.equal(a[0], metas[0][0]) and torch.equal(a[1], metas[0][1])) for a in metas]
+        assert changed == ([False] * 4 if off == "so" else [False, False, True, True])
+    assert m.history.swaps == ([] if off == "so" else [2])
+    # MG: L_div and eq. 10 once per step, or not at all
+    assert len(calls["div_loss"]) == (0 if off == "mg" else 4)
+    assert len(calls["calibrate_groups"]) == (0 if off == "mg" else 4)
+    assert (m.history.div == []) == (off == "mg") and (m.history.cos == {}) == (off == "mg")
+    assert len(calls["train_smgs"]) == 1 and len(m.history.ano) == 4
+
+
+def test_gn_off_trains_nothing_and_scores_with_the_meta_prompts(monkeypatch, method_ctx, synth):
     info, train, test = synth["disc"]
-    maps = {}
-    for opts in rows:
-        m = APT(method_ctx, **opts, epochs=2, meta_rounds=2, lr=1e-2)
-        m.fit(train[:1], info)
-        pred = m.predict(test[:2])
-        assert all(torch.isfinite(torch.from_numpy(p.maps)).all() for p in pred.values())
-        maps[tuple(sorted(opts.items()))] = pred["w/o VG"].maps
-        if not opts["gn"]:  # row 1: the meta templates score, nothing is tuned
-            assert m.history is None and "tuning" in m.describe()
-        else:
-            assert len(m.history.div) == (2 if opts["mg"] else 0)
-            assert m.history.swaps == ([1] if opts["so"] else [])
-    assert len({v.tobytes() for v in maps.values()}) == 6  # every switch changes the result
+    calls, m = _component_calls(monkeypatch, method_ctx, info, train, test, gn=False, so=False, mg=False, tf=False,
+                                la=False)
+    assert calls["train_smgs"] == [] and calls["sample_regions"] == [] and calls["target_focus_scores"] == []
+    assert m.history is None and "tuning" in m.describe()
+    (zn, za), _ = m.meta_embeddings(info)
+    assert torch.equal(m.z[0], zn) and torch.equal(m.z[1], za)
 
 
 def test_options_and_errors(method_ctx, synth):
@@ -138,13 +201,17 @@ def test_options_and_errors(method_ctx, synth):
     with pytest.raises(ConfigError, match="memory_layers"):
         APT(method_ctx, memory_layers=[3])
     with pytest.raises(ConfigError, match="out of range"):
-        APT(method_ctx, lat_blocks=[13])
-    with pytest.raises(ConfigError, match="lat_blocks"):
-        APT(method_ctx, lat_blocks=["x"])
-    assert APT(method_ctx, lat_blocks=12).blocks == (12,)  # a single block from the CLI
+        APT(method_ctx, vv_blocks=[13])
+    with pytest.raises(ConfigError, match="vv_blocks"):
+        APT(method_ctx, vv_blocks=["x"])
+    assert APT(method_ctx, vv_blocks=12).blocks == (12,)  # a single block from the CLI
+    with pytest.warns(DeprecationWarning, match="'lat_blocks' is deprecated; use 'vv_blocks'"):
+        assert APT(method_ctx, lat_blocks=[7]).blocks == (7,)
+    with pytest.raises(ConfigError, match="same setting"):
+        APT(method_ctx, lat_blocks=[7], vv_blocks=[8])
     with pytest.raises(NotApplicable):
         APT(method_ctx, **FAST).fit([], info)
-    m = APT(method_ctx, lat_blocks=[7, 12], k=1, la=True, blob_radius=[0.1, 0.2])  # lists from YAML
+    m = APT(method_ctx, vv_blocks=[7, 12], k=1, la=True, blob_radius=[0.1, 0.2])  # lists from YAML
     assert m.describe()["lat"] == {"blocks": [7, 12], "k": 1.0, "mask": "k-neighbour, CLS row/column open (eq. 13)"}
     assert APT(method_ctx, la=False).describe()["lat"]["k"] is None
     assert APT(method_ctx).options.epochs == 100 and APT(method_ctx).options.meta_rounds == 5
