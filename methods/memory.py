@@ -40,7 +40,8 @@ class MemoryBank(Method):
 
     def __init__(self, ctx, **options):
         super().__init__(ctx, **options)
-        self.layers = ctx.backbone.check_layers(int_tuple(self.options.memory_layers, self.name, "memory_layers"))
+        self.options.memory_layers = int_tuple(self.options.memory_layers, self.name, "memory_layers")
+        self.layers = ctx.backbone.check_layers(self.options.memory_layers)
         self.spec = token_spec(self.layers)
         self.memory = VisualMemory(self.layers)
 

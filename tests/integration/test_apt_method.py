@@ -14,6 +14,7 @@ from fsadbench.methods.apt.lat import covering_k, locality_mask
 from fsadbench.protocol.sampler import image_ref
 from fsadbench.core.types import CategoryInfo
 from fsadbench.methods.common.vv_attention import encode_image_vv
+from fsadbench.methods.common.text_prompts import Slot
 
 FAST = dict(epochs=6, meta_rounds=3, lr=1e-2)
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,3 +246,80 @@ def test_without_gn_the_meta_prompts_score(method_ctx, synth):
                                        - torch.nn.functional.normalize(zn, dim=0))))
     got = torch.from_numpy(m.predict(test)["w/o VG"].maps).reshape(len(test), -1)
     assert torch.allclose(got, want, atol=1e-5)  # eq. 3-4 with CLIP's logit scale
+
+
+def test_prompt_composition_shared_prefix_and_context_init(monkeypatch, method_ctx, synth):
+    """LNP = [G] class [N], LAP = [G] class [A] with ONE prefix tensor G, contexts N(0, 0.02^2) drawn from
+    the cell's generator, and the learnable prompts (not the meta ones) scoring after the fit."""
+    import hashlib
+
+    import fsadbench.methods.apt.model as apt_model
+
+    info, train, test = synth["disc"]
+    seen = {}
+    real_train, real_encode = apt_model.train_smgs, apt_model.PromptTextEncoder.encode
+
+    def spy_train(params, encode, synth_fn, meta, cfg):
+        seen["init"] = {k: v.detach().clone() for k, v in params.items()}
+        seen["cfg"] = cfg
+        return real_train(params, encode, synth_fn, meta, cfg)
+
+    def spy_encode(self, prompts, normalize=False):
+        seen.setdefault("prompts", []).append([(tpl.text, vals) for tpl, vals in prompts])
+        return real_encode(self, prompts, normalize)
+
+    monkeypatch.setattr(apt_model, "train_smgs", spy_train)
+    monkeypatch.setattr(apt_model.PromptTextEncoder, "encode", spy_encode)
+    method_ctx.seed = 5
+    m = APT(method_ctx, epochs=2, meta_rounds=1, n_prefix=2, n_normal=3, n_abnormal=1, lr=0.5)
+    m.fit(train[:1], info)
+    (t_n, v_n), (t_a, v_a) = seen["prompts"][0]
+    assert (t_n, t_a) == ("* * disc * * *", "* * disc *") and m.facts["prompts"] == [t_n, t_a]
+    assert v_n is v_a and v_n["prefix"] is v_a["prefix"]  # one shared prefix G
+    h = hashlib.sha1(f"apt|5|{info.dataset}|{info.name}".encode()).hexdigest()
+    gen = torch.Generator().manual_seed(int(h[:12], 16))
+    w = m.text.width
+    for name, n in (("prefix", 2), ("normal", 3), ("abnormal", 1)):
+        assert torch.equal(seen["init"][name], 0.02 * torch.randn(n, w, generator=gen)), name
+    cfg = seen["cfg"]
+    assert (cfg.epochs, cfg.meta_rounds, cfg.lr, cfg.lam, cfg.scale) == (2, 1, 0.5, 1.0, m.scale)
+    # after the fit, z are the learnable prompts' embeddings, not the meta prompts'
+    (zn, za), _ = m.meta_embeddings(info)
+    assert not torch.allclose(m.z[0], zn, atol=1e-4)
+    with torch.no_grad():
+        z = real_encode(m.text, [(m.text.template([Slot("prefix", 2), "disc", Slot("normal", 3)]), v_n)])
+    assert torch.allclose(m.z[0], z[0], atol=1e-6)
+    no_prefix = APT(method_ctx, epochs=1, meta_rounds=1, n_prefix=0)
+    no_prefix.fit(train[:1], info)
+    assert no_prefix.facts["prompts"][0] == "disc * * * *"
+
+
+def test_predict_wiring_by_hand(method_ctx):
+    """w/o VG = sigmoid(t (cos(F, z_a) - cos(F, z_n))) (eq. 3-4), w/ VG = that + the memory score (Sec. 4),
+    image score = max of the map; hand-made features and prompts."""
+    from fsadbench.methods.common.visual_memory import VisualMemory
+
+    m = APT(method_ctx, logit_scale=4.0, memory_layers=[2, 6])
+    g = torch.Generator().manual_seed(3)
+    tokens, layers = torch.randn(2, 225, 3, generator=g), {l: torch.randn(2, 225, 5, generator=g) for l in (2, 6)}
+
+    class Stub:
+        def get(self, images, spec):
+            return {"tokens": tokens, "layer2": layers[2], "layer6": layers[6]}
+
+    m.ctx.features = Stub()
+    m.z = (torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 2.0, 2.0]))
+    bank = {l: torch.randn(1, 9, 5, generator=g) for l in (2, 6)}
+    m.memory = VisualMemory((2, 6))
+    m.memory.fit(bank)
+    pred = m.predict([None, None])
+    u = tokens / tokens.norm(dim=-1, keepdim=True)
+    s = torch.sigmoid(4.0 * (u @ torch.tensor([0.0, 1.0, 1.0]) / 2 ** 0.5 - u[..., 0]))
+
+    def dist(q, b):
+        return (1 - ((q / q.norm(dim=-1, keepdim=True)) @ (b / b.norm(dim=-1, keepdim=True)).T).max(-1).values) / 2
+    s_v = (dist(layers[2], bank[2][0]) + dist(layers[6], bank[6][0])) / 2
+    assert torch.allclose(torch.from_numpy(pred["w/o VG"].maps).reshape(2, -1), s, atol=1e-6)
+    assert torch.allclose(torch.from_numpy(pred["w/ VG"].maps).reshape(2, -1), s + s_v, atol=1e-6)
+    for v, mp in (("w/o VG", s), ("w/ VG", s + s_v)):
+        assert torch.allclose(torch.from_numpy(pred[v].scores), mp.max(dim=1).values, atol=1e-6)

@@ -227,3 +227,116 @@ def test_noise_only_inside_region_and_unit_norm():
     assert torch.allclose(out[~region], fn[~region])
     assert (out[region] - fn[region]).norm(dim=-1).min() > 0.1
     assert torch.allclose(add_noise(f, region, 0.0, torch.Generator()), fn)
+
+
+# -- defaults, reductions, what the optimiser receives --------------------------------------------------
+def test_defaults_pinned_to_their_sources():
+    import dataclasses
+
+    from fsadbench.methods.apt.model import APT
+
+    assert dataclasses.asdict(APT.Options()) == {
+        "so": True, "mg": True, "gn": True, "tf": True, "la": True,  # full APT: Table 3, last row
+        "lam": 1.0,  # Sec. 4: "meta-guiding weight lambda = 1"
+        "epochs": 100,  # Sec. 4: "100 epochs"
+        "meta_rounds": 5,  # Sec. 4: "5 meta-rounds"
+        "lr": 1e-4,  # Sec. 4: Adam, initial learning rate 1e-4, cosine annealing
+        "n_prefix": 4, "n_normal": 4, "n_abnormal": 4,  # choice (papers give no lengths): CoOp's 4
+        "k": 2.0,  # choice: LAT radius (Sec. 3.5 leaves k open)
+        "vv_blocks": (),  # () = every block, as PromptAD's official code (vv-attention spec)
+        "memory_layers": (3, 8),  # Sec. 4: "two intermediate layers"; blocks as PromptAD's
+        "noise_sigma": 1.0,  # choice: Sec. 3.4 gives no sigma (units of 1/sqrt(D), cfg.py)
+        "tf_score": "softmax",  # choice: the raw inner product rarely exceeds 0.5 (cfg.py)
+        "tf_threshold": 0.5,  # Sec. 3.4: M_obj = F.z_obj > 0.5
+        "region": "blobs", "max_blobs": 3, "blob_radius": (0.07, 0.2),  # choice: region rule (cfg.py)
+        "synth_per_shot": 1, "steps_per_epoch": 1,  # choice: an epoch = one pass over the k shots (model.py)
+        "calibration": "per_group",  # choice: eq. 10 per context group G / N / A
+        "logit_scale": "exp",  # choice: CLIP's temperature (the paper writes S = sigma(S_a - S_n))
+        "meta_prompts": "simple",  # Sec. 3.3: "this is a photo of a [object] with/without defect"
+    }
+
+
+def test_div_loss_is_a_mean_over_locations():
+    d_meta = torch.tensor([[0.0, 0.0]])
+    d = torch.tensor([[math.log(3.0), 0.0]])  # location 2 matches the meta prompts: KL 0
+    kl = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert div_loss(d_meta, d).item() == pytest.approx(2 * kl / 2, rel=1e-6)  # (KL_n + KL_a), mean over H x W
+    assert div_loss(torch.cat([d_meta, d_meta]), torch.cat([d, d_meta])).item() == pytest.approx(kl / 2, rel=1e-6)
+
+
+def test_joint_calibration_uses_one_cosine_over_all_groups():
+    from fsadbench.methods.apt.smgs import calibrate_groups
+
+    ga = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
+    gd = [torch.tensor([-1.0, 0.0]), torch.tensor([0.0, 3.0])]
+    per, c_per = calibrate_groups(ga, gd, 1.0, "per_group")
+    assert c_per == [pytest.approx(-1.0), pytest.approx(1.0)]
+    assert torch.allclose(per[0], torch.tensor([0.0, 0.0])) and torch.equal(per[1], ga[1])
+    joint, c = calibrate_groups(ga, gd, 1.0, "joint")
+    cj = (0 - 1 + 0 + 3) / (math.sqrt(2) * math.sqrt(10))  # > 0: nothing calibrated
+    assert c == [pytest.approx(cj)] * 2 and torch.equal(joint[0], ga[0]) and torch.equal(joint[1], ga[1])
+    gd2 = [torch.tensor([-1.0, 0.0]), torch.tensor([0.0, -3.0])]
+    joint, c = calibrate_groups(ga, gd2, 0.5, "joint")
+    cj = -4 / (math.sqrt(2) * math.sqrt(10))
+    assert torch.allclose(torch.cat(joint), torch.cat(ga) - 0.5 * cj * torch.cat(gd2))
+    with pytest.raises(ConfigError, match="calibration"):
+        calibrate_groups(ga, gd, 1.0, "layer")
+
+
+@pytest.mark.parametrize("steps_per_epoch", [1, 2])
+def test_optimiser_receives_the_calibrated_gradient_and_the_schedule_steps(monkeypatch, steps_per_epoch):
+    """Adam.step sees grad L_ano calibrated against grad L_div by eq. 10 (computed here by hand from the
+    parameters before the step), at lr 0.05 * (1 + cos(pi t / T)) / 2 for step t of T = epochs x steps."""
+    log = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            ps = self.param_groups[0]["params"]
+            log.append({"lr": self.param_groups[0]["lr"], "grads": [p.grad.clone() for p in ps],
+                        "before": [p.detach().clone() for p in ps]})
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    params, encode, synth, meta, _ = _toy(1)
+    meta = (meta[1], meta[0])  # meta prompts that contradict the masks: C < 0, eq. 10 calibrates
+    cfg = SMGSConfig(epochs=3, meta_rounds=1, lr=0.05, scale=10.0, lam=0.7, steps_per_epoch=steps_per_epoch)
+    hist, _ = train_smgs(params, encode, synth, meta, cfg)
+    total = 3 * steps_per_epoch
+    assert len(log) == total and len(hist.ano) == 3
+    assert [e["lr"] for e in log] == pytest.approx([0.025 * (1 + math.cos(math.pi * t / total))
+                                                    for t in range(total)])
+    feats, mask = synth(0)
+    calibrated = 0
+    for e in log:
+        g_, n_, a_ = (t.clone().requires_grad_(True) for t in e["before"])
+        d = pair_logit(feats, g_ + n_, g_ + a_, 10.0)
+        d_meta = pair_logit(feats, meta[0], meta[1], 10.0)
+        l_ano = ano_loss(d, mask)
+        l_div = div_loss(d_meta, d)
+        ga = torch.autograd.grad(l_ano, (g_, n_, a_), retain_graph=True)
+        gd = torch.autograd.grad(l_div, (g_, n_, a_))
+        for got, x, y in zip(e["grads"], ga, gd):
+            c = float(x @ y / (x.norm() * y.norm()))
+            want = x - 0.7 * c * y if c < 0 else x
+            calibrated += c < 0
+            assert torch.allclose(got, want, atol=1e-6)
+    assert calibrated > 0  # the calibration branch was exercised
+
+
+def test_without_mg_the_optimiser_receives_plain_grad_l_ano(monkeypatch):
+    log = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            ps = self.param_groups[0]["params"]
+            log.append(([p.grad.clone() for p in ps], [p.detach().clone() for p in ps]))
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    params, encode, synth, meta, _ = _toy(2)
+    train_smgs(params, encode, synth, meta, SMGSConfig(epochs=2, meta_rounds=1, lr=0.05, scale=10.0, mg=False))
+    feats, mask = synth(0)
+    for grads, before in log:
+        g_, n_, a_ = (t.clone().requires_grad_(True) for t in before)
+        ga = torch.autograd.grad(ano_loss(pair_logit(feats, g_ + n_, g_ + a_, 10.0), mask), (g_, n_, a_))
+        assert all(torch.allclose(x, y, atol=1e-7) for x, y in zip(grads, ga))
