@@ -6,49 +6,36 @@ Two registered variants of this class:
   on the shots of every category of a dataset (``fit_scope = "dataset"``);
 * ``anople-oc`` (``multi_class=False``, "AnoPLe*"): one model per category.
 
-Pieces (paper sections):
+Pieces (paper sections; the details are in each module's docstring):
 
-* deep prompts in both CLIP encoders, depth 9, coupled through f_{v->t} and
-  f_{t->v} (sec. 3.2, eq. 5-6) and a multi-view signal c (sec. 3.3.2):
-  ``methods/anople/prompts.py``; context lengths text/visual 3/3 (MVTec and
-  any other dataset) or 5/8 (VisA) (sec. 4.2);
-* text inputs "[ctx] {class}." / "[ctx] abnormal {class}." (eq. 1-2, 15);
+* deep prompts in both encoders, depth 9, coupled through f_{v->t} / f_{t->v}
+  (sec. 3.2, eq. 5-6), multi-view signal c (sec. 3.3.2): ``anople/prompts.py``;
+  context lengths text/visual 3/3 (MVTec and any other dataset) or 5/8 (VisA)
+  (sec. 4.2); text "[ctx] {class}." / "[ctx] abnormal {class}." (eq. 1-2);
   w = mean over the training classes of the normalised per-class embeddings
-  (sec. 3.4.2, "we average outputs from all classes"), used for image and
-  pixel logits; option ``class_text="own"`` uses each image's own class;
-* training views (sec. 3.3.2, suppl. 6.1, ``methods/anople/views.py``): the
-  image and the 4 non-overlapping crops of its 2x (480 x 480) resize, decoded
-  from the original file (``crop_source="original"``; "upsampled" = a bilinear
-  2x of the S x S tensor, no new detail), crop i conditioned on c_i, the whole
-  image on c_{N+1}; test: the whole image on c_{N+1} only;
-* decoder D: bilinear 2x upsampling of the prompted patch tokens, three
-  convolutions to the text embedding dimension (sec. 3.3.1);
-* pseudo anomalies (sec. 3.1, suppl. 8.3): pixel space, a DRAEM Perlin blend
-  (``fsadbench.methods.common.perlin``) of each normal shot with a texture source
-  (``texture``: "noise" = Perlin colour noise, the default; "normal" = another
-  shot of the same category, randomly flipped / rotated by a multiple of 90
-  degrees, the image itself when k = 1); latent space, z+ + N(mu, sigma^2) on
-  the L2-normalised image embedding, renormalised (SimpleNet; the paper gives
-  no mu / sigma: mu 0, sigma 0.015, SimpleNet's default);
-* losses (eq. 7-11): pixel dice + focal at the input resolution (decoder
-  logits upsampled bilinearly), image CE on every view (a view is anomalous
-  iff its crop of the pseudo mask is non-empty) plus CE on latent anomalies
-  with label smoothing 0.003, alignment 1 - cos(z^0, s), tau 2; total = sum;
-  ``methods/anople/losses.py``;
-* optimiser (suppl. 6.2): SGD, momentum 0.9, weight decay 1e-5, batch 1
-  (one shot and its pseudo anomaly, all their views in one encoder batch),
-  lr 1e-3 for the prompt learner (contexts, coupling maps, signal) and 2e-4
-  for the decoder, linear warm-up from zero over ``warmup_epochs`` (1; the
-  paper gives no length), then constant; 60 epochs, an epoch = one pass over
-  every shot of every training category in a seeded random order;
-* logits use CLIP's own ``exp(logit_scale)`` as 1/tau in eq. 8;
-* inference (eq. 12-14, suppl. 6.3): decoder map = abnormal probability of
-  the pixel logits (2x grid); memory map = min (1 - cos)/2 of the query's
-  patch features to the k shots', features averaged over blocks 7-10 (VisA
-  7-9; option ``memory_layers``, deprecated name ``mem_layers``) of the
-  prompted encoder, per category; "w/o VG" = decoder map, "w/ VG" = harmonic mean with the memory map (bilinearly
-  upsampled to the decoder grid); image score = harmonic mean of the image's
-  abnormal probability and the map's maximum, for each variant.
+  (sec. 3.4.2; ``class_text="own"``: each image's own class);
+* training views and pixel pseudo anomalies (sec. 3.1, 3.3.2, suppl. 6.1):
+  ``anople/views.py``: the image plus the 4 crops of its 480 x 480 resize of
+  the original file (``crop_source``), crop i on c_i, the whole image on
+  c_{N+1}; DRAEM Perlin blends with ``texture`` "noise" (default) or "normal"
+  (another shot); test: the whole image on c_{N+1} only;
+* latent anomalies z+ + N(mu, sigma^2) on the L2-normalised image embedding,
+  renormalised (SimpleNet's mu 0, sigma 0.015: the paper gives none);
+* decoder D (sec. 3.3.1) and losses (eq. 7-11: dice + focal, image CE with
+  label smoothing 0.003 on latent anomalies, alignment with tau 2; total =
+  sum): ``anople/prompts.py``, ``anople/losses.py``; logits use CLIP's
+  exp(logit_scale) as 1/tau in eq. 8;
+* optimiser (suppl. 6.2): SGD, momentum 0.9, weight decay 1e-5, batch 1 (one
+  shot and its pseudo anomaly, all views in one encoder batch), lr 1e-3
+  (prompt learner) / 2e-4 (decoder), linear warm-up from zero over
+  ``warmup_epochs`` (1; no length given), then constant; 60 epochs, an epoch
+  = every shot of every training category once, in a seeded random order;
+* inference (eq. 12-14, suppl. 6.3): "w/o VG" = the decoder map (abnormal
+  probability, 2x grid); "w/ VG" = its harmonic mean with the memory map
+  (min (1 - cos)/2 to the k shots' patch features averaged over blocks 7-10,
+  VisA 7-9, option ``memory_layers``, deprecated ``mem_layers``; bilinearly
+  upsampled); image score = harmonic mean of the image's abnormal
+  probability and the map's maximum.
 
 No feature cache: the visual prompts change the image encoder, so its
 outputs depend on the trained prompts (``uses_feature_cache = False``).
@@ -59,7 +46,6 @@ textures, latent noise) comes from one CPU generator seeded by the cell seed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -70,7 +56,8 @@ from fsadbench.core.errors import ConfigError, MethodError, NotApplicable
 from fsadbench.protocol.method import Method
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 
-from fsadbench.methods.anople.losses import align_loss, image_loss, image_score, fuse_map, pixel_logits, pixel_loss
+from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits
+from fsadbench.methods.anople.train import step_losses, train_epochs
 from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
 from fsadbench.methods.anople.views import CROP_SOURCES, HiResPixels, PixelSpace, views_original, views_upsampled
 from fsadbench.methods.common.options import int_tuple
@@ -262,63 +249,12 @@ class AnoPLe(Method):
 
     def _step_loss(self, views: torch.Tensor, masks: torch.Tensor, text: torch.Tensor,
                    gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """Losses (eq. 7-11) for one shot and its pseudo anomaly: 2V views (normal first), one encoder batch."""
-        o = self.options
-        s = self.ctx.backbone.image_size
-        views, masks = views.to(self.device), masks.to(self.device)
-        v = self.n_views
-        signal_index = torch.arange(v).repeat(2)
-        labels = (masks.flatten(1).amax(dim=1) > 0).long()
-        with self._autocast():
-            out = self._encode(views, signal_index)
-            feats = self.decoder(out.patches, self.ctx.backbone.grid)
-        emb, feats = out.embedding.float(), feats.float()
-        logits = pixel_logits(feats, text, self.scale)
-        prob = F.softmax(F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False), dim=1)[:, 1]
-        l_pix = pixel_loss(prob, masks)
-        z_pos = F.normalize(emb[:v], dim=-1)  # the shot's views (normal)
-        noise = torch.randn(z_pos.shape, generator=gen).to(self.device) * o.latent_sigma + o.latent_mu
-        latent = F.normalize(z_pos + noise, dim=-1)
-        l_img = image_loss(self.scale, emb, labels, latent, z_pos, text, o.label_smoothing)
-        l_align = align_loss(emb, feats, logits[:, 1] - logits[:, 0], o.align_tau)
-        return {"pixel": l_pix, "image": l_img, "align": l_align, "total": l_pix + l_img + l_align}
+        """Losses (eq. 7-11) for one shot and its pseudo anomaly (``anople/train.py``)."""
+        return step_losses(self, views, masks, text, gen)
 
     def _train(self, names: list[str], pixels: Mapping[str, torch.Tensor], big: Mapping[str, torch.Tensor]) -> None:
-        o = self.options
-        gen = torch.Generator().manual_seed(int(self.ctx.seed))
-        items = [(c, i) for c in names for i in range(pixels[c].shape[0])]
-        groups = [{"params": list(self.learner.parameters()), "lr": o.lr_prompt, "base": o.lr_prompt},
-                  {"params": list(self.decoder.parameters()), "lr": o.lr_decoder, "base": o.lr_decoder}]
-        opt = torch.optim.SGD(groups, lr=o.lr_prompt, momentum=o.momentum, weight_decay=o.weight_decay)
-        warmup = max(1, int(math.ceil(o.warmup_epochs * len(items)))) if o.warmup_epochs > 0 else 0
-        classes = [self.class_names[c] for c in names]
-        self.learner.train()
-        self.decoder.train()
-        step = 0
-        self.history = []
-        for epoch in range(o.epochs):
-            sums: dict[str, float] = {}
-            for t in torch.randperm(len(items), generator=gen).tolist():
-                c, i = items[t]
-                factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-                for g in opt.param_groups:
-                    g["lr"] = g["base"] * factor
-                views, masks = self._views(c, i, pixels, big, gen)
-                with self._autocast():
-                    per_class = self._text(classes, self.learner.text_prompts())
-                text = self._pick_text(per_class, names.index(c))
-                losses = self._step_loss(views, masks, text, gen)
-                opt.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                opt.step()
-                step += 1
-                for k, val in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(val.detach())
-            self.history.append({k: val / len(items) for k, val in sums.items()})
-            self.ctx.say(f"anople epoch {epoch + 1}/{o.epochs}: loss {self.history[-1]['total']:.4f}")
-            if not math.isfinite(self.history[-1]["total"]):
-                raise MethodError(f"AnoPLe: training loss became {self.history[-1]['total']} at epoch {epoch + 1}; "
-                                  f"lower lr_prompt / lr_decoder")
+        """SGD over every shot of every category, ``epochs`` times (``anople/train.py``)."""
+        train_epochs(self, names, pixels, big)
 
     @torch.no_grad()
     def _finish(self, names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from fsadbench.core.types import CategoryInfo, ImageRef
 from fsadbench.methods.anople import model as anople_model
+from fsadbench.methods.anople import train as anople_train
 from fsadbench.methods.anople.model import AnoPLe
 from fsadbench.methods.anople.prompts import ImageOut, PromptLearner, encode_image_prompted, encode_text_prompted
 from fsadbench.methods.anople.views import (HiResPixels, PixelSpace, grid_crops, multi_scale_views, views_original)
@@ -213,7 +214,7 @@ def test_training_step_losses_signal_and_optimiser(monkeypatch, method_ctx, tmp_
             return super().step(closure)
 
     monkeypatch.setattr(torch.optim, "SGD", RecordingSGD)
-    real_step, real_encode, real_image_loss = AnoPLe._step_loss, AnoPLe._encode, anople_model.image_loss
+    real_step, real_encode, real_image_loss = AnoPLe._step_loss, AnoPLe._encode, anople_train.image_loss
     encodes, latents = [], []
 
     def step_loss(self, views, masks, text, gen):
@@ -233,7 +234,7 @@ def test_training_step_losses_signal_and_optimiser(monkeypatch, method_ctx, tmp_
 
     monkeypatch.setattr(AnoPLe, "_step_loss", step_loss)
     monkeypatch.setattr(AnoPLe, "_encode", encode)
-    monkeypatch.setattr(anople_model, "image_loss", image_loss)
+    monkeypatch.setattr(anople_train, "image_loss", image_loss)
     m = AnoPLe(method_ctx, multi_class=False, epochs=2, depth=2, crop_grid=2, lr_prompt=0.01, lr_decoder=0.004,
                latent_sigma=0.5, latent_mu=0.1)
     m.fit(refs, INFO)

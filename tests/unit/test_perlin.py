@@ -76,3 +76,32 @@ def test_blend_hand_case_and_pseudo_anomaly():
     assert torch.equal(again.image, pa.image) and torch.equal(again.mask, pa.mask)
     t = noise_texture((32, 32), _gen(0))
     assert t.shape == (3, 32, 32) and t.min() >= 0 and t.max() <= 1 and t.std() > 0.01
+
+
+def test_draem_defaults_scale_rotation_threshold_opacity(monkeypatch):
+    """DRAEM (sec. 3.2): lattice 2**u per axis, u in [0, 6); rotation uniform in (-90, 90) degrees; mask where
+    the noise exceeds 0.5; opacity beta uniform in [0, 0.8)."""
+    import inspect
+
+    from fsadbench.methods.common import perlin
+
+    assert inspect.signature(perlin.perlin_mask).parameters["threshold"].default == 0.5
+    assert inspect.signature(perlin.random_perlin).parameters["max_scale"].default == 6
+    assert inspect.signature(perlin.pseudo_anomaly).parameters["beta_max"].default == 0.8
+    res, angles = [], []
+    real_noise, real_rotate = perlin.perlin_noise, perlin.rotate
+    monkeypatch.setattr(perlin, "perlin_noise", lambda shape, r, g: res.append(r) or real_noise(shape, r, g))
+    monkeypatch.setattr(perlin, "rotate", lambda f, a: angles.append(a) or real_rotate(f, a))
+    for seed in range(40):
+        perlin.random_perlin((16, 16), _gen(seed))
+    assert {r for pair in res for r in pair} == {1, 2, 4, 8, 16, 32}  # 2**0 .. 2**5, both axes drawn
+    assert any(a != b for a, b in res)  # independent per axis
+    assert len(angles) == 40 and all(-90 < a < 90 for a in angles) and min(angles) < -45 and max(angles) > 45
+    angles.clear()
+    perlin.random_perlin((16, 16), _gen(0), rotate_noise=False)
+    assert angles == []
+    # the mask is the thresholded noise of the same draw
+    noise = perlin.random_perlin((32, 32), _gen(3))
+    assert torch.equal(perlin.perlin_mask((32, 32), _gen(3)), (noise > 0.5).float()) or not (noise > 0.5).any()
+    betas = [pseudo_anomaly(torch.rand(3, 16, 16, generator=_gen(s)), _gen(s)).beta for s in range(30)]
+    assert max(betas) < 0.8 and max(betas) > 0.5 and min(betas) < 0.3
