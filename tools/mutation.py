@@ -116,10 +116,25 @@ def run_module(module: str, tests: Sequence[str], shared: dict, max_children: in
             "finished": finished, "seconds": round(time.time() - start), "folder": str(folder.relative_to(ROOT))}
 
 
+def survivors(module: str) -> list[tuple[str, str]]:
+    """(mutant name, its diff) of every surviving mutant of a module's last run."""
+    folder = STAGE / module.replace("/", "__").removesuffix(".py")
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=folder, capture_output=True, text=True)
+    names = [line.split(":")[0].strip() for line in out.stdout.splitlines() if line.strip().endswith("survived")]
+    diffs = []
+    for name in names:
+        show = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=folder, capture_output=True,
+                              text=True).stdout
+        lines = [x for x in show.splitlines() if x[:1] in "+-" and not x.startswith(("+++", "---"))]
+        diffs.append((name, "\n".join(lines)))
+    return diffs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.mutation", description=__doc__.split("\n\n")[0])
     p.add_argument("modules", nargs="*", help="module paths (default: all configured)")
     p.add_argument("--list", action="store_true", help="print the modules and their tests, run nothing")
+    p.add_argument("--survivors", action="store_true", help="print the surviving mutants of the last runs, run nothing")
     p.add_argument("--max-children", type=int, default=max(1, (os.cpu_count() or 2)))
     p.add_argument("--timeout", type=float, help="seconds per module (a time-boxed run reports what it reached)")
     a = p.parse_args(argv)
@@ -131,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.list:
         for m in chosen:
             print(f"{m}: {' '.join(plan[m])}")
+        return 0
+    if a.survivors:
+        for m in chosen:
+            for name, diff in survivors(m):
+                print(f"{name}\n{diff}\n")
         return 0
     rows = []
     for m in chosen:

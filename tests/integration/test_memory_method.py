@@ -36,7 +36,7 @@ def test_memory_method_scores_own_shots_zero(method_ctx, tmp_path):
     refs = random_image_refs(tmp_path, 3, 60, 60, prefix="")
     info = CategoryInfo("synthetic", "x", "x")
     m = MemoryBank(method_ctx)
-    with pytest.raises(NotApplicable):
+    with pytest.raises(NotApplicable, match=r"memory needs at least one normal shot \(shots=0 is zero-shot\)"):
         m.fit([], info)
     m.fit(refs[:2], info)
     pred = m.predict(refs)["w/ VG"]
@@ -86,7 +86,13 @@ def test_memory_defaults_alias_and_wiring_by_hand(method_ctx):
     assert np.allclose(pred.maps.reshape(-1), want.numpy(), atol=1e-6)
     assert pred.scores[0] == pytest.approx(float(want.max()), abs=1e-6)
     d = m.describe()
-    assert d["memory_layers"] == [4, 6] and d["fidelity_notes"] and d["options_resolved"] == {"memory_layers": (4, 6)}
+    assert d == {"options_resolved": {"memory_layers": (4, 6)}, "fidelity_notes": list(MemoryBank.fidelity_notes),
+                 "memory_layers": [4, 6], "score": "min (1 - cos)/2, mean over blocks",
+                 "image_score": "max of the map"}
+    from fsadbench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^memory option 'memory_layers' must be a list of block numbers"):
+        MemoryBank(method_ctx, memory_layers=["x"])
 
 
 def test_visual_memory_bank_layout_and_empty():
@@ -97,3 +103,21 @@ def test_visual_memory_bank_layout_and_empty():
     assert torch.equal(mem.bank[5][3], torch.tensor([12.0, 13.0, 14.0, 15.0]))
     mem.fit({5: torch.zeros(0, 3, 4)})
     assert mem.empty
+
+
+def test_min_cosine_distance_keeps_the_query_device():
+    q, m = torch.randn(5, 3), torch.randn(4, 3)
+    out = min_cosine_distance(q.to("meta"), m.to("meta"), chunk=2)
+    assert out.device.type == "meta" and out.shape == (5,)
+    assert VisualMemory((1,)).bank == {}
+
+
+# Equivalent mutants (mutmut, methods/common/visual_memory.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    "x_min_cosine_distance__mutmut_1": "chunk default 4096 -> 4097: chunking never changes the result",
+    "x_min_cosine_distance__mutmut_6": "F.normalize's default dim is 1, the last dim of the 2-D inputs",
+    "x_min_cosine_distance__mutmut_7": "dim=+1 is dim=-1 for the 2-D inputs",
+    "x_min_cosine_distance__mutmut_13": "F.normalize's default dim is 1, the last dim of the 2-D inputs",
+    "x_min_cosine_distance__mutmut_14": "dim=+1 is dim=-1 for the 2-D inputs",
+    "x_min_cosine_distance__mutmut_27": "range step 1 instead of chunk: overlapping chunks write the same values",
+}
