@@ -323,3 +323,27 @@ def test_predict_wiring_by_hand(method_ctx):
     assert torch.allclose(torch.from_numpy(pred["w/ VG"].maps).reshape(2, -1), s + s_v, atol=1e-6)
     for v, mp in (("w/o VG", s), ("w/ VG", s + s_v)):
         assert torch.allclose(torch.from_numpy(pred[v].scores), mp.max(dim=1).values, atol=1e-6)
+
+
+def test_describe_records_every_choice(method_ctx):
+    m = APT(method_ctx)
+    d = m.describe()
+    assert d["options_resolved"] == {**__import__("dataclasses").asdict(APT.Options())}
+    assert d["fidelity_notes"] == list(APT.fidelity_notes) and len(APT.fidelity_notes) == 8
+    assert {k: v for k, v in d.items() if k not in ("options_resolved", "fidelity_notes", "logit_scale")} == {
+        "feature_spec": 'vv:{"blocks": "all", "mask": "apt_locality_k2", "mem_layers": [3, 8]}',
+        "training_budget": {"epochs": 100, "steps_per_epoch": 1, "samples_per_step": "k x 1",
+                            "calibration": "per_group"},
+        "lat": {"blocks": list(range(1, 13)), "k": 2.0, "mask": "k-neighbour, CLS row/column open (eq. 13)"},
+        "cfg": {"region_rule": "blobs",
+                "region_detail": "1..max_blobs discs centred on object patches, radius uniform in blob_radius x "
+                                 "min(grid), intersected with the object mask",
+                "max_blobs": 3, "blob_radius": [0.07, 0.2],
+                "noise": "N(0, (noise_sigma/sqrt(D))^2) on l2-normalised features, renormalised",
+                "noise_sigma": 1.0, "tf_score": "softmax", "tf_threshold": 0.5},
+        "prompt_init": "N(0, 0.02^2) from the cell seed; layout [SOS] G class N|A [EOS]",
+        "image_score": "max of the map",
+    }
+    assert d["logit_scale"] == pytest.approx(min(100.0, float(method_ctx.backbone.model.logit_scale.exp())))
+    off = APT(method_ctx, la=False, tf=False).describe()
+    assert off["lat"]["mask"] == "none (plain V-V)" and off["cfg"]["region_rule"] == "blobs anywhere (tf=false)"

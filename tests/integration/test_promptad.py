@@ -364,3 +364,21 @@ def test_sweep_encodes_each_image_once(method_ctx, tmp_path):
             m.fit(shots, INFO)
             m.predict(test)
     assert method_ctx.features.stats.encoded == len(used) + len(test)
+
+
+def test_describe_records_every_choice(method_ctx, tmp_path):
+    m = PromptAD(method_ctx, epochs=2, separate_image_prompts=False, logit_scale="exp", margin_reduction="paper",
+                 vv_blocks=[11, 12])
+    m.fit(_refs(tmp_path, 1, 11), INFO)
+    d = m.describe()
+    assert d["options_resolved"]["logit_scale"] == "exp" and d["fidelity_notes"] == list(PromptAD.fidelity_notes)
+    assert {k: v for k, v in d.items() if k not in ("options_resolved", "fidelity_notes", "logit_scale", "prompts",
+                                                    "loss_segmentation")} == {
+        "logit_scale_kind": "exp(logit_scale) (paper / CLIP)", "margin_reduction": "paper", "vv_blocks": [11, 12],
+        "memory_layers": [3, 8], "model_selection": "last epoch (no test-set selection)",
+        "image_score": "segmentation prompts on the CLS embedding"}
+    assert d["prompts"] == m.prompt_texts and d["loss_segmentation"]["epochs"] == 2
+    assert d["loss_segmentation"]["first"] == m.history["segmentation"][0]["total"]
+    assert d["loss_segmentation"]["last"] == m.history["segmentation"][-1]["total"]
+    assert PromptAD(method_ctx, logit_scale=3.0).describe()["logit_scale_kind"] == "fixed number"
+    assert PromptAD(method_ctx).describe()["image_score"] == "separate image-level prompt run"
