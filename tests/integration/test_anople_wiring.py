@@ -259,3 +259,43 @@ def test_training_step_losses_signal_and_optimiser(monkeypatch, method_ctx, tmp_
     # latent anomalies: z+ + N(0.1, 0.5^2), renormalised -- far from z+ at this sigma
     assert torch.allclose(latent.norm(dim=-1), torch.ones(5), atol=1e-5)
     assert (latent * z_pos).sum(-1).max() < 0.99
+
+
+def test_option_checks_name_the_option_and_describe(method_ctx):
+    from fsadbench.core.errors import ConfigError
+
+    cases = {"epochs": (0, "an integer >= 1 \\(the paper: 60\\)"),
+             "depth": (13, "between 1 and the encoder's 12 blocks \\(the paper: 9\\)"),
+             "crop_grid": (0, "an integer >= 1 \\(the paper: 2, i\\.e\\. 4 crops\\)"),
+             "decoder_scale": (0, "an integer >= 1"), "texture": ("dtd", "'noise' or 'normal'"),
+             "crop_source": ("web", "one of \\('original', 'upsampled'\\)"),
+             "class_text": ("mine", "'average' or 'own'"), "beta_max": (1.5, "in \\[0, 1\\]"),
+             "latent_sigma": (-0.1, ">= 0"), "label_smoothing": (1.0, "in \\[0, 1\\)"), "align_tau": (0.0, "> 0"),
+             "warmup_epochs": (-1.0, ">= 0"), "n_ctx_text": (-1, "None \\(the paper's length\\) or an integer >= 0")}
+    for name, (value, want) in cases.items():
+        with pytest.raises(ConfigError, match=rf"^method 'anople' option {name}: must be {want}, got {value!r}$"):
+            AnoPLe(method_ctx, **{name: value})
+    for ok in ({"depth": 1}, {"depth": 12}, {"beta_max": 0.0}, {"beta_max": 1.0}, {"label_smoothing": 0.0},
+               {"latent_sigma": 0.0}, {"warmup_epochs": 0.0}, {"n_ctx_text": 0}, {"crop_grid": 1}):
+        AnoPLe(method_ctx, **ok)
+    with pytest.raises(ConfigError, match=r"^method 'anople' option memory_layers: layers \[40\] out of range"):
+        AnoPLe(method_ctx, memory_layers=[7, 40])
+    with pytest.warns(DeprecationWarning, match="'mem_layers' is deprecated; use 'memory_layers'"):
+        assert AnoPLe(method_ctx, mem_layers=[5]).options.memory_layers == (5,)
+    m = AnoPLe(method_ctx, multi_class=False, crop_source="upsampled", texture="normal", latent_sigma=0.02)
+    m._setup([CategoryInfo("visa", "pcb1", "printed circuit board")])
+    assert m.n_ctx == (5, 8) and m.mem_layers == (7, 8, 9)  # VisA: sec. 4.2, suppl. 6.3
+    d = m.describe()
+    assert d["fidelity_notes"] == list(AnoPLe.fidelity_notes) and d["options_resolved"]["latent_sigma"] == 0.02
+    assert {k: v for k, v in d.items() if k not in ("fidelity_notes", "options_resolved")} == {
+        "training_view_source": "crops of the bilinearly upsampled S x S tensor",
+        "setting": "one-class (one model per category)",
+        "feature_cache": "not used: the visual prompts change the image encoder",
+        "context_lengths": {"text": 5, "visual": 8}, "memory_layers": [7, 8, 9], "training_views": 5,
+        "pseudo_anomaly_texture": "another normal shot of the category, flipped/rotated",
+        "latent_noise": {"mu": 0.0, "sigma": 0.02, "on": "L2-normalised image embedding"},
+        "text_embeddings": "average", "loss_history": []}
+    mv = AnoPLe(method_ctx, n_ctx_text=2, n_ctx_visual=0, crop_grid=3)
+    mv._setup([INFO])
+    assert mv.n_ctx == (2, 0) and mv.mem_layers == (7, 8, 9, 10) and mv.n_views == 10
+    assert mv.describe()["setting"] == "multi-class (one model per dataset)"

@@ -322,3 +322,37 @@ def test_fit_builds_the_memories_from_the_shots(method_ctx):
     assert m.patch_memory is None and m.window_memory == {}  # zero-shot refit forgets the shots
     d = m.describe()
     assert d["options_resolved"]["scales"] == (3,) and d["fidelity_notes"] and d["windows"] == {"scale3": 169}
+
+
+def test_scale_one_windows_and_float64_scores():
+    assert window_index((2, 3), 1).tolist() == [[0], [1], [2], [3], [4], [5]]  # scale 1: one window per patch
+    with pytest.raises(ValueError, match=r"^window scale 3 does not fit a 2x3 patch grid \(1\.\.2\)$"):
+        window_index((2, 3), 3)
+    scores = torch.tensor([[0.5, 0.25]], dtype=torch.float64)
+    agg = harmonic_aggregate(scores, window_mask((2, 3), 2))  # a float32 mask follows the scores' dtype
+    assert agg.dtype == torch.float64 and torch.allclose(agg[0, 1], torch.tensor(1 / 3, dtype=torch.float64))
+
+
+# Equivalent mutants (mutmut, methods/winclip/windows.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    "x_harmonic_aggregate__mutmut_2/4": "mask device: the CPU tests cannot see a device",
+}
+
+
+def test_option_messages_class_name_fallback_and_describe(method_ctx):
+    with pytest.raises(ConfigError, match=r"^method 'winclip': option scales=\[2, 16\] must be window sizes in "
+                                          r"1\.\.15 patches for the 15x15 grid \(paper: 2,3\)$"):
+        WinCLIP(method_ctx, scales=(2, 16))
+    with pytest.raises(ConfigError, match=r"^method 'winclip': option scales=\[\] must be window sizes"):
+        WinCLIP(method_ctx, scales=())
+    with pytest.raises(ConfigError, match=r"^method 'winclip': option temperature=-1 must be > 0 \(paper: 0\.07\)$"):
+        WinCLIP(method_ctx, temperature=-1)
+    m = WinCLIP(method_ctx, scales=[1, 15])
+    assert m.options.scales == (1, 15) and {s: int(x.shape[0]) for s, x in m.masks.items()} == {1: 225, 15: 1}
+    m._text_for = lambda name: torch.eye(2, 3)
+    m.fit([], CategoryInfo("synthetic", "metal_nut", ""))
+    assert m.class_name == "metal nut"  # no class words: the category name, underscores as spaces
+    assert m.describe() == {"options_resolved": {"scales": (1, 15), "temperature": 0.07, "class_name": ""},
+                            "fidelity_notes": list(WinCLIP.fidelity_notes), "class_name": "metal nut",
+                            "prompts": {"normal": 147, "anomalous": 84, "templates": 21},
+                            "windows": {"scale1": 225, "scale15": 1}, "temperature": 0.07, "memory": 0}
