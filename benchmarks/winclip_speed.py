@@ -128,15 +128,15 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", n_images: int = 1, rep
             """Per-window loop; with ``loop_windows`` set, timed on that many evenly spread windows per
             scale and scaled by (windows of the scale / windows timed): every call of a scale has the
             same shape, so the per-call time does not depend on which window it is."""
-            visual = backbone.model.visual
+            tower = backbone.image_tower
             px = _store(backbone, refs, batch_size, amp).pixels(refs).to(dev)
             total = 0.0
             with torch.no_grad(), method.ctx.features._autocast():
                 for i in range(px.shape[0]):
                     _sync(dev)
                     t = time.perf_counter()
-                    x = visual._embeds(px[i:i + 1])
-                    visual.ln_post(visual.transformer(x))
+                    x = tower.embed(px[i:i + 1])
+                    tower.post_norm(tower.run_blocks(x))
                     _sync(dev)
                     total += time.perf_counter() - t
                     for s in method.options.scales:
@@ -146,7 +146,7 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", n_images: int = 1, rep
                             idx = idx[torch.linspace(0, nw - 1, loop_windows).round().long()]
                         _sync(dev)
                         t = time.perf_counter()
-                        window_embeddings_loop(visual, x, idx)
+                        window_embeddings_loop(tower, x, idx)
                         _sync(dev)
                         total += (time.perf_counter() - t) * nw / idx.shape[0]
             return total
