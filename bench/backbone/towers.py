@@ -90,15 +90,15 @@ class Block:
 
 
 def attention_values(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
-    """Per-head values of batch-first ``x`` (B x L x W): ``x W_v^T + b_v`` as B x H x L x W/H."""
-    b, n, w = x.shape
-    h = attn.num_heads
-    if attn.in_proj_weight is not None:  # fused q, k, v in-projection
-        weight = attn.in_proj_weight[2 * w:3 * w]
+    """Per-head values of batch-first ``x`` (B x L x vdim): ``x W_v^T + b_v`` as B x H x L x E/H."""
+    b, n, _ = x.shape
+    e, h = attn.embed_dim, attn.num_heads
+    if attn.in_proj_weight is not None:  # fused q, k, v in-projection (CLIP)
+        weight = attn.in_proj_weight[2 * e:3 * e]
     else:
         weight = attn.v_proj_weight
-    bias = attn.in_proj_bias[2 * w:3 * w] if attn.in_proj_bias is not None else None
-    return F.linear(x, weight, bias).reshape(b, n, h, w // h).transpose(1, 2)
+    bias = attn.in_proj_bias[2 * e:3 * e] if attn.in_proj_bias is not None else None
+    return F.linear(x, weight, bias).reshape(b, n, h, e // h).transpose(1, 2)
 
 
 def attention_output(attn: nn.MultiheadAttention, heads: torch.Tensor) -> torch.Tensor:
