@@ -99,6 +99,7 @@ def multi_scale_views(x: torch.Tensor, factor: int, mode: str = "bilinear") -> t
 
 class AnoPLe(Method):
     name = "anople"
+    feature_specs = ("anople-prompted",)
     variants = ("w/o VG", "w/ VG")
     uses_feature_cache = False
     min_shots = 1
