@@ -57,10 +57,9 @@ def flop_floor(backbone: Backbone, scales=(2, 3)) -> dict[str, float]:
     """Transformer FLOPs per image: plain pass, windows pass (full image + all windows), ratio."""
     from fsadbench.methods.winclip.windows import vit_flops, window_index
 
-    v = backbone.model.visual
     n = backbone.grid[0] * backbone.grid[1]
     w, layers = backbone.width, backbone.n_layers
-    mlp = v.transformer.resblocks[0].mlp.c_fc.out_features / w
+    mlp = backbone.image_tower.mlp_ratio
     patch_embed = 2.0 * n * 3 * backbone.patch_size ** 2 * w
     plain = patch_embed + vit_flops(1 + n, w, layers, mlp)
     windows = plain + sum(window_index(backbone.grid, s).shape[0] * vit_flops(1 + s * s, w, layers, mlp)

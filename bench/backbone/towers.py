@@ -152,6 +152,11 @@ class ImageTower:
         return int(p[0] if isinstance(p, (tuple, list)) else p)
 
     @property
+    def mlp_ratio(self) -> float:
+        """MLP hidden width / token width (4 in CLIP ViTs)."""
+        return self.blocks[0].block.mlp.c_fc.out_features / self.width
+
+    @property
     def preprocess_cfg(self) -> dict[str, Any]:
         return dict(getattr(self.visual, "preprocess_cfg", None) or {})
 

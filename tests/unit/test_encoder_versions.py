@@ -63,8 +63,8 @@ PATHS: dict[str, list[str]] = {
                             "fsadbench.methods.common.text_prompts:PromptTextEncoder.word_embeddings",
                             "fsadbench.methods.common.text_prompts:PromptTextEncoder.embed",
                             "fsadbench.methods.common.text_prompts:PromptTextEncoder.encode"],
-    "anople-prompted": _IMAGE + _TEXT + ["fsadbench.methods.anople.prompts:encode_text_prompted",
-                                         "fsadbench.methods.anople.prompts:encode_image_prompted"],
+    "anople-prompted": list(dict.fromkeys(_IMAGE + _TEXT)) + [
+        "fsadbench.methods.anople.prompts:encode_text_prompted", "fsadbench.methods.anople.prompts:encode_image_prompted"],
 }
 
 

@@ -109,6 +109,7 @@ def test_block_parts_recompose_the_block(tiny_backbone, pixels):
 def test_geometry(tiny_backbone):
     t = tiny_backbone.image_tower
     assert (t.n_layers, t.width, t.embed_dim, t.grid, t.image_size, t.patch_size) == (12, 64, 64, (15, 15), 120, 8)
+    assert t.mlp_ratio == 4.0
 
 
 def test_only_cls_pooled_clip_vits(tiny_backbone, monkeypatch):
