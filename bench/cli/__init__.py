@@ -26,11 +26,11 @@ SUBCOMMANDS = {
     "report": "fsadbench.cli:report_main",
     "list": "fsadbench.cli:list_main",
     "check-data": "fsadbench.protocol.check_data:cli_main",
-    "compare": "fsadbench.regression.compare:cli_main",
+    "compare": "fsadbench.regression.cli:compare_main",
     "history": "fsadbench.regression.history:cli_main",
     "paper-table": "fsadbench.reports.paper.cli:cli_main",
     "figures": "fsadbench.reports.figures:cli_main",
-    "baseline": "fsadbench.regression.compare:baseline_main",
+    "baseline": "fsadbench.regression.gate:baseline_main",
     "status": "fsadbench.run.status:cli_main",
 }
 
