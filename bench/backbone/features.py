@@ -34,16 +34,50 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from fsadbench.core.errors import ConfigError
 from fsadbench.core.types import ImageRef
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.backbone.clip import Backbone
 
 ComputeFn = Callable[["Backbone", torch.Tensor], Mapping[str, torch.Tensor]]
+
+#: The version of every encoder path a method's numbers depend on: the cached
+#: feature specs (``tokens``: the plain pass; ``vv``: the V-V / LAT dual path;
+#: ``winclip-windows``: WinCLIP's window pass) and the passes with learned
+#: prompts, never cached (``prompt-text``: the learnable-context text encoder of
+#: PromptAD and APT; ``anople-prompted``: AnoPLe's deep-prompt image and text
+#: passes). Bump a version whenever the path's code changes what it computes: it
+#: is part of (``spec_versions``) the cell hash. Plugins add theirs with :func:`register_spec_version`.
+SPEC_VERSIONS: dict[str, int] = {
+    "tokens": 1,
+    "vv": 1,
+    "winclip-windows": 1,
+    "prompt-text": 1,
+    "anople-prompted": 1,
+}
+
+
+def register_spec_version(name: str, version: int) -> None:
+    """Declare a plugin's encoder path; the same name may only be registered with one version."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"encoder path {name!r}: version must be an int >= 1, got {version!r}")
+    if SPEC_VERSIONS.get(name, version) != version:
+        raise ConfigError(f"encoder path {name!r} is registered as version {SPEC_VERSIONS[name]}, not {version}")
+    SPEC_VERSIONS[name] = version
+
+
+def spec_versions(names: Iterable[str]) -> dict[str, int]:
+    """``{name: version}`` of the encoder paths a method declares (``Method.feature_specs``), for the cell hash."""
+    missing = sorted(set(names) - set(SPEC_VERSIONS))
+    if missing:
+        raise ConfigError(f"encoder path(s) {missing} have no version: known are {sorted(SPEC_VERSIONS)}; "
+                          f"add them to SPEC_VERSIONS (built-in) or call register_spec_version (plugins)")
+    return {n: SPEC_VERSIONS[n] for n in sorted(set(names))}
 
 
 @dataclass(frozen=True)

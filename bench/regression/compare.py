@@ -28,8 +28,9 @@ missing part), cells whose records are not comparable
 (:data:`fsadbench.results.comparability.CHECKS`; ``--allow-mismatch``
 compares them anyway and says so), and in ``--strict`` mode any cell metric
 that moved by more than tol in either direction (the deterministic smoke gate:
-any change is a real change) or an incomplete table row. Cells only in HEAD are
-listed as new and never fail.
+any change is a real change) or a table row whose categories or seeds lack, in
+HEAD, cells that BASE holds or planned. Cells only in HEAD are listed as new and
+never fail.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class Comparison:
 
     @property
     def incomplete(self) -> pd.DataFrame:
-        return self.tables[~self.tables["complete"]] if len(self.tables) else self.tables
+        """Table rows that lack, in head, categories or seeds base holds or planned (new head cells do not count)."""
+        return self.tables[self.tables["head_gap"]] if len(self.tables) else self.tables
 
     @property
     def cell_drops(self) -> pd.DataFrame:
@@ -134,8 +136,8 @@ class Comparison:
             out.append(f"{len(self.cell_changes)} cell metric(s) changed by more than the tolerance "
                        f"(strict: the run is deterministic, so any change is real)")
         if self.strict and len(self.incomplete):
-            out.append(f"{len(self.incomplete)} table figure(s) compare fewer categories or seeds than planned "
-                       f"(strict)")
+            out.append(f"{len(self.incomplete)} table figure(s) compare fewer categories or seeds than planned: "
+                       f"head lacks cells (strict)")
         if self.failed_head:
             out.append(f"{len(self.failed_head)} cell(s) ok in base did not succeed in head")
         if self.only_base and not self.allow_missing:
@@ -305,10 +307,11 @@ def _tables(base: Side, head: Side, skip: set[CellKey], metrics, tol: Tolerance,
                       "test": test.describe() if test is not None else "no common category",
                       "p": test.p_lower if test is not None else float("nan"),
                       "complete": cov.complete, "coverage": cov.describe(),
+                      "head_gap": any(r.startswith("not comparable") or "head: " in r for _, _, r in cov.missing),
                       "beyond_tol": beyond_tol, "beyond_noise": beyond_noise,
                       "regression": beyond_tol and beyond_noise is not False})
     tcols = gkeys + ["base", "head", "delta", "se", "df", "band", "paired", "n_base", "n_head", "tol", "n_categories",
-                     "test", "p", "complete", "coverage", "beyond_tol", "beyond_noise", "regression"]
+                     "test", "p", "complete", "coverage", "head_gap", "beyond_tol", "beyond_noise", "regression"]
     return pd.DataFrame(trows, columns=tcols)
 
 
