@@ -45,6 +45,7 @@ class TextCell:
 
 
 MISSING = TextCell("–", "--")
+NOT_APPLICABLE = TextCell("n/a", "n/a")  # by design (a variant the method lacks, a shot count it refuses)
 
 
 @dataclass
@@ -133,11 +134,24 @@ def fidelity_notes(records: Iterable[Record], label_of=None) -> list[str]:
 def empty_entry(rs: ResultSet, method: str, dataset: str, shots: int, variant: str, metric: str,
                 foot: Footnotes, label: str) -> tuple[TextCell, str]:
     """The entry shown where a figure has no value, and its footnote mark."""
+    if not rs.has_variant(method, variant):
+        return NOT_APPLICABLE, foot.mark(f"{label} has no {variant!r} variant")
     st = rs.status_of(method, dataset, shots)
-    cell = TextCell("n/a", "n/a") if st == {STATUS_NA} else TextCell("failed", "failed") \
+    cell = NOT_APPLICABLE if st == {STATUS_NA} else TextCell("failed", "failed") \
         if STATUS_FAILED in st and len(st) == 1 else MISSING
     why = rs.why_empty(method, dataset, shots, variant, metric)
     return cell, foot.mark(f"{label}, {dataset} {shots}-shot: no figure ({why})")
+
+
+def count_incomplete(t: Table) -> int:
+    """Marked entries that are incomplete figures or missing / failed ones (not the n/a-by-design ones)."""
+    return sum(1 for (i, j) in t.marks if isinstance(t.rows[i][1][j], Figure)
+               or (isinstance(t.rows[i][1][j], TextCell) and t.rows[i][1][j].md in ("–", "failed", "missing")))
+
+
+def incomplete_problem(t: Table) -> list[str]:
+    n = count_incomplete(t)
+    return [f"{n} figure(s) incomplete, missing or failed"] if n else []
 
 
 def common_notes(records: Sequence[Record], metric: str, problems: list[str]) -> list[str]:
@@ -191,7 +205,7 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
         else:
             t.groups.append((d, 1))
     emphasise(t, ([(i, j) for i in b] for b in blocks for j in range(len(cols))), alpha)
-    t.problems += [f"incomplete or missing figure(s): {len(t.marks)}"] if t.marks else []
+    t.problems += incomplete_problem(t)
     shown = [r for r in rs.records if r.key["dataset"] in datasets]
     t.notes = common_notes(shown, metric, t.problems)
     t.notes.append(f"{METRIC_LABELS.get(metric, metric)} (%), mean ± std over seeds; dataset figure of a seed = "
@@ -216,6 +230,10 @@ def category_table(rs: ResultSet, dataset: str, shots: int, metric: str = "pixel
         for j, (m, v) in enumerate(cols):
             f = rs.category_figure(m, dataset, cat, shots, v, metric)
             label = method_label(recs, m)
+            if f is None and rs.status_of(m, dataset, shots) == {STATUS_NA}:
+                t.marks[(i, j)] = foot.mark(f"{label}: not applicable: {rs.why_empty(m, dataset, shots, v, metric)}")
+                cells.append(NOT_APPLICABLE)
+                continue
             if f is None or not f.complete:
                 reason = f.coverage.describe() if f is not None else \
                     "; ".join(dict.fromkeys(rs.value(CellKey(m, dataset, cat, shots, s), v, metric)[1]
@@ -231,7 +249,7 @@ def category_table(rs: ResultSet, dataset: str, shots: int, metric: str = "pixel
             t.groups.append((lab, 1))
     emphasise(t, ([(i, j) for j, (_, vv) in enumerate(cols) if vv == v] for i in range(len(t.rows))
                   for v in variants), alpha)
-    t.problems += [f"incomplete or missing figure(s): {len(t.marks)}"] if t.marks else []
+    t.problems += incomplete_problem(t)
     t.notes = common_notes(recs, metric, t.problems)
     t.notes.append(f"{METRIC_LABELS.get(metric, metric)} (%) per category, {dataset}, {shots}-shot, mean ± std "
                    f"over seeds {', '.join(map(str, rs.seeds(dataset)))}.")

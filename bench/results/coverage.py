@@ -206,6 +206,11 @@ class ResultSet:
                           for c in self.categories(dataset) for s in self.seeds(dataset))
         return "; ".join(r for r, _ in reasons.most_common(3)) or "no record"
 
+    def has_variant(self, method: str, variant: str) -> bool:
+        """Whether the method produces ``variant`` (declared in its records, or measured)."""
+        return any(variant in ((r.method or {}).get("variants") or ()) or variant in r.metrics
+                   for r in self.records if r.key["method"] == method)
+
     def status_of(self, method: str, dataset: str, shots: int) -> set[str]:
         """The statuses of this method's records of (dataset, shots)."""
         return {r.status for k, r in self.by_cell.items()

@@ -191,3 +191,20 @@ def test_report_metric_all_renders_every_metric_and_unknown_is_refused(tmp_path)
     assert "50.00 ± 0.00" in text and "85.00 ± 5.00" in text  # A w/ VG: seeds 0.80, 0.90
     with pytest.raises(BenchError, match="unknown.*choose from"):
         parse_metrics("pixel_auroc,nope")
+
+
+def test_a_variant_the_method_lacks_and_not_applicable_shots_are_na_not_incomplete():
+    recs = _records()
+    for c in ("c1", "c2"):
+        for s in (0, 1):
+            r = rec("M", c, s, 0, 0.9)
+            r.metrics = {"w/ VG": {"pixel_auroc": 0.9}}
+            r.method["variants"] = ["w/ VG"]
+            recs.append(r)
+            recs.append(rec("M", c, s, 0, 0, shots=0, status="not_applicable", error="M needs at least 1 shot"))
+    t = main_table(ResultSet(recs))
+    rows = _rows(t)
+    assert rows[("1-shot", "M")][0].md == "n/a" and rows[("0-shot", "M")][1].md == "n/a"
+    assert any("M has no 'w/o VG' variant" in n for n in t.notes)
+    assert any("not applicable: M needs at least 1 shot" in n for n in t.notes)
+    assert t.problems == []  # by design, not missing: --strict passes

@@ -26,7 +26,7 @@ from fsadbench.core.errors import ConfigError
 from fsadbench.reports.paper.published import diff_blockers
 from fsadbench.reports.paper.published import method_label as pub_label
 from fsadbench.reports.tables import (ALPHA, Footnotes, Table, TextCell, common_notes, emphasis_note, emphasise,
-                                      empty_entry, fidelity_notes)
+                                      empty_entry, fidelity_notes, incomplete_problem)
 from fsadbench.results.aggregate import METRIC_LABELS
 from fsadbench.results.coverage import Figure, ResultSet
 from fsadbench.results.records import STATUS_OK, Record
@@ -163,10 +163,7 @@ def assemble(title: str, row_headers: list[str], groups: list[tuple[str, int]], 
         t.columns = [c2 for c in columns for c2 in (c, f"{c} paper", f"{c} diff")]
         t.groups = [(g, 3 * k) for g, k in groups]
     emphasise(t, competing.values(), alpha)
-    incomplete = sum(1 for (i, j), _ in t.marks.items() if not isinstance(t.rows[i][1][j], TextCell)
-                     or t.rows[i][1][j].md in ("missing", "failed", "n/a", "–"))
-    if incomplete:
-        problems.append(f"{incomplete} measured entr{'y' if incomplete == 1 else 'ies'} incomplete or missing")
+    problems += incomplete_problem(t)
     t.notes = list(notes) + [emphasis_note("per column within each block" if bold_by_group else "per column",
                                            alpha)] + foot.notes()
     t.problems = problems
