@@ -7,8 +7,13 @@ together or not at all). Layout::
     <results_dir>/records/<method id>/<dataset>/<category>/k<shots>_s<seed>.json
 
 Writes go to a temp file in the same folder, are fsync'ed, then renamed over
-the final name: a killed writer leaves no partial record (at most a stray
-``.tmp-*`` file, ignored and cleaned on the next write).
+the final name (:func:`fsadbench.core.io.atomic_write_text`): a killed writer
+leaves no partial record (at most a stray ``.tmp-*`` file, ignored), a full
+disk leaves no partial file and an error naming the folder.
+
+A file that is not a valid record (bad JSON, truncated, the wrong shape:
+:func:`fsadbench.results.schema.validate_record`) is named in a warning, moved
+to ``<results_dir>/corrupt/records/...`` and its cell counts as not done.
 
 Schema (``SCHEMA_VERSION``): see :class:`Record` fields. Readers refuse a newer
 major version with a clear message.
@@ -19,12 +24,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from fsadbench.core.errors import BenchError
+from fsadbench.core.io import atomic_write_text, set_aside
+from fsadbench.results.schema import SchemaError, validate_record
+
+__all__ = ["CellKey", "Record", "RecordStore", "atomic_write_text", "safe_name"]
 
 SCHEMA_VERSION = 1
 STATUS_OK = "ok"
@@ -98,20 +106,6 @@ class Record:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class RecordStore:
     def __init__(self, results_dir: str | Path):
         self.root = Path(results_dir)
@@ -127,10 +121,21 @@ class RecordStore:
         return self._read(p)
 
     def _read(self, p: Path) -> Record | None:
+        """The record at ``p``; a file that is not a valid record is set aside (named) and read as missing."""
         try:
-            return Record.from_dict(json.loads(p.read_text()), where=str(p))
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
-            return None  # unreadable: treated as missing and recomputed
+            seen = os.stat(p)
+            d = json.loads(p.read_bytes())
+            version = d.get("schema_version") if isinstance(d, dict) else None
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                return Record.from_dict(d, where=str(p))  # refuses it: newer, not corrupt
+            validate_record(d)
+            return Record.from_dict(d, where=str(p))
+        except FileNotFoundError:
+            return None  # set aside by another reader meanwhile
+        except (ValueError, TypeError) as exc:  # JSON, UTF-8 and schema errors
+            why = str(exc) if isinstance(exc, SchemaError) else f"not valid JSON: {exc}"
+            set_aside(p, self.root, why, seen)
+            return None
 
     def is_done(self, key: CellKey, config_hash: str) -> bool:
         r = self.load(key)
