@@ -335,3 +335,4 @@ def read_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> n
             f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but its image is {expected_hw[1]}x{expected_hw[0]}; "
             f"fix or regenerate the mask (python run_bench.py check-data lists all such files)")
     return np.nan_to_num(arr, nan=0.0) > 0 if arr.dtype.kind == "f" else arr > 0
+

@@ -32,6 +32,7 @@ import yaml
 
 from fsadbench.core.errors import BenchError, ConfigError, DataError
 from fsadbench.core.io import image_info, mode_note, read_mask, read_rgb
+from fsadbench.core.validate import parse_categories
 
 #: loaders end their errors with the expected layout; check-data prints it once per dataset
 LAYOUT_MARK = "Expected layout:"
@@ -172,7 +173,7 @@ def cli_main(argv: Sequence[str]) -> int:
 
     a = _parser().parse_args(list(argv))
     names = [n.strip() for n in a.datasets.split(",") if n.strip()]
-    cats = [c.strip() for c in a.categories.split(",") if c.strip()] if a.categories else None
+    cats = parse_categories(a.categories, "--categories") if a.categories else None
     options = _parse_options(a.dataset_option, "--dataset-option")
     roots = _parse_roots(a.root)
     for n in set(options) | set(roots):

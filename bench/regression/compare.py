@@ -107,6 +107,8 @@ def _latest(records: Iterable[Record]) -> list[Record]:
 
 
 def _git_resolve(ref: str) -> str | None:
+    if ref.startswith("-"):
+        return None  # never an option to git
     try:
         out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
                              capture_output=True, text=True, timeout=10)

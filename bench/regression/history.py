@@ -16,6 +16,7 @@ the time of their earliest record.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -28,14 +29,21 @@ from fsadbench.regression.compare import _latest, results_folders, short_commit
 from fsadbench.core.errors import ConfigError
 from fsadbench.results.records import STATUS_OK, Record, RecordStore
 
+HEX_COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
+
 
 def _subject(commit: str) -> str:
-    """The commit's subject line when git knows it here, else ''."""
+    """The commit's subject line when git knows it here, else ''.
+
+    ``commit`` comes from a record file: anything but 4-40 hex digits is never handed to git, and the
+    id goes after ``--end-of-options`` (a record cannot smuggle in an option such as ``--output=F``).
+    """
     c = commit.split("+")[0]
-    if c == "unknown":
+    if not HEX_COMMIT.fullmatch(c):
         return ""
     try:
-        r = subprocess.run(["git", "log", "-1", "--format=%s", c], capture_output=True, text=True, timeout=10)
+        r = subprocess.run(["git", "log", "-1", "--format=%s", "--end-of-options", c, "--"],
+                           capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return ""
     return r.stdout.strip() if r.returncode == 0 else ""
