@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fsadbench.core.errors import ConfigError, WeightsError
+from fsadbench.core.errors import ConfigError, WeightsError, error_summary
 from fsadbench.core.io import read_rgb as load_image  # every mode to 8-bit RGB; errors name the file
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM, TINY_MODEL  # noqa: F401
@@ -153,7 +153,8 @@ class Backbone:
             try:
                 model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
             except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
-                why = "no network and not in the local cache" if offline else f"download failed ({str(exc)[:300]})"
+                why = ("no network and not in the local cache" if offline
+                       else f"download failed ({error_summary(exc)[:300]})")
                 raise WeightsError(_weights_help(model_name, pretrained, why)) from exc
             finally:
                 hf_constants.HF_HUB_OFFLINE = old

@@ -481,3 +481,13 @@ def test_9_an_unwritable_cache_degrades_to_memory_with_one_warning(tmp_path, tin
     warnings = [r for r in caplog.records if "feature cache not written" in r.getMessage()]
     assert len(warnings) == 1 and str(tmp_path / "cache" / "features") in warnings[0].getMessage()
     assert store.stats.memory_hits == 1
+
+
+# -- 11: determinism across thread counts -------------------------------------------------------------------
+@pytest.mark.slow
+def test_11_records_carry_the_thread_count_that_produced_them(swept):
+    """Full-tensor reductions split work by thread count, so the count is part of a number's provenance."""
+    import torch
+
+    for p in _records(swept / "res"):
+        assert json.loads(p.read_text())["provenance"]["device"]["torch_threads"] == torch.get_num_threads()
