@@ -14,10 +14,8 @@ from typing import Any, ClassVar, Mapping
 
 from fsadbench.core.defaults import default_cache_dir
 from fsadbench.core.errors import ConfigError, DataError
-from fsadbench.core.io import atomic_dir, read_mask
+from fsadbench.core.io import atomic_dir, read_mask  # noqa: F401  (atomic_dir: re-exported for the plugins)
 from fsadbench.core.types import CategoryInfo, CategorySplit, Sample
-
-__all__ = ["Dataset", "atomic_dir", "load_mask", "list_images", "make_sample", "natural_key", "split_counts"]
 
 #: a mask as H x W bool, any non-zero pixel anomalous (:func:`fsadbench.core.io.read_mask`)
 load_mask = read_mask

@@ -32,8 +32,6 @@ from fsadbench.core.errors import BenchError
 from fsadbench.core.io import atomic_write_text, set_aside
 from fsadbench.results.schema import SchemaError, validate_record
 
-__all__ = ["CellKey", "Record", "RecordStore", "atomic_write_text", "safe_name"]
-
 SCHEMA_VERSION = 1
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
