@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig, stable_hash
-from fsadbench.core.errors import BenchError, ConfigError, NotApplicable
+from fsadbench.core.errors import BenchError, ConfigError, NotApplicable, error_line, error_text
 from fsadbench.protocol.evaluator import CategoryEvaluator, check_finite, gt_mask, has_pixel_truth, nan_to_none
 from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.core.provenance import provenance
@@ -292,8 +291,8 @@ class Runner:
             summary.not_applicable += 1
         else:
             summary.failed += 1
-            summary.failures.append(f"{rec.cell}: {(rec.error or '').strip().splitlines()[-1:]}")
-            self.log(f"FAILED {rec.cell}: {(rec.error or '').strip().splitlines()[-1] if rec.error else ''}")
+            summary.failures.append(f"{rec.cell}: {error_line(rec.error)}")
+            self.log(f"FAILED {rec.cell}: {error_line(rec.error)}")
 
     def run_job(self, job: Job, force: bool = False) -> list[Record]:
         """Fit once, evaluate every category of the job, write one record per cell."""
@@ -428,8 +427,7 @@ class Runner:
             raise exc
 
     def _write_failure(self, job: Job, category: str, h: str, exc: BaseException, t0: float) -> Record:
-        msg = str(exc) if isinstance(exc, BenchError) else "".join(traceback.format_exception(exc))
-        return self._write(job, category, h, STATUS_FAILED, t0, error=msg)
+        return self._write(job, category, h, STATUS_FAILED, t0, error=error_text(exc))  # cause line + traceback
 
     def _write(self, job: Job, category: str, h: str, status: str, t0: float, error: str | None = None) -> Record:
         rec = self._record(job, category, h, status, error=error,
