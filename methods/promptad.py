@@ -185,9 +185,13 @@ class PromptSet:
 
 class PromptAD(Method):
     name = "promptad"
+    feature_specs = ("vv", "prompt-text")
     variants = (WO_VG, W_VG)
     min_shots = 1
     default_sigma = 4.0
+    #: 2: official-code defaults (raw logit_scale, margin over tokens, n_pro x n_pro_ab learned prompts,
+    #: anchors from raw prompt features)
+    version = 2
     option_aliases = {"mem_layers": "memory_layers",
                       "raw_logit_scale": ("logit_scale", lambda raw: "raw" if raw else "exp")}
     fidelity_notes = (

@@ -12,14 +12,16 @@ The shipped tiny config ``fsad-tiny-vit`` (120 px, patch 8 -> 15x15 grid,
 width 64, 12 blocks) is for tests and the offline smoke run.
 
 Block numbers are 1-indexed everywhere: ``layers=(3, 8)`` means the outputs of
-the 3rd and 8th residual blocks. Intermediate tokens are taken with forward
-hooks that ``clone`` the output (a hooked view is changed in place otherwise).
+the 3rd and 8th residual blocks. Every tower pass (the plain one here included)
+runs through :mod:`fsadbench.backbone.towers`, the one module that reads
+open_clip's tower attributes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,9 @@ from typing import Any, Sequence
 
 import torch
 
-from fsadbench.core.errors import ConfigError, DataError, WeightsError
+from fsadbench.backbone.towers import ImageTower
+from fsadbench.core.errors import ConfigError, WeightsError, error_summary
+from fsadbench.core.io import read_rgb as load_image  # every mode to 8-bit RGB; errors name the file
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM, TINY_MODEL  # noqa: F401
 
@@ -64,12 +68,22 @@ def _weights_help(model: str, pretrained: str, reason: str) -> str:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never repeated here
+        raise WeightsError(
+            f"checkpoint {path} holds Python objects besides tensors, which fsad-bench never unpickles "
+            f"(torch.load weights_only=True); save a plain state dict (torch.save(model.state_dict(), f)) "
+            f"or a .safetensors file") from exc
+    except (OSError, RuntimeError, ValueError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise WeightsError(f"checkpoint {path} cannot be read ({why}); it may be truncated: download it "
+                           f"again") from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -141,7 +155,8 @@ class Backbone:
             try:
                 model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
             except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
-                why = "no network and not in the local cache" if offline else f"download failed ({str(exc)[:300]})"
+                why = ("no network and not in the local cache" if offline
+                       else f"download failed ({error_summary(exc)[:300]})")
                 raise WeightsError(_weights_help(model_name, pretrained, why)) from exc
             finally:
                 hf_constants.HF_HUB_OFFLINE = old
@@ -149,14 +164,15 @@ class Backbone:
         model.eval().requires_grad_(False)
         self.model = model.to(self.device)
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        v = model.visual
-        self.image_size = int(v.image_size[0] if isinstance(v.image_size, (tuple, list)) else v.image_size)
-        self.patch_size = int(v.patch_size[0] if isinstance(v.patch_size, (tuple, list)) else v.patch_size)
-        self.grid = tuple(int(g) for g in v.grid_size)
-        self.width = int(v.conv1.out_channels)
-        self.embed_dim = int(v.output_dim)
-        self.n_layers = len(v.transformer.resblocks)
-        pp = getattr(v, "preprocess_cfg", {}) or {}
+        self.open_clip_version = str(getattr(open_clip, "__version__", "unknown"))
+        try:
+            self.image_tower = ImageTower(model.visual)
+        except ConfigError as exc:
+            raise ConfigError(f"backbone.model {model_name!r}: {exc}") from exc
+        t = self.image_tower
+        self.image_size, self.patch_size, self.grid = t.image_size, t.patch_size, t.grid
+        self.width, self.embed_dim, self.n_layers = t.width, t.embed_dim, t.n_layers
+        pp = t.preprocess_cfg
         self.mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
         self.std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
         self.interpolation = pp.get("interpolation", "bicubic")
@@ -168,8 +184,8 @@ class Backbone:
     # -- description -------------------------------------------------------
     @property
     def key(self) -> str:
-        """Identity of the encoder for caches: model, weights hash, resolution."""
-        return f"{self.spec.model}|{self.fingerprint}|{self.image_size}"
+        """Identity of the encoder for caches: model, weights hash, resolution, open_clip release."""
+        return f"{self.spec.model}|{self.fingerprint}|{self.image_size}|open_clip-{self.open_clip_version}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -195,63 +211,23 @@ class Backbone:
 
     # -- image encoder -------------------------------------------------------
     def check_layers(self, layers: Sequence[int]) -> tuple[int, ...]:
+        """1-indexed block numbers, range-checked against this encoder."""
         layers = tuple(int(i) for i in layers)
         bad = [i for i in layers if not 1 <= i <= self.n_layers]
         if bad:
             raise ConfigError(f"layers {bad} out of range: {self.spec.model} has blocks 1..{self.n_layers}")
         return layers
 
-    @torch.no_grad()
     def encode_image_tokens(self, pixels: torch.Tensor, layers: Sequence[int] = ()) -> dict[str, torch.Tensor]:
-        """One encoder pass. Returns, per image:
-
-        * ``embedding``: the CLIP image embedding (CLS, ln_post, @proj), B x E
-        * ``tokens``: patch tokens after ln_post and @proj, B x N x E
-        * ``layer{i}``: patch tokens output by block i (cloned, no CLS), B x N x W
-        """
-        layers = self.check_layers(layers)
-        visual = self.model.visual
-        captured: dict[int, torch.Tensor] = {}
-        handles = [
-            visual.transformer.resblocks[i - 1].register_forward_hook(
-                lambda _m, _inp, out, i=i: captured.__setitem__(i, out.detach().clone()))
-            for i in layers
-        ]
-        try:
-            x = visual._embeds(pixels.to(self.device))
-            x = visual.transformer(x)
-            x = visual.ln_post(x)
-            proj = visual.proj
-            emb = x[:, 0] @ proj
-            toks = x[:, 1:] @ proj
-        finally:
-            for h in handles:
-                h.remove()
-        out = {"embedding": emb, "tokens": toks}
-        for i in layers:
-            out[f"layer{i}"] = captured[i][:, 1:]
-        return out
+        """The plain encoder pass (:meth:`ImageTower.encode_tokens`): ``embedding`` (B x E),
+        ``tokens`` (B x N x E, after ln_post @ proj), ``layer{i}`` (B x N x W, block i's patch outputs)."""
+        return self.image_tower.encode_tokens(pixels.to(self.device), self.check_layers(layers))
 
     # -- text encoder ----------------------------------------------------------
     @torch.no_grad()
     def encode_text(self, prompts: Sequence[str], normalize: bool = False) -> torch.Tensor:
         tokens = self.tokenizer(list(prompts)).to(self.device)
         return self.model.encode_text(tokens, normalize=normalize)
-
-
-def load_image(path: str | Path):
-    """Open an image as RGB (grayscale and RGBA become 3-channel); errors name the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return im.convert("RGB")
-    except FileNotFoundError as exc:
-        raise DataError(f"image file {p} does not exist") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"image file {p} cannot be read ({exc}); replace or remove it") from exc
 
 
 def patch_map(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

@@ -8,17 +8,21 @@
     python run_bench.py --preset smoke --executor gpus --workers 2   # one process per GPU / CPU worker
     python run_bench.py --executor slurm --slurm-partition gpu --slurm-array-parallelism 8 ...
     python run_bench.py status --results-dir results/run     # done / running / failed / pending cells
+
+Any command takes ``--debug`` (or ``FSADBENCH_DEBUG=1``): errors then come with their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
-from fsadbench.core.errors import BenchError
+from fsadbench.core.errors import BenchError, error_summary, scrub
 
 # sub-command -> "module:function(argv) -> int"; imported only when used
 SUBCOMMANDS = {
@@ -26,11 +30,11 @@ SUBCOMMANDS = {
     "report": "fsadbench.cli:report_main",
     "list": "fsadbench.cli:list_main",
     "check-data": "fsadbench.protocol.check_data:cli_main",
-    "compare": "fsadbench.regression.compare:cli_main",
+    "compare": "fsadbench.regression.cli:compare_main",
     "history": "fsadbench.regression.history:cli_main",
-    "paper-table": "fsadbench.reports.paper_tables:cli_main",
+    "paper-table": "fsadbench.reports.paper.cli:cli_main",
     "figures": "fsadbench.reports.figures:cli_main",
-    "baseline": "fsadbench.regression.compare:baseline_main",
+    "baseline": "fsadbench.regression.gate:baseline_main",
     "status": "fsadbench.run.status:cli_main",
 }
 
@@ -77,14 +81,15 @@ def run_main(argv: Sequence[str]) -> int:
     if a.model or a.pretrained:
         overrides["backbone"] = {k: v for k, v in (("model", a.model), ("pretrained", a.pretrained)) if v}
     proto = {k: v for k, v in (("eval_size", a.eval_size), ("sigma", a.sigma)) if v is not None}
-    cfg = build_config(a.preset, a.config, overrides, a.method_option)
     if proto:
-        from dataclasses import replace
-
-        cfg.protocol = replace(cfg.protocol, **proto)
+        overrides["protocol"] = proto
+    cfg = build_config(a.preset, a.config, overrides, a.method_option)
     if a.categories:
+        from fsadbench.core.validate import parse_categories
+
+        cats = parse_categories(a.categories, "--categories")
         for d in cfg.datasets:
-            d.categories = [c for c in a.categories.split(",") if c]
+            d.categories = list(cats)
     from fsadbench.run.runner import Runner
 
     def log(msg: str) -> None:
@@ -123,25 +128,9 @@ def report_text(results_dir: str, fmt: str = "markdown", metric: str | Sequence[
                 methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
                 per_category: bool = False) -> str:
     """Main table (and per-category tables) of each metric, in the order given."""
-    from fsadbench.results.aggregate import records_frame
-    from fsadbench.results.records import RecordStore
-    from fsadbench.reports.tables import category_table, main_table, render
+    from fsadbench.reports.report import build_report
 
-    df = records_frame(RecordStore(results_dir))
-    if methods:
-        df = df[df["method"].isin(methods)]
-    if datasets:
-        df = df[df["dataset"].isin(datasets)]
-    if df.empty:
-        return f"(no successful records in {results_dir})\n"
-    parts = []
-    for m in ([metric] if isinstance(metric, str) else metric):
-        parts.append(render(main_table(df, m), fmt))
-        if per_category:
-            for d in dict.fromkeys(df["dataset"]):
-                for k in sorted(df[df["dataset"] == d]["shots"].unique()):
-                    parts.append(render(category_table(df, d, int(k), m), fmt))
-    return "\n".join(parts)
+    return build_report(results_dir, fmt, metric, methods, datasets, per_category).text
 
 
 def report_main(argv: Sequence[str]) -> int:
@@ -155,15 +144,22 @@ def report_main(argv: Sequence[str]) -> int:
     p.add_argument("--datasets", help="comma-separated datasets to include")
     p.add_argument("--per-category", action="store_true", help="add per-category tables")
     p.add_argument("--output", help="write the table to this file as well")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a figure misses planned categories or seeds, or records mix runs")
     a = p.parse_args(argv)
     if not Path(a.results_dir).is_dir():
         raise BenchError(f"--results-dir {a.results_dir} does not exist; run a sweep first "
                          f"(python run_bench.py --preset smoke)")
-    text = report_text(a.results_dir, a.format, parse_metrics(a.metric), a.methods.split(",") if a.methods else None,
+    from fsadbench.reports.report import build_report
+
+    rep = build_report(a.results_dir, a.format, parse_metrics(a.metric), a.methods.split(",") if a.methods else None,
                        a.datasets.split(",") if a.datasets else None, a.per_category)
-    print(text)
+    print(rep.text)
     if a.output:
-        Path(a.output).write_text(text)
+        Path(a.output).write_text(rep.text)
+    if a.strict and not rep.complete:
+        print(rep.strict_message(), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -176,7 +172,11 @@ def list_main(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Errors print one line, cause first (``--debug`` or FSADBENCH_DEBUG=1: with the
+    traceback); Ctrl-C prints one line and exits 130; an unexpected exception exits 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("FSADBENCH_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     cmd = "run"
     if argv and argv[0] in SUBCOMMANDS:
         cmd = argv.pop(0)
@@ -186,9 +186,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, _, fn = SUBCOMMANDS[cmd].partition(":")
     try:
         return int(getattr(importlib.import_module(module_name), fn)(argv) or 0)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _fail(exc, debug, "interrupted; finished cells are kept, rerun the same command to resume")
+        return 130
+    except BenchError as exc:  # cause first; the lines after it (if any) are the fix
+        _fail(exc, debug, f"error: {exc}")
         return 2
+    except BrokenPipeError:  # the reader of our output went away (| head): nothing to say
+        sys.stderr.close()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment fault: one line, traceback on request
+        _fail(exc, debug, f"error: {error_summary(exc)}" + ("" if debug else " (rerun with --debug for the traceback)"))
+        return 1
+
+
+def _fail(exc: BaseException, debug: bool, line: str) -> None:
+    if debug:
+        print(scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))), file=sys.stderr)
+    print(scrub(line), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,6 +58,9 @@ class Method(ABC):
     variants: ClassVar[tuple[str, ...]] = VARIANTS
     #: True when the frozen image encoder's outputs can be cached and shared.
     uses_feature_cache: ClassVar[bool] = True
+    #: The encoder paths (names in ``fsadbench.backbone.features.SPEC_VERSIONS``) the method's
+    #: numbers depend on, cached or not; their versions go into the cell hash (``spec_versions``).
+    feature_specs: ClassVar[tuple[str, ...]] = ()
     #: minimum shots; 0 means zero-shot works.
     min_shots: ClassVar[int] = 0
     #: "category" (one fit per category) or "dataset" (one fit for all categories).
@@ -70,6 +73,9 @@ class Method(ABC):
     #: Old option names still accepted: old name -> new name, or (new name, value converter).
     #: Using one emits a DeprecationWarning naming the new option.
     option_aliases: ClassVar[Mapping[str, Any]] = {}
+    #: The version of the method's semantics: bump it whenever a change can move its numbers with the
+    #: same options (part of every cell's resume key, so stale records are recomputed).
+    version: ClassVar[int] = 1
 
     @dataclass
     class Options:

@@ -50,7 +50,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from fsadbench.core.errors import ConfigError
+from fsadbench.core.errors import ConfigError, error_line
 from fsadbench.run.claims import DEFAULT_LEASE_S, ClaimStore
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, atomic_write_text
 from fsadbench.run.runner import Job, Runner, RunSummary, is_out_of_memory
@@ -183,7 +183,7 @@ class CellWorker:
                 return self._emit([{"cell": str(k), "status": st, "encoded": 0} for k in job.keys()])
             recs = self.run_with_retry(job)
             return self._emit([{"cell": str(r.cell), "status": r.status, "encoded": int(r.encoder.get("encoded", 0)),
-                                "error": _last_line(r.error) if r.status == STATUS_FAILED else None} for r in recs])
+                                "error": error_line(r.error) if r.status == STATUS_FAILED else None} for r in recs])
         finally:
             if claim is not None:
                 self.claims.release(claim)

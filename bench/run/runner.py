@@ -9,9 +9,9 @@ the feature cache's memory while every method, shot count and seed uses them.
 
 from __future__ import annotations
 
+import json
 import random
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig, stable_hash
-from fsadbench.core.errors import BenchError, NotApplicable
+from fsadbench.core.errors import BenchError, ConfigError, NotApplicable, error_line, error_text
 from fsadbench.protocol.evaluator import CategoryEvaluator, check_finite, gt_mask, has_pixel_truth, nan_to_none
 from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.core.provenance import provenance
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record, RecordStore
 from fsadbench.core.registry import DATASETS, METHODS
-from fsadbench.protocol.sampler import image_ref, manifest, sample_shots
+from fsadbench.protocol.sampler import content_fingerprint, file_digest, image_ref, manifest, sample_shots
 from fsadbench.core.types import CategorySplit, ImageRef, Sample
 
 
@@ -73,14 +73,15 @@ def seed_everything(seed: int) -> None:
 class Runner:
     def __init__(self, cfg: RunConfig, log: Callable[[str], None] | None = None, progress: bool = True):
         self.cfg = cfg
-        self.store = RecordStore(cfg.results_dir)
         self.log = log or (lambda msg: None)
+        self.store = RecordStore(cfg.results_dir, log=self.log)
         self.progress = progress
         self._backbone = None
         self._features = None
         self._datasets: dict[str, Any] = {}
         self._splits: dict[tuple[str, str], CategorySplit] = {}
         self._refs: dict[tuple[str, str], list[ImageRef]] = {}
+        self._identities: dict[tuple, dict[str, Any]] = {}
         # Set by an executor that retries a cell with a smaller batch (fsadbench.run.executors): an
         # out-of-memory error then propagates instead of being recorded, while a batch can still shrink.
         self.retry_oom = False
@@ -151,6 +152,11 @@ class Runner:
         cls.make_options(options)  # unknown options fail before any work
         return cls, options
 
+    def resolved_options(self, spec: MethodSpec) -> dict[str, Any]:
+        """Every option of the method with the value it runs with (defaults included), as JSON data."""
+        cls, options = self.method_entry(spec)
+        return json.loads(json.dumps(cls.option_dict(cls.make_options(options)), default=str))
+
     def plan(self) -> list[Job]:
         per_cat, per_ds = [], []
         for ds in self.cfg.datasets:
@@ -169,19 +175,79 @@ class Runner:
         per_cat.sort(key=lambda j: order[(j.dataset.name, j.categories[0])])
         return per_cat + per_ds
 
-    def cell_hash(self, job: Job) -> str:
-        _, options = self.method_entry(job.method)
-        return stable_hash({
-            "method": job.method.name, "options": options,
-            "dataset": {"name": job.dataset.name, "options": job.dataset.options},
-            "backbone": {"model": self.cfg.model, "pretrained": self.cfg.pretrained},
-            "protocol": asdict(self.cfg.protocol), "protocol_version": PROTOCOL_VERSION,
+    # -- resume key: everything that can change a number ----------------------------------------
+    def weights_identity(self) -> str:
+        """The backbone weights, known before loading them: a checkpoint file's content digest, the
+        open_clip tag, or the random initialisation (the loaded weights' fingerprint is in every record)."""
+        pre = self.cfg.pretrained
+        if pre.lower() in ("none", "random", ""):
+            return "random-init:0"
+        if Path(pre).expanduser().is_file():
+            return f"file-sha1:{file_digest(Path(pre).expanduser())}"
+        return f"open_clip-tag:{pre}"
+
+    def precision(self) -> str:
+        return "bf16-autocast" if self.cfg.amp and self.device.type == "cuda" else "fp32"
+
+    def cell_identity(self, job: Job) -> dict[str, Any]:
+        """The resume key's parts for every cell of ``job`` (stored as ``Record.identity``): resolved
+        options, method and feature-spec versions, backbone, protocol, metric version, data content."""
+        from fsadbench.backbone.features import spec_versions
+
+        k = (job.method.id, job.dataset.name, tuple(job.categories), job.shots, job.seed)
+        if k in self._identities:
+            return self._identities[k]
+        cls, _ = self.method_entry(job.method)
+        data: dict[str, str] = {}
+        for c in job.categories:
+            try:
+                split = self.split(job.dataset, c)
+                shots = sample_shots(split.train, job.shots, job.seed) if 0 < job.shots <= len(split.train) else []
+                data[c] = content_fingerprint(split.test, shots)
+            except BenchError as exc:  # the cell records the failure; a repaired dataset changes the key
+                data[c] = f"unreadable ({type(exc).__name__})"
+        sigma = self.cfg.protocol.sigma if self.cfg.protocol.sigma is not None else cls.default_sigma
+        self._identities[k] = {
+            "method": {"name": job.method.name, "version": int(getattr(cls, "version", 1)),
+                       "options": self.resolved_options(job.method),
+                       "feature_specs": spec_versions(getattr(cls, "feature_specs", ()))},
+            "dataset": {"name": job.dataset.name, "options": job.dataset.options, "data": data},
+            "backbone": {"model": self.cfg.model, "pretrained": self.cfg.pretrained,
+                         "weights": self.weights_identity(), "precision": "bf16" if self.cfg.amp else "fp32"},
+            "protocol": {**asdict(self.cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma},
             "metric_version": METRIC_VERSION,
-            # bf16 autocast changes numbers; only present when on, so fp32 hashes stay as they were
-            **({"amp": "bf16"} if self.cfg.amp else {}),
-        })
+        }
+        return self._identities[k]
+
+    def cell_hash(self, job: Job) -> str:
+        return stable_hash(self.cell_identity(job))
+
+    def check_folder(self, force: bool = False) -> None:
+        """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
+        measured with another backbone, metric version or protocol than this run's."""
+        from fsadbench.results.comparability import folder_conflicts
+
+        p = self.cfg.protocol
+        expected = {"metric_version": METRIC_VERSION,
+                    "backbone": {"model": self.cfg.model, "pretrained": self.cfg.pretrained,
+                                 "precision": self.precision()},
+                    "protocol": {"version": PROTOCOL_VERSION, "eval_size": p.eval_size, "sigma": p.sigma,
+                                 "max_test_images": p.max_test_images}}
+        bad = folder_conflicts((r for r in self.store if r.status == STATUS_OK), expected)
+        if not bad:
+            return
+        if force:
+            for r, diffs in bad:
+                self.store.set_aside(r, "; ".join(diffs))
+            return
+        diffs = sorted({d for _, ds in bad for d in ds})
+        raise ConfigError(
+            f"--results-dir {self.store.root} holds {len(bad)} record(s) of another run: " + "; ".join(diffs[:6])
+            + ". A results folder holds one comparable run: use another --results-dir, or --force to move "
+              f"those records to {self.store.superseded_dir} and run here")
 
     def pending(self, jobs: Iterable[Job], force: bool = False) -> tuple[list[Job], int]:
+        self.check_folder(force)
         todo, skipped = [], 0
         for j in jobs:
             h = self.cell_hash(j)
@@ -225,8 +291,8 @@ class Runner:
             summary.not_applicable += 1
         else:
             summary.failed += 1
-            summary.failures.append(f"{rec.cell}: {(rec.error or '').strip().splitlines()[-1:]}")
-            self.log(f"FAILED {rec.cell}: {(rec.error or '').strip().splitlines()[-1] if rec.error else ''}")
+            summary.failures.append(f"{rec.cell}: {error_line(rec.error)}")
+            self.log(f"FAILED {rec.cell}: {error_line(rec.error)}")
 
     def run_job(self, job: Job, force: bool = False) -> list[Record]:
         """Fit once, evaluate every category of the job, write one record per cell."""
@@ -361,8 +427,7 @@ class Runner:
             raise exc
 
     def _write_failure(self, job: Job, category: str, h: str, exc: BaseException, t0: float) -> Record:
-        msg = str(exc) if isinstance(exc, BenchError) else "".join(traceback.format_exception(exc))
-        return self._write(job, category, h, STATUS_FAILED, t0, error=msg)
+        return self._write(job, category, h, STATUS_FAILED, t0, error=error_text(exc))  # cause line + traceback
 
     def _write(self, job: Job, category: str, h: str, status: str, t0: float, error: str | None = None) -> Record:
         rec = self._record(job, category, h, status, error=error,
@@ -372,13 +437,12 @@ class Runner:
 
     def _record(self, job: Job, category: str, h: str, status: str, method=None, metrics=None, undefined=None,
                 shots: Sequence[Sample] = (), encoder=None, timings=None, error=None, n_anom: int = 0) -> Record:
-        cls, options = self.method_entry(job.method)
+        cls, _ = self.method_entry(job.method)
+        identity = self.cell_identity(job)
         split = self._splits.get((job.dataset.name, category))
         ds_info: dict[str, Any] = {"name": job.dataset.name, "category": category}
         if split is not None:
-            ds = self._datasets.get(job.dataset.name)
-            ds_info.update(root=str(split.root), meta=split.meta,
-                           fingerprint=ds.fingerprint(split) if ds is not None else None)
+            ds_info.update(root=str(split.root), meta=split.meta, fingerprint=identity["dataset"]["data"][category])
             unmasked = sum(1 for s in split.test if not has_pixel_truth(s))
             if unmasked:  # image metrics only for these (see evaluator docstring)
                 ds_info["anomalous_without_mask"] = unmasked
@@ -387,9 +451,12 @@ class Runner:
         bb["precision"] = self._features.precision if self._features is not None else "fp32"
         return Record(
             key=asdict(CellKey(job.method.id, job.dataset.name, category, job.shots, job.seed)),
-            status=status, config_hash=h,
+            status=status, config_hash=h, identity=identity,
+            plan={"categories": list(self.categories(job.dataset)), "shots": list(self.cfg.shots),
+                  "seeds": list(self.cfg.seeds)},
             method={"name": job.method.name, "id": job.method.id, "label": job.method.display,
-                    "options": options, "variants": list(cls.variants), "fit_scope": job.scope,
+                    "version": int(getattr(cls, "version", 1)), "options": self.resolved_options(job.method),
+                    "variants": list(cls.variants), "fit_scope": job.scope,
                     "uses_feature_cache": cls.uses_feature_cache,
                     "describe": method.describe() if method is not None else {}},
             metrics=metrics or {}, undefined=undefined or {},

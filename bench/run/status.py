@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fsadbench.run.config import RunConfig, apply_mapping, build_config
-from fsadbench.core.errors import BenchError, ConfigError
+from fsadbench.core.errors import BenchError, ConfigError, error_line
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
 
@@ -102,8 +102,7 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 st.running[name] = live[str(key.relpath())]
             elif rec is not None and rec.config_hash == h and rec.status == STATUS_FAILED:
                 state = "failed"
-                lines = (rec.error or "").strip().splitlines()
-                st.errors[name] = lines[-1] if lines else ""
+                st.errors[name] = error_line(rec.error)
             else:
                 state = "pending"
                 st.outdated += rec is not None

@@ -58,6 +58,7 @@ from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 
 from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits
 from fsadbench.methods.anople.train import step_losses, train_epochs
+from fsadbench.backbone.towers import TextTower
 from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
 from fsadbench.methods.anople.views import CROP_SOURCES, HiResPixels, PixelSpace, views_original, views_upsampled
 from fsadbench.methods.common.options import int_tuple
@@ -73,8 +74,11 @@ _DEFAULT_MEM = (7, 8, 9, 10)
 
 class AnoPLe(Method):
     name = "anople"
+    feature_specs = ("anople-prompted",)
     variants = (WO_VG, W_VG)
     uses_feature_cache = False
+    #: 2: training crops from the original file at crop_grid x S (crop_source="original")
+    version = 2
     option_aliases = {"mem_layers": "memory_layers"}
     fidelity_notes = (
         "no public code: every choice the paper leaves open is an option, recorded in options_resolved",
@@ -206,7 +210,7 @@ class AnoPLe(Method):
                       paper_v if o.n_ctx_visual is None else o.n_ctx_visual)
         mem = o.memory_layers if o.memory_layers is not None else _PAPER_MEM.get(ds, _DEFAULT_MEM)
         self.mem_layers = bb.check_layers(mem)
-        d_t = int(self.model.token_embedding.weight.shape[1])
+        d_t = TextTower(self.model).width
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.seed)
             self.learner = PromptLearner(d_t, bb.width, self.n_ctx[0], self.n_ctx[1], o.depth,

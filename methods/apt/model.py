@@ -86,6 +86,7 @@ BG_PROMPT = "This is a photo of the background."
 
 class APT(Method):
     name = "apt"
+    feature_specs = ("vv", "prompt-text")
     variants = (WO_VG, W_VG)
     min_shots = 1
     default_sigma = 4.0

@@ -137,6 +137,7 @@ def few_shot_map(patch_tokens: torch.Tensor, windows: dict[int, torch.Tensor],
 
 class WinCLIP(Method):
     name = "winclip"
+    feature_specs = ("winclip-windows",)
     variants = (WO_VG, W_VG)
     min_shots = 0
     fidelity_notes = (
