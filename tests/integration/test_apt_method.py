@@ -331,7 +331,7 @@ def test_describe_records_every_choice(method_ctx):
     assert d["options_resolved"] == {**__import__("dataclasses").asdict(APT.Options())}
     assert d["fidelity_notes"] == list(APT.fidelity_notes) and len(APT.fidelity_notes) == 8
     assert {k: v for k, v in d.items() if k not in ("options_resolved", "fidelity_notes", "logit_scale")} == {
-        "feature_spec": 'vv:{"blocks": "all", "mask": "apt_locality_k2", "mem_layers": [3, 8]}',
+        "feature_spec": 'vv@v1:{"blocks": "all", "mask": "apt_locality_k2", "mem_layers": [3, 8]}',
         "training_budget": {"epochs": 100, "steps_per_epoch": 1, "samples_per_step": "k x 1",
                             "calibration": "per_group"},
         "lat": {"blocks": list(range(1, 13)), "k": 2.0, "mask": "k-neighbour, CLS row/column open (eq. 13)"},

@@ -114,10 +114,11 @@ def test_unsupported_towers_are_refused(tiny_backbone):
 
     model, tok = tiny_backbone.model, tiny_backbone.tokenizer
     for bad in (dict(cls_emb=torch.zeros(3)), dict(use_pad_mask=True)):
-        with pytest.raises(ConfigError, match=r"^learnable prompts: text towers with a CLS embedding or pad mask are "
-                                              r"not supported$"):
+        with pytest.raises(ConfigError, match=r"^learnable prompts: text tower: towers with a CLS embedding or pad mask "
+                                              r"are not supported$"):
             PromptTextEncoder(types.SimpleNamespace(text=_tower(model, **bad)), tok)
-    with pytest.raises(ConfigError, match=r"need CLIP's EOT \(argmax\) pooling; this text tower pools 'first'"):
+    with pytest.raises(ConfigError, match=r"^learnable prompts: text tower: needs CLIP's \[EOT\] \(argmax\) pooling; "
+                                          r"this one pools 'first'$"):
         PromptTextEncoder(types.SimpleNamespace(text=_tower(model, pool_type="first")), tok)
     plain = types.SimpleNamespace(**vars(_tower(model)), text_pool_type="mean")
     with pytest.raises(ConfigError, match="pools 'mean'"):
