@@ -108,7 +108,12 @@ def run_module(module: str, tests: Sequence[str], shared: dict, max_children: in
             finished = True
         except subprocess.TimeoutExpired:
             finished = False
-    stats = count(folder)
+    try:
+        stats = count(folder)
+    except (subprocess.CalledProcessError, OSError, ValueError):
+        return {"module": module, "killed": 0, "total": 0, "survived": 0, "no_tests": 0, "score": None,
+                "finished": False, "seconds": round(time.time() - start), "folder": str(folder.relative_to(ROOT)),
+                "error": f"mutmut did not finish: see {folder.relative_to(ROOT)}/mutmut.log"}
     killed = stats["killed"] + stats["timeout"]
     total = stats["total"]
     return {"module": module, "killed": killed, "total": total, "survived": stats["survived"],
@@ -156,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in chosen:
         rows.append(run_module(m, plan[m], shared, a.max_children, a.timeout))
         r = rows[-1]
+        if r.get("error"):
+            print(f"{m}: {r['error']}", flush=True)
+            continue
         print(f"{m}: {r['killed']}/{r['total']} killed"
               + (f" ({100 * r['score']:.1f}%)" if r["score"] is not None else "")
               + f", {r['survived']} survived, {r['no_tests']} without tests, {r['seconds']} s"

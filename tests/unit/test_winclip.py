@@ -359,3 +359,25 @@ def test_option_messages_class_name_fallback_and_describe(method_ctx):
                             "fidelity_notes": list(WinCLIP.fidelity_notes), "class_name": "metal nut",
                             "prompts": {"normal": 147, "anomalous": 84, "templates": 21},
                             "windows": {"scale1": 225, "scale15": 1}, "temperature": 0.07, "memory": 0}
+
+
+def test_state_before_fit_and_the_window_spec(method_ctx, tiny_backbone):
+    m = WinCLIP(method_ctx)
+    assert m.spec.key == 'winclip-windows@v1:{"scales": [2, 3]}'
+    d = m.describe()
+    assert d["class_name"] == "" and d["memory"] == 0 and m.window_memory == {} and m.text_cache == {}
+    with pytest.raises(MethodError, match=r"^winclip: predict\(\) called before fit\(\)$"):
+        m.predict([])
+    with torch.no_grad():
+        out = WinCLIP(method_ctx, scales=(3,)).spec.compute(tiny_backbone, _pixels(1))
+    assert set(out) == {"embedding", "patch_tokens", "win3"} and out["win3"].shape == (1, 169, 64)
+    m.fit([], CategoryInfo("synthetic", "metal_nut", "metal nut"))
+    assert set(m.text_cache) == {"metal nut"} and torch.equal(m.text, m.text_cache["metal nut"])
+
+
+# Equivalent mutants (mutmut, methods/winclip/model.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS_MODEL = {
+    "x_zero_shot_scores__mutmut_9, WinCLIP.__init____mutmut_49": "device placement: CPU tests cannot see a device",
+    "x_zero_shot_scores__mutmut_13/14": "normalize's default dim (1) and +1 are the last dim of the 2 x E text",
+    "WinCLIP.__init____mutmut_59": "window_memory is always set by fit() before it is read",
+}
