@@ -36,7 +36,7 @@ def test_memory_method_scores_own_shots_zero(method_ctx, tmp_path):
     refs = random_image_refs(tmp_path, 3, 60, 60, prefix="")
     info = CategoryInfo("synthetic", "x", "x")
     m = MemoryBank(method_ctx)
-    with pytest.raises(NotApplicable, match=r"memory needs at least one normal shot \(shots=0 is zero-shot\)"):
+    with pytest.raises(NotApplicable, match=r"^memory needs at least one normal shot \(shots=0 is zero-shot\)$"):
         m.fit([], info)
     m.fit(refs[:2], info)
     pred = m.predict(refs)["w/ VG"]

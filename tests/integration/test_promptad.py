@@ -367,7 +367,7 @@ def test_sweep_encodes_each_image_once(method_ctx, tmp_path):
 
 
 def test_describe_records_every_choice(method_ctx, tmp_path):
-    m = PromptAD(method_ctx, epochs=2, separate_image_prompts=False, logit_scale="exp", margin_reduction="paper",
+    m = PromptAD(method_ctx, epochs=3, separate_image_prompts=False, logit_scale="exp", margin_reduction="paper",
                  vv_blocks=[11, 12])
     m.fit(_refs(tmp_path, 1, 11), INFO)
     d = m.describe()
@@ -377,8 +377,72 @@ def test_describe_records_every_choice(method_ctx, tmp_path):
         "logit_scale_kind": "exp(logit_scale) (paper / CLIP)", "margin_reduction": "paper", "vv_blocks": [11, 12],
         "memory_layers": [3, 8], "model_selection": "last epoch (no test-set selection)",
         "image_score": "segmentation prompts on the CLS embedding"}
-    assert d["prompts"] == m.prompt_texts and d["loss_segmentation"]["epochs"] == 2
+    assert d["prompts"] == m.prompt_texts and d["loss_segmentation"]["epochs"] == 3
     assert d["loss_segmentation"]["first"] == m.history["segmentation"][0]["total"]
     assert d["loss_segmentation"]["last"] == m.history["segmentation"][-1]["total"]
     assert PromptAD(method_ctx, logit_scale=3.0).describe()["logit_scale_kind"] == "fixed number"
     assert PromptAD(method_ctx).describe()["image_score"] == "separate image-level prompt run"
+
+
+def test_losses_with_several_rows_defaults_and_messages(method_ctx):
+    f = torch.nn.functional.normalize(torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0)), dim=-1)
+    normal = torch.randn(2, 4, generator=torch.Generator().manual_seed(1))
+    hand = torch.randn(3, 4, generator=torch.Generator().manual_seed(2)) * 3
+    learned = torch.randn(2, 4, generator=torch.Generator().manual_seed(3)) * 0.5
+    out = promptad_losses(f, normal, hand, learned, scale=2.0)  # margin 0, align weight 0.001, official
+    unit = torch.nn.functional.normalize
+    align = (unit(hand, dim=-1).mean(0) - unit(learned, dim=-1).mean(0)).pow(2).sum()
+    assert out["align"].item() == pytest.approx(float(align), rel=1e-6)
+    assert out["total"].item() == pytest.approx(float(out["ce"] + out["margin"] + 0.001 * align), rel=1e-6)
+    assert defect_phrases(("broken-large", "faulty_imprint")) == ("with broken large", "with faulty imprint")
+    for bad, msg in (({"margin_reduction": "sum"}, r"^promptad option 'margin_reduction' must be one of "
+                                                   r"\('official', 'paper'\), got 'sum'$"),
+                     ({"logit_scale": "log"}, r"^promptad option 'logit_scale' must be one of \('exp', 'raw'\) or a "
+                                              r"number, got 'log'$"),
+                     ({"logit_scale": -1.0}, r"^promptad option 'logit_scale' must be > 0, got -1\.0$"),
+                     ({"memory_layers": ["x"]}, r"^promptad option 'memory_layers' must be a list of block numbers"),
+                     ({"vv_blocks": ["x"]}, r"^promptad option 'vv_blocks' must be a list of block numbers"),
+                     ({"n_pro": 0}, r"^promptad option 'n_pro' must be >= 1, got 0$")):
+        with pytest.raises(ConfigError, match=msg):
+            PromptAD(method_ctx, **bad)
+    m = PromptAD(method_ctx, vv_blocks=[12, 11], n_ctx_ab=2)
+    assert m.spec.key.startswith('vv@v1:{"blocks": [11, 12]')
+    assert m.describe()["prompts"] == [] and m.text_seg is None and m.text_img is None
+    with pytest.raises(ConfigError, match=r"^promptad: predict\(\) called before fit\(\)$"):
+        m.predict([])
+    with pytest.raises(NotApplicable, match=r"^promptad learns prompts from normal shots; it needs at least one "
+                                            r"\(shots >= 1\)$"):
+        m.fit([], INFO)
+    from fsadbench.methods.promptad import PromptSet
+
+    ps = PromptSet(m.encoder, "pill", GENERIC_STATES[:1], 4, 2, 1, 2, 0.02, torch.Generator(), torch.device("cpu"))
+    assert ps.learned_tpl.slots["ab"].tolist() == [5, 6] and ps.learned_tpl.text == "* * * * * * pill."
+
+
+def test_paper_margin_reduction_reaches_training(method_ctx):
+    m = PromptAD(method_ctx, epochs=3, margin_reduction="paper", margin=0.5)
+    f = torch.nn.functional.normalize(torch.randn(1, 4, method_ctx.backbone.embed_dim,
+                                                  generator=torch.Generator().manual_seed(5)), dim=-1)
+    from fsadbench.methods.promptad import PromptSet
+
+    ref = PromptSet(m.encoder, "disc", GENERIC_STATES[:1], 4, 1, 1, 4, 0.02,
+                    torch.Generator().manual_seed(0 * 1000 + 0), torch.device("cpu"))
+    with torch.no_grad():
+        want = promptad_losses(f, *ref.features(), m.scale, 0.5, 0.001, "paper")
+    _, hist = m.train_prompts(f, "disc", GENERIC_STATES[:1], n_pro=1, run=0)
+    assert hist[0]["margin"] == pytest.approx(float(want["margin"]), rel=1e-6)
+    assert hist[0]["total"] == pytest.approx(float(want["total"]), rel=1e-6)
+    assert len(hist) == 3 and hist[1] != hist[-1]
+
+
+# Equivalent mutants (mutmut, methods/promptad.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    "x_promptad_losses__mutmut_9/20": "normalising a 1-D mean over all dims is over its one dim",
+    "x_promptad_losses__mutmut_31/32": "normalize's default dim (1) and +1 are the last dim of the 2-D features",
+    "x_promptad_losses__mutmut_53/56, PromptSet.__init____mutmut_6/18, PromptAD.train_prompts__mutmut_18":
+        "device placement: the CPU tests cannot see a device",
+    "PromptAD.train_prompts__mutmut_70/71": "every grad is set by backward() before the step: zeroed or None is "
+                                           "the same",
+    "PromptAD.fit__mutmut_5x (normalize(embedding, dim=+1 / default))": "dim 1 is the last dim of the B x E CLS "
+                                                                        "embeddings",
+}
