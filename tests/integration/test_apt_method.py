@@ -347,3 +347,102 @@ def test_describe_records_every_choice(method_ctx):
     assert d["logit_scale"] == pytest.approx(min(100.0, float(method_ctx.backbone.model.logit_scale.exp())))
     off = APT(method_ctx, la=False, tf=False).describe()
     assert off["lat"]["mask"] == "none (plain V-V)" and off["cfg"]["region_rule"] == "blobs anywhere (tf=false)"
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"epochs": 0}, r"^apt option 'epochs' must be an integer >= 1, got 0$"),
+    ({"epochs": True}, r"^apt option 'epochs' must be an integer >= 1, got True$"),
+    ({"meta_rounds": 0}, r"^apt option 'meta_rounds' must be an integer >= 1, got 0$"),
+    ({"n_prefix": -1}, r"^apt option 'n_prefix' must be an integer >= 0, got -1$"),
+    ({"n_normal": 0}, r"^apt option 'n_normal' must be an integer >= 1, got 0$"),
+    ({"n_abnormal": 0}, r"^apt option 'n_abnormal' must be an integer >= 1, got 0$"),
+    ({"max_blobs": 0}, r"^apt option 'max_blobs' must be an integer >= 1, got 0$"),
+    ({"synth_per_shot": 0}, r"^apt option 'synth_per_shot' must be an integer >= 1, got 0$"),
+    ({"steps_per_epoch": 1.5}, r"^apt option 'steps_per_epoch' must be an integer >= 1, got 1\.5$"),
+    ({"so": 1}, r"^apt option 'so' must be true or false, got 1$"),
+    ({"la": "yes"}, r"^apt option 'la' must be true or false, got 'yes'$"),
+    ({"lam": -0.1}, r"^apt options 'lam', 'noise_sigma' and 'k' must be >= 0 and 'lr' > 0, got lam=-0\.1, "
+                    r"noise_sigma=1\.0, k=2\.0, lr=0\.0001$"),
+    ({"lr": 0.0}, r"got lam=1\.0, noise_sigma=1\.0, k=2\.0, lr=0\.0$"),
+    ({"noise_sigma": -1.0}, r"noise_sigma=-1\.0"), ({"k": -1}, r"k=-1"),
+    ({"blob_radius": [0.0, 0.1]}, r"^apt option 'blob_radius' must be \[low, high\] with 0 < low <= high, "
+                                  r"got \[0\.0, 0\.1\]$"),
+    ({"blob_radius": [0.2, 0.1]}, r"got \[0\.2, 0\.1\]$"), ({"blob_radius": [0.1, 0.2, 0.3]}, r"got \[0\.1, 0\.2, 0\.3\]$"),
+    ({"blob_radius": ["a", 1]}, r"^apt option 'blob_radius' must be \[low, high\], got \['a', 1\]$"),
+    ({"calibration": "layer"}, r"^apt option 'calibration' must be one of \('per_group', 'joint'\), got 'layer'$"),
+    ({"logit_scale": "log"}, r"^apt option 'logit_scale' must be one of \('exp', 'raw'\) or a number, got 'log'$"),
+    ({"logit_scale": -2.0}, r"^apt option 'logit_scale' must be > 0, got -2\.0$"),
+    ({"vv_blocks": ["x"]}, r"^apt option 'vv_blocks' must be a list of block numbers"),
+    ({"memory_layers": ["x"]}, r"^apt option 'memory_layers' must be a list of block numbers"),
+    ({"memory_layers": [3]}, r"^apt option 'memory_layers' must name two blocks \(Sec\. 4\), got \[3\]$"),
+    ({"region": "all"}, r"^apt option 'region' must be one of \('blobs', 'object'\), got 'all'$"),
+])
+def test_option_checks_name_the_option(method_ctx, bad, msg):
+    with pytest.raises(ConfigError, match=msg):
+        APT(method_ctx, **bad)
+
+
+def test_boundary_options_are_accepted_and_reach_the_spec(method_ctx):
+    for ok in ({"n_prefix": 0}, {"lam": 0.0}, {"noise_sigma": 0.0}, {"k": 0}, {"blob_radius": [0.1, 0.1]},
+               {"epochs": 1, "meta_rounds": 1}, {"logit_scale": 0.5}):
+        APT(method_ctx, **ok)
+    assert '"blocks": [7, 12]' in APT(method_ctx, vv_blocks=[12, 7]).spec.key
+    assert '"blocks": [7, 12]' in APT(method_ctx, vv_blocks=[12, 7], la=False).spec.key
+    assert APT(method_ctx, la=False).spec.key == 'vv@v1:{"blocks": "all", "mask": null, "mem_layers": [3, 8]}'
+    m = APT(method_ctx)
+    assert m.z is None and m.facts == {}
+    with pytest.raises(RuntimeError, match=r"^APT\.predict\(\) called before fit\(\)$"):
+        m.predict([])
+    with pytest.raises(NotApplicable, match=r"^apt needs at least one normal shot: CFG noises the shots' features and "
+                                            r"VG keeps them \(shots=0 is zero-shot\)$"):
+        m.fit([], CategoryInfo("d", "nut", "nut"))
+
+
+def test_fit_passes_each_option_to_its_component(monkeypatch, method_ctx, synth):
+    import fsadbench.methods.apt.model as apt_model
+
+    info, train, _ = synth["disc"]
+    calls: dict[str, list] = {}
+    for name in ("target_focus_scores", "object_mask", "sample_regions", "train_smgs"):
+        _spy(monkeypatch, apt_model, name, calls)
+    m = APT(method_ctx, epochs=2, meta_rounds=1, tf_score="minmax", tf_threshold=0.3, logit_scale=7.0, max_blobs=2,
+            blob_radius=[0.1, 0.3], region="object", synth_per_shot=2, steps_per_epoch=2, calibration="joint")
+    m.fit(train[:1], info)
+    (args, kw), = calls["target_focus_scores"]
+    z = method_ctx.backbone.encode_text(["This is a photo of disc.", "This is a photo of the background."]).float()
+    assert torch.allclose(args[1], z[0]) and torch.allclose(args[2], z[1])
+    assert kw == {"scale": 7.0, "rule": "minmax"} and calls["object_mask"][0][0][1] == 0.3
+    assert len(calls["sample_regions"]) == 4  # 2 epochs x 2 steps
+    args, kw = calls["sample_regions"][0]
+    assert args[0].shape[0] == 2 and kw == {"rule": "object", "max_blobs": 2, "blob_radius": (0.1, 0.3)}
+    cfg = calls["train_smgs"][0][0][4]
+    assert (cfg.steps_per_epoch, cfg.calibration, cfg.scale) == (2, "joint", 7.0)
+    tf = m.facts["target_focus"]
+    assert tf["rule"] == "minmax" and tf["threshold"] == 0.3 and 0 < tf["object_fraction"] <= 1
+    assert tf["empty_mask_fallbacks"] in (0, 1) and set(tf) == {"rule", "threshold", "object_fraction",
+                                                                "empty_mask_fallbacks"}
+    assert m.facts["class_name"] == "disc" and m.facts["meta_prompts"] == "simple"
+    assert m.facts["meta_sentences"] == ["this is a photo of a disc without defect", "this is a photo of a disc with defect"]
+    assert m.facts["training"]["epochs_run"] == 2
+    for name in calls:
+        calls[name] = []
+    off = APT(method_ctx, epochs=1, meta_rounds=1, tf=False, max_blobs=2, blob_radius=[0.1, 0.3], region="object")
+    off.fit(train[:1], info)
+    args, kw = calls["sample_regions"][0]
+    assert args[0].all() and kw == {"rule": "blobs", "max_blobs": 2, "blob_radius": (0.1, 0.3)}
+    assert off.facts["target_focus"] == "off (tf=false)"
+    cx = APT(method_ctx, gn=False, meta_prompts="complex")
+    cx.fit(train[:1], CategoryInfo("synthetic", "disc", "disc", defect_types=("good", "hole")))
+    assert cx.facts["meta_sentences"] == {"normal": 35, "abnormal": 30} and cx.facts["meta_prompts"] == "complex"
+    assert cx.facts["tuning"] == "none (gn=false): the meta templates score the images (Table 3 row 1)"
+    (_, _), (sn, sa) = cx.meta_embeddings(CategoryInfo("synthetic", "disc", "disc"))
+    assert "a photo of a flawless disc." in sn and "this is a photo of a disc without defect." in sn
+
+
+# Equivalent mutants (mutmut, methods/apt/model.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    "APT.fit (region.to(None), arange device)": "device placement: the CPU tests cannot see a device",
+    "APT._object_mask (n = feats.shape[1])": "an all-ones mask: indexing its rows by the shot index gives ones "
+                                            "whatever its row count",
+    "APT.__init__ (history = '')": "history is always set by fit() before anything reads it",
+}
