@@ -491,8 +491,8 @@ def test_train_smgs_unused_group_epoch_means_and_steps_check(monkeypatch):
     params["unused"] = torch.zeros(4, requires_grad=True)  # a context no prompt uses: zero gradient
     losses = {"ano": [], "div": []}
     real_ano, real_div = smgs.ano_loss, smgs.div_loss
-    monkeypatch.setattr(smgs, "ano_loss", lambda *a: losses["ano"].append(float(real_ano(*a))) or real_ano(*a))
-    monkeypatch.setattr(smgs, "div_loss", lambda *a: losses["div"].append(float(real_div(*a))) or real_div(*a))
+    monkeypatch.setattr(smgs, "ano_loss", lambda *a: losses["ano"].append(float(real_ano(*a).detach())) or real_ano(*a))
+    monkeypatch.setattr(smgs, "div_loss", lambda *a: losses["div"].append(float(real_div(*a).detach())) or real_div(*a))
     hist, _ = train_smgs(params, encode, synth, (meta[1], meta[0]),
                          SMGSConfig(epochs=2, meta_rounds=1, lr=0.05, steps_per_epoch=2, calibration="joint"))
     assert torch.equal(params["unused"].detach(), torch.zeros(4))
