@@ -299,3 +299,14 @@ def test_option_checks_name_the_option_and_describe(method_ctx):
     mv._setup([INFO])
     assert mv.n_ctx == (2, 0) and mv.mem_layers == (7, 8, 9, 10) and mv.n_views == 10
     assert mv.describe()["setting"] == "multi-class (one model per dataset)"
+
+
+# Equivalent mutants (mutmut, methods/anople/model.py), with the reason they cannot be killed on CPU:
+EQUIVALENT_MUTANTS = {
+    "AnoPLe._autocast (on = amp or cuda, dtype, enabled)": "bf16 autocast only exists on a CUDA device; the CPU "
+                                                          "tests run it disabled either way",
+    "AnoPLe._tokens/_encode/_setup (.to(device) removed or None)": "device placement: the CPU tests cannot see a "
+                                                                   "device",
+    "AnoPLe._setup (fork_rng(devices=None))": "forks the CPU generator either way on a machine without CUDA",
+    "AnoPLe._text/_pick_text (normalize dim default, +1)": "dim 1 is the last dim of the 2C x E / 2 x E text",
+}
