@@ -41,7 +41,6 @@ are listed as new and never fail.
 
 from __future__ import annotations
 
-import argparse
 import math
 import subprocess
 from dataclasses import dataclass, field
@@ -430,47 +429,6 @@ def render_markdown(c: Comparison, all_cells: bool = False, max_list: int = 50) 
     return "\n".join(L) + "\n"
 
 
-# -- command line ----------------------------------------------------------------------------------
-def add_compare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL, help="tolerance in percentage points (default 0.5)")
-    p.add_argument("--z", type=float, default=DEFAULT_Z, help="noise band = z x SE over seeds (default 2)")
-    p.add_argument("--metrics", help="comma-separated metrics to compare (default: every metric on both sides)")
-    p.add_argument("--strict", action="store_true", help="fail on any cell change beyond --tol (deterministic runs)")
-    p.add_argument("--allow-missing", action="store_true", help="cells of base missing in head do not fail")
-    p.add_argument("--allow-mismatch", action="store_true",
-                   help="compare records from different metric versions/backbones/protocols/data anyway")
-    p.add_argument("--skip-check", action="append", default=[], choices=sorted(COMPARABILITY),
-                   help="do not require this field to match (repeatable), e.g. dataset when only the file "
-                        "encoding of generated data differs")
-    p.add_argument("--all-cells", action="store_true", help="list every cell metric, not only those that moved")
-    p.add_argument("--output", help="write the Markdown report to this file as well")
-
-
-def cli_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_bench.py compare",
-                                description="Per-cell and per-table deltas between two sets of records; "
-                                            "exit status 1 on a regression.")
-    p.add_argument("base", help="results folder, run id (folder under --results-root) or git commit")
-    p.add_argument("head", help="results folder, run id or git commit")
-    p.add_argument("--results-dir", action="append", default=[],
-                   help="where to look for the records of a commit side (repeatable; default: every results "
-                        "folder under --results-root)")
-    p.add_argument("--results-root", default="results", help="where run ids live (default results/)")
-    add_compare_args(p)
-    a = p.parse_args(argv)
-    base = load_side(a.base, a.results_dir, a.results_root, "BASE")
-    head = load_side(a.head, a.results_dir, a.results_root, "HEAD")
-    metrics = [m for m in a.metrics.split(",") if m] if a.metrics else None
-    checks = [n for n in COMPARABILITY if n not in a.skip_check]
-    c = compare(base, head, a.tol, a.z, metrics, a.strict, a.allow_missing, a.allow_mismatch, checks)
-    text = c.to_markdown(all_cells=a.all_cells)
-    print(text)
-    if a.output:
-        Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.output).write_text(text)
-    return c.exit_code()
-
-
 # -- committed baselines and the smoke gate ------------------------------------------------------
 BASELINES_DIR = Path("results") / "baselines"
 GATE_TOL = 1e-3  # pp: the smoke run is deterministic on CPU; float noise moves AUROC by far less
@@ -507,27 +465,22 @@ def gate(preset: str, head_dir: str | Path, baseline_dir: str | Path | None = No
     return compare(base, head, tol=tol, strict=True, checks=GATE_CHECKS)
 
 
-def baseline_main(argv: Sequence[str]) -> int:
-    """``python run_bench.py baseline --preset smoke``: (re)write results/baselines/<preset> from a fresh run."""
-    import shutil
-    import sys
+def write_baseline(preset: str, out: str | Path | None = None, cache_dir: str | Path | None = None,
+                   log: Callable[[str], None] | None = None):
+    """Run ``preset`` from scratch into ``out`` (default results/baselines/<preset>); returns (summary, folder).
 
-    p = argparse.ArgumentParser(prog="run_bench.py baseline",
-                                description="Run a preset from scratch and store its records as the committed "
-                                            "baseline the regression gate compares against.")
-    p.add_argument("--preset", default="smoke", help="preset to run (default smoke)")
-    p.add_argument("--output", help="baseline folder (default results/baselines/<preset>)")
-    p.add_argument("--cache-dir", help="feature cache / generated data (default: FSADBENCH_CACHE or ~/.cache)")
-    a = p.parse_args(argv)
-    out = Path(a.output) if a.output else BASELINES_DIR / a.preset
+    The previous baseline is kept aside and put back when the run fails or any cell fails.
+    """
+    import shutil
+
+    out = Path(out) if out else BASELINES_DIR / preset
     old = out.parent / f".{out.name}.old"
     if old.exists():
         shutil.rmtree(old)
     if out.exists():
         out.rename(old)
     try:
-        summary = run_preset(a.preset, out, a.cache_dir, force=True,
-                             log=lambda m: print(m, file=sys.stderr))
+        summary = run_preset(preset, out, cache_dir, force=True, log=log)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         if old.exists():
@@ -537,11 +490,6 @@ def baseline_main(argv: Sequence[str]) -> int:
         shutil.rmtree(out, ignore_errors=True)
         if old.exists():
             old.rename(out)
-        print(f"baseline NOT updated: {summary.failed} cell(s) failed:\n" + "\n".join(summary.failures),
-              file=sys.stderr)
-        return 1
-    if old.exists():
+    elif old.exists():
         shutil.rmtree(old)
-    print(f"{summary.line()}\nbaseline written to {out}; commit it with: git add {out} && "
-          f"git commit -m 'Update {a.preset} baseline' -- {out}", file=sys.stderr)
-    return 0
+    return summary, out

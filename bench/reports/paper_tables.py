@@ -29,7 +29,6 @@ figures and diffs are ``TextCell`` so they are never bold.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,8 +41,8 @@ import yaml
 
 from fsadbench.results.aggregate import METRIC_LABELS, records_frame, summary
 from fsadbench.core.errors import ConfigError
-from fsadbench.results.records import STATUS_OK, Record, RecordStore
-from fsadbench.reports.tables import RANDOM_BANNER, Table, TextCell, render
+from fsadbench.results.records import STATUS_OK, Record
+from fsadbench.reports.tables import RANDOM_BANNER, Table, TextCell
 
 SHOW = ("none", "under", "beside")
 LAYOUTS = ("apt_table1", "apt_table2", "apt_table3")
@@ -334,7 +333,7 @@ def build(layout: str, records: Iterable[Record], show: str = "none", **kw) -> T
     return fns[layout](list(records), show, **kw)
 
 
-# -- configs and command line -----------------------------------------------------------------------
+# -- configs -----------------------------------------------------------------------
 def table_spec(config_path: str | Path) -> tuple[str, dict[str, Any], str | None]:
     """(layout, layout keyword arguments, results_dir) from a paper config's ``table:`` key.
 
@@ -376,43 +375,3 @@ def table_spec(config_path: str | Path) -> tuple[str, dict[str, Any], str | None
     elif layout == "apt_table1" and spec.get("shots"):
         kw["shots"] = [int(k) for k in spec["shots"]]
     return layout, kw, data.get("results_dir")
-
-
-def cli_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_bench.py paper-table",
-                                description="Render an APT paper table layout from records, optionally with the "
-                                            "published figures under or beside the measured ones.")
-    p.add_argument("--config", help="paper config with a 'table:' key, e.g. configs/paper/apt_table1.yaml")
-    p.add_argument("--table", choices=LAYOUTS, help="layout (instead of --config)")
-    p.add_argument("--results-dir", help="records to read (default: the config's results_dir)")
-    p.add_argument("--published", default="under", choices=SHOW, help="published figures: under (default), "
-                                                                         "beside or none")
-    p.add_argument("--format", default="markdown", choices=["markdown", "latex"])
-    p.add_argument("--metric", help="metric (default: the layout's, pixel_auroc)")
-    p.add_argument("--output", help="write the table to this file as well")
-    a = p.parse_args(argv)
-    if not a.config and not a.table:
-        raise ConfigError("paper-table needs --config configs/paper/apt_table1.yaml (or --table NAME "
-                          "--results-dir DIR)")
-    kw: dict[str, Any] = {}
-    results_dir = None
-    layout = a.table
-    if a.config:
-        layout_c, kw, results_dir = table_spec(a.config)
-        layout = a.table or layout_c
-    results_dir = a.results_dir or results_dir
-    if not results_dir:
-        raise ConfigError("paper-table: give --results-dir (the config names none)")
-    if a.metric:
-        kw["metric"] = a.metric
-    store = RecordStore(results_dir)
-    records = store.records() if store.records_dir.is_dir() else []
-    table = build(layout, records, a.published, **kw)
-    text = render(table, a.format)
-    if not records:
-        text = f"(no records in {results_dir}: published figures only)\n\n" + text
-    print(text)
-    if a.output:
-        Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.output).write_text(text)
-    return 0
