@@ -153,7 +153,12 @@ def to_markdown(t: Table) -> str:
 
 
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+              "±": r"$\pm$", "–": "--", "×": r"$\times$", "✓": r"$\checkmark$", "≥": r"$\geq$", "≤": r"$\leq$"}
+#: every LaTeX table needs these packages in the document's preamble
+LATEX_PREAMBLE_NOTE = "% needs \\usepackage{booktabs,graphicx,amssymb}"
+#: scale the tabular down to the text width when wider, never up (graphicx: \width is the natural width)
+FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%"
 
 
 def latex_escape(s: str) -> str:
@@ -163,9 +168,8 @@ def latex_escape(s: str) -> str:
 def to_latex(t: Table) -> str:
     nrh, ncols = len(t.row_headers), len(t.columns)
     spec = "l" * nrh + "c" * ncols
-    out = [f"% {latex_escape(n)}" for n in t.notes]
-    out += ["\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(t.title)}}}",
-            f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    out = [LATEX_PREAMBLE_NOTE, "\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(t.title)}}}",
+           FIT_WIDTH, f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
     head1 = [""] * nrh
     rules, col = [], nrh + 1
     for g, span in t.groups:
@@ -182,7 +186,11 @@ def to_latex(t: Table) -> str:
         vals = [h.tex if isinstance(h, TextCell) else latex_escape(h) for h in rh] + \
             [_cell(c, t.best[j] == ri, "tex") for j, c in enumerate(cells)]
         out.append(" & ".join(vals) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    out += ["\\bottomrule", "\\end{tabular}}"]  # closes FIT_WIDTH's box
+    if t.notes:  # visible under the table (a warning in a % comment is never read)
+        out.append("\\par\\smallskip{\\footnotesize\\raggedright " + "\\par ".join(latex_escape(n) for n in t.notes)
+                   + "\\par}")
+    out.append("\\end{table}")
     return "\n".join(out) + "\n"
 
 

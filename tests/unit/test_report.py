@@ -72,7 +72,7 @@ def test_latex_compiles_if_pdflatex_present(tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed; the structural LaTeX test above covers the column count")
     tex = to_latex(main_table(records_frame(_records())))
-    doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}" + tex + "\\end{document}"
+    doc = "\\documentclass{article}\\usepackage{booktabs,graphicx,amssymb}\\begin{document}" + tex + "\\end{document}"
     (tmp_path / "t.tex").write_text(doc)
     r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "t.tex"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stdout[-2000:]
