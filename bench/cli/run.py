@@ -50,7 +50,7 @@ def main(argv: Sequence[str]) -> int:
     runner = Runner(cfg, log=say, progress=not a.no_progress)
     summary = executor.run(runner, force=a.force)
     print(summary.line(), file=sys.stderr)
-    from fsadbench.cli.report import report_text
+    from fsadbench.reports.export import report_text
 
     print(report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
                       datasets=[d.name for d in cfg.datasets]))

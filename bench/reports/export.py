@@ -7,16 +7,19 @@
   weights, a subset of the test images (``--max-test-images``) or of the categories
   (``--categories``), failed and not-applicable cells.
 * :func:`to_csv` / :func:`to_json` — the rows above as text (JSON adds the notes).
+* :func:`report_text` — the ``report`` command's output in any of its formats.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from fsadbench.results.aggregate import per_category, summary
+from fsadbench.reports.tables import category_table, main_table, render
+from fsadbench.results.aggregate import per_category, records_frame, summary
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, Record
 
 SUMMARY_COLUMNS = ["level", "metric", "method", "label", "variant", "dataset", "shots", "category", "mean", "std",
@@ -94,3 +97,44 @@ def to_json(rows: pd.DataFrame, notes: Sequence[str] = (), **meta: Any) -> str:
     """``{"notes": [...], "rows": [...], **meta}``; NaN becomes null."""
     data = json.loads(rows.to_json(orient="records", double_precision=6))
     return json.dumps({**meta, "notes": list(notes), "rows": data}, indent=1) + "\n"
+
+
+def load_records(results_dir: str | Path, methods: Sequence[str] | None = None,
+                 datasets: Sequence[str] | None = None) -> tuple[list[Record], pd.DataFrame]:
+    """(records, records_frame) of a results folder, filtered by method id and dataset."""
+    from fsadbench.results.records import RecordStore
+
+    records = [r for r in RecordStore(results_dir)
+               if (not methods or r.key["method"] in methods) and (not datasets or r.key["dataset"] in datasets)]
+    return records, records_frame(records)
+
+
+def report_text(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
+                methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+                per_category: bool = False, title: str = "fsad-bench report") -> str:
+    """The report in one format; "" when there is no successful record (callers say so on stderr)."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    records, df = load_records(results_dir, methods, datasets)
+    if fmt == "html":
+        from fsadbench.reports.html import html_report, qualitative_png
+
+        return html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir),
+                           per_category=True) if records else ""
+    if df.empty:
+        return ""
+    if fmt in ("csv", "json"):
+        rows = summary_long(df, metrics, per_category)
+        if fmt == "csv":
+            return to_csv(rows)
+        return to_json(rows, coverage_notes(records), results_dir=str(results_dir), metrics=metrics)
+    extra = subset_notes(records)
+    parts = []
+    for m in metrics:
+        tables = [main_table(df, m)]
+        if per_category:
+            tables += [category_table(df, d, int(k), m) for d in dict.fromkeys(df["dataset"])
+                       for k in sorted(df[df["dataset"] == d]["shots"].unique())]
+        for t in tables:
+            t.notes[:0] = extra
+            parts.append(render(t, fmt))
+    return "\n".join(parts)

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from fsadbench.cli import main
-from fsadbench.cli.report import report_text
+from fsadbench.reports.export import report_text
 from fsadbench.reports.paper_tables import LAYOUTS, SHOW, build
 from fsadbench.reports.tables import RANDOM_BANNER, category_table, main_table, to_latex
 from fsadbench.results.aggregate import records_frame

@@ -87,7 +87,7 @@ def test_per_category_table():
 
 def test_report_metric_all_renders_every_metric_and_unknown_is_refused(tmp_path):
     from fsadbench.cli.common import parse_metrics
-    from fsadbench.cli.report import report_text
+    from fsadbench.reports.export import report_text
     from fsadbench.core.errors import BenchError
 
     store = RecordStore(tmp_path)
