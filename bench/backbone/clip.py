@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import torch
 
+from fsadbench.backbone.weights import quiet_random_init, weights_help
 from fsadbench.core.errors import ConfigError, DataError, WeightsError
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM, TINY_MODEL  # noqa: F401
@@ -51,16 +52,6 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
-
-
-def _weights_help(model: str, pretrained: str, reason: str) -> str:
-    return (
-        f"could not load weights {model!r} / {pretrained!r}: {reason}\n"
-        f"Remedies:\n"
-        f"  1. download the checkpoint on a machine with internet and pass the file: "
-        f"--model {model} --pretrained /path/to/open_clip_pytorch_model.bin\n"
-        f"  2. or run the offline pipeline check with random weights: python run_bench.py --preset smoke"
-    )
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -116,7 +107,8 @@ class Backbone:
             self.weights_source = f"random init (seed {spec.init_seed})"
         elif Path(pretrained).expanduser().is_file():
             path = Path(pretrained).expanduser()
-            model = open_clip.create_model(model_name, pretrained=None)
+            with quiet_random_init():  # the file's weights follow
+                model = open_clip.create_model(model_name, pretrained=None)
             sd = _read_state_dict(path)
             try:
                 model.load_state_dict(sd, strict=True)
@@ -127,11 +119,12 @@ class Backbone:
                 ) from exc
             self.weights_source = f"file {path}"
         elif any(sep in pretrained for sep in ("/", "\\")) or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-            raise WeightsError(_weights_help(model_name, pretrained, f"checkpoint file {pretrained} does not exist"))
+            raise WeightsError(weights_help(model_name, pretrained, f"checkpoint file {pretrained} does not exist",
+                                             cache_dir))
         else:
             tags = open_clip.list_pretrained_tags_by_model(model_name)
             if pretrained not in tags:
-                raise WeightsError(_weights_help(
+                raise WeightsError(weights_help(
                     model_name, pretrained, f"unknown pretrained tag; open_clip knows {tags or 'none'} for this model"))
             import huggingface_hub.constants as hf_constants
 
@@ -142,7 +135,7 @@ class Backbone:
                 model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
             except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
                 why = "no network and not in the local cache" if offline else f"download failed ({str(exc)[:300]})"
-                raise WeightsError(_weights_help(model_name, pretrained, why)) from exc
+                raise WeightsError(weights_help(model_name, pretrained, why, cache_dir)) from exc
             finally:
                 hf_constants.HF_HUB_OFFLINE = old
             self.weights_source = f"open_clip tag {pretrained}"
