@@ -14,7 +14,7 @@ from fsadbench.cli import main
 from fsadbench.results.records import CellKey, Record, RecordStore
 
 
-def _rec(method, cat, seed, wo, w, status="ok", **extra):
+def make_record(method, cat, seed, wo, w, status="ok", **extra):
     return Record(key=CellKey(method, "mvtec", cat, 1, seed).__dict__, status=status, config_hash="h",
                   method={"name": method, "id": method, "label": method.upper(), "options": {"k": 2}},
                   metrics={"w/o VG": {"pixel_auroc": wo, "image_auroc": None},
@@ -29,10 +29,10 @@ def _rec(method, cat, seed, wo, w, status="ok", **extra):
 @pytest.fixture()
 def results(tmp_path):
     store = RecordStore(tmp_path / "run")
-    for r in (_rec("a", "bottle", 0, 0.80, 0.90), _rec("a", "grid", 0, 0.60, 0.70),
-              _rec("a", "bottle", 1, 0.90, 0.95), _rec("a", "grid", 1, 0.70, 0.85),
-              _rec("b", "bottle", 0, 0.85, 0.99), _rec("b", "grid", 0, 0.75, 0.97),
-              _rec("b", "cable", 0, 0, 0, status="failed", error="boom")):
+    for r in (make_record("a", "bottle", 0, 0.80, 0.90), make_record("a", "grid", 0, 0.60, 0.70),
+              make_record("a", "bottle", 1, 0.90, 0.95), make_record("a", "grid", 1, 0.70, 0.85),
+              make_record("b", "bottle", 0, 0.85, 0.99), make_record("b", "grid", 0, 0.75, 0.97),
+              make_record("b", "cable", 0, 0, 0, status="failed", error="boom")):
         store.write(r)
     return tmp_path / "run"
 
