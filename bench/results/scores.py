@@ -90,6 +90,27 @@ class CellScores:
             raise BenchError(f"scores file {p} is unreadable ({exc}); recompute the cell with --force") from exc
 
 
+def metrics_from_scores(cs: CellScores, variant: str, device=None) -> tuple[dict[str, float | None], dict[str, str]]:
+    """A variant's metrics recomputed from stored scores, as :class:`CategoryEvaluator` computes them.
+
+    Image metrics from the scores and labels; pixel metrics (AUROC, AP, F1-max, AUPRO) from the stored
+    maps and masks of the images with pixel truth, only when the maps were saved (else absent).
+    """
+    from fsadbench.protocol.metrics import PixelMetrics, image_metrics
+
+    img = image_metrics(np.asarray(cs.scores[variant], dtype=np.float64), cs.labels)
+    undefined = dict(img.pop("undefined", {}) or {})
+    metrics = dict(img)
+    if cs.has_maps:
+        pix = PixelMetrics(device=device)
+        for i in np.flatnonzero(cs.pixel_truth):
+            pix.add(cs.maps[variant][i], cs.masks[i])
+        p = pix.compute()
+        undefined.update(p.pop("undefined", {}) or {})
+        metrics.update(p)
+    return metrics, undefined
+
+
 class ScoreCollector:
     """Gathers one category's per-image scores (and maps) batch by batch, in test order."""
 
