@@ -1,46 +1,22 @@
-"""The sweep: datasets x categories x methods x shots x seeds -> one record per cell.
+"""Transitional facade over the run modules (plan, resources, identity, fit, cell); removed with the one run path.
 
-The cell function (:meth:`Runner.run_job`) is the same whichever executor
-calls it. A job is one fit: a single cell for per-category methods, or all
-categories of a dataset for multi-class methods (``fit_scope == "dataset"``).
-Jobs are ordered by (dataset, category) so a category's test images stay in
-the feature cache's memory while every method, shot count and seed uses them.
+``Runner`` keeps the old attribute names for the executors and tests that still
+reach into it; every piece of work is done by the modules it delegates to.
 """
 
 from __future__ import annotations
 
-import random
-import time
-import traceback
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
-import numpy as np
-import torch
-
-from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig, stable_hash
-from fsadbench.core.errors import BenchError, NotApplicable
-from fsadbench.protocol.evaluator import CategoryEvaluator, check_finite, gt_mask, has_pixel_truth, nan_to_none
-from fsadbench.protocol.metrics import METRIC_VERSION
-from fsadbench.core.provenance import provenance
-from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record, RecordStore
-from fsadbench.core.registry import DATASETS, METHODS
-from fsadbench.protocol.sampler import image_ref, manifest, sample_shots
-from fsadbench.core.types import CategorySplit, ImageRef, Sample
-
-
-@dataclass
-class Job:
-    method: MethodSpec
-    dataset: DatasetSpec
-    categories: list[str]  # one for per-category methods
-    shots: int
-    seed: int
-    scope: str = "category"
-
-    def keys(self) -> list[CellKey]:
-        return [CellKey(self.method.id, self.dataset.name, c, self.shots, self.seed) for c in self.categories]
+from fsadbench.results.records import STATUS_NA, STATUS_OK, Record, RecordStore
+from fsadbench.run.batching import BatchPolicy, is_out_of_memory  # noqa: F401 - old import path
+from fsadbench.run.cell import record_failure, run_job
+from fsadbench.run.config import RunConfig
+from fsadbench.run.fit import fitted_method, seed_everything  # noqa: F401 - old import path
+from fsadbench.run.identity import cell_hash, resolve_method
+from fsadbench.run.plan import Job, pending, plan_jobs
+from fsadbench.run.resources import Resources
 
 
 @dataclass
@@ -57,346 +33,58 @@ class RunSummary:
                 f"{self.not_applicable} not applicable; encoder passes: {self.encoded_images} image(s)")
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """A CUDA (or allocator) out-of-memory error, which a smaller batch may avoid."""
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 class Runner:
     def __init__(self, cfg: RunConfig, log: Callable[[str], None] | None = None, progress: bool = True):
+        self.res = Resources(cfg, log)
         self.cfg = cfg
         self.store = RecordStore(cfg.results_dir)
-        self.log = log or (lambda msg: None)
+        self.log = self.res.log
         self.progress = progress
-        self._backbone = None
-        self._features = None
-        self._datasets: dict[str, Any] = {}
-        self._splits: dict[tuple[str, str], CategorySplit] = {}
-        self._refs: dict[tuple[str, str], list[ImageRef]] = {}
-        # Set by an executor that retries a cell with a smaller batch (fsadbench.run.executors): an
-        # out-of-memory error then propagates instead of being recorded, while a batch can still shrink.
         self.retry_oom = False
 
-    # -- shared, lazily built resources -------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        from fsadbench.backbone.clip import resolve_device
+    device = property(lambda self: self.res.device)
+    backbone = property(lambda self: self.res.backbone)
+    features = property(lambda self: self.res.features)
 
-        return resolve_device(self.cfg.device)
+    def dataset(self, spec):
+        return self.res.dataset(spec)
 
-    @property
-    def backbone(self):
-        if self._backbone is None:
-            from fsadbench.backbone.clip import Backbone, BackboneSpec
+    def split(self, spec, category):
+        return self.res.split(spec, category)
 
-            self._backbone = Backbone(BackboneSpec(self.cfg.model, self.cfg.pretrained), device=self.device,
-                                      cache_dir=str(self.cfg.resolved_cache_dir / "weights"))
-            if self._backbone.is_random:
-                self.log(f"NOTE: backbone {self.cfg.model} has RANDOM weights: a pipeline check, "
-                         f"not a benchmark result")
-        return self._backbone
-
-    @property
-    def features(self):
-        if self._features is None:
-            from fsadbench.backbone.features import FeatureStore
-
-            self._features = FeatureStore(self.backbone, cache_dir=self.cfg.resolved_cache_dir,
-                                          batch_size=self.cfg.batch_size, amp=self.cfg.amp)
-        return self._features
-
-    def dataset(self, spec: DatasetSpec):
-        if spec.name not in self._datasets:
-            cls, defaults = DATASETS.get(spec.name)
-            self._datasets[spec.name] = cls.from_config(
-                data_root=Path(self.cfg.data_root) if self.cfg.data_root else None,
-                root=Path(spec.root) if spec.root else None,
-                cache_dir=self.cfg.resolved_cache_dir, **{**defaults, **spec.options})
-        return self._datasets[spec.name]
-
-    def split(self, spec: DatasetSpec, category: str) -> CategorySplit:
-        k = (spec.name, category)
-        if k not in self._splits:
-            split = self.dataset(spec).load(category)
-            n = self.cfg.protocol.max_test_images
-            if n and len(split.test) > n:  # quick checks only (recorded): evenly spaced, both classes kept
-                idx = np.linspace(0, len(split.test) - 1, n).round().astype(int)
-                split.test = [split.test[i] for i in sorted(set(idx.tolist()))]
-            self._splits[k] = split
-        return self._splits[k]
-
-    def test_refs(self, spec: DatasetSpec, category: str) -> list[ImageRef]:
-        k = (spec.name, category)
-        if k not in self._refs:
-            self._refs[k] = [image_ref(s) for s in self.split(spec, category).test]
-        return self._refs[k]
-
-    # -- planning -----------------------------------------------------------------------
-    def categories(self, spec: DatasetSpec) -> list[str]:
-        if spec.categories:
-            return list(spec.categories)
-        return list(self.dataset(spec).list_categories())
-
-    def method_entry(self, spec: MethodSpec) -> tuple[type, dict[str, Any]]:
-        cls, defaults = METHODS.get(spec.name)
-        options = {**defaults, **spec.options}
-        cls.make_options(options)  # unknown options fail before any work
-        return cls, options
+    def method_entry(self, spec):
+        return resolve_method(spec)
 
     def plan(self) -> list[Job]:
-        per_cat, per_ds = [], []
-        for ds in self.cfg.datasets:
-            self.dataset(ds)  # resolves and checks its folder before any work
-            cats = self.categories(ds)
-            for m in self.cfg.methods:
-                cls, options = self.method_entry(m)
-                scope = cls.fit_scope_for(options)
-                for k in self.cfg.shots:
-                    for s in self.cfg.seeds:
-                        if scope == "dataset":
-                            per_ds.append(Job(m, ds, cats, k, s, scope))
-                        else:
-                            per_cat.extend(Job(m, ds, [c], k, s, scope) for c in cats)
-        order = {(d.name, c): i for i, d in enumerate(self.cfg.datasets) for c in self.categories(d)}
-        per_cat.sort(key=lambda j: order[(j.dataset.name, j.categories[0])])
-        return per_cat + per_ds
+        return plan_jobs(self.cfg, self.res)
 
     def cell_hash(self, job: Job) -> str:
-        _, options = self.method_entry(job.method)
-        return stable_hash({
-            "method": job.method.name, "options": options,
-            "dataset": {"name": job.dataset.name, "options": job.dataset.options},
-            "backbone": {"model": self.cfg.model, "pretrained": self.cfg.pretrained},
-            "protocol": asdict(self.cfg.protocol), "protocol_version": PROTOCOL_VERSION,
-            "metric_version": METRIC_VERSION,
-            # bf16 autocast changes numbers; only present when on, so fp32 hashes stay as they were
-            **({"amp": "bf16"} if self.cfg.amp else {}),
-        })
+        return cell_hash(self.cfg, job)
 
-    def pending(self, jobs: Iterable[Job], force: bool = False) -> tuple[list[Job], int]:
-        todo, skipped = [], 0
-        for j in jobs:
-            h = self.cell_hash(j)
-            keys = j.keys()
-            done = [k for k in keys if not force and self.store.is_done(k, h)]
-            if len(done) == len(keys):
-                skipped += len(keys)
-            else:
-                todo.append(j)
-        return todo, skipped
+    def pending(self, jobs: Iterable[Job], force: bool = False):
+        return pending(self.cfg, jobs, self.store, force)
 
-    # -- execution ------------------------------------------------------------------------
     def run(self, force: bool = False) -> RunSummary:
-        jobs = self.plan()
-        todo, skipped = self.pending(jobs, force)
+        todo, skipped = self.pending(self.plan(), force)
         summary = RunSummary(skipped=skipped)
-        n_cells = sum(len(j.categories) for j in todo)
-        self.log(f"{n_cells} cell(s) to compute, {skipped} already done in {self.store.root}")
-        bar = None
-        if self.progress and n_cells:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n_cells, unit="cell", dynamic_ncols=True)
-        try:
-            for job in todo:
-                for rec in self.run_job(job, force=force):
-                    self._count(summary, rec)
-                    if bar is not None:
-                        bar.set_postfix_str(f"{rec.key['method']} {rec.key['category']} k={rec.key['shots']}")
-                        bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
+        for job in todo:
+            for rec in self.run_job(job, force=force):
+                summary.encoded_images += int(rec.encoder.get("encoded", 0))
+                if rec.status == STATUS_OK:
+                    summary.computed += 1
+                elif rec.status == STATUS_NA:
+                    summary.not_applicable += 1
+                else:
+                    summary.failed += 1
+                    summary.failures.append(f"{rec.cell}: {(rec.error or '').strip().splitlines()[-1:]}")
         return summary
 
-    def _count(self, summary: RunSummary, rec: Record) -> None:
-        summary.encoded_images += int(rec.encoder.get("encoded", 0))
-        if rec.status == STATUS_OK:
-            summary.computed += 1
-        elif rec.status == STATUS_NA:
-            summary.not_applicable += 1
-        else:
-            summary.failed += 1
-            summary.failures.append(f"{rec.cell}: {(rec.error or '').strip().splitlines()[-1:]}")
-            self.log(f"FAILED {rec.cell}: {(rec.error or '').strip().splitlines()[-1] if rec.error else ''}")
-
     def run_job(self, job: Job, force: bool = False) -> list[Record]:
-        """Fit once, evaluate every category of the job, write one record per cell."""
-        h = self.cell_hash(job)
-        cls, options = self.method_entry(job.method)
-        t0 = time.perf_counter()
-        enc0 = self.features.stats.as_dict() if self._features is not None else None
-        out: list[Record] = []
-        try:
-            splits = {c: self.split(job.dataset, c) for c in job.categories}
-        except BenchError as exc:
-            return [self._write_failure(job, c, h, exc, t0) for c in job.categories]
-        try:
-            seed_everything(job.seed)
-            ctx = self._context(job.seed)
-            method = cls(ctx, **options)
-            shots = {c: self._shots(splits[c], job, cls) for c in job.categories}
-            t_fit = time.perf_counter()
-            if job.scope == "dataset":
-                method.fit_dataset({c: [image_ref(s) for s in shots[c]] for c in job.categories},
-                                   {c: splits[c].info for c in job.categories})
-            else:
-                c = job.categories[0]
-                method.fit([image_ref(s) for s in shots[c]], splits[c].info)
-            fit_s = time.perf_counter() - t_fit
-        except NotApplicable as exc:
-            return [self._write(job, c, h, STATUS_NA, t0, error=str(exc)) for c in job.categories]
-        except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the sweep goes on
-            self._raise_if_retryable(exc)
-            return [self._write_failure(job, c, h, exc, t0) for c in job.categories]
-        for c in job.categories:
-            key = CellKey(job.method.id, job.dataset.name, c, job.shots, job.seed)
-            if not force and len(job.categories) > 1 and self.store.is_done(key, h):
-                continue
-            tc = time.perf_counter()
-            enc_c = self.features.stats.as_dict()
-            try:
-                if job.scope == "dataset":
-                    method.set_category(splits[c].info)
-                metrics, undefined, pred_s, eval_s, n_anom = self._evaluate(method, job, c, splits[c])
-            except Exception as exc:  # noqa: BLE001
-                self._raise_if_retryable(exc)
-                out.append(self._write_failure(job, c, h, exc, tc))
-                continue
-            enc = self._enc_delta(enc0 if len(job.categories) == 1 else enc_c)
-            rec = self._record(job, c, h, STATUS_OK, method=method, metrics=metrics, undefined=undefined,
-                               shots=self._shots(splits[c], job, cls), encoder=enc,
-                               timings={"fit_s": fit_s, "predict_s": pred_s, "eval_s": eval_s,
-                                        "total_s": time.perf_counter() - (t0 if len(job.categories) == 1 else tc)},
-                               n_anom=n_anom)
-            self.store.write(rec)
-            out.append(rec)
-        return out
+        fb = self.res._features.batch_size if self.res._features is not None else self.cfg.batch_size
+        return run_job(job, self.res, self.store, BatchPolicy(self.cfg.batch_size, fb, self.retry_oom), force)
 
-    def fitted_method(self, method: MethodSpec, dataset: DatasetSpec, category: str, shots: int, seed: int):
-        """Fit one method on one cell's shots and return (method, split) — for figures and debugging.
+    def fitted_method(self, method, dataset, category, shots, seed):
+        return fitted_method(self.res, method, dataset, category, shots, seed)
 
-        Dataset-scope methods are fitted on that category alone here.
-        """
-        cls, options = self.method_entry(method)
-        split = self.split(dataset, category)
-        job = Job(method, dataset, [category], shots, seed)
-        seed_everything(seed)
-        m = cls(self._context(seed), **options)
-        refs = [image_ref(s) for s in self._shots(split, job, cls)]
-        if cls.fit_scope_for(options) == "dataset":
-            m.fit_dataset({category: refs}, {category: split.info})
-            m.set_category(split.info)
-        else:
-            m.fit(refs, split.info)
-        return m, split
-
-    def _context(self, seed: int):
-        from fsadbench.protocol.method import MethodContext
-
-        return MethodContext(backbone=self.backbone, features=self.features, device=self.device, seed=seed,
-                             batch_size=self.cfg.batch_size, amp=self.cfg.amp, log=self.log)
-
-    def _shots(self, split: CategorySplit, job: Job, cls) -> list[Sample]:
-        if job.shots > 0 and not split.train:
-            raise NotApplicable(
-                f"{job.dataset.name}/{split.info.name} has no normal train images for {job.shots}-shot; "
-                f"configure a normal source (datasets.{job.dataset.name}.options.normal_source) or use --shots 0")
-        if job.shots < cls.min_shots:
-            raise NotApplicable(f"{cls.name} needs at least {cls.min_shots} shot(s); got {job.shots}")
-        return sample_shots(split.train, job.shots, job.seed)
-
-    def _evaluate(self, method, job: Job, category: str, split: CategorySplit):
-        sigma = self.cfg.protocol.sigma if self.cfg.protocol.sigma is not None else type(method).default_sigma
-        size = self.cfg.protocol.eval_size
-        refs = self.test_refs(job.dataset, category)
-        evaluators: dict[str, CategoryEvaluator] = {}
-        pred_s = eval_s = 0.0
-        bs = self.cfg.batch_size
-        for start in range(0, len(refs), bs):
-            batch = split.test[start:start + bs]
-            t = time.perf_counter()
-            preds = method.predict(refs[start:start + bs])
-            pred_s += time.perf_counter() - t
-            t = time.perf_counter()
-            masks = [gt_mask(s, size) for s in batch]
-            if not evaluators:
-                evaluators = {v: CategoryEvaluator(size, sigma, device=self.device) for v in preds}
-            elif set(preds) != set(evaluators):
-                raise BenchError(f"{job.method.id}: predict() returned variants {sorted(preds)} in one batch "
-                                 f"and {sorted(evaluators)} in another")
-            for v, p in preds.items():
-                check_finite(p, f"method {job.method.id}, variant {v!r}, {job.dataset.name}/{category}, "
-                                f"seed {job.seed}")
-                if p.maps.shape[0] != len(batch):
-                    raise BenchError(f"{job.method.id}: {p.maps.shape[0]} maps for a batch of {len(batch)} images")
-                evaluators[v].add(p, batch, masks)
-            eval_s += time.perf_counter() - t
-        t = time.perf_counter()
-        metrics, undefined = {}, {}
-        for v, ev in evaluators.items():
-            m, u = ev.compute()
-            metrics[v] = {k: nan_to_none(x) for k, x in m.items()}
-            undefined[v] = u
-        eval_s += time.perf_counter() - t
-        n_anom = sum(int(s.label) for s in split.test)
-        return metrics, undefined, pred_s, eval_s, n_anom
-
-    def _enc_delta(self, before: dict[str, int] | None) -> dict[str, int]:
-        now = self.features.stats.as_dict()
-        before = before or {k: 0 for k in now}
-        return {k: now[k] - before.get(k, 0) for k in now}
-
-    def _raise_if_retryable(self, exc: BaseException) -> None:
-        if self.retry_oom and is_out_of_memory(exc) and (
-                self.cfg.batch_size > 1 or (self._features is not None and self._features.batch_size > 1)):
-            raise exc
-
-    def _write_failure(self, job: Job, category: str, h: str, exc: BaseException, t0: float) -> Record:
-        msg = str(exc) if isinstance(exc, BenchError) else "".join(traceback.format_exception(exc))
-        return self._write(job, category, h, STATUS_FAILED, t0, error=msg)
-
-    def _write(self, job: Job, category: str, h: str, status: str, t0: float, error: str | None = None) -> Record:
-        rec = self._record(job, category, h, status, error=error,
-                           timings={"total_s": time.perf_counter() - t0})
-        self.store.write(rec)
-        return rec
-
-    def _record(self, job: Job, category: str, h: str, status: str, method=None, metrics=None, undefined=None,
-                shots: Sequence[Sample] = (), encoder=None, timings=None, error=None, n_anom: int = 0) -> Record:
-        cls, options = self.method_entry(job.method)
-        split = self._splits.get((job.dataset.name, category))
-        ds_info: dict[str, Any] = {"name": job.dataset.name, "category": category}
-        if split is not None:
-            ds = self._datasets.get(job.dataset.name)
-            ds_info.update(root=str(split.root), meta=split.meta,
-                           fingerprint=ds.fingerprint(split) if ds is not None else None)
-            unmasked = sum(1 for s in split.test if not has_pixel_truth(s))
-            if unmasked:  # image metrics only for these (see evaluator docstring)
-                ds_info["anomalous_without_mask"] = unmasked
-        bb = self._backbone.describe() if self._backbone is not None else {
-            "model": self.cfg.model, "pretrained": self.cfg.pretrained}
-        bb["precision"] = self._features.precision if self._features is not None else "fp32"
-        return Record(
-            key=asdict(CellKey(job.method.id, job.dataset.name, category, job.shots, job.seed)),
-            status=status, config_hash=h,
-            method={"name": job.method.name, "id": job.method.id, "label": job.method.display,
-                    "options": options, "variants": list(cls.variants), "fit_scope": job.scope,
-                    "uses_feature_cache": cls.uses_feature_cache,
-                    "describe": method.describe() if method is not None else {}},
-            metrics=metrics or {}, undefined=undefined or {},
-            n_test=len(split.test) if split is not None and status == STATUS_OK else 0,
-            n_test_anomalous=n_anom, timings=timings or {}, manifest=manifest(shots),
-            encoder=encoder or {}, protocol={**asdict(self.cfg.protocol), "version": PROTOCOL_VERSION,
-                                             "sigma_used": (self.cfg.protocol.sigma if self.cfg.protocol.sigma
-                                                            is not None else cls.default_sigma)},
-            backbone=bb, dataset=ds_info, provenance=provenance(self.device), config=self.cfg.to_dict(),
-            metric_version=METRIC_VERSION, error=error)
+    def _write_failure(self, job, category, h, exc, t0) -> Record:
+        return record_failure(job, category, self.res, self.store, exc)
