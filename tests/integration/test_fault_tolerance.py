@@ -278,8 +278,11 @@ def test_concurrent_cache_writers_leave_whole_entries(tmp_path, tiny_backbone):
 
 def test_status_shows_running_failed_pending_and_ignores_stale(tmp_path):
     from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
-    from fsadbench.run.executors import LocalExecutor
-    from fsadbench.run.runner import Runner
+    from fsadbench.results.records import RecordStore
+    from fsadbench.run.cell import record_failure
+    from fsadbench.run.executors import CellWorker, LocalExecutor, write_run_manifest
+    from fsadbench.run.plan import plan_jobs
+    from fsadbench.run.resources import Resources
     from fsadbench.run.status import config_for, render, sweep_status
 
     cfg = RunConfig(methods=[MethodSpec("memory")], datasets=[DatasetSpec("synthetic", categories=["disc"],
@@ -287,14 +290,12 @@ def test_status_shows_running_failed_pending_and_ignores_stale(tmp_path):
                     shots=[1, 2, 3], seeds=[0, 1], model="fsad-tiny-vit", pretrained="none",
                     protocol=Protocol(eval_size=48), results_dir=str(tmp_path / "res"),
                     cache_dir=str(tmp_path / "cache"), device="cpu")
-    runner = Runner(cfg, progress=False)
-    jobs = runner.plan()
+    res = Resources(cfg)
+    jobs = plan_jobs(cfg, res)
     # 2 done, 1 failed, 1 running here, 1 with a stale claim (pending), 1 untouched (pending)
-    from fsadbench.run.executors import CellWorker, write_run_manifest
-
-    write_run_manifest(runner, "local")
-    CellWorker(runner).run_jobs(jobs[:2])
-    runner._write_failure(jobs[2], "disc", runner.cell_hash(jobs[2]), RuntimeError("boom in test"), time.time())
+    write_run_manifest(cfg, "local")
+    CellWorker(res).run_jobs(jobs[:2])
+    record_failure(jobs[2], "disc", res, RecordStore(cfg.results_dir), RuntimeError("boom in test"))
     claims = ClaimStore(cfg.results_dir, lease_s=30)
     live = claims.acquire(jobs[3].keys()[0].relpath(), [str(jobs[3].keys()[0].relpath())])
     stale_path = claims.path_for(jobs[4].keys()[0].relpath())
@@ -311,7 +312,7 @@ def test_status_shows_running_failed_pending_and_ignores_stale(tmp_path):
     claims.release(live)
     assert sweep_status(loaded).counts()["running"] == 0
     # the next run redoes the failed cell and the stale-claimed one, not the done ones
-    s = LocalExecutor().run(Runner(cfg, progress=False))
+    s = LocalExecutor().run(cfg)
     assert (s.computed, s.skipped, s.failed) == (4, 2, 0)
     assert sweep_status(loaded).counts() == {"done": 6, "running": 0, "failed": 0, "pending": 0}
 
