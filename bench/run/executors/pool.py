@@ -205,17 +205,21 @@ class WorkerPool:
         why = f"worker pid {pid} on {s.device} died (exit code {code}{'; ' + s.crash if s.crash else ''})"
         if s.in_flight is not None:
             cells = ", ".join(str(k) for k in self.jobs[s.in_flight].keys())
-            self.log(f"{why} while computing {cells}; that job is lost (rerun to redo it), the rest go on")
+            self.log(f"{why} while computing {cells}: that job is lost (rerun to redo it)")
             emit(self._lost([s.in_flight], why))
+        else:
+            self.log(why)
         rest = [(jid, job) for jid, job in (s.item or []) if jid in s.pending and jid != s.in_flight]
         if rest:
             queue.appendleft(rest)
         if not s.started_any:
             s.early_deaths += 1
             if s.early_deaths > self.max_early_deaths:
-                self.log(f"{why} before its first job, {s.early_deaths} times on {s.device}; not restarted")
+                self.log(f"{s.early_deaths} worker processes on {s.device} died before their first job; "
+                         f"not starting another there")
                 return
         if queue:
+            self.log(f"starting a new worker on {s.device} for the {len(queue)} group(s) left")
             self._start(s)
 
     def _lost(self, jids: list[int], why: str) -> list[Outcome]:
