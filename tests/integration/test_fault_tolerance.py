@@ -156,6 +156,13 @@ def _record_files(root: Path) -> dict[str, int]:
             for p in (root / "records").rglob("*.json") if not p.name.startswith(".tmp-")}
 
 
+def _young_claim(res: Path, max_age_s: float) -> bool:
+    """A claim taken less than ``max_age_s`` ago for cells that have no record yet."""
+    now = time.time()
+    return any(now - c.started < max_age_s and not any((res / "records" / cell).exists() for cell in c.cells)
+               for c in ClaimStore(res))
+
+
 def _register_slow_memory(tmp_path) -> None:
     """The same plugin in this process (status plans the sweep, so it needs the method)."""
     from fsadbench.core.registry import METHODS
@@ -174,8 +181,11 @@ def test_sigkill_mid_sweep_loses_only_cells_in_flight_and_rerun_completes(tmp_pa
     res = tmp_path / "res"
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while len(_record_files(res)) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    # kill when two cells are done and a third was claimed < 0.25 s ago: it is surely mid-cell (its predict
+    # alone sleeps 0.5 s), so a claim is left behind; a kill between two claims would leave none
+    while not (len(_record_files(res)) >= 2 and _young_claim(res, 0.25)) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
@@ -323,3 +333,21 @@ def test_status_without_a_plan_says_what_to_pass(tmp_path):
 
     with pytest.raises(ConfigError, match="--preset or\\s+--config|--preset"):
         config_for(tmp_path)
+
+
+def test_status_plans_without_building_models(tmp_path, monkeypatch):
+    from fsadbench.backbone import clip, features
+    from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
+    from fsadbench.run.status import sweep_status
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("status must not build a backbone or a feature store")
+
+    monkeypatch.setattr(clip.Backbone, "__init__", refuse)
+    monkeypatch.setattr(features.FeatureStore, "__init__", refuse)
+    cfg = RunConfig(methods=[MethodSpec("memory"), MethodSpec("winclip")],
+                    datasets=[DatasetSpec("synthetic", categories=["disc", "grain"], options=dict(SYN))],
+                    shots=[1, 2], seeds=[0], model="fsad-tiny-vit", pretrained="none",
+                    protocol=Protocol(eval_size=48), results_dir=str(tmp_path / "res"),
+                    cache_dir=str(tmp_path / "cache"), device="cpu")
+    assert sweep_status(cfg).counts() == {"done": 0, "running": 0, "failed": 0, "pending": 8}
