@@ -96,22 +96,25 @@ class Executor(ABC):
         log = log or quiet
         res = resources or Resources(cfg, log)
         store = RecordStore(cfg.results_dir)
-        plan = Plan.build(cfg, res, store, force)
-        check_results_dir(cfg.results_dir)
-        write_run_manifest(cfg, self.name)
-        log(f"{plan.n_todo_cells} cell(s) to compute, {plan.skipped} already done in {store.root} "
-            f"(executor {self.describe()})")
-        if not plan.todo:
-            return RunSummary(skipped=plan.skipped)
-        since = time.time()
-        bar = Progress(progress, plan.n_todo_cells, log)
+        plan: Plan | None = None
         try:
             with interrupt_guard():
-                outcomes = self._run(res, plan.todo, force, bar)
+                plan = Plan.build(cfg, res, store, force)
+                check_results_dir(cfg.results_dir)
+                write_run_manifest(cfg, self.name)
+                log(f"{plan.n_todo_cells} cell(s) to compute, {plan.skipped} already done in {store.root} "
+                    f"(executor {self.describe()})")
+                if not plan.todo:
+                    return RunSummary(skipped=plan.skipped)
+                since = time.time()
+                bar = Progress(progress, plan.n_todo_cells, log)
+                try:
+                    outcomes = self._run(res, plan.todo, force, bar)
+                finally:
+                    bar.close()
         except (Interrupted, KeyboardInterrupt) as exc:
-            raise SweepInterrupted(signum_of(exc), count_done(cfg, plan.jobs, store)) from None
-        finally:
-            bar.close()
+            done = count_done(cfg, plan.jobs, store) if plan is not None else 0
+            raise SweepInterrupted(signum_of(exc), done) from None
         if outcomes is None:  # submitted to a scheduler, not waited for
             return RunSummary(skipped=plan.skipped, submitted=plan.n_todo_cells)
         return tally(cfg, plan, store, outcomes, since)

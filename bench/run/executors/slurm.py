@@ -12,8 +12,10 @@ running (they hold their own claims; follow them with ``status``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from fsadbench.run.executors.worker import CellWorker
 from fsadbench.run.hygiene import die_with_parent
 from fsadbench.run.plan import Job, job_groups
 from fsadbench.run.resources import Resources
-from fsadbench.run.signals import interrupt_guard
+from fsadbench.run.signals import interrupt_guard, sigint_ignored
 from fsadbench.run.summary import LOST, Outcome, last_line
 
 CANCEL_GRACE_S = 10.0
@@ -102,7 +104,10 @@ class SlurmExecutor(Executor):
         ex.update_parameters(**self.parameters())
         n = len(groups)
         parent = os.getpid() if self.cluster in ("local", "debug") else None
-        self.jobs = ex.map_array(slurm_task, [cfg] * n, groups, [force] * n, [self.claims] * n, [parent] * n)
+        # local: the controller starts with SIGINT ignored (a terminal's Ctrl-C is this process's to handle);
+        # its tasks handle SIGINT / SIGTERM themselves (slurm_task)
+        with sigint_ignored() if self.cluster == "local" else contextlib.nullcontext():
+            self.jobs = ex.map_array(slurm_task, [cfg] * n, groups, [force] * n, [self.claims] * n, [parent] * n)
         ids = sorted({str(j.job_id).split("_")[0] for j in self.jobs})
         res.log(f"submitted {len(self.jobs)} array task(s) ({', '.join(ids)}); logs in {folder}")
         if not self.wait:
@@ -132,7 +137,10 @@ class SlurmExecutor(Executor):
             return
         for j in self.jobs:
             if not j.done():
-                j.cancel(check=False)
+                try:  # a local job's id is its controller's pid; SIGTERM makes it stop its tasks quietly
+                    os.kill(int(str(j.job_id).split("_")[0]), signal.SIGTERM)
+                except (ValueError, OSError):
+                    j.cancel(check=False)
         deadline = time.monotonic() + CANCEL_GRACE_S
         while time.monotonic() < deadline and not all(j.done() for j in self.jobs):
             time.sleep(0.2)
