@@ -57,10 +57,9 @@ def flop_floor(backbone: Backbone, scales=(2, 3)) -> dict[str, float]:
     """Transformer FLOPs per image: plain pass, windows pass (full image + all windows), ratio."""
     from fsadbench.methods.winclip.windows import vit_flops, window_index
 
-    v = backbone.model.visual
     n = backbone.grid[0] * backbone.grid[1]
     w, layers = backbone.width, backbone.n_layers
-    mlp = v.transformer.resblocks[0].mlp.c_fc.out_features / w
+    mlp = backbone.image_tower.mlp_ratio
     patch_embed = 2.0 * n * 3 * backbone.patch_size ** 2 * w
     plain = patch_embed + vit_flops(1 + n, w, layers, mlp)
     windows = plain + sum(window_index(backbone.grid, s).shape[0] * vit_flops(1 + s * s, w, layers, mlp)
@@ -128,15 +127,15 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", n_images: int = 1, rep
             """Per-window loop; with ``loop_windows`` set, timed on that many evenly spread windows per
             scale and scaled by (windows of the scale / windows timed): every call of a scale has the
             same shape, so the per-call time does not depend on which window it is."""
-            visual = backbone.model.visual
+            tower = backbone.image_tower
             px = _store(backbone, refs, batch_size, amp).pixels(refs).to(dev)
             total = 0.0
             with torch.no_grad(), method.ctx.features._autocast():
                 for i in range(px.shape[0]):
                     _sync(dev)
                     t = time.perf_counter()
-                    x = visual._embeds(px[i:i + 1])
-                    visual.ln_post(visual.transformer(x))
+                    x = tower.embed(px[i:i + 1])
+                    tower.post_norm(tower.run_blocks(x))
                     _sync(dev)
                     total += time.perf_counter() - t
                     for s in method.options.scales:
@@ -146,7 +145,7 @@ def run(model: str = DEFAULT_MODEL, device: str = "auto", n_images: int = 1, rep
                             idx = idx[torch.linspace(0, nw - 1, loop_windows).round().long()]
                         _sync(dev)
                         t = time.perf_counter()
-                        window_embeddings_loop(visual, x, idx)
+                        window_embeddings_loop(tower, x, idx)
                         _sync(dev)
                         total += (time.perf_counter() - t) * nw / idx.shape[0]
             return total

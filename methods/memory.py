@@ -20,6 +20,7 @@ from fsadbench.methods.common.visual_memory import VisualMemory
 
 class MemoryBank(Method):
     name = "memory"
+    feature_specs = ("tokens",)
     variants = ("w/ VG",)
     min_shots = 1
     default_sigma = 4.0

@@ -164,6 +164,7 @@ class PromptSet:
 
 class PromptAD(Method):
     name = "promptad"
+    feature_specs = ("vv", "prompt-text")
     variants = ("w/o VG", "w/ VG")
     min_shots = 1
     default_sigma = 4.0

@@ -12,8 +12,9 @@ The shipped tiny config ``fsad-tiny-vit`` (120 px, patch 8 -> 15x15 grid,
 width 64, 12 blocks) is for tests and the offline smoke run.
 
 Block numbers are 1-indexed everywhere: ``layers=(3, 8)`` means the outputs of
-the 3rd and 8th residual blocks. Intermediate tokens are taken with forward
-hooks that ``clone`` the output (a hooked view is changed in place otherwise).
+the 3rd and 8th residual blocks. Every tower pass (the plain one here included)
+runs through :mod:`fsadbench.backbone.towers`, the one module that reads
+open_clip's tower attributes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
+from fsadbench.backbone.towers import ImageTower
 from fsadbench.core.errors import ConfigError, DataError, WeightsError
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM, TINY_MODEL  # noqa: F401
@@ -149,14 +151,15 @@ class Backbone:
         model.eval().requires_grad_(False)
         self.model = model.to(self.device)
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        v = model.visual
-        self.image_size = int(v.image_size[0] if isinstance(v.image_size, (tuple, list)) else v.image_size)
-        self.patch_size = int(v.patch_size[0] if isinstance(v.patch_size, (tuple, list)) else v.patch_size)
-        self.grid = tuple(int(g) for g in v.grid_size)
-        self.width = int(v.conv1.out_channels)
-        self.embed_dim = int(v.output_dim)
-        self.n_layers = len(v.transformer.resblocks)
-        pp = getattr(v, "preprocess_cfg", {}) or {}
+        self.open_clip_version = str(getattr(open_clip, "__version__", "unknown"))
+        try:
+            self.image_tower = ImageTower(model.visual)
+        except ConfigError as exc:
+            raise ConfigError(f"backbone.model {model_name!r}: {exc}") from exc
+        t = self.image_tower
+        self.image_size, self.patch_size, self.grid = t.image_size, t.patch_size, t.grid
+        self.width, self.embed_dim, self.n_layers = t.width, t.embed_dim, t.n_layers
+        pp = t.preprocess_cfg
         self.mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
         self.std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
         self.interpolation = pp.get("interpolation", "bicubic")
@@ -168,8 +171,8 @@ class Backbone:
     # -- description -------------------------------------------------------
     @property
     def key(self) -> str:
-        """Identity of the encoder for caches: model, weights hash, resolution."""
-        return f"{self.spec.model}|{self.fingerprint}|{self.image_size}"
+        """Identity of the encoder for caches: model, weights hash, resolution, open_clip release."""
+        return f"{self.spec.model}|{self.fingerprint}|{self.image_size}|open_clip-{self.open_clip_version}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -195,42 +198,17 @@ class Backbone:
 
     # -- image encoder -------------------------------------------------------
     def check_layers(self, layers: Sequence[int]) -> tuple[int, ...]:
+        """1-indexed block numbers, range-checked against this encoder."""
         layers = tuple(int(i) for i in layers)
         bad = [i for i in layers if not 1 <= i <= self.n_layers]
         if bad:
             raise ConfigError(f"layers {bad} out of range: {self.spec.model} has blocks 1..{self.n_layers}")
         return layers
 
-    @torch.no_grad()
     def encode_image_tokens(self, pixels: torch.Tensor, layers: Sequence[int] = ()) -> dict[str, torch.Tensor]:
-        """One encoder pass. Returns, per image:
-
-        * ``embedding``: the CLIP image embedding (CLS, ln_post, @proj), B x E
-        * ``tokens``: patch tokens after ln_post and @proj, B x N x E
-        * ``layer{i}``: patch tokens output by block i (cloned, no CLS), B x N x W
-        """
-        layers = self.check_layers(layers)
-        visual = self.model.visual
-        captured: dict[int, torch.Tensor] = {}
-        handles = [
-            visual.transformer.resblocks[i - 1].register_forward_hook(
-                lambda _m, _inp, out, i=i: captured.__setitem__(i, out.detach().clone()))
-            for i in layers
-        ]
-        try:
-            x = visual._embeds(pixels.to(self.device))
-            x = visual.transformer(x)
-            x = visual.ln_post(x)
-            proj = visual.proj
-            emb = x[:, 0] @ proj
-            toks = x[:, 1:] @ proj
-        finally:
-            for h in handles:
-                h.remove()
-        out = {"embedding": emb, "tokens": toks}
-        for i in layers:
-            out[f"layer{i}"] = captured[i][:, 1:]
-        return out
+        """The plain encoder pass (:meth:`ImageTower.encode_tokens`): ``embedding`` (B x E),
+        ``tokens`` (B x N x E, after ln_post @ proj), ``layer{i}`` (B x N x W, block i's patch outputs)."""
+        return self.image_tower.encode_tokens(pixels.to(self.device), self.check_layers(layers))
 
     # -- text encoder ----------------------------------------------------------
     @torch.no_grad()

@@ -2,11 +2,12 @@
 
 An entry is the encoder output for ONE image under ONE feature spec, keyed by
 
-    sha1(image content digest, backbone model + weights fingerprint + resolution,
-         spec name + spec params)
+    sha1(image content digest, backbone model + weights fingerprint + resolution
+         + open_clip release, spec name + spec version + spec params)
 
 so the same image file under another path hits the same entry, and a change of
-weights, resolution, layers or encoder variant misses. Entries live in memory
+weights, resolution, layers, encoder variant or encoder code (its version in
+``SPEC_VERSIONS``) misses. Entries live in memory
 (bounded LRU) and on disk (one ``.pt`` file per entry, written atomically:
 temp file + ``os.replace``; safe under concurrent writers, which write the same
 bytes). Loads use ``torch.load(..., weights_only=True)``.
@@ -34,10 +35,11 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 
+from fsadbench.core.errors import ConfigError
 from fsadbench.core.types import ImageRef
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,27 +47,75 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ComputeFn = Callable[["Backbone", torch.Tensor], Mapping[str, torch.Tensor]]
 
+#: The version of every encoder path a method's numbers depend on: the cached
+#: feature specs (``tokens``: the plain pass; ``vv``: the V-V / LAT dual path;
+#: ``winclip-windows``: WinCLIP's window pass) and the passes with learned
+#: prompts, never cached (``prompt-text``: the learnable-context text encoder of
+#: PromptAD and APT; ``anople-prompted``: AnoPLe's deep-prompt image and text
+#: passes). Bump a version whenever the path's code changes what it computes: it
+#: is part of the feature cache key and (``spec_versions``) of the cell hash.
+#: tests/unit/test_encoder_versions.py fails when a path's code changed and its
+#: version did not. Plugins add theirs with :func:`register_spec_version`.
+SPEC_VERSIONS: dict[str, int] = {
+    "tokens": 1,
+    "vv": 1,
+    "winclip-windows": 1,
+    "prompt-text": 1,
+    "anople-prompted": 1,
+}
+
+
+def register_spec_version(name: str, version: int) -> None:
+    """Declare a plugin's encoder path; the same name may only be registered with one version."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"encoder path {name!r}: version must be an int >= 1, got {version!r}")
+    if SPEC_VERSIONS.get(name, version) != version:
+        raise ConfigError(f"encoder path {name!r} is registered as version {SPEC_VERSIONS[name]}, not {version}")
+    SPEC_VERSIONS[name] = version
+
+
+def spec_versions(names: Iterable[str]) -> dict[str, int]:
+    """``{name: version}`` of the encoder paths a method declares (``Method.feature_specs``), for the cell hash."""
+    missing = sorted(set(names) - set(SPEC_VERSIONS))
+    if missing:
+        raise ConfigError(f"encoder path(s) {missing} have no version: known are {sorted(SPEC_VERSIONS)}; "
+                          f"add them to SPEC_VERSIONS (built-in) or call register_spec_version (plugins)")
+    return {n: SPEC_VERSIONS[n] for n in sorted(set(names))}
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
     """What to compute from a batch of preprocessed pixels.
 
     ``name`` + ``params`` identify the encoder variant (e.g. plain tokens of
-    blocks 3 and 8, or V-V attention on all blocks); ``fn(backbone, pixels)``
-    returns a dict of B x ... tensors.
+    blocks 3 and 8, or V-V attention on all blocks); ``compute(backbone, pixels)``
+    returns a dict of B x ... tensors; ``version`` is the version of the code
+    path (``SPEC_VERSIONS[name]``), part of :attr:`key`.
     """
 
     name: str
     params: tuple[tuple[str, Any], ...]
-    fn: ComputeFn = field(compare=False, hash=False, repr=False)
+    compute: ComputeFn = field(compare=False, hash=False, repr=False)
+    version: int = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        known = SPEC_VERSIONS.get(self.name)
+        if known is None:
+            raise ConfigError(f"feature spec {self.name!r} has no registered version; "
+                              f"call fsadbench.backbone.features.register_spec_version first")
+        if self.version != known:
+            raise ConfigError(f"feature spec {self.name!r} says version {self.version!r} but SPEC_VERSIONS "
+                              f"says {known}: bump both together")
 
     @classmethod
-    def make(cls, name: str, fn: ComputeFn, **params: Any) -> "FeatureSpec":
-        return cls(name, tuple(sorted(params.items())), fn)
+    def make(cls, name: str, compute: ComputeFn, version: int | None = None, **params: Any) -> "FeatureSpec":
+        """A spec with sorted ``params``; ``version`` defaults to the registered one."""
+        return cls(name, tuple(sorted(params.items())), compute,
+                   version=SPEC_VERSIONS.get(name, 0) if version is None else version)
 
     @property
     def key(self) -> str:
-        return f"{self.name}:{json.dumps(dict(self.params), sort_keys=True, default=str)}"
+        return f"{self.name}@v{self.version}:{json.dumps(dict(self.params), sort_keys=True, default=str)}"
 
 
 def token_spec(layers: Sequence[int] = ()) -> FeatureSpec:
@@ -185,7 +235,7 @@ class FeatureStore:
             if cuda:
                 px = px.pin_memory()
             with torch.no_grad(), self._autocast():
-                out = spec.fn(self.backbone, px.to(self.backbone.device, non_blocking=cuda))
+                out = spec.compute(self.backbone, px.to(self.backbone.device, non_blocking=cuda))
             self.stats.encoded += len(idx)
             self.stats.batches += 1
             for j, i in enumerate(idx):

@@ -56,6 +56,9 @@ class Method(ABC):
     variants: ClassVar[tuple[str, ...]] = ("w/o VG", "w/ VG")
     #: True when the frozen image encoder's outputs can be cached and shared.
     uses_feature_cache: ClassVar[bool] = True
+    #: The encoder paths (names in ``fsadbench.backbone.features.SPEC_VERSIONS``) the method's
+    #: numbers depend on, cached or not; their versions go into the cell hash (``spec_versions``).
+    feature_specs: ClassVar[tuple[str, ...]] = ()
     #: minimum shots; 0 means zero-shot works.
     min_shots: ClassVar[int] = 0
     #: "category" (one fit per category) or "dataset" (one fit for all categories).

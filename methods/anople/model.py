@@ -71,6 +71,7 @@ from fsadbench.methods.common.perlin import pseudo_anomaly
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 
 from fsadbench.methods.anople.losses import align_loss, image_loss, image_score, fuse_map, pixel_logits, pixel_loss
+from fsadbench.backbone.towers import TextTower
 from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
 from fsadbench.methods.common.visual_memory import VisualMemory
 
@@ -98,6 +99,7 @@ def multi_scale_views(x: torch.Tensor, factor: int, mode: str = "bilinear") -> t
 
 class AnoPLe(Method):
     name = "anople"
+    feature_specs = ("anople-prompted",)
     variants = ("w/o VG", "w/ VG")
     uses_feature_cache = False
     min_shots = 1
@@ -220,7 +222,7 @@ class AnoPLe(Method):
                       paper_v if o.n_ctx_visual is None else o.n_ctx_visual)
         mem = o.mem_layers if o.mem_layers is not None else _PAPER_MEM.get(ds, _DEFAULT_MEM)
         self.mem_layers = bb.check_layers(mem)
-        d_t = int(self.model.token_embedding.weight.shape[1])
+        d_t = TextTower(self.model).width
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.seed)
             self.learner = PromptLearner(d_t, bb.width, self.n_ctx[0], self.n_ctx[1], o.depth,

@@ -11,9 +11,10 @@ Paper: Lee et al., "AnoPLe" (2024), sec. 3.2 and 3.3.2.
 * Multi-view signal c (sec. 3.3.2): N + 1 learnable d_v vectors; view i of an
   image gets c_i in front of its visual prompts; the whole image is c_{N+1}.
 
-Forward passes are written here over open_clip's batch-first residual blocks
-(no hooks, no other module of this project), following the MaPLe layout the
-paper builds on:
+The prompted passes follow the MaPLe layout the paper builds on; they run on
+the towers of :mod:`fsadbench.backbone.towers` (embedding, blocks with a call
+before each, ``ln_post`` / ``ln_final``, projections), this module says where
+the prompts go:
 
 * text: the sentence is tokenised with one stand-in word "X" per prompt slot
   right after [SOS] (``"X X X X X X bottle."``); block 1 sees the prompt vectors
@@ -40,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fsadbench.backbone.towers import ImageTower, TextTower
 from fsadbench.core.errors import ConfigError
 
 
@@ -78,47 +80,26 @@ def slot_sentences(class_name: str, n_slots: int, state_word: str) -> tuple[str,
     return f"{lead}{class_name}.", f"{lead}{state_word} {class_name}."
 
 
-def _blocks_batch_first(transformer) -> bool:
-    return bool(getattr(transformer, "batch_first", True))
-
-
-def _run_block(block, x: torch.Tensor, batch_first: bool, attn_mask=None) -> torch.Tensor:
-    if batch_first:
-        return block(x, attn_mask=attn_mask)
-    return block(x.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
-
-
 def encode_text_prompted(model, tokens: torch.Tensor, prompts: torch.Tensor | None) -> torch.Tensor:
     """CLIP text embeddings (K x E, not normalised) with deep prompts.
 
     tokens: K x L token ids with ``prompts.shape[1]`` stand-in tokens ("X") after [SOS];
     prompts: depth x P x d_t (P may be 0; None = no prompts).
     """
-    if getattr(model, "text_pool_type", "argmax") != "argmax":
-        raise ConfigError(f"AnoPLe needs an [EOT]-pooled (argmax) text tower; this model pools "
-                          f"{model.text_pool_type!r}")
+    text = TextTower(model)
     eot = tokens.argmax(dim=-1)
-    n = int(eot.max().item()) + 1
-    tokens = tokens[:, :n]
+    tokens = tokens[:, :int(eot.max().item()) + 1]
     p = 0 if prompts is None else prompts.shape[1]
     depth = 0 if prompts is None else prompts.shape[0]
-    cast = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tokens).to(cast)
+
+    def put(b: int, x: torch.Tensor) -> torch.Tensor:
+        """The slots after [SOS] hold block b's prompts."""
+        return torch.cat([x[:, :1], prompts[b].to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + p:]], dim=1)
+
+    x = text.token_embeddings(tokens)
     if p and depth:
-        x = torch.cat([x[:, :1], prompts[0].to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + p:]], dim=1)
-    x = x + model.positional_embedding[:n].to(cast)
-    mask = model.attn_mask[:n, :n] if model.attn_mask is not None else None
-    bf = _blocks_batch_first(model.transformer)
-    for b, block in enumerate(model.transformer.resblocks):
-        if p and 1 <= b < depth:
-            x = torch.cat([x[:, :1], prompts[b].to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + p:]], dim=1)
-        x = _run_block(block, x, bf, mask)
-    x = model.ln_final(x)
-    x = x[torch.arange(x.shape[0], device=x.device), eot]
-    proj = model.text_projection
-    if proj is not None:
-        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
-    return x
+        x = put(0, x)  # block 1 reads the prompts (+ positional embedding) in place of the stand-ins
+    return text.encode(x, eot, before=lambda b, h: put(b, h) if p and 1 <= b < depth else h)
 
 
 @dataclass
@@ -136,11 +117,8 @@ def encode_image_prompted(model, pixels: torch.Tensor, prompts: torch.Tensor | N
     signal: B x d_v multi-view vectors (one per image) or None; layers: blocks whose
     patch outputs to return (1-indexed).
     """
-    visual = model.visual
-    if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok" \
-            or getattr(visual, "final_ln_after_pool", False):
-        raise ConfigError("AnoPLe needs a CLS-pooled ViT image tower (open_clip pool_type 'tok', no attention pool)")
-    x = visual._embeds(pixels)
+    tower = ImageTower(model.visual)
+    x = tower.embed(pixels)
     bsz = x.shape[0]
     p = 0 if prompts is None else prompts.shape[1]
     depth = 0 if prompts is None else prompts.shape[0]
@@ -155,18 +133,19 @@ def encode_image_prompted(model, pixels: torch.Tensor, prompts: torch.Tensor | N
     skip = s + (p if depth else 0)  # tokens before CLS
     want = set(int(i) for i in layers)
     captured: dict[int, torch.Tensor] = {}
-    bf = _blocks_batch_first(visual.transformer)
-    for b, block in enumerate(visual.transformer.resblocks):
+
+    def put(b: int, h: torch.Tensor) -> torch.Tensor:
+        """Block b (0-indexed, 1..depth-1) reads its own prompts in the slots."""
         if p and 1 <= b < depth:
-            x = torch.cat([x[:, :s], prompts[b].to(x.dtype).expand(bsz, -1, -1), x[:, s + p:]], dim=1)
-        x = _run_block(block, x, bf)
-        if b + 1 in want:
-            captured[b + 1] = x[:, skip + 1:]
-    x = visual.ln_post(x)
-    emb = x[:, skip]
-    if visual.proj is not None:
-        emb = emb @ visual.proj
-    return ImageOut(embedding=emb, patches=x[:, skip + 1:], layers=captured)
+            return torch.cat([h[:, :s], prompts[b].to(h.dtype).expand(bsz, -1, -1), h[:, s + p:]], dim=1)
+        return h
+
+    def keep(i: int, out: torch.Tensor) -> None:
+        if i in want:
+            captured[i] = out[:, skip + 1:]
+
+    x = tower.post_norm(tower.run_blocks(x, before=put, after=keep))
+    return ImageOut(embedding=tower.project(x[:, skip]), patches=x[:, skip + 1:], layers=captured)
 
 
 class Decoder(nn.Module):

@@ -70,6 +70,7 @@ BG_PROMPT = "This is a photo of the background."
 
 class APT(Method):
     name = "apt"
+    feature_specs = ("vv", "prompt-text")
     variants = ("w/o VG", "w/ VG")
     min_shots = 1
     default_sigma = 4.0

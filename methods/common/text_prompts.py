@@ -4,8 +4,9 @@ A prompt is a list of segments: text (real words, embedded with the frozen
 token embedding) and :class:`Slot` s (n learnable vectors of the text width).
 The token sequence is ``[SOS] seg_1 ... seg_m [EOT] pad...``; each text segment
 is BPE-encoded on its own, which equals encoding the joined sentence because
-CLIP's BPE never crosses whitespace. The forward pass is open_clip's
-``encode_text`` with the slot rows of the token embeddings replaced:
+CLIP's BPE never crosses whitespace. The forward pass is the text tower's
+(:class:`fsadbench.backbone.towers.TextTower`, = open_clip's ``encode_text``)
+with the slot rows of the token embeddings replaced:
 
     x = E[ids] (slots replaced) + pos;  x = transformer(x, causal mask)
     f = ln_final(x)[eot] @ text_projection,   eot = argmax(ids) (as CLIP)
@@ -27,6 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from fsadbench.backbone.towers import TextTower
 from fsadbench.core.errors import ConfigError
 
 
@@ -84,33 +86,24 @@ class PromptTextEncoder:
     """Frozen open_clip text tower run on token embeddings with learnable slots."""
 
     def __init__(self, model: nn.Module, tokenizer: Any):
-        tower = getattr(model, "text", None)
-        if tower is not None:  # CustomTextCLIP: a TextTransformer
-            if getattr(tower, "cls_emb", None) is not None or getattr(tower, "use_pad_mask", False):
-                raise ConfigError("learnable prompts: text towers with a CLS embedding or pad mask are not supported")
-            pool = getattr(tower, "pool_type", "argmax")
-        else:
-            tower = model
-            pool = getattr(model, "text_pool_type", "argmax")
-        if pool != "argmax":
-            raise ConfigError(f"learnable prompts need CLIP's EOT (argmax) pooling; this text tower pools {pool!r}")
-        self.tower = tower
+        try:
+            self.text = TextTower(model)
+        except ConfigError as exc:
+            raise ConfigError(f"learnable prompts: {exc}") from exc
         self.tokenizer = tokenizer
-        self.width = int(tower.token_embedding.weight.shape[1])
-        self.context_length = int(tower.positional_embedding.shape[0])
+        self.width = self.text.width
+        self.context_length = self.text.context_length
 
     def template(self, segments: Sequence[str | Slot]) -> PromptTemplate:
         return build_template(self.tokenizer, segments, self.context_length)
 
     def word_embeddings(self, text: str) -> torch.Tensor:
         """Frozen token embeddings of ``text`` (no SOS/EOT): n x width."""
-        ids = torch.tensor(self.tokenizer.encode(text), device=self.tower.token_embedding.weight.device)
-        return self.tower.token_embedding(ids).detach()
+        return self.text.token_embeddings(torch.tensor(self.tokenizer.encode(text))).detach()
 
     def embed(self, template: PromptTemplate, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings (context_length x width) with each slot's rows set to ``values[name]`` (n x width)."""
-        dev = self.tower.token_embedding.weight.device
-        x = self.tower.token_embedding(template.ids.to(dev))
+        x = self.text.token_embeddings(template.ids)
         missing = set(template.slots) - set(values)
         if missing:
             raise ConfigError(f"prompt {template.text!r}: no values for slot(s) {sorted(missing)}")
@@ -118,7 +111,7 @@ class PromptTextEncoder:
             v = values[name]
             if v.shape != (len(pos), self.width):
                 raise ConfigError(f"prompt slot {name!r} takes {len(pos)} x {self.width} values, got {tuple(v.shape)}")
-            x = x.index_put((pos.to(dev),), v.to(x.dtype))
+            x = x.index_put((pos.to(x.device),), v.to(x.dtype))
         return x
 
     def encode(self, prompts: Sequence[tuple[PromptTemplate, Mapping[str, torch.Tensor]]],
@@ -126,17 +119,6 @@ class PromptTextEncoder:
         """Text features (P x E) of (template, slot values) pairs; differentiable in the values."""
         if not prompts:
             raise ConfigError("encode() needs at least one prompt")
-        t = self.tower
-        cast = t.transformer.get_cast_dtype()
-        x = torch.stack([self.embed(tpl, vals) for tpl, vals in prompts]).to(cast)
+        x = torch.stack([self.embed(tpl, vals) for tpl, vals in prompts])
         eot = torch.tensor([tpl.eot for tpl, _ in prompts], device=x.device)
-        n = int(eot.max()) + 1
-        x = x[:, :n] + t.positional_embedding[:n].to(cast)
-        mask = t.attn_mask[:n, :n] if t.attn_mask is not None else None
-        x = t.transformer(x, attn_mask=mask)
-        x = t.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]
-        proj = t.text_projection
-        if proj is not None:
-            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
-        return torch.nn.functional.normalize(x, dim=-1) if normalize else x
+        return self.text.encode(x, eot, normalize=normalize)

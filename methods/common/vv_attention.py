@@ -1,4 +1,4 @@
-"""Dual-path V-V attention (CLIP Surgery style) for open_clip's batch-first ViT.
+"""Dual-path V-V attention (CLIP Surgery style) on the CLIP ViT image tower.
 
 Used by PromptAD (V-V patch tokens for text alignment) and APT's LAT (the same
 second path with a locality mask). Per head, with the block's fused
@@ -32,6 +32,10 @@ Choices where the references are silent:
 * An empty ``blocks`` gives the original stream's patch tokens.
 * A mask row that is all ``-inf`` yields NaN (softmax of nothing): masks must
   keep at least one open entry per row (APT's keeps CLS open).
+
+The tower's parts (embedding, block parts, ``ln_post``, projection, the
+attention's value and output projections) come from
+:mod:`fsadbench.backbone.towers`; this module holds the equations only.
 """
 
 from __future__ import annotations
@@ -40,26 +44,15 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from fsadbench.core.errors import ConfigError
 from fsadbench.backbone.features import FeatureSpec
+from fsadbench.backbone.towers import ImageTower, attention_output, attention_values, check_block_numbers
+from fsadbench.core.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.backbone.clip import Backbone
 
 MaskFn = Callable[[tuple[int, int]], torch.Tensor]
-
-
-def _value_projection(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
-    """x @ W_v^T + b_v for a MultiheadAttention with fused or separate in-projection."""
-    w = x.shape[-1]
-    if attn._qkv_same_embed_dim:
-        weight = attn.in_proj_weight[2 * w:3 * w]
-    else:
-        weight = attn.v_proj_weight
-    bias = attn.in_proj_bias[2 * w:3 * w] if attn.in_proj_bias is not None else None
-    return F.linear(x, weight, bias)
 
 
 def vv_attention(attn: nn.MultiheadAttention, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -68,85 +61,54 @@ def vv_attention(attn: nn.MultiheadAttention, x: torch.Tensor, mask: torch.Tenso
     ``scale`` is ``head_dim ** -0.5`` per head, as the original attention's q k^T.
     ``mask``: additive float tensor broadcastable to L x L (0 = open, -inf = closed).
     """
-    b, n, w = x.shape
-    h = attn.num_heads
-    hd = w // h
-    v = _value_projection(attn, x).reshape(b, n, h, hd).transpose(1, 2)  # B H L hd
-    logits = (v @ v.transpose(-1, -2)) * (hd ** -0.5)
+    v = attention_values(attn, x)  # B H L hd
+    logits = (v @ v.transpose(-1, -2)) * (v.shape[-1] ** -0.5)
     if mask is not None:
         logits = logits + mask.to(device=logits.device, dtype=logits.dtype)
-    out = (logits.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, w)
-    return attn.out_proj(out)
-
-
-def _check_visual(visual: nn.Module) -> None:
-    from open_clip.transformer import ResidualAttentionBlock
-
-    tr = getattr(visual, "transformer", None)
-    if tr is None or not getattr(tr, "batch_first", False):
-        raise ConfigError("V-V attention needs an open_clip VisionTransformer with a batch-first transformer "
-                          "(open_clip >= 2.26); this backbone has none")
-    for i, blk in enumerate(tr.resblocks, 1):
-        if not isinstance(blk, ResidualAttentionBlock) or not isinstance(blk.attn, nn.MultiheadAttention):
-            raise ConfigError(f"V-V attention: block {i} is a {type(blk).__name__}; only open_clip's "
-                              "ResidualAttentionBlock with nn.MultiheadAttention is supported (a CLIP ViT)")
-    if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok" \
-            or getattr(visual, "final_ln_after_pool", False):
-        raise ConfigError("V-V attention supports CLS-token pooling with ln_post before pooling (CLIP ViTs) only")
+    return attention_output(attn, logits.softmax(dim=-1) @ v)
 
 
 def resolve_blocks(n_layers: int, blocks: Sequence[int] | str | None) -> tuple[int, ...]:
     """None or "all" -> (1..n_layers); else the sorted 1-indexed blocks, range-checked."""
     if blocks is None or blocks == "all":
         return tuple(range(1, n_layers + 1))
-    out = tuple(sorted({int(i) for i in blocks}))
-    bad = [i for i in out if not 1 <= i <= n_layers]
-    if bad:
-        raise ConfigError(f"V-V blocks {bad} out of range: the encoder has blocks 1..{n_layers}")
-    return out
+    return tuple(sorted(set(check_block_numbers(n_layers, blocks, "V-V blocks"))))
 
 
-def encode_image_vv(visual: nn.Module, pixels: torch.Tensor, blocks: Sequence[int] | str | None = None,
+def encode_image_vv(visual: nn.Module | ImageTower, pixels: torch.Tensor, blocks: Sequence[int] | str | None = None,
                     mem_layers: Sequence[int] = (), mask: torch.Tensor | None = None
                     ) -> dict[str, torch.Tensor]:
-    """Run the visual tower with the dual path on ``blocks`` (1-indexed; default all).
+    """Run the image tower (an open_clip ViT or its :class:`ImageTower`) with the dual path on
+    ``blocks`` (1-indexed; default all).
 
     Returns ``embedding`` (B x E, original-stream CLS = ``encode_image``),
     ``tokens`` (B x N x E, V-V patch tokens after ln_post @ proj) and
     ``layer{i}`` for i in ``mem_layers`` (B x N x W, cloned original-stream
     block outputs without CLS, for the VG memory).
     """
-    _check_visual(visual)
-    resblocks = visual.transformer.resblocks
-    blocks = set(resolve_blocks(len(resblocks), blocks))
-    mem_layers = tuple(sorted({int(i) for i in mem_layers}))
-    bad = [i for i in mem_layers if not 1 <= i <= len(resblocks)]
-    if bad:
-        raise ConfigError(f"memory layers {bad} out of range: the encoder has blocks 1..{len(resblocks)}")
-    x = visual._embeds(pixels)
+    tower = visual if isinstance(visual, ImageTower) else ImageTower(visual)
+    blocks = set(resolve_blocks(tower.n_layers, blocks))
+    mem_layers = tuple(sorted(set(check_block_numbers(tower.n_layers, mem_layers, "memory layers"))))
+    x = tower.embed(pixels)
     if mask is not None and mask.shape[-2:] != (x.shape[1], x.shape[1]):
         raise ConfigError(f"V-V mask has shape {tuple(mask.shape)}; expected ({x.shape[1]}, {x.shape[1]}) "
                           "over CLS + patch tokens")
     x_vv = None
     captured: dict[int, torch.Tensor] = {}
-    for i, blk in enumerate(resblocks, 1):
+    for i, blk in enumerate(tower.blocks, 1):
         if i in blocks:
-            h = blk.ln_1(x)
-            a_vv = blk.ls_1(vv_attention(blk.attn, h, mask))
+            h = blk.norm1(x)
+            a_vv = blk.scale1(vv_attention(blk.attn, h, mask))
             x_vv = (x if x_vv is None else x_vv) + a_vv
-            x = x + blk.ls_1(blk.attention(q_x=h))
-            x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+            x = x + blk.scale1(blk.attend(h))
+            x = blk.mlp_residual(x)
         else:
             x = blk(x)
         if i in mem_layers:
             captured[i] = x[:, 1:].clone()
-    proj = visual.proj
-    cls = visual.ln_post(x[:, 0])
-    patches = visual.ln_post(x_vv[:, 1:] if x_vv is not None else x[:, 1:])
-    out = {
-        "embedding": cls @ proj if proj is not None else cls,
-        "tokens": patches @ proj if proj is not None else patches,
-    }
+    cls = tower.post_norm(x[:, 0])
+    patches = tower.post_norm(x_vv[:, 1:] if x_vv is not None else x[:, 1:])
+    out = {"embedding": tower.project(cls), "tokens": tower.project(patches)}
     for i in mem_layers:
         out[f"layer{i}"] = captured[i]
     return out
@@ -154,7 +116,7 @@ def encode_image_vv(visual: nn.Module, pixels: torch.Tensor, blocks: Sequence[in
 
 def vv_spec(blocks: Sequence[int] | str | None = None, mem_layers: Sequence[int] = (),
             mask_name: str | None = None, mask_fn: MaskFn | None = None) -> FeatureSpec:
-    """A cacheable FeatureSpec for :func:`encode_image_vv`.
+    """A cacheable FeatureSpec (``vv``, its version in ``SPEC_VERSIONS``) for :func:`encode_image_vv`.
 
     ``mask_fn(grid) -> (L, L)`` builds the V-V mask for the backbone's patch grid
     (L = 1 + h*w); ``mask_name`` names it in the cache key and is required with it
@@ -173,6 +135,6 @@ def vv_spec(blocks: Sequence[int] | str | None = None, mem_layers: Sequence[int]
             if grid not in masks:
                 masks[grid] = mask_fn(grid)
             mask = masks[grid]
-        return encode_image_vv(backbone.model.visual, pixels, blocks_key, mem, mask)
+        return encode_image_vv(backbone.image_tower, pixels, blocks_key, mem, mask)
 
     return FeatureSpec.make("vv", compute, blocks=blocks_key, mem_layers=mem, mask=mask_name)

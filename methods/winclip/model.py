@@ -136,6 +136,7 @@ def few_shot_map(patch_tokens: torch.Tensor, windows: dict[int, torch.Tensor],
 
 class WinCLIP(Method):
     name = "winclip"
+    feature_specs = ("winclip-windows",)
     variants = ("w/o VG", "w/ VG")
     min_shots = 0
     #: the WinCLIP protocol's Gaussian (sigma 4 evaluation pixels), equal to the harness default

@@ -11,7 +11,9 @@ Window scores are put back on patches with the harmonic mean over the windows
 covering a patch (paper eq. 4): ``agg(p) = n_p / sum_{w ∋ p} 1 / s_w``.
 
 All windows of all images of a batch go through the transformer together,
-one call per scale (sequences of equal length), chunked to bound memory.
+one call per scale (sequences of equal length), chunked to bound memory. The
+tower's parts (embedding, blocks, ``ln_post``, projection) come from
+:class:`fsadbench.backbone.towers.ImageTower`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from fsadbench.backbone.towers import ImageTower
 
 #: Harmonic means clamp their inputs at this value: a zero score (a window
 #: identical to a memory entry) then gives an aggregate of ~0 instead of the
@@ -63,17 +67,16 @@ def harmonic_mean(maps: Sequence[torch.Tensor], eps: float = HARMONIC_EPS) -> to
 
 
 @torch.no_grad()
-def window_embeddings(visual, embeds: torch.Tensor, index: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+def window_embeddings(tower: ImageTower, embeds: torch.Tensor, index: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """CLIP embeddings of windows: B x nw x E.
 
-    ``embeds`` is ``visual._embeds(pixels)`` (B x (1+N) x W): open_clip 3.3 adds
-    the positional embedding and then applies ``ln_pre`` inside ``_embeds``.
-    ``ln_pre`` is a LayerNorm over the width of each token on its own, so
-    keeping the window's tokens after it equals keeping them before it and then
-    normalising (pinned by a unit test); patch dropout is the identity in eval.
-    Each sequence [CLS, window tokens] then runs through the transformer (no
-    attention mask: the window's tokens only see each other), ln_post on CLS,
-    @proj. ``chunk`` bounds the number of sequences per transformer call.
+    ``embeds`` is ``tower.embed(pixels)`` (B x (1+N) x W): the positional
+    embedding added, then ``ln_pre``. ``ln_pre`` is a LayerNorm over the width of
+    each token on its own, so keeping the window's tokens after it equals keeping
+    them before it and then normalising (pinned by a unit test); patch dropout is
+    the identity in eval. Each sequence [CLS, window tokens] then runs through the
+    transformer (no attention mask: the window's tokens only see each other),
+    ln_post on CLS, @proj. ``chunk`` bounds the number of sequences per transformer call.
     """
     b, _, width = embeds.shape
     index = index.to(embeds.device)
@@ -83,9 +86,8 @@ def window_embeddings(visual, embeds: torch.Tensor, index: torch.Tensor, chunk: 
     seqs = torch.cat([cls, patches], dim=2).reshape(b * nw, length + 1, width)
     out = []
     for s in range(0, seqs.shape[0], chunk):
-        x = visual.transformer(seqs[s:s + chunk])
-        x = visual.ln_post(x[:, 0])
-        out.append(x @ visual.proj)
+        x = tower.run_blocks(seqs[s:s + chunk])
+        out.append(tower.project(tower.post_norm(x[:, 0])))
     return torch.cat(out).reshape(b, nw, -1)
 
 
@@ -97,25 +99,25 @@ def encode_windows(backbone, pixels: torch.Tensor, scales: Sequence[int], chunk:
     * ``patch_tokens``: patch tokens of that pass after ln_post, not projected, B x N x W
     * ``win{s}``: window embeddings of scale s, B x nw_s x E
     """
-    visual = backbone.model.visual
-    x = visual._embeds(pixels.to(backbone.device))
-    full = visual.ln_post(visual.transformer(x))
-    out = {"embedding": full[:, 0] @ visual.proj, "patch_tokens": full[:, 1:]}
+    tower = backbone.image_tower
+    x = tower.embed(pixels.to(backbone.device))
+    full = tower.post_norm(tower.run_blocks(x))
+    out = {"embedding": tower.project(full[:, 0]), "patch_tokens": full[:, 1:]}
     for s in scales:
-        out[f"win{s}"] = window_embeddings(visual, x, window_index(backbone.grid, s), chunk)
+        out[f"win{s}"] = window_embeddings(tower, x, window_index(backbone.grid, s), chunk)
     return out
 
 
 @torch.no_grad()
-def window_embeddings_loop(visual, embeds: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def window_embeddings_loop(tower: ImageTower, embeds: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """The naive reference: one transformer call per window per image (what batching must beat)."""
     rows = []
     for i in range(embeds.shape[0]):
         per = []
         for w in range(index.shape[0]):
             seq = torch.cat([embeds[i, :1], embeds[i, 1:][index[w]]])[None]
-            x = visual.transformer(seq)
-            per.append(visual.ln_post(x[:, 0]) @ visual.proj)
+            x = tower.run_blocks(seq)
+            per.append(tower.project(tower.post_norm(x[:, 0])))
         rows.append(torch.cat(per))
     return torch.stack(rows)
 

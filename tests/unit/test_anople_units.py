@@ -39,6 +39,7 @@ def _outputs(model, pl, tokens, px):
             encode_image_prompted(model, px, pl.visual_prompts(), sig).embedding)
 
 
+@pytest.mark.openclip_floor
 @torch.no_grad()
 def test_zero_projection_decouples_the_encoders(tiny_backbone):
     model = tiny_backbone.model
@@ -66,6 +67,7 @@ def test_zero_projection_decouples_the_encoders(tiny_backbone):
 
 
 # -- plumbing: empty prompts give open_clip's own embeddings ----------------------------------------
+@pytest.mark.openclip_floor
 @torch.no_grad()
 def test_empty_prompts_reproduce_open_clip(tiny_backbone):
     model = tiny_backbone.model
@@ -83,6 +85,7 @@ def test_empty_prompts_reproduce_open_clip(tiny_backbone):
     assert torch.allclose(out.patches @ model.visual.proj, ref["tokens"], atol=1e-5)
 
 
+@pytest.mark.openclip_floor
 @torch.no_grad()
 def test_prompts_replace_the_stand_in_words_and_only_the_signal_row_matters(tiny_backbone):
     model = tiny_backbone.model

@@ -1,11 +1,14 @@
 """Feature cache: content-keyed, shared across calls and processes, counts encoder passes."""
 
+import pytest
 import torch
 from fixtures_layouts import random_image_refs
 
 from fsadbench.backbone.features import FeatureStore, token_spec
 from fsadbench.protocol.sampler import file_digest
 from fsadbench.core.types import ImageRef
+
+pytestmark = pytest.mark.openclip_floor  # CI runs these against the oldest supported open_clip too
 
 
 def _images(tmp_path, n, seed=0):

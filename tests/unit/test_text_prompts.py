@@ -8,6 +8,8 @@ import torch
 from fsadbench.core.errors import ConfigError
 from fsadbench.methods.common.text_prompts import PromptTextEncoder, Slot, build_template
 
+pytestmark = pytest.mark.openclip_floor  # CI runs these against the oldest supported open_clip too
+
 SOS, EOT, X = 49406, 49407, 343  # CLIP BPE: start, end, the word "x"
 METAL, NUT, DOT = 4044, 6491, 269  # "metal</w>", "nut</w>", ".</w>"
 

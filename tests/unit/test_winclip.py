@@ -126,10 +126,11 @@ def test_few_shot_map_hand_memory():
 
 
 # -- token path ----------------------------------------------------------------------------------
+@pytest.mark.openclip_floor
 def test_full_image_window_equals_encode_image(tiny_backbone):
-    visual, px = tiny_backbone.model.visual, _pixels()
-    x = visual._embeds(px)
-    full = window_embeddings(visual, x, torch.arange(225)[None])
+    tower, px = tiny_backbone.image_tower, _pixels()
+    x = tower.embed(px)
+    full = window_embeddings(tower, x, torch.arange(225)[None])
     ref = tiny_backbone.model.encode_image(px)
     assert full.shape == (2, 1, 64)
     assert torch.allclose(full[:, 0], ref, atol=1e-5)
@@ -139,6 +140,7 @@ def test_full_image_window_equals_encode_image(tiny_backbone):
     assert feats["win2"].shape == (2, 196, 64) and feats["win3"].shape == (2, 169, 64)
 
 
+@pytest.mark.openclip_floor
 def test_window_selection_commutes_with_ln_pre(tiny_backbone):
     """ln_pre normalises each token alone: selecting tokens before or after it is the same."""
     visual, px = tiny_backbone.model.visual, _pixels(1, 3)
@@ -149,20 +151,21 @@ def test_window_selection_commutes_with_ln_pre(tiny_backbone):
         after = visual.ln_pre(x)[:, idx]
         before = visual.ln_pre(x[:, idx])
         assert torch.allclose(after, before, atol=1e-6)
-        assert torch.allclose(visual._embeds(px), visual.ln_pre(x), atol=1e-6)
+        assert torch.allclose(tiny_backbone.image_tower.embed(px), visual.ln_pre(x), atol=1e-6)
 
 
+@pytest.mark.openclip_floor
 def test_batched_windows_equal_the_per_window_loop(tiny_backbone):
-    visual, px = tiny_backbone.model.visual, _pixels()
-    x = visual._embeds(px)
+    tower, px = tiny_backbone.image_tower, _pixels()
+    x = tower.embed(px)
     idx = window_index(GRID, 3)[:20]
-    batched = window_embeddings(visual, x, idx, chunk=7)   # chunk edges inside the batch
-    loop = window_embeddings_loop(visual, x, idx)
+    batched = window_embeddings(tower, x, idx, chunk=7)   # chunk edges inside the batch
+    loop = window_embeddings_loop(tower, x, idx)
     assert torch.allclose(batched, loop, atol=1e-5)
     # a window embedding depends only on its own patches
     far = px.clone()
     far[..., 100:, 100:] += 5.0
-    y = window_embeddings(visual, visual._embeds(far), idx[:1])
+    y = window_embeddings(tower, tower.embed(far), idx[:1])
     assert torch.allclose(y, batched[:, :1], atol=1e-6)
 
 
