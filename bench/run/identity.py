@@ -1,11 +1,12 @@
 """Cell identity: the resolved method, the sigma a cell is evaluated with, and the cell hash.
 
 A cell's numbers depend on the method (its class and resolved options), the
-dataset options, the backbone, the protocol and the metric definitions; the
+dataset options, the backbone, the versions of the encoder paths the method
+declares, the protocol and the metric definitions; the
 hash of those (:func:`cell_hash`) is what resume compares with a stored
 record's ``config_hash``. The Gaussian sigma after upsampling is resolved here
 and only here (:func:`sigma_for`): the protocol's value, or the method's paper
-value when the protocol leaves it unset. Torch-free: ``status`` plans with it.
+value when the protocol leaves it unset.
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ def sigma_for(protocol: Protocol, method_cls: type) -> float:
 
 
 def cell_hash(cfg: RunConfig, job: "Job") -> str:
-    """What every cell of ``job`` must match in a stored record to count as done."""
-    _, options = resolve_method(job.method)
+    """What every cell of ``job`` must match in a stored record to count as done.
+
+    The versions of the encoder paths the method declares (``Method.feature_specs``) are part of it, so a
+    changed encoder path (its version bumped) invalidates the records computed through the old one.
+    """
+    from fsadbench.backbone.features import spec_versions
+
+    cls, options = resolve_method(job.method)
+    paths = spec_versions(cls.feature_specs)
     return stable_hash({
         "method": job.method.name, "options": options,
         "dataset": {"name": job.dataset.name, "options": job.dataset.options},
@@ -45,4 +53,5 @@ def cell_hash(cfg: RunConfig, job: "Job") -> str:
         "metric_version": METRIC_VERSION,
         # bf16 autocast changes numbers; only present when on, so fp32 hashes stay as they were
         **({"amp": "bf16"} if cfg.amp else {}),
+        **({"encoder_paths": paths} if paths else {}),
     })

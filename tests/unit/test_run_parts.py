@@ -109,3 +109,16 @@ def test_tally_counts_from_the_record_store_not_from_outcomes(tmp_path):
     assert (s.computed, s.failed, s.skipped, s.not_applicable, s.encoded_images) == (1, 2, 4, 0, 3)
     assert s.failures == [f"{jobs[1].keys()[0]}: ValueError: boom", f"{jobs[2].keys()[0]}: lost: worker died"]
     assert Path(store.path(jobs[0].keys()[0])).exists()
+
+
+def test_cell_hash_carries_the_encoder_path_versions(monkeypatch):
+    from fsadbench.backbone import features
+
+    cfg = RunConfig()
+    job = Job(MethodSpec("memory"), DatasetSpec("synthetic"), ["a"], 1, 0)
+    before = cell_hash(cfg, job)
+    monkeypatch.setitem(features.SPEC_VERSIONS, "tokens", features.SPEC_VERSIONS["tokens"] + 1)
+    assert cell_hash(cfg, job) != before  # a bumped encoder path invalidates the records made through it
+    monkeypatch.setitem(features.SPEC_VERSIONS, "vv", features.SPEC_VERSIONS["vv"] + 1)  # not memory's path
+    monkeypatch.setitem(features.SPEC_VERSIONS, "tokens", features.SPEC_VERSIONS["tokens"] - 1)
+    assert cell_hash(cfg, job) == before
