@@ -20,10 +20,15 @@ _LAZY = {
     "Results": "fsadbench.api:Results",
     "RunConfig": "fsadbench.run.config:RunConfig",
 }
-__all__ = ["__version__", *_LAZY]
+# ``fsadbench.run`` is the run-layer package; it is callable: ``fsadbench.run(config) -> Results``
+__all__ = ["__version__", "run", *_LAZY]
 
 
 def __getattr__(name: str):
+    if name == "run":  # not imported yet: import the (callable) subpackage
+        import importlib
+
+        return importlib.import_module("fsadbench.run")
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'fsadbench' has no attribute {name!r}")
@@ -36,4 +41,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_LAZY) + ["run"])

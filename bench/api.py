@@ -86,7 +86,7 @@ class Results:
     """What :func:`run` returns: the results folder, the run's summary and the config it ran."""
 
     results_dir: Path
-    summary: Any = None  # fsadbench.run.runner.RunSummary: computed / skipped / failed counts
+    summary: Any = None  # fsadbench.run.summary.RunSummary: computed / skipped / failed counts
     config: "RunConfig | None" = None
 
     @property
@@ -114,6 +114,21 @@ class Results:
 
     def _repr_markdown_(self) -> str:  # Jupyter shows the table
         return self.table() or f"(no successful records in {self.results_dir})"
+
+
+def run(config: "RunConfig | Mapping[str, Any] | str | Path", executor: str = "local", force: bool = False,
+        progress: bool = False, log: Any = None, **executor_options: Any) -> Results:
+    """Run a sweep (resuming cells already in its results folder) and return its :class:`Results`.
+
+    ``config``: a RunConfig, a mapping with the YAML config's keys, or a YAML file's path. ``executor`` and
+    ``executor_options`` as for the command line (``"gpus", workers=2``; ``"slurm", partition="gpu"``).
+    Called as ``fsadbench.run(config)``.
+    """
+    from fsadbench.run.api import sweep
+
+    cfg = as_config(config)
+    summary = sweep(cfg, executor, force=force, log=log, progress=progress, **executor_options)
+    return Results(Path(cfg.results_dir), summary, cfg)
 
 
 def as_config(config: "RunConfig | Mapping[str, Any] | str | Path") -> "RunConfig":

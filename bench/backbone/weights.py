@@ -40,7 +40,7 @@ def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None
     return "\n".join(lines)
 
 
-def checkpoint_facts(model: str, pretrained: str) -> dict[str, Any]:
+def checkpoint_facts(model: str, pretrained: str, size: bool = True) -> dict[str, Any]:
     """What open_clip would download for (model, tag): Hugging Face repo + file, URL, approximate size in MB.
 
     The size is the fp32 parameter count of the model (built on the meta device, no memory); {} for an
@@ -57,6 +57,8 @@ def checkpoint_facts(model: str, pretrained: str) -> dict[str, Any]:
         out.update(hf_repo=repo, hf_file=file or "open_clip_pytorch_model.bin")
     if cfg.get("url"):
         out["url"] = cfg["url"]
+    if not size:
+        return out
     try:
         with quiet_random_init():
             meta = open_clip.create_model(model, pretrained=None, device="meta")
@@ -64,6 +66,24 @@ def checkpoint_facts(model: str, pretrained: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - an estimate only; an older open_clip may not build on "meta"
         pass
     return out
+
+
+def cached_checkpoint(model: str, pretrained: str, cache_dir: str | None = None) -> str | None:
+    """The local file open_clip would load for (model, tag) from ``cache_dir``, or None when not there."""
+    facts = checkpoint_facts(model, pretrained, size=False)
+    if facts.get("hf_repo"):
+        from huggingface_hub import try_to_load_from_cache
+
+        stem = facts["hf_file"].rsplit(".", 1)[0]
+        for name in ("open_clip_model.safetensors", stem + ".safetensors", facts["hf_file"]):
+            hit = try_to_load_from_cache(facts["hf_repo"], name, cache_dir=cache_dir)
+            if isinstance(hit, str):
+                return hit
+    if facts.get("url"):
+        p = Path(cache_dir or Path.home() / ".cache" / "clip") / facts["url"].rsplit("/", 1)[-1]
+        if p.is_file():
+            return str(p)
+    return None
 
 
 class quiet_random_init:

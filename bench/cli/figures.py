@@ -59,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
 def _grid(a: argparse.Namespace):
     from fsadbench.reports.figures import qualitative_grid
     from fsadbench.run.config import RunConfig
-    from fsadbench.run.runner import Runner
+    from fsadbench.run.resources import Resources
 
     cfg = RunConfig.from_cli({"preset": a.preset, "config": a.config, "datasets": a.datasets,
                               "categories": a.categories, "data_root": a.data_root, "cache_dir": a.cache_dir,
@@ -74,5 +74,5 @@ def _grid(a: argparse.Namespace):
         if not methods:
             raise ConfigError(f"--methods {a.methods}: none is in this config ({', '.join(m.id for m in cfg.methods)})")
     say(f"figures grid: fitting {len(methods)} method(s) on {ds.name}/{a.category}, {a.shots}-shot, seed {a.seed}")
-    return qualitative_grid(Runner(cfg, log=say, progress=False), methods, ds, a.category, a.shots, a.seed,
+    return qualitative_grid(Resources(cfg, say), methods, ds, a.category, a.shots, a.seed,
                             a.output or f"figures/grid_{ds.name}_{a.category}", a.n)

@@ -47,3 +47,34 @@ def main(argv: Sequence[str]) -> int:
     print(text, end="" if text.endswith("\n") else "\n")
     write_output(a.output, text)
     return 0
+
+
+def rescore_parser() -> argparse.ArgumentParser:
+    return parser("rescore", "Recompute every cell's metrics from its stored per-image scores (and maps) without "
+                             "a refit; valid while the protocol version is unchanged (see fsadbench.run.rescore).",
+                  [results_dir_flag(what="the records to rescore")])
+
+
+def rescore_main(argv: Sequence[str]) -> int:
+    """Exit status 1 when any cell could not be rescored (each is listed with the fix)."""
+    from fsadbench.run.rescore import REFUSED, RESCORED, rescore_folder
+
+    p = rescore_parser()
+    p.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
+    a = p.parse_args(list(argv))
+    root = existing_results_dir(a.results_dir, "rescore")
+    counts: dict[str, int] = {}
+    for r in rescore_folder(root, write=not a.dry_run):
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.status == REFUSED:
+            print(f"{r.cell}: not rescored: {r.reason}", file=sys.stderr)
+        elif r.status == RESCORED:
+            moved = ", ".join(f"{k} {_pct(old)} -> {_pct(new)}" for k, (old, new) in list(r.changed.items())[:4])
+            print(f"{r.cell}: {'would change' if a.dry_run else 'rescored'}" + (f" ({moved})" if moved else ""))
+    print(f"rescore: {counts.get(RESCORED, 0)} cell(s) {'to rescore' if a.dry_run else 'rescored'}, "
+          f"{counts.get('unchanged', 0)} unchanged, {counts.get(REFUSED, 0)} refused", file=sys.stderr)
+    return 1 if counts.get(REFUSED) else 0
+
+
+def _pct(x) -> str:
+    return "undefined" if x is None else f"{100 * x:.2f}"

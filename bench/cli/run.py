@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-option", action="append", default=[], metavar="M.OPT=VALUE",
                    help="set a method option, e.g. apt.k=2 (repeatable)")
     p.add_argument("--force", action="store_true", help="recompute cells that already have a record")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (cells, weights, encoder passes) and stop")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also store every cell's maps at eval size beside its record (for rescore and the "
+                        "HTML report's qualitative grid; per-image scores are always stored)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"], help="table printed at the end")
     p.add_argument("--log", choices=["mlflow"], help="also log the sweep to an experiment tracker (pip install "
@@ -40,20 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
+    from fsadbench.reports.export import report_text
+    from fsadbench.results.records import RecordStore
     from fsadbench.run.config import RunConfig
     from fsadbench.run.executors import executor_from_args
-    from fsadbench.run.runner import Runner
+    from fsadbench.run.plan import Plan
+    from fsadbench.run.preview import plan_text
+    from fsadbench.run.resources import Resources
+    from fsadbench.run.signals import SweepInterrupted
 
     a = build_parser().parse_args(list(argv))
     cfg = RunConfig.from_cli(a)
     executor = executor_from_args(a)
-    runner = Runner(cfg, log=say, progress=not a.no_progress)
-    summary = executor.run(runner, force=a.force)
+    res = Resources(cfg, say)
+    print(plan_text(cfg, Plan.build(cfg, res, RecordStore(cfg.results_dir), a.force), res), file=sys.stderr)
+    if a.dry_run:
+        return 0
+    try:
+        summary = executor.run(cfg, force=a.force, log=say, progress=not a.no_progress, resources=res)
+    except SweepInterrupted as exc:  # claims released; one line, no traceback
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     print(summary.line(), file=sys.stderr)
-    from fsadbench.reports.export import report_text
-
-    print(report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
-                      datasets=[d.name for d in cfg.datasets]))
+    text = report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
+                       datasets=[d.name for d in cfg.datasets])
+    print(text or f"(no successful records in {cfg.results_dir})")
     if a.log == "mlflow":
         from fsadbench.tracking import log_mlflow
 

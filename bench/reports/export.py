@@ -69,8 +69,8 @@ def subset_notes(records: Iterable[Record]) -> list[str]:
     for name, cats in sorted(chosen.items()):
         full = set(_plugin_categories(name))
         if full and cats < full:
-            notes.append(f"SUBSET: {name}: {len(cats)} of its {len(full)} categories (--categories "
-                         f"{','.join(sorted(cats))}); the dataset figure is the mean over these only.")
+            notes.append(f"SUBSET: {name}: {len(cats)} of its {len(full)} categories ({', '.join(sorted(cats))}); "
+                         f"the dataset figure is the mean over these only.")
     return notes
 
 

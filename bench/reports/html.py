@@ -120,11 +120,16 @@ def qualitative_png(records: Sequence[Record], results_dir: str | Path, n_images
         images = [_thumbnail(first.images[i], size) for i in pick]
         random = any((r.backbone or {}).get("random_weights") for r, _ in cells)
         title = f"{key[0]}/{key[1]}, {key[2]}-shot, seed {key[3]}" + (" (RANDOM weights)" if random else "")
-        fig = draw_grid(images, [first.masks[i] for i in pick], [Path(first.images[i]).stem for i in pick],
+        fig = draw_grid(images, [first.masks[i] for i in pick], [_row_label(first.images[i]) for i in pick],
                         columns, title)
         with tempfile.TemporaryDirectory() as tmp:
             return next(f for f in save_figure(fig, Path(tmp) / "grid") if f.suffix == ".png").read_bytes()
     return None
+
+
+def _row_label(path: str) -> str:
+    p = Path(path)
+    return f"{p.parent.name}/{p.stem}"  # e.g. the defect type's folder and the file
 
 
 def _thumbnail(path: str, size: int):

@@ -90,6 +90,7 @@ class RunConfig:
     batch_size: int = 32
     amp: bool = False
     preset: str | None = None
+    save_maps: bool = False  # also store each cell's maps at eval size beside its record (changes no number)
 
     # -- serialisation ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -293,7 +294,7 @@ def config_from_cli(args: Any) -> RunConfig:
     """Defaults < --preset < --config < flags < --categories < --method-option, built once.
 
     ``args`` holds the flags of ``run`` by their dest names (methods, datasets, categories, shots, seeds,
-    data_root, results_dir, cache_dir, device, batch_size, amp, model, pretrained, eval_size, sigma,
+    data_root, results_dir, cache_dir, device, batch_size, amp, save_maps, model, pretrained, eval_size, sigma,
     max_test_images, preset, config, method_option); absent or None ones are not set. When no layer
     names datasets, the run is the pipeline check (the smoke preset's synthetic set and tiny RANDOM
     backbone, with the given methods, shots and seeds; ``preset`` = ``pipeline-check``); on a real
@@ -303,6 +304,7 @@ def config_from_cli(args: Any) -> RunConfig:
     g = a.get
     overrides: dict[str, Any] = {k: g(k) for k in _CLI_KEYS}
     overrides["amp"] = g("amp") or None
+    overrides["save_maps"] = g("save_maps") or None
     backbone = {k: g(k) for k in ("model", "pretrained") if g(k)}
     if backbone:
         overrides["backbone"] = backbone

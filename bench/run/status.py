@@ -24,6 +24,10 @@ from fsadbench.run.config import RunConfig, apply_mapping, build_config
 from fsadbench.core.errors import ConfigError
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
+from fsadbench.run.identity import cell_hash
+from fsadbench.run.plan import plan_jobs
+from fsadbench.run.resources import DataSource
+from fsadbench.run.summary import last_line
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -74,10 +78,7 @@ def config_for(results_dir: Path, preset: str | None = None, config_file: str | 
 
 def sweep_status(cfg: RunConfig) -> SweepStatus:
     """State of every planned cell of ``cfg`` in ``cfg.results_dir``."""
-    from fsadbench.run.runner import Runner
-
-    runner = Runner(cfg, progress=False)
-    store = runner.store
+    store = RecordStore(cfg.results_dir)
     claims = ClaimStore(cfg.results_dir)
     now = time.time()
     live: dict[str, ClaimInfo] = {}
@@ -89,8 +90,8 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 live[rel] = c
         else:
             st.stale.append((c, why))
-    for job in runner.plan():
-        h = runner.cell_hash(job)
+    for job in plan_jobs(cfg, DataSource(cfg)):  # datasets only: no backbone, no feature store
+        h = cell_hash(cfg, job)
         for key in job.keys():
             name = str(key)
             rec = store.load(key)
@@ -101,8 +102,7 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 st.running[name] = live[str(key.relpath())]
             elif rec is not None and rec.config_hash == h and rec.status == STATUS_FAILED:
                 state = "failed"
-                lines = (rec.error or "").strip().splitlines()
-                st.errors[name] = lines[-1] if lines else ""
+                st.errors[name] = last_line(rec.error)
             else:
                 state = "pending"
                 st.outdated += rec is not None

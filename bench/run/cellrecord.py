@@ -1,0 +1,88 @@
+"""The record of one cell: what varies from cell to cell (:class:`CellResult`) plus what the run knows.
+
+:func:`build_record` fills every section of a :class:`fsadbench.results.records.Record`
+from a job, one category, the cell hash, the batch size used and a
+``CellResult``: the method (name, id, label, resolved options, variants, fit
+scope, ``describe()``), the dataset facts of the split that was read (root,
+meta, fingerprint, anomalous images without a mask), the backbone facts, the
+protocol with the sigma used, provenance and the resolved config.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from fsadbench.core.errors import BenchError
+from fsadbench.core.provenance import provenance
+from fsadbench.core.types import Sample
+from fsadbench.protocol.evaluator import has_pixel_truth
+from fsadbench.protocol.metrics import METRIC_VERSION
+from fsadbench.protocol.sampler import manifest
+from fsadbench.results.records import STATUS_FAILED, STATUS_OK, CellKey, Record
+from fsadbench.run.config import PROTOCOL_VERSION
+from fsadbench.run.identity import resolve_method, sigma_for
+from fsadbench.run.plan import Job
+from fsadbench.run.resources import Resources
+
+
+@dataclass
+class CellResult:
+    """What one category of a job produced: the variable part of its record."""
+
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    undefined: dict[str, Any] = field(default_factory=dict)
+    shots: Sequence[Sample] = ()
+    encoder: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    n_anomalous: int = 0
+    method: Any = None  # the fitted method, for describe()
+    error: str | None = None
+
+    @classmethod
+    def failure(cls, exc: BaseException, t0: float, status: str = STATUS_FAILED) -> "CellResult":
+        """A failed (or, with ``status``, not applicable) cell: the message, or the traceback of a bug."""
+        msg = str(exc) if isinstance(exc, BenchError) else "".join(traceback.format_exception(exc))
+        return cls(status, timings={"total_s": time.perf_counter() - t0}, error=msg)
+
+
+def dataset_facts(res: Resources, job: Job, category: str) -> dict[str, Any]:
+    """The record's ``dataset`` section, from the split if it was read."""
+    facts: dict[str, Any] = {"name": job.dataset.name, "category": category}
+    split = res.loaded_split(job.dataset.name, category)
+    if split is not None:
+        ds = res.loaded_dataset(job.dataset.name)
+        facts.update(root=str(split.root), meta=split.meta,
+                     fingerprint=ds.fingerprint(split) if ds is not None else None)
+        unmasked = sum(1 for s in split.test if not has_pixel_truth(s))
+        if unmasked:  # image metrics only for these (see evaluator docstring)
+            facts["anomalous_without_mask"] = unmasked
+    return facts
+
+
+def build_record(res: Resources, job: Job, category: str, config_hash: str, result: CellResult,
+                 batch_size: int | None = None) -> Record:
+    """The record of one cell; ``batch_size`` (the method batch that produced it) goes into its config."""
+    cfg = res.cfg
+    cls, options = resolve_method(job.method)
+    split = res.loaded_split(job.dataset.name, category)
+    config = cfg.to_dict()
+    if batch_size is not None:
+        config["batch_size"] = batch_size
+    return Record(
+        key=asdict(CellKey(job.method.id, job.dataset.name, category, job.shots, job.seed)),
+        status=result.status, config_hash=config_hash,
+        method={"name": job.method.name, "id": job.method.id, "label": job.method.display,
+                "options": options, "variants": list(cls.variants), "fit_scope": job.scope,
+                "uses_feature_cache": cls.uses_feature_cache,
+                "describe": result.method.describe() if result.method is not None else {}},
+        metrics=result.metrics, undefined=result.undefined,
+        n_test=len(split.test) if split is not None and result.status == STATUS_OK else 0,
+        n_test_anomalous=result.n_anomalous, timings=result.timings, manifest=manifest(result.shots),
+        encoder=result.encoder,
+        protocol={**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
+        backbone=res.backbone_facts(), dataset=dataset_facts(res, job, category), provenance=provenance(res.device),
+        config=config, metric_version=METRIC_VERSION, error=result.error)
