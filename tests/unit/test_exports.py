@@ -4,11 +4,10 @@ import base64
 import csv
 import io
 import json
-import re
 import sys
-from html.parser import HTMLParser
 
 import pytest
+from html_checks import assert_self_contained, parse_report
 
 from fsadbench.cli import main
 from fsadbench.results.records import CellKey, Record, RecordStore
@@ -59,34 +58,6 @@ def test_json_has_rows_and_coverage_notes(results, tmp_path):
     wo = [r for r in data["rows"] if r["metric"] == "image_auroc" and r["variant"] == "w/o VG"]
     assert all(r["mean"] is None for r in wo)  # undefined stays null, never 0 or 0.5
     assert any("1 cell(s) failed" in n and "b (1)" in n for n in data["notes"])
-
-
-class _Doc(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags, self.attrs, self.text = [], [], []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.attrs += [(tag, k, v or "") for k, v in attrs]
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse_report(text: str) -> _Doc:
-    doc = _Doc()
-    doc.feed(text)
-    doc.close()
-    return doc
-
-
-def assert_self_contained(doc: _Doc) -> None:
-    assert "script" not in doc.tags and "link" not in doc.tags and "iframe" not in doc.tags
-    for tag, k, v in doc.attrs:
-        if k in ("src", "href", "data", "poster"):
-            assert v.startswith("data:") or v.startswith("#"), (tag, k, v[:60])
-    assert not re.search(r"url\(\s*['\"]?(https?:)?//", "".join(doc.text)), "external url() in CSS"
 
 
 def test_html_report_is_self_contained_with_tables_bars_and_provenance(results):
