@@ -13,7 +13,7 @@ mlflow = pytest.importorskip("mlflow")
 def test_sweep_logged_to_a_local_file_store(tmp_path, monkeypatch):
     from test_exports import make_record  # the fixed records of the export tests
 
-    from fsadbench.run.runner import RunSummary
+    from fsadbench.run.summary import RunSummary
     from fsadbench.tracking import log_mlflow
 
     monkeypatch.chdir(tmp_path)  # the default store is ./mlruns
