@@ -86,6 +86,37 @@ def cached_checkpoint(model: str, pretrained: str, cache_dir: str | None = None)
     return None
 
 
+def reachable(host: str, timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_weights(model: str, pretrained: str, cache_dir: str | None = None) -> None:
+    """Fail before any cell (WeightsError with :func:`weights_help`) when a tag's checkpoint is neither in the
+    cache nor downloadable (offline); random weights, an existing file and unknown tags pass (the backbone
+    reports those itself)."""
+    from urllib.parse import urlparse
+
+    from fsadbench.core.errors import WeightsError
+
+    if pretrained.lower() in ("none", "random", "") or Path(pretrained).expanduser().is_file():
+        return
+    facts = checkpoint_facts(model, pretrained, size=False)
+    if not facts or cached_checkpoint(model, pretrained, cache_dir):
+        return
+    import huggingface_hub.constants as hf_constants
+
+    host = "huggingface.co" if facts.get("hf_repo") else urlparse(facts.get("url", "")).hostname or ""
+    if hf_constants.HF_HUB_OFFLINE or not reachable(host):
+        raise WeightsError(weights_help(model, pretrained, f"not in the local cache and {host} cannot be reached "
+                                                           f"(offline)", cache_dir))
+
+
 class quiet_random_init:
     """Silence open_clip's "No pretrained weights loaded ... initialized randomly" while a model is built
     that the harness fills right after (from a file) or says is random itself."""

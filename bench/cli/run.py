@@ -57,9 +57,14 @@ def main(argv: Sequence[str]) -> int:
     cfg = RunConfig.from_cli(a)
     executor = executor_from_args(a)
     res = Resources(cfg, say)
-    print(plan_text(cfg, Plan.build(cfg, res, RecordStore(cfg.results_dir), a.force), res), file=sys.stderr)
+    plan = Plan.build(cfg, res, RecordStore(cfg.results_dir), a.force)
+    print(plan_text(cfg, plan, res), file=sys.stderr)
     if a.dry_run:
         return 0
+    if plan.todo:  # offline without the checkpoint: one clear error now, not one failed record per cell
+        from fsadbench.backbone.weights import check_weights
+
+        check_weights(cfg.model, cfg.pretrained, str(cfg.resolved_cache_dir / "weights"))
     try:
         summary = executor.run(cfg, force=a.force, log=say, progress=not a.no_progress, resources=res)
     except SweepInterrupted as exc:  # claims released; one line, no traceback

@@ -202,3 +202,17 @@ def test_progress_inside_a_cell_shows_stage_and_eta(monkeypatch):
     p.step("test images", 1, 4)  # a new stage restarts the clock (t=20)
     p.step("test images", 4, 4)  # the last step is always shown, without an ETA
     assert shown[-1] == "apt mvtec/bottle k=2 s=1 | test images 4/4"
+
+
+def test_offline_without_the_checkpoint_stops_before_any_cell(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    rc = main(["--methods", "memory", "--datasets", "synthetic", "--categories", "disc", "--shots", "1",
+               "--seeds", "0", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "NOT in the cache" in err  # the plan says it first
+    assert "error: could not load weights 'ViT-B-16-plus-240' / 'laion400m_e32'" in err
+    assert "timm/vit_base_patch16_plus_clip_240.laion400m_e31/resolve/main/open_clip_pytorch_model.bin" in err
+    assert not (tmp_path / "r" / "records").exists()
