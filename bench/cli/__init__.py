@@ -26,11 +26,11 @@ SUBCOMMANDS = {
     "report": "fsadbench.cli:report_main",
     "list": "fsadbench.cli:list_main",
     "check-data": "fsadbench.protocol.check_data:cli_main",
-    "compare": "fsadbench.regression.compare:cli_main",
+    "compare": "fsadbench.regression.cli:compare_main",
     "history": "fsadbench.regression.history:cli_main",
-    "paper-table": "fsadbench.reports.paper_tables:cli_main",
+    "paper-table": "fsadbench.reports.paper.cli:cli_main",
     "figures": "fsadbench.reports.figures:cli_main",
-    "baseline": "fsadbench.regression.compare:baseline_main",
+    "baseline": "fsadbench.regression.gate:baseline_main",
     "status": "fsadbench.run.status:cli_main",
 }
 
@@ -126,25 +126,9 @@ def report_text(results_dir: str, fmt: str = "markdown", metric: str | Sequence[
                 methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
                 per_category: bool = False) -> str:
     """Main table (and per-category tables) of each metric, in the order given."""
-    from fsadbench.results.aggregate import records_frame
-    from fsadbench.results.records import RecordStore
-    from fsadbench.reports.tables import category_table, main_table, render
+    from fsadbench.reports.report import build_report
 
-    df = records_frame(RecordStore(results_dir))
-    if methods:
-        df = df[df["method"].isin(methods)]
-    if datasets:
-        df = df[df["dataset"].isin(datasets)]
-    if df.empty:
-        return f"(no successful records in {results_dir})\n"
-    parts = []
-    for m in ([metric] if isinstance(metric, str) else metric):
-        parts.append(render(main_table(df, m), fmt))
-        if per_category:
-            for d in dict.fromkeys(df["dataset"]):
-                for k in sorted(df[df["dataset"] == d]["shots"].unique()):
-                    parts.append(render(category_table(df, d, int(k), m), fmt))
-    return "\n".join(parts)
+    return build_report(results_dir, fmt, metric, methods, datasets, per_category).text
 
 
 def report_main(argv: Sequence[str]) -> int:
@@ -158,15 +142,22 @@ def report_main(argv: Sequence[str]) -> int:
     p.add_argument("--datasets", help="comma-separated datasets to include")
     p.add_argument("--per-category", action="store_true", help="add per-category tables")
     p.add_argument("--output", help="write the table to this file as well")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a figure misses planned categories or seeds, or records mix runs")
     a = p.parse_args(argv)
     if not Path(a.results_dir).is_dir():
         raise BenchError(f"--results-dir {a.results_dir} does not exist; run a sweep first "
                          f"(python run_bench.py --preset smoke)")
-    text = report_text(a.results_dir, a.format, parse_metrics(a.metric), a.methods.split(",") if a.methods else None,
+    from fsadbench.reports.report import build_report
+
+    rep = build_report(a.results_dir, a.format, parse_metrics(a.metric), a.methods.split(",") if a.methods else None,
                        a.datasets.split(",") if a.datasets else None, a.per_category)
-    print(text)
+    print(rep.text)
     if a.output:
-        Path(a.output).write_text(text)
+        Path(a.output).write_text(rep.text)
+    if a.strict and not rep.complete:
+        print(rep.strict_message(), file=sys.stderr)
+        return 1
     return 0
 
 

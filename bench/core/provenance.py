@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
-import subprocess
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from fsadbench.core.gitinfo import tree_state
 
 _PACKAGES = ("fsad-bench", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "scikit-learn", "pandas")
 
 
 @lru_cache(maxsize=1)
 def git_state(repo: str | None = None) -> dict[str, Any]:
-    cwd = repo or str(Path(__file__).resolve().parents[2])
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit or None, "dirty": dirty if commit else None}
+    """The commit and dirty flag of the harness's own tree (or of ``repo``), read once per process."""
+    return tree_state(repo)
 
 
 @lru_cache(maxsize=1)

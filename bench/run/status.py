@@ -91,8 +91,9 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 live[rel] = c
         else:
             st.stale.append((c, why))
-    for job in plan_jobs(cfg, DataSource(cfg)):  # datasets only: no backbone, no feature store
-        h = cell_hash(cfg, job)
+    data = DataSource(cfg)  # datasets only: no backbone, no feature store
+    for job in plan_jobs(cfg, data):
+        h = cell_hash(cfg, data, job)
         for key in job.keys():
             name = str(key)
             rec = store.load(key)
