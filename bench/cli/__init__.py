@@ -8,17 +8,21 @@
     python run_bench.py --preset smoke --executor gpus --workers 2   # one process per GPU / CPU worker
     python run_bench.py --executor slurm --slurm-partition gpu --slurm-array-parallelism 8 ...
     python run_bench.py status --results-dir results/run     # done / running / failed / pending cells
+
+Any command takes ``--debug`` (or ``FSADBENCH_DEBUG=1``): errors then come with their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
-from fsadbench.core.errors import BenchError
+from fsadbench.core.errors import BenchError, error_summary, scrub
 
 # sub-command -> "module:function(argv) -> int"; imported only when used
 SUBCOMMANDS = {
@@ -77,14 +81,15 @@ def run_main(argv: Sequence[str]) -> int:
     if a.model or a.pretrained:
         overrides["backbone"] = {k: v for k, v in (("model", a.model), ("pretrained", a.pretrained)) if v}
     proto = {k: v for k, v in (("eval_size", a.eval_size), ("sigma", a.sigma)) if v is not None}
-    cfg = build_config(a.preset, a.config, overrides, a.method_option)
     if proto:
-        from dataclasses import replace
-
-        cfg.protocol = replace(cfg.protocol, **proto)
+        overrides["protocol"] = proto
+    cfg = build_config(a.preset, a.config, overrides, a.method_option)
     if a.categories:
+        from fsadbench.core.validate import parse_categories
+
+        cats = parse_categories(a.categories, "--categories")
         for d in cfg.datasets:
-            d.categories = [c for c in a.categories.split(",") if c]
+            d.categories = list(cats)
 
     def log(msg: str) -> None:
         try:
@@ -170,7 +175,11 @@ def list_main(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Errors print one line, cause first (``--debug`` or FSADBENCH_DEBUG=1: with the
+    traceback); Ctrl-C prints one line and exits 130; an unexpected exception exits 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("FSADBENCH_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     cmd = "run"
     if argv and argv[0] in SUBCOMMANDS:
         cmd = argv.pop(0)
@@ -180,9 +189,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     module_name, _, fn = SUBCOMMANDS[cmd].partition(":")
     try:
         return int(getattr(importlib.import_module(module_name), fn)(argv) or 0)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _fail(exc, debug, "interrupted; finished cells are kept, rerun the same command to resume")
+        return 130
+    except BenchError as exc:  # cause first; the lines after it (if any) are the fix
+        _fail(exc, debug, f"error: {exc}")
         return 2
+    except BrokenPipeError:  # the reader of our output went away (| head): nothing to say
+        sys.stderr.close()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment fault: one line, traceback on request
+        _fail(exc, debug, f"error: {error_summary(exc)}" + ("" if debug else " (rerun with --debug for the traceback)"))
+        return 1
+
+
+def _fail(exc: BaseException, debug: bool, line: str) -> None:
+    if debug:
+        print(scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))), file=sys.stderr)
+    print(scrub(line), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

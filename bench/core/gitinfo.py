@@ -8,6 +8,7 @@ with ``-``), so it can never be read as an option.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Sequence
@@ -45,8 +46,14 @@ def resolve_commit(ref: str, cwd: str | Path | None = None) -> str | None:
     return git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], cwd) or None
 
 
+HEX_COMMIT = re.compile(r"[0-9a-fA-F]{4,40}")
+
+
 def commit_subject(commit: str, cwd: str | Path | None = None) -> str:
-    """The subject line of ``commit`` when git knows it here, else ''."""
-    if not _ref_ok(commit):
+    """The subject line of ``commit`` (4-40 hex digits, e.g. read from a record) when git knows it, else ''.
+
+    Anything but a hex id never reaches git (a record cannot smuggle in an option such as ``--output=F``).
+    """
+    if not HEX_COMMIT.fullmatch(commit):
         return ""
     return git(["log", "-1", "--format=%s", "--end-of-options", commit, "--"], cwd) or ""

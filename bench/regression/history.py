@@ -31,7 +31,11 @@ from fsadbench.results.records import STATUS_OK, Record, RecordStore
 
 
 def _subject(commit: str) -> str:
-    """The commit's subject line when git knows it here, else ''."""
+    """The commit's subject line when git knows it here, else ''.
+
+    ``commit`` comes from a record file: anything but 4-40 hex digits is never handed to git, and the
+    id goes after ``--end-of-options`` (a record cannot smuggle in an option such as ``--output=F``).
+    """
     c = commit.split("+")[0]
     return "" if c == "unknown" else commit_subject(c)
 

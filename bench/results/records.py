@@ -13,10 +13,16 @@ underscore, or punctuation land in different files, also on case-insensitive
 file systems).
 
 Writes go to a temp file in the same folder, are fsync'ed, then renamed over
-the final name: a killed writer leaves no partial record (at most a stray
-``.tmp-*`` file, ignored). A done record (ok or not applicable) is never
-overwritten by a record with another ``config_hash`` (the resume key): it is
-moved to ``superseded/`` first and the store says what changed.
+the final name (:func:`fsadbench.core.io.atomic_write_text`): a killed writer
+leaves no partial record (at most a stray ``.tmp-*`` file, ignored), a full
+disk leaves no partial file and an error naming the folder. A done record (ok
+or not applicable) is never overwritten by a record with another
+``config_hash`` (the resume key): it is moved to ``superseded/`` first and the
+store says what changed.
+
+A file that is not a valid record (bad JSON, truncated, the wrong shape:
+:func:`fsadbench.results.schema.validate_record`) is named in a warning, moved
+to ``<results_dir>/corrupt/records/...`` and its cell counts as not done.
 
 Schema (``SCHEMA_VERSION``): see :class:`Record` fields. Version 2 added
 ``identity`` (the resume key's parts), ``plan`` (the categories, shots and
@@ -30,12 +36,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fsadbench.core.errors import BenchError
+from fsadbench.core.io import atomic_write_text, set_aside
+from fsadbench.results.schema import SchemaError, validate_record
 
 SCHEMA_VERSION = 2
 STATUS_OK = "ok"
@@ -190,20 +197,6 @@ def identity_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "")
     return out
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class RecordStore:
     """Records of one results folder. ``log`` hears about records moved to ``superseded/``."""
 
@@ -223,10 +216,20 @@ class RecordStore:
         return self.read(p)
 
     def read(self, p: Path) -> Record | None:
-        """The record in file ``p``; None when it is unreadable (treated as missing and recomputed)."""
+        """The record at ``p``; a file that is not a valid record is set aside (named) and read as missing."""
         try:
-            return Record.from_dict(json.loads(p.read_text()), where=str(p))
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+            seen = os.stat(p)
+            d = json.loads(p.read_bytes())
+            version = d.get("schema_version") if isinstance(d, dict) else None
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                return Record.from_dict(d, where=str(p))  # refuses it: newer, not corrupt
+            validate_record(d)
+            return Record.from_dict(d, where=str(p))
+        except FileNotFoundError:
+            return None  # set aside by another reader meanwhile
+        except (ValueError, TypeError) as exc:  # JSON, UTF-8 and schema errors
+            why = str(exc) if isinstance(exc, SchemaError) else f"not valid JSON: {exc}"
+            set_aside(p, self.root, why, seen)
             return None
 
     def is_done(self, key: CellKey, config_hash: str) -> bool:

@@ -12,11 +12,10 @@ protocol with the sigma used, provenance and the resolved config.
 from __future__ import annotations
 
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from fsadbench.core.errors import BenchError
+from fsadbench.core.errors import error_text
 from fsadbench.core.provenance import provenance
 from fsadbench.core.types import Sample
 from fsadbench.protocol.evaluator import has_pixel_truth
@@ -44,10 +43,9 @@ class CellResult:
     error: str | None = None
 
     @classmethod
-    def failure(cls, exc: BaseException, t0: float, status: str = STATUS_FAILED) -> "CellResult":
-        """A failed (or, with ``status``, not applicable) cell: the message, or the traceback of a bug."""
-        msg = str(exc) if isinstance(exc, BenchError) else "".join(traceback.format_exception(exc))
-        return cls(status, timings={"total_s": time.perf_counter() - t0}, error=msg)
+    def failure(cls, exc: BaseException, t0: float) -> "CellResult":
+        """A failed cell: its one-line cause, then the full traceback (``error_text``)."""
+        return cls(STATUS_FAILED, timings={"total_s": time.perf_counter() - t0}, error=error_text(exc))
 
 
 def dataset_facts(res: Resources, job: Job, category: str, identity: dict[str, Any]) -> dict[str, Any]:

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fsadbench.run.config import RunConfig, apply_mapping, build_config
-from fsadbench.core.errors import BenchError, ConfigError
+from fsadbench.core.errors import BenchError, ConfigError, error_line
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
 from fsadbench.run.identity import cell_hash
 from fsadbench.run.plan import plan_jobs
 from fsadbench.run.resources import DataSource
-from fsadbench.run.summary import last_line
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -104,7 +103,7 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 st.running[name] = live[str(key.relpath())]
             elif rec is not None and rec.config_hash == h and rec.status == STATUS_FAILED:
                 state = "failed"
-                st.errors[name] = last_line(rec.error)
+                st.errors[name] = error_line(rec.error)
             else:
                 state = "pending"
                 st.outdated += rec is not None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
+from fsadbench.core.errors import error_line
 from fsadbench.results.records import DONE_STATUSES, STATUS_NA, STATUS_OK, CellKey, Record, RecordStore
 from fsadbench.run.config import RunConfig
 from fsadbench.run.identity import cell_hash
@@ -54,7 +55,7 @@ def last_line(text: str | None) -> str:
 def record_outcomes(records: Iterable[Record]) -> list[Outcome]:
     """The outcome of each record a worker just wrote."""
     return [{"cell": str(r.cell), "status": r.status, "encoded": int(r.encoder.get("encoded", 0)),
-             "error": last_line(r.error) if r.status not in DONE_STATUSES else None} for r in records]
+             "error": error_line(r.error) if r.status not in DONE_STATUSES else None} for r in records]
 
 
 def fresh_record(store: RecordStore, key: CellKey, config_hash: str, since: float) -> Record | None:
@@ -97,7 +98,7 @@ def tally(cfg: RunConfig, data: "DataSource", plan: Plan, store: RecordStore, ou
                 s.not_applicable += 1
             else:
                 s.failed += 1
-                s.failures.append(f"{key}: {last_line(rec.error) or rec.status}")
+                s.failures.append(f"{key}: {error_line(rec.error) or rec.status}")
     return s
 
 

@@ -106,7 +106,8 @@ def test_tally_counts_from_the_record_store_not_from_outcomes(tmp_path):
     os.utime(store.path(jobs[4].keys()[0]), (time.time() - 100, time.time() - 100))  # done before this sweep
     since = time.time()
     store.write(_record(jobs[0].keys()[0], h[0], STATUS_OK))  # worker died after writing: no outcome
-    store.write(_record(jobs[1].keys()[0], h[1], STATUS_FAILED, encoded=0, error="Traceback ...\nValueError: boom"))
+    error = "ValueError: boom\n\nTraceback (most recent call last):\n  ...\nValueError: boom"  # error_text's form
+    store.write(_record(jobs[1].keys()[0], h[1], STATUS_FAILED, encoded=0, error=error))
     outcomes = [{"cell": str(jobs[2].keys()[0]), "status": LOST, "encoded": 0, "error": "lost: worker died"},
                 {"cell": str(jobs[3].keys()[0]), "status": ELSEWHERE, "encoded": 0}]
     s = tally(cfg, data, Plan(jobs, jobs, skipped=2), store, outcomes, since)

@@ -20,7 +20,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, Sequence
 
-from fsadbench.results.records import DONE_STATUSES, RecordStore, atomic_write_text
+from fsadbench.core.io import atomic_write_text
+from fsadbench.results.records import DONE_STATUSES, RecordStore
 from fsadbench.run.claims import DEFAULT_LEASE_S, ClaimStore
 from fsadbench.run.config import RunConfig
 from fsadbench.run.plan import Job, Plan
