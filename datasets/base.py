@@ -7,20 +7,18 @@ category, the train normals (k-shot pool) and the test samples.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
-
-import numpy as np
+from typing import Any, ClassVar, Mapping
 
 from fsadbench.core.defaults import default_cache_dir
 from fsadbench.core.errors import ConfigError, DataError
+from fsadbench.core.io import atomic_dir, read_mask  # noqa: F401  (atomic_dir: re-exported for the plugins)
 from fsadbench.core.types import CategoryInfo, CategorySplit, Sample
+
+#: a mask as H x W bool, any non-zero pixel anomalous (:func:`fsadbench.core.io.read_mask`)
+load_mask = read_mask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -164,32 +162,6 @@ def class_name(category: str) -> str:
     return _CLASS_NAMES.get(category, category.replace("_", " "))
 
 
-def load_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """A ground-truth mask as H x W bool: any non-zero pixel is anomalous (0/255 and 0/1 both work).
-
-    Single-channel modes (1, L, I, I;16, F) are read as stored; any other mode
-    (palette, RGB, RGBA) is converted to RGB and a pixel counts when any of its
-    colour channels is non-zero (alpha is ignored), so a dark palette colour is
-    never lost to a luminance rounding. With ``expected_hw`` (the image's
-    height, width) a mask of another size is an error naming the file.
-    """
-    from PIL import Image
-
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im if im.mode in ("L", "1", "I", "I;16", "F") else im.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"mask file {path} cannot be read ({exc}); replace or remove it") from exc
-    if arr.ndim == 3:
-        arr = arr.max(axis=2)
-    if expected_hw is not None and tuple(arr.shape[:2]) != tuple(expected_hw):
-        raise DataError(
-            f"mask {path} is {arr.shape[1]}x{arr.shape[0]} but its image is {expected_hw[1]}x{expected_hw[0]}; "
-            f"fix or regenerate the mask (python run_bench.py check-data lists all such files)")
-    return arr > 0
-
-
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name (any case of extension)."""
     if not folder.is_dir():
@@ -225,24 +197,3 @@ def list_missing(what: str, paths: list[str], limit: int = 10) -> str:
     shown = "\n  ".join(paths[:limit])
     more = f"\n  ... and {len(paths) - limit} more" if len(paths) > limit else ""
     return f"{what}:\n  {shown}{more}"
-
-
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder that is renamed to ``target`` when the block succeeds.
-
-    A killed or failed block leaves no ``target`` (only a hidden temporary folder
-    that the next attempt ignores), so "``target`` exists" means "complete". When
-    another process created ``target`` first, its copy is kept and ours dropped.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -39,6 +39,7 @@ import numpy as np
 from fsadbench.core.errors import ConfigError, DataError
 from fsadbench.core.types import CategorySplit, Sample
 
+from fsadbench.core.io import to_rgb
 from fsadbench.datasets.base import Dataset, atomic_dir, list_images, list_missing, load_mask, make_sample, natural_key
 from fsadbench.datasets.mvtec import load_mvtec_like
 
@@ -107,7 +108,7 @@ def convert_sdd(pairs: list[tuple[Path, Path]], root: Path, target: Path, seed: 
         for img_path, label_path in pairs:
             with Image.open(img_path) as im:
                 im.load()
-                image = im if im.mode in ("L", "RGB") else im.convert("RGB")
+                image = im if im.mode in ("L", "RGB") else to_rgb(im, img_path)
             mask = load_mask(label_path, expected_hw=(image.height, image.width))
             n_defective += int(mask.any())
             stem = f"{img_path.parent.name}_{img_path.stem}"

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import ClassVar
@@ -35,7 +32,7 @@ from scipy import ndimage
 from fsadbench.core.errors import ConfigError, DataError
 from fsadbench.core.types import CategorySplit
 
-from fsadbench.datasets.base import Dataset
+from fsadbench.datasets.base import Dataset, atomic_dir
 from fsadbench.datasets.mvtec import MVTEC_LAYOUT, load_mvtec_like
 
 GENERATOR_VERSION = 2  # bump whenever any category's pixels change
@@ -260,16 +257,8 @@ def generate_synthetic(root: str | Path, categories=None, size: int = 128, n_tra
         target = root / cat
         if target.is_dir():
             continue
-        tmp = Path(tempfile.mkdtemp(prefix=f".{cat}-", dir=root))
-        try:
-            generate_category(tmp / cat, cat, size, n_train, n_test_good, n_test_bad, seed)
-            try:
-                os.rename(tmp / cat, target)
-            except OSError:
-                if not target.is_dir():  # not a concurrent generator winning the race
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(target) as tmp:
+            generate_category(tmp, cat, size, n_train, n_test_good, n_test_bad, seed)
     return root
 
 

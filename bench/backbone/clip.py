@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ import torch
 
 from fsadbench.backbone.towers import ImageTower
 from fsadbench.backbone.weights import quiet_random_init, weights_help
-from fsadbench.core.errors import ConfigError, DataError, WeightsError
+from fsadbench.core.errors import ConfigError, WeightsError, error_summary
+from fsadbench.core.io import read_rgb as load_image  # every mode to 8-bit RGB; errors name the file
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM, TINY_MODEL  # noqa: F401
 
@@ -57,12 +59,22 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never repeated here
+        raise WeightsError(
+            f"checkpoint {path} holds Python objects besides tensors, which fsad-bench never unpickles "
+            f"(torch.load weights_only=True); save a plain state dict (torch.save(model.state_dict(), f)) "
+            f"or a .safetensors file") from exc
+    except (OSError, RuntimeError, ValueError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise WeightsError(f"checkpoint {path} cannot be read ({why}); it may be truncated: download it "
+                           f"again") from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -136,7 +148,8 @@ class Backbone:
             try:
                 model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
             except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
-                why = "no network and not in the local cache" if offline else f"download failed ({str(exc)[:300]})"
+                why = ("no network and not in the local cache" if offline
+                       else f"download failed ({error_summary(exc)[:300]})")
                 raise WeightsError(weights_help(model_name, pretrained, why, cache_dir)) from exc
             finally:
                 hf_constants.HF_HUB_OFFLINE = old
@@ -208,21 +221,6 @@ class Backbone:
     def encode_text(self, prompts: Sequence[str], normalize: bool = False) -> torch.Tensor:
         tokens = self.tokenizer(list(prompts)).to(self.device)
         return self.model.encode_text(tokens, normalize=normalize)
-
-
-def load_image(path: str | Path):
-    """Open an image as RGB (grayscale and RGBA become 3-channel); errors name the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return im.convert("RGB")
-    except FileNotFoundError as exc:
-        raise DataError(f"image file {p} does not exist") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"image file {p} cannot be read ({exc}); replace or remove it") from exc
 
 
 def patch_map(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

@@ -10,7 +10,9 @@ weights, resolution, layers, encoder variant or encoder code (its version in
 ``SPEC_VERSIONS``) misses. Entries live in memory
 (bounded LRU) and on disk (one ``.pt`` file per entry, written atomically:
 temp file + ``os.replace``; safe under concurrent writers, which write the same
-bytes). Loads use ``torch.load(..., weights_only=True)``.
+bytes). Loads use ``torch.load(..., weights_only=True)``; an entry that fails
+to load is recomputed and replaced atomically. A cache folder that cannot be
+written (read-only, full disk) degrades to memory with one warning.
 
 Counters tell how many images went through the encoder (``encoded``), how
 many were served from memory or disk and how many files were decoded
@@ -28,9 +30,10 @@ never mix; on CPU ``amp`` changes nothing and keys stay as they were.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
-import tempfile
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,10 +43,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from fsadbench.core.errors import ConfigError
+from fsadbench.core.io import atomic_write_bytes
 from fsadbench.core.types import ImageRef
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.backbone.clip import Backbone
+
+log = logging.getLogger("fsadbench")
 
 ComputeFn = Callable[["Backbone", torch.Tensor], Mapping[str, torch.Tensor]]
 
@@ -157,6 +163,8 @@ class FeatureStore:
         self.pixel_bytes = pixel_bytes
         self.loader_workers = max(1, loader_workers if loader_workers is not None else min(4, os.cpu_count() or 1))
         self._pool: ThreadPoolExecutor | None = None
+        self._corrupt: set[str] = set()  # entries found damaged on disk: rewritten on the next put
+        self.disk_writable = True  # False after a failed write (read-only folder, full disk): memory only
 
     @property
     def precision(self) -> str:
@@ -280,21 +288,22 @@ class FeatureStore:
             return None
         try:
             return torch.load(p, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
+        except Exception:  # noqa: BLE001 - a damaged entry is recomputed, never trusted, and replaced
+            self._corrupt.add(key)
             return None
 
     def _disk_put(self, key: str, e: dict[str, torch.Tensor]) -> None:
-        if self.dir is None:
+        """Write an entry (atomically; a corrupt one is replaced); an unwritable cache degrades to memory."""
+        if self.dir is None or not self.disk_writable:
             return
         p = self._path(key)
-        if p.is_file():
+        if p.is_file() and key not in self._corrupt:
             return
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".pt")
+        buf = io.BytesIO()
+        torch.save(e, buf)
         try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(e, f)
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            atomic_write_bytes(p, buf.getvalue(), fsync=False)  # a torn entry is only recomputed
+        except OSError as exc:
+            self.disk_writable = False
+            log.warning("warning: feature cache not written, features stay in memory for this process: %s", exc)
+        self._corrupt.discard(key)

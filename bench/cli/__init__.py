@@ -10,15 +10,19 @@ only when that command runs, and the work itself lives in the layers below
     python run_bench.py --preset smoke                       # offline pipeline check
     python run_bench.py report --format html --output report.html
     python run_bench.py list --verbose                       # methods (options, defaults, paper), datasets
+
+Any command takes ``--debug`` (or ``FSADBENCH_DEBUG=1``): errors then come with their traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 from typing import Sequence
 
-from fsadbench.core.errors import BenchError
+from fsadbench.core.errors import BenchError, error_summary, scrub
 
 # command -> (module under fsadbench.cli, function, one-line help); imported only when used
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -50,12 +54,17 @@ def usage() -> str:
              f"  {PROG} --methods apt,winclip --shots 1,2,4 --datasets mvtec --data-root /data", "",
              "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, (_, _, text) in COMMANDS.items()]
-    lines += ["", "options:", "  -h, --help     this list", "  --version      the harness version"]
+    lines += ["", "options:", "  -h, --help     this list", "  --version      the harness version",
+              "  --debug        (any command) errors with their traceback; also FSADBENCH_DEBUG=1"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Errors print one line, cause first (``--debug`` or FSADBENCH_DEBUG=1: with the
+    traceback); Ctrl-C prints one line and exits 130; an unexpected exception exits 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("FSADBENCH_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     if argv[:1] in (["-h"], ["--help"], ["help"]):
         print(usage(), end="")
         return 0
@@ -71,9 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, fn, _ = COMMANDS[cmd]
     try:
         return int(getattr(importlib.import_module(f"fsadbench.cli.{module}"), fn)(argv) or 0)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        _fail(exc, debug, "interrupted; finished cells are kept, rerun the same command to resume")
+        return 130
+    except BenchError as exc:  # cause first; the lines after it (if any) are the fix
+        _fail(exc, debug, f"error: {exc}")
         return 2
+    except BrokenPipeError:  # the reader of our output went away (| head): nothing to say
+        sys.stderr.close()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment fault: one line, traceback on request
+        _fail(exc, debug, f"error: {error_summary(exc)}" + ("" if debug else " (rerun with --debug for the traceback)"))
+        return 1
+
+
+def _fail(exc: BaseException, debug: bool, line: str) -> None:
+    if debug:
+        print(scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))), file=sys.stderr)
+    print(scrub(line), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

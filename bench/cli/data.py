@@ -48,7 +48,10 @@ def main(argv: Sequence[str]) -> int:
     from fsadbench.protocol.check_data import check_datasets
 
     a = build_parser().parse_args(list(argv))
-    n_err, n_warn = check_datasets(split_list(a.datasets) or [], a.data_root, split_list(a.categories), a.cache_dir,
+    from fsadbench.core.validate import parse_categories
+
+    cats = parse_categories(a.categories, "--categories") if a.categories else None
+    n_err, n_warn = check_datasets(split_list(a.datasets) or [], a.data_root, cats, a.cache_dir,
                                    parse_roots(a.root), parse_options(a.dataset_option, "--dataset-option"),
                                    decode=not a.headers_only)
     print(f"check-data: {n_err} error(s), {n_warn} warning(s)")

@@ -11,7 +11,8 @@ from fsadbench.core.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fsadbench.reports.paper_tables import LAYOUTS, SHOW
+    from fsadbench.reports.paper.assemble import SHOW
+    from fsadbench.reports.paper.layouts import LAYOUTS
 
     p = parser("paper-table", "Render an APT paper table layout from records, optionally with the published "
                               "figures under or beside the measured ones.",
@@ -23,13 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--published", default="under", choices=SHOW,
                    help="published figures: under (default), beside or none")
     p.add_argument("--metric", help="metric (default: the layout's, pixel_auroc)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a measured entry misses categories, seeds or records, or records mix runs")
     return p
 
 
 def main(argv: Sequence[str]) -> int:
     from fsadbench.cli.common import DEFAULT_RESULTS_DIR
-    from fsadbench.reports.paper_tables import build, table_spec
-    from fsadbench.reports.tables import render
+    from fsadbench.reports.paper.layouts import build
+    from fsadbench.reports.paper.spec import table_spec
+    from fsadbench.reports.render import render
     from fsadbench.results.records import RecordStore
 
     a = build_parser().parse_args(list(argv))
@@ -48,7 +52,11 @@ def main(argv: Sequence[str]) -> int:
     records = store.records() if store.records_dir.is_dir() else []
     if not records:
         print(f"paper-table: no records in {results_dir}: published figures only", file=sys.stderr)
-    text = render(build(layout, records, a.published, **kw), a.format)
+    table = build(layout, records, a.published, **kw)
+    text = render(table, a.format)
     print(text)
     write_output(a.output, text)
+    if a.strict and table.problems:
+        print("incomplete table (--strict):\n" + "\n".join(f"  - {x}" for x in table.problems), file=sys.stderr)
+        return 1
     return 0

@@ -20,20 +20,26 @@ def _sources() -> argparse.ArgumentParser:
 
 
 def compare_parser() -> argparse.ArgumentParser:
-    from fsadbench.regression.compare import COMPARABILITY, DEFAULT_TOL, DEFAULT_Z
+    from fsadbench.regression.compare import DEFAULT_ALPHA
+    from fsadbench.results.comparability import CHECKS
 
     p = parser("compare", "Per-cell and per-table deltas between two sets of records; exit status 1 on a "
                           "regression.", [_sources(), output_flag("write the Markdown report to this file as well")])
     p.add_argument("base", help="results folder, run id (folder under --results-root) or git commit")
     p.add_argument("head", help="results folder, run id or git commit")
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL, help="tolerance in percentage points (default 0.5)")
-    p.add_argument("--z", type=float, default=DEFAULT_Z, help="noise band = z x SE over seeds (default 2)")
+    p.add_argument("--tol", default="0.5",
+                   help="tolerance in percentage points: a number, and/or METRIC=NUMBER entries, comma-separated "
+                        "(default 0.5; e.g. 0.5,image_auroc=1.0)")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help="one-sided level of the t test over seeds that decides 'beyond noise' (default 0.025: the "
+                        "two-sided 95 %% t band)")
     p.add_argument("--metrics", help="comma-separated metrics to compare (default: every metric on both sides)")
-    p.add_argument("--strict", action="store_true", help="fail on any cell change beyond --tol (deterministic runs)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on any cell change beyond --tol and on incomplete figures (deterministic runs)")
     p.add_argument("--allow-missing", action="store_true", help="cells of base missing in head do not fail")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="compare records from different metric versions/backbones/protocols/data anyway")
-    p.add_argument("--skip-check", action="append", default=[], choices=sorted(COMPARABILITY),
+    p.add_argument("--skip-check", action="append", default=[], choices=sorted(CHECKS),
                    help="do not require this field to match (repeatable), e.g. dataset when only the file "
                         "encoding of generated data differs")
     p.add_argument("--all-cells", action="store_true", help="list every cell metric, not only those that moved")
@@ -41,13 +47,15 @@ def compare_parser() -> argparse.ArgumentParser:
 
 
 def compare_main(argv: Sequence[str]) -> int:
-    from fsadbench.regression.compare import COMPARABILITY, compare, load_side
+    from fsadbench.regression.compare import compare
+    from fsadbench.regression.sources import load_side
+    from fsadbench.results.comparability import CHECKS
 
     a = compare_parser().parse_args(list(argv))
     base = load_side(a.base, a.results_dir, a.results_root, "BASE")
     head = load_side(a.head, a.results_dir, a.results_root, "HEAD")
-    checks = [n for n in COMPARABILITY if n not in a.skip_check]
-    c = compare(base, head, a.tol, a.z, split_list(a.metrics), a.strict, a.allow_missing, a.allow_mismatch, checks)
+    checks = [n for n in CHECKS if n not in a.skip_check]
+    c = compare(base, head, a.tol, a.alpha, split_list(a.metrics), a.strict, a.allow_missing, a.allow_mismatch, checks)
     text = c.to_markdown(all_cells=a.all_cells)
     print(text)
     write_output(a.output, text)
@@ -66,7 +74,7 @@ def baseline_parser() -> argparse.ArgumentParser:
 def baseline_main(argv: Sequence[str]) -> int:
     """``python run_bench.py baseline --preset smoke``: (re)write results/baselines/<preset> from a fresh run."""
     from fsadbench.cli.common import say
-    from fsadbench.regression.compare import write_baseline
+    from fsadbench.regression.gate import write_baseline
 
     a = baseline_parser().parse_args(list(argv))
     summary, out = write_baseline(a.preset, a.output, a.cache_dir, log=say)

@@ -26,26 +26,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", help="comma-separated datasets to include")
     p.add_argument("--per-category", action="store_true", help="add per-category tables (csv/json: rows)")
     p.add_argument("--title", default="fsad-bench report", help="html: the report's title")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a figure misses planned categories or seeds, or records mix runs")
     return p
 
 
 def main(argv: Sequence[str]) -> int:
-    from fsadbench.reports.export import report_text
+    from fsadbench.reports.export import render_report
 
     a = build_parser().parse_args(list(argv))
     root = existing_results_dir(a.results_dir, "report")
-    text = report_text(root, a.format, parse_metrics(a.metric), split_list(a.methods), split_list(a.datasets),
-                       a.per_category, a.title)
-    if not text:
+    rep = render_report(root, a.format, parse_metrics(a.metric), split_list(a.methods), split_list(a.datasets),
+                        a.per_category, a.title)
+    if not rep.text:
         print(f"report: no successful records in {root}"
               + (" for the --methods / --datasets given" if a.methods or a.datasets else "")
               + "; nothing written", file=sys.stderr)
         return 1
     if a.format == "html":  # a document, not terminal output: always a file
-        write_output(a.output or str(root / "report.html"), text)
-        return 0
-    print(text, end="" if text.endswith("\n") else "\n")
-    write_output(a.output, text)
+        write_output(a.output or str(root / "report.html"), rep.text)
+    else:
+        print(rep.text, end="" if rep.text.endswith("\n") else "\n")
+        write_output(a.output, rep.text)
+    if a.strict and not rep.complete:
+        print(rep.strict_message(), file=sys.stderr)
+        return 1
     return 0
 
 

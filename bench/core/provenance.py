@@ -5,44 +5,31 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-import subprocess
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from fsadbench.core.gitinfo import REPO_ROOT, git, tree_state
 
 _PACKAGES = ("fsad-bench", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "scikit-learn", "pandas")
 
 
 def git_state(repo: str | None = None) -> dict[str, Any]:
-    """Commit + dirty flag of the git checkout at ``repo``: by default the current directory, i.e. the
-    working repository the user runs in (their plugins, configs, local edits), not wherever the package is
-    installed; the package's own repository when the current directory is in none."""
+    """Commit + dirty flag (+ repo root) of the git checkout at ``repo``: by default the current directory,
+    i.e. the working repository the user runs in (their plugins, configs, local edits), not wherever the
+    package is installed; the package's own checkout when the current directory is in none."""
     return _git_state(os.path.abspath(repo or os.getcwd()))
 
 
 @lru_cache(maxsize=16)
 def _git_state(cwd: str) -> dict[str, Any]:
-    state = _git(cwd)
-    package_root = str(Path(__file__).resolve().parents[2])
-    if state["commit"] is None and cwd != package_root:
-        state = _git(package_root)
+    where = cwd
+    state = dict(tree_state(cwd))
+    if state["commit"] is None and cwd != str(REPO_ROOT):
+        where, state = str(REPO_ROOT), dict(tree_state(REPO_ROOT))
+    if state["commit"] is not None:
+        state["repo"] = git(["rev-parse", "--show-toplevel"], where)
     return state
-
-
-def _git(cwd: str) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no") != ""
-        root = git("rev-parse", "--show-toplevel")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if not commit:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": dirty, "repo": root or None}
 
 
 @lru_cache(maxsize=1)

@@ -13,17 +13,22 @@ from the published ones, an anomalous image whose mask has no anomalous pixel,
 an anomalous image with no mask (image-level only), a category without train
 normals (few-shot cells cannot run; zero-shot ones can).
 
-Masks are read with :func:`fsadbench.datasets.base.load_mask`: any non-zero
-pixel is anomalous.
+Images are read exactly as a run reads them (:func:`fsadbench.core.io.read_rgb`:
+every PIL mode to 8-bit RGB, 16-bit scaled, alpha over black, or an error
+naming the file); each category lists the modes and bit depths it saw, e.g.
+``images: I;16 16-bit (scaled to 8-bit) x 3, RGB 8-bit x 40``. Masks are read
+with :func:`fsadbench.core.io.read_mask`: any non-zero pixel is anomalous.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from fsadbench.core.errors import BenchError, ConfigError, DataError
+from fsadbench.core.io import image_info, mode_note, read_mask, read_rgb
 
 #: loaders end their errors with the expected layout; check-data prints it once per dataset
 LAYOUT_MARK = "Expected layout:"
@@ -37,6 +42,8 @@ class CategoryReport:
     expected: dict[str, int] | None = None
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    image_modes: Counter = field(default_factory=Counter)  # "RGB 8-bit" -> count
+    mask_modes: Counter = field(default_factory=Counter)
 
     def lines(self) -> list[str]:
         keys = [k for k in self.counts if k not in ("normal", "anomalous")]
@@ -48,23 +55,36 @@ class CategoryReport:
             parts.append(f"{k} {found}" + (f" (expected {exp})" if exp is not None else ""))
         status = "ERROR" if self.errors else ("warning" if self.warnings else "ok")
         out = [f"  {self.category}: {', '.join(parts) or 'no counts'}  [{status}]"]
+        for what, modes in (("images", self.image_modes), ("masks", self.mask_modes)):
+            if modes:
+                out.append(f"    {what}: " + ", ".join(f"{k} x {n}" for k, n in sorted(modes.items())))
         out += [f"    error: {e.split(LAYOUT_MARK)[0].rstrip()}" for e in self.errors]
         out += [f"    warning: {w}" for w in self.warnings]
         return out
 
 
-def _image_hw(path: Path, decode: bool) -> tuple[int, int]:
-    from PIL import Image
+def _image_hw(path: Path, decode: bool, modes: Counter) -> tuple[int, int]:
+    """Size of an image; with ``decode`` it is read exactly as a run reads it (8-bit RGB)."""
+    info = image_info(path)
+    modes[info.label] += 1
+    if mode_note(info.mode, info.bits) == "unsupported":
+        raise DataError(f"image file {path} has PIL mode {info.mode}, which has no defined mapping to RGB; "
+                        f"save it as 8-bit RGB or grayscale")
+    if decode:
+        read_rgb(path)
+    return info.height, info.width
 
-    with Image.open(path) as im:
-        if decode:
-            im.load()
-        return im.height, im.width
+
+def _mask_mode(path: Path, modes: Counter) -> None:
+    try:
+        modes[image_info(path).label.split(" (")[0]] += 1
+    except DataError:
+        pass  # read_mask reports it
 
 
 def check_category(dataset: Any, category: str, decode: bool = True) -> CategoryReport:
     """Load one category through its plugin and check every file of the split."""
-    from fsadbench.datasets.base import load_mask, split_counts
+    from fsadbench.datasets.base import split_counts
 
     rep = CategoryReport(dataset.name, category, expected=dataset.expected(category))
     try:
@@ -82,16 +102,17 @@ def check_category(dataset: Any, category: str, decode: bool = True) -> Category
                                if getattr(dataset, "test_only", False) else ""))
     for s in list(split.train) + list(split.test):
         try:
-            hw = _image_hw(s.image_path, decode)
-        except (OSError, ValueError) as exc:
-            rep.errors.append(f"image {s.image_path} cannot be read ({exc})")
+            hw = _image_hw(s.image_path, decode, rep.image_modes)
+        except DataError as exc:
+            rep.errors.append(str(exc))
             continue
         if s.mask_path is None:
             if s.label:
                 rep.warnings.append(f"anomalous image {s.image_path} has no mask: image-level metrics only")
             continue
+        _mask_mode(s.mask_path, rep.mask_modes)
         try:
-            mask = load_mask(s.mask_path, expected_hw=hw)
+            mask = read_mask(s.mask_path, expected_hw=hw)
         except DataError as exc:
             rep.errors.append(str(exc))
             continue

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from fsadbench.core.errors import DataError
+from fsadbench.core.io import image_size, read_mask
 from fsadbench.protocol.metrics import PixelMetrics, image_metrics
 from fsadbench.core.types import Prediction, Sample
 
@@ -72,21 +73,9 @@ def postprocess(maps: np.ndarray | torch.Tensor, size: int, sigma: float) -> tor
 def _mask_cached(path: str, size: int) -> np.ndarray:
     from PIL import Image
 
-    from fsadbench.datasets.base import load_mask
-
-    m = load_mask(Path(path))
+    m = read_mask(Path(path))
     img = Image.fromarray(m.astype(np.uint8) * 255)
     return np.asarray(img.resize((size, size), Image.NEAREST)) > 0
-
-
-def _image_hw(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except OSError as exc:
-        raise DataError(f"image file {path} cannot be read ({exc})") from exc
 
 
 def gt_mask(sample: Sample, size: int) -> np.ndarray:
@@ -97,7 +86,7 @@ def gt_mask(sample: Sample, size: int) -> np.ndarray:
     if sample.mask_path is None:
         return np.zeros((size, size), dtype=bool)
     m_hw = _mask_hw(str(sample.mask_path))
-    i_hw = _image_hw(sample.image_path)
+    i_hw = image_size(sample.image_path)
     if m_hw != i_hw:
         raise DataError(
             f"mask {sample.mask_path} is {m_hw[1]}x{m_hw[0]} but its image {sample.image_path} is "
@@ -112,7 +101,7 @@ def has_pixel_truth(sample: Sample) -> bool:
 
 @lru_cache(maxsize=8192)
 def _mask_hw(path: str) -> tuple[int, int]:
-    return _image_hw(Path(path))
+    return image_size(Path(path))
 
 
 class CategoryEvaluator:

@@ -71,6 +71,9 @@ class Method(ABC):
     fit_scope: ClassVar[str] = "category"
     #: Gaussian sigma (in evaluation pixels) applied after upsampling, per the paper.
     default_sigma: ClassVar[float] = 4.0
+    #: The version of the method's semantics: bump it whenever a change can move its numbers with the
+    #: same options (part of every cell's resume key, so stale records are recomputed).
+    version: ClassVar[int] = 1
 
     @dataclass
     class Options:

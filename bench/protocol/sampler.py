@@ -58,3 +58,19 @@ def sample_shots(train: Sequence[Sample], k: int, seed: int) -> list[Sample]:
 
 def manifest(shots: Sequence[Sample]) -> list[dict[str, str]]:
     return [{"rel_path": s.rel_path, "sha1": file_digest(s.image_path)} for s in shots]
+
+
+def content_fingerprint(test: Sequence[Sample], shots: Sequence[Sample] = ()) -> str:
+    """A category's data as a cell sees it: sha1 over the test images' relative paths, labels and content
+    digests, their masks' content digests, and the shots' relative paths and digests.
+
+    Any changed pixel file (image or mask), relabelled or added test image, or other shot changes it.
+    """
+    h = hashlib.sha1()
+    for s in test:
+        mask = file_digest(s.mask_path) if s.mask_path is not None else "-"
+        h.update(f"{s.rel_path}|{int(s.label)}|{file_digest(s.image_path)}|{mask}\n".encode())
+    h.update(b"shots\n")
+    for s in shots:
+        h.update(f"{s.rel_path}|{file_digest(s.image_path)}\n".encode())
+    return h.hexdigest()[:16]

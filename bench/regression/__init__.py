@@ -1,1 +1,3 @@
-"""Regression tracking: compare two result sets, the committed smoke gate, metric history over commits."""
+"""Regression tracking: where records come from (``sources``), comparing two sides with t-based noise bands
+(``compare``, ``render``, ``cli``), the committed smoke gate and baseline command (``gate``), and a metric
+over commits (``history``)."""

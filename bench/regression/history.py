@@ -15,29 +15,28 @@ the time of their earliest record.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
 from tabulate import tabulate
 
-from fsadbench.results.aggregate import METRIC_LABELS, records_frame, summary
-from fsadbench.regression.compare import _latest, results_folders, short_commit
 from fsadbench.core.errors import ConfigError
+from fsadbench.core.gitinfo import commit_subject
+from fsadbench.regression.sources import latest_per_cell, scan_folders
+from fsadbench.results.aggregate import METRIC_LABELS, records_frame, summary
+from fsadbench.results.comparability import short_commit
 from fsadbench.results.records import STATUS_OK, Record, RecordStore
 
 
 def _subject(commit: str) -> str:
-    """The commit's subject line when git knows it here, else ''."""
+    """The commit's subject line when git knows it here, else ''.
+
+    ``commit`` comes from a record file: anything but 4-40 hex digits is never handed to git, and the
+    id goes after ``--end-of-options`` (a record cannot smuggle in an option such as ``--output=F``).
+    """
     c = commit.split("+")[0]
-    if c == "unknown":
-        return ""
-    try:
-        r = subprocess.run(["git", "log", "-1", "--format=%s", c], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return r.stdout.strip() if r.returncode == 0 else ""
+    return "" if c == "unknown" else commit_subject(c)
 
 
 def history_frame(records: Iterable[Record], method: str, dataset: str, metric: str = "pixel_auroc",
@@ -61,7 +60,7 @@ def history_frame(records: Iterable[Record], method: str, dataset: str, metric: 
         groups.setdefault(short_commit(r), []).append(r)
     rows = []
     for commit, rs in groups.items():
-        rs = _latest(rs)
+        rs = latest_per_cell(rs)
         t = min(str((r.provenance or {}).get("time_utc") or "") for r in rs)
         df = records_frame(rs)
         if variant:
@@ -125,10 +124,7 @@ def plot_history(h: pd.DataFrame, path: str | Path, method: str, dataset: str, m
 
 
 def collect(results_dirs: Sequence[str | Path] | None, results_root: str | Path = "results") -> list[Record]:
-    folders = [Path(d) for d in results_dirs] if results_dirs else results_folders(results_root)
-    bad = [str(d) for d in folders if not (d / "records").is_dir()]
-    if bad:
-        raise ConfigError(f"--results-dir {', '.join(bad)}: no records/ sub-folder there")
+    folders = scan_folders(results_dirs, results_root)
     if not folders:
         raise ConfigError(f"history: no results folders under {results_root}/; pass --results-dir")
     return [r for d in folders for r in RecordStore(d)]

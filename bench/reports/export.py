@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import pandas as pd
 
-from fsadbench.reports.tables import category_table, main_table, render
 from fsadbench.results.aggregate import per_category, records_frame, summary
-from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, Record
+from fsadbench.results.records import STATUS_FAILED, STATUS_NA, Record
+from fsadbench.results.subsets import subset_notes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.reports.report import Report
 
 SUMMARY_COLUMNS = ["level", "metric", "method", "label", "variant", "dataset", "shots", "category", "mean", "std",
                    "n_seeds"]
@@ -41,37 +44,6 @@ def summary_long(df: pd.DataFrame, metrics: Sequence[str], categories: bool = Fa
     out = pd.concat(parts, ignore_index=True)
     out = out[out["n_seeds"] > 0]
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
-
-
-def _plugin_categories(dataset: str) -> tuple[str, ...]:
-    from fsadbench.core.errors import BenchError
-    from fsadbench.core.registry import DATASETS
-
-    try:
-        return tuple(DATASETS.get(dataset)[0].categories)
-    except BenchError:  # a plugin no longer installed: no published list to compare with
-        return ()
-
-
-def subset_notes(records: Iterable[Record]) -> list[str]:
-    """'SUBSET' notes for records run on part of the test images or of a dataset's categories."""
-    records = [r for r in records if r.status == STATUS_OK]
-    notes = []
-    caps = sorted({int(r.protocol["max_test_images"]) for r in records if r.protocol.get("max_test_images")})
-    if caps:
-        notes.append(f"SUBSET: at most {', '.join(map(str, caps))} test image(s) per category "
-                     f"(--max-test-images); not comparable with figures over the full test sets.")
-    chosen: dict[str, set[str]] = {}
-    for r in records:
-        for d in (r.config or {}).get("datasets") or []:
-            if isinstance(d, dict) and d.get("name") == r.key["dataset"] and d.get("categories"):
-                chosen.setdefault(d["name"], set()).update(d["categories"])
-    for name, cats in sorted(chosen.items()):
-        full = set(_plugin_categories(name))
-        if full and cats < full:
-            notes.append(f"SUBSET: {name}: {len(cats)} of its {len(full)} categories ({', '.join(sorted(cats))}); "
-                         f"the dataset figure is the mean over these only.")
-    return notes
 
 
 def coverage_notes(records: Iterable[Record]) -> list[str]:
@@ -109,32 +81,36 @@ def load_records(results_dir: str | Path, methods: Sequence[str] | None = None,
     return records, records_frame(records)
 
 
-def report_text(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
-                methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                per_category: bool = False, title: str = "fsad-bench report") -> str:
-    """The report in one format; "" when there is no successful record (callers say so on stderr)."""
+def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
+                  methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+                  per_category: bool = False, title: str = "fsad-bench report") -> Report:
+    """The ``report`` command's output in any format, with the tables' problems (``--strict``).
+
+    ``text`` is "" when there is no successful record (callers say so on stderr, and write no file).
+    """
+    from fsadbench.reports.report import Report, build_report
+
     metrics = [metric] if isinstance(metric, str) else list(metric)
     records, df = load_records(results_dir, methods, datasets)
+    if df.empty:
+        return Report("", ["no successful records"])
+    tables = build_report(results_dir, "markdown" if fmt not in ("markdown", "latex") else fmt, metrics, methods,
+                          datasets, per_category)
+    if fmt in ("markdown", "latex"):
+        return tables
     if fmt == "html":
         from fsadbench.reports.html import html_report, qualitative_png
 
-        return html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir),
-                           per_category=True) if records else ""
-    if df.empty:
-        return ""
-    if fmt in ("csv", "json"):
+        text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir))
+    else:
         rows = summary_long(df, metrics, per_category)
-        if fmt == "csv":
-            return to_csv(rows)
-        return to_json(rows, coverage_notes(records), results_dir=str(results_dir), metrics=metrics)
-    extra = subset_notes(records)
-    parts = []
-    for m in metrics:
-        tables = [main_table(df, m)]
-        if per_category:
-            tables += [category_table(df, d, int(k), m) for d in dict.fromkeys(df["dataset"])
-                       for k in sorted(df[df["dataset"] == d]["shots"].unique())]
-        for t in tables:
-            t.notes[:0] = extra
-            parts.append(render(t, fmt))
-    return "\n".join(parts)
+        text = to_csv(rows) if fmt == "csv" else to_json(rows, coverage_notes(records), results_dir=str(results_dir),
+                                                         metrics=metrics)
+    return Report(text, tables.problems)
+
+
+def report_text(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
+                methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+                per_category: bool = False, title: str = "fsad-bench report") -> str:
+    """:func:`render_report`'s text."""
+    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title).text

@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 from fsadbench.reports.export import coverage_notes
 from fsadbench.reports.tables import Table, TextCell, category_table, main_table
 from fsadbench.results.aggregate import METRIC_LABELS, records_frame
+from fsadbench.results.coverage import Figure, ResultSet
 from fsadbench.results.records import STATUS_OK, Record
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
@@ -43,18 +44,19 @@ def img_tag(png: bytes, alt: str) -> str:
     return f'<img src="{data_uri(png)}" alt="{esc(alt)}">'
 
 
-def _cell(c, bold: bool) -> str:
+def _entry(c, bold: bool, close: bool, mark: str | None) -> str:
     if isinstance(c, TextCell):
-        return esc(c.md)
-    if c is None or math.isnan(c[0]):
-        return "&ndash;"
-    std = 0.0 if math.isnan(c[1]) else c[1]
-    s = f"{c[0]:.2f} &plusmn; {std:.2f}"
-    return f"<b>{s}</b>" if bold else s
+        s = esc(c.md)
+    elif not isinstance(c, Figure) or math.isnan(c.mean):
+        s = "&ndash;"
+    else:
+        s = f"{c.mean:.2f} &plusmn; {0.0 if math.isnan(c.std) else c.std:.2f}"
+        s = f"<b>{s}</b>" if bold else s
+    return s + (" &dagger;" if close else "") + (f" <sup>{esc(mark)}</sup>" if mark else "")
 
 
 def table_html(t: Table) -> str:
-    """A :class:`Table` as an HTML table (header groups, best mean per column in bold, notes below)."""
+    """A :class:`Table` as an HTML table (header groups, bold best, dagger, footnote marks, notes below)."""
     nrh = len(t.row_headers)
     head1 = "".join("<th></th>" for _ in range(nrh)) + "".join(
         f'<th colspan="{span}">{esc(g)}</th>' for g, span in t.groups)
@@ -63,9 +65,13 @@ def table_html(t: Table) -> str:
     for ri, (rh, cells) in enumerate(t.rows):
         cls = ' class="break"' if ri in t.breaks else ""
         tds = "".join(f'<td class="rh">{esc(h.md if isinstance(h, TextCell) else h)}</td>' for h in rh)
-        tds += "".join(f"<td>{_cell(c, t.best[j] == ri)}</td>" for j, c in enumerate(cells))
+        tds += "".join(f"<td>{_entry(c, (ri, j) in t.bold, (ri, j) in t.close, t.marks.get((ri, j)))}</td>"
+                       for j, c in enumerate(cells))
         body.append(f"<tr{cls}>{tds}</tr>")
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in t.notes)
+    if t.close:
+        notes = '<p class="note">&dagger; not significantly worse than the best (one-sided paired t over seeds)</p>' \
+            + notes
     return (f"<table><caption>{esc(t.title)}</caption><thead><tr>{head1}</tr><tr>{head2}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>{notes}")
 
@@ -182,6 +188,7 @@ def html_report(records: Sequence[Record], metrics: Sequence[str] = ("pixel_auro
     """The whole report as one HTML document (a string)."""
     records = list(records)
     df = records_frame(records)
+    rs = ResultSet(records)
     parts = [f"<h1>{esc(title)}</h1>"]
     if source:
         parts.append(f"<p>Records: <code>{esc(source)}</code> ({len(records)} cell record(s), "
@@ -193,7 +200,7 @@ def html_report(records: Sequence[Record], metrics: Sequence[str] = ("pixel_auro
     for m in metrics if not df.empty else ():
         label = METRIC_LABELS.get(m, m)
         parts.append(f"<h2>{esc(label)}</h2>")
-        parts.append(table_html(main_table(df, m)))
+        parts.append(table_html(main_table(rs, m)))
         for d in dict.fromkeys(df["dataset"]):
             for k in sorted(df[df["dataset"] == d]["shots"].unique()):
                 png = _bars_png(records, d, int(k), m)
@@ -201,7 +208,7 @@ def html_report(records: Sequence[Record], metrics: Sequence[str] = ("pixel_auro
                     parts.append(f"<h3>{esc(d)}, {int(k)}-shot, per category</h3>{img_tag(png, f'{label} {d} {k}-shot')}")
                 if per_category:
                     parts.append("<details><summary>per-category table</summary>"
-                                 + table_html(category_table(df, d, int(k), m)) + "</details>")
+                                 + table_html(category_table(rs, d, int(k), m)) + "</details>")
     if grid_png is not None:
         parts.append(f"<h2>Qualitative results</h2>{img_tag(grid_png, 'qualitative grid')}")
     if records:

@@ -1,204 +1,260 @@
-"""Mean ± std tables in Markdown and LaTeX (booktabs).
+"""The Table model and the report's two builders (main table, per-category table).
 
-Main layout (the APT paper's Table 1): rows (shots, method), columns
-dataset x variant ("w/o VG", "w/ VG"), mean ± std over seeds, best mean per
-column in bold. Per-category layout: rows category, columns method x variant.
-A table built from random-weight records says so in its first line.
+Main layout (the APT paper's Table 1): rows (shots, method), columns dataset x
+variant ("w/o VG", "w/ VG"), mean ± std over seeds. Per-category layout: rows
+the dataset's planned categories, columns method x variant.
+
+Every figure carries its coverage (:mod:`fsadbench.results.coverage`): a figure
+over fewer categories or seeds than planned gets a footnote mark whose note
+names what is missing and why; an entry without any figure says why
+("failed", "n/a", "–" for no record) with a mark as well. ``Table.problems``
+lists what makes a table incomplete or mixed (``--strict`` exits 1 on it).
+
+Emphasis (:func:`emphasise`): within each group of competing entries (a column
+within one shot block; in per-category tables the methods of one category and
+variant) every complete figure whose mean equals the best at the printed
+precision is bold (ties all bold), and a complete figure that is not
+significantly worse than the best by a one-sided paired t test over common
+seeds (p >= alpha, default 0.05) gets a dagger. Incomplete figures are neither.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Sequence
+import string
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
 
-import pandas as pd
-from tabulate import tabulate
-
-from fsadbench.results.aggregate import METRIC_LABELS, per_category, summary
+from fsadbench.results.aggregate import METRIC_LABELS
+from fsadbench.results.comparability import commit_summary, describe_mixed, mixed
+from fsadbench.results.coverage import Figure, ResultSet
+from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record
+from fsadbench.results.stats import paired_t
+from fsadbench.results.subsets import subset_notes
 
 VARIANT_ORDER = ("w/o VG", "w/ VG")
 RANDOM_BANNER = ("PIPELINE CHECK: these numbers come from RANDOM backbone weights (--pretrained none); "
                  "they test the pipeline, not any method.")
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
 class TextCell:
-    """A preformatted cell (a published figure, a delta, a check mark), in both output formats.
-
-    Allowed as a value cell or a row header; never bold and never a candidate for the best.
-    """
+    """A preformatted entry (a published figure, a delta, a reason), in both output formats; never bold."""
 
     md: str
     tex: str
 
 
+MISSING = TextCell("–", "--")
+NOT_APPLICABLE = TextCell("n/a", "n/a")  # by design (a variant the method lacks, a shot count it refuses)
+
+
 @dataclass
 class Table:
-    """A rendered-agnostic table: header groups, column labels, body rows of cells."""
+    """A renderer-agnostic table: header groups, column labels, body rows of entries, emphasis, notes."""
 
     title: str
     row_headers: list[str]  # e.g. ["shots", "method"]
     groups: list[tuple[str, int]]  # (group label, span) over the value columns
     columns: list[str]  # value column labels (variants)
-    rows: list[tuple[list[str], list[tuple[float, float] | None]]]
-    best: list[int | None]  # row index of the best mean per value column
-    notes: list[str]
-    breaks: list[int]  # row indices before which a rule is drawn
+    rows: list[tuple[list, list[Figure | TextCell | None]]]
+    notes: list[str] = field(default_factory=list)
+    breaks: list[int] = field(default_factory=list)  # row indices before which a rule is drawn
+    bold: set[tuple[int, int]] = field(default_factory=set)  # (row, column) of best figures
+    close: set[tuple[int, int]] = field(default_factory=set)  # not significantly worse than the best
+    marks: dict[tuple[int, int], str] = field(default_factory=dict)  # footnote letter per entry
+    problems: list[str] = field(default_factory=list)  # incomplete or mixed: --strict fails
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
 
 
-def _variants(df: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(df["variant"]))
+class Footnotes:
+    """Letters a, b, ... for distinct footnote texts, shared by every entry with the same text."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    def mark(self, text: str) -> str:
+        if text not in self.texts:
+            n = len(self.texts)
+            letters = string.ascii_lowercase
+            self.texts[text] = letters[n % 26] * (n // 26 + 1)
+        return self.texts[text]
+
+    def notes(self) -> list[str]:
+        return [f"[{m}] {t}" for t, m in self.texts.items()]
+
+
+def emphasise(table: Table, groups: Iterable[Sequence[tuple[int, int]]], alpha: float = ALPHA) -> None:
+    """Bold the best complete figure(s) of each group and dagger those not significantly worse."""
+    for group in groups:
+        figs = [(pos, table.rows[pos[0]][1][pos[1]]) for pos in group]
+        figs = [(pos, f) for pos, f in figs if isinstance(f, Figure) and f.complete]
+        if not figs:
+            continue
+        top = max(round(f.mean, 2) for _, f in figs)
+        best_pos, best = max(((p, f) for p, f in figs if round(f.mean, 2) == top), key=lambda pf: pf[1].mean)
+        for pos, f in figs:
+            if round(f.mean, 2) == top:
+                table.bold.add(pos)
+            elif paired_t(f.seeds, best.seeds).defined and paired_t(f.seeds, best.seeds).p_lower >= alpha:
+                table.close.add(pos)
+
+
+def emphasis_note(where: str, alpha: float = ALPHA) -> str:
+    return (f"bold: best complete figure {where} (every tie at the printed precision bold); †: not significantly "
+            f"worse than the best (one-sided paired t over common seeds, p ≥ {alpha:g}; needs ≥ 2 seeds); "
+            f"figures with a coverage mark are neither.")
+
+
+def variants_of(records: Iterable[Record]) -> list[str]:
+    present = list(dict.fromkeys(v for r in records for v in r.metrics))
     return [v for v in VARIANT_ORDER if v in present] + sorted(v for v in present if v not in VARIANT_ORDER)
 
 
-def _best(rows, ncols: int) -> list[int | None]:
-    best: list[int | None] = []
-    for j in range(ncols):
-        vals = [(r[1][j][0], i) for i, r in enumerate(rows)
-                if isinstance(r[1][j], tuple) and not math.isnan(r[1][j][0])]
-        best.append(max(vals)[1] if vals else None)
-    return best
+def method_label(records: Iterable[Record], method_id: str) -> str:
+    for r in records:
+        if r.key["method"] == method_id:
+            return (r.method or {}).get("label") or method_id
+    return method_id
 
 
-def main_table(df: pd.DataFrame, metric: str = "pixel_auroc", datasets: Sequence[str] | None = None,
-               variants: Sequence[str] | None = None) -> Table:
-    s = summary(df, metric)
-    datasets = list(datasets or dict.fromkeys(df["dataset"]))
-    variants = list(variants or _variants(df))
-    cols = [(d, v) for d in datasets for v in variants]
-    cols = [c for c in cols if ((s["dataset"] == c[0]) & (s["variant"] == c[1])).any()]
-    rows, breaks = [], []
-    methods = list(dict.fromkeys(df["label"]))
-    for k in sorted(s["shots"].unique()):
-        if rows:
-            breaks.append(len(rows))
-        for lab in methods:
-            sub = s[(s["shots"] == k) & (s["label"] == lab)]
-            if sub.empty:
+def fidelity_notes(records: Iterable[Record], label_of=None) -> list[str]:
+    """Each method's fidelity notes (``describe()["fidelity_notes"]``), once per method id."""
+    out: dict[str, list[str]] = {}
+    for r in records:
+        notes = ((r.method or {}).get("describe") or {}).get("fidelity_notes") or ()
+        mid = r.key["method"]
+        if notes and mid not in out:
+            out[mid] = [str(n) for n in notes]
+    return [f"{label_of(m) if label_of else m}: " + "; ".join(ns) for m, ns in out.items()]
+
+
+def empty_entry(rs: ResultSet, method: str, dataset: str, shots: int, variant: str, metric: str,
+                foot: Footnotes, label: str) -> tuple[TextCell, str]:
+    """The entry shown where a figure has no value, and its footnote mark."""
+    if not rs.has_variant(method, variant):
+        return NOT_APPLICABLE, foot.mark(f"{label} has no {variant!r} variant")
+    st = rs.status_of(method, dataset, shots)
+    cell = NOT_APPLICABLE if st == {STATUS_NA} else TextCell("failed", "failed") \
+        if STATUS_FAILED in st and len(st) == 1 else MISSING
+    why = rs.why_empty(method, dataset, shots, variant, metric)
+    return cell, foot.mark(f"{label}, {dataset} {shots}-shot: no figure ({why})")
+
+
+def count_incomplete(t: Table) -> int:
+    """Marked entries that are incomplete figures or missing / failed ones (not the n/a-by-design ones)."""
+    return sum(1 for (i, j) in t.marks if isinstance(t.rows[i][1][j], Figure)
+               or (isinstance(t.rows[i][1][j], TextCell) and t.rows[i][1][j].md in ("–", "failed", "missing")))
+
+
+def incomplete_problem(t: Table) -> list[str]:
+    n = count_incomplete(t)
+    return [f"{n} figure(s) incomplete, missing or failed"] if n else []
+
+
+def common_notes(records: Sequence[Record], metric: str, problems: list[str]) -> list[str]:
+    """Banner, mixing warnings (added to ``problems``) and the commits the figures come from (ok records)."""
+    ok = [r for r in records if r.status == STATUS_OK]
+    notes = [RANDOM_BANNER] if any((r.backbone or {}).get("random_weights") for r in ok) else []
+    notes += subset_notes(ok)  # --max-test-images, a subset of the categories
+    mix = describe_mixed(mixed(ok))
+    for line in mix:
+        notes.append(f"NOT ONE RUN: {line}")
+    problems += [f"records mix runs: {line}" for line in mix]
+    notes.append(f"figures from {commit_summary(ok)}.")
+    return notes
+
+
+def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[str] | None = None,
+               variants: Sequence[str] | None = None, alpha: float = ALPHA) -> Table:
+    ok = rs.ok_records()
+    datasets = list(datasets or dict.fromkeys(r.key["dataset"] for r in rs.records))
+    variants = list(variants or variants_of(ok))
+    cols = [(d, v) for d in datasets for v in variants
+            if any(r.key["dataset"] == d and v in r.metrics for r in ok)]
+    methods = list(dict.fromkeys(r.key["method"] for r in rs.records if r.key["dataset"] in datasets))
+    shots = sorted({int(r.key["shots"]) for r in rs.records if r.key["dataset"] in datasets})
+    foot = Footnotes()
+    t = Table(METRIC_LABELS.get(metric, metric), ["shots", "method"], [], [v for _, v in cols], [])
+    blocks = []
+    for k in shots:
+        if t.rows:
+            t.breaks.append(len(t.rows))
+        start = len(t.rows)
+        for mid in methods:
+            if not any(rs.status_of(mid, d, k) for d in datasets):
                 continue
+            label = method_label(rs.records, mid)
             cells = []
-            for d, v in cols:
-                hit = sub[(sub["dataset"] == d) & (sub["variant"] == v)]
-                cells.append((float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])) if len(hit) else None)
-            rows.append(([f"{k}-shot", lab], cells))
-    groups: list[tuple[str, int]] = []
+            for j, (d, v) in enumerate(cols):
+                f = rs.dataset_figure(mid, d, k, v, metric)
+                if f is None:
+                    cell, m = empty_entry(rs, mid, d, k, v, metric, foot, label)
+                    t.marks[(len(t.rows), j)] = m
+                    cells.append(cell)
+                    continue
+                if not f.complete:
+                    t.marks[(len(t.rows), j)] = foot.mark(f"{label}, {d} {k}-shot: {f.coverage.describe()}")
+                cells.append(f)
+            t.rows.append(([f"{k}-shot", label], cells))
+        blocks.append(range(start, len(t.rows)))
     for d, _ in cols:
-        if groups and groups[-1][0] == d:
-            groups[-1] = (d, groups[-1][1] + 1)
+        if t.groups and t.groups[-1][0] == d:
+            t.groups[-1] = (d, t.groups[-1][1] + 1)
         else:
-            groups.append((d, 1))
-    notes = [RANDOM_BANNER] if bool(df["random_weights"].any()) else []
-    n_seeds = sorted(set(summary(df, metric)["n_seeds"]))
-    notes.append(f"{METRIC_LABELS.get(metric, metric)} (%), mean ± std over seeds (n = {', '.join(map(str, n_seeds))}); "
-                 f"dataset figure = mean over categories; best per column in bold.")
-    return Table(f"{METRIC_LABELS.get(metric, metric)}", ["shots", "method"], groups,
-                 [v for _, v in cols], rows, _best(rows, len(cols)), notes, breaks)
+            t.groups.append((d, 1))
+    emphasise(t, ([(i, j) for i in b] for b in blocks for j in range(len(cols))), alpha)
+    t.problems += incomplete_problem(t)
+    shown = [r for r in rs.records if r.key["dataset"] in datasets]
+    t.notes = common_notes(shown, metric, t.problems)
+    t.notes.append(f"{METRIC_LABELS.get(metric, metric)} (%), mean ± std over seeds; dataset figure of a seed = "
+                   f"mean over categories. Planned: " + "; ".join(rs.describe_plan(d) for d in datasets) + ".")
+    t.notes.append(emphasis_note("per column within each shot block", alpha))
+    t.notes += [f"method notes: {n}" for n in fidelity_notes(shown, lambda m: method_label(rs.records, m))]
+    t.notes += foot.notes()
+    return t
 
 
-def category_table(df: pd.DataFrame, dataset: str, shots: int, metric: str = "pixel_auroc") -> Table:
-    pc = per_category(df[(df["dataset"] == dataset) & (df["shots"] == shots)], metric)
-    variants = _variants(df)
-    methods = list(dict.fromkeys(df["label"]))
-    cols = [(m, v) for m in methods for v in variants if ((pc["label"] == m) & (pc["variant"] == v)).any()]
-    rows = []
-    for cat in sorted(pc["category"].unique()):
+def category_table(rs: ResultSet, dataset: str, shots: int, metric: str = "pixel_auroc",
+                   alpha: float = ALPHA) -> Table:
+    recs = [r for r in rs.records if r.key["dataset"] == dataset and r.key["shots"] == shots]
+    variants = variants_of(r for r in recs if r.metrics)
+    methods = list(dict.fromkeys(r.key["method"] for r in recs))
+    cols = [(m, v) for m in methods for v in variants
+            if any(r.key["method"] == m and v in r.metrics for r in recs)]
+    foot = Footnotes()
+    t = Table(f"{dataset} {shots}-shot per category", ["category"], [], [v for _, v in cols], [])
+    for i, cat in enumerate(rs.categories(dataset)):
         cells = []
-        for m, v in cols:
-            hit = pc[(pc["category"] == cat) & (pc["label"] == m) & (pc["variant"] == v)]
-            cells.append((float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])) if len(hit) else None)
-        rows.append(([cat], cells))
-    groups: list[tuple[str, int]] = []
+        for j, (m, v) in enumerate(cols):
+            f = rs.category_figure(m, dataset, cat, shots, v, metric)
+            label = method_label(recs, m)
+            if f is None and rs.status_of(m, dataset, shots) == {STATUS_NA}:
+                t.marks[(i, j)] = foot.mark(f"{label}: not applicable: {rs.why_empty(m, dataset, shots, v, metric)}")
+                cells.append(NOT_APPLICABLE)
+                continue
+            if f is None or not f.complete:
+                reason = f.coverage.describe() if f is not None else \
+                    "; ".join(dict.fromkeys(rs.value(CellKey(m, dataset, cat, shots, s), v, metric)[1]
+                                            for s in rs.seeds(dataset)))
+                t.marks[(i, j)] = foot.mark(f"{label}: " + ("" if f is not None else "no figure: ") + reason)
+            cells.append(f if f is not None else MISSING)
+        t.rows.append(([cat], cells))
     for m, _ in cols:
-        if groups and groups[-1][0] == m:
-            groups[-1] = (m, groups[-1][1] + 1)
+        lab = method_label(recs, m)
+        if t.groups and t.groups[-1][0] == lab:
+            t.groups[-1] = (lab, t.groups[-1][1] + 1)
         else:
-            groups.append((m, 1))
-    notes = [RANDOM_BANNER] if bool(df["random_weights"].any()) else []
-    notes.append(f"{METRIC_LABELS.get(metric, metric)} (%) per category, {dataset}, {shots}-shot, mean ± std over seeds.")
-    return Table(f"{dataset} {shots}-shot per category", ["category"], groups, [v for _, v in cols], rows,
-                 _best(rows, len(cols)), notes, [])
-
-
-# -- renderers -----------------------------------------------------------------------------
-def _cell(c: tuple[float, float] | TextCell | None, bold: bool, fmt: str) -> str:
-    if isinstance(c, TextCell):
-        return c.md if fmt == "md" else c.tex
-    if c is None or math.isnan(c[0]):
-        return "–" if fmt == "md" else "--"
-    std = 0.0 if math.isnan(c[1]) else c[1]
-    if fmt == "md":
-        s = f"{c[0]:.2f} ± {std:.2f}"
-        return f"**{s}**" if bold else s
-    s = f"{c[0]:.2f} $\\pm$ {std:.2f}"
-    return f"\\textbf{{{c[0]:.2f}}} $\\pm$ {std:.2f}" if bold else s
-
-
-def to_markdown(t: Table) -> str:
-    headers = list(t.row_headers)
-    col_names = []
-    i = 0
-    for g, span in t.groups:
-        for _ in range(span):
-            col_names.append(f"{g} {t.columns[i]}".strip())
-            i += 1
-    headers += col_names
-    body = []
-    for ri, (rh, cells) in enumerate(t.rows):
-        body.append([h.md if isinstance(h, TextCell) else h for h in rh]
-                    + [_cell(c, t.best[j] == ri, "md") for j, c in enumerate(cells)])
-    lines = [f"**{t.title}**", ""] + [f"> {n}" for n in t.notes] + [""]
-    lines.append(tabulate(body, headers=headers, tablefmt="pipe", stralign="center", disable_numparse=True))
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-              "±": r"$\pm$", "–": "--", "×": r"$\times$", "✓": r"$\checkmark$", "≥": r"$\geq$", "≤": r"$\leq$"}
-#: every LaTeX table needs these packages in the document's preamble
-LATEX_PREAMBLE_NOTE = "% needs \\usepackage{booktabs,graphicx,amssymb}"
-#: scale the tabular down to the text width when wider, never up (graphicx: \width is the natural width)
-FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%"
-
-
-def latex_escape(s: str) -> str:
-    return "".join(_LATEX_ESC.get(ch, ch) for ch in str(s))
-
-
-def to_latex(t: Table) -> str:
-    nrh, ncols = len(t.row_headers), len(t.columns)
-    spec = "l" * nrh + "c" * ncols
-    out = [LATEX_PREAMBLE_NOTE, "\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(t.title)}}}",
-           FIT_WIDTH, f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
-    head1 = [""] * nrh
-    rules, col = [], nrh + 1
-    for g, span in t.groups:
-        head1.append(f"\\multicolumn{{{span}}}{{c}}{{{latex_escape(g)}}}")
-        rules.append(f"\\cmidrule(lr){{{col}-{col + span - 1}}}")
-        col += span
-    out.append(" & ".join(head1) + " \\\\")
-    out.append(" ".join(rules))
-    out.append(" & ".join([latex_escape(h) for h in t.row_headers] + [latex_escape(c) for c in t.columns]) + " \\\\")
-    out.append("\\midrule")
-    for ri, (rh, cells) in enumerate(t.rows):
-        if ri in t.breaks:
-            out.append("\\midrule")
-        vals = [h.tex if isinstance(h, TextCell) else latex_escape(h) for h in rh] + \
-            [_cell(c, t.best[j] == ri, "tex") for j, c in enumerate(cells)]
-        out.append(" & ".join(vals) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}}"]  # closes FIT_WIDTH's box
-    if t.notes:  # visible under the table (a warning in a % comment is never read)
-        out.append("\\par\\smallskip{\\footnotesize\\raggedright " + "\\par ".join(latex_escape(n) for n in t.notes)
-                   + "\\par}")
-    out.append("\\end{table}")
-    return "\n".join(out) + "\n"
-
-
-def render(t: Table, fmt: str) -> str:
-    if fmt in ("markdown", "md"):
-        return to_markdown(t)
-    if fmt in ("latex", "tex"):
-        return to_latex(t)
-    from fsadbench.core.errors import ConfigError
-
-    raise ConfigError(f"--format {fmt!r}: use markdown or latex")
+            t.groups.append((lab, 1))
+    emphasise(t, ([(i, j) for j, (_, vv) in enumerate(cols) if vv == v] for i in range(len(t.rows))
+                  for v in variants), alpha)
+    t.problems += incomplete_problem(t)
+    t.notes = common_notes(recs, metric, t.problems)
+    t.notes.append(f"{METRIC_LABELS.get(metric, metric)} (%) per category, {dataset}, {shots}-shot, mean ± std "
+                   f"over seeds {', '.join(map(str, rs.seeds(dataset)))}.")
+    t.notes.append(emphasis_note("per category and variant (the best method)", alpha))
+    t.notes += foot.notes()
+    return t

@@ -1,44 +1,110 @@
-"""The record store: one JSON record per cell, written atomically.
+"""The record store: one JSON record per cell, written atomically, never silently replaced.
 
 A cell is (method id, dataset, category, shots, seed); its record holds the
 metrics of every variant of that one fit (so the variants of a fit land
 together or not at all). Layout::
 
     <results_dir>/records/<method id>/<dataset>/<category>/k<shots>_s<seed>.json
+    <results_dir>/superseded/<same path without .json>.<old config hash>.json
+
+Every path component taken from data goes through :func:`encode_component`,
+an injective encoding (names that differ only by case, a space or an
+underscore, or punctuation land in different files, also on case-insensitive
+file systems).
 
 Writes go to a temp file in the same folder, are fsync'ed, then renamed over
-the final name: a killed writer leaves no partial record (at most a stray
-``.tmp-*`` file, ignored and cleaned on the next write).
+the final name (:func:`fsadbench.core.io.atomic_write_text`): a killed writer
+leaves no partial record (at most a stray ``.tmp-*`` file, ignored), a full
+disk leaves no partial file and an error naming the folder. A done record (ok
+or not applicable) is never overwritten by a record with another
+``config_hash`` (the resume key): it is moved to ``superseded/`` first and the
+store says what changed.
 
-Schema (``SCHEMA_VERSION``): see :class:`Record` fields. Readers refuse a newer
-major version with a clear message.
+A file that is not a valid record (bad JSON, truncated, the wrong shape:
+:func:`fsadbench.results.schema.validate_record`) is named in a warning, moved
+to ``<results_dir>/corrupt/records/...`` and its cell counts as not done.
+
+Schema (``SCHEMA_VERSION``): see :class:`Record` fields. Version 2 added
+``identity`` (the resume key's parts), ``plan`` (the categories, shots and
+seeds the run planned) and resolved method options; version-1 records load
+through :func:`migrate` (``migrated_from`` says so). Readers refuse a newer
+version with a clear message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fsadbench.core.errors import BenchError
+from fsadbench.core.io import atomic_write_text, set_aside
+from fsadbench.results.schema import SchemaError, validate_record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_NA = "not_applicable"
 DONE_STATUSES = (STATUS_OK, STATUS_NA)
+SUPERSEDED_DIR = "superseded"
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.\-\[\],=+]")
+_VERBATIM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.[],=+")
+_MAX_COMPONENT = 150
 
 
-def safe_name(text: str) -> str:
-    """A path component for a name (method ids keep their brackets and options)."""
-    s = _SAFE.sub("_", text)
-    return s if len(s) <= 120 else s[:100] + "-" + __import__("hashlib").sha1(s.encode()).hexdigest()[:12]
+def encode_component(text: str) -> str:
+    """An injective, file-system-safe path component for a name.
+
+    Lowercase letters, digits and ``_ - . [ ] , = +`` stay as they are (so
+    ``apt[la=false]`` and ``metal_nut`` keep their names); an uppercase letter
+    becomes ``^`` + its lowercase; every other character (space, ``/``, ``%``,
+    ``^``, non-ASCII, a leading dot) becomes ``%XX`` per UTF-8 byte; the empty
+    name is ``%``. Names longer than 150 characters once encoded keep 100 and
+    end in ``%-`` + a sha1 of the whole name (a marker no short encoding holds).
+    """
+    if text == "":
+        return "%"
+    out = []
+    for i, ch in enumerate(text):
+        if ch in _VERBATIM and not (i == 0 and ch == "."):
+            out.append(ch)
+        elif "A" <= ch <= "Z":
+            out.append("^" + ch.lower())
+        else:
+            out.extend(f"%{b:02x}" for b in ch.encode("utf-8"))
+    s = "".join(out)
+    if len(s) > _MAX_COMPONENT:
+        s = s[:100] + "%-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:24]
+    return s
+
+
+def decode_component(s: str) -> str:
+    """Inverse of :func:`encode_component` (for names that were not shortened)."""
+    if s == "%":
+        return ""
+    if "%-" in s:
+        raise ValueError(f"{s!r} is a shortened name; it cannot be decoded")
+    out, buf, i = [], bytearray(), 0
+    while i < len(s):
+        if s[i] == "%":
+            buf.append(int(s[i + 1:i + 3], 16))
+            i += 3
+            continue
+        if buf:
+            out.append(buf.decode("utf-8"))
+            buf = bytearray()
+        if s[i] == "^":
+            out.append(s[i + 1].upper())
+            i += 2
+        else:
+            out.append(s[i])
+            i += 1
+    if buf:
+        out.append(buf.decode("utf-8"))
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -50,8 +116,8 @@ class CellKey:
     seed: int
 
     def relpath(self) -> Path:
-        return Path(safe_name(self.method)) / safe_name(self.dataset) / safe_name(self.category) / \
-            f"k{self.shots}_s{self.seed}.json"
+        return Path(encode_component(self.method)) / encode_component(self.dataset) / \
+            encode_component(self.category) / f"k{int(self.shots)}_s{int(self.seed)}.json"
 
     def __str__(self) -> str:
         return f"{self.method} | {self.dataset}/{self.category} | {self.shots}-shot | seed {self.seed}"
@@ -63,8 +129,8 @@ class Record:
 
     key: dict[str, Any]
     status: str
-    config_hash: str
-    method: dict[str, Any] = field(default_factory=dict)  # name, id, label, options, variants, describe
+    config_hash: str  # the resume key: a hash of ``identity``
+    method: dict[str, Any] = field(default_factory=dict)  # name, id, label, version, options (resolved), describe
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     undefined: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> metric -> reason
     n_test: int = 0
@@ -79,6 +145,9 @@ class Record:
     config: dict[str, Any] = field(default_factory=dict)  # the full resolved run config
     metric_version: str = ""
     error: str | None = None
+    identity: dict[str, Any] = field(default_factory=dict)  # everything that can change a number (hashed)
+    plan: dict[str, Any] = field(default_factory=dict)  # categories, shots, seeds the run planned
+    migrated_from: int | None = None  # schema version this record was read as, when older
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -94,28 +163,48 @@ class Record:
         if v > SCHEMA_VERSION:
             raise BenchError(f"{where}: record schema version {v} is newer than this harness "
                              f"({SCHEMA_VERSION}); upgrade fsad-bench to read it")
+        if v < SCHEMA_VERSION:
+            d = migrate(d)
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def migrate(d: dict[str, Any]) -> dict[str, Any]:
+    """A version 0/1 record as version 2: no identity or plan (unknown), ``migrated_from`` set.
+
+    Its ``config_hash`` was computed by the old key, so a rerun never takes it for done: the cell is
+    recomputed and this record is kept aside in ``superseded/``. Its ``method.options`` hold only the
+    options the user set (version 1 did not store the defaults).
+    """
+    out = dict(d)
+    out["migrated_from"] = int(d.get("schema_version", 0))
+    out["schema_version"] = SCHEMA_VERSION
+    out.setdefault("identity", {})
+    out.setdefault("plan", {})
+    return out
+
+
+def identity_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["method.options.k: 2 -> 3", ...]``: the leaves that differ between two identity dicts."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        name = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += identity_changes(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
 
 
 class RecordStore:
-    def __init__(self, results_dir: str | Path):
+    """Records of one results folder. ``log`` hears about records moved to ``superseded/``."""
+
+    def __init__(self, results_dir: str | Path, log: Callable[[str], None] | None = None):
         self.root = Path(results_dir)
         self.records_dir = self.root / "records"
+        self.superseded_dir = self.root / SUPERSEDED_DIR
+        self.log = log
 
     def path(self, key: CellKey) -> Path:
         return self.records_dir / key.relpath()
@@ -124,28 +213,84 @@ class RecordStore:
         p = self.path(key)
         if not p.is_file():
             return None
-        return self._read(p)
+        return self.read(p)
 
-    def _read(self, p: Path) -> Record | None:
+    def read(self, p: Path) -> Record | None:
+        """The record at ``p``; a file that is not a valid record is set aside (named) and read as missing."""
         try:
-            return Record.from_dict(json.loads(p.read_text()), where=str(p))
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
-            return None  # unreadable: treated as missing and recomputed
+            seen = os.stat(p)
+            d = json.loads(p.read_bytes())
+            version = d.get("schema_version") if isinstance(d, dict) else None
+            if isinstance(version, int) and version > SCHEMA_VERSION:
+                return Record.from_dict(d, where=str(p))  # refuses it: newer, not corrupt
+            validate_record(d)
+            return Record.from_dict(d, where=str(p))
+        except FileNotFoundError:
+            return None  # set aside by another reader meanwhile
+        except (ValueError, TypeError) as exc:  # JSON, UTF-8 and schema errors
+            why = str(exc) if isinstance(exc, SchemaError) else f"not valid JSON: {exc}"
+            set_aside(p, self.root, why, seen)
+            return None
 
     def is_done(self, key: CellKey, config_hash: str) -> bool:
         r = self.load(key)
         return r is not None and r.status in DONE_STATUSES and r.config_hash == config_hash
 
     def write(self, record: Record) -> Path:
+        """Write ``record``; a done record with another resume key is moved to ``superseded/`` first."""
         p = self.path(record.cell)
+        old = self.read(p) if p.is_file() else None
+        if old is not None and old.status in DONE_STATUSES and old.config_hash != record.config_hash:
+            changes = identity_changes(old.identity, record.identity) if old.identity else \
+                [f"record schema {old.migrated_from} (no resume key recorded)"]
+            self.set_aside(old, "; ".join(changes) or f"config hash {old.config_hash} -> {record.config_hash}")
         atomic_write_text(p, record.to_json())
         return p
 
+    def set_aside(self, record: Record, reason: str = "") -> Path | None:
+        """Move ``record``'s file to ``superseded/`` (kept, never deleted); returns where it went."""
+        src = self.path(record.cell)
+        if not src.is_file():
+            return None
+        stem = self.superseded_dir / record.cell.relpath().with_suffix("")
+        dest = stem.with_name(f"{stem.name}.{record.config_hash or 'nohash'}.json")
+        n = 2
+        while dest.exists():
+            dest = stem.with_name(f"{stem.name}.{record.config_hash or 'nohash'}-{n}.json")
+            n += 1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        if self.log is not None:
+            self.log(f"kept aside {src.relative_to(self.root)} -> {dest.relative_to(self.root)}"
+                     + (f" ({reason})" if reason else ""))
+        return dest
+
+    def superseded(self) -> list[Record]:
+        """Records moved aside, oldest path order."""
+        if not self.superseded_dir.is_dir():
+            return []
+        return [r for p in sorted(self.superseded_dir.rglob("*.json")) for r in [self.read(p)] if r is not None]
+
     def __iter__(self) -> Iterator[Record]:
+        """One record per cell. A file at a non-canonical path (written under an older path scheme) counts
+        only when no record sits at its cell's canonical path."""
         if not self.records_dir.is_dir():
             return iter(())
-        return (r for p in sorted(self.records_dir.rglob("*.json")) if not p.name.startswith(".tmp-")
-                for r in [self._read(p)] if r is not None)
+        found: list[tuple[bool, Record]] = []
+        for p in sorted(self.records_dir.rglob("*.json")):
+            if p.name.startswith(".tmp-"):
+                continue
+            r = self.read(p)
+            if r is not None:
+                found.append((p == self.path(r.cell), r))
+        canonical = {r.cell for ok, r in found if ok}
+        seen: set[CellKey] = set()
+        out = []
+        for ok, r in found:
+            if (ok or r.cell not in canonical) and r.cell not in seen:
+                seen.add(r.cell)
+                out.append(r)
+        return iter(out)
 
     def records(self) -> list[Record]:
         return list(self)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from fsadbench.core.errors import BenchError
+from fsadbench.core.io import atomic_write_bytes
 
 SUFFIX = ".scores.npz"
 FORMAT = "fsad-scores/1"
@@ -66,7 +65,8 @@ class CellScores:
             arrays["mask_shape"] = np.asarray(m.shape, dtype=np.int64)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        return _atomic_write_bytes(Path(path), buf.getvalue())
+        atomic_write_bytes(Path(path), buf.getvalue())
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, maps: bool = True) -> "CellScores":
@@ -144,18 +144,3 @@ class ScoreCollector:
         return CellScores(variants, self.images, np.asarray(self.labels, dtype=np.int64),
                           np.asarray(self.truth, dtype=bool), {v: np.concatenate(self.scores[v]) for v in variants},
                           maps, masks, meta)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -95,7 +95,7 @@ def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | 
     out-of-memory error it :meth:`~BatchPolicy.retries` is raised instead of recorded.
     """
     policy = policy or BatchPolicy.from_config(res.cfg, retry_oom=False)
-    h = cell_hash(res.cfg, job)
+    h = cell_hash(res.cfg, res, job)
     cls, options = resolve_method(job.method)
     t0 = time.perf_counter()
     enc0 = res.encoder_counts()
@@ -175,6 +175,7 @@ def run_job_retrying(job: Job, res: Resources, store: RecordStore, policy: Batch
 
 def record_failure(job: Job, category: str, res: Resources, store: RecordStore, exc: BaseException) -> Record:
     """Write a failed record for one cell of ``job`` (as the cell function would) and return it."""
-    rec = build_record(res, job, category, cell_hash(res.cfg, job), CellResult.failure(exc, time.perf_counter()))
+    rec = build_record(res, job, category, cell_hash(res.cfg, res, job),
+                       CellResult.failure(exc, time.perf_counter()))
     store.write(rec)
     return rec

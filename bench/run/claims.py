@@ -25,15 +25,17 @@ atomically, one path per cell); claims only prevent duplicated work and let
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from fsadbench.core.io import atomic_write_text, set_aside
 
 DEFAULT_LEASE_S = 300.0  # a claim whose heartbeat is older than this is stale
 DEFAULT_HEARTBEAT_S = 30.0
@@ -75,10 +77,10 @@ class ClaimInfo:
         """The claim at ``path``, or None when it is absent or unreadable (a torn write is never trusted)."""
         try:
             d = json.loads(path.read_text())
-            return cls(path=path, pid=int(d["pid"]), host=str(d["host"]), token=str(d["token"]),
-                       started=float(d["started"]), heartbeat=float(d["heartbeat"]),
-                       lease_s=float(d.get("lease_s", DEFAULT_LEASE_S)), cells=list(d.get("cells", [])),
-                       owner=str(d.get("owner", "")))
+            check_claim(d)
+            return cls(path=path, pid=d["pid"], host=d["host"], token=d["token"], started=float(d["started"]),
+                       heartbeat=float(d["heartbeat"]), lease_s=float(d.get("lease_s", DEFAULT_LEASE_S)),
+                       cells=list(d.get("cells", [])), owner=d.get("owner", ""))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -97,15 +99,32 @@ class ClaimInfo:
                            "owner": self.owner}, indent=1)
 
 
+def check_claim(d: Any) -> None:
+    """Raise ValueError naming the field when ``d`` is not a claim (see the module doc for the fields)."""
+    def num(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not isinstance(d, dict):
+        raise ValueError(f"a claim is a JSON object, not {type(d).__name__}")
+    if not (isinstance(d.get("pid"), int) and not isinstance(d["pid"], bool)):
+        raise ValueError(f"claim field pid is {d.get('pid')!r}, expected an integer")
+    for name in ("host", "token"):
+        if not isinstance(d.get(name), str) or not d[name]:
+            raise ValueError(f"claim field {name} is {d.get(name)!r}, expected a non-empty string")
+    for name in ("started", "heartbeat"):
+        if not num(d.get(name)):
+            raise ValueError(f"claim field {name} is {d.get(name)!r}, expected Unix seconds")
+    if not (num(d.get("lease_s", DEFAULT_LEASE_S)) and d.get("lease_s", DEFAULT_LEASE_S) > 0):
+        raise ValueError(f"claim field lease_s is {d.get('lease_s')!r}, expected seconds > 0")
+    cells = d.get("cells", [])
+    if not isinstance(cells, list) or not all(isinstance(c, str) for c in cells):
+        raise ValueError("claim field cells is not a list of record paths")
+    if not isinstance(d.get("owner", ""), str):
+        raise ValueError("claim field owner is not a string")
+
+
 def _write_replace(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=SUFFIX)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text, fsync=False)  # atomic, not durable: a lost claim only means redone work
 
 
 class ClaimStore:
@@ -216,10 +235,16 @@ class ClaimStore:
 
     # -- reading ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[ClaimInfo]:
+        """Every valid claim; an invalid one older than a write takes is named and set aside."""
         if not self.dir.is_dir():
             return iter(())
         return (c for p in sorted(self.dir.rglob("*" + SUFFIX)) if not p.name.startswith(".tmp-")
-                for c in [ClaimInfo.read(p)] if c is not None)
+                for c in [ClaimInfo.read(p) or self._set_aside(p)] if c is not None)
+
+    def _set_aside(self, path: Path) -> None:
+        seen = _stat(path)
+        if seen is not None and time.time() - seen.st_mtime >= 5.0:  # younger: maybe being written now
+            set_aside(path, self.dir.parent, "not a valid claim", seen)
 
     def live(self) -> list[ClaimInfo]:
         return [c for c in self if c.stale_reason() is None]
@@ -240,7 +265,12 @@ def _create_exclusive(path: Path, text: str) -> bool:
 
 
 def _mtime(p: Path) -> float:
+    st = _stat(p)
+    return st.st_mtime if st is not None else 0.0
+
+
+def _stat(p: Path) -> os.stat_result | None:
     try:
-        return p.stat().st_mtime
+        return p.stat()
     except OSError:
-        return 0.0
+        return None

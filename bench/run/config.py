@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,6 +36,7 @@ import yaml
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, default_cache_dir  # noqa: F401
 from fsadbench.core.errors import ConfigError
+from fsadbench.core.validate import int_list, int_value, mapping, opt_str, parse_categories
 
 PROTOCOL_VERSION = "fsad-protocol/1"
 
@@ -141,7 +142,9 @@ def _method_specs(value: Any, where: str) -> list[MethodSpec]:
             if extra:
                 raise ConfigError(f"{where}: method entry {m['name']!r} has unknown keys {sorted(extra)}; "
                                   f"allowed: name, options, label")
-            out.append(MethodSpec(str(m["name"]), dict(m.get("options") or {}), m.get("label")))
+            out.append(MethodSpec(opt_str(m["name"], "methods.name", where, False),
+                                  mapping(m.get("options"), f"methods.{m['name']}.options", where),
+                                  opt_str(m.get("label"), f"methods.{m['name']}.label", where)))
         else:
             raise ConfigError(f"{where}: method entry {m!r} needs a 'name'")
     return out
@@ -160,29 +163,55 @@ def _dataset_specs(value: Any, where: str) -> list[DatasetSpec]:
             extra = set(d) - {"name", "root", "categories", "options"}
             if extra:
                 raise ConfigError(f"{where}: dataset entry {d['name']!r} has unknown keys {sorted(extra)}")
-            opts = d.get("options") or {}
+            name = opt_str(d["name"], "datasets.name", where, False)
+            opts = mapping(d.get("options"), f"datasets.{name}.options", where)
             for reserved in ("root", "data_root", "cache_dir"):
                 if reserved in opts:
                     raise ConfigError(f"{where}: dataset {d['name']!r} sets {reserved!r} under 'options'; "
                                       + ("write it as the entry's own key: {name: ..., root: ...}"
                                          if reserved == "root" else f"give it as --{reserved.replace('_', '-')}"))
             cats = d.get("categories")
-            out.append(DatasetSpec(str(d["name"]), d.get("root"), list(cats) if cats else None,
-                                   dict(d.get("options") or {})))
+            cats = parse_categories(cats, where, f"datasets.{name}.categories") if cats is not None else None
+            out.append(DatasetSpec(name, opt_str(d.get("root"), f"datasets.{name}.root", where), cats or None, opts))
         else:
             raise ConfigError(f"{where}: dataset entry {d!r} needs a 'name'")
     return out
 
 
-def _int_list(value: Any, field_name: str, where: str) -> list[int]:
-    if isinstance(value, (int,)):
-        return [value]
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
-    try:
-        return [int(v) for v in value]
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: '{field_name}' must be a list of integers, e.g. 1,2,4 (got {value!r})") from exc
+_SCALARS = {  # RunConfig field -> (kind, minimum)
+    "data_root": ("path", None), "results_dir": ("str", None), "cache_dir": ("path", None),
+    "device": ("str", None), "model": ("str", None), "pretrained": ("str", None), "preset": ("path", None),
+    "batch_size": ("int", 1), "amp": ("bool", None), "save_maps": ("bool", None),
+}
+
+
+def _scalar(key: str, value: Any, where: str) -> Any:
+    kind, minimum = _SCALARS[key]
+    if kind == "int":
+        return int_value(value, key, where, minimum)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: '{key}' must be true or false (got {value!r})")
+        return value
+    return opt_str(value, key, where, allow_none=kind == "path")
+
+
+def _protocol(cfg: RunConfig, value: Any, where: str) -> Protocol:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: 'protocol' must be a mapping")
+    pk = {f.name for f in fields(Protocol)}
+    bad = sorted(set(value) - pk)
+    if bad:
+        raise ConfigError(f"{where}: unknown protocol key(s) {bad}; known: {sorted(pk)}")
+    p = {**asdict(cfg.protocol), **value}
+    p["eval_size"] = int_value(p["eval_size"], "protocol.eval_size", where, 1)
+    if p["max_test_images"] is not None:
+        p["max_test_images"] = int_value(p["max_test_images"], "protocol.max_test_images", where, 1)
+    s = p["sigma"]
+    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0):
+        raise ConfigError(f"{where}: 'protocol.sigma' must be a number >= 0, or null for each method's paper value "
+                          f"(got {s!r})")
+    return Protocol(**p)
 
 
 def apply_mapping(cfg: RunConfig, data: Mapping[str, Any], where: str) -> RunConfig:
@@ -196,22 +225,17 @@ def apply_mapping(cfg: RunConfig, data: Mapping[str, Any], where: str) -> RunCon
         elif key == "datasets":
             cfg.datasets = _dataset_specs(value, where)
         elif key in ("shots", "seeds"):
-            setattr(cfg, key, _int_list(value, key, where))
+            setattr(cfg, key, int_list(value, key, where))
         elif key == "backbone":
             if not isinstance(value, Mapping) or set(value) - {"model", "pretrained"}:
                 raise ConfigError(f"{where}: 'backbone' takes {{model, pretrained}}")
-            cfg.model = value.get("model", cfg.model)
-            cfg.pretrained = str(value.get("pretrained", cfg.pretrained))
+            cfg.model = _scalar("model", value.get("model", cfg.model), where)
+            pretrained = value.get("pretrained", cfg.pretrained)
+            cfg.pretrained = _scalar("pretrained", "none" if pretrained is None else str(pretrained), where)
         elif key == "protocol":
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}: 'protocol' must be a mapping")
-            pk = {f.name for f in fields(Protocol)}
-            bad = sorted(set(value) - pk)
-            if bad:
-                raise ConfigError(f"{where}: unknown protocol key(s) {bad}; known: {sorted(pk)}")
-            cfg.protocol = Protocol(**{**asdict(cfg.protocol), **value})
+            cfg.protocol = _protocol(cfg, value, where)
         else:
-            setattr(cfg, key, value)
+            setattr(cfg, key, _scalar(key, value, where))
     return cfg
 
 
@@ -327,7 +351,7 @@ def config_from_cli(args: Any) -> RunConfig:
                               f"--pretrained the run is the offline pipeline check")
         smoke = PRESETS["smoke"]
         base = {k: smoke[k] for k in ("datasets", "backbone", "protocol", "results_dir")}
-    cats = [c.strip() for c in g("categories").split(",") if c.strip()] if g("categories") else None
+    cats = parse_categories(g("categories"), "--categories") if g("categories") else None
     cfg = build_config(preset, config_file, overrides, list(g("method_option") or []), cats, base)
     if base is not None:
         cfg.preset = PIPELINE_CHECK

@@ -4,8 +4,9 @@ A :class:`Job` is one fit: a single cell for per-category methods, or all
 categories of a dataset for multi-class methods (``fit_scope == "dataset"``).
 :func:`plan_jobs` orders per-category jobs by (dataset, category) so a
 category's test images stay in the feature cache's memory while every method,
-shot count and seed uses them; :func:`pending` drops jobs whose cells all have
-a record with the current cell hash (resume). :func:`job_groups` puts the jobs
+shot count and seed uses them; :func:`pending` refuses a folder holding another
+run's records (:func:`check_folder`) and drops jobs whose cells all have a
+record with the current cell hash (resume). :func:`job_groups` puts the jobs
 of one (dataset, category) into one group, the unit an executor sends to one
 process. Planning reads dataset folders but builds no model.
 """
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from fsadbench.results.records import CellKey, RecordStore
-from fsadbench.run.config import DatasetSpec, MethodSpec, RunConfig
-from fsadbench.run.identity import cell_hash, resolve_method
+from fsadbench.core.errors import ConfigError
+from fsadbench.protocol.metrics import METRIC_VERSION
+from fsadbench.results.records import STATUS_OK, CellKey, RecordStore
+from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
+from fsadbench.run.identity import cell_hash, precision, resolve_method
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.resources import DataSource
@@ -64,11 +67,37 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
     return per_cat + per_ds
 
 
-def pending(cfg: RunConfig, jobs: Iterable[Job], store: RecordStore, force: bool = False) -> tuple[list[Job], int]:
-    """(jobs with at least one cell to compute, number of cells already done)."""
+def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> None:
+    """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
+    measured with another backbone, metric version or protocol than this run's."""
+    from fsadbench.results.comparability import folder_conflicts
+
+    p = cfg.protocol
+    expected = {"metric_version": METRIC_VERSION,
+                "backbone": {"model": cfg.model, "pretrained": cfg.pretrained, "precision": precision(cfg)},
+                "protocol": {"version": PROTOCOL_VERSION, "eval_size": p.eval_size, "sigma": p.sigma,
+                             "max_test_images": p.max_test_images}}
+    bad = folder_conflicts((r for r in store if r.status == STATUS_OK), expected)
+    if not bad:
+        return
+    if force:
+        for r, diffs in bad:
+            store.set_aside(r, "; ".join(diffs))
+        return
+    diffs = sorted({d for _, ds in bad for d in ds})
+    raise ConfigError(
+        f"--results-dir {store.root} holds {len(bad)} record(s) of another run: " + "; ".join(diffs[:6])
+        + ". A results folder holds one comparable run: use another --results-dir, or --force to move "
+          f"those records to {store.superseded_dir} and run here")
+
+
+def pending(cfg: RunConfig, data: "DataSource", jobs: Iterable[Job], store: RecordStore,
+            force: bool = False) -> tuple[list[Job], int]:
+    """(jobs with at least one cell to compute, number of cells already done); checks the folder first."""
+    check_folder(cfg, store, force)
     todo, skipped = [], 0
     for j in jobs:
-        h = cell_hash(cfg, j)
+        h = cell_hash(cfg, data, j)
         keys = j.keys()
         done = [k for k in keys if not force and store.is_done(k, h)]
         if len(done) == len(keys):
@@ -89,7 +118,7 @@ class Plan:
     @classmethod
     def build(cls, cfg: RunConfig, data: "DataSource", store: RecordStore, force: bool = False) -> "Plan":
         jobs = plan_jobs(cfg, data)
-        todo, skipped = pending(cfg, jobs, store, force)
+        todo, skipped = pending(cfg, data, jobs, store, force)
         return cls(jobs, todo, skipped)
 
     @property

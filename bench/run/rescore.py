@@ -4,15 +4,16 @@ Every cell stores its per-image scores (and with ``--save-maps`` its maps as
 evaluated) beside its record (:mod:`fsadbench.results.scores`). Rescoring is
 valid when those inputs are what the current code would produce: the record's
 protocol version (upsampling, smoothing, mask handling) is the current
-``PROTOCOL_VERSION``, and its cell hash, recomputed with the record's own metric
-version, matches (so the method, its options, the encoder paths, the backbone
-and the dataset options are unchanged). Only the metric definitions
-(``METRIC_VERSION``) may differ. Image metrics come from the scores, pixel
+``PROTOCOL_VERSION``, and the parts of its resume key (``Record.identity``) that
+need no data (method version and resolved options, encoder-path versions,
+backbone, protocol) equal today's under the record's own metric version. Only
+the metric definitions (``METRIC_VERSION``) may differ; the data is not read
+(its fingerprint stays the record's). Image metrics come from the scores, pixel
 metrics from the stored maps; without maps a cell is rescored only when its
 metric version is the current one (its pixel metrics are then kept).
 
-A rescored record gets the new metrics, the current metric version and cell
-hash (so a rerun counts it as done), and ``provenance.rescored`` (when, from
+A rescored record gets the new metrics, the current metric version in its
+identity and the hash of that identity (so a rerun counts it as done), and ``provenance.rescored`` (when, from
 which metric version, at which commit).
 """
 
@@ -28,8 +29,8 @@ from fsadbench.protocol.evaluator import nan_to_none
 from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.results.records import STATUS_OK, Record, RecordStore
 from fsadbench.results.scores import CellScores, metrics_from_scores, scores_path
-from fsadbench.run.config import PROTOCOL_VERSION, RunConfig, apply_mapping
-from fsadbench.run.identity import cell_hash
+from fsadbench.run.config import PROTOCOL_VERSION, RunConfig, apply_mapping, stable_hash
+from fsadbench.run.identity import static_identity
 from fsadbench.run.plan import Job
 
 RESCORED, UNCHANGED, REFUSED = "rescored", "unchanged", "refused"
@@ -65,14 +66,20 @@ def rescore_record(store: RecordStore, record: Record, write: bool = True, devic
     if version != PROTOCOL_VERSION:
         return Rescore(cell, REFUSED, f"protocol {version!r} is not the current {PROTOCOL_VERSION!r}: the stored "
                                       f"maps are not what the protocol produces now; recompute with --force")
+    if not record.identity:
+        return Rescore(cell, REFUSED, "the record has no resume key (written by an older harness): recompute "
+                                      "the cell with --force")
     try:
         cfg, job = job_of(record)
-        same = cell_hash(cfg, job, record.metric_version) == record.config_hash
+        now = static_identity(cfg, job, record.metric_version)
     except Exception as exc:  # noqa: BLE001 - a plugin gone, an option renamed: not rescorable
         return Rescore(cell, REFUSED, f"its configuration no longer resolves ({exc}); recompute with --force")
-    if not same:
-        return Rescore(cell, REFUSED, "its method, options, encoder paths, backbone or dataset options changed "
-                                      "since it was computed: its scores are stale; recompute with --force")
+    stored = {**record.identity, "dataset": {k: v for k, v in (record.identity.get("dataset") or {}).items()
+                                             if k != "data"}}
+    changed = sorted(k for k in set(now) | set(stored) if now.get(k) != stored.get(k))
+    if changed:
+        return Rescore(cell, REFUSED, f"its {', '.join(changed)} changed since it was computed, so its scores "
+                                      f"are stale; recompute with --force")
     scores = CellScores.load(path)
     if not scores.has_maps and record.metric_version != METRIC_VERSION:
         return Rescore(cell, REFUSED, "the metric version changed and the cell stored no maps, so its pixel "
@@ -92,7 +99,8 @@ def rescore_record(store: RecordStore, record: Record, write: bool = True, devic
             "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "from_metric_version": record.metric_version, "git": git_state()}}
         record.metrics, record.undefined, record.metric_version = metrics, undefined, METRIC_VERSION
-        record.config_hash = cell_hash(cfg, job)
+        record.identity = {**record.identity, "metric_version": METRIC_VERSION}
+        record.config_hash = stable_hash(record.identity)
         store.write(record)
     return Rescore(cell, RESCORED, changed=changed)
 

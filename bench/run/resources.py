@@ -1,8 +1,8 @@
 """What the cells of one process share, each built once and only when first needed.
 
-:class:`DataSource` holds the dataset instances, category splits and test-image
-refs of a config (reading folders, never a model: ``status`` and planning use
-it alone). :class:`Resources` adds the device, the backbone and the feature
+:class:`DataSource` holds the dataset instances, category splits, test-image
+refs and resume-key parts of a config (reading folders, never a model:
+``status`` and planning use it alone). :class:`Resources` adds the device, the backbone and the feature
 store, built lazily, and lends a method its :class:`MethodContext`. One
 ``Resources`` lives per process: the local executor's, or one per pool / array
 worker on that worker's device.
@@ -40,6 +40,7 @@ class DataSource:
         self._datasets: dict[str, Any] = {}
         self._splits: dict[tuple[str, str], CategorySplit] = {}
         self._refs: dict[tuple[str, str], list[ImageRef]] = {}
+        self.identities: dict[tuple, dict[str, Any]] = {}  # resume-key parts per job (fsadbench.run.identity)
 
     def dataset(self, spec: DatasetSpec):
         if spec.name not in self._datasets:
@@ -69,9 +70,6 @@ class DataSource:
     def loaded_split(self, dataset: str, category: str) -> CategorySplit | None:
         """The split if it was loaded already (records describe what was read, never load for it)."""
         return self._splits.get((dataset, category))
-
-    def loaded_dataset(self, dataset: str):
-        return self._datasets.get(dataset)
 
     def test_refs(self, spec: DatasetSpec, category: str) -> list[ImageRef]:
         k = (spec.name, category)

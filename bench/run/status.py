@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fsadbench.run.config import RunConfig, apply_mapping, build_config
-from fsadbench.core.errors import ConfigError
+from fsadbench.core.errors import ConfigError, error_line
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
 from fsadbench.run.identity import cell_hash
 from fsadbench.run.plan import plan_jobs
 from fsadbench.run.resources import DataSource
-from fsadbench.run.summary import last_line
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -90,8 +89,9 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 live[rel] = c
         else:
             st.stale.append((c, why))
-    for job in plan_jobs(cfg, DataSource(cfg)):  # datasets only: no backbone, no feature store
-        h = cell_hash(cfg, job)
+    data = DataSource(cfg)  # datasets only: no backbone, no feature store
+    for job in plan_jobs(cfg, data):
+        h = cell_hash(cfg, data, job)
         for key in job.keys():
             name = str(key)
             rec = store.load(key)
@@ -102,7 +102,7 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 st.running[name] = live[str(key.relpath())]
             elif rec is not None and rec.config_hash == h and rec.status == STATUS_FAILED:
                 state = "failed"
-                st.errors[name] = last_line(rec.error)
+                st.errors[name] = error_line(rec.error)
             else:
                 state = "pending"
                 st.outdated += rec is not None

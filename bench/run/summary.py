@@ -11,12 +11,16 @@ counts as failed ("lost"), whatever the worker managed to report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
+from fsadbench.core.errors import error_line
 from fsadbench.results.records import DONE_STATUSES, STATUS_NA, STATUS_OK, CellKey, Record, RecordStore
 from fsadbench.run.config import RunConfig
 from fsadbench.run.identity import cell_hash
 from fsadbench.run.plan import Job, Plan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.run.resources import DataSource
 
 # outcome statuses besides the record statuses
 SKIPPED = "skipped"  # done before this runner looked at it
@@ -51,7 +55,7 @@ def last_line(text: str | None) -> str:
 def record_outcomes(records: Iterable[Record]) -> list[Outcome]:
     """The outcome of each record a worker just wrote."""
     return [{"cell": str(r.cell), "status": r.status, "encoded": int(r.encoder.get("encoded", 0)),
-             "error": last_line(r.error) if r.status not in DONE_STATUSES else None} for r in records]
+             "error": error_line(r.error) if r.status not in DONE_STATUSES else None} for r in records]
 
 
 def fresh_record(store: RecordStore, key: CellKey, config_hash: str, since: float) -> Record | None:
@@ -66,13 +70,13 @@ def fresh_record(store: RecordStore, key: CellKey, config_hash: str, since: floa
     return rec if mtime >= since - FRESH_SLACK_S else None
 
 
-def tally(cfg: RunConfig, plan: Plan, store: RecordStore, outcomes: Iterable[Outcome],
+def tally(cfg: RunConfig, data: "DataSource", plan: Plan, store: RecordStore, outcomes: Iterable[Outcome],
           since: float) -> RunSummary:
     """Count every cell of ``plan.todo`` from its record (``since``: when this sweep started its cells)."""
     by_cell = {o["cell"]: o for o in outcomes}
     s = RunSummary(skipped=plan.skipped)
     for job in plan.todo:
-        h = cell_hash(cfg, job)
+        h = cell_hash(cfg, data, job)
         for key in job.keys():
             o = by_cell.get(str(key))
             if o is not None and o["status"] in (SKIPPED, ELSEWHERE):
@@ -94,15 +98,15 @@ def tally(cfg: RunConfig, plan: Plan, store: RecordStore, outcomes: Iterable[Out
                 s.not_applicable += 1
             else:
                 s.failed += 1
-                s.failures.append(f"{key}: {last_line(rec.error) or rec.status}")
+                s.failures.append(f"{key}: {error_line(rec.error) or rec.status}")
     return s
 
 
-def count_done(cfg: RunConfig, jobs: Iterable[Job], store: RecordStore) -> int:
+def count_done(cfg: RunConfig, data: "DataSource", jobs: Iterable[Job], store: RecordStore) -> int:
     """Cells of ``jobs`` with a done record (ok or not applicable) under the current cell hash."""
     n = 0
     for job in jobs:
-        h = cell_hash(cfg, job)
+        h = cell_hash(cfg, data, job)
         n += sum(1 for k in job.keys() if store.is_done(k, h))
     return n
 

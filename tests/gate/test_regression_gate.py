@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fsadbench.regression.compare import BASELINES_DIR, gate, run_preset
+from fsadbench.regression.gate import BASELINES_DIR, gate, run_preset
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE = REPO / BASELINES_DIR / "smoke"

@@ -76,7 +76,7 @@ def test_amp_enters_cell_hash_and_record(tmp_path):
     plain, amp = RunConfig(**base), RunConfig(**base, amp=True)
     res = Resources(plain)
     job = plan_jobs(plain, res)[0]
-    assert cell_hash(plain, job) != cell_hash(amp, job)  # a bf16 record never stands in for an fp32 one
+    assert cell_hash(plain, res, job) != cell_hash(amp, Resources(amp), job)  # bf16 never stands in for fp32
     rec = run_job(job, res, RecordStore(plain.results_dir))[0]
     assert rec.status == "ok" and rec.backbone["precision"] == "fp32" and rec.config["amp"] is False
     assert rec.encoder["decoded"] == rec.encoder["encoded"] == 5  # 4 test images + 1 shot, each decoded once

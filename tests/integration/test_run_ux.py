@@ -98,8 +98,7 @@ def test_report_json_rows_match_the_records(run_dir, capsys):
 def test_rescore_reproduces_and_rewrites_an_old_metric_version(run_dir, tmp_path, capsys):
     import shutil
 
-    from fsadbench.run.rescore import job_of
-    from fsadbench.run.identity import cell_hash
+    from fsadbench.run.config import stable_hash
 
     res, _ = run_dir
     work = tmp_path / "copy"
@@ -108,16 +107,16 @@ def test_rescore_reproduces_and_rewrites_an_old_metric_version(run_dir, tmp_path
     assert "0 cell(s) rescored, 2 unchanged, 0 refused" in capsys.readouterr().err  # exact, from the maps
     store = RecordStore(work)
     rec = next(r for r in store if r.key["method"] == "winclip")
-    truth = json.loads(json.dumps(rec.metrics))
-    cfg, job = job_of(rec)
+    truth, fresh_hash = json.loads(json.dumps(rec.metrics)), rec.config_hash
     rec.metric_version = "fsad-metrics/0 (old)"  # as if written by an older metric code
-    rec.config_hash = cell_hash(cfg, job, rec.metric_version)
+    rec.identity["metric_version"] = rec.metric_version
+    rec.config_hash = stable_hash(rec.identity)
     rec.metrics["w/ VG"]["pixel_auroc"] = 0.5
     store.write(rec)
     assert main(["rescore", "--results-dir", str(work)]) == 0
     assert "1 cell(s) rescored, 1 unchanged" in capsys.readouterr().err
     back = store.load(rec.cell)
-    assert back.metrics == truth and back.config_hash == cell_hash(cfg, job)
+    assert back.metrics == truth and back.config_hash == fresh_hash  # what a rerun plans: counted as done
     assert back.provenance["rescored"]["from_metric_version"] == "fsad-metrics/0 (old)"
     back.protocol["version"] = "fsad-protocol/0"  # maps made under another protocol: refused, with the fix
     store.write(back)
@@ -128,8 +127,7 @@ def test_rescore_reproduces_and_rewrites_an_old_metric_version(run_dir, tmp_path
 def test_rescore_without_maps_needs_the_same_metric_version(run_dir, tmp_path, capsys):
     import shutil
 
-    from fsadbench.run.identity import cell_hash
-    from fsadbench.run.rescore import job_of
+    from fsadbench.run.config import stable_hash
 
     res, _ = run_dir
     work = tmp_path / "copy"
@@ -140,9 +138,8 @@ def test_rescore_without_maps_needs_the_same_metric_version(run_dir, tmp_path, c
     s.maps = s.masks = None
     s.save(scores_path(store.path(rec.cell)))
     assert main(["rescore", "--results-dir", str(work)]) == 0  # same version: image metrics recomputed, equal
-    cfg, job = job_of(rec)
-    rec.metric_version = "old"
-    rec.config_hash = cell_hash(cfg, job, "old")
+    rec.metric_version = rec.identity["metric_version"] = "old"
+    rec.config_hash = stable_hash(rec.identity)
     store.write(rec)
     assert main(["rescore", "--results-dir", str(work)]) == 1
     assert "--force --save-maps" in capsys.readouterr().err

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
-from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
+import pytest
+
+from fsadbench.core.errors import ConfigError
 from fsadbench.results.records import RecordStore
 from fsadbench.run import sweep
+from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
 from fsadbench.run.resources import Resources
 
 SYN_OPTS = {"size": 120, "n_train": 6, "n_test_good": 4, "n_test_bad": 6}
@@ -36,7 +39,7 @@ def test_sweep_writes_records_with_provenance(tmp_path):
     recs = list((tmp_path / "res" / "records").rglob("*.json"))
     assert len(recs) == 4
     r = json.loads(recs[0].read_text())
-    assert r["status"] == "ok" and r["schema_version"] == 1
+    assert r["status"] == "ok" and r["schema_version"] == 2
     assert set(r["metrics"]) == {"w/ VG"}
     m = r["metrics"]["w/ VG"]
     assert 0.0 <= m["pixel_auroc"] <= 1.0 and 0.0 <= m["image_auroc"] <= 1.0
@@ -84,8 +87,11 @@ def test_memory_beats_chance_on_synthetic(tmp_path):
 
 def test_config_change_invalidates_records(tmp_path):
     sweep(_cfg(tmp_path))
-    s = sweep(_cfg(tmp_path, protocol=Protocol(eval_size=32)))
-    assert s.computed == 4
+    # another protocol in the same folder is refused, naming the difference; --force sets the old records aside
+    with pytest.raises(ConfigError, match="protocol.eval_size: folder has 64, this run 32"):
+        sweep(_cfg(tmp_path, protocol=Protocol(eval_size=32)))
+    s = sweep(_cfg(tmp_path, protocol=Protocol(eval_size=32)), force=True)
+    assert s.computed == 4 and len(RecordStore(tmp_path / "res").superseded()) == 4
 
 
 def test_shots_zero_is_not_applicable_for_memory(tmp_path):

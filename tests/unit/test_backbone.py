@@ -53,8 +53,10 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path):
 
     ckpt = tmp_path / "evil.pt"
     torch.save({"state_dict": argparse.Namespace(x=1)}, ckpt)  # an arbitrary object: refused by weights_only
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(WeightsError, match="never unpickles") as e:
         Backbone(BackboneSpec(TINY_MODEL, str(ckpt)))
+    assert isinstance(e.value.__cause__, pickle.UnpicklingError)
+    assert "False" not in str(e.value)  # never the advice to retry with weights_only=False
 
 
 def test_missing_checkpoint_names_remedies(tmp_path):

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from fsadbench.cli import main
-from fsadbench.regression.compare import compare, load_side, side_from_records, table_stats
+from fsadbench.regression.compare import Tolerance, compare, table_stats
+from fsadbench.regression.sources import load_side, side_from_records
 from fsadbench.core.errors import ConfigError
 from fsadbench.results.records import CellKey, Record, RecordStore
 
@@ -60,11 +61,15 @@ def test_drop_within_noise_passes():
     # per-seed differences -3, +1.5, -0.5 pp (pp of the dataset figure): mean -0.667, SE = 1.3017
     d = {0: -0.03, 1: 0.015, 2: -0.005}
     head = {(m, c, s): v + d[s] for (m, c, s), v in BASE.items()}
-    c = compare(side(BASE), side(head), tol=0.5, z=2.0)
+    c = compare(side(BASE), side(head), tol=0.5)
     t = c.tables.set_index("metric").loc["pixel_auroc"]
     assert t["delta"] == pytest.approx(-2 / 3)
     sd = math.sqrt(((-3 + 2 / 3) ** 2 + (1.5 + 2 / 3) ** 2 + (-0.5 + 2 / 3) ** 2) / 2)
     assert t["se"] == pytest.approx(sd / math.sqrt(3))
+    # band = t quantile (0.975, df 2) x SE; Student t with 2 df: q = x sqrt(2 / (1 - x^2)), x = 2 * 0.975 - 1
+    x = 2 * 0.975 - 1
+    assert t["band"] == pytest.approx(x * math.sqrt(2 / (1 - x * x)) * sd / math.sqrt(3))
+    assert "paired t, n=3/3, df=2" in t["test"]
     assert t["beyond_tol"] and t["beyond_noise"] is not None and not t["beyond_noise"] and not t["regression"]
     assert c.ok and "drop within noise" in c.to_markdown()
 
@@ -77,15 +82,16 @@ def test_drop_within_tolerance_passes():
 
 def test_unpaired_when_seeds_differ_uses_welch():
     head = {(m, c, s + 10): v for (m, c, s), v in BASE.items()}
-    st = table_stats({0: 85.0, 1: 87.0, 2: 86.0}, {10: 85.0, 11: 87.0, 12: 86.0}, 2.0)
+    st = table_stats({0: 85.0, 1: 87.0, 2: 86.0}, {10: 85.0, 11: 87.0, 12: 86.0})
     assert not st["paired"] and st["delta"] == pytest.approx(0.0)
     assert st["se"] == pytest.approx(math.sqrt(2 * 1.0 / 3))  # var (ddof 1) = 1 on each side
     c = compare(side(BASE), side(head), tol=0.5, allow_missing=True)
     assert not c.tables["paired"].any() and len(c.only_base) == 6 and len(c.only_head) == 6
+    assert c.tables.set_index("metric").loc["pixel_auroc", "test"].startswith("Welch t")
 
 
 def test_single_seed_falls_back_to_tolerance():
-    st = table_stats({0: 80.0}, {0: 79.0}, 2.0)
+    st = table_stats({0: 80.0}, {0: 79.0})
     assert st["paired"] and st["delta"] == pytest.approx(-1.0) and math.isnan(st["se"])
     b = {("memory", "c1", 0): 0.80}
     c = compare(side(b), side({("memory", "c1", 0): 0.79}), tol=0.5)
@@ -104,9 +110,16 @@ def test_missing_and_new_cells_are_listed():
     assert "memory | synthetic/c2 | 1-shot | seed 1" in md and "winclip | synthetic/c1" in md
     assert not c.ok  # a base cell missing in head fails by default ...
     c2 = compare(side(BASE), side(head), tol=0.5, allow_missing=True)
-    assert c2.ok  # ... new cells never fail; the common categories drive the table figure
+    assert c2.ok  # ... new cells never fail; the categories both sides hold for every seed drive the figure
     t = c2.tables[(c2.tables["method"] == "memory") & (c2.tables["metric"] == "pixel_auroc")].iloc[0]
-    assert t["n_categories"] == 2 and t["delta"] == pytest.approx(0.0)
+    assert t["n_categories"] == 1 and t["delta"] == pytest.approx(0.0) and not t["complete"]
+    assert "covers 1/2 categories x 3/3 seeds" in t["coverage"] and "head: no record" in t["coverage"]
+    md2 = c2.to_markdown()
+    assert "| 1 [a] |" in md2.replace("  ", " ") or "1 [a]" in md2
+    assert "category c2 (left out: the category lacks another seed; head: no record)" in md2
+    # --strict fails on the incomplete figure
+    c3 = compare(side(BASE), side(head), tol=0.5, allow_missing=True, strict=True)
+    assert not c3.ok and any("fewer categories or seeds" in r for r in c3.reasons())
 
 
 def test_failed_in_head_fails():
@@ -177,3 +190,37 @@ def test_cli_exit_status_and_output(tmp_path, capsys):
     assert "**Verdict: FAIL**" in text and "-5.000" in text
     assert main(["compare", "run1", "nope", "--results-root", str(root)]) == 2  # usage error
     assert "not a results folder" in capsys.readouterr().err
+
+
+def test_tolerance_per_metric():
+    tol = Tolerance.of("0.5,image_auroc=3")
+    assert tol("pixel_auroc") == 0.5 and tol("image_auroc") == 3.0
+    assert Tolerance.of({"*": 1.0, "aupro": 2.0})("aupro") == 2.0
+    head = {k: v - 0.02 for k, v in BASE.items()}  # -2 pp on every cell, both metrics move? only pixel_auroc
+    recs_h = [rec(m, c, s, v) for (m, c, s), v in head.items()]
+    for r in recs_h:
+        r.metrics["w/ VG"]["image_auroc"] = 0.48  # -2 pp as well
+    c = compare(side(BASE), side_from_records(recs_h), tol="0.5,image_auroc=3")
+    t = c.tables.set_index("metric")
+    assert bool(t.loc["pixel_auroc", "regression"]) and not bool(t.loc["image_auroc", "regression"])
+    assert t.loc["image_auroc", "tol"] == 3.0
+    with pytest.raises(ConfigError, match="METRIC=NUMBER"):
+        Tolerance.of("0.5,image_auroc=x")
+
+
+def test_flags_name_the_test_that_decided_them():
+    head = {k: v - 0.02 for k, v in BASE.items()}
+    md = compare(side(BASE), side(head), tol=0.5).to_markdown()
+    assert "**REGRESSION** (paired t, n=3/3, df=2, p=0.000)" in md
+    b = {("memory", "c1", 0): 0.80}
+    md1 = compare(side(b), side({("memory", "c1", 0): 0.79}), tol=0.5).to_markdown()
+    assert "**REGRESSION** (tolerance only: paired t: too few seeds (1/1)" in md1
+
+
+def test_two_seeds_of_pure_noise_rarely_flag_a_regression():
+    """The false-alarm rate at the default settings, on fewer trials than benchmarks/compare_false_alarm.py."""
+    from benchmarks.compare_false_alarm import false_alarm_rate
+
+    rate, old_rate = false_alarm_rate(trials=300, seeds=2, noise_pp=5.0, seed=0)  # tolerance hardly helps here
+    assert rate <= 0.05
+    assert old_rate > rate  # the former 2 x SE band flags noise far more often

@@ -8,9 +8,11 @@ import pytest
 
 from fsadbench.cli import main
 from fsadbench.reports.export import report_text
-from fsadbench.reports.paper_tables import LAYOUTS, SHOW, build
-from fsadbench.reports.tables import RANDOM_BANNER, category_table, main_table, to_latex
-from fsadbench.results.aggregate import records_frame
+from fsadbench.reports.paper.assemble import SHOW
+from fsadbench.reports.paper.layouts import LAYOUTS, build
+from fsadbench.reports.render import to_latex
+from fsadbench.reports.tables import RANDOM_BANNER, category_table, main_table
+from fsadbench.results.coverage import ResultSet
 from fsadbench.results.records import CellKey, Record, RecordStore
 
 PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs,graphicx,amssymb}\n\\begin{document}\n"
@@ -36,10 +38,9 @@ def _records(random=False, max_test_images=None):
 def every_latex_output(tmp_path) -> dict[str, str]:
     """name -> LaTeX text of each table the harness writes (report and paper-table, all layouts and modes)."""
     out = {}
-    recs = _records(random=True)
-    df = records_frame(recs)
-    out["main"] = to_latex(main_table(df))
-    out["category"] = to_latex(category_table(df, "mvtec", 1))
+    rs = ResultSet(_records(random=True))
+    out["main"] = to_latex(main_table(rs))
+    out["category"] = to_latex(category_table(rs, "mvtec", 1))
     store = RecordStore(tmp_path / "run")
     for r in _records(max_test_images=5):
         store.write(r)
@@ -87,7 +88,7 @@ def test_paper_table_output_without_records_holds_only_the_table(tmp_path, capsy
     assert main(["paper-table", "--table", "apt_table1", "--results-dir", str(tmp_path / "empty"),
                  "--format", "latex", "--published", "beside", "--output", str(out)]) == 0
     text = out.read_text()
-    assert text.startswith("% needs \\usepackage") and "no records" not in text
+    assert text.startswith("% needs \\usepackage") and "published figures only" not in text
     assert "no records in" in capsys.readouterr().err
     if shutil.which("pdflatex"):
         (tmp_path / "doc.tex").write_text(PREAMBLE + text + "\\end{document}\n")
@@ -97,6 +98,6 @@ def test_paper_table_output_without_records_holds_only_the_table(tmp_path, capsy
 
 
 def test_random_banner_is_a_visible_note():
-    tex = to_latex(main_table(records_frame(_records(random=True))))
+    tex = to_latex(main_table(ResultSet(_records(random=True))))
     note = tex[tex.index("\\footnotesize"):]
     assert RANDOM_BANNER.split(":")[0] in note

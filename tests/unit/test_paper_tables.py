@@ -7,23 +7,32 @@ import pytest
 
 from fsadbench.cli import main
 from fsadbench.run.config import build_config
-from fsadbench.reports.paper_tables import apt_table1, apt_table2, apt_table3, published, table_spec
+from fsadbench.reports.paper.spec import table_spec
+from fsadbench.reports.paper.layouts import apt_table1, apt_table2, apt_table3
+from fsadbench.reports.paper.published import published
+from fsadbench.reports.render import to_latex, to_markdown
+from fsadbench.reports.tables import TextCell
 from fsadbench.results.records import CellKey, Record, RecordStore
-from fsadbench.reports.tables import to_latex, to_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 
 # pixel AUROC (fraction) of (method, variant): category c1 = v + 0.01, c2 = v - 0.01; seed s adds 0.01 * s
+MVTEC = ("bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw", "tile",
+         "toothbrush", "transistor", "wood", "zipper")
 BASE = {("winclip", "w/o VG"): 0.80, ("winclip", "w/ VG"): 0.85, ("promptad", "w/o VG"): 0.90,
         ("promptad", "w/ VG"): 0.94, ("apt", "w/o VG"): 0.92, ("apt", "w/ VG"): 0.95}
 
 
-def _rec(method, dataset, cat, shots, seed, metrics, options=None):
-    return Record(key=CellKey(method["id"], dataset, cat, shots, seed).__dict__, status="ok", config_hash="h",
+PAPER_BB = {"model": "ViT-B-16-plus-240", "pretrained": "laion400m_e32", "random_weights": False}
+
+
+def _rec(method, dataset, cat, shots, seed, metrics, options=None, backbone=None, status="ok", error=None):
+    return Record(key=CellKey(method["id"], dataset, cat, shots, seed).__dict__, status=status, config_hash="h",
                   method={"name": method["name"], "id": method["id"], "label": method.get("label", method["id"]),
                           "options": options or {}},
-                  metrics=metrics, backbone={"model": "ViT-B-16-plus-240", "random_weights": False})
+                  metrics=metrics, backbone=dict(backbone or {"model": "ViT-B-16-plus-240", "random_weights": False}),
+                  error=error)
 
 
 def table1_records():
@@ -39,41 +48,111 @@ def table1_records():
     return recs
 
 
+def comparable_records(categories=MVTEC, seeds=range(5), backbone=PAPER_BB):
+    """APT on every MVTec category, 5 seeds, the paper's backbone: category i adds 0.001 * (i - 7)."""
+    return [_rec({"name": "apt", "id": "apt"}, "mvtec", c, 1, s,
+                 {v: {"pixel_auroc": BASE[("apt", v)] + 0.001 * (i - 7) + 0.002 * s} for v in ("w/o VG", "w/ VG")},
+                 backbone=backbone)
+            for i, c in enumerate(categories) for s in seeds]
+
+
+def _rows(t):
+    return {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
+
+
 def test_table1_matches_golden_markdown():
     md = to_markdown(apt_table1(table1_records(), show="under"))
     golden = (GOLDEN / "apt_table1.md").read_text()
     assert md == golden, "Table 1 layout changed; if intended, regenerate tests/golden/apt_table1.md"
 
 
-def test_table1_values_by_hand():
+def test_table1_values_by_hand_and_no_diff_without_a_comparable_measurement():
     t = apt_table1(table1_records(), show="under")
-    rows = {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
+    rows = _rows(t)
     # APT, 1-shot, MVTec, w/o VG: seed 0 -> mean(0.93, 0.91) = 0.92, seed 1 -> 0.93: 92.5 ± 0.5
     apt = rows[("1-shot", "APT", "measured")]
-    assert apt[0] == pytest.approx((92.5, 0.5))
+    assert (apt[0].mean, apt[0].std) == pytest.approx((92.5, 0.5))
     assert rows[("1-shot", "APT", "paper")][0].md == "92.32 ± 0.99"
-    assert rows[("1-shot", "APT", "diff")][0].md == "+0.18"  # 92.50 - 92.32
+    # 2 made-up categories, 2 seeds: the figure is shown, the diff is not, and the note says why
+    diff = rows[("1-shot", "APT", "diff")][0]
+    assert diff.md == "n/c"
+    i = list(rows).index(("1-shot", "APT", "diff"))
+    note = next(n for n in t.notes if n.startswith(f"[{t.marks[(i, 0)]}]"))
+    assert "2 of the paper's 15 mvtec categories" in note and "2 seed(s) vs the protocol's 5" in note
+    assert not any(isinstance(c, TextCell) and c.md.startswith(("+", "-")) for r in t.rows for c in r[1])
     # AnomalyGPT is published only: a paper row, no measured or diff row
     assert ("1-shot", "AnomalyGPT", "paper") in rows and ("1-shot", "AnomalyGPT", "measured") not in rows
-    # the best measured value per column is APT's row (w/o VG) and is bold; published rows never are
-    # (2-shot APT: 93.0 beats 1-shot APT: 92.5 in MVTec w/o VG)
-    assert t.best[0] == list(rows).index(("2-shot", "APT", "measured"))
-    assert "**93.00 ± 0.50**" in to_markdown(t)
+    # bold within each shot block: 1-shot APT and 2-shot APT are both bold in MVTec w/o VG
+    assert (list(rows).index(("1-shot", "APT", "measured")), 0) in t.bold
+    assert (list(rows).index(("2-shot", "APT", "measured")), 0) in t.bold
+    assert "**93.00 ± 0.50**" in to_markdown(t) and "**92.50 ± 0.50**" in to_markdown(t)
 
 
-def test_table1_none_drops_published_only_rows_and_beside_adds_columns():
+def test_table1_diff_only_for_a_comparable_measurement():
+    t = apt_table1(comparable_records(), show="under", datasets=["mvtec"])
+    rows = _rows(t)
+    m = rows[("1-shot", "APT", "measured")][0]
+    # category offsets average to 0; seeds add 0, 0.2, ..., 0.8 pp: 92.4
+    assert m.mean == pytest.approx(92.4) and m.complete
+    assert rows[("1-shot", "APT", "diff")][0].md == "+0.08"  # 92.40 - 92.32
+    # each condition alone blocks the diff, and the note names it
+    for recs, why in ((comparable_records(categories=MVTEC[:-1]), "14 of the paper's 15"),
+                      (comparable_records(seeds=range(4)), "4 seed(s) vs the protocol's 5"),
+                      (comparable_records(backbone={"model": "fsad-tiny-vit", "pretrained": "none",
+                                                    "random_weights": True}), "random backbone weights")):
+        u = apt_table1(recs, show="under", datasets=["mvtec"])
+        r = _rows(u)
+        assert r[("1-shot", "APT", "diff")][0].md == "n/c"
+        i = list(r).index(("1-shot", "APT", "diff"))
+        assert why in next(n for n in u.notes if n.startswith(f"[{u.marks[(i, 0)]}]"))
+
+
+def test_table1_rows_and_columns_without_records_are_shown_missing():
     t = apt_table1(table1_records(), show="none")
-    labels = [r[0][1] for r in t.rows]
-    assert "AnomalyGPT" not in labels and labels[:3] == ["WinCLIP", "PromptAD", "APT"]
-    assert t.columns == ["w/o VG", "w/ VG", "w/o VG", "w/ VG"] and [g for g, _ in t.groups] == ["MVTec", "VisA"]
-    b = apt_table1(table1_records(), show="beside")
+    rows = _rows(t)
+    # every layout dataset is a column, every shot row of the layout (1, 2, 4) is kept
+    assert [g for g, _ in t.groups] == ["MVTec", "VisA", "MPDD", "SDD", "CVC"]
+    assert ("4-shot", "APT") in rows and all(c.md == "missing" for c in rows[("4-shot", "APT")])
+    assert rows[("1-shot", "APT")][4].md == "missing"  # MPDD
+    assert "AnomalyGPT" not in [r[0][1] for r in t.rows]  # not implemented here: published figures only
+    assert t.problems and any("missing" in n for n in t.notes)
+    b = apt_table1(table1_records(), show="beside", datasets=["mvtec", "visa"])
     assert len(b.columns) == 12 and b.columns[:3] == ["w/o VG", "w/o VG paper", "w/o VG diff"]
     assert b.groups == [("MVTec", 6), ("VisA", 6)]
 
 
+def test_failed_category_is_marked_and_strict_fails(tmp_path, capsys):
+    recs = comparable_records()
+    recs = [r for r in recs if r.key["category"] != "zipper"] + [
+        _rec({"name": "apt", "id": "apt"}, "mvtec", "zipper", 1, s, {}, status="failed",
+             error="Traceback ...\nRuntimeError: CUDA out of memory") for s in range(5)]
+    t = apt_table1(recs, show="under", datasets=["mvtec"])
+    rows = _rows(t)
+    i = list(rows).index(("1-shot", "APT", "measured"))
+    note = next(n for n in t.notes if n.startswith(f"[{t.marks[(i, 0)]}]"))
+    assert "14/15 categories" in note and "zipper (failed: RuntimeError: CUDA out of memory)" in note
+    assert rows[("1-shot", "APT", "diff")][0].md == "n/c" and (i, 0) not in t.bold
+    store = RecordStore(tmp_path / "run")
+    for r in recs:
+        store.write(r)
+    args = ["paper-table", "--table", "apt_table1", "--results-dir", str(tmp_path / "run")]
+    assert main(args) == 0
+    assert main(args + ["--strict"]) == 1
+    assert "incomplete" in capsys.readouterr().err
+
+
+def test_fidelity_notes_are_footnotes():
+    recs = table1_records()
+    for r in recs:
+        if r.key["method"] == "apt":
+            r.method["describe"] = {"fidelity_notes": ["LAT blocks chosen by us (paper silent)"]}
+    t = apt_table1(recs, show="none", datasets=["mvtec"])
+    assert any("APT: LAT blocks chosen by us (paper silent)" in n for n in t.notes)
+
+
 @pytest.mark.parametrize("show,ncols", [("none", 2 + 4), ("under", 3 + 4), ("beside", 2 + 12)])
 def test_table1_latex_column_count(show, ncols):
-    tex = to_latex(apt_table1(table1_records(), show=show))
+    tex = to_latex(apt_table1(table1_records(), show=show, datasets=["mvtec", "visa"]))
     spec = re.search(r"\\begin\{tabular\}\{([lc]+)\}", tex).group(1)
     assert len(spec) == ncols
     body = tex[tex.index("\\midrule"):tex.index("\\bottomrule")]
@@ -84,9 +163,9 @@ def test_table1_latex_column_count(show, ncols):
         spans = [int(m.group(1)) if (m := re.search(r"\\multicolumn\{(\d+)\}", c)) else 1 for c in line.split("&")]
         assert sum(spans) == ncols, line
     assert tex.count("{") == tex.count("}") and "\\textbf{" in tex
-    assert tex.count("\\midrule") == 2  # header rule + the rule between 1-shot and 2-shot
+    assert tex.count("\\midrule") == 3  # header rule + the rules between the 1-, 2- and 4-shot blocks
     if show != "none":
-        assert "92.32 $\\pm$ 0.99" in tex and "$+0.18$" in tex
+        assert "92.32 $\\pm$ 0.99" in tex and "n/c$^{" in tex
 
 
 def test_table2_zero_shot_rows():
@@ -100,13 +179,18 @@ def test_table2_zero_shot_rows():
     t = apt_table2(recs, show="under")
     rows = {tuple(r[0]): r[1] for r in t.rows}
     assert rows[("AnomalyCLIP (zero-shot)", "paper")][0].md == "91.16"
-    assert rows[("WinCLIP (zero-shot)", "measured")][0] == pytest.approx((90.5, 0.5))
-    assert rows[("APT (1-shot, w/ VG)", "measured")][1] == pytest.approx((96.0, 0.0))
-    assert rows[("APT (1-shot, w/ VG)", "diff")][1].md == "-0.09"  # 96.00 - 96.09
+    f = rows[("WinCLIP (zero-shot)", "measured")][0]
+    assert (f.mean, f.std) == pytest.approx((90.5, 0.5))
+    f = rows[("APT (1-shot, w/ VG)", "measured")][1]
+    assert (f.mean, f.std) == pytest.approx((96.0, 0.0))
+    assert rows[("APT (1-shot, w/ VG)", "diff")][1].md == "n/c"  # one made-up category: no diff
     assert t.columns == ["MVTec", "VisA"]
+    # comparable APT 1-shot w/ VG on MVTec: 95.40 - 95.32
+    c = apt_table2(comparable_records(), show="under", datasets=["mvtec"])
+    assert {tuple(r[0]): r[1] for r in c.rows}[("APT (1-shot, w/ VG)", "diff")][0].md == "+0.08"
 
 
-def test_table3_rows_follow_switches():
+def test_table3_rows_follow_switches_and_settings_without_records_show_missing():
     on = dict(so=True, mg=True, gn=True, tf=True, la=True)
     no_la = dict(on, la=False)
     recs = []
@@ -115,14 +199,26 @@ def test_table3_rows_follow_switches():
             recs.append(_rec({"name": "apt", "id": mid}, ds, "c1", 1, 0,
                              {"w/o VG": {"pixel_auroc": v}, "w/ VG": {"pixel_auroc": 0.99}}, {**opts, "lam": 1.0}))
     t = apt_table3(recs, show="none")
-    # the paper's row order: SO+MG+GN+TF (row 4) before the full APT (row 6); the LA column tells them apart
-    assert [r[0][4].md for r in t.rows] == ["×", "✓"]
-    assert t.rows[0][1][0] == pytest.approx((91.0, 0.0)) and t.rows[1][1][1] == pytest.approx((93.0, 0.0))
+    # every setting of the paper is a row, in the paper's order; the LA column tells rows 4 and 6 apart
+    assert [r[0][4].md for r in t.rows] == ["×", "×", "×", "×", "×", "✓"]
+    assert t.rows[0][1][0].md == "missing"
+    assert t.rows[3][1][0].mean == pytest.approx(91.0) and t.rows[5][1][1].mean == pytest.approx(93.0)
     u = apt_table3(recs, show="under")
-    assert len(u.rows) == 4 + 3 * 2  # 4 paper-only settings + 2 measured settings x (measured, paper, diff)
+    assert len(u.rows) == 6 * 3  # every setting: measured, paper, diff
     assert [r[1][0].md for r in u.rows if r[0][-1] == "paper"][0] == "85.00"
     tex = to_latex(u)
     assert "$\\checkmark$" in tex and "$\\times$" in tex and "amssymb" in tex
+    # a record that does not state every switch (old schema: options the user set only) is named, not placed
+    old = [_rec({"name": "apt", "id": "apt[k=2]"}, "mvtec", "c1", 1, 0, {"w/o VG": {"pixel_auroc": 0.9}}, {"k": 2})]
+    assert any("apt[k=2]" in n and "not shown" in n for n in apt_table3(recs + old).notes)
+
+
+def test_table3_switches_come_from_data():
+    recs = [_rec({"name": "memory", "id": f"memory[x={x}]"}, "mvtec", "c1", 1, 0, {"w/o VG": {"pixel_auroc": v}},
+                 {"x": x, "y": True}) for x, v in ((True, 0.9), (False, 0.8))]
+    t = apt_table3(recs, show="none", method="memory", switches=["x", "y"])
+    assert t.row_headers == ["X", "Y"] and len(t.rows) == 2  # the paper's rows state other switches
+    assert [c.mean for r in t.rows for c in r[1][:1] if not isinstance(c, TextCell)] == pytest.approx([90.0, 80.0])
 
 
 def test_published_data_carries_sources_and_figures():
@@ -136,7 +232,7 @@ def test_published_data_carries_sources_and_figures():
         for m, per_ds in methods.items():
             assert all(len(v) == 2 for v in per_ds.values()), (k, m)
     assert len(p["tables"]["apt_table3"]["rows"]) == 6
-    assert p["tables"]["apt_table2"]["values"]["anomalyclip"] == {"mvtec": 91.16, "visa": 95.51}
+    assert p["tables"]["apt_table2"]["rows"][0]["values"] == {"mvtec": 91.16, "visa": 95.51}
 
 
 @pytest.mark.parametrize("name", ["apt_table1", "apt_table2", "apt_table3"])
@@ -152,6 +248,8 @@ def test_paper_configs_parse_and_name_their_layout(name):
     assert {d.name for d in cfg.datasets} <= set(DATASETS.names())
     if name == "apt_table3":
         assert len(kw["labels"]) == 6 and all(m.name == "apt" for m in cfg.methods)
+    # the seed count a diff requires is the one the paper config runs
+    assert published()["tables"][name]["protocol"]["seeds"] == len(cfg.seeds)
 
 
 def test_cli_paper_table(tmp_path, capsys):

@@ -18,6 +18,7 @@ from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
 from fsadbench.run.identity import cell_hash, sigma_for
 from fsadbench.run.plan import Job, Plan
 from fsadbench.run.preflight import check_results_dir
+from fsadbench.run.resources import DataSource
 from fsadbench.run.signals import Interrupted, SweepInterrupted, interrupt_guard
 from fsadbench.run.summary import ELSEWHERE, LOST, tally
 
@@ -91,34 +92,26 @@ def _record(key: CellKey, h: str, status: str, encoded: int = 3, error: str | No
 
 
 def test_tally_counts_from_the_record_store_not_from_outcomes(tmp_path):
-    cfg = RunConfig(methods=[MethodSpec("memory")], datasets=[DatasetSpec("synthetic", categories=["a"])],
-                    results_dir=str(tmp_path))
+    tiny = {"size": 32, "n_train": 2, "n_test_good": 1, "n_test_bad": 1}
+    cfg = RunConfig(methods=[MethodSpec("memory")], datasets=[DatasetSpec("synthetic", categories=["disc"],
+                                                                          options=tiny)],
+                    results_dir=str(tmp_path / "res"), cache_dir=str(tmp_path / "cache"))
     m, ds = cfg.methods[0], cfg.datasets[0]
-    jobs = [Job(m, ds, ["a"], k, 0) for k in (1, 2, 3, 4, 5)]
-    store = RecordStore(tmp_path)
-    h = cell_hash(cfg, jobs[0])
-    old = _record(jobs[4].keys()[0], h, STATUS_OK)
+    jobs = [Job(m, ds, ["disc"], 1, s) for s in (1, 2, 3, 4, 5)]
+    store = RecordStore(cfg.results_dir)
+    data = DataSource(cfg)
+    h = {i: cell_hash(cfg, data, j) for i, j in enumerate(jobs)}
+    old = _record(jobs[4].keys()[0], h[4], STATUS_OK)
     store.write(old)
     os.utime(store.path(jobs[4].keys()[0]), (time.time() - 100, time.time() - 100))  # done before this sweep
     since = time.time()
-    store.write(_record(jobs[0].keys()[0], h, STATUS_OK))  # worker died after writing: no outcome
-    store.write(_record(jobs[1].keys()[0], h, STATUS_FAILED, encoded=0, error="Traceback ...\nValueError: boom"))
+    store.write(_record(jobs[0].keys()[0], h[0], STATUS_OK))  # worker died after writing: no outcome
+    error = "ValueError: boom\n\nTraceback (most recent call last):\n  ...\nValueError: boom"  # error_text's form
+    store.write(_record(jobs[1].keys()[0], h[1], STATUS_FAILED, encoded=0, error=error))
     outcomes = [{"cell": str(jobs[2].keys()[0]), "status": LOST, "encoded": 0, "error": "lost: worker died"},
                 {"cell": str(jobs[3].keys()[0]), "status": ELSEWHERE, "encoded": 0}]
-    s = tally(cfg, Plan(jobs, jobs, skipped=2), store, outcomes, since)
+    s = tally(cfg, data, Plan(jobs, jobs, skipped=2), store, outcomes, since)
     assert (s.computed, s.failed, s.skipped, s.not_applicable, s.encoded_images) == (1, 2, 4, 0, 3)
     assert s.failures == [f"{jobs[1].keys()[0]}: ValueError: boom", f"{jobs[2].keys()[0]}: lost: worker died"]
     assert Path(store.path(jobs[0].keys()[0])).exists()
 
-
-def test_cell_hash_carries_the_encoder_path_versions(monkeypatch):
-    from fsadbench.backbone import features
-
-    cfg = RunConfig()
-    job = Job(MethodSpec("memory"), DatasetSpec("synthetic"), ["a"], 1, 0)
-    before = cell_hash(cfg, job)
-    monkeypatch.setitem(features.SPEC_VERSIONS, "tokens", features.SPEC_VERSIONS["tokens"] + 1)
-    assert cell_hash(cfg, job) != before  # a bumped encoder path invalidates the records made through it
-    monkeypatch.setitem(features.SPEC_VERSIONS, "vv", features.SPEC_VERSIONS["vv"] + 1)  # not memory's path
-    monkeypatch.setitem(features.SPEC_VERSIONS, "tokens", features.SPEC_VERSIONS["tokens"] - 1)
-    assert cell_hash(cfg, job) == before

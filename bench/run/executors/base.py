@@ -20,7 +20,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable, Sequence
 
-from fsadbench.results.records import DONE_STATUSES, RecordStore, atomic_write_text
+from fsadbench.core.io import atomic_write_text
+from fsadbench.results.records import DONE_STATUSES, RecordStore
 from fsadbench.run.claims import DEFAULT_LEASE_S, ClaimStore
 from fsadbench.run.config import RunConfig
 from fsadbench.run.plan import Job, Plan
@@ -127,7 +128,7 @@ class Executor(ABC):
         """Run every cell of ``cfg`` that has no record yet (all with ``force``); see the module doc."""
         log = log or quiet
         res = resources or Resources(cfg, log)
-        store = RecordStore(cfg.results_dir)
+        store = RecordStore(cfg.results_dir, log=log)
         plan: Plan | None = None
         try:
             with interrupt_guard():
@@ -145,11 +146,11 @@ class Executor(ABC):
                 finally:
                     bar.close()
         except (Interrupted, KeyboardInterrupt) as exc:
-            done = count_done(cfg, plan.jobs, store) if plan is not None else 0
+            done = count_done(cfg, res, plan.jobs, store) if plan is not None else 0
             raise SweepInterrupted(signum_of(exc), done) from None
         if outcomes is None:  # submitted to a scheduler, not waited for
             return RunSummary(skipped=plan.skipped, submitted=plan.n_todo_cells)
-        return tally(cfg, plan, store, outcomes, since)
+        return tally(cfg, res, plan, store, outcomes, since)
 
     @abstractmethod
     def _run(self, res: Resources, todo: list[Job], force: bool, progress: Progress) -> list[Outcome] | None:

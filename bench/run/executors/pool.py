@@ -62,7 +62,7 @@ def worker_main(cfg: RunConfig, conn: Any, threads: int, claims: ClaimOptions, f
 
             torch.set_num_threads(threads)
         res = Resources(cfg, log=stderr_log)
-        store = RecordStore(cfg.results_dir)
+        store = RecordStore(cfg.results_dir, log=stderr_log)
         claim_store = claims.store(cfg.results_dir, f"gpus worker pid {os.getpid()} on {cfg.device}")
         while True:
             item = conn.recv()

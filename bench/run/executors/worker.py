@@ -42,7 +42,7 @@ class CellWorker:
                  on_start: Callable[[Job], None] | None = None,
                  on_done: Callable[[Job, list[Outcome]], None] | None = None):
         self.res = res
-        self.store = store or RecordStore(res.cfg.results_dir)
+        self.store = store or RecordStore(res.cfg.results_dir, log=res.log)
         self.claims = claims
         self.force = force
         self.log = log or _quiet
@@ -81,7 +81,7 @@ class CellWorker:
     def _done(self, job: Job) -> bool:
         if self.force:
             return False
-        h = cell_hash(self.res.cfg, job)
+        h = cell_hash(self.res.cfg, self.res, job)
         return all(self.store.is_done(k, h) for k in job.keys())
 
     def _try(self, job: Job, waited: bool = False) -> list[Outcome] | None:

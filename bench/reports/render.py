@@ -1,0 +1,110 @@
+"""Markdown and LaTeX (booktabs) renderers of a :class:`fsadbench.reports.tables.Table`.
+
+A figure prints as ``mean ± std``; bold marks the best (``**..**`` /
+``\\textbf``), ``†`` (``$^\\dagger$``) a figure not significantly worse than the
+best, ``[a]`` (``$^{a}$``) a footnote whose text is in the table's notes.
+Notes are printed above a Markdown table and under a LaTeX tabular (visible, in
+``\\footnotesize``: a warning in a ``%`` comment is never read), footnotes as
+``$^{a}$ ...``. A LaTeX tabular wider than the text is scaled down to the text
+width (never up); the document needs ``\\usepackage{booktabs,graphicx,amssymb}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tabulate import tabulate
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.reports.tables import Table, TextCell
+from fsadbench.results.coverage import Figure
+
+
+def _entry(c, bold: bool, close: bool, mark: str | None, fmt: str) -> str:
+    if isinstance(c, TextCell):
+        s = c.md if fmt == "md" else c.tex
+    elif c is None or not isinstance(c, Figure) or math.isnan(c.mean):
+        s = "–" if fmt == "md" else "--"
+    else:
+        std = 0.0 if math.isnan(c.std) else c.std
+        if fmt == "md":
+            s = f"{c.mean:.2f} ± {std:.2f}"
+            s = f"**{s}**" if bold else s
+        else:
+            s = (f"\\textbf{{{c.mean:.2f}}}" if bold else f"{c.mean:.2f}") + f" $\\pm$ {std:.2f}"
+    if close:
+        s += " †" if fmt == "md" else "$^{\\dagger}$"
+    if mark:
+        s += f" [{mark}]" if fmt == "md" else f"$^{{{mark}}}$"
+    return s
+
+
+def _entries(t: Table, ri: int, cells, fmt: str) -> list[str]:
+    return [_entry(c, (ri, j) in t.bold, (ri, j) in t.close, t.marks.get((ri, j)), fmt) for j, c in enumerate(cells)]
+
+
+def to_markdown(t: Table) -> str:
+    headers = list(t.row_headers)
+    i = 0
+    for g, span in t.groups:
+        for _ in range(span):
+            headers.append(f"{g} {t.columns[i]}".strip())
+            i += 1
+    body = [[h.md if isinstance(h, TextCell) else h for h in rh] + _entries(t, ri, cells, "md")
+            for ri, (rh, cells) in enumerate(t.rows)]
+    lines = [f"**{t.title}**", ""] + [f"> {n}" for n in t.notes] + [""]
+    lines.append(tabulate(body, headers=headers, tablefmt="pipe", stralign="center", disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+              "±": r"$\pm$", "≥": r"$\geq$", "†": r"$^{\dagger}$", "–": "--", "×": r"$\times$",
+              "✓": r"$\checkmark$", "≤": r"$\leq$"}
+#: every LaTeX table needs these packages in the document's preamble
+LATEX_PREAMBLE_NOTE = "% needs \\usepackage{booktabs,graphicx,amssymb}"
+#: scale the tabular down to the text width when wider, never up (graphicx: \width is the natural width)
+FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%"
+
+
+def latex_escape(s: str) -> str:
+    return "".join(_LATEX_ESC.get(ch, ch) for ch in str(s))
+
+
+def to_latex(t: Table) -> str:
+    nrh, ncols = len(t.row_headers), len(t.columns)
+    spec = "l" * nrh + "c" * ncols
+    out = [LATEX_PREAMBLE_NOTE, "\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(t.title)}}}",
+           FIT_WIDTH, f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    head1 = [""] * nrh
+    rules, col = [], nrh + 1
+    for g, span in t.groups:
+        head1.append(f"\\multicolumn{{{span}}}{{c}}{{{latex_escape(g)}}}")
+        rules.append(f"\\cmidrule(lr){{{col}-{col + span - 1}}}")
+        col += span
+    out.append(" & ".join(head1) + " \\\\")
+    out.append(" ".join(rules))
+    out.append(" & ".join([latex_escape(h) for h in t.row_headers] + [latex_escape(c) for c in t.columns]) + " \\\\")
+    out.append("\\midrule")
+    for ri, (rh, cells) in enumerate(t.rows):
+        if ri in t.breaks:
+            out.append("\\midrule")
+        vals = [h.tex if isinstance(h, TextCell) else latex_escape(h) for h in rh] + _entries(t, ri, cells, "tex")
+        out.append(" & ".join(vals) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}}"]  # closes FIT_WIDTH's box
+    lines = [f"$^{{{latex_escape(n[1:n.index(']')])}}}$ {latex_escape(n[n.index(']') + 2:])}"
+             if n.startswith("[") and "] " in n else latex_escape(n) for n in t.notes]
+    if t.close:
+        lines.insert(0, "$^{\\dagger}$ not significantly worse than the best (one-sided paired t over seeds)")
+    if lines:
+        out.append("\\par\\smallskip{\\footnotesize\\raggedright " + "\\par\n".join(lines) + "\\par}")
+    out.append("\\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def render(t: Table, fmt: str) -> str:
+    if fmt in ("markdown", "md"):
+        return to_markdown(t)
+    if fmt in ("latex", "tex"):
+        return to_latex(t)
+    raise ConfigError(f"--format {fmt!r}: use markdown or latex")
