@@ -23,7 +23,8 @@ def paper_of(cls: type) -> str:
     paper = getattr(cls, "paper", None)
     if paper:
         return str(paper)
-    doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip()
+    module = sys.modules.get(cls.__module__)
+    doc = ((module.__doc__ if module is not None else None) or cls.__doc__ or "").strip()
     return doc.splitlines()[0].strip("` ") if doc else "(no reference given)"
 
 
@@ -84,8 +85,18 @@ def main(argv: Sequence[str]) -> int:
         return 0
     print("methods:")
     for n in METHODS.names():
-        print("\n".join("  " + line for line in describe_method(n)))
+        print("\n".join("  " + line for line in _safely(describe_method, n)))
     print("datasets:")
     for n in DATASETS.names():
-        print("\n".join("  " + line for line in describe_dataset(n)))
+        print("\n".join("  " + line for line in _safely(describe_dataset, n)))
     return 0
+
+
+def _safely(describe, name: str) -> list[str]:
+    """One plugin that cannot be imported is listed with its error; the others are still described."""
+    from fsadbench.core.errors import BenchError
+
+    try:
+        return describe(name)
+    except BenchError as exc:
+        return [f"{name}: cannot be loaded: {str(exc).splitlines()[0]}"]
