@@ -90,7 +90,6 @@ def run_main(argv: Sequence[str]) -> int:
         cats = parse_categories(a.categories, "--categories")
         for d in cfg.datasets:
             d.categories = list(cats)
-    from fsadbench.run.runner import Runner
 
     def log(msg: str) -> None:
         try:
@@ -101,10 +100,14 @@ def run_main(argv: Sequence[str]) -> int:
             print(msg, file=sys.stderr)
 
     from fsadbench.run.executors import executor_from_args
+    from fsadbench.run.signals import SweepInterrupted
 
     executor = executor_from_args(a)
-    runner = Runner(cfg, log=log, progress=not a.no_progress)
-    summary = executor.run(runner, force=a.force)
+    try:
+        summary = executor.run(cfg, force=a.force, log=log, progress=not a.no_progress)
+    except SweepInterrupted as exc:  # claims released; one line, no traceback
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     print(summary.line(), file=sys.stderr)
     text = report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
                        datasets=[d.name for d in cfg.datasets])

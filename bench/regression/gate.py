@@ -29,15 +29,15 @@ GATE_CHECKS = ("metric_version", "backbone", "protocol")
 
 def run_preset(preset: str, results_dir: str | Path, cache_dir: str | Path | None = None,
                force: bool = False, log: Callable[[str], None] | None = None):
-    """Run a preset sweep into ``results_dir``; returns the runner's summary."""
+    """Run a preset sweep into ``results_dir`` (local executor, the CLI's path); returns its summary."""
+    from fsadbench.run import sweep
     from fsadbench.run.config import build_config
-    from fsadbench.run.runner import Runner
 
     overrides: dict[str, Any] = {"results_dir": str(results_dir)}
     if cache_dir is not None:
         overrides["cache_dir"] = str(cache_dir)
     cfg = build_config(preset, None, overrides)
-    return Runner(cfg, log=log, progress=False).run(force=force)
+    return sweep(cfg, "local", force=force, log=log)
 
 
 def gate(preset: str, head_dir: str | Path, baseline_dir: str | Path | None = None,

@@ -6,7 +6,7 @@
 * :func:`qualitative_grid` — the papers' qualitative figure: one row per test
   image of a category, columns image | ground truth | each method's map (every
   variant of each method), from one fit per method
-  (:meth:`fsadbench.run.runner.Runner.fitted_method`). Maps go through the
+  (:func:`fsadbench.run.fit.fitted_method`). Maps go through the
   evaluation protocol's post-processing (bilinear upsampling to ``eval_size``,
   Gaussian with the run's sigma or the method's paper sigma) and are drawn
   over the image with one colour scale per column (min-max over the images
@@ -97,30 +97,32 @@ def pick_images(test, n: int) -> list:
     return [pool[i] for i in sorted(set(idx.tolist()))]
 
 
-def qualitative_grid(runner, methods, dataset, category: str, shots: int, seed: int, path: str | Path,
+def qualitative_grid(res, methods, dataset, category: str, shots: int, seed: int, path: str | Path,
                      n_images: int = 4) -> list[Path]:
     """Image | ground truth | every method x variant map, one row per test image; returns the files written.
 
-    ``runner`` is a :class:`fsadbench.run.runner.Runner`; ``methods`` are MethodSpecs, ``dataset`` a DatasetSpec.
+    ``res`` is a :class:`fsadbench.run.resources.Resources`; ``methods`` are MethodSpecs, ``dataset`` a DatasetSpec.
     """
     import torch
     from PIL import Image
 
     from fsadbench.protocol.evaluator import gt_mask, postprocess
     from fsadbench.protocol.sampler import image_ref
+    from fsadbench.run.fit import fitted_method
+    from fsadbench.run.identity import sigma_for
 
-    size = runner.cfg.protocol.eval_size
+    size = res.cfg.protocol.eval_size
     columns: list[tuple[str, np.ndarray]] = []  # (title, maps n x size x size)
     samples = None
     for spec in methods:
-        method, split = runner.fitted_method(spec, dataset, category, shots, seed)
+        method, split = fitted_method(res, spec, dataset, category, shots, seed)
         if samples is None:
             samples = pick_images(split.test, n_images)
             if not samples:
                 raise ConfigError(f"figures grid: {dataset.name}/{category} has no test images")
         with torch.no_grad():
             preds = method.predict([image_ref(s) for s in samples])
-        sigma = runner.cfg.protocol.sigma if runner.cfg.protocol.sigma is not None else type(method).default_sigma
+        sigma = sigma_for(res.cfg.protocol, type(method))
         for v, p in preds.items():
             columns.append((f"{spec.display} {v}", postprocess(p.maps, size, sigma).numpy()))
     images = [np.asarray(Image.open(s.image_path).convert("RGB").resize((size, size), Image.BICUBIC))
@@ -144,7 +146,7 @@ def qualitative_grid(runner, methods, dataset, category: str, shots: int, seed: 
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    note = " (RANDOM backbone: pipeline check)" if runner.backbone.is_random else ""
+    note = " (RANDOM backbone: pipeline check)" if res.backbone.is_random else ""
     fig.suptitle(f"{dataset.name}/{category}, {shots}-shot, seed {seed}{note}", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -185,7 +187,7 @@ def cli_main(argv: Sequence[str]) -> int:
                               [v for v in a.variants.split(",") if v] if a.variants else None)
     else:
         from fsadbench.run.config import build_config
-        from fsadbench.run.runner import Runner
+        from fsadbench.run.resources import Resources
 
         overrides = {"data_root": a.data_root, "cache_dir": a.cache_dir, "device": a.device}
         cfg = build_config(a.preset, a.config, overrides)
@@ -201,7 +203,7 @@ def cli_main(argv: Sequence[str]) -> int:
                 raise ConfigError(f"--methods {a.methods}: none is in this config "
                                   f"({', '.join(m.id for m in cfg.methods)})")
         out = a.out or f"figures/grid_{ds.name}_{a.category}"
-        files = qualitative_grid(Runner(cfg, progress=False), methods, ds, a.category, a.shots, a.seed, out, a.n)
+        files = qualitative_grid(Resources(cfg), methods, ds, a.category, a.shots, a.seed, out, a.n)
     for f in files:
         print(f"wrote {f}")
     return 0

@@ -25,6 +25,9 @@ from fsadbench.run.config import RunConfig, apply_mapping, build_config
 from fsadbench.core.errors import BenchError, ConfigError, error_line
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
+from fsadbench.run.identity import cell_hash
+from fsadbench.run.plan import plan_jobs
+from fsadbench.run.resources import DataSource
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -75,10 +78,7 @@ def config_for(results_dir: Path, preset: str | None = None, config_file: str | 
 
 def sweep_status(cfg: RunConfig) -> SweepStatus:
     """State of every planned cell of ``cfg`` in ``cfg.results_dir``."""
-    from fsadbench.run.runner import Runner
-
-    runner = Runner(cfg, progress=False)
-    store = runner.store
+    store = RecordStore(cfg.results_dir)
     claims = ClaimStore(cfg.results_dir)
     now = time.time()
     live: dict[str, ClaimInfo] = {}
@@ -90,8 +90,9 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 live[rel] = c
         else:
             st.stale.append((c, why))
-    for job in runner.plan():
-        h = runner.cell_hash(job)
+    data = DataSource(cfg)  # datasets only: no backbone, no feature store
+    for job in plan_jobs(cfg, data):
+        h = cell_hash(cfg, data, job)
         for key in job.keys():
             name = str(key)
             rec = store.load(key)

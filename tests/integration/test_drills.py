@@ -1,8 +1,8 @@
 """Drills of issue 17: every hostile input and fault once found by hand, reproduced and now handled.
 
-Numbers refer to the issue's list of failures. Process hygiene (1) and the
-sweep's signal handling (7, SIGINT/SIGTERM) are drilled in test_executors* /
-test_fault_tolerance.
+Numbers refer to the issue's list of failures. Process hygiene (1), the
+sweep's signal handling (7, SIGINT/SIGTERM) and the unwritable results folder
+are drilled in test_drills_run.py.
 """
 
 from __future__ import annotations
