@@ -79,10 +79,10 @@ def print_report(out: dict[str, Any]) -> None:
     parts = [f"{p} {e['images_per_s']:.1f} images/s (batch {e['batch']}, {e['image_size']} px)" if "images_per_s" in e
              else f"{p} {_status({'check': e})}" for p, e in enc.items()]
     print("encoder (image tower only, batch already on the device): " + ("; ".join(parts) or "not measured"))
+    unit = "GPU" if out["device"].startswith("cuda") else "CPU"
     print(f"{'method':<9} {'prec':<5} {'cells':>5} {'fit/cell':>9} {'pred/cell':>9} {'eval/cell':>9} {'wall':>8} "
           f"{'build':>6} {'encoded':>7} {'GPU peak':>10} {unit + '-h (extrap.)*':>16}")
     hours = out.get("protocol", {}).get("gpu_hours_per_method", {})
-    unit = "GPU" if out["device"].startswith("cuda") else "CPU"
     for m, by_prec in out["methods"].items():
         for prec, f in by_prec.items():
             if "fit_s_per_cell" not in f:
