@@ -10,11 +10,9 @@ its numbers are compared as usual.
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from fsadbench.core.errors import ConfigError
 from fsadbench.regression.compare import Comparison, compare
@@ -52,24 +50,20 @@ def gate(preset: str, head_dir: str | Path, baseline_dir: str | Path | None = No
     return compare(base, head, tol=tol, strict=True, checks=GATE_CHECKS)
 
 
-def baseline_main(argv: Sequence[str]) -> int:
-    """``python run_bench.py baseline --preset smoke``: (re)write results/baselines/<preset> from a fresh run."""
-    p = argparse.ArgumentParser(prog="run_bench.py baseline",
-                                description="Run a preset from scratch and store its records as the committed "
-                                            "baseline the regression gate compares against.")
-    p.add_argument("--preset", default="smoke", help="preset to run (default smoke)")
-    p.add_argument("--output", help="baseline folder (default results/baselines/<preset>)")
-    p.add_argument("--cache-dir", help="feature cache / generated data (default: FSADBENCH_CACHE or ~/.cache)")
-    a = p.parse_args(argv)
-    out = Path(a.output) if a.output else BASELINES_DIR / a.preset
+def write_baseline(preset: str, out: str | Path | None = None, cache_dir: str | Path | None = None,
+                   log: Callable[[str], None] | None = None):
+    """Run ``preset`` from scratch into ``out`` (default results/baselines/<preset>); returns (summary, folder).
+
+    The previous baseline is kept aside and put back when the run fails or any cell fails.
+    """
+    out = Path(out) if out else BASELINES_DIR / preset
     old = out.parent / f".{out.name}.old"
     if old.exists():
         shutil.rmtree(old)
     if out.exists():
         out.rename(old)
     try:
-        summary = run_preset(a.preset, out, a.cache_dir, force=True,
-                             log=lambda m: print(m, file=sys.stderr))
+        summary = run_preset(preset, out, cache_dir, force=True, log=log)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         if old.exists():
@@ -79,11 +73,6 @@ def baseline_main(argv: Sequence[str]) -> int:
         shutil.rmtree(out, ignore_errors=True)
         if old.exists():
             old.rename(out)
-        print(f"baseline NOT updated: {summary.failed} cell(s) failed:\n" + "\n".join(summary.failures),
-              file=sys.stderr)
-        return 1
-    if old.exists():
+    elif old.exists():
         shutil.rmtree(old)
-    print(f"{summary.line()}\nbaseline written to {out}; commit it with: git add {out} && "
-          f"git commit -m 'Update {a.preset} baseline' -- {out}", file=sys.stderr)
-    return 0
+    return summary, out

@@ -15,9 +15,21 @@ library entry point; it is imported lazily so that ``fsadbench.run.config``
 stays light.
 """
 
+import importlib
+import sys
+import types
 from typing import Any
 
 __all__ = ["sweep", "RunSummary"]
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, config: Any, **kwargs: Any) -> Any:
+        """``fsadbench.run(config) -> Results``: the notebook entry point (:func:`fsadbench.api.run`)."""
+        return importlib.import_module("fsadbench.api").run(config, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage  # the package stays a module; it is also callable
 
 
 def __getattr__(name: str) -> Any:

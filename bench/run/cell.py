@@ -19,10 +19,13 @@ from typing import Any, Callable
 
 from fsadbench.core.errors import BenchError, NotApplicable
 from fsadbench.core.types import CategorySplit
-from fsadbench.protocol.evaluator import CategoryEvaluator, check_finite, gt_mask, nan_to_none
+from fsadbench.protocol.evaluator import CategoryEvaluator, check_finite, gt_mask, has_pixel_truth, nan_to_none
+from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.results.records import STATUS_NA, STATUS_OK, CellKey, Record, RecordStore
+from fsadbench.results.scores import ScoreCollector, scores_path
 from fsadbench.run.batching import BatchPolicy, free_memory, is_out_of_memory
 from fsadbench.run.cellrecord import CellResult, build_record
+from fsadbench.run.config import PROTOCOL_VERSION
 from fsadbench.run.fit import fit_job
 from fsadbench.run.identity import cell_hash, resolve_method, sigma_for
 from fsadbench.run.plan import Job
@@ -38,6 +41,7 @@ class Evaluation:
     predict_s: float
     eval_s: float
     n_anomalous: int
+    scores: ScoreCollector | None = None  # per-image scores (and maps) for the scores file
 
 
 def evaluate(res: Resources, method: Any, job: Job, category: str, split: CategorySplit,
@@ -47,6 +51,7 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
     sigma = sigma_for(res.cfg.protocol, type(method))
     refs = res.test_refs(job.dataset, category)
     evaluators: dict[str, CategoryEvaluator] = {}
+    collector = ScoreCollector(save_maps=res.cfg.save_maps)
     pred_s = eval_s = 0.0
     for start in range(0, len(refs), batch_size):
         batch = split.test[start:start + batch_size]
@@ -55,6 +60,8 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
         pred_s += time.perf_counter() - t
         t = time.perf_counter()
         masks = [gt_mask(s, size) for s in batch]
+        collector.add_batch([x.image_path for x in batch], [x.label for x in batch],
+                            [has_pixel_truth(x) for x in batch], masks)
         if not evaluators:
             evaluators = {v: CategoryEvaluator(size, sigma, device=res.device) for v in preds}
         elif set(preds) != set(evaluators):
@@ -65,8 +72,10 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
                             f"seed {job.seed}")
             if p.maps.shape[0] != len(batch):
                 raise BenchError(f"{job.method.id}: {p.maps.shape[0]} maps for a batch of {len(batch)} images")
-            evaluators[v].add(p, batch, masks)
+            collector.add_variant(v, p.scores, evaluators[v].add(p, batch, masks))
         eval_s += time.perf_counter() - t
+        if res.cell_progress is not None:
+            res.cell_progress.step("test images", start + len(batch), len(refs))
     t = time.perf_counter()
     metrics, undefined = {}, {}
     for v, ev in evaluators.items():
@@ -75,7 +84,7 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
         undefined[v] = u
     eval_s += time.perf_counter() - t
     n_anom = sum(int(s.label) for s in split.test)
-    return Evaluation(metrics, undefined, pred_s, eval_s, n_anom)
+    return Evaluation(metrics, undefined, pred_s, eval_s, n_anom, collector)
 
 
 def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | None = None,
@@ -128,10 +137,23 @@ def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | 
             continue
         timings = {"fit_s": fit_s, "predict_s": ev.predict_s, "eval_s": ev.eval_s,
                    "total_s": time.perf_counter() - (t0 if single else tc)}
+        save_scores(store, key, ev.scores, h, sigma_for(res.cfg.protocol, cls))  # before the record names it
         out.append(write(c, CellResult(STATUS_OK, ev.metrics, ev.undefined, shots[c],
                                        res.encoder_delta(enc0 if single else enc_c), timings,
                                        ev.n_anomalous, method)))
     return out
+
+
+def save_scores(store: RecordStore, key: CellKey, scores: ScoreCollector | None, config_hash: str,
+                sigma: float) -> None:
+    """The cell's per-image scores (and maps) beside its record (:mod:`fsadbench.results.scores`)."""
+    if scores is None or not scores.scores:
+        return
+    from dataclasses import asdict
+
+    meta = {"key": asdict(key), "config_hash": config_hash, "metric_version": METRIC_VERSION,
+            "protocol_version": PROTOCOL_VERSION, "sigma_used": sigma}
+    scores.result(meta).save(scores_path(store.path(key)))
 
 
 def run_job_retrying(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | None = None,

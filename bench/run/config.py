@@ -91,6 +91,7 @@ class RunConfig:
     batch_size: int = 32
     amp: bool = False
     preset: str | None = None
+    save_maps: bool = False  # also store each cell's maps at eval size beside its record (changes no number)
 
     # -- serialisation ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +100,11 @@ class RunConfig:
     @property
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+    @classmethod
+    def from_cli(cls, args: Any) -> "RunConfig":
+        """The config of ``run_bench.py run`` flags (an argparse Namespace or a mapping); see :func:`config_from_cli`."""
+        return config_from_cli(args)
 
 
 def _fmt(v: Any) -> str:
@@ -175,7 +181,7 @@ def _dataset_specs(value: Any, where: str) -> list[DatasetSpec]:
 _SCALARS = {  # RunConfig field -> (kind, minimum)
     "data_root": ("path", None), "results_dir": ("str", None), "cache_dir": ("path", None),
     "device": ("str", None), "model": ("str", None), "pretrained": ("str", None), "preset": ("path", None),
-    "batch_size": ("int", 1), "amp": ("bool", None),
+    "batch_size": ("int", 1), "amp": ("bool", None), "save_maps": ("bool", None),
 }
 
 
@@ -271,9 +277,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def build_config(preset: str | None = None, config_file: str | None = None,
                   overrides: Mapping[str, Any] | None = None,
-                  method_options: list[str] | None = None) -> RunConfig:
-    """Defaults < preset < config file < CLI overrides < --method-option."""
+                  method_options: list[str] | None = None, categories: list[str] | None = None,
+                  base: Mapping[str, Any] | None = None) -> RunConfig:
+    """Defaults < base < preset < config file < CLI overrides < --categories < --method-option."""
     cfg = RunConfig()
+    if base:
+        cfg = apply_mapping(cfg, base, "pipeline check")
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"--preset {preset!r}: unknown; known presets: {sorted(PRESETS)}")
@@ -283,6 +292,8 @@ def build_config(preset: str | None = None, config_file: str | None = None,
         cfg = apply_mapping(cfg, load_yaml(config_file), f"config {config_file}")
     if overrides:
         cfg = apply_mapping(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    for d in cfg.datasets if categories else ():  # --categories applies to every dataset
+        d.categories = list(categories)
     for item in method_options or []:
         target, sep, value = item.partition("=")
         mname, dot, opt = target.partition(".")
@@ -296,4 +307,52 @@ def build_config(preset: str | None = None, config_file: str | None = None,
             m.options[opt] = parse_value(value)
     if not cfg.methods or not cfg.datasets or not cfg.shots or not cfg.seeds:
         raise ConfigError("a run needs at least one method, dataset, shot count and seed")
+    return cfg
+
+
+PIPELINE_CHECK = "pipeline-check"  # RunConfig.preset of a run without datasets (see config_from_cli)
+_CLI_KEYS = ("methods", "datasets", "shots", "seeds", "data_root", "results_dir", "cache_dir", "device", "batch_size")
+
+
+def config_from_cli(args: Any) -> RunConfig:
+    """Defaults < --preset < --config < flags < --categories < --method-option, built once.
+
+    ``args`` holds the flags of ``run`` by their dest names (methods, datasets, categories, shots, seeds,
+    data_root, results_dir, cache_dir, device, batch_size, amp, save_maps, model, pretrained, eval_size, sigma,
+    max_test_images, preset, config, method_option); absent or None ones are not set. When no layer
+    names datasets, the run is the pipeline check (the smoke preset's synthetic set and tiny RANDOM
+    backbone, with the given methods, shots and seeds; ``preset`` = ``pipeline-check``); on a real
+    backbone that is refused, since it would spend hours on synthetic images.
+    """
+    a = dict(args) if isinstance(args, Mapping) else dict(vars(args))
+    g = a.get
+    overrides: dict[str, Any] = {k: g(k) for k in _CLI_KEYS}
+    overrides["amp"] = g("amp") or None
+    overrides["save_maps"] = g("save_maps") or None
+    backbone = {k: g(k) for k in ("model", "pretrained") if g(k)}
+    if backbone:
+        overrides["backbone"] = backbone
+    protocol = {k: g(k) for k in ("eval_size", "sigma", "max_test_images") if g(k) is not None}
+    if protocol:
+        overrides["protocol"] = protocol
+    preset, config_file = g("preset"), g("config")
+    if preset and preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r}: unknown; known presets: {sorted(PRESETS)}")
+    layers = [PRESETS.get(preset or "", {}), load_yaml(config_file) if config_file else {}, overrides]
+    base = None
+    if not any(layer.get("datasets") for layer in layers):
+        bb = {k: v for layer in layers for k, v in (layer.get("backbone") or {}).items()}
+        real = (str(bb["pretrained"]).lower() not in ("none", "random", "") if "pretrained" in bb
+                else bb.get("model", TINY_MODEL) != TINY_MODEL)
+        if real:
+            raise ConfigError(f"no datasets given for a run on {bb.get('model', DEFAULT_MODEL)} / "
+                              f"{bb.get('pretrained', DEFAULT_PRETRAINED)}: add --datasets NAME[,NAME] --data-root "
+                              f"DIR (e.g. --datasets mvtec --data-root /data); without --datasets, --model and "
+                              f"--pretrained the run is the offline pipeline check")
+        smoke = PRESETS["smoke"]
+        base = {k: smoke[k] for k in ("datasets", "backbone", "protocol", "results_dir")}
+    cats = parse_categories(g("categories"), "--categories") if g("categories") else None
+    cfg = build_config(preset, config_file, overrides, list(g("method_option") or []), cats, base)
+    if base is not None:
+        cfg.preset = PIPELINE_CHECK
     return cfg

@@ -69,14 +69,29 @@ def precision(cfg: RunConfig) -> str:
     return "bf16-autocast" if resolve_device(cfg.device).type == "cuda" else "fp32"
 
 
-def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, Any]:
-    """The resume key's parts for every cell of ``job`` (stored as ``Record.identity``); cached in ``data``."""
+def static_identity(cfg: RunConfig, job: "Job", metric_version: str = METRIC_VERSION) -> dict[str, Any]:
+    """The resume key's parts that need no data: all of :func:`cell_identity` but ``dataset.data``
+    (``rescore`` compares them with a stored record's, under the record's own metric version)."""
     from fsadbench.backbone.features import spec_versions
 
+    cls, _ = resolve_method(job.method)
+    return {
+        "method": {"name": job.method.name, "version": int(getattr(cls, "version", 1)),
+                   "options": resolved_options(job.method),
+                   "feature_specs": spec_versions(getattr(cls, "feature_specs", ()))},
+        "dataset": {"name": job.dataset.name, "options": job.dataset.options},
+        "backbone": {"model": cfg.model, "pretrained": cfg.pretrained, "weights": weights_identity(cfg),
+                     "precision": "bf16" if cfg.amp else "fp32"},
+        "protocol": {**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
+        "metric_version": metric_version,
+    }
+
+
+def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, Any]:
+    """The resume key's parts for every cell of ``job`` (stored as ``Record.identity``); cached in ``data``."""
     k = (job.method.id, job.dataset.name, tuple(job.categories), job.shots, job.seed)
     if k in data.identities:
         return data.identities[k]
-    cls, _ = resolve_method(job.method)
     content: dict[str, str] = {}
     for c in job.categories:
         try:
@@ -85,17 +100,10 @@ def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, A
             content[c] = content_fingerprint(split.test, shots)
         except BenchError as exc:  # the cell records the failure; a repaired dataset changes the key
             content[c] = f"unreadable ({type(exc).__name__})"
-    data.identities[k] = {
-        "method": {"name": job.method.name, "version": int(getattr(cls, "version", 1)),
-                   "options": resolved_options(job.method),
-                   "feature_specs": spec_versions(getattr(cls, "feature_specs", ()))},
-        "dataset": {"name": job.dataset.name, "options": job.dataset.options, "data": content},
-        "backbone": {"model": cfg.model, "pretrained": cfg.pretrained, "weights": weights_identity(cfg),
-                     "precision": "bf16" if cfg.amp else "fp32"},
-        "protocol": {**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
-        "metric_version": METRIC_VERSION,
-    }
-    return data.identities[k]
+    ident = static_identity(cfg, job)
+    ident["dataset"]["data"] = content
+    data.identities[k] = ident
+    return ident
 
 
 def cell_hash(cfg: RunConfig, data: "DataSource", job: "Job") -> str:

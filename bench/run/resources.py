@@ -86,6 +86,8 @@ class Resources(DataSource):
         self.log = log or _quiet
         self._backbone = None
         self._features = None
+        #: progress inside a cell (an object with ``step(stage, done, total)``), set by the local executor
+        self.cell_progress: Any = None
 
     @property
     def device(self) -> "torch.device":
@@ -121,7 +123,8 @@ class Resources(DataSource):
         features = self.features
         features.batch_size = feature_batch_size
         return MethodContext(backbone=self.backbone, features=features, device=self.device, seed=seed,
-                             batch_size=batch_size, amp=self.cfg.amp, log=self.log)
+                             batch_size=batch_size, amp=self.cfg.amp, log=self.log,
+                             progress=self.cell_progress.step if self.cell_progress is not None else None)
 
     def encoder_counts(self) -> dict[str, int] | None:
         """The feature store's counters now, or None before it exists."""

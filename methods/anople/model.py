@@ -306,6 +306,7 @@ class AnoPLe(Method):
         step = 0
         self.history = []
         for epoch in range(o.epochs):
+            self.ctx.step("epoch", epoch + 1, o.epochs)
             sums: dict[str, float] = {}
             for t in torch.randperm(len(items), generator=gen).tolist():
                 c, i = items[t]

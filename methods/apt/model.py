@@ -203,7 +203,8 @@ class APT(Method):
             z = self.text.encode([(templates[0], params), (templates[1], params)])
             return z[0], z[1]
 
-        def synth(_epoch: int):
+        def synth(epoch: int):
+            self.ctx.step("epoch", epoch, o.epochs)  # called once per epoch, before its step
             base, where = feats[idx], obj[idx]
             if o.tf:
                 region = sample_regions(where, self.grid, gen, rule=o.region, max_blobs=o.max_blobs,

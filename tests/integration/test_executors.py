@@ -193,7 +193,7 @@ def test_worker_rechecks_store_after_claim(tmp_path):
 def test_cli_flags_build_the_executors(tmp_path):
     import shutil
 
-    from fsadbench.cli import _run_parser
+    from fsadbench.cli.run import build_parser as _run_parser
     from fsadbench.run.executors import executor_from_args
 
     def ex(*argv):

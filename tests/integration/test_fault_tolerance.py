@@ -203,7 +203,7 @@ def test_sigkill_mid_sweep_loses_only_cells_in_flight_and_rerun_completes(tmp_pa
     assert {k: after[k] for k in finished} == finished  # no finished cell was recomputed
     assert not list(ClaimStore(res))  # the rerun released everything, stale claim included
     _register_slow_memory(tmp_path)
-    from fsadbench.run.status import cli_main
+    from fsadbench.cli.status import main as cli_main
 
     assert cli_main(["--results-dir", str(res)]) == 0
     assert "6 cell(s): 6 done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out

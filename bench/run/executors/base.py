@@ -34,6 +34,11 @@ RUN_MANIFEST = "run.json"
 Log = Callable[[str], None]
 
 
+def fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 def stderr_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -62,15 +67,42 @@ class ClaimOptions:
 
 
 class Progress:
-    """Outcomes as they arrive: a tqdm bar (when enabled) and one FAILED line per failed cell."""
+    """Outcomes as they arrive: a tqdm bar (when enabled) and one FAILED line per failed cell.
+
+    Inside a cell (local executor) the job's label and its current stage (``epoch 37/100``, ``test
+    images 64/120``) with the stage's ETA are shown after the bar: :meth:`begin` and :meth:`step`.
+    """
 
     def __init__(self, enabled: bool, total: int, log: Log):
         self.log = log
         self.bar = None
+        self.label = ""
+        self.stage: tuple[str, float] | None = None  # (name, start time)
+        self.shown = 0.0
         if enabled and total:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="cell", dynamic_ncols=True)
+
+    def begin(self, job: Job) -> None:
+        k = job.keys()[0]
+        where = f"{k.dataset}/{k.category}" if job.scope != "dataset" else f"{k.dataset} (all categories)"
+        self.label, self.stage = f"{k.method} {where} k={k.shots} s={k.seed}", None
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.label[:60])
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        now = time.monotonic()
+        if self.stage is None or self.stage[0] != stage or done <= 1:
+            self.stage = (stage, now)
+        if done < total and now - self.shown < 0.25:  # at most 4 refreshes a second
+            return
+        self.shown = now
+        spent = now - self.stage[1]
+        eta = f", eta {fmt_seconds(spent / done * (total - done))}" if 0 < done < total and spent > 0 else ""
+        self.bar.set_postfix_str(f"{self.label[:60]} | {stage} {done}/{total}{eta}")
 
     def add(self, outcomes: Sequence[Outcome]) -> None:
         for o in outcomes:

@@ -23,6 +23,10 @@ class LocalExecutor(Executor):
 
     def _run(self, res: Resources, todo: list[Job], force: bool, progress: Progress) -> list[Outcome]:
         claims = self.claims.store(res.cfg.results_dir, f"local pid {os.getpid()}")
-        worker = CellWorker(res, claims, force, res.log, self.claims.poll_s,
+        worker = CellWorker(res, claims, force, res.log, self.claims.poll_s, on_start=progress.begin,
                             on_done=lambda job, outcomes: progress.add(outcomes))
-        return worker.run_jobs(todo)
+        res.cell_progress = progress  # epochs and test images of the cell in hand, on the same bar
+        try:
+            return worker.run_jobs(todo)
+        finally:
+            res.cell_progress = None
