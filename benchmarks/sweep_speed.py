@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from fsadbench.datasets.synthetic import generate_synthetic
     from fsadbench.run.executors import GpuPoolExecutor, LocalExecutor
-    from fsadbench.run.runner import Runner
+    from fsadbench.run.resources import Resources
 
     n_good = max(1, a.test_images // 4)
     syn = {"size": a.image_size, "n_train": a.train_images, "n_test_good": n_good,
@@ -89,14 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                             protocol=Protocol(eval_size=a.eval_size), results_dir=str(work / label / "results"),
                             cache_dir=str(work / label / "cache"), device=a.device, batch_size=a.batch_size,
                             amp=a.amp)
-            runner = Runner(cfg, log=lambda m: print(f"  {m}", file=sys.stderr), progress=False)
+            log = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
+            res = Resources(cfg, log)
             t = time.perf_counter()
             if a.executor == "local":
-                runner.backbone  # noqa: B018 - build before the clock (workers build their own)
+                res.backbone  # noqa: B018 - build before the clock (workers build their own)
             setup = time.perf_counter() - t
             ex = LocalExecutor() if a.executor == "local" else GpuPoolExecutor(a.workers)
             t = time.perf_counter()
-            summary = ex.run(runner)
+            summary = ex.run(cfg, log=log, resources=res)
             wall = time.perf_counter() - t
             recs = sorted(RecordStore(cfg.results_dir), key=lambda r: (r.key["shots"], r.key["seed"]))  # run order
             if summary.failed or not recs:

@@ -266,7 +266,8 @@ class PromptAD(Method):
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=o.epochs, eta_min=o.lr_min)
         history = []
         with torch.autocast(f.device.type, enabled=False):
-            for _ in range(o.epochs):
+            for epoch in range(o.epochs):
+                self.ctx.step("epoch", epoch + 1, o.epochs)
                 normal, hand, learned = ps.features()
                 losses = promptad_losses(f, normal, hand, learned, self.scale, o.margin, o.align_weight,
                                          o.margin_reduction)

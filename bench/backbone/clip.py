@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import torch
 
 from fsadbench.backbone.towers import ImageTower
+from fsadbench.backbone.weights import quiet_random_init, weights_help
 from fsadbench.core.errors import ConfigError, WeightsError, error_summary
 from fsadbench.core.io import read_rgb as load_image  # every mode to 8-bit RGB; errors name the file
 
@@ -55,16 +56,6 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
-
-
-def _weights_help(model: str, pretrained: str, reason: str) -> str:
-    return (
-        f"could not load weights {model!r} / {pretrained!r}: {reason}\n"
-        f"Remedies:\n"
-        f"  1. download the checkpoint on a machine with internet and pass the file: "
-        f"--model {model} --pretrained /path/to/open_clip_pytorch_model.bin\n"
-        f"  2. or run the offline pipeline check with random weights: python run_bench.py --preset smoke"
-    )
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -130,7 +121,8 @@ class Backbone:
             self.weights_source = f"random init (seed {spec.init_seed})"
         elif Path(pretrained).expanduser().is_file():
             path = Path(pretrained).expanduser()
-            model = open_clip.create_model(model_name, pretrained=None)
+            with quiet_random_init():  # the file's weights follow
+                model = open_clip.create_model(model_name, pretrained=None)
             sd = _read_state_dict(path)
             try:
                 model.load_state_dict(sd, strict=True)
@@ -141,11 +133,12 @@ class Backbone:
                 ) from exc
             self.weights_source = f"file {path}"
         elif any(sep in pretrained for sep in ("/", "\\")) or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-            raise WeightsError(_weights_help(model_name, pretrained, f"checkpoint file {pretrained} does not exist"))
+            raise WeightsError(weights_help(model_name, pretrained, f"checkpoint file {pretrained} does not exist",
+                                             cache_dir))
         else:
             tags = open_clip.list_pretrained_tags_by_model(model_name)
             if pretrained not in tags:
-                raise WeightsError(_weights_help(
+                raise WeightsError(weights_help(
                     model_name, pretrained, f"unknown pretrained tag; open_clip knows {tags or 'none'} for this model"))
             import huggingface_hub.constants as hf_constants
 
@@ -157,7 +150,7 @@ class Backbone:
             except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
                 why = ("no network and not in the local cache" if offline
                        else f"download failed ({error_summary(exc)[:300]})")
-                raise WeightsError(_weights_help(model_name, pretrained, why)) from exc
+                raise WeightsError(weights_help(model_name, pretrained, why, cache_dir)) from exc
             finally:
                 hf_constants.HF_HUB_OFFLINE = old
             self.weights_source = f"open_clip tag {pretrained}"

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
-from fsadbench.core.gitinfo import tree_state
+from fsadbench.core.gitinfo import REPO_ROOT, git, tree_state
 
 _PACKAGES = ("fsad-bench", "torch", "torchvision", "open_clip_torch", "numpy", "scipy", "scikit-learn", "pandas")
 
 
-@lru_cache(maxsize=1)
 def git_state(repo: str | None = None) -> dict[str, Any]:
-    """The commit and dirty flag of the harness's own tree (or of ``repo``), read once per process."""
-    return tree_state(repo)
+    """Commit + dirty flag (+ repo root) of the git checkout at ``repo``: by default the current directory,
+    i.e. the working repository the user runs in (their plugins, configs, local edits), not wherever the
+    package is installed; the package's own checkout when the current directory is in none."""
+    return _git_state(os.path.abspath(repo or os.getcwd()))
+
+
+@lru_cache(maxsize=16)
+def _git_state(cwd: str) -> dict[str, Any]:
+    where = cwd
+    state = dict(tree_state(cwd))
+    if state["commit"] is None and cwd != str(REPO_ROOT):
+        where, state = str(REPO_ROOT), dict(tree_state(REPO_ROOT))
+    if state["commit"] is not None:
+        state["repo"] = git(["rev-parse", "--show-toplevel"], where)
+    return state
 
 
 @lru_cache(maxsize=1)

@@ -22,17 +22,13 @@ with :func:`fsadbench.core.io.read_mask`: any non-zero pixel is anomalous.
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import yaml
+from typing import Any, Callable, Mapping, Sequence
 
 from fsadbench.core.errors import BenchError, ConfigError, DataError
 from fsadbench.core.io import image_info, mode_note, read_mask, read_rgb
-from fsadbench.core.validate import parse_categories
 
 #: loaders end their errors with the expected layout; check-data prints it once per dataset
 LAYOUT_MARK = "Expected layout:"
@@ -130,76 +126,38 @@ def check_category(dataset: Any, category: str, decode: bool = True) -> Category
     return rep
 
 
-def _parse_options(items: Sequence[str], flag: str) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        name, dot, opt = key.partition(".")
-        if not sep or not dot or not name or not opt:
-            raise ConfigError(f"{flag} {item!r}: expected DATASET.OPTION=VALUE, e.g. sdd.split_seed=1")
-        out.setdefault(name, {})[opt] = yaml.safe_load(value)
-    return out
-
-
-def _parse_roots(items: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, folder = item.partition("=")
-        if not sep or not name or not folder:
-            raise ConfigError(f"--root {item!r}: expected DATASET=FOLDER, e.g. visa=/data/VisA_20220922")
-        out[name] = folder
-    return out
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run_bench.py check-data",
-                                description="Check dataset folders: counts, masks, unreadable files.")
-    p.add_argument("--datasets", required=True, help="comma-separated dataset names, e.g. mvtec,visa")
-    p.add_argument("--data-root", help="folder holding the datasets (each in one of its usual folder names)")
-    p.add_argument("--categories", help="comma-separated categories (default: all of each dataset)")
-    p.add_argument("--cache-dir", help="where converted/generated data goes (default ~/.cache/fsadbench)")
-    p.add_argument("--root", action="append", default=[], metavar="DATASET=FOLDER",
-                   help="explicit folder of one dataset (repeatable)")
-    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
-                   help="dataset option, e.g. cvc.normal_source=/data/normals (repeatable)")
-    p.add_argument("--headers-only", action="store_true", help="read image headers only (faster, misses truncation)")
-    return p
-
-
-def cli_main(argv: Sequence[str]) -> int:
-    """Exit status 1 when any error was found, else 0 (warnings alone pass)."""
+def check_datasets(names: Sequence[str], data_root: str | Path | None = None,
+                   categories: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+                   roots: Mapping[str, str] | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
+                   decode: bool = True, out: Callable[[str], None] = print) -> tuple[int, int]:
+    """Check every category of each dataset, printing through ``out``; returns (errors, warnings)."""
     from fsadbench.core.defaults import default_cache_dir
     from fsadbench.core.registry import DATASETS
 
-    a = _parser().parse_args(list(argv))
-    names = [n.strip() for n in a.datasets.split(",") if n.strip()]
-    cats = parse_categories(a.categories, "--categories") if a.categories else None
-    options = _parse_options(a.dataset_option, "--dataset-option")
-    roots = _parse_roots(a.root)
+    roots, options = dict(roots or {}), dict(options or {})
     for n in set(options) | set(roots):
         if n not in names:
-            raise ConfigError(f"option or root given for dataset {n!r}, which is not in --datasets {a.datasets}")
-    cache_dir = Path(a.cache_dir).expanduser() if a.cache_dir else default_cache_dir()
+            raise ConfigError(f"option or root given for dataset {n!r}, which is not in --datasets {','.join(names)}")
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     n_err = n_warn = 0
     for name in names:
         cls, defaults = DATASETS.get(name)
         try:
-            ds = cls.from_config(data_root=a.data_root, root=roots.get(name), cache_dir=cache_dir,
+            ds = cls.from_config(data_root=data_root, root=roots.get(name), cache_dir=cache,
                                  **{**defaults, **options.get(name, {})})
-            categories = cats or ds.list_categories()
+            cats = list(categories or ds.list_categories())
         except BenchError as exc:
-            print(f"{name}:\n  error: {exc}")
+            out(f"{name}:\n  error: {exc}")
             n_err += 1
             continue
-        print(f"{name} ({ds.root})")
+        out(f"{name} ({ds.root})")
         show_layout = False
-        for cat in categories:
-            rep = check_category(ds, cat, decode=not a.headers_only)
-            print("\n".join(rep.lines()))
+        for cat in cats:
+            rep = check_category(ds, cat, decode=decode)
+            out("\n".join(rep.lines()))
             n_err += len(rep.errors)
             n_warn += len(rep.warnings)
             show_layout |= any(LAYOUT_MARK in e for e in rep.errors)
         if show_layout:
-            print(f"  {LAYOUT_MARK}\n{ds.layout}")
-    print(f"check-data: {n_err} error(s), {n_warn} warning(s)")
-    return 1 if n_err else 0
+            out(f"  {LAYOUT_MARK}\n{ds.layout}")
+    return n_err, n_warn

@@ -115,13 +115,15 @@ class CategoryEvaluator:
         self.labels: list[int] = []
         self.has_masks = False
 
-    def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> None:
+    def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> torch.Tensor:
+        """Accumulate a batch; returns its maps as evaluated (B x eval_size x eval_size, after the Gaussian)."""
         maps = postprocess(pred.maps, self.eval_size, self.sigma)
         for i, s in enumerate(samples):
             if has_pixel_truth(s):
                 self.pixel.add(maps[i].numpy(), masks[i])
         self.scores.extend(float(x) for x in pred.scores)
         self.labels.extend(int(s.label) for s in samples)
+        return maps
 
     def compute(self) -> tuple[dict[str, float | None], dict[str, str]]:
         pix = self.pixel.compute()

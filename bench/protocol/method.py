@@ -45,10 +45,16 @@ class MethodContext:
     amp: bool = False  # bf16 autocast on GPU
     log: Any = None  # callable(str) for progress messages
     extra: dict[str, Any] = field(default_factory=dict)
+    progress: Any = None  # callable(stage, done, total): progress inside the cell (the run's bar)
 
     def say(self, msg: str) -> None:
         if self.log is not None:
             self.log(msg)
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        """Report progress inside a fit, e.g. ``ctx.step("epoch", epoch, epochs)``; shown on the run's bar."""
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
 
 class Method(ABC):

@@ -15,7 +15,6 @@ the time of their earliest record.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -129,30 +128,3 @@ def collect(results_dirs: Sequence[str | Path] | None, results_root: str | Path 
     if not folders:
         raise ConfigError(f"history: no results folders under {results_root}/; pass --results-dir")
     return [r for d in folders for r in RecordStore(d)]
-
-
-def cli_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_bench.py history", description="A metric over commits for one method "
-                                                                         "and dataset (table and plot).")
-    p.add_argument("--method", required=True, help="method id or name, e.g. apt or apt[la=false]")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--metric", default="pixel_auroc")
-    p.add_argument("--shots", help="comma-separated shot counts (default all)")
-    p.add_argument("--variant", help='e.g. "w/ VG" (default all)')
-    p.add_argument("--results-dir", action="append", default=[],
-                   help="results folder to scan (repeatable; default every folder under --results-root)")
-    p.add_argument("--results-root", default="results")
-    p.add_argument("--plot", help="write the plot here (PNG and PDF)")
-    p.add_argument("--output", help="write the Markdown table here as well")
-    a = p.parse_args(argv)
-    shots = [int(k) for k in a.shots.split(",") if k] if a.shots else None
-    h = history_frame(collect(a.results_dir, a.results_root), a.method, a.dataset, a.metric, shots, a.variant)
-    text = history_markdown(h, a.method, a.dataset, a.metric)
-    print(text)
-    if a.output:
-        Path(a.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.output).write_text(text)
-    if a.plot:
-        for f in plot_history(h, a.plot, a.method, a.dataset, a.metric):
-            print(f"wrote {f}")
-    return 0

@@ -6,7 +6,7 @@
 * :func:`qualitative_grid` — the papers' qualitative figure: one row per test
   image of a category, columns image | ground truth | each method's map (every
   variant of each method), from one fit per method
-  (:meth:`fsadbench.run.runner.Runner.fitted_method`). Maps go through the
+  (:func:`fsadbench.run.fit.fitted_method`). Maps go through the
   evaluation protocol's post-processing (bilinear upsampling to ``eval_size``,
   Gaussian with the run's sigma or the method's paper sigma) and are drawn
   over the image with one colour scale per column (min-max over the images
@@ -18,7 +18,6 @@ Images shown: anomalous test images evenly spaced over the category's list
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from fsadbench.results.aggregate import METRIC_LABELS, per_category, records_frame
 from fsadbench.core.errors import ConfigError
-from fsadbench.results.records import Record, RecordStore
+from fsadbench.results.records import Record
 
 
 def pyplot():
@@ -97,111 +96,66 @@ def pick_images(test, n: int) -> list:
     return [pool[i] for i in sorted(set(idx.tolist()))]
 
 
-def qualitative_grid(runner, methods, dataset, category: str, shots: int, seed: int, path: str | Path,
+def qualitative_grid(res, methods, dataset, category: str, shots: int, seed: int, path: str | Path,
                      n_images: int = 4) -> list[Path]:
     """Image | ground truth | every method x variant map, one row per test image; returns the files written.
 
-    ``runner`` is a :class:`fsadbench.run.runner.Runner`; ``methods`` are MethodSpecs, ``dataset`` a DatasetSpec.
+    ``res`` is a :class:`fsadbench.run.resources.Resources`; ``methods`` are MethodSpecs, ``dataset`` a DatasetSpec.
     """
     import torch
     from PIL import Image
 
     from fsadbench.protocol.evaluator import gt_mask, postprocess
     from fsadbench.protocol.sampler import image_ref
+    from fsadbench.run.fit import fitted_method
+    from fsadbench.run.identity import sigma_for
 
-    size = runner.cfg.protocol.eval_size
+    size = res.cfg.protocol.eval_size
     columns: list[tuple[str, np.ndarray]] = []  # (title, maps n x size x size)
     samples = None
     for spec in methods:
-        method, split = runner.fitted_method(spec, dataset, category, shots, seed)
+        method, split = fitted_method(res, spec, dataset, category, shots, seed)
         if samples is None:
             samples = pick_images(split.test, n_images)
             if not samples:
                 raise ConfigError(f"figures grid: {dataset.name}/{category} has no test images")
         with torch.no_grad():
             preds = method.predict([image_ref(s) for s in samples])
-        sigma = runner.cfg.protocol.sigma if runner.cfg.protocol.sigma is not None else type(method).default_sigma
+        sigma = sigma_for(res.cfg.protocol, type(method))
         for v, p in preds.items():
             columns.append((f"{spec.display} {v}", postprocess(p.maps, size, sigma).numpy()))
     images = [np.asarray(Image.open(s.image_path).convert("RGB").resize((size, size), Image.BICUBIC))
               for s in samples]
     masks = [gt_mask(s, size) for s in samples]
+    note = " (RANDOM backbone: pipeline check)" if res.backbone.is_random else ""
+    return save_figure(draw_grid(images, masks, [s.defect_type for s in samples], columns,
+                                 f"{dataset.name}/{category}, {shots}-shot, seed {seed}{note}"), path)
+
+
+def draw_grid(images: Sequence[np.ndarray | None], masks: Sequence[np.ndarray], row_labels: Sequence[str],
+              columns: Sequence[tuple[str, np.ndarray]], title: str):
+    """The grid figure: image | ground truth | one column per (title, n x S x S maps); an image may be None."""
     plt = pyplot()
     ncol = 2 + len(columns)
-    fig, axes = plt.subplots(len(samples), ncol, figsize=(1.6 * ncol, 1.6 * len(samples) + 0.4), squeeze=False)
-    for r, s in enumerate(samples):
-        axes[r][0].imshow(images[r])
+    n = len(masks)
+    fig, axes = plt.subplots(n, ncol, figsize=(1.6 * ncol, 1.6 * n + 0.4), squeeze=False)
+    for r in range(n):
+        if images[r] is not None:
+            axes[r][0].imshow(images[r])
         axes[r][1].imshow(masks[r], cmap="gray", vmin=0, vmax=1)
-        axes[r][0].set_ylabel(s.defect_type, fontsize=7)
-        for c, (title, maps) in enumerate(columns):
+        axes[r][0].set_ylabel(row_labels[r], fontsize=7)
+        for c, (_, maps) in enumerate(columns):
             lo, hi = float(maps.min()), float(maps.max())
             ax = axes[r][2 + c]
-            ax.imshow(images[r])
-            ax.imshow((maps[r] - lo) / (hi - lo) if hi > lo else np.zeros_like(maps[r]), cmap="jet", alpha=0.5,
-                      vmin=0, vmax=1)
-    for c, title in enumerate(["image", "ground truth"] + [t for t, _ in columns]):
-        axes[0][c].set_title(title, fontsize=7)
+            if images[r] is not None:
+                ax.imshow(images[r])
+            ax.imshow((maps[r] - lo) / (hi - lo) if hi > lo else np.zeros_like(maps[r]), cmap="jet",
+                      alpha=0.5 if images[r] is not None else 1.0, vmin=0, vmax=1)
+    for c, t in enumerate(["image", "ground truth"] + [t for t, _ in columns]):
+        axes[0][c].set_title(t, fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    note = " (RANDOM backbone: pipeline check)" if runner.backbone.is_random else ""
-    fig.suptitle(f"{dataset.name}/{category}, {shots}-shot, seed {seed}{note}", fontsize=8)
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, path)
-
-
-# -- command line --------------------------------------------------------------------------------------
-def cli_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_bench.py figures", description="Bar charts from records; qualitative "
-                                                                         "grids from fitted methods.")
-    sub = p.add_subparsers(dest="kind", required=True)
-    b = sub.add_parser("bars", help="per-category bars of a metric with error bars over seeds")
-    b.add_argument("--results-dir", required=True)
-    b.add_argument("--dataset", required=True)
-    b.add_argument("--shots", type=int, required=True)
-    b.add_argument("--metric", default="pixel_auroc")
-    b.add_argument("--variants", help='comma-separated, e.g. "w/ VG" (default all)')
-    b.add_argument("--out", help="output path without suffix (default figures/bars_<dataset>_k<shots>)")
-    g = sub.add_parser("grid", help="image | ground truth | each method's map, for one category")
-    g.add_argument("--preset", help="e.g. smoke")
-    g.add_argument("--config", help="YAML run config")
-    g.add_argument("--dataset", help="dataset of the config (default: its first)")
-    g.add_argument("--category", required=True)
-    g.add_argument("--methods", help="comma-separated method ids/names of the config (default all)")
-    g.add_argument("--shots", type=int, default=1)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--n", type=int, default=4, help="number of test images (rows)")
-    g.add_argument("--data-root")
-    g.add_argument("--cache-dir")
-    g.add_argument("--device")
-    g.add_argument("--out", help="output path without suffix (default figures/grid_<dataset>_<category>)")
-    a = p.parse_args(argv)
-    if a.kind == "bars":
-        store = RecordStore(a.results_dir)
-        if not store.records_dir.is_dir():
-            raise ConfigError(f"--results-dir {a.results_dir}: no records/ sub-folder there")
-        out = a.out or f"figures/bars_{a.dataset}_k{a.shots}"
-        files = category_bars(store, a.dataset, a.shots, out, a.metric,
-                              [v for v in a.variants.split(",") if v] if a.variants else None)
-    else:
-        from fsadbench.run.config import build_config
-        from fsadbench.run.runner import Runner
-
-        overrides = {"data_root": a.data_root, "cache_dir": a.cache_dir, "device": a.device}
-        cfg = build_config(a.preset, a.config, overrides)
-        ds = next((d for d in cfg.datasets if d.name == a.dataset), None) if a.dataset else cfg.datasets[0]
-        if ds is None:
-            raise ConfigError(f"--dataset {a.dataset!r} is not in this config "
-                              f"({', '.join(d.name for d in cfg.datasets)})")
-        methods = cfg.methods
-        if a.methods:
-            want = [m for m in a.methods.split(",") if m]
-            methods = [m for m in cfg.methods if m.id in want or m.name in want]
-            if not methods:
-                raise ConfigError(f"--methods {a.methods}: none is in this config "
-                                  f"({', '.join(m.id for m in cfg.methods)})")
-        out = a.out or f"figures/grid_{ds.name}_{a.category}"
-        files = qualitative_grid(Runner(cfg, progress=False), methods, ds, a.category, a.shots, a.seed, out, a.n)
-    for f in files:
-        print(f"wrote {f}")
-    return 0
+    return fig

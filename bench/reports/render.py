@@ -3,8 +3,10 @@
 A figure prints as ``mean ± std``; bold marks the best (``**..**`` /
 ``\\textbf``), ``†`` (``$^\\dagger$``) a figure not significantly worse than the
 best, ``[a]`` (``$^{a}$``) a footnote whose text is in the table's notes.
-Notes are printed above a Markdown table and as ``%`` comments before a LaTeX
-one; a LaTeX table also prints its footnotes (``[a] ...``) under the tabular.
+Notes are printed above a Markdown table and under a LaTeX tabular (visible, in
+``\\footnotesize``: a warning in a ``%`` comment is never read), footnotes as
+``$^{a}$ ...``. A LaTeX tabular wider than the text is scaled down to the text
+width (never up); the document needs ``\\usepackage{booktabs,graphicx,amssymb}``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ def to_markdown(t: Table) -> str:
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
               "±": r"$\pm$", "≥": r"$\geq$", "†": r"$^{\dagger}$", "–": "--", "×": r"$\times$",
-              "✓": r"$\checkmark$"}
+              "✓": r"$\checkmark$", "≤": r"$\leq$"}
+#: every LaTeX table needs these packages in the document's preamble
+LATEX_PREAMBLE_NOTE = "% needs \\usepackage{booktabs,graphicx,amssymb}"
+#: scale the tabular down to the text width when wider, never up (graphicx: \width is the natural width)
+FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%"
 
 
 def latex_escape(s: str) -> str:
@@ -68,9 +74,8 @@ def latex_escape(s: str) -> str:
 def to_latex(t: Table) -> str:
     nrh, ncols = len(t.row_headers), len(t.columns)
     spec = "l" * nrh + "c" * ncols
-    out = [f"% {latex_escape(n)}" for n in t.notes]
-    out += ["\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(t.title)}}}",
-            f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
+    out = [LATEX_PREAMBLE_NOTE, "\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(t.title)}}}",
+           FIT_WIDTH, f"\\begin{{tabular}}{{{spec}}}", "\\toprule"]
     head1 = [""] * nrh
     rules, col = [], nrh + 1
     for g, span in t.groups:
@@ -86,13 +91,13 @@ def to_latex(t: Table) -> str:
             out.append("\\midrule")
         vals = [h.tex if isinstance(h, TextCell) else latex_escape(h) for h in rh] + _entries(t, ri, cells, "tex")
         out.append(" & ".join(vals) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}"]
-    feet = [n for n in t.notes if n.startswith("[") and "] " in n]
-    if feet or t.close:
-        lines = [f"$^{{{latex_escape(n[1:n.index(']')])}}}$ {latex_escape(n[n.index(']') + 2:])}" for n in feet]
-        if t.close:
-            lines.insert(0, "$^{\\dagger}$ not significantly worse than the best (one-sided paired t over seeds)")
-        out.append("\\par\\smallskip{\\footnotesize " + " \\\\\n".join(lines) + "}")
+    out += ["\\bottomrule", "\\end{tabular}}"]  # closes FIT_WIDTH's box
+    lines = [f"$^{{{latex_escape(n[1:n.index(']')])}}}$ {latex_escape(n[n.index(']') + 2:])}"
+             if n.startswith("[") and "] " in n else latex_escape(n) for n in t.notes]
+    if t.close:
+        lines.insert(0, "$^{\\dagger}$ not significantly worse than the best (one-sided paired t over seeds)")
+    if lines:
+        out.append("\\par\\smallskip{\\footnotesize\\raggedright " + "\\par\n".join(lines) + "\\par}")
     out.append("\\end{table}")
     return "\n".join(out) + "\n"
 

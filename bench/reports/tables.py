@@ -29,6 +29,7 @@ from fsadbench.results.comparability import commit_summary, describe_mixed, mixe
 from fsadbench.results.coverage import Figure, ResultSet
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record
 from fsadbench.results.stats import paired_t
+from fsadbench.results.subsets import subset_notes
 
 VARIANT_ORDER = ("w/o VG", "w/ VG")
 RANDOM_BANNER = ("PIPELINE CHECK: these numbers come from RANDOM backbone weights (--pretrained none); "
@@ -158,6 +159,7 @@ def common_notes(records: Sequence[Record], metric: str, problems: list[str]) ->
     """Banner, mixing warnings (added to ``problems``) and the commits the figures come from (ok records)."""
     ok = [r for r in records if r.status == STATUS_OK]
     notes = [RANDOM_BANNER] if any((r.backbone or {}).get("random_weights") for r in ok) else []
+    notes += subset_notes(ok)  # --max-test-images, a subset of the categories
     mix = describe_mixed(mixed(ok))
     for line in mix:
         notes.append(f"NOT ONE RUN: {line}")

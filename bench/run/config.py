@@ -91,6 +91,7 @@ class RunConfig:
     batch_size: int = 32
     amp: bool = False
     preset: str | None = None
+    save_maps: bool = False  # also store each cell's maps at eval size beside its record (changes no number)
 
     # -- serialisation ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +100,13 @@ class RunConfig:
     @property
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+    @classmethod
+    def from_cli(cls, args: Any) -> "RunConfig":
+        """The config of ``run_bench.py run`` flags (an argparse Namespace or a mapping); see :func:`config_from_cli`."""
+        from fsadbench.run.config_cli import config_from_cli
+
+        return config_from_cli(args)
 
 
 def _fmt(v: Any) -> str:
@@ -175,7 +183,7 @@ def _dataset_specs(value: Any, where: str) -> list[DatasetSpec]:
 _SCALARS = {  # RunConfig field -> (kind, minimum)
     "data_root": ("path", None), "results_dir": ("str", None), "cache_dir": ("path", None),
     "device": ("str", None), "model": ("str", None), "pretrained": ("str", None), "preset": ("path", None),
-    "batch_size": ("int", 1), "amp": ("bool", None),
+    "batch_size": ("int", 1), "amp": ("bool", None), "save_maps": ("bool", None),
 }
 
 
@@ -271,9 +279,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def build_config(preset: str | None = None, config_file: str | None = None,
                   overrides: Mapping[str, Any] | None = None,
-                  method_options: list[str] | None = None) -> RunConfig:
-    """Defaults < preset < config file < CLI overrides < --method-option."""
+                  method_options: list[str] | None = None, categories: list[str] | None = None,
+                  base: Mapping[str, Any] | None = None) -> RunConfig:
+    """Defaults < base < preset < config file < CLI overrides < --categories < --method-option."""
     cfg = RunConfig()
+    if base:
+        cfg = apply_mapping(cfg, base, "pipeline check")
     if preset:
         if preset not in PRESETS:
             raise ConfigError(f"--preset {preset!r}: unknown; known presets: {sorted(PRESETS)}")
@@ -283,6 +294,8 @@ def build_config(preset: str | None = None, config_file: str | None = None,
         cfg = apply_mapping(cfg, load_yaml(config_file), f"config {config_file}")
     if overrides:
         cfg = apply_mapping(cfg, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    for d in cfg.datasets if categories else ():  # --categories applies to every dataset
+        d.categories = list(categories)
     for item in method_options or []:
         target, sep, value = item.partition("=")
         mname, dot, opt = target.partition(".")
@@ -297,3 +310,6 @@ def build_config(preset: str | None = None, config_file: str | None = None,
     if not cfg.methods or not cfg.datasets or not cfg.shots or not cfg.seeds:
         raise ConfigError("a run needs at least one method, dataset, shot count and seed")
     return cfg
+
+
+PIPELINE_CHECK = "pipeline-check"  # RunConfig.preset of a run without datasets (see config_from_cli)

@@ -14,7 +14,6 @@ here, or, failing both, the config stored in the newest record. A cell is
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,9 +21,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fsadbench.run.config import RunConfig, apply_mapping, build_config
-from fsadbench.core.errors import BenchError, ConfigError, error_line
+from fsadbench.core.errors import ConfigError, error_line
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
+from fsadbench.run.identity import cell_hash
+from fsadbench.run.plan import plan_jobs
+from fsadbench.run.resources import DataSource
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -75,10 +77,7 @@ def config_for(results_dir: Path, preset: str | None = None, config_file: str | 
 
 def sweep_status(cfg: RunConfig) -> SweepStatus:
     """State of every planned cell of ``cfg`` in ``cfg.results_dir``."""
-    from fsadbench.run.runner import Runner
-
-    runner = Runner(cfg, progress=False)
-    store = runner.store
+    store = RecordStore(cfg.results_dir)
     claims = ClaimStore(cfg.results_dir)
     now = time.time()
     live: dict[str, ClaimInfo] = {}
@@ -90,8 +89,9 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 live[rel] = c
         else:
             st.stale.append((c, why))
-    for job in runner.plan():
-        h = runner.cell_hash(job)
+    data = DataSource(cfg)  # datasets only: no backbone, no feature store
+    for job in plan_jobs(cfg, data):
+        h = cell_hash(cfg, data, job)
         for key in job.keys():
             name = str(key)
             rec = store.load(key)
@@ -141,30 +141,8 @@ def render(st: SweepStatus, results_dir: Path, source: str, show: Sequence[str] 
     return "\n".join(lines) + "\n"
 
 
-def cli_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="run_bench.py status",
-                                description="Done / running / failed / pending cells of a sweep.")
-    p.add_argument("--results-dir", required=True)
-    p.add_argument("--preset", help="plan from this preset instead of <results-dir>/run.json")
-    p.add_argument("--config", help="plan from this YAML config instead of <results-dir>/run.json")
-    p.add_argument("--show", default="running,failed",
-                   help="comma-separated lists to print: running, failed, pending, done (default %(default)s)")
-    p.add_argument("--json", action="store_true", help="print the states as JSON")
-    a = p.parse_args(argv)
-    root = Path(a.results_dir)
-    if not root.is_dir():
-        raise BenchError(f"--results-dir {root} does not exist; start a sweep there first")
-    show = [s.strip() for s in a.show.split(",") if s.strip()]
-    bad = sorted(set(show) - set(STATES))
-    if bad:
-        raise ConfigError(f"--show {a.show!r}: unknown list(s) {bad}; choose from {', '.join(STATES)}")
-    cfg, source = config_for(root, a.preset, a.config)
-    st = sweep_status(cfg)
-    if a.json:
-        print(json.dumps({"counts": st.counts(), "cells": st.cells, "errors": st.errors,
-                          "running": {k: {"pid": c.pid, "host": c.host, "heartbeat": c.heartbeat, "owner": c.owner}
-                                      for k, c in st.running.items()},
-                          "stale_claims": [str(c.path) for c, _ in st.stale]}, indent=1))
-    else:
-        print(render(st, root, source, show), end="")
-    return 0
+def status_json(st: SweepStatus) -> str:
+    return json.dumps({"counts": st.counts(), "cells": st.cells, "errors": st.errors,
+                       "running": {k: {"pid": c.pid, "host": c.host, "heartbeat": c.heartbeat, "owner": c.owner}
+                                   for k, c in st.running.items()},
+                       "stale_claims": [str(c.path) for c, _ in st.stale]}, indent=1)

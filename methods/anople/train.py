@@ -64,6 +64,7 @@ def train_epochs(m: "AnoPLe", names: list[str], pixels: Mapping[str, torch.Tenso
     step = 0
     m.history = []
     for epoch in range(o.epochs):
+        m.ctx.step("epoch", epoch + 1, o.epochs)
         sums: dict[str, float] = {}
         for t in torch.randperm(len(items), generator=gen).tolist():
             c, i = items[t]

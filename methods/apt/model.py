@@ -239,7 +239,12 @@ class APT(Method):
             z = self.text.encode([(templates[0], params), (templates[1], params)])
             return z[0], z[1]
 
-        def synth(_epoch: int):  # a fresh batch at every step
+        reported = [0]
+
+        def synth(epoch: int):  # a fresh batch at every step
+            if epoch != reported[0]:  # progress: once per epoch, before its first step
+                self.ctx.step("epoch", epoch, o.epochs)
+                reported[0] = epoch
             base, where = feats[idx], obj[idx]
             if o.tf:
                 region = sample_regions(where, self.grid, gen, rule=o.region, max_blobs=o.max_blobs,

@@ -93,7 +93,7 @@ def test_one_class_multi_view_is_deterministic(method_ctx, synthetic):
 
 def test_both_variants_through_the_runner(tmp_path):
     from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
-    from fsadbench.run.runner import Runner
+    from fsadbench.run import sweep
 
     opts = {"epochs": 1, "depth": 3}
     cfg = RunConfig(methods=[MethodSpec("anople", dict(opts)), MethodSpec("anople-oc", dict(opts))],
@@ -101,7 +101,7 @@ def test_both_variants_through_the_runner(tmp_path):
                     shots=[1], seeds=[0], model="fsad-tiny-vit", pretrained="none",
                     protocol=Protocol(eval_size=60), results_dir=str(tmp_path / "res"),
                     cache_dir=str(tmp_path / "cache"), device="cpu", batch_size=8)
-    s = Runner(cfg, progress=False).run()
+    s = sweep(cfg)
     assert (s.computed, s.failed) == (4, 0), s.failures
     recs = [json.loads(p.read_text()) for p in (tmp_path / "res" / "records").rglob("*.json")]
     scopes = {r["method"]["name"]: r["method"]["fit_scope"] for r in recs}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fixtures_layouts import make_cvc, make_mvtec, make_visa_raw, write_image, write_mask
-from fsadbench.protocol.check_data import check_category, cli_main
+from fsadbench.protocol.check_data import check_category
+from fsadbench.cli.data import main as cli_main
 from fsadbench.cli import main as bench_main
 from fsadbench.datasets.mvtec import MVTecAD
 from fsadbench.core.errors import ConfigError

@@ -1,8 +1,8 @@
 """Drills of issue 17: every hostile input and fault once found by hand, reproduced and now handled.
 
-Numbers refer to the issue's list of failures. Process hygiene (1) and the
-sweep's signal handling (7, SIGINT/SIGTERM) are drilled in test_executors* /
-test_fault_tolerance.
+Numbers refer to the issue's list of failures. Process hygiene (1), the
+sweep's signal handling (7, SIGINT/SIGTERM) and the unwritable results folder
+are drilled in test_drills_run.py.
 """
 
 from __future__ import annotations
@@ -401,11 +401,13 @@ def test_8_error_lines_put_the_cause_first():
 
 def test_10_top_level_errors_are_one_line_unless_debug(monkeypatch, capsys):
     import fsadbench.cli as cli
+    import fsadbench.cli.listing  # noqa: F401 - the command modules patched below
+    import fsadbench.cli.report  # noqa: F401
 
     def explode(argv):
         raise ValueError("bad thing happened\nsecond line")
 
-    monkeypatch.setattr(cli, "list_main", explode)
+    monkeypatch.setattr(cli.listing, "main", explode)
     assert main(["list"]) == 1
     err = capsys.readouterr().err
     assert _lines(err) == ["error: ValueError: bad thing happened (rerun with --debug for the traceback)"]
@@ -416,11 +418,13 @@ def test_10_top_level_errors_are_one_line_unless_debug(monkeypatch, capsys):
 
 def test_10_ctrl_c_at_top_level_is_one_line_and_exit_130(monkeypatch, capsys):
     import fsadbench.cli as cli
+    import fsadbench.cli.listing  # noqa: F401 - the command modules patched below
+    import fsadbench.cli.report  # noqa: F401
 
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "report_main", interrupted)
+    monkeypatch.setattr(cli.report, "main", interrupted)
     assert main(["report"]) == 130
     assert _lines(capsys.readouterr().err) == ["interrupted; finished cells are kept, rerun the same command "
                                                "to resume"]

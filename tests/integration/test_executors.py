@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
-from fsadbench.run.executors import (ClaimOptions, CellWorker, GpuPoolExecutor, LocalExecutor, SlurmExecutor,
-                                 job_claim_relpath, job_groups, make_executor)
+from fsadbench.run.executors import (CellWorker, ClaimOptions, GpuPoolExecutor, LocalExecutor, SlurmExecutor,
+                                     make_executor)
 from fsadbench.core.errors import ConfigError
 from fsadbench.methods.memory import MemoryBank
 from fsadbench.results.records import RecordStore
 from fsadbench.core.registry import METHODS
-from fsadbench.run.runner import Job, Runner
+from fsadbench.run.plan import Job, job_claim_relpath, job_groups, plan_jobs
+from fsadbench.run.resources import Resources
 from fsadbench.core.types import Prediction
 
 SYN = {"size": 120, "n_train": 4, "n_test_good": 3, "n_test_bad": 4}
@@ -89,7 +90,7 @@ def test_local_gpus_and_slurm_write_identical_metrics(tmp_path):
     summaries, metrics = {}, {}
     for name, ex in runs.items():
         cfg = _cfg(tmp_path, name, datasets=[DatasetSpec("synthetic", categories=["disc"], options=dict(SYN))])
-        summaries[name] = ex.run(Runner(cfg, progress=False))
+        summaries[name] = ex.run(cfg)
         metrics[name] = _metrics(cfg.results_dir)
     n_images = SYN["n_train"] + SYN["n_test_good"] + SYN["n_test_bad"]
     for name, s in summaries.items():
@@ -106,7 +107,7 @@ def test_local_gpus_and_slurm_write_identical_metrics(tmp_path):
     assert not list((tmp_path / "gpus" / "res" / "claims").rglob("*.claim"))
     # a rerun through any executor finds everything done
     cfg = _cfg(tmp_path, "local", datasets=[DatasetSpec("synthetic", categories=["disc"], options=dict(SYN))])
-    s = GpuPoolExecutor(workers=2).run(Runner(cfg, progress=False))
+    s = GpuPoolExecutor(workers=2).run(cfg)
     assert (s.computed, s.skipped) == (0, 2)
 
 
@@ -147,19 +148,19 @@ for _cls in (_OomOverTwo, _OomAlways, _NanMaps):
 def test_oom_retries_cell_with_halved_batch_then_restores(tmp_path):
     cfg = _cfg(tmp_path, "oom", methods=[MethodSpec("test_oom_over_two")], shots=[1],
                datasets=[DatasetSpec("synthetic", categories=["stripes"], options=dict(SYN))])
-    runner = Runner(cfg, progress=False)
-    s = LocalExecutor().run(runner)
+    res = Resources(cfg)
+    s = LocalExecutor().run(cfg, resources=res)
     assert (s.computed, s.failed) == (1, 0)
     rec = RecordStore(cfg.results_dir).records()[0]
     assert rec.status == "ok" and rec.config["batch_size"] == 2  # 8 -> 4 -> 2: the size that produced it
-    assert runner.cfg.batch_size == 8 and runner.features.batch_size == 8  # restored for the next job
-    assert runner.retry_oom is False
+    assert cfg.batch_size == 8  # the policy is a value: the config is never changed
+    assert rec.timings["total_s"] > 0
 
 
 def test_oom_at_batch_one_is_recorded_as_failed(tmp_path):
     cfg = _cfg(tmp_path, "oom1", methods=[MethodSpec("test_oom_always")], shots=[1], batch_size=4,
                datasets=[DatasetSpec("synthetic", categories=["stripes"], options=dict(SYN))])
-    s = LocalExecutor().run(Runner(cfg, progress=False))
+    s = LocalExecutor().run(cfg)
     assert (s.computed, s.failed) == (0, 1)
     rec = RecordStore(cfg.results_dir).records()[0]
     assert rec.status == "failed" and "OutOfMemoryError" in rec.error and rec.config["batch_size"] == 1
@@ -168,7 +169,7 @@ def test_oom_at_batch_one_is_recorded_as_failed(tmp_path):
 def test_nan_map_fails_that_cell_only_and_names_it(tmp_path):
     cfg = _cfg(tmp_path, "nan", methods=[MethodSpec("test_nan_maps"), MethodSpec("memory")], shots=[1],
                seeds=[3], datasets=[DatasetSpec("synthetic", categories=["disc"], options=dict(SYN))])
-    s = LocalExecutor().run(Runner(cfg, progress=False))
+    s = LocalExecutor().run(cfg)
     assert (s.computed, s.failed) == (1, 1)
     recs = {r.key["method"]: r for r in RecordStore(cfg.results_dir)}
     err = recs["test_nan_maps"].error
@@ -180,11 +181,11 @@ def test_worker_rechecks_store_after_claim(tmp_path):
     """A job finished by someone else between planning and claiming is not recomputed."""
     cfg = _cfg(tmp_path, "recheck", shots=[1], datasets=[DatasetSpec("synthetic", categories=["disc"],
                                                                     options=dict(SYN))])
-    runner = Runner(cfg, progress=False)
-    jobs = runner.plan()
-    LocalExecutor().run(Runner(cfg, progress=False))  # "another runner" finishes it
+    res = Resources(cfg)
+    jobs = plan_jobs(cfg, res)
+    LocalExecutor().run(cfg)  # "another runner" finishes it
     before = RecordStore(cfg.results_dir).records()[0].provenance
-    out = CellWorker(runner, _fast_claims().store(cfg.results_dir, "test")).run_jobs(jobs)
+    out = CellWorker(res, _fast_claims().store(cfg.results_dir, "test")).run_jobs(jobs)
     assert [o["status"] for o in out] == ["skipped"]
     assert RecordStore(cfg.results_dir).records()[0].provenance == before
 
@@ -192,7 +193,7 @@ def test_worker_rechecks_store_after_claim(tmp_path):
 def test_cli_flags_build_the_executors(tmp_path):
     import shutil
 
-    from fsadbench.cli import _run_parser
+    from fsadbench.cli.run import build_parser as _run_parser
     from fsadbench.run.executors import executor_from_args
 
     def ex(*argv):
@@ -210,5 +211,5 @@ def test_cli_flags_build_the_executors(tmp_path):
         cfg = _cfg(tmp_path, "nosbatch", shots=[1],
                    datasets=[DatasetSpec("synthetic", categories=["disc"], options=dict(SYN))])
         with pytest.raises(ConfigError, match="--slurm-cluster local"):
-            s.run(Runner(cfg, progress=False))
+            s.run(cfg)
         assert not (tmp_path / "nosbatch" / "res" / "slurm").exists()

@@ -11,7 +11,11 @@ from fixtures_layouts import random_image_refs
 
 from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
 from fsadbench.backbone.features import FeatureStore, token_spec
-from fsadbench.run.runner import Runner
+from fsadbench.results.records import RecordStore
+from fsadbench.run.cell import run_job
+from fsadbench.run.identity import cell_hash
+from fsadbench.run.plan import plan_jobs
+from fsadbench.run.resources import Resources
 from fsadbench.core.types import ImageRef
 
 
@@ -69,9 +73,10 @@ def test_amp_enters_cell_hash_and_record(tmp_path):
                                       options={"size": 120, "n_train": 2, "n_test_good": 2, "n_test_bad": 2})],
                 shots=[1], seeds=[0], model="fsad-tiny-vit", pretrained="none", protocol=Protocol(eval_size=32),
                 results_dir=str(tmp_path / "res"), cache_dir=str(tmp_path / "cache"), device="cpu")
-    plain, amp = Runner(RunConfig(**base), progress=False), Runner(RunConfig(**base, amp=True), progress=False)
-    job = plain.plan()[0]
-    assert plain.cell_hash(job) != amp.cell_hash(job)  # a bf16 record never stands in for an fp32 one
-    rec = plain.run_job(job)[0]
+    plain, amp = RunConfig(**base), RunConfig(**base, amp=True)
+    res = Resources(plain)
+    job = plan_jobs(plain, res)[0]
+    assert cell_hash(plain, res, job) != cell_hash(amp, Resources(amp), job)  # bf16 never stands in for fp32
+    rec = run_job(job, res, RecordStore(plain.results_dir))[0]
     assert rec.status == "ok" and rec.backbone["precision"] == "fp32" and rec.config["amp"] is False
     assert rec.encoder["decoded"] == rec.encoder["encoded"] == 5  # 4 test images + 1 shot, each decoded once

@@ -156,6 +156,13 @@ def _record_files(root: Path) -> dict[str, int]:
             for p in (root / "records").rglob("*.json") if not p.name.startswith(".tmp-")}
 
 
+def _young_claim(res: Path, max_age_s: float) -> bool:
+    """A claim taken less than ``max_age_s`` ago for cells that have no record yet."""
+    now = time.time()
+    return any(now - c.started < max_age_s and not any((res / "records" / cell).exists() for cell in c.cells)
+               for c in ClaimStore(res))
+
+
 def _register_slow_memory(tmp_path) -> None:
     """The same plugin in this process (status plans the sweep, so it needs the method)."""
     from fsadbench.core.registry import METHODS
@@ -174,8 +181,11 @@ def test_sigkill_mid_sweep_loses_only_cells_in_flight_and_rerun_completes(tmp_pa
     res = tmp_path / "res"
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while len(_record_files(res)) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    # kill when two cells are done and a third was claimed < 0.25 s ago: it is surely mid-cell (its predict
+    # alone sleeps 0.5 s), so a claim is left behind; a kill between two claims would leave none
+    while not (len(_record_files(res)) >= 2 and _young_claim(res, 0.25)) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
@@ -193,7 +203,7 @@ def test_sigkill_mid_sweep_loses_only_cells_in_flight_and_rerun_completes(tmp_pa
     assert {k: after[k] for k in finished} == finished  # no finished cell was recomputed
     assert not list(ClaimStore(res))  # the rerun released everything, stale claim included
     _register_slow_memory(tmp_path)
-    from fsadbench.run.status import cli_main
+    from fsadbench.cli.status import main as cli_main
 
     assert cli_main(["--results-dir", str(res)]) == 0
     assert "6 cell(s): 6 done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out
@@ -278,8 +288,11 @@ def test_concurrent_cache_writers_leave_whole_entries(tmp_path, tiny_backbone):
 
 def test_status_shows_running_failed_pending_and_ignores_stale(tmp_path):
     from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
-    from fsadbench.run.executors import LocalExecutor
-    from fsadbench.run.runner import Runner
+    from fsadbench.results.records import RecordStore
+    from fsadbench.run.cell import record_failure
+    from fsadbench.run.executors import CellWorker, LocalExecutor, write_run_manifest
+    from fsadbench.run.plan import plan_jobs
+    from fsadbench.run.resources import Resources
     from fsadbench.run.status import config_for, render, sweep_status
 
     cfg = RunConfig(methods=[MethodSpec("memory")], datasets=[DatasetSpec("synthetic", categories=["disc"],
@@ -287,14 +300,12 @@ def test_status_shows_running_failed_pending_and_ignores_stale(tmp_path):
                     shots=[1, 2, 3], seeds=[0, 1], model="fsad-tiny-vit", pretrained="none",
                     protocol=Protocol(eval_size=48), results_dir=str(tmp_path / "res"),
                     cache_dir=str(tmp_path / "cache"), device="cpu")
-    runner = Runner(cfg, progress=False)
-    jobs = runner.plan()
+    res = Resources(cfg)
+    jobs = plan_jobs(cfg, res)
     # 2 done, 1 failed, 1 running here, 1 with a stale claim (pending), 1 untouched (pending)
-    from fsadbench.run.executors import CellWorker, write_run_manifest
-
-    write_run_manifest(runner, "local")
-    CellWorker(runner).run_jobs(jobs[:2])
-    runner._write_failure(jobs[2], "disc", runner.cell_hash(jobs[2]), RuntimeError("boom in test"), time.time())
+    write_run_manifest(cfg, "local")
+    CellWorker(res).run_jobs(jobs[:2])
+    record_failure(jobs[2], "disc", res, RecordStore(cfg.results_dir), RuntimeError("boom in test"))
     claims = ClaimStore(cfg.results_dir, lease_s=30)
     live = claims.acquire(jobs[3].keys()[0].relpath(), [str(jobs[3].keys()[0].relpath())])
     stale_path = claims.path_for(jobs[4].keys()[0].relpath())
@@ -311,7 +322,7 @@ def test_status_shows_running_failed_pending_and_ignores_stale(tmp_path):
     claims.release(live)
     assert sweep_status(loaded).counts()["running"] == 0
     # the next run redoes the failed cell and the stale-claimed one, not the done ones
-    s = LocalExecutor().run(Runner(cfg, progress=False))
+    s = LocalExecutor().run(cfg)
     assert (s.computed, s.skipped, s.failed) == (4, 2, 0)
     assert sweep_status(loaded).counts() == {"done": 6, "running": 0, "failed": 0, "pending": 0}
 
@@ -322,3 +333,21 @@ def test_status_without_a_plan_says_what_to_pass(tmp_path):
 
     with pytest.raises(ConfigError, match="--preset or\\s+--config|--preset"):
         config_for(tmp_path)
+
+
+def test_status_plans_without_building_models(tmp_path, monkeypatch):
+    from fsadbench.backbone import clip, features
+    from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
+    from fsadbench.run.status import sweep_status
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("status must not build a backbone or a feature store")
+
+    monkeypatch.setattr(clip.Backbone, "__init__", refuse)
+    monkeypatch.setattr(features.FeatureStore, "__init__", refuse)
+    cfg = RunConfig(methods=[MethodSpec("memory"), MethodSpec("winclip")],
+                    datasets=[DatasetSpec("synthetic", categories=["disc", "grain"], options=dict(SYN))],
+                    shots=[1, 2], seeds=[0], model="fsad-tiny-vit", pretrained="none",
+                    protocol=Protocol(eval_size=48), results_dir=str(tmp_path / "res"),
+                    cache_dir=str(tmp_path / "cache"), device="cpu")
+    assert sweep_status(cfg).counts() == {"done": 0, "running": 0, "failed": 0, "pending": 8}

@@ -66,11 +66,11 @@ def test_pick_images_prefers_anomalous_evenly_spaced(tmp_path):
 
 def test_qualitative_grid_smoke(tmp_path, monkeypatch):
     from fsadbench.run.config import build_config
-    from fsadbench.run.runner import Runner
+    from fsadbench.run.resources import Resources
 
     monkeypatch.setenv("FSADBENCH_CACHE", str(tmp_path / "cache"))
     cfg = build_config("smoke", None, {"results_dir": str(tmp_path / "res"), "cache_dir": str(tmp_path / "cache"),
                                        "device": "cpu"})
-    runner = Runner(cfg, progress=False)
-    files = qualitative_grid(runner, cfg.methods[:1], cfg.datasets[0], "disc", 1, 0, tmp_path / "grid", n_images=2)
+    files = qualitative_grid(Resources(cfg), cfg.methods[:1], cfg.datasets[0], "disc", 1, 0, tmp_path / "grid",
+                             n_images=2)
     _check_files(files)

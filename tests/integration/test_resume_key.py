@@ -14,7 +14,8 @@ from PIL import Image
 from fsadbench.core.errors import ConfigError
 from fsadbench.results.records import RecordStore
 from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
-from fsadbench.run.runner import Runner
+from fsadbench.run import sweep
+from fsadbench.run.resources import Resources
 
 SYN = {"size": 120, "n_train": 6, "n_test_good": 3, "n_test_bad": 4}
 CATS = ["stripes", "disc"]
@@ -30,7 +31,7 @@ def _cfg(tmp_path, **kw) -> RunConfig:
 
 
 def _run(tmp_path, log=None, **kw):
-    return Runner(_cfg(tmp_path, **kw), progress=False, log=log).run()
+    return sweep(_cfg(tmp_path, **kw), log=log)
 
 
 @pytest.fixture
@@ -86,9 +87,9 @@ def test_a_changed_method_version_or_feature_spec_version_recomputes(tmp_path, m
 
 
 def test_a_changed_mask_recomputes_that_category_only(tmp_path):
-    runner = Runner(_cfg(tmp_path), progress=False)
-    runner.run()
-    split = runner.split(runner.cfg.datasets[0], "disc")
+    cfg = _cfg(tmp_path)
+    sweep(cfg)
+    split = Resources(cfg).split(cfg.datasets[0], "disc")
     mask_path = next(s.mask_path for s in split.test if s.mask_path is not None)
     m = np.array(Image.open(mask_path))
     m[:4, :4] = 255 - m[:4, :4]
@@ -100,12 +101,12 @@ def test_a_changed_mask_recomputes_that_category_only(tmp_path):
 
 
 def test_a_second_backbone_or_metric_version_in_one_folder_is_refused(tmp_path, monkeypatch):
-    from fsadbench.run import runner as runner_mod
+    from fsadbench.run import plan as plan_mod
 
     _run(tmp_path)
     with pytest.raises(ConfigError, match=r"backbone.model: folder has 'fsad-tiny-vit', this run 'ViT-B-32'.*"
                                           r"another --results-dir, or --force"):
         _run(tmp_path, model="ViT-B-32")
-    monkeypatch.setattr(runner_mod, "METRIC_VERSION", runner_mod.METRIC_VERSION + "-changed")
+    monkeypatch.setattr(plan_mod, "METRIC_VERSION", plan_mod.METRIC_VERSION + "-changed")
     with pytest.raises(ConfigError, match="metric_version: folder has"):
         _run(tmp_path)

@@ -8,8 +8,9 @@ import pytest
 
 from fsadbench.core.errors import ConfigError
 from fsadbench.results.records import RecordStore
+from fsadbench.run import sweep
 from fsadbench.run.config import DatasetSpec, MethodSpec, Protocol, RunConfig
-from fsadbench.run.runner import Runner
+from fsadbench.run.resources import Resources
 
 SYN_OPTS = {"size": 120, "n_train": 6, "n_test_good": 4, "n_test_bad": 6}
 
@@ -33,7 +34,7 @@ def _cfg(tmp_path, **kw) -> RunConfig:
 
 def test_sweep_writes_records_with_provenance(tmp_path):
     cfg = _cfg(tmp_path)
-    s = Runner(cfg, progress=False).run()
+    s = sweep(cfg)
     assert (s.computed, s.failed) == (4, 0)
     recs = list((tmp_path / "res" / "records").rglob("*.json"))
     assert len(recs) == 4
@@ -53,23 +54,23 @@ def test_sweep_writes_records_with_provenance(tmp_path):
 
 def test_resume_computes_nothing_and_force_recomputes(tmp_path):
     cfg = _cfg(tmp_path)
-    Runner(cfg, progress=False).run()
-    s2 = Runner(cfg, progress=False).run()
+    sweep(cfg)
+    s2 = sweep(cfg)
     assert (s2.computed, s2.skipped) == (0, 4)
-    s3 = Runner(cfg, progress=False).run(force=True)
+    s3 = sweep(cfg, force=True)
     assert s3.computed == 4
 
 
 def test_new_seeds_do_no_encoder_pass_on_test_images(tmp_path):
     """The second sweep (new seeds, same images) is served entirely from the feature cache."""
-    Runner(_cfg(tmp_path, shots=[SYN_OPTS["n_train"]]), progress=False).run()  # every image encoded once
-    s = Runner(_cfg(tmp_path, seeds=[1, 2]), progress=False).run()
+    sweep(_cfg(tmp_path, shots=[SYN_OPTS["n_train"]]))  # every image encoded once
+    s = sweep(_cfg(tmp_path, seeds=[1, 2]))
     assert s.computed == 8 and s.encoded_images == 0
 
 
 def test_one_encoder_pass_per_image_in_a_sweep(tmp_path):
     cfg = _cfg(tmp_path, shots=[1, 2, 4], seeds=[0, 1, 2])
-    s = Runner(cfg, progress=False).run()
+    s = sweep(cfg)
     n_images = SYN_OPTS["n_train"] + SYN_OPTS["n_test_good"] + SYN_OPTS["n_test_bad"]
     assert s.computed == 18
     assert s.encoded_images <= 2 * n_images  # every image at most once, over two categories
@@ -77,38 +78,36 @@ def test_one_encoder_pass_per_image_in_a_sweep(tmp_path):
 
 def test_memory_beats_chance_on_synthetic(tmp_path):
     cfg = _cfg(tmp_path, shots=[2], seeds=[0])
-    Runner(cfg, progress=False).run()
+    sweep(cfg)
     from fsadbench.results.aggregate import records_frame
-    from fsadbench.results.records import RecordStore
 
     df = records_frame(RecordStore(cfg.results_dir))
     assert df["pixel_auroc"].mean() > 0.75
 
 
 def test_config_change_invalidates_records(tmp_path):
-    Runner(_cfg(tmp_path), progress=False).run()
+    sweep(_cfg(tmp_path))
     # another protocol in the same folder is refused, naming the difference; --force sets the old records aside
     with pytest.raises(ConfigError, match="protocol.eval_size: folder has 64, this run 32"):
-        Runner(_cfg(tmp_path, protocol=Protocol(eval_size=32)), progress=False).run()
-    s = Runner(_cfg(tmp_path, protocol=Protocol(eval_size=32)), progress=False).run(force=True)
+        sweep(_cfg(tmp_path, protocol=Protocol(eval_size=32)))
+    s = sweep(_cfg(tmp_path, protocol=Protocol(eval_size=32)), force=True)
     assert s.computed == 4 and len(RecordStore(tmp_path / "res").superseded()) == 4
 
 
 def test_shots_zero_is_not_applicable_for_memory(tmp_path):
-    s = Runner(_cfg(tmp_path, shots=[0]), progress=False).run()
+    s = sweep(_cfg(tmp_path, shots=[0]))
     assert s.not_applicable == 2 and s.failed == 0
 
 
 def test_unreadable_test_image_fails_that_category_naming_the_file(tmp_path):
     cfg = _cfg(tmp_path, shots=[1])
-    runner = Runner(cfg, progress=False)
-    split = runner.split(cfg.datasets[0], _cats()[0])
+    split = Resources(cfg).split(cfg.datasets[0], _cats()[0])
     bad = split.test[0].image_path
     bad.write_bytes(b"not an image")
     try:
-        s = runner.run()
+        s = sweep(cfg)
         assert s.failed == 1 and s.computed == 1
-        rec = next(r for r in runner.store if r.status == "failed")
+        rec = next(r for r in RecordStore(cfg.results_dir) if r.status == "failed")
         assert str(bad) in rec.error
     finally:
         bad.unlink()  # the generated set is rebuilt next time it is needed
@@ -145,7 +144,7 @@ def test_folder_dataset_unmasked_anomaly_is_recorded_and_run(tmp_path):
     root = make_folder(tmp_path / "mine", size=48)
     cfg = _cfg(tmp_path, datasets=[DatasetSpec("folder", root=str(root), categories=["widget"])],
                shots=[1])
-    s = Runner(cfg, progress=False).run()
+    s = sweep(cfg)
     assert (s.computed, s.failed) == (1, 0)
     r = json.loads(next((tmp_path / "res" / "records").rglob("*.json")).read_text())
     assert r["n_test"] == 3 and r["n_test_anomalous"] == 2

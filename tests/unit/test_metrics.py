@@ -11,8 +11,8 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fsadbench.core.errors import DataError
-from fsadbench.protocol.metrics import (METRIC_VERSION, PixelMetrics, UndefinedMetric, _Summary, aupro, auroc,
-                               average_precision, f1_max, image_metrics, label_regions)
+from fsadbench.protocol.metrics import (METRIC_VERSION, PixelMetrics, RankSummary, UndefinedMetric, aupro, auroc,
+                                        average_precision, f1_max, image_metrics, label_regions)
 
 
 # ----------------------------------------------------------------------------- plain oracles
@@ -128,7 +128,7 @@ def test_constant_maps_give_the_diagonal():
 def block(request, monkeypatch):
     """Runs a test as is and with the metric loops cut into blocks of 3 distinct values."""
     if request.param is not None:
-        monkeypatch.setattr(_Summary, "BLOCK", request.param)
+        monkeypatch.setattr(RankSummary, "BLOCK", request.param)
     return request.param
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from fsadbench.cli import main
 from fsadbench.run.config import build_config
-from fsadbench.reports.paper.cli import table_spec
+from fsadbench.reports.paper.spec import table_spec
 from fsadbench.reports.paper.layouts import apt_table1, apt_table2, apt_table3
 from fsadbench.reports.paper.published import published
 from fsadbench.reports.render import to_latex, to_markdown

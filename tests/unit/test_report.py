@@ -156,7 +156,7 @@ def test_latex_compiles_if_pdflatex_present(tmp_path):
         pytest.skip("pdflatex not installed; the structural LaTeX test above covers the column count")
     recs = _records() + [rec("A", "c3", 0, 0, 0, status="failed", error="boom")]
     tex = to_latex(main_table(ResultSet(recs)))
-    doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}" + tex + "\\end{document}"
+    doc = "\\documentclass{article}\\usepackage{booktabs,graphicx,amssymb}\\begin{document}" + tex + "\\end{document}"
     (tmp_path / "t.tex").write_text(doc)
     r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "t.tex"], cwd=tmp_path, capture_output=True)
     assert r.returncode == 0, r.stdout[-2000:]
@@ -178,7 +178,8 @@ def test_per_category_table_bolds_the_best_method_per_category():
 
 
 def test_report_metric_all_renders_every_metric_and_unknown_is_refused(tmp_path):
-    from fsadbench.cli import parse_metrics, report_text
+    from fsadbench.cli.common import parse_metrics
+    from fsadbench.reports.export import report_text
     from fsadbench.core.errors import BenchError
 
     store = RecordStore(tmp_path)

@@ -1,0 +1,62 @@
+"""``paper-table``: an APT paper table layout from records, with the published figures under or beside."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from fsadbench.cli.common import format_flag, output_flag, parser, write_output
+from fsadbench.core.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fsadbench.reports.paper.assemble import SHOW
+    from fsadbench.reports.paper.layouts import LAYOUTS
+
+    p = parser("paper-table", "Render an APT paper table layout from records, optionally with the published "
+                              "figures under or beside the measured ones.",
+               [format_flag(), output_flag("write the table to this file as well (only the table: status lines "
+                                           "go to stderr)")])
+    p.add_argument("--config", help="paper config with a 'table:' key, e.g. configs/paper/apt_table1.yaml")
+    p.add_argument("--table", choices=LAYOUTS, help="layout (instead of --config)")
+    p.add_argument("--results-dir", help="records to read (default: the config's results_dir, else results/run)")
+    p.add_argument("--published", default="under", choices=SHOW,
+                   help="published figures: under (default), beside or none")
+    p.add_argument("--metric", help="metric (default: the layout's, pixel_auroc)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a measured entry misses categories, seeds or records, or records mix runs")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    from fsadbench.cli.common import DEFAULT_RESULTS_DIR
+    from fsadbench.reports.paper.layouts import build
+    from fsadbench.reports.paper.spec import table_spec
+    from fsadbench.reports.render import render
+    from fsadbench.results.records import RecordStore
+
+    a = build_parser().parse_args(list(argv))
+    if not a.config and not a.table:
+        raise ConfigError("paper-table needs --config configs/paper/apt_table1.yaml (or --table NAME "
+                          "--results-dir DIR)")
+    kw: dict[str, Any] = {}
+    results_dir, layout = None, a.table
+    if a.config:
+        layout_c, kw, results_dir = table_spec(a.config)
+        layout = a.table or layout_c
+    results_dir = a.results_dir or results_dir or DEFAULT_RESULTS_DIR
+    if a.metric:
+        kw["metric"] = a.metric
+    store = RecordStore(results_dir)
+    records = store.records() if store.records_dir.is_dir() else []
+    if not records:
+        print(f"paper-table: no records in {results_dir}: published figures only", file=sys.stderr)
+    table = build(layout, records, a.published, **kw)
+    text = render(table, a.format)
+    print(text)
+    write_output(a.output, text)
+    if a.strict and table.problems:
+        print("incomplete table (--strict):\n" + "\n".join(f"  - {x}" for x in table.problems), file=sys.stderr)
+        return 1
+    return 0

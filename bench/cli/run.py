@@ -1,0 +1,81 @@
+"""``run_bench.py [run]``: sweep methods x datasets x categories x shots x seeds, then print the table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from fsadbench.cli.common import config_flags, data_flags, device_flag, parser, say
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("run", "Sweep methods x datasets x shots x seeds (rerun resumes; records under --results-dir).",
+               [config_flags(), data_flags(), device_flag()])
+    p.add_argument("--methods", help="comma-separated method names, e.g. apt,winclip (list: run_bench.py list)")
+    p.add_argument("--shots", help="e.g. 1,2,4 (0 = zero-shot)")
+    p.add_argument("--seeds", help="e.g. 0,1,2")
+    p.add_argument("--results-dir", help="where records go (default results/run; the pipeline check: results/smoke)")
+    p.add_argument("--model", help="open_clip model name (default ViT-B-16-plus-240)")
+    p.add_argument("--pretrained", help="open_clip tag (default laion400m_e32), a checkpoint file, or none")
+    p.add_argument("--eval-size", type=int, help="evaluation resolution (default 400)")
+    p.add_argument("--sigma", type=float, help="Gaussian sigma after upsampling (default: each method's paper value)")
+    p.add_argument("--max-test-images", type=int, metavar="N",
+                   help="evaluate at most N test images per category (quick runs; recorded, tables say 'subset')")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast on GPU (recorded)")
+    p.add_argument("--method-option", action="append", default=[], metavar="M.OPT=VALUE",
+                   help="set a method option, e.g. apt.k=2 (repeatable)")
+    p.add_argument("--force", action="store_true", help="recompute cells that already have a record")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (cells, weights, encoder passes) and stop")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also store every cell's maps at eval size beside its record (for rescore and the "
+                        "HTML report's qualitative grid; per-image scores are always stored)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--format", default="markdown", choices=["markdown", "latex"], help="table printed at the end")
+    p.add_argument("--log", choices=["mlflow"], help="also log the sweep to an experiment tracker (pip install "
+                                                     "'fsad-bench[mlflow]')")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: a local file store, ./mlruns)")
+    p.add_argument("--mlflow-experiment", default="fsad-bench", help="MLflow experiment name (default %(default)s)")
+    from fsadbench.run.executors import add_executor_args
+
+    add_executor_args(p)
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    from fsadbench.reports.export import report_text
+    from fsadbench.results.records import RecordStore
+    from fsadbench.run.config import RunConfig
+    from fsadbench.run.executors import executor_from_args
+    from fsadbench.run.plan import Plan
+    from fsadbench.run.preview import plan_text
+    from fsadbench.run.resources import Resources
+    from fsadbench.run.signals import SweepInterrupted
+
+    a = build_parser().parse_args(list(argv))
+    cfg = RunConfig.from_cli(a)
+    executor = executor_from_args(a)
+    res = Resources(cfg, say)
+    plan = Plan.build(cfg, res, RecordStore(cfg.results_dir), a.force)
+    print(plan_text(cfg, plan, res), file=sys.stderr)
+    if a.dry_run:
+        return 0
+    if plan.todo:  # offline without the checkpoint: one clear error now, not one failed record per cell
+        from fsadbench.backbone.weights import check_weights
+
+        check_weights(cfg.model, cfg.pretrained, str(cfg.resolved_cache_dir / "weights"))
+    try:
+        summary = executor.run(cfg, force=a.force, log=say, progress=not a.no_progress, resources=res)
+    except SweepInterrupted as exc:  # claims released; one line, no traceback
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    print(summary.line(), file=sys.stderr)
+    text = report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
+                       datasets=[d.name for d in cfg.datasets])
+    print(text or f"(no successful records in {cfg.results_dir})")
+    if a.log == "mlflow":
+        from fsadbench.tracking import log_mlflow
+
+        say(f"mlflow: logged run {log_mlflow(cfg, summary, a.mlflow_uri, a.mlflow_experiment)}")
+    return 1 if summary.failed else 0

@@ -1,0 +1,116 @@
+"""Machine-readable exports of the aggregated tables (CSV, JSON) and the notes every format carries.
+
+* :func:`summary_long` — the numbers behind the tables, one row per (metric, method, variant,
+  dataset, shots[, category]) with mean and std over seeds (in %) and the number of seeds;
+  ``level`` is ``dataset`` (mean over categories, then over seeds) or ``category``.
+* :func:`coverage_notes` — what a reader must know before comparing the figures: random
+  weights, a subset of the test images (``--max-test-images``) or of the categories
+  (``--categories``), failed and not-applicable cells.
+* :func:`to_csv` / :func:`to_json` — the rows above as text (JSON adds the notes).
+* :func:`report_text` — the ``report`` command's output in any of its formats.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import pandas as pd
+
+from fsadbench.results.aggregate import per_category, records_frame, summary
+from fsadbench.results.records import STATUS_FAILED, STATUS_NA, Record
+from fsadbench.results.subsets import subset_notes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.reports.report import Report
+
+SUMMARY_COLUMNS = ["level", "metric", "method", "label", "variant", "dataset", "shots", "category", "mean", "std",
+                   "n_seeds"]
+
+
+def summary_long(df: pd.DataFrame, metrics: Sequence[str], categories: bool = False) -> pd.DataFrame:
+    """Aggregated figures of ``df`` (:func:`fsadbench.results.aggregate.records_frame`), long format, in %."""
+    parts = []
+    for m in metrics:
+        if df.empty:
+            continue
+        s = summary(df, m).assign(level="dataset", metric=m, category="")
+        parts.append(s)
+        if categories:
+            parts.append(per_category(df, m).assign(level="category", metric=m))
+    if not parts:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    out = out[out["n_seeds"] > 0]
+    return out[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def coverage_notes(records: Iterable[Record]) -> list[str]:
+    """Subset notes, then the failed / not-applicable cells (counted per method)."""
+    records = list(records)
+    notes = subset_notes(records)
+    for status, what in ((STATUS_FAILED, "failed"), (STATUS_NA, "not applicable")):
+        by_method: dict[str, int] = {}
+        for r in records:
+            if r.status == status:
+                by_method[r.key["method"]] = by_method.get(r.key["method"], 0) + 1
+        if by_method:
+            notes.append(f"{sum(by_method.values())} cell(s) {what}, left out of the tables: "
+                         + ", ".join(f"{m} ({n})" for m, n in sorted(by_method.items())))
+    return notes
+
+
+def to_csv(rows: pd.DataFrame) -> str:
+    return rows.to_csv(index=False, float_format="%.4f")
+
+
+def to_json(rows: pd.DataFrame, notes: Sequence[str] = (), **meta: Any) -> str:
+    """``{"notes": [...], "rows": [...], **meta}``; NaN becomes null."""
+    data = json.loads(rows.to_json(orient="records", double_precision=6))
+    return json.dumps({**meta, "notes": list(notes), "rows": data}, indent=1) + "\n"
+
+
+def load_records(results_dir: str | Path, methods: Sequence[str] | None = None,
+                 datasets: Sequence[str] | None = None) -> tuple[list[Record], pd.DataFrame]:
+    """(records, records_frame) of a results folder, filtered by method id and dataset."""
+    from fsadbench.results.records import RecordStore
+
+    records = [r for r in RecordStore(results_dir)
+               if (not methods or r.key["method"] in methods) and (not datasets or r.key["dataset"] in datasets)]
+    return records, records_frame(records)
+
+
+def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
+                  methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+                  per_category: bool = False, title: str = "fsad-bench report") -> Report:
+    """The ``report`` command's output in any format, with the tables' problems (``--strict``).
+
+    ``text`` is "" when there is no successful record (callers say so on stderr, and write no file).
+    """
+    from fsadbench.reports.report import Report, build_report
+
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    records, df = load_records(results_dir, methods, datasets)
+    if df.empty:
+        return Report("", ["no successful records"])
+    tables = build_report(results_dir, "markdown" if fmt not in ("markdown", "latex") else fmt, metrics, methods,
+                          datasets, per_category)
+    if fmt in ("markdown", "latex"):
+        return tables
+    if fmt == "html":
+        from fsadbench.reports.html import html_report, qualitative_png
+
+        text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir))
+    else:
+        rows = summary_long(df, metrics, per_category)
+        text = to_csv(rows) if fmt == "csv" else to_json(rows, coverage_notes(records), results_dir=str(results_dir),
+                                                         metrics=metrics)
+    return Report(text, tables.problems)
+
+
+def report_text(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
+                methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+                per_category: bool = False, title: str = "fsad-bench report") -> str:
+    """:func:`render_report`'s text."""
+    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title).text

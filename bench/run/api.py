@@ -1,0 +1,27 @@
+"""The library entry point of the run layer: ``fsadbench.run.sweep(cfg)``.
+
+    from fsadbench.run import sweep
+    from fsadbench.run.config import build_config
+
+    summary = sweep(build_config("smoke"), executor="local")
+    print(summary.line())
+
+It is :meth:`fsadbench.run.executors.base.Executor.run` on the named executor
+(or an executor object), the same path the command line takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from fsadbench.run.config import RunConfig
+from fsadbench.run.executors import Executor, make_executor
+from fsadbench.run.summary import RunSummary
+
+
+def sweep(cfg: RunConfig, executor: str | Executor = "local", force: bool = False,
+          log: Callable[[str], None] | None = None, progress: bool = False, **options: Any) -> RunSummary:
+    """Run every cell of ``cfg`` without a record (all with ``force``); ``options`` go to the executor
+    (e.g. ``workers=2`` for ``gpus``, ``cluster="local"`` for ``slurm``)."""
+    ex = executor if isinstance(executor, Executor) else make_executor(executor, **options)
+    return ex.run(cfg, force=force, log=log, progress=progress)

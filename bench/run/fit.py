@@ -1,0 +1,80 @@
+"""Fitting: seed everything, draw a job's shots, build the method and fit it once.
+
+:func:`fit_job` is the fit of the cell function (one fit per job: per category,
+or one multi-class fit over every category of a dataset).
+:func:`fitted_method` fits one method on one cell's shots outside a sweep and
+returns it with its split, for the qualitative figures and for debugging. Both
+go through :func:`job_shots`, which also decides when a cell does not apply
+(no normal train images for k > 0, fewer shots than the method needs).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from fsadbench.core.errors import NotApplicable
+from fsadbench.core.types import CategorySplit, Sample
+from fsadbench.protocol.sampler import image_ref, sample_shots
+from fsadbench.run.config import DatasetSpec, MethodSpec
+from fsadbench.run.identity import resolve_method
+from fsadbench.run.plan import Job
+from fsadbench.run.resources import Resources
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def job_shots(split: CategorySplit, job: Job, cls: type) -> list[Sample]:
+    """The seeded k normal images of one category of ``job``; NotApplicable when the cell cannot run."""
+    if job.shots > 0 and not split.train:
+        raise NotApplicable(
+            f"{job.dataset.name}/{split.info.name} has no normal train images for {job.shots}-shot; "
+            f"configure a normal source (datasets.{job.dataset.name}.options.normal_source) or use --shots 0")
+    if job.shots < cls.min_shots:
+        raise NotApplicable(f"{cls.name} needs at least {cls.min_shots} shot(s); got {job.shots}")
+    return sample_shots(split.train, job.shots, job.seed)
+
+
+def fit_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any], splits: Mapping[str, CategorySplit],
+            batch_size: int, feature_batch_size: int) -> tuple[Any, dict[str, list[Sample]], float]:
+    """(fitted method, shots per category, fit seconds) for ``job``; raises what the fit raises."""
+    seed_everything(job.seed)
+    ctx = res.context(job.seed, batch_size, feature_batch_size)
+    method = cls(ctx, **options)
+    shots = {c: job_shots(splits[c], job, cls) for c in job.categories}
+    t = time.perf_counter()
+    if job.scope == "dataset":
+        method.fit_dataset({c: [image_ref(s) for s in shots[c]] for c in job.categories},
+                           {c: splits[c].info for c in job.categories})
+    else:
+        c = job.categories[0]
+        method.fit([image_ref(s) for s in shots[c]], splits[c].info)
+    return method, shots, time.perf_counter() - t
+
+
+def fitted_method(res: Resources, method: MethodSpec, dataset: DatasetSpec, category: str, shots: int, seed: int):
+    """Fit one method on one cell's shots and return (method, split); for figures and debugging.
+
+    Dataset-scope methods are fitted on that category alone here.
+    """
+    cls, options = resolve_method(method)
+    split = res.split(dataset, category)
+    job = Job(method, dataset, [category], shots, seed)
+    seed_everything(seed)
+    m = cls(res.context(seed, res.cfg.batch_size, res.cfg.batch_size), **options)
+    refs = [image_ref(s) for s in job_shots(split, job, cls)]
+    if cls.fit_scope_for(options) == "dataset":
+        m.fit_dataset({category: refs}, {category: split.info})
+        m.set_category(split.info)
+    else:
+        m.fit(refs, split.info)
+    return m, split

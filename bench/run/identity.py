@@ -1,0 +1,111 @@
+"""Cell identity: the resume key (everything that can change a number), and the one sigma resolution.
+
+:func:`cell_identity` gathers, for every cell of a job, the parts of its
+resume key: the method (name, version, every resolved option, the versions of
+the encoder paths it declares), the dataset (name, options, a content
+fingerprint of the test images, masks and shots each category of the cell
+sees), the backbone (model, tag, weights identity, precision), the protocol
+with the sigma used, and the metric version. Records store it as
+``identity``; its hash (:func:`cell_hash`) is what resume compares with a
+stored record's ``config_hash``. The Gaussian sigma after upsampling is
+resolved here and only here (:func:`sigma_for`): the protocol's value, or the
+method's paper value when the protocol leaves it unset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fsadbench.core.errors import BenchError
+from fsadbench.core.registry import METHODS
+from fsadbench.protocol.metrics import METRIC_VERSION
+from fsadbench.protocol.sampler import content_fingerprint, file_digest, sample_shots
+from fsadbench.run.config import PROTOCOL_VERSION, MethodSpec, Protocol, RunConfig, stable_hash
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.run.plan import Job
+    from fsadbench.run.resources import DataSource
+
+
+def resolve_method(spec: MethodSpec) -> tuple[type, dict[str, Any]]:
+    """The method class and its options (registered defaults < the spec's); unknown options fail here."""
+    cls, defaults = METHODS.get(spec.name)
+    options = {**defaults, **spec.options}
+    cls.make_options(options)  # unknown options fail before any work
+    return cls, options
+
+
+def resolved_options(spec: MethodSpec) -> dict[str, Any]:
+    """Every option of the method with the value it runs with (defaults included), as JSON data."""
+    cls, options = resolve_method(spec)
+    return json.loads(json.dumps(cls.option_dict(cls.make_options(options)), default=str))
+
+
+def sigma_for(protocol: Protocol, method_cls: type) -> float:
+    """Gaussian sigma (evaluation pixels) after upsampling: the protocol's, else the method's paper value."""
+    return protocol.sigma if protocol.sigma is not None else method_cls.default_sigma
+
+
+def weights_identity(cfg: RunConfig) -> str:
+    """The backbone weights, known before loading them: a checkpoint file's content digest, the
+    open_clip tag, or the random initialisation (the loaded weights' fingerprint is in every record)."""
+    pre = cfg.pretrained
+    if pre.lower() in ("none", "random", ""):
+        return "random-init:0"
+    if Path(pre).expanduser().is_file():
+        return f"file-sha1:{file_digest(Path(pre).expanduser())}"
+    return f"open_clip-tag:{pre}"
+
+
+def precision(cfg: RunConfig) -> str:
+    """The encoder precision this run gets on its device (bf16 autocast only on CUDA)."""
+    if not cfg.amp:
+        return "fp32"
+    from fsadbench.backbone.clip import resolve_device
+
+    return "bf16-autocast" if resolve_device(cfg.device).type == "cuda" else "fp32"
+
+
+def static_identity(cfg: RunConfig, job: "Job", metric_version: str = METRIC_VERSION) -> dict[str, Any]:
+    """The resume key's parts that need no data: all of :func:`cell_identity` but ``dataset.data``
+    (``rescore`` compares them with a stored record's, under the record's own metric version)."""
+    from fsadbench.backbone.features import spec_versions
+
+    cls, _ = resolve_method(job.method)
+    return {
+        "method": {"name": job.method.name, "version": int(getattr(cls, "version", 1)),
+                   "options": resolved_options(job.method),
+                   "feature_specs": spec_versions(getattr(cls, "feature_specs", ()))},
+        "dataset": {"name": job.dataset.name, "options": job.dataset.options},
+        "backbone": {"model": cfg.model, "pretrained": cfg.pretrained, "weights": weights_identity(cfg),
+                     "precision": "bf16" if cfg.amp else "fp32"},
+        "protocol": {**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
+        "metric_version": metric_version,
+    }
+
+
+def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, Any]:
+    """The resume key's parts for every cell of ``job`` (stored as ``Record.identity``); cached in ``data``."""
+    k = (job.method.id, job.dataset.name, tuple(job.categories), job.shots, job.seed)
+    if k in data.identities:
+        return data.identities[k]
+    content: dict[str, str] = {}
+    for c in job.categories:
+        try:
+            split = data.split(job.dataset, c)
+            shots = sample_shots(split.train, job.shots, job.seed) if 0 < job.shots <= len(split.train) else []
+            content[c] = content_fingerprint(split.test, shots)
+        except BenchError as exc:  # the cell records the failure; a repaired dataset changes the key
+            content[c] = f"unreadable ({type(exc).__name__})"
+    ident = static_identity(cfg, job)
+    ident["dataset"]["data"] = content
+    data.identities[k] = ident
+    return ident
+
+
+def cell_hash(cfg: RunConfig, data: "DataSource", job: "Job") -> str:
+    """What every cell of ``job`` must match in a stored record to count as done."""
+    return stable_hash(cell_identity(cfg, data, job))

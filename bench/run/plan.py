@@ -1,0 +1,143 @@
+"""Planning: the jobs of a sweep, which of them are still to do, and how they group onto processes.
+
+A :class:`Job` is one fit: a single cell for per-category methods, or all
+categories of a dataset for multi-class methods (``fit_scope == "dataset"``).
+:func:`plan_jobs` orders per-category jobs by (dataset, category) so a
+category's test images stay in the feature cache's memory while every method,
+shot count and seed uses them; :func:`pending` refuses a folder holding another
+run's records (:func:`check_folder`) and drops jobs whose cells all have a
+record with the current cell hash (resume). :func:`job_groups` puts the jobs
+of one (dataset, category) into one group, the unit an executor sends to one
+process. Planning reads dataset folders but builds no model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.protocol.metrics import METRIC_VERSION
+from fsadbench.results.records import STATUS_OK, CellKey, RecordStore
+from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
+from fsadbench.run.identity import cell_hash, precision, resolve_method
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.run.resources import DataSource
+
+DATASET_SCOPE = "_dataset"  # the category part of a multi-class job's claim name
+
+
+@dataclass
+class Job:
+    method: MethodSpec
+    dataset: DatasetSpec
+    categories: list[str]  # one for per-category methods
+    shots: int
+    seed: int
+    scope: str = "category"
+
+    def keys(self) -> list[CellKey]:
+        return [CellKey(self.method.id, self.dataset.name, c, self.shots, self.seed) for c in self.categories]
+
+    def claim_relpath(self) -> Path:
+        """The claim name of a job: its cell's record path, or ``_dataset`` for a multi-class fit."""
+        cat = self.categories[0] if self.scope != "dataset" else DATASET_SCOPE
+        return CellKey(self.method.id, self.dataset.name, cat, self.shots, self.seed).relpath()
+
+
+def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
+    """Every job of ``cfg``: per-category jobs in (dataset, category) order, then multi-class jobs."""
+    per_cat, per_ds = [], []
+    for ds in cfg.datasets:
+        data.dataset(ds)  # resolves and checks its folder before any work
+        cats = data.categories(ds)
+        for m in cfg.methods:
+            cls, options = resolve_method(m)
+            scope = cls.fit_scope_for(options)
+            for k in cfg.shots:
+                for s in cfg.seeds:
+                    if scope == "dataset":
+                        per_ds.append(Job(m, ds, cats, k, s, scope))
+                    else:
+                        per_cat.extend(Job(m, ds, [c], k, s, scope) for c in cats)
+    order = {(d.name, c): i for i, d in enumerate(cfg.datasets) for c in data.categories(d)}
+    per_cat.sort(key=lambda j: order[(j.dataset.name, j.categories[0])])
+    return per_cat + per_ds
+
+
+def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> None:
+    """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
+    measured with another backbone, metric version or protocol than this run's."""
+    from fsadbench.results.comparability import folder_conflicts
+
+    p = cfg.protocol
+    expected = {"metric_version": METRIC_VERSION,
+                "backbone": {"model": cfg.model, "pretrained": cfg.pretrained, "precision": precision(cfg)},
+                "protocol": {"version": PROTOCOL_VERSION, "eval_size": p.eval_size, "sigma": p.sigma,
+                             "max_test_images": p.max_test_images}}
+    bad = folder_conflicts((r for r in store if r.status == STATUS_OK), expected)
+    if not bad:
+        return
+    if force:
+        for r, diffs in bad:
+            store.set_aside(r, "; ".join(diffs))
+        return
+    diffs = sorted({d for _, ds in bad for d in ds})
+    raise ConfigError(
+        f"--results-dir {store.root} holds {len(bad)} record(s) of another run: " + "; ".join(diffs[:6])
+        + ". A results folder holds one comparable run: use another --results-dir, or --force to move "
+          f"those records to {store.superseded_dir} and run here")
+
+
+def pending(cfg: RunConfig, data: "DataSource", jobs: Iterable[Job], store: RecordStore,
+            force: bool = False) -> tuple[list[Job], int]:
+    """(jobs with at least one cell to compute, number of cells already done); checks the folder first."""
+    check_folder(cfg, store, force)
+    todo, skipped = [], 0
+    for j in jobs:
+        h = cell_hash(cfg, data, j)
+        keys = j.keys()
+        done = [k for k in keys if not force and store.is_done(k, h)]
+        if len(done) == len(keys):
+            skipped += len(keys)
+        else:
+            todo.append(j)
+    return todo, skipped
+
+
+@dataclass
+class Plan:
+    """A sweep's jobs, the ones still to do and the number of cells already done."""
+
+    jobs: list[Job]
+    todo: list[Job]
+    skipped: int
+
+    @classmethod
+    def build(cls, cfg: RunConfig, data: "DataSource", store: RecordStore, force: bool = False) -> "Plan":
+        jobs = plan_jobs(cfg, data)
+        todo, skipped = pending(cfg, data, jobs, store, force)
+        return cls(jobs, todo, skipped)
+
+    @property
+    def n_todo_cells(self) -> int:
+        return sum(len(j.categories) for j in self.todo)
+
+
+def job_groups(jobs: Iterable[Job]) -> list[list[Job]]:
+    """Jobs grouped by (dataset, category) in plan order; each multi-class job alone."""
+    groups: dict[tuple[str, str], list[Job]] = {}
+    alone: list[list[Job]] = []
+    for j in jobs:
+        if j.scope == "dataset":
+            alone.append([j])
+        else:
+            groups.setdefault((j.dataset.name, j.categories[0]), []).append(j)
+    return list(groups.values()) + alone
+
+
+def job_claim_relpath(job: Job) -> Path:
+    """The claim name of ``job`` (see :meth:`Job.claim_relpath`)."""
+    return job.claim_relpath()

@@ -1,0 +1,86 @@
+"""The plan a sweep prints before any work (and ``run --dry-run`` prints alone).
+
+One line of totals, then one line per aspect: datasets and categories, methods
+with the options that differ from their defaults, shots and seeds, backbone and
+where its weights come from, the evaluation protocol, and the encoder passes to
+expect. Reads dataset folders (to count test images) but builds no model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from fsadbench.core.defaults import RANDOM
+from fsadbench.run.config import PIPELINE_CHECK, MethodSpec, RunConfig
+from fsadbench.run.identity import resolve_method
+from fsadbench.run.plan import Plan
+from fsadbench.run.resources import DataSource
+
+
+def option_changes(spec: MethodSpec) -> dict[str, Any]:
+    """The resolved options of a method that differ from its class defaults (registered name included)."""
+    cls, options = resolve_method(spec)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Options) if f.default is not dataclasses.MISSING}
+    return {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
+
+
+def weights_line(cfg: RunConfig) -> str:
+    """Where the backbone's weights come from, checked on disk without loading anything."""
+    if cfg.pretrained.lower() in (RANDOM, "random", ""):
+        return "RANDOM init (a pipeline check, not a benchmark)"
+    path = Path(cfg.pretrained).expanduser()
+    if path.is_file():
+        return f"file {path} ({path.stat().st_size / 1e6:,.0f} MB)"
+    from fsadbench.backbone.weights import cached_checkpoint, checkpoint_facts
+
+    cache = cfg.resolved_cache_dir / "weights"
+    hit = cached_checkpoint(cfg.model, cfg.pretrained, str(cache))
+    if hit:
+        return f"open_clip tag {cfg.pretrained}, in the cache ({hit})"
+    facts = checkpoint_facts(cfg.model, cfg.pretrained)
+    size = f", about {facts['size_mb']:,.0f} MB" if facts.get("size_mb") else ""
+    src = f"huggingface.co/{facts['hf_repo']}" if facts.get("hf_repo") else facts.get("url", "open_clip")
+    return f"open_clip tag {cfg.pretrained}, NOT in the cache: downloaded on first use from {src}{size}"
+
+
+def encoder_passes(cfg: RunConfig, plan: Plan, data: DataSource) -> int:
+    """At most this many image-encoder passes: per category, each test image once per image-encoder path
+    of the methods still to run, plus the shots (entries already in the feature cache are reused)."""
+    paths: dict[tuple[str, str], set[str]] = {}
+    shots: dict[tuple[str, str], int] = {}
+    for job in plan.todo:
+        cls, _ = resolve_method(job.method)
+        image_paths = {p for p in getattr(cls, "feature_specs", ()) if "text" not in p} or {cls.name}
+        for c in job.categories:
+            key = (job.dataset.name, c)
+            paths.setdefault(key, set()).update(f"{p}:{job.method.id}" for p in image_paths)
+            shots[key] = shots.get(key, 0) + job.shots
+    specs = {d.name: d for d in cfg.datasets}
+    return sum(len(data.split(specs[d], c).test) * len(p) + shots[(d, c)] for (d, c), p in paths.items())
+
+
+def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
+    n_cells = sum(len(j.categories) for j in plan.jobs)
+    lines = [f"plan: {n_cells} cell(s): {plan.n_todo_cells} to compute, {plan.skipped} already done "
+             f"(in {cfg.results_dir})"]
+    cats = [f"{d.name} ({', '.join(data.categories(d))})" for d in cfg.datasets]
+    note = ("  [pipeline check: no --datasets given, so the synthetic set on the tiny RANDOM backbone; "
+            "add --datasets NAME --data-root DIR for a benchmark]" if cfg.preset == PIPELINE_CHECK else "")
+    lines.append(f"  datasets: {'; '.join(cats)}{note}")
+    methods = []
+    for m in cfg.methods:  # the id names the options set explicitly; add those its registered name sets
+        extra = {k: v for k, v in option_changes(m).items() if k not in m.options}
+        methods.append(m.id + (f" ({', '.join(f'{k}={v!r}' for k, v in extra.items())})" if extra
+                               else "" if m.options else " (defaults)"))
+    lines.append(f"  methods: {', '.join(methods)}   (all options: run_bench.py list --method NAME)")
+    lines.append(f"  shots: {', '.join(map(str, cfg.shots))}; seeds: {', '.join(map(str, cfg.seeds))}")
+    lines.append(f"  backbone: {cfg.model}; weights: {weights_line(cfg)}")
+    p = cfg.protocol
+    lines.append(f"  evaluation: {p.eval_size} px, sigma {p.sigma if p.sigma is not None else 'per method'}, "
+                 + (f"SUBSET of at most {p.max_test_images} test images per category"
+                    if p.max_test_images else "all test images"))
+    if plan.todo:
+        lines.append(f"  encoder passes: at most {encoder_passes(cfg, plan, data):,} image(s)")
+    return "\n".join(lines)
