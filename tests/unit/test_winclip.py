@@ -321,6 +321,7 @@ def test_fit_builds_the_memories_from_the_shots(method_ctx):
     assert m.class_name == "metal nut" and torch.equal(m.text, torch.eye(2, 3))
     assert torch.equal(m.patch_memory, feats["patch_tokens"].reshape(450, 4))
     assert set(m.window_memory) == {3} and torch.equal(m.window_memory[3], feats["win3"].reshape(338, 3))
+    assert m.describe()["memory"] == 450  # patch tokens of the two shots
     m.fit([], CategoryInfo("synthetic", "metal_nut", "metal nut"))
     assert m.patch_memory is None and m.window_memory == {}  # zero-shot refit forgets the shots
     d = m.describe()
@@ -380,4 +381,6 @@ EQUIVALENT_MUTANTS_MODEL = {
     "x_zero_shot_scores__mutmut_9, WinCLIP.__init____mutmut_49": "device placement: CPU tests cannot see a device",
     "x_zero_shot_scores__mutmut_13/14": "normalize's default dim (1) and +1 are the last dim of the 2 x E text",
     "WinCLIP.__init____mutmut_59": "window_memory is always set by fit() before it is read",
+    "WinCLIP.__init____mutmut_31/35": "a spec without a version takes its registered version (1)",
+    "WinCLIP.__init____mutmut_46": "window_chunk only bounds memory: chunked transformer calls give the same embeddings",
 }
