@@ -17,12 +17,14 @@ same fit (e.g. "w/o VG" and "w/ VG").
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from fsadbench.core.errors import ConfigError
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
+from fsadbench.core.variants import VARIANTS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -59,7 +61,7 @@ class Method(ABC):
     """Base class. Subclasses declare their options as a dataclass ``Options``."""
 
     name: ClassVar[str] = "method"
-    variants: ClassVar[tuple[str, ...]] = ("w/o VG", "w/ VG")
+    variants: ClassVar[tuple[str, ...]] = VARIANTS
     #: True when the frozen image encoder's outputs can be cached and shared.
     uses_feature_cache: ClassVar[bool] = True
     #: The encoder paths (names in ``fsadbench.backbone.features.SPEC_VERSIONS``) the method's
@@ -71,6 +73,12 @@ class Method(ABC):
     fit_scope: ClassVar[str] = "category"
     #: Gaussian sigma (in evaluation pixels) applied after upsampling, per the paper.
     default_sigma: ClassVar[float] = 4.0
+    #: Departures from the paper / reference code, one short sentence each; ``describe()``
+    #: puts them in every record (``method.describe.fidelity_notes``) for report footnotes.
+    fidelity_notes: ClassVar[tuple[str, ...]] = ()
+    #: Old option names still accepted: old name -> new name, or (new name, value converter).
+    #: Using one emits a DeprecationWarning naming the new option.
+    option_aliases: ClassVar[Mapping[str, Any]] = {}
     #: The version of the method's semantics: bump it whenever a change can move its numbers with the
     #: same options (part of every cell's resume key, so stale records are recomputed).
     version: ClassVar[int] = 1
@@ -89,7 +97,25 @@ class Method(ABC):
         return cls.fit_scope
 
     @classmethod
+    def canonical_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` with deprecated names replaced by the current ones (DeprecationWarning each)."""
+        out = dict(options)
+        for old, target in cls.option_aliases.items():
+            if old not in out:
+                continue
+            new, convert = (target, None) if isinstance(target, str) else target
+            if new in out:
+                raise ConfigError(f"method {cls.name!r}: options {old!r} and {new!r} name the same setting; "
+                                  f"give only {new!r} ({old!r} is its deprecated name)")
+            value = out.pop(old)
+            warnings.warn(f"method {cls.name!r}: option {old!r} is deprecated; use {new!r}",
+                          DeprecationWarning, stacklevel=3)
+            out[new] = convert(value) if convert is not None else value
+        return out
+
+    @classmethod
     def make_options(cls, options: Mapping[str, Any]) -> Any:
+        options = cls.canonical_options(options)
         fields = {f.name for f in dataclasses.fields(cls.Options)}
         unknown = sorted(set(options) - fields)
         if unknown:
@@ -121,5 +147,6 @@ class Method(ABC):
         """For dataset-scope methods: the category of the next ``predict`` calls."""
 
     def describe(self) -> dict[str, Any]:
-        """Extra facts for the record (e.g. the choices a paper left open)."""
-        return {}
+        """Extra facts for the record: every option value in force (defaults included) and the
+        method's fidelity notes; subclasses add the choices a paper left open."""
+        return {"options_resolved": dataclasses.asdict(self.options), "fidelity_notes": list(self.fidelity_notes)}

@@ -6,48 +6,36 @@ Two registered variants of this class:
   on the shots of every category of a dataset (``fit_scope = "dataset"``);
 * ``anople-oc`` (``multi_class=False``, "AnoPLe*"): one model per category.
 
-Pieces (paper sections):
+Pieces (paper sections; the details are in each module's docstring):
 
-* deep prompts in both CLIP encoders, depth 9, coupled through f_{v->t} and
-  f_{t->v} (sec. 3.2, eq. 5-6) and a multi-view signal c (sec. 3.3.2):
-  ``methods/anople_prompts.py``; context lengths text/visual 3/3 (MVTec and
-  any other dataset) or 5/8 (VisA) (sec. 4.2);
-* text inputs "[ctx] {class}." / "[ctx] abnormal {class}." (eq. 1-2, 15);
+* deep prompts in both encoders, depth 9, coupled through f_{v->t} / f_{t->v}
+  (sec. 3.2, eq. 5-6), multi-view signal c (sec. 3.3.2): ``anople/prompts.py``;
+  context lengths text/visual 3/3 (MVTec and any other dataset) or 5/8 (VisA)
+  (sec. 4.2); text "[ctx] {class}." / "[ctx] abnormal {class}." (eq. 1-2);
   w = mean over the training classes of the normalised per-class embeddings
-  (sec. 3.4.2, "we average outputs from all classes"), used for image and
-  pixel logits; option ``class_text="own"`` uses each image's own class;
-* training views (sec. 3.3.2, suppl. 6.1): the image and the 4 non-overlapping
-  crops of its 2x resize, derived from the preprocessed pixels (bilinear 2x of
-  the S x S tensor), crop i conditioned on c_i, the whole image on c_{N+1};
-  test: the whole image on c_{N+1} only;
-* decoder D: bilinear 2x upsampling of the prompted patch tokens, three
-  convolutions to the text embedding dimension (sec. 3.3.1);
-* pseudo anomalies (sec. 3.1, suppl. 8.3): pixel space, a DRAEM Perlin blend
-  (``fsadbench.methods.common.perlin``) of each normal shot with a texture source
-  (``texture``: "noise" = Perlin colour noise, the default; "normal" = another
-  shot of the same category, randomly flipped / rotated by a multiple of 90
-  degrees, the image itself when k = 1); latent space, z+ + N(mu, sigma^2) on
-  the L2-normalised image embedding, renormalised (SimpleNet; the paper gives
-  no mu / sigma: mu 0, sigma 0.015, SimpleNet's default);
-* losses (eq. 7-11): pixel dice + focal at the input resolution (decoder
-  logits upsampled bilinearly), image CE on every view (a view is anomalous
-  iff its crop of the pseudo mask is non-empty) plus CE on latent anomalies
-  with label smoothing 0.003, alignment 1 - cos(z^0, s), tau 2; total = sum;
-  ``anople_losses.py``;
-* optimiser (suppl. 6.2): SGD, momentum 0.9, weight decay 1e-5, batch 1
-  (one shot and its pseudo anomaly, all their views in one encoder batch),
-  lr 1e-3 for the prompt learner (contexts, coupling maps, signal) and 2e-4
-  for the decoder, linear warm-up from zero over ``warmup_epochs`` (1; the
-  paper gives no length), then constant; 60 epochs, an epoch = one pass over
-  every shot of every training category in a seeded random order;
-* logits use CLIP's own ``exp(logit_scale)`` as 1/tau in eq. 8;
-* inference (eq. 12-14, suppl. 6.3): decoder map = abnormal probability of
-  the pixel logits (2x grid); memory map = min (1 - cos)/2 of the query's
-  patch features to the k shots', features averaged over blocks 7-10 (VisA
-  7-9; option ``mem_layers``) of the prompted encoder, per category; "w/o VG"
-  = decoder map, "w/ VG" = harmonic mean with the memory map (bilinearly
-  upsampled to the decoder grid); image score = harmonic mean of the image's
-  abnormal probability and the map's maximum, for each variant.
+  (sec. 3.4.2; ``class_text="own"``: each image's own class);
+* training views and pixel pseudo anomalies (sec. 3.1, 3.3.2, suppl. 6.1):
+  ``anople/views.py``: the image plus the 4 crops of its 480 x 480 resize of
+  the original file (``crop_source``), crop i on c_i, the whole image on
+  c_{N+1}; DRAEM Perlin blends with ``texture`` "noise" (default) or "normal"
+  (another shot); test: the whole image on c_{N+1} only;
+* latent anomalies z+ + N(mu, sigma^2) on the L2-normalised image embedding,
+  renormalised (SimpleNet's mu 0, sigma 0.015: the paper gives none);
+* decoder D (sec. 3.3.1) and losses (eq. 7-11: dice + focal, image CE with
+  label smoothing 0.003 on latent anomalies, alignment with tau 2; total =
+  sum): ``anople/prompts.py``, ``anople/losses.py``; logits use CLIP's
+  exp(logit_scale) as 1/tau in eq. 8;
+* optimiser (suppl. 6.2): SGD, momentum 0.9, weight decay 1e-5, batch 1 (one
+  shot and its pseudo anomaly, all views in one encoder batch), lr 1e-3
+  (prompt learner) / 2e-4 (decoder), linear warm-up from zero over
+  ``warmup_epochs`` (1; no length given), then constant; 60 epochs, an epoch
+  = every shot of every training category once, in a seeded random order;
+* inference (eq. 12-14, suppl. 6.3): "w/o VG" = the decoder map (abnormal
+  probability, 2x grid); "w/ VG" = its harmonic mean with the memory map
+  (min (1 - cos)/2 to the k shots' patch features averaged over blocks 7-10,
+  VisA 7-9, option ``memory_layers``, deprecated ``mem_layers``; bilinearly
+  upsampled); image score = harmonic mean of the image's abnormal
+  probability and the map's maximum.
 
 No feature cache: the visual prompts change the image encoder, so its
 outputs depend on the trained prompts (``uses_feature_cache = False``).
@@ -58,7 +46,6 @@ textures, latent noise) comes from one CPU generator seeded by the cell seed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -67,13 +54,16 @@ import torch.nn.functional as F
 
 from fsadbench.core.errors import ConfigError, MethodError, NotApplicable
 from fsadbench.protocol.method import Method
-from fsadbench.methods.common.perlin import pseudo_anomaly
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 
-from fsadbench.methods.anople.losses import align_loss, image_loss, image_score, fuse_map, pixel_logits, pixel_loss
+from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits
+from fsadbench.methods.anople.train import step_losses, train_epochs
 from fsadbench.backbone.towers import TextTower
 from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
+from fsadbench.methods.anople.views import CROP_SOURCES, HiResPixels, PixelSpace, views_original, views_upsampled
+from fsadbench.methods.common.options import int_tuple
 from fsadbench.methods.common.visual_memory import VisualMemory
+from fsadbench.core.variants import W_VG, WO_VG
 
 # sec. 4.2 / suppl. 6.3: (text contexts, visual contexts), memory blocks
 _PAPER_CTX = {"visa": (5, 8)}
@@ -82,26 +72,21 @@ _PAPER_MEM = {"visa": (7, 8, 9)}
 _DEFAULT_MEM = (7, 8, 9, 10)
 
 
-def multi_scale_views(x: torch.Tensor, factor: int, mode: str = "bilinear") -> torch.Tensor:
-    """B x C x S x S -> B x (factor^2 + 1) x C x S x S: the factor^2 non-overlapping S x S crops of
-    the factor-x resize (row-major), then the image itself (last, the c_{N+1} view).
-
-    factor 1 gives the image alone.
-    """
-    b, c, h, w = x.shape
-    if factor <= 1:
-        return x[:, None]
-    kw = {"align_corners": False} if mode == "bilinear" else {}
-    big = F.interpolate(x, scale_factor=factor, mode=mode, **kw)
-    crops = [big[:, :, i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(factor) for j in range(factor)]
-    return torch.stack(crops + [x], dim=1)
-
-
 class AnoPLe(Method):
     name = "anople"
     feature_specs = ("anople-prompted",)
-    variants = ("w/o VG", "w/ VG")
+    variants = (WO_VG, W_VG)
     uses_feature_cache = False
+    #: 2: training crops from the original file at crop_grid x S (crop_source="original")
+    version = 2
+    option_aliases = {"mem_layers": "memory_layers"}
+    fidelity_notes = (
+        "no public code: every choice the paper leaves open is an option, recorded in options_resolved",
+        "pseudo-anomaly texture is Perlin colour noise (texture='noise'); DRAEM's DTD texture set is not shipped",
+        "latent noise N(0, 0.015^2) on the normalised image embedding (SimpleNet's default; the paper gives none)",
+        "decoder kernels 3-3-1 with ReLUs and hidden width d_t (the paper gives three convolutions only)",
+        "warm-up over one epoch, then a constant learning rate (the paper gives neither length nor schedule)",
+    )
     min_shots = 1
     default_sigma = 4.0
     fit_scope = "dataset"
@@ -114,6 +99,7 @@ class AnoPLe(Method):
         n_ctx_text: int | None = None  # None: 3 (5 on VisA)
         n_ctx_visual: int | None = None  # None: 3 (8 on VisA)
         crop_grid: int = 2  # training views: crop_grid^2 crops of a crop_grid-x resize (+ the image); 1 = none
+        crop_source: str = "original"  # crops of the original file at crop_grid x S, or the "upsampled" S tensor
         view_signal: bool = True  # the multi-view signal c
         decoder_scale: int = 2
         texture: str = "noise"  # "noise" or "normal"
@@ -127,7 +113,7 @@ class AnoPLe(Method):
         momentum: float = 0.9
         weight_decay: float = 1e-5
         warmup_epochs: float = 1.0
-        mem_layers: tuple[int, ...] | None = None  # None: 7-10 (7-9 on VisA)
+        memory_layers: tuple[int, ...] | None = None  # None: 7-10 (7-9 on VisA)
         class_text: str = "average"  # "average" over training classes or the image's "own"
         state_word: str = "abnormal"
 
@@ -146,6 +132,7 @@ class AnoPLe(Method):
             (o.crop_grid >= 1, "crop_grid", "an integer >= 1 (the paper: 2, i.e. 4 crops)"),
             (o.decoder_scale >= 1, "decoder_scale", "an integer >= 1"),
             (o.texture in ("noise", "normal"), "texture", "'noise' or 'normal'"),
+            (o.crop_source in CROP_SOURCES, "crop_source", f"one of {CROP_SOURCES}"),
             (o.class_text in ("average", "own"), "class_text", "'average' or 'own'"),
             (0.0 <= o.beta_max <= 1.0, "beta_max", "in [0, 1]"),
             (o.latent_sigma >= 0, "latent_sigma", ">= 0"),
@@ -160,11 +147,12 @@ class AnoPLe(Method):
             if not ok:
                 raise ConfigError(f"method {self.name!r} option {field_name}: must be {want}, "
                                   f"got {getattr(o, field_name, None)!r}")
-        if o.mem_layers is not None:
+        if o.memory_layers is not None:
+            o.memory_layers = int_tuple(o.memory_layers, self.name, "memory_layers")
             try:
-                ctx.backbone.check_layers(o.mem_layers)
+                ctx.backbone.check_layers(o.memory_layers)
             except ConfigError as exc:
-                raise ConfigError(f"method {self.name!r} option mem_layers: {exc}") from exc
+                raise ConfigError(f"method {self.name!r} option memory_layers: {exc}") from exc
         self.device = ctx.device
         self.learner: PromptLearner | None = None
         self.decoder: Decoder | None = None
@@ -220,7 +208,7 @@ class AnoPLe(Method):
         paper_t, paper_v = _PAPER_CTX.get(ds, _DEFAULT_CTX)
         self.n_ctx = (paper_t if o.n_ctx_text is None else o.n_ctx_text,
                       paper_v if o.n_ctx_visual is None else o.n_ctx_visual)
-        mem = o.mem_layers if o.mem_layers is not None else _PAPER_MEM.get(ds, _DEFAULT_MEM)
+        mem = o.memory_layers if o.memory_layers is not None else _PAPER_MEM.get(ds, _DEFAULT_MEM)
         self.mem_layers = bb.check_layers(mem)
         d_t = TextTower(self.model).width
         with torch.random.fork_rng(devices=[]):
@@ -248,88 +236,29 @@ class AnoPLe(Method):
         self._setup(infos)
         self.class_names = {c: categories[c].class_name for c in names}
         pixels = {c: self.ctx.features.pixels(list(normals_by_category[c])) for c in names}
-        self._train(names, pixels)
+        big: dict[str, torch.Tensor] = {}
+        if self.options.crop_source == "original" and self.options.crop_grid > 1:
+            hires = HiResPixels(self.ctx.backbone, self.options.crop_grid * self.ctx.backbone.image_size)
+            big = {c: hires(list(normals_by_category[c])) for c in names}
+        self._train(names, pixels, big)
         self._finish(names, pixels)
 
-    def _pseudo(self, x: torch.Tensor, pool: torch.Tensor, gen: torch.Generator):
-        """A pseudo anomaly of one preprocessed image x (3 x S x S, CPU): (normalised image, mask)."""
-        mean = torch.tensor(self.ctx.backbone.mean).view(3, 1, 1)
-        std = torch.tensor(self.ctx.backbone.std).view(3, 1, 1)
-        img = (x * std + mean).clamp(0, 1)
-        texture = None
-        if self.options.texture == "normal":
-            j = int(torch.randint(0, pool.shape[0], (1,), generator=gen).item())
-            tex = (pool[j] * std + mean).clamp(0, 1)
-            tex = torch.rot90(tex, int(torch.randint(0, 4, (1,), generator=gen).item()), dims=(1, 2))
-            if bool(torch.randint(0, 2, (1,), generator=gen).item()):
-                tex = tex.flip(2)
-            texture = tex
-        pa = pseudo_anomaly(img, gen, texture=texture, beta_max=self.options.beta_max)
-        return (pa.image - mean) / std, pa.mask
+    def _views(self, c: str, i: int, pixels: Mapping[str, torch.Tensor], big: Mapping[str, torch.Tensor],
+               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training views of shot i of category c and of its pseudo anomaly, with their masks (views.py)."""
+        o, space = self.options, PixelSpace(self.ctx.backbone.mean, self.ctx.backbone.std)
+        if big:
+            return views_original(pixels[c][i], big[c][i], big[c], gen, o.crop_grid, o.texture, o.beta_max, space)
+        return views_upsampled(pixels[c][i], pixels[c], gen, o.crop_grid, o.texture, o.beta_max, space)
 
-    def _step_loss(self, x: torch.Tensor, anomalous: torch.Tensor, mask: torch.Tensor, text: torch.Tensor,
+    def _step_loss(self, views: torch.Tensor, masks: torch.Tensor, text: torch.Tensor,
                    gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """Losses (eq. 7-11) for one shot x and its pseudo anomaly, all views in one encoder batch."""
-        o = self.options
-        s = self.ctx.backbone.image_size
-        views = multi_scale_views(torch.stack([x, anomalous]), o.crop_grid).flatten(0, 1).to(self.device)
-        masks = multi_scale_views(torch.stack([torch.zeros_like(mask), mask])[:, None], o.crop_grid,
-                                  mode="nearest").flatten(0, 1)[:, 0].to(self.device)
-        v = self.n_views
-        signal_index = torch.arange(v).repeat(2)
-        labels = (masks.flatten(1).amax(dim=1) > 0).long()
-        with self._autocast():
-            out = self._encode(views, signal_index)
-            feats = self.decoder(out.patches, self.ctx.backbone.grid)
-        emb, feats = out.embedding.float(), feats.float()
-        logits = pixel_logits(feats, text, self.scale)
-        prob = F.softmax(F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False), dim=1)[:, 1]
-        l_pix = pixel_loss(prob, masks)
-        z_pos = F.normalize(emb[:v], dim=-1)  # the shot's views (normal)
-        noise = torch.randn(z_pos.shape, generator=gen).to(self.device) * o.latent_sigma + o.latent_mu
-        latent = F.normalize(z_pos + noise, dim=-1)
-        l_img = image_loss(self.scale, emb, labels, latent, z_pos, text, o.label_smoothing)
-        l_align = align_loss(emb, feats, logits[:, 1] - logits[:, 0], o.align_tau)
-        return {"pixel": l_pix, "image": l_img, "align": l_align, "total": l_pix + l_img + l_align}
+        """Losses (eq. 7-11) for one shot and its pseudo anomaly (``anople/train.py``)."""
+        return step_losses(self, views, masks, text, gen)
 
-    def _train(self, names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:
-        o = self.options
-        gen = torch.Generator().manual_seed(int(self.ctx.seed))
-        items = [(c, i) for c in names for i in range(pixels[c].shape[0])]
-        groups = [{"params": list(self.learner.parameters()), "lr": o.lr_prompt, "base": o.lr_prompt},
-                  {"params": list(self.decoder.parameters()), "lr": o.lr_decoder, "base": o.lr_decoder}]
-        opt = torch.optim.SGD(groups, lr=o.lr_prompt, momentum=o.momentum, weight_decay=o.weight_decay)
-        warmup = max(1, int(math.ceil(o.warmup_epochs * len(items)))) if o.warmup_epochs > 0 else 0
-        classes = [self.class_names[c] for c in names]
-        self.learner.train()
-        self.decoder.train()
-        step = 0
-        self.history = []
-        for epoch in range(o.epochs):
-            self.ctx.step("epoch", epoch + 1, o.epochs)
-            sums: dict[str, float] = {}
-            for t in torch.randperm(len(items), generator=gen).tolist():
-                c, i = items[t]
-                factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-                for g in opt.param_groups:
-                    g["lr"] = g["base"] * factor
-                x = pixels[c][i]
-                anomalous, mask = self._pseudo(x, pixels[c], gen)
-                with self._autocast():
-                    per_class = self._text(classes, self.learner.text_prompts())
-                text = self._pick_text(per_class, names.index(c))
-                losses = self._step_loss(x, anomalous, mask, text, gen)
-                opt.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                opt.step()
-                step += 1
-                for k, val in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(val.detach())
-            self.history.append({k: val / len(items) for k, val in sums.items()})
-            self.ctx.say(f"anople epoch {epoch + 1}/{o.epochs}: loss {self.history[-1]['total']:.4f}")
-            if not math.isfinite(self.history[-1]["total"]):
-                raise MethodError(f"AnoPLe: training loss became {self.history[-1]['total']} at epoch {epoch + 1}; "
-                                  f"lower lr_prompt / lr_decoder")
+    def _train(self, names: list[str], pixels: Mapping[str, torch.Tensor], big: Mapping[str, torch.Tensor]) -> None:
+        """SGD over every shot of every category, ``epochs`` times (``anople/train.py``)."""
+        train_epochs(self, names, pixels, big)
 
     @torch.no_grad()
     def _finish(self, names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:
@@ -392,13 +321,17 @@ class AnoPLe(Method):
             mem = memory.score({0: self._memory_features(out)}).reshape(px.shape[0], 1, *grid)
             mem = F.interpolate(mem, size=dec.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
             fused = fuse_map(dec, mem)
-            for variant, m in (("w/o VG", dec), ("w/ VG", fused)):
+            for variant, m in ((WO_VG, dec), (W_VG, fused)):
                 out_maps[variant].append(m.cpu())
                 out_scores[variant].append(image_score(prob, m).cpu())
         return {v: Prediction(maps=torch.cat(out_maps[v]), scores=torch.cat(out_scores[v])) for v in self.variants}
 
     def describe(self) -> dict[str, Any]:
         return {
+            **super().describe(),
+            "training_view_source": {"original": "crops of the original file at crop_grid x S",
+                                     "upsampled": "crops of the bilinearly upsampled S x S tensor"}[
+                self.options.crop_source],
             "setting": "multi-class (one model per dataset)" if self.options.multi_class
             else "one-class (one model per category)",
             "feature_cache": "not used: the visual prompts change the image encoder",

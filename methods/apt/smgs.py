@@ -108,6 +108,28 @@ def calibrate(g_ano: Sequence[torch.Tensor], g_div: Sequence[torch.Tensor], lam:
     return out, cs
 
 
+CALIBRATIONS = ("per_group", "joint")
+
+
+def calibrate_groups(g_ano: Sequence[torch.Tensor], g_div: Sequence[torch.Tensor], lam: float = 1.0,
+                     grouping: str = "per_group") -> tuple[list[torch.Tensor], list[float]]:
+    """Eq. 10 per parameter group ("per_group") or once over all groups flattened together ("joint").
+
+    The paper calibrates "the gradients of the learnable prompts" without saying whether the
+    cosine is taken per prompt or over all of them; "joint" returns one C, repeated per group.
+    """
+    if grouping == "per_group":
+        return calibrate(g_ano, g_div, lam)
+    if grouping != "joint":
+        raise ConfigError(f"apt option 'calibration' must be one of {CALIBRATIONS}, got {grouping!r}")
+    flat, cs = calibrate([torch.cat([g.flatten() for g in g_ano])], [torch.cat([g.flatten() for g in g_div])], lam)
+    out, start = [], 0
+    for g in g_ano:
+        out.append(flat[0][start:start + g.numel()].reshape(g.shape))
+        start += g.numel()
+    return out, cs * len(g_ano)
+
+
 # -- eq. 11 ------------------------------------------------------------------------
 def meta_swap_epochs(epochs: int, meta_rounds: int) -> tuple[int, ...]:
     """Epochs (1-indexed) after which MNP <- LNP and MAP <- LAP (eq. 11).
@@ -138,13 +160,15 @@ class SMGSConfig:
     mg: bool = True  # meta-guiding: L_div + eq. 10
     so: bool = True  # self-optimisation: eq. 11
     scale: float = 100.0
+    steps_per_epoch: int = 1  # Adam steps per epoch, each on a fresh synth() batch
+    calibration: str = "per_group"  # eq. 10 grouping, see calibrate_groups
 
 
 @dataclass
 class SMGSHistory:
-    ano: list[float] = field(default_factory=list)  # L_ano per epoch
-    div: list[float] = field(default_factory=list)  # L_div per epoch (mg only)
-    cos: dict[str, list[float]] = field(default_factory=dict)  # C per group per epoch (mg only)
+    ano: list[float] = field(default_factory=list)  # L_ano per epoch (mean over its steps)
+    div: list[float] = field(default_factory=list)  # L_div per epoch (mg only; mean over its steps)
+    cos: dict[str, list[float]] = field(default_factory=dict)  # C per group per step (mg only)
     swaps: list[int] = field(default_factory=list)  # epochs after which eq. 11 ran
     meta_version: list[int] = field(default_factory=list)  # meta prompts in use at each epoch
 
@@ -167,9 +191,10 @@ def train_smgs(params: Mapping[str, torch.Tensor], encode: EncodeFn, synth: Synt
     ``synth(epoch)`` gives a batch of noised features F' (B x N x D) and their
     anomaly masks M'_a (B x N); ``meta`` = initial (z^M_n, z^M_a).
 
-    Per epoch, one Adam step: g = grad L_ano, calibrated against grad L_div per
-    group (eq. 10) when ``mg``; without ``mg`` plain grad L_ano. Cosine
-    annealing of the learning rate over all epochs (to 0), one schedule and one
+    Per epoch, ``steps_per_epoch`` Adam steps, each on a fresh ``synth(epoch)``
+    batch: g = grad L_ano, calibrated against grad L_div (eq. 10, grouped by
+    ``calibration``) when ``mg``; without ``mg`` plain grad L_ano. Cosine
+    annealing of the learning rate over all steps (to 0), one schedule and one
     Adam state across the meta-rounds (choice: the paper names neither a reset
     nor a restart). With ``so``, after each meta-round (``meta_swap_epochs``)
     the meta embeddings become detached copies of the learnable ones (eq. 11);
@@ -178,37 +203,45 @@ def train_smgs(params: Mapping[str, torch.Tensor], encode: EncodeFn, synth: Synt
     """
     names = list(params)
     tensors = [params[n] for n in names]
+    steps = cfg.epochs * cfg.steps_per_epoch
+    if cfg.steps_per_epoch < 1:
+        raise ConfigError(f"apt option 'steps_per_epoch' must be >= 1, got {cfg.steps_per_epoch}")
     opt = torch.optim.Adam(tensors, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
     swaps = set(meta_swap_epochs(cfg.epochs, cfg.meta_rounds)) if cfg.so else set()
     zm_n, zm_a = (m.detach().clone() for m in meta)
     hist = SMGSHistory(cos={n: [] for n in names} if cfg.mg else {})
     version = 0
     for epoch in range(1, cfg.epochs + 1):
-        feats, mask_a = synth(epoch)
-        z_n, z_a = encode()
-        d = pair_logit(feats, z_n, z_a, cfg.scale)
-        l_ano = ano_loss(d, mask_a)
-        g_ano = torch.autograd.grad(l_ano, tensors, retain_graph=cfg.mg, allow_unused=True)
-        g_ano = [torch.zeros_like(t) if g is None else g for g, t in zip(g_ano, tensors)]
-        if cfg.mg:
-            with torch.no_grad():
-                d_meta = pair_logit(feats, zm_n, zm_a, cfg.scale)
-            l_div = div_loss(d_meta, d)
-            g_div = torch.autograd.grad(l_div, tensors, allow_unused=True)
-            g_div = [torch.zeros_like(t) if g is None else g for g, t in zip(g_div, tensors)]
-            grads, cs = calibrate(g_ano, g_div, cfg.lam)
-            hist.div.append(float(l_div.detach()))
-            for n, c in zip(names, cs):
-                hist.cos[n].append(c)
-        else:
-            grads = g_ano
-        for t, g in zip(tensors, grads):
-            t.grad = g
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-        hist.ano.append(float(l_ano.detach()))
+        ano, div = [], []
+        for _ in range(cfg.steps_per_epoch):
+            feats, mask_a = synth(epoch)
+            z_n, z_a = encode()
+            d = pair_logit(feats, z_n, z_a, cfg.scale)
+            l_ano = ano_loss(d, mask_a)
+            g_ano = torch.autograd.grad(l_ano, tensors, retain_graph=cfg.mg, allow_unused=True)
+            g_ano = [torch.zeros_like(t) if g is None else g for g, t in zip(g_ano, tensors)]
+            if cfg.mg:
+                with torch.no_grad():
+                    d_meta = pair_logit(feats, zm_n, zm_a, cfg.scale)
+                l_div = div_loss(d_meta, d)
+                g_div = torch.autograd.grad(l_div, tensors, allow_unused=True)
+                g_div = [torch.zeros_like(t) if g is None else g for g, t in zip(g_div, tensors)]
+                grads, cs = calibrate_groups(g_ano, g_div, cfg.lam, cfg.calibration)
+                div.append(float(l_div.detach()))
+                for n, c in zip(names, cs):
+                    hist.cos[n].append(c)
+            else:
+                grads = g_ano
+            for t, g in zip(tensors, grads):
+                t.grad = g
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            ano.append(float(l_ano.detach()))
+        hist.ano.append(sum(ano) / len(ano))
+        if div:
+            hist.div.append(sum(div) / len(div))
         hist.meta_version.append(version)
         if epoch in swaps:  # eq. 11: MNP <- LNP, MAP <- LAP
             with torch.no_grad():

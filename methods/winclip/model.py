@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from fsadbench.core.errors import ConfigError, MethodError
+from fsadbench.core.variants import W_VG, WO_VG
 from fsadbench.backbone.features import FeatureSpec
 from fsadbench.protocol.method import Method
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
@@ -137,8 +138,12 @@ def few_shot_map(patch_tokens: torch.Tensor, windows: dict[int, torch.Tensor],
 class WinCLIP(Method):
     name = "winclip"
     feature_specs = ("winclip-windows",)
-    variants = ("w/o VG", "w/ VG")
+    variants = (WO_VG, W_VG)
     min_shots = 0
+    fidelity_notes = (
+        "no official code: prompts, windows and aggregation follow the open re-implementations (spec winclip.md)",
+        "harmonic means clamp their inputs at 1e-12 (a zero score gives ~0, not NaN)",
+    )
     #: the WinCLIP protocol's Gaussian (sigma 4 evaluation pixels), equal to the harness default
     default_sigma = 4.0
     #: sequences per transformer call when encoding windows (memory bound only; results do not depend on it)
@@ -199,17 +204,18 @@ class WinCLIP(Method):
         for s in self.options.scales:
             maps.append(harmonic_aggregate(zero_shot_scores(f[f"win{s}"], self.text, t), self.masks[s]))
         zs_map = harmonic_mean(maps)                                                 # B x N
-        out = {"w/o VG": Prediction(maps=zs_map.reshape(b, *grid), scores=image_score)}
+        out = {WO_VG: Prediction(maps=zs_map.reshape(b, *grid), scores=image_score)}
         if self.patch_memory is not None:
             windows = {s: f[f"win{s}"] for s in self.options.scales}
             fs_map = few_shot_map(f["patch_tokens"], windows, self.patch_memory, self.window_memory, self.masks)
             final = (zs_map + fs_map) / 2
             score = (image_score + fs_map.max(dim=1).values) / 2
-            out["w/ VG"] = Prediction(maps=final.reshape(b, *grid), scores=score)
+            out[W_VG] = Prediction(maps=final.reshape(b, *grid), scores=score)
         return out
 
     def describe(self) -> dict[str, Any]:
         return {
+            **super().describe(),
             "class_name": self.class_name,
             "prompts": {"normal": len(NORMAL_STATES) * len(TEMPLATES),
                         "anomalous": len(ANOMALOUS_STATES) * len(TEMPLATES), "templates": len(TEMPLATES)},

@@ -44,8 +44,8 @@ def memory_cls():
 def test_records_store_resolved_options_and_the_key_parts(tmp_path):
     _run(tmp_path)
     r = RecordStore(tmp_path / "res").records()[0]
-    assert r.method["options"] == {"layers": [3, 8]}  # the default, not {}
-    assert r.method["version"] == 1 and r.identity["method"]["options"] == {"layers": [3, 8]}
+    assert r.method["options"] == {"memory_layers": [3, 8]}  # the default, not {}
+    assert r.method["version"] == 1 and r.identity["method"]["options"] == {"memory_layers": [3, 8]}
     assert set(r.identity) == {"method", "dataset", "backbone", "protocol", "metric_version"}
     assert r.identity["backbone"]["weights"] == "random-init:0"
     assert r.dataset["fingerprint"] == r.identity["dataset"]["data"][r.key["category"]]
@@ -58,17 +58,17 @@ def test_a_changed_default_recomputes_and_keeps_the_old_record(tmp_path, monkeyp
 
     @dataclass
     class Options:
-        layers: tuple[int, ...] = (2, 8)
+        memory_layers: tuple[int, ...] = (2, 8)
 
     monkeypatch.setattr(memory_cls, "Options", Options)
     said = []
     s = _run(tmp_path, log=said.append)
     assert s.computed == 2 and s.skipped == 0
     store = RecordStore(tmp_path / "res")
-    assert {tuple(r.method["options"]["layers"]) for r in store.records()} == {(2, 8)}
-    assert len(store.superseded()) == 2 and {tuple(r.method["options"]["layers"]) for r in store.superseded()} \
+    assert {tuple(r.method["options"]["memory_layers"]) for r in store.records()} == {(2, 8)}
+    assert len(store.superseded()) == 2 and {tuple(r.method["options"]["memory_layers"]) for r in store.superseded()} \
         == {(3, 8)}
-    assert any("method.options.layers: [3, 8] -> [2, 8]" in m for m in said)
+    assert any("method.options.memory_layers: [3, 8] -> [2, 8]" in m for m in said)
 
 
 def test_a_changed_method_version_or_feature_spec_version_recomputes(tmp_path, monkeypatch, memory_cls):

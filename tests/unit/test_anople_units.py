@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fsadbench.methods.anople.model import multi_scale_views
+from fsadbench.methods.anople.views import multi_scale_views
 from fsadbench.methods.anople.losses import (align_loss, dice_loss, focal_loss, fuse_map, harmonic, image_loss,
                                              image_score, pixel_logits, pixel_loss, smoothed_ce)
 from fsadbench.methods.anople.prompts import (Decoder, PromptLearner, encode_image_prompted, encode_text_prompted,

@@ -227,3 +227,278 @@ def test_noise_only_inside_region_and_unit_norm():
     assert torch.allclose(out[~region], fn[~region])
     assert (out[region] - fn[region]).norm(dim=-1).min() > 0.1
     assert torch.allclose(add_noise(f, region, 0.0, torch.Generator()), fn)
+
+
+# -- defaults, reductions, what the optimiser receives --------------------------------------------------
+def test_defaults_pinned_to_their_sources():
+    import dataclasses
+
+    from fsadbench.methods.apt.model import APT
+
+    assert dataclasses.asdict(APT.Options()) == {
+        "so": True, "mg": True, "gn": True, "tf": True, "la": True,  # full APT: Table 3, last row
+        "lam": 1.0,  # Sec. 4: "meta-guiding weight lambda = 1"
+        "epochs": 100,  # Sec. 4: "100 epochs"
+        "meta_rounds": 5,  # Sec. 4: "5 meta-rounds"
+        "lr": 1e-4,  # Sec. 4: Adam, initial learning rate 1e-4, cosine annealing
+        "n_prefix": 4, "n_normal": 4, "n_abnormal": 4,  # choice (papers give no lengths): CoOp's 4
+        "k": 2.0,  # choice: LAT radius (Sec. 3.5 leaves k open)
+        "vv_blocks": (),  # () = every block, as PromptAD's official code (vv-attention spec)
+        "memory_layers": (3, 8),  # Sec. 4: "two intermediate layers"; blocks as PromptAD's
+        "noise_sigma": 1.0,  # choice: Sec. 3.4 gives no sigma (units of 1/sqrt(D), cfg.py)
+        "tf_score": "softmax",  # choice: the raw inner product rarely exceeds 0.5 (cfg.py)
+        "tf_threshold": 0.5,  # Sec. 3.4: M_obj = F.z_obj > 0.5
+        "region": "blobs", "max_blobs": 3, "blob_radius": (0.07, 0.2),  # choice: region rule (cfg.py)
+        "synth_per_shot": 1, "steps_per_epoch": 1,  # choice: an epoch = one pass over the k shots (model.py)
+        "calibration": "per_group",  # choice: eq. 10 per context group G / N / A
+        "logit_scale": "exp",  # choice: CLIP's temperature (the paper writes S = sigma(S_a - S_n))
+        "meta_prompts": "simple",  # Sec. 3.3: "this is a photo of a [object] with/without defect"
+    }
+
+
+def test_div_loss_is_a_mean_over_locations():
+    d_meta = torch.tensor([[0.0, 0.0]])
+    d = torch.tensor([[math.log(3.0), 0.0]])  # location 2 matches the meta prompts: KL 0
+    kl = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert div_loss(d_meta, d).item() == pytest.approx(2 * kl / 2, rel=1e-6)  # (KL_n + KL_a), mean over H x W
+    assert div_loss(torch.cat([d_meta, d_meta]), torch.cat([d, d_meta])).item() == pytest.approx(kl / 2, rel=1e-6)
+
+
+def test_joint_calibration_uses_one_cosine_over_all_groups():
+    from fsadbench.methods.apt.smgs import calibrate_groups
+
+    ga = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
+    gd = [torch.tensor([-1.0, 0.0]), torch.tensor([0.0, 3.0])]
+    per, c_per = calibrate_groups(ga, gd, 1.0, "per_group")
+    assert c_per == [pytest.approx(-1.0), pytest.approx(1.0)]
+    assert torch.allclose(per[0], torch.tensor([0.0, 0.0])) and torch.equal(per[1], ga[1])
+    joint, c = calibrate_groups(ga, gd, 1.0, "joint")
+    cj = (0 - 1 + 0 + 3) / (math.sqrt(2) * math.sqrt(10))  # > 0: nothing calibrated
+    assert c == [pytest.approx(cj)] * 2 and torch.equal(joint[0], ga[0]) and torch.equal(joint[1], ga[1])
+    gd2 = [torch.tensor([-1.0, 0.0]), torch.tensor([0.0, -3.0])]
+    joint, c = calibrate_groups(ga, gd2, 0.5, "joint")
+    cj = -4 / (math.sqrt(2) * math.sqrt(10))
+    assert torch.allclose(torch.cat(joint), torch.cat(ga) - 0.5 * cj * torch.cat(gd2))
+    with pytest.raises(ConfigError, match="calibration"):
+        calibrate_groups(ga, gd, 1.0, "layer")
+
+
+@pytest.mark.parametrize("steps_per_epoch", [1, 2])
+def test_optimiser_receives_the_calibrated_gradient_and_the_schedule_steps(monkeypatch, steps_per_epoch):
+    """Adam.step sees grad L_ano calibrated against grad L_div by eq. 10 (computed here by hand from the
+    parameters before the step), at lr 0.05 * (1 + cos(pi t / T)) / 2 for step t of T = epochs x steps."""
+    log = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            ps = self.param_groups[0]["params"]
+            log.append({"lr": self.param_groups[0]["lr"], "grads": [p.grad.clone() for p in ps],
+                        "before": [p.detach().clone() for p in ps]})
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    params, encode, synth, meta, _ = _toy(1)
+    meta = (meta[1], meta[0])  # meta prompts that contradict the masks: C < 0, eq. 10 calibrates
+    cfg = SMGSConfig(epochs=3, meta_rounds=1, lr=0.05, scale=10.0, lam=0.7, steps_per_epoch=steps_per_epoch)
+    hist, _ = train_smgs(params, encode, synth, meta, cfg)
+    total = 3 * steps_per_epoch
+    assert len(log) == total and len(hist.ano) == 3
+    assert [e["lr"] for e in log] == pytest.approx([0.025 * (1 + math.cos(math.pi * t / total))
+                                                    for t in range(total)])
+    feats, mask = synth(0)
+    calibrated = 0
+    for e in log:
+        g_, n_, a_ = (t.clone().requires_grad_(True) for t in e["before"])
+        d = pair_logit(feats, g_ + n_, g_ + a_, 10.0)
+        d_meta = pair_logit(feats, meta[0], meta[1], 10.0)
+        l_ano = ano_loss(d, mask)
+        l_div = div_loss(d_meta, d)
+        ga = torch.autograd.grad(l_ano, (g_, n_, a_), retain_graph=True)
+        gd = torch.autograd.grad(l_div, (g_, n_, a_))
+        for got, x, y in zip(e["grads"], ga, gd):
+            c = float(x @ y / (x.norm() * y.norm()))
+            want = x - 0.7 * c * y if c < 0 else x
+            calibrated += c < 0
+            assert torch.allclose(got, want, atol=1e-6)
+    assert calibrated > 0  # the calibration branch was exercised
+
+
+def test_without_mg_the_optimiser_receives_plain_grad_l_ano(monkeypatch):
+    log = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            ps = self.param_groups[0]["params"]
+            log.append(([p.grad.clone() for p in ps], [p.detach().clone() for p in ps]))
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    params, encode, synth, meta, _ = _toy(2)
+    train_smgs(params, encode, synth, meta, SMGSConfig(epochs=2, meta_rounds=1, lr=0.05, scale=10.0, mg=False))
+    feats, mask = synth(0)
+    for grads, before in log:
+        g_, n_, a_ = (t.clone().requires_grad_(True) for t in before)
+        ga = torch.autograd.grad(ano_loss(pair_logit(feats, g_ + n_, g_ + a_, 10.0), mask), (g_, n_, a_))
+        assert all(torch.allclose(x, y, atol=1e-7) for x, y in zip(grads, ga))
+
+
+def test_covering_k_and_mask_dtype():
+    assert covering_k((3, 5)) == pytest.approx(math.sqrt(4 + 16)) and covering_k((15, 15)) == pytest.approx(14 * 2 ** 0.5)
+    assert covering_k((1, 1)) == 0.0
+    m = locality_mask((2, 3), 1, dtype=torch.float64)
+    assert m.dtype == torch.float64 and m[1:, 1:].dtype == torch.float64 and int(torch.isinf(m).sum()) == 36 - 6 - 2 * 7  # 6 patches: self and 7 grid edges open
+
+
+# Equivalent mutants (mutmut), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    # methods/apt/lat.py
+    "lat.x_locality_mask__mutmut_16/19": "meshgrid's default indexing is 'ij'",
+    "lat.x_locality_mask__mutmut_39": "comparing the int64 squared distances with a float is exact too",
+    "lat.x_locality_mask__mutmut_46": "float('-INF') is float('-inf')",
+    # methods/apt/cfg.py
+    "cfg.x_target_focus_scores__mutmut_13/54": "normalising a 1-D prompt embedding over all dims is over its one dim",
+    "cfg.x_target_focus_scores__mutmut_29/37": "dim=+1 is dim=-1 for the B x N scores",
+    "cfg.x_object_mask__mutmut_7": "dim=+1 is dim=-1 for the B x N scores",
+    "cfg.x_sample_regions__mutmut_16/19": "meshgrid's default indexing is 'ij'",
+    "cfg.x_sample_regions__mutmut_33/35": "zeros_like of the bool object mask is bool already",
+    "cfg.x_sample_regions__mutmut_61": "randint(n) is randint(0, n)",
+    "cfg.x_sample_regions__mutmut_100": "the region returns to the input's device; CPU tests cannot see a device",
+    "cfg.x_add_noise__mutmut_23": "noise.to(None) keeps the device: CPU tests cannot see a device",
+    "cfg.x_add_noise__mutmut_24": "a bool region times a float tensor is that float dtype anyway",
+    # methods/apt/smgs.py
+    "smgs.x_pair_logit__mutmut_10/17": "normalising a 1-D prompt embedding over all dims is over its one dim",
+    "smgs.x_ano_loss__mutmut_4/10/13/14/16/22/28/29": "mean over H x W then over the batch = mean over both "
+                                                     "(every image has the same H x W)",
+    "smgs.x_div_loss__mutmut_3/8/9/11/18/19": "mean over H x W then over the batch = mean over both",
+    "smgs.x_calibrate__mutmut_29": "C == 0 calibrates by 0 * g_div: g_ano unchanged either way",
+    "smgs.x_train_smgs__mutmut_20": "CosineAnnealingLR's default eta_min is 0",
+    "smgs.x_train_smgs__mutmut_135/136": "every grad is set before the next step: zeroed or None makes no difference",
+}
+
+
+# -- CFG pinned against the formulas, the draws replicated ----------------------------------------------
+def test_target_focus_defaults_minmax_per_image_and_errors():
+    f = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], [[0.8, 0.6], [0.0, 1.0], [0.6, 0.8]]])
+    z_obj, z_bg = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 3.0])
+    soft = target_focus_scores(f, z_obj, z_bg)  # defaults: softmax rule, scale 100
+    want = torch.sigmoid(100.0 * (f[..., 0] - f[..., 1]))
+    assert torch.allclose(soft, want, atol=1e-6)
+    mm = target_focus_scores(f, z_obj, rule="minmax")  # per image: (s - min) / (max - min)
+    assert torch.allclose(mm, torch.tensor([[1.0, 0.6, 0.0], [1.0, 0.0, 0.75]]), atol=1e-6)
+    flat = target_focus_scores(torch.tensor([[[0.6, 0.8], [0.8, 0.6]]]), torch.tensor([1.0, 0.0]), rule="minmax")
+    assert torch.allclose(flat, torch.tensor([[0.0, 1.0]]), atol=1e-6)  # a 0.2 range is stretched to [0, 1]
+    same = target_focus_scores(torch.tensor([[[1.0, 0.0], [1.0, 0.0]]]), z_obj, rule="minmax")
+    assert torch.equal(same, torch.zeros(1, 2))  # no range: 0 / 1e-12, not NaN
+    with pytest.raises(ValueError, match=r"^target_focus_scores: rule 'softmax' needs the background prompt "
+                                         r"embedding z_bg$"):
+        target_focus_scores(f, z_obj)
+
+
+def test_object_mask_falls_back_per_image():
+    m, fb = object_mask(torch.tensor([[0.9, 0.1, 0.2], [0.1, 0.2, 0.3]]))
+    assert m.tolist() == [[True, False, False], [True, True, True]] and fb == 1
+
+
+def _replicate_regions(obj, grid, seed, max_blobs, blob_radius):
+    """sample_regions written out: per image n ~ randint(1, max_blobs), per blob a centre drawn from the
+    object patches, a radius from U, the disc d^2 <= r^2, union, then & obj."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = grid
+    out = []
+    for b in range(obj.shape[0]):
+        where = [p for p in range(h * w) if obj[b, p]]
+        region = set()
+        for _ in range(int(torch.randint(1, max_blobs + 1, (1,), generator=g))):
+            c = where[int(torch.randint(0, len(where), (1,), generator=g))]
+            u = float(torch.rand((), generator=g))
+            r = max(1.0, (blob_radius[0] + u * (blob_radius[1] - blob_radius[0])) * min(h, w))
+            region |= {p for p in range(h * w) if (p // w - c // w) ** 2 + (p % w - c % w) ** 2 <= r * r}
+        out.append([p in region and bool(obj[b, p]) for p in range(h * w)])
+    return torch.tensor(out)
+
+
+def test_regions_equal_the_written_out_rule():
+    grid = (20, 20)
+    obj = torch.ones(4, 400, dtype=torch.bool)
+    obj[1, :200] = False  # object: the bottom half
+    obj[2] = False
+    obj[2, 210] = True  # a single-patch object
+    for seed in range(6):
+        got = sample_regions(obj, grid, torch.Generator().manual_seed(seed), max_blobs=3, blob_radius=(0.1, 0.25))
+        assert torch.equal(got, _replicate_regions(obj, grid, seed, 3, (0.1, 0.25))), seed
+    # defaults: 1..3 blobs of radius 0.07..0.2 x min(grid); a radius below one patch is one patch (d^2 <= 1)
+    counts = []
+    for seed in range(40):
+        got = sample_regions(torch.ones(1, 1600, dtype=torch.bool), (40, 40), torch.Generator().manual_seed(seed),
+                             blob_radius=(0.001, 0.001))
+        assert torch.equal(got, _replicate_regions(torch.ones(1, 1600, dtype=torch.bool), (40, 40), seed, 3,
+                                                   (0.001, 0.001)))
+        counts.append(int(got.sum()))
+    assert min(counts) <= 5 and max(counts) > 10 and max(counts) <= 15  # 1 to 3 plus-shaped discs of 5 patches
+    with pytest.raises(ConfigError, match=r"^apt option 'region' must be one of \('blobs', 'object'\), got 'all'$"):
+        sample_regions(obj, grid, torch.Generator(), rule="all")
+
+
+def test_noise_formula_with_the_draw_replicated():
+    feats = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    region = torch.tensor([[True, False, True], [False, False, True]])
+    out = add_noise(feats, region, 0.7, torch.Generator().manual_seed(4))
+    f = feats / feats.norm(dim=-1, keepdim=True)
+    noise = torch.randn(f.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * (0.7 / 5 ** 0.5)
+    want = f + noise * region[..., None]
+    want = want / want.norm(dim=-1, keepdim=True)
+    assert out.dtype == torch.float64 and torch.allclose(out, want, atol=1e-12)
+
+
+def test_smgs_edge_cases_and_history_summary():
+    from fsadbench.methods.apt.smgs import SMGSHistory, anomaly_map, calibrate_groups
+
+    f = torch.tensor([[[3.0, 4.0], [0.0, 10.0]]])  # rows of different norms: each is normalised on its own
+    d = pair_logit(f, torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]), scale=2.0)
+    assert torch.allclose(d, torch.tensor([[2 * (0.8 - 0.6), 2 * (1.0 - 0.0)]]))
+    assert torch.allclose(anomaly_map(torch.tensor([0.0, math.log(3.0)])), torch.tensor([0.5, 0.75]))
+    bool_mask = torch.tensor([[False, True]])
+    assert ano_loss(d, bool_mask).item() == pytest.approx(ano_loss(d, bool_mask.float()).item())
+    # calibration: lambda defaults to 1, a zero g_div has no direction (C = 0), groups must pair up
+    ga, gd = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])], [torch.tensor([-1.0, 1.0]), torch.zeros(2)]
+    out, cs = calibrate(ga, gd)
+    assert torch.allclose(out[0], torch.tensor([1 - 0.5 ** 0.5, 0.5 ** 0.5])) and cs[1] == 0.0
+    assert calibrate_groups(ga, gd)[1] == cs  # "per_group" by default
+    with pytest.raises(ValueError):
+        calibrate(ga, gd[:1])
+    three_a = [torch.tensor([1.0]), torch.tensor([2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0])]
+    three_d = [torch.tensor([-1.0]), torch.tensor([-1.0, -1.0]), torch.tensor([-1.0, 0.0, 0.0])]
+    joint, c = calibrate_groups(three_a, three_d, 1.0, "joint")
+    flat = torch.cat(three_a) - c[0] * torch.cat(three_d)
+    assert c[0] < 0 and [t.tolist() for t in joint] == [flat[:1].tolist(), flat[1:3].tolist(), flat[3:].tolist()]
+    # meta rounds: one epoch is valid, as many rounds as epochs is valid
+    assert meta_swap_epochs(1, 1) == () and meta_swap_epochs(3, 3) == (1, 2)
+    with pytest.raises(ConfigError, match=r"^apt option 'epochs' must be >= 1, got 0$"):
+        meta_swap_epochs(0, 1)
+    with pytest.raises(ConfigError, match=r"^apt option 'meta_rounds' must be between 1 and epochs \(3\), got 4$"):
+        meta_swap_epochs(3, 4)
+    h = SMGSHistory(ano=[0.9, 0.5], div=[0.2, 0.1], cos={"prefix": [-0.5, 0.3], "normal": [0.1, 0.2]}, swaps=[1])
+    assert h.summary() == {"epochs_run": 2, "swaps_after_epochs": [1], "l_ano_first": 0.9, "l_ano_last": 0.5,
+                           "l_div_first": 0.2, "l_div_last": 0.1,
+                           "calibrated_fraction": {"prefix": 0.5, "normal": 0.0}}
+    assert SMGSHistory().summary() == {"epochs_run": 0, "swaps_after_epochs": []}
+
+
+def test_train_smgs_unused_group_epoch_means_and_steps_check(monkeypatch):
+    import fsadbench.methods.apt.smgs as smgs
+
+    params, encode, synth, meta, _ = _toy(3)
+    params["unused"] = torch.zeros(4, requires_grad=True)  # a context no prompt uses: zero gradient
+    losses = {"ano": [], "div": []}
+    real_ano, real_div = smgs.ano_loss, smgs.div_loss
+    monkeypatch.setattr(smgs, "ano_loss", lambda *a: losses["ano"].append(float(real_ano(*a).detach())) or real_ano(*a))
+    monkeypatch.setattr(smgs, "div_loss", lambda *a: losses["div"].append(float(real_div(*a).detach())) or real_div(*a))
+    hist, _ = train_smgs(params, encode, synth, (meta[1], meta[0]),
+                         SMGSConfig(epochs=2, meta_rounds=1, lr=0.05, steps_per_epoch=2, calibration="joint"))
+    assert torch.equal(params["unused"].detach(), torch.zeros(4))
+    assert hist.ano == pytest.approx([sum(losses["ano"][:2]) / 2, sum(losses["ano"][2:]) / 2])
+    assert hist.div == pytest.approx([sum(losses["div"][:2]) / 2, sum(losses["div"][2:]) / 2])
+    assert all(isinstance(c, float) for v in hist.cos.values() for c in v) and len(hist.cos["prefix"]) == 4
+    assert len({tuple(v) for v in hist.cos.values()}) == 1  # joint: one C for every group
+    with pytest.raises(ConfigError, match=r"^apt option 'steps_per_epoch' must be >= 1, got 0$"):
+        train_smgs(params, encode, synth, meta, SMGSConfig(epochs=2, meta_rounds=1, steps_per_epoch=0))

@@ -71,3 +71,85 @@ def test_errors(tiny_backbone, enc):
         build_template(tiny_backbone.tokenizer, [Slot("ctx", 80), "x"])
     with pytest.raises(ConfigError, match="once"):
         build_template(tiny_backbone.tokenizer, [Slot("a", 1), Slot("a", 1)])
+
+
+# -- other open_clip text towers, limits and messages -----------------------------------------------------
+def _tower(model, **overrides):
+    import types
+
+    parts = dict(token_embedding=model.token_embedding, positional_embedding=model.positional_embedding,
+                 transformer=model.transformer, ln_final=model.ln_final, text_projection=model.text_projection,
+                 attn_mask=model.attn_mask, pool_type="argmax", cls_emb=None, use_pad_mask=False)
+    parts.update(overrides)
+    return types.SimpleNamespace(**parts)
+
+
+def test_custom_text_tower_and_linear_projection_give_the_same_features(tiny_backbone, enc):
+    import types
+
+    model = tiny_backbone.model
+    lin = torch.nn.Linear(model.text_projection.shape[0], model.text_projection.shape[1], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(model.text_projection.T)
+    custom = PromptTextEncoder(types.SimpleNamespace(text=_tower(model, text_projection=lin)), tiny_backbone.tokenizer)
+    tpls = [enc.template([Slot("ctx", 2), "metal nut."]), enc.template([Slot("ctx", 2), "pill."])]
+    ctx = torch.randn(2, enc.width, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = enc.encode([(t, {"ctx": ctx}) for t in tpls], normalize=True)
+        got = custom.encode([(t, {"ctx": ctx}) for t in tpls], normalize=True)
+    assert torch.allclose(got, want, atol=1e-6) and torch.allclose(want.norm(dim=-1), torch.ones(2))
+    assert not torch.allclose(want[0], want[1], atol=1e-3)
+    short = PromptTextEncoder(types.SimpleNamespace(text=_tower(model, positional_embedding=model.positional_embedding[:20])),
+                              tiny_backbone.tokenizer)
+    assert short.context_length == 20 and short.template([Slot("ctx", 3), "nut."]).ids.shape == (20,)
+    with pytest.raises(ConfigError, match="takes 20"):
+        short.template([Slot("ctx", 19), "nut."])
+    no_mask = PromptTextEncoder(types.SimpleNamespace(text=_tower(model, attn_mask=None)), tiny_backbone.tokenizer)
+    with torch.no_grad():
+        assert torch.isfinite(no_mask.encode([(tpls[0], {"ctx": ctx})])).all()
+
+
+def test_unsupported_towers_are_refused(tiny_backbone):
+    import types
+
+    model, tok = tiny_backbone.model, tiny_backbone.tokenizer
+    for bad in (dict(cls_emb=torch.zeros(3)), dict(use_pad_mask=True)):
+        with pytest.raises(ConfigError, match=r"^learnable prompts: text tower: towers with a CLS embedding or pad mask "
+                                              r"are not supported$"):
+            PromptTextEncoder(types.SimpleNamespace(text=_tower(model, **bad)), tok)
+    with pytest.raises(ConfigError, match=r"^learnable prompts: text tower: needs CLIP's \[EOT\] \(argmax\) pooling; "
+                                          r"this one pools 'first'$"):
+        PromptTextEncoder(types.SimpleNamespace(text=_tower(model, pool_type="first")), tok)
+    plain = types.SimpleNamespace(**vars(_tower(model)), text_pool_type="mean")
+    with pytest.raises(ConfigError, match="pools 'mean'"):
+        PromptTextEncoder(plain, tok)
+    enc = PromptTextEncoder(model, tok)
+    with pytest.raises(ConfigError, match=r"^encode\(\) needs at least one prompt$"):
+        enc.encode([])
+
+
+def test_template_limits_defaults_and_tokenizer_check(tiny_backbone):
+    tok = tiny_backbone.tokenizer
+    assert build_template(tok, [Slot("a", 1), "nut"]).slots["a"].tolist() == [1]  # one-token slot
+    assert build_template(tok, [Slot("a", 2)]).ids.shape == (77,)  # the tokenizer's context length
+    assert build_template(tok, [Slot("a", 75)]).eot == 76  # exactly the 77 tokens fit
+    with pytest.raises(ConfigError, match=r"^prompt '\* \* \*.*' has 78 tokens; the text encoder takes 77: "):
+        build_template(tok, [Slot("a", 76)])
+    with pytest.raises(ConfigError, match=r"^prompt slot 'a': needs n >= 1"):
+        build_template(tok, [Slot("a", 0)])
+    with pytest.raises(ConfigError, match=r"^learnable text prompts need open_clip's SimpleTokenizer \(CLIP BPE\); "
+                                          r"object has no 'encode'$"):
+        build_template(object(), [Slot("a", 1)])
+
+
+# Equivalent mutants (mutmut, methods/common/text_prompts.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    "x_build_template__mutmut_29": "CLIP's BPE lower-cases: 'x' and 'X' are one token id",
+    "PromptTextEncoder.word_embeddings__mutmut_3/5, embed__mutmut_1/4/20, encode__mutmut_17/19/40/42":
+        "device placement: the CPU tests cannot see a device",
+    "PromptTextEncoder.embed__mutmut_21, encode__mutmut_7/9/26": "dtype casts: open_clip's token embedding has the "
+                                                                 "transformer's cast dtype already",
+    "PromptTextEncoder.encode__mutmut_20/23": "cutting after the last EOT + 1 or later (or not at all) gives the same "
+                                             "features: the causal mask hides later tokens",
+    "PromptTextEncoder.encode__mutmut_55/56": "normalize's default dim (1) and +1 are the last dim of P x E features",
+}

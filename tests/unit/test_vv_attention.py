@@ -160,3 +160,98 @@ def test_vv_spec_cached(method_ctx):
     assert vv_spec().key != spec.key and vv_spec(blocks=(12, 11)).key == vv_spec(blocks=[11, 12]).key
     with pytest.raises(ConfigError, match="mask_name"):
         vv_spec(mask_fn=mask_fn)
+
+
+# -- other attention layouts, refusals, block ranges, the spec's key -------------------------------------
+def test_separate_value_weights_no_bias_and_float64_masks():
+    torch.manual_seed(2)
+    fused = nn.MultiheadAttention(4, 2, batch_first=True)
+    x = torch.randn(1, 5, 4)
+    want = vv_attention(fused, x)
+    split = nn.MultiheadAttention(4, 2, batch_first=True)
+    split.load_state_dict(fused.state_dict())
+    split._qkv_same_embed_dim = False
+    split.v_proj_weight = nn.Parameter(fused.in_proj_weight[8:].detach().clone())
+    split.in_proj_weight = None
+    assert torch.allclose(vv_attention(split, x), want, atol=1e-6)
+    no_bias = nn.MultiheadAttention(4, 2, batch_first=True, bias=False)
+    v = x @ no_bias.in_proj_weight[8:].T
+    heads = [torch.softmax(v[..., 2 * h:2 * h + 2] @ v[..., 2 * h:2 * h + 2].transpose(1, 2) / math.sqrt(2), -1)
+             @ v[..., 2 * h:2 * h + 2] for h in range(2)]
+    assert torch.allclose(vv_attention(no_bias, x), no_bias.out_proj(torch.cat(heads, -1)), atol=1e-6)
+    m64 = torch.zeros(5, 5, dtype=torch.float64).fill_diagonal_(float("-inf"))
+    out = vv_attention(fused, x, m64)
+    assert out.dtype == torch.float32 and torch.allclose(out, vv_attention(fused, x, m64.float()))
+
+
+def test_unsupported_visual_towers_are_refused(tiny_backbone):
+    import copy
+    import types
+
+    from fsadbench.methods.common.vv_attention import resolve_blocks
+
+    v = tiny_backbone.model.visual
+    px = torch.zeros(1, 3, 120, 120)
+    # the refusals are the image tower adapter's (fsadbench.backbone.towers); V-V attention reaches them
+    fakes = [types.SimpleNamespace(), types.SimpleNamespace(transformer=types.SimpleNamespace(batch_first=False)),
+             types.SimpleNamespace(transformer=types.SimpleNamespace(batch_first=True,
+                                                                     resblocks=[v.transformer.resblocks[0],
+                                                                                nn.Identity()]))]
+    bad_attn = copy.deepcopy(v.transformer.resblocks[0])
+    bad_attn.attn = nn.Identity()
+    fakes.append(types.SimpleNamespace(transformer=types.SimpleNamespace(batch_first=True, resblocks=[bad_attn])))
+    for attr, value in (("attn_pool", nn.Identity()), ("pool_type", "avg"), ("final_ln_after_pool", True)):
+        fakes.append(types.SimpleNamespace(transformer=v.transformer, **{attr: value}))
+    for fake in fakes:
+        with pytest.raises(ConfigError):
+            encode_image_vv(fake, px)
+    assert resolve_blocks(3, None) == (1, 2, 3) == resolve_blocks(3, "all") and resolve_blocks(3, [3, 1]) == (1, 3)
+
+
+def test_memory_layer_range_mask_shapes_and_no_projection(tiny_backbone, pixels):
+    import copy
+
+    v = tiny_backbone.model.visual
+    with torch.no_grad():
+        edge = encode_image_vv(v, pixels[:1], blocks=(12,), mem_layers=(1, 12))
+        assert set(edge) == {"embedding", "tokens", "layer1", "layer12"}
+        for bad in ((0,), (13,)):
+            with pytest.raises(ConfigError, match=rf"^memory layers \[{bad[0]}\] out of range: the encoder has blocks "
+                                                  r"1\.\.12$"):
+                encode_image_vv(v, pixels[:1], mem_layers=bad)
+        a = encode_image_vv(v, pixels[:1], blocks=(12,))
+        b = encode_image_vv(v, pixels[:1], blocks=(12,), mask=torch.zeros(1, 226, 226))  # broadcastable
+        assert torch.equal(a["tokens"], b["tokens"])
+        with pytest.raises(ConfigError, match=r"^V-V mask has shape \(5, 5\); expected \(226, 226\) over CLS \+ "
+                                              r"patch tokens$"):
+            encode_image_vv(v, pixels[:1], mask=torch.zeros(5, 5))
+        unprojected = copy.deepcopy(v)
+        unprojected.proj = None
+        raw = encode_image_vv(unprojected, pixels[:1], blocks=(12,))
+    assert raw["embedding"].shape == (1, 64) and raw["tokens"].shape == (1, 225, 64)
+    assert torch.allclose(raw["embedding"] @ v.proj, a["embedding"], atol=1e-5)
+    assert torch.allclose(raw["tokens"] @ v.proj, a["tokens"], atol=1e-5)
+
+
+def test_vv_spec_key_and_compute_use_the_blocks(tiny_backbone, pixels):
+    assert vv_spec().key == 'vv@v1:{"blocks": "all", "mask": null, "mem_layers": []}'
+    assert vv_spec(blocks=[12, 11], mem_layers=[8, 3], mask_name="m", mask_fn=lambda g: None).key == \
+        'vv@v1:{"blocks": [11, 12], "mask": "m", "mem_layers": [3, 8]}'
+    spec = vv_spec(blocks=(11, 12), mem_layers=(3,))
+    with torch.no_grad():
+        got = spec.compute(tiny_backbone, pixels[:1])
+        want = encode_image_vv(tiny_backbone.model.visual, pixels[:1], (11, 12), (3,))
+        every = encode_image_vv(tiny_backbone.model.visual, pixels[:1], "all", (3,))
+    assert set(got) == {"embedding", "tokens", "layer3"} and torch.equal(got["tokens"], want["tokens"])
+    assert not torch.allclose(got["tokens"], every["tokens"], atol=1e-4)
+    with pytest.raises(ConfigError, match=r"^vv_spec: give mask_name and mask_fn together \(the name keys the "
+                                          r"feature cache\)$"):
+        vv_spec(mask_name="m")
+
+
+# Equivalent mutants (mutmut, methods/common/vv_attention.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    "x__value_projection__mutmut_8/16": "slicing [2w:4w] of the 3w in-projection rows is [2w:3w]",
+    "x_vv_attention__mutmut_32": "transpose(-1, +2) of the 4-D B x H x L x hd values is transpose(-1, -2)",
+    "x_vv_attention__mutmut_40/42": "mask device: the CPU tests cannot see a device",
+}

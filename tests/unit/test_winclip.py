@@ -243,3 +243,144 @@ def test_options_are_checked(method_ctx):
     m = WinCLIP(method_ctx, class_name="object")
     m.fit([], CategoryInfo("synthetic", "metal_nut", "metal nut"))
     assert m.class_name == "object"
+
+
+# -- wiring ------------------------------------------------------------------------------------------
+def test_defaults_pinned_to_their_sources():
+    import dataclasses
+
+    assert dataclasses.asdict(WinCLIP.Options()) == {
+        "scales": (2, 3),  # Sec. 4.2: windows of 2 x 2 and 3 x 3 patches, stride 1
+        "temperature": 0.07,  # eq. 1-2: CLIP's temperature
+        "class_name": "",  # the category's own class name (re-implementations: the category name)
+    }
+    assert WinCLIP.min_shots == 0 and WinCLIP.default_sigma == 4.0  # zero-shot valid; protocol's Gaussian
+
+
+class _Stub:
+    def __init__(self, feats):
+        self.feats = feats
+
+    def get(self, images, spec):
+        return {k: v[:len(images)] for k, v in self.feats.items()}
+
+
+def _harm(values):
+    return len(values) / sum(1.0 / max(v, 1e-12) for v in values)
+
+
+def _agg(win_scores, scale, grid=GRID):
+    """Harmonic mean over the windows covering each patch, written as loops."""
+    idx = window_index(grid, scale).tolist()
+    return [_harm([win_scores[w] for w, cover in enumerate(idx) if p in cover]) for p in range(grid[0] * grid[1])]
+
+
+def test_predict_wiring_by_hand(method_ctx):
+    """Zero-shot map = harmonic mean of [image score, scale-2, scale-3 maps]; few-shot map = arithmetic mean
+    of [patch, scale-2, scale-3 memory maps]; w/ VG = (zero + few) / 2; scores likewise; by hand."""
+    m = WinCLIP(method_ctx, temperature=0.5)
+    g = torch.Generator().manual_seed(0)
+    e, w = 3, 4
+    feats = {"embedding": torch.randn(1, e, generator=g), "patch_tokens": torch.randn(1, 225, w, generator=g),
+             "win2": torch.randn(1, 196, e, generator=g), "win3": torch.randn(1, 169, e, generator=g)}
+    m.ctx.features = _Stub(feats)
+    m.text = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 1.0]])
+    m.patch_memory = torch.randn(6, w, generator=g)
+    m.window_memory = {2: torch.randn(5, e, generator=g), 3: torch.randn(4, e, generator=g)}
+    pred = m.predict([None])
+
+    def unit(v):
+        return v / v.norm(dim=-1, keepdim=True)
+
+    def zs(f):  # anomalous probability of softmax(cos / T)
+        c = unit(f) @ unit(m.text).T
+        return torch.sigmoid((c[..., 1] - c[..., 0]) / 0.5).tolist()
+
+    def dist(f, mem):
+        return ((1 - (unit(f) @ unit(mem).T).max(dim=-1).values) / 2).tolist()
+
+    img = zs(feats["embedding"])[0]
+    a2, a3 = _agg(zs(feats["win2"][0]), 2), _agg(zs(feats["win3"][0]), 3)
+    zero = [_harm([img, x, y]) for x, y in zip(a2, a3)]
+    f2, f3 = _agg(dist(feats["win2"][0], m.window_memory[2]), 2), _agg(dist(feats["win3"][0], m.window_memory[3]), 3)
+    few = [(p + x + y) / 3 for p, x, y in zip(dist(feats["patch_tokens"][0], m.patch_memory), f2, f3)]
+    assert np.allclose(pred["w/o VG"].maps.reshape(-1), zero, atol=1e-5)
+    assert pred["w/o VG"].scores[0] == pytest.approx(img, abs=1e-6)
+    assert np.allclose(pred["w/ VG"].maps.reshape(-1), [(a + b) / 2 for a, b in zip(zero, few)], atol=1e-5)
+    assert pred["w/ VG"].scores[0] == pytest.approx((img + max(few)) / 2, abs=1e-6)
+
+
+def test_fit_builds_the_memories_from_the_shots(method_ctx):
+    m = WinCLIP(method_ctx, scales=(3,))
+    g = torch.Generator().manual_seed(1)
+    feats = {"embedding": torch.randn(2, 3, generator=g), "patch_tokens": torch.randn(2, 225, 4, generator=g),
+             "win3": torch.randn(2, 169, 3, generator=g)}
+    m.ctx.features = _Stub(feats)
+    m._text_for = lambda name: torch.eye(2, 3)
+    m.fit([None, None], CategoryInfo("synthetic", "metal_nut", "metal nut"))
+    assert m.class_name == "metal nut" and torch.equal(m.text, torch.eye(2, 3))
+    assert torch.equal(m.patch_memory, feats["patch_tokens"].reshape(450, 4))
+    assert set(m.window_memory) == {3} and torch.equal(m.window_memory[3], feats["win3"].reshape(338, 3))
+    assert m.describe()["memory"] == 450  # patch tokens of the two shots
+    m.fit([], CategoryInfo("synthetic", "metal_nut", "metal nut"))
+    assert m.patch_memory is None and m.window_memory == {}  # zero-shot refit forgets the shots
+    d = m.describe()
+    assert d["options_resolved"]["scales"] == (3,) and d["fidelity_notes"] and d["windows"] == {"scale3": 169}
+
+
+def test_scale_one_windows_and_float64_scores():
+    assert window_index((2, 3), 1).tolist() == [[0], [1], [2], [3], [4], [5]]  # scale 1: one window per patch
+    with pytest.raises(ValueError, match=r"^window scale 3 does not fit a 2x3 patch grid \(1\.\.2\)$"):
+        window_index((2, 3), 3)
+    scores = torch.tensor([[0.5, 0.25]], dtype=torch.float64)
+    agg = harmonic_aggregate(scores, window_mask((2, 3), 2))  # a float32 mask follows the scores' dtype
+    assert agg.dtype == torch.float64 and torch.allclose(agg[0, 1], torch.tensor(1 / 3, dtype=torch.float64))
+
+
+# Equivalent mutants (mutmut, methods/winclip/windows.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS = {
+    "x_harmonic_aggregate__mutmut_2/4": "mask device: the CPU tests cannot see a device",
+}
+
+
+def test_option_messages_class_name_fallback_and_describe(method_ctx):
+    with pytest.raises(ConfigError, match=r"^method 'winclip': option scales=\[2, 16\] must be window sizes in "
+                                          r"1\.\.15 patches for the 15x15 grid \(paper: 2,3\)$"):
+        WinCLIP(method_ctx, scales=(2, 16))
+    with pytest.raises(ConfigError, match=r"^method 'winclip': option scales=\[\] must be window sizes"):
+        WinCLIP(method_ctx, scales=())
+    with pytest.raises(ConfigError, match=r"^method 'winclip': option temperature=-1 must be > 0 \(paper: 0\.07\)$"):
+        WinCLIP(method_ctx, temperature=-1)
+    m = WinCLIP(method_ctx, scales=[1, 15])
+    assert m.options.scales == (1, 15) and {s: int(x.shape[0]) for s, x in m.masks.items()} == {1: 225, 15: 1}
+    m._text_for = lambda name: torch.eye(2, 3)
+    m.fit([], CategoryInfo("synthetic", "metal_nut", ""))
+    assert m.class_name == "metal nut"  # no class words: the category name, underscores as spaces
+    assert m.describe() == {"options_resolved": {"scales": (1, 15), "temperature": 0.07, "class_name": ""},
+                            "fidelity_notes": list(WinCLIP.fidelity_notes), "class_name": "metal nut",
+                            "prompts": {"normal": 147, "anomalous": 84, "templates": 21},
+                            "windows": {"scale1": 225, "scale15": 1}, "temperature": 0.07, "memory": 0}
+
+
+def test_state_before_fit_and_the_window_spec(method_ctx, tiny_backbone):
+    m = WinCLIP(method_ctx)
+    assert m.spec.key == 'winclip-windows@v1:{"scales": [2, 3]}'
+    d = m.describe()
+    assert d["class_name"] == "" and d["memory"] == 0 and m.window_memory == {} and m.text_cache == {}
+    with pytest.raises(MethodError, match=r"^winclip: predict\(\) called before fit\(\)$"):
+        m.predict([])
+    with torch.no_grad():
+        out = WinCLIP(method_ctx, scales=(3,)).spec.compute(tiny_backbone, _pixels(1))
+    assert set(out) == {"embedding", "patch_tokens", "win3"} and out["win3"].shape == (1, 169, 64)
+    m.fit([], CategoryInfo("synthetic", "metal_nut", "metal nut"))
+    assert set(m.text_cache) == {"metal nut"} and torch.equal(m.text, m.text_cache["metal nut"])
+
+
+# Equivalent mutants (mutmut, methods/winclip/model.py), with the reason they cannot be killed:
+EQUIVALENT_MUTANTS_MODEL = {
+    "x_zero_shot_scores__mutmut_9, WinCLIP.__init____mutmut_49": "device placement: CPU tests cannot see a device",
+    "x_zero_shot_scores__mutmut_13/14": "normalize's default dim (1) and +1 are the last dim of the 2 x E text",
+    "WinCLIP.__init____mutmut_59": "window_memory is always set by fit() before it is read",
+    "WinCLIP.__init____mutmut_31/35": "a spec without a version takes its registered version (1)",
+    "WinCLIP.__init____mutmut_46": "window_chunk only bounds memory: chunked transformer calls give the same embeddings",
+}

@@ -1,0 +1,89 @@
+"""AnoPLe's training step and loop (Lee et al. 2024, eq. 7-11, suppl. 6.2); see ``anople/model.py``.
+
+One step = one shot and its pseudo anomaly, all their training views in one
+encoder batch (batch 1 in the paper's sense). The loop runs ``epochs`` passes
+over every shot of every training category in a seeded random order, SGD with
+two parameter groups (prompt learner ``lr_prompt``, decoder ``lr_decoder``),
+momentum and weight decay from the options, and a linear warm-up of both
+learning rates from zero over ``warmup_epochs`` epochs (then constant).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from fsadbench.core.errors import MethodError
+from fsadbench.methods.anople.losses import align_loss, image_loss, pixel_logits, pixel_loss
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.methods.anople.model import AnoPLe
+
+
+def step_losses(m: "AnoPLe", views: torch.Tensor, masks: torch.Tensor, text: torch.Tensor,
+               gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Losses (eq. 7-11) for one shot and its pseudo anomaly: 2V views (normal first), one encoder batch."""
+    o = m.options
+    s = m.ctx.backbone.image_size
+    views, masks = views.to(m.device), masks.to(m.device)
+    v = m.n_views
+    signal_index = torch.arange(v).repeat(2)
+    labels = (masks.flatten(1).amax(dim=1) > 0).long()
+    with m._autocast():
+        out = m._encode(views, signal_index)
+        feats = m.decoder(out.patches, m.ctx.backbone.grid)
+    emb, feats = out.embedding.float(), feats.float()
+    logits = pixel_logits(feats, text, m.scale)
+    prob = F.softmax(F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False), dim=1)[:, 1]
+    l_pix = pixel_loss(prob, masks)
+    z_pos = F.normalize(emb[:v], dim=-1)  # the shot's views (normal)
+    noise = torch.randn(z_pos.shape, generator=gen).to(m.device) * o.latent_sigma + o.latent_mu
+    latent = F.normalize(z_pos + noise, dim=-1)
+    l_img = image_loss(m.scale, emb, labels, latent, z_pos, text, o.label_smoothing)
+    l_align = align_loss(emb, feats, logits[:, 1] - logits[:, 0], o.align_tau)
+    return {"pixel": l_pix, "image": l_img, "align": l_align, "total": l_pix + l_img + l_align}
+
+
+def train_epochs(m: "AnoPLe", names: list[str], pixels: Mapping[str, torch.Tensor],
+                 big: Mapping[str, torch.Tensor]) -> None:
+    """Train ``m``'s prompt learner and decoder on the shots of ``names``; the per-epoch mean losses
+    go to ``m.history``. ``pixels`` / ``big``: each category's shots at S (and at crop_grid x S)."""
+    o = m.options
+    gen = torch.Generator().manual_seed(int(m.ctx.seed))
+    items = [(c, i) for c in names for i in range(pixels[c].shape[0])]
+    groups = [{"params": list(m.learner.parameters()), "lr": o.lr_prompt, "base": o.lr_prompt},
+              {"params": list(m.decoder.parameters()), "lr": o.lr_decoder, "base": o.lr_decoder}]
+    opt = torch.optim.SGD(groups, lr=o.lr_prompt, momentum=o.momentum, weight_decay=o.weight_decay)
+    warmup = max(1, int(math.ceil(o.warmup_epochs * len(items)))) if o.warmup_epochs > 0 else 0
+    classes = [m.class_names[c] for c in names]
+    m.learner.train()
+    m.decoder.train()
+    step = 0
+    m.history = []
+    for epoch in range(o.epochs):
+        m.ctx.step("epoch", epoch + 1, o.epochs)
+        sums: dict[str, float] = {}
+        for t in torch.randperm(len(items), generator=gen).tolist():
+            c, i = items[t]
+            factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+            for g in opt.param_groups:
+                g["lr"] = g["base"] * factor
+            views, masks = m._views(c, i, pixels, big, gen)
+            with m._autocast():
+                per_class = m._text(classes, m.learner.text_prompts())
+            text = m._pick_text(per_class, names.index(c))
+            losses = m._step_loss(views, masks, text, gen)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            opt.step()
+            step += 1
+            for k, val in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(val.detach())
+        m.history.append({k: val / len(items) for k, val in sums.items()})
+        m.ctx.say(f"anople epoch {epoch + 1}/{o.epochs}: loss {m.history[-1]['total']:.4f}")
+        if not math.isfinite(m.history[-1]["total"]):
+            raise MethodError(f"AnoPLe: training loss became {m.history[-1]['total']} at epoch {epoch + 1}; "
+                              f"lower lr_prompt / lr_decoder")
