@@ -42,3 +42,19 @@ def test_outside_any_repository_the_package_checkout_is_recorded(tmp_path, monke
     if subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True).returncode == 0:
         pytest.skip("the temporary folder is inside a git repository")
     assert git_state()["commit"] == _git(PACKAGE_REPO, "rev-parse", "HEAD")
+
+
+def test_results_written_under_results_do_not_make_the_tree_dirty(tmp_path):
+    """A run writing into a tracked results folder (the smoke baseline) records the code it ran as clean."""
+    from fsadbench.core.gitinfo import tree_state
+
+    (tmp_path / "results" / "baselines").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "baselines" / "r.json").write_text("{}\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "code and a baseline")
+    (tmp_path / "results" / "baselines" / "r.json").write_text('{"new": 1}\n')
+    assert tree_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert tree_state(tmp_path)["dirty"] is True
