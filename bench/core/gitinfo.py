@@ -37,7 +37,7 @@ def tree_state(cwd: str | Path | None = None) -> dict[str, object]:
         return {"commit": None, "dirty": None}
     # results/ holds outputs (the committed smoke baseline among them): writing records there while a
     # run records its provenance must not make the code it ran look modified
-    status = git(["status", "--porcelain", "--untracked-files=no", "--", ".", ":(top,exclude)results"], cwd)
+    status = git(["status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"], cwd)
     return {"commit": commit, "dirty": None if status is None else status != ""}
 
 
