@@ -26,60 +26,15 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_sweep import slow_sweep, sweep_env
 from fsadbench.run.claims import ClaimStore
 
-SYN = {"size": 120, "n_train": 4, "n_test_good": 3, "n_test_bad": 3}
 RESUME_LINE = "cells done, rerun the same command to resume"
-
-PLUGIN = '''
-import os, time
-from fsadbench.methods.memory import MemoryBank
-
-class SlowMemory(MemoryBank):
-    """memory, with a pause per predict batch so that a test can act mid-sweep."""
-    name = "slow_memory"
-
-    def predict(self, images):
-        marks = os.environ.get("MARK_DIR")
-        if marks:  # "this process is inside a cell now", for tests that act mid-cell
-            open(os.path.join(marks, str(os.getpid())), "a").close()
-        time.sleep(float(os.environ.get("SLOW_S", "0.5")))
-        return super().predict(images)
-'''
-
-# The plugin is registered at import, outside the main guard: spawned pool workers import this
-# script as their main module and so know the method too.
-DRIVER = '''
-import sys
-sys.path.insert(0, {plugin_dir!r})
-from fsadbench.core.registry import METHODS
-METHODS.add("slow_memory", "slow_plugin:SlowMemory")
-
-if __name__ == "__main__":
-    from fsadbench.cli import main
-    sys.exit(main(sys.argv[1:]))
-'''
-
-
-def _setup(tmp_path: Path, seeds=(0, 1, 2), categories=("stripes", "disc")) -> list[str]:
-    (tmp_path / "slow_plugin.py").write_text(PLUGIN)
-    (tmp_path / "driver.py").write_text(DRIVER.format(plugin_dir=str(tmp_path)))
-    cfg = {"methods": ["slow_memory"],
-           "datasets": [{"name": "synthetic", "categories": list(categories), "options": SYN}],
-           "shots": [1], "seeds": list(seeds), "backbone": {"model": "fsad-tiny-vit", "pretrained": "none"},
-           "protocol": {"eval_size": 48}, "results_dir": str(tmp_path / "res"),
-           "cache_dir": str(tmp_path / "cache"), "device": "cpu", "batch_size": 8}
-    (tmp_path / "cfg.yaml").write_text(json.dumps(cfg))  # JSON is YAML
-    return [sys.executable, str(tmp_path / "driver.py"), "--config", str(tmp_path / "cfg.yaml"), "--no-progress"]
-
-
-def _env(**kw) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **kw}
 
 
 def _start(cmd: list[str], marks: Path, **env) -> subprocess.Popen:
     marks.mkdir(exist_ok=True)
-    return subprocess.Popen(cmd, env=_env(MARK_DIR=str(marks), **env), stdout=subprocess.DEVNULL,
+    return subprocess.Popen(cmd, env=sweep_env(MARK_DIR=str(marks), **env), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -136,7 +91,7 @@ def _summary(stderr: str) -> str:
 
 @pytest.mark.slow
 def test_sigkill_parent_of_pool_leaves_no_worker_behind(tmp_path):
-    cmd = _setup(tmp_path) + ["--executor", "gpus", "--workers", "2"]
+    cmd = slow_sweep(tmp_path) + ["--executor", "gpus", "--workers", "2"]
     res = tmp_path / "res"
     proc = _start(cmd, tmp_path / "marks", SLOW_S="1.0")
     try:
@@ -160,7 +115,7 @@ def test_sigkill_parent_of_pool_leaves_no_worker_behind(tmp_path):
 
 @pytest.mark.slow
 def test_killed_pool_worker_loses_only_its_job_and_summary_counts_records(tmp_path):
-    cmd = _setup(tmp_path, seeds=(0, 1)) + ["--executor", "gpus", "--workers", "2"]
+    cmd = slow_sweep(tmp_path, seeds=(0, 1)) + ["--executor", "gpus", "--workers", "2"]
     res = tmp_path / "res"
     proc = _start(cmd, tmp_path / "marks", SLOW_S="1.0")
     _wait_for(lambda: bool(_in_cell(tmp_path / "marks")), proc, what="a worker inside a cell")
@@ -182,7 +137,7 @@ def test_killed_pool_worker_loses_only_its_job_and_summary_counts_records(tmp_pa
 @pytest.mark.parametrize("executor,sig,code", [("local", signal.SIGINT, 130), ("local", signal.SIGTERM, 143),
                                                ("gpus", signal.SIGTERM, 143)])
 def test_signal_releases_claims_prints_one_line_and_exits_128_plus_signal(tmp_path, executor, sig, code):
-    cmd = _setup(tmp_path) + ["--executor", executor] + (["--workers", "2"] if executor == "gpus" else [])
+    cmd = slow_sweep(tmp_path) + ["--executor", executor] + (["--workers", "2"] if executor == "gpus" else [])
     res = tmp_path / "res"
     proc = _start(cmd, tmp_path / "marks", SLOW_S="1.0")
     _wait_for(lambda: bool(_in_cell(tmp_path / "marks")), proc, what="a process inside a cell")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures_sweep import SYN, slow_sweep, sweep_env
 from fsadbench.run.claims import ClaimInfo, ClaimStore, hostname
 from fsadbench.results.records import RecordStore
 
@@ -105,47 +106,6 @@ def test_heartbeat_renews_the_lease(tmp_path):
 
 
 # -- whole runs in subprocesses --------------------------------------------------------------------
-SYN = {"size": 120, "n_train": 4, "n_test_good": 3, "n_test_bad": 3}
-
-PLUGIN = '''
-import os, time
-from fsadbench.methods.memory import MemoryBank
-
-class SlowMemory(MemoryBank):
-    """memory, with a pause per predict batch so that a test can act mid-sweep."""
-    name = "slow_memory"
-
-    def predict(self, images):
-        time.sleep(float(os.environ.get("SLOW_S", "0.5")))
-        return super().predict(images)
-'''
-
-DRIVER = '''
-import sys
-sys.path.insert(0, {plugin_dir!r})
-from fsadbench.core.registry import METHODS
-METHODS.add("slow_memory", "slow_plugin:SlowMemory")
-from fsadbench.cli import main
-sys.exit(main(sys.argv[1:]))
-'''
-
-
-def _setup(tmp_path, seeds=(0, 1, 2)) -> list[str]:
-    (tmp_path / "slow_plugin.py").write_text(PLUGIN)
-    (tmp_path / "driver.py").write_text(DRIVER.format(plugin_dir=str(tmp_path)))
-    cfg = {"methods": ["slow_memory"],
-           "datasets": [{"name": "synthetic", "categories": ["stripes", "disc"], "options": SYN}],
-           "shots": [1], "seeds": list(seeds), "backbone": {"model": "fsad-tiny-vit", "pretrained": "none"},
-           "protocol": {"eval_size": 48}, "results_dir": str(tmp_path / "res"),
-           "cache_dir": str(tmp_path / "cache"), "device": "cpu", "batch_size": 8}
-    (tmp_path / "cfg.yaml").write_text(json.dumps(cfg))  # JSON is YAML
-    return [sys.executable, str(tmp_path / "driver.py"), "--config", str(tmp_path / "cfg.yaml"), "--no-progress"]
-
-
-def _env(**kw) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **kw}
-
-
 def _computed(stderr: str) -> int:
     line = [ln for ln in stderr.splitlines() if "cell(s) computed" in ln][-1]
     return int(line.split()[0])
@@ -177,9 +137,9 @@ def _register_slow_memory(tmp_path) -> None:
 
 
 def test_sigkill_mid_sweep_loses_only_cells_in_flight_and_rerun_completes(tmp_path, capsys):
-    cmd = _setup(tmp_path)
+    cmd = slow_sweep(tmp_path)
     res = tmp_path / "res"
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     # kill when two cells are done and a third was claimed < 0.25 s ago: it is surely mid-cell (its predict
     # alone sleeps 0.5 s), so a claim is left behind; a kill between two claims would leave none
@@ -196,7 +156,7 @@ def test_sigkill_mid_sweep_loses_only_cells_in_flight_and_rerun_completes(tmp_pa
             assert json.loads(p.read_text())["status"] == "ok"
     stale = list(ClaimStore(res))
     assert stale and all(c.stale_reason() for c in stale)  # the cell in flight left a dead claim
-    out = subprocess.run(cmd, env=_env(SLOW_S="0"), capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, env=sweep_env(SLOW_S="0"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     after = _record_files(res)
     assert len(after) == 6 and _computed(out.stderr) == 6 - len(finished)
@@ -210,9 +170,9 @@ def test_sigkill_mid_sweep_loses_only_cells_in_flight_and_rerun_completes(tmp_pa
 
 
 def test_two_concurrent_runners_one_record_per_cell_no_duplicated_work(tmp_path):
-    cmd = _setup(tmp_path)
+    cmd = slow_sweep(tmp_path)
     res = tmp_path / "res"
-    procs = [subprocess.Popen(cmd, env=_env(SLOW_S="0.3"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    procs = [subprocess.Popen(cmd, env=sweep_env(SLOW_S="0.3"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     errs = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-1500:] for e in errs)
