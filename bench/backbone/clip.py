@@ -170,9 +170,7 @@ class Backbone:
         self.std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
         self.interpolation = pp.get("interpolation", "bicubic")
         self.fingerprint = state_fingerprint(model)
-        self._transform = open_clip.image_transform(
-            self.image_size, is_train=False, mean=self.mean, std=self.std,
-            resize_mode="squash", interpolation=self.interpolation)
+        self._transforms = {self.image_size: self._make_transform(self.image_size)}
 
     # -- description -------------------------------------------------------
     @property
@@ -194,13 +192,26 @@ class Backbone:
         }
 
     # -- images --------------------------------------------------------------
-    def preprocess(self, image) -> torch.Tensor:
-        """A PIL image -> normalised 3 x S x S tensor (open_clip's transform, squash resize)."""
-        return self._transform(image)
+    def _make_transform(self, size: int):
+        import open_clip
 
-    def load_pixels(self, paths: Sequence[Path]) -> torch.Tensor:
-        """Decode and preprocess image files into a B x 3 x S x S tensor (on CPU)."""
-        return torch.stack([self.preprocess(load_image(p)) for p in paths])
+        return open_clip.image_transform(size, is_train=False, mean=self.mean, std=self.std,
+                                         resize_mode="squash", interpolation=self.interpolation)
+
+    def preprocess(self, image, size: int | None = None) -> torch.Tensor:
+        """A PIL image -> normalised 3 x size x size tensor (open_clip's transform, squash resize;
+        ``size`` defaults to the encoder's S; another size, e.g. AnoPLe's 2S crops source, uses the
+        same interpolation, mean and std)."""
+        size = self.image_size if size is None else int(size)
+        if size not in self._transforms:
+            if size < 1:
+                raise ConfigError(f"image size must be >= 1 pixel, got {size}")
+            self._transforms[size] = self._make_transform(size)
+        return self._transforms[size](image)
+
+    def load_pixels(self, paths: Sequence[Path], size: int | None = None) -> torch.Tensor:
+        """Decode and preprocess image files into a B x 3 x size x size tensor (on CPU; size: S)."""
+        return torch.stack([self.preprocess(load_image(p), size) for p in paths])
 
     # -- image encoder -------------------------------------------------------
     def check_layers(self, layers: Sequence[int]) -> tuple[int, ...]:

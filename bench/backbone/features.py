@@ -182,31 +182,39 @@ class FeatureStore:
         return self.dir / key[:2] / f"{key}.pt"
 
     # -- pixels -------------------------------------------------------------------
-    def pixels(self, refs: Sequence[ImageRef]) -> torch.Tensor:
-        """Preprocessed pixels (B x 3 x S x S, CPU), decoded once per image and kept in memory."""
-        return torch.stack(list(self._iter_pixels(refs)))
+    def pixels(self, refs: Sequence[ImageRef], size: int | None = None) -> torch.Tensor:
+        """Preprocessed pixels (B x 3 x size x size, CPU; size defaults to the encoder's S), decoded
+        once per image and size and kept in memory. Another size goes through the same transform
+        (squash resize, the backbone's interpolation, mean and std): e.g. AnoPLe's crops of the
+        original file at 2S."""
+        size = self.backbone.image_size if size is None else int(size)
+        return torch.stack(list(self._iter_pixels(refs, size)))
 
-    def _decode(self, ref: ImageRef) -> torch.Tensor:
-        return self.backbone.load_pixels([ref.path])[0]
+    def _decode(self, ref: ImageRef, size: int) -> torch.Tensor:
+        return self.backbone.load_pixels([ref.path], size)[0]
 
-    def _iter_pixels(self, refs: Sequence[ImageRef]):
+    def _pixel_key(self, ref: ImageRef, size: int) -> str:
+        return ref.digest if size == self.backbone.image_size else f"{ref.digest}@{size}"
+
+    def _iter_pixels(self, refs: Sequence[ImageRef], size: int):
         """Pixels of ``refs`` in order; the ones not in memory are decoded by the loader threads,
         all submitted at once so decoding runs ahead of the consumer."""
-        todo = {r.digest: r for r in refs if r.digest not in self._pixels}
+        todo = {self._pixel_key(r, size): r for r in refs if self._pixel_key(r, size) not in self._pixels}
         futures = {}
         if len(todo) > 1 and self.loader_workers > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.loader_workers, thread_name_prefix="fsadbench-loader")
-            futures = {d: self._pool.submit(self._decode, r) for d, r in todo.items()}
+            futures = {k: self._pool.submit(self._decode, r, size) for k, r in todo.items()}
         for r in refs:
-            t = self._pixels.get(r.digest)
+            key = self._pixel_key(r, size)
+            t = self._pixels.get(key)
             if t is not None:
-                self._pixels.move_to_end(r.digest)
+                self._pixels.move_to_end(key)
             else:
-                f = futures.pop(r.digest, None)
-                t = f.result() if f is not None else self._decode(r)
+                f = futures.pop(key, None)
+                t = f.result() if f is not None else self._decode(r, size)
                 self.stats.decoded += 1
-                self._pixel_put(r.digest, t)
+                self._pixel_put(key, t)
             yield t
 
     def _pixel_put(self, digest: str, t: torch.Tensor) -> None:
@@ -235,7 +243,8 @@ class FeatureStore:
                 found[i] = e
                 continue
             missing.append(i)
-        pixel_iter = self._iter_pixels([refs[i] for i in missing])  # decoding runs ahead of encoding
+        # decoding runs ahead of encoding
+        pixel_iter = self._iter_pixels([refs[i] for i in missing], self.backbone.image_size)
         cuda = self.backbone.device.type == "cuda"
         for start in range(0, len(missing), self.batch_size):
             idx = missing[start:start + self.batch_size]

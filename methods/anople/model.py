@@ -60,7 +60,7 @@ from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits
 from fsadbench.methods.anople.train import step_losses, train_epochs
 from fsadbench.backbone.towers import TextTower
 from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
-from fsadbench.methods.anople.views import CROP_SOURCES, HiResPixels, PixelSpace, views_original, views_upsampled
+from fsadbench.methods.anople.views import CROP_SOURCES, PixelSpace, views_original, views_upsampled
 from fsadbench.methods.common.options import int_tuple
 from fsadbench.methods.common.visual_memory import VisualMemory
 from fsadbench.core.variants import W_VG, WO_VG
@@ -238,8 +238,8 @@ class AnoPLe(Method):
         pixels = {c: self.ctx.features.pixels(list(normals_by_category[c])) for c in names}
         big: dict[str, torch.Tensor] = {}
         if self.options.crop_source == "original" and self.options.crop_grid > 1:
-            hires = HiResPixels(self.ctx.backbone, self.options.crop_grid * self.ctx.backbone.image_size)
-            big = {c: hires(list(normals_by_category[c])) for c in names}
+            size = self.options.crop_grid * self.ctx.backbone.image_size  # the paper: 480 = 2 x 240
+            big = {c: self.ctx.features.pixels(list(normals_by_category[c]), size=size) for c in names}
         self._train(names, pixels, big)
         self._finish(names, pixels)
 

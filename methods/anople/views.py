@@ -6,9 +6,9 @@ resize cut into four 240 x 240 crops) and the image itself at S (last, the
 c_{N+1} view); test feeds the image alone. ``crop_source``:
 
 * ``"original"`` (default, the paper): the g S x g S image is decoded from the
-  original file with the backbone's own preprocessing (squash resize, its
-  interpolation, mean / std), so the crops carry the detail the S x S image
-  lost;
+  original file by the feature store (``FeatureStore.pixels(refs, size=g S)``:
+  the backbone's own preprocessing, squash resize, its interpolation, mean /
+  std), so the crops carry the detail the S x S image lost;
 * ``"upsampled"``: a bilinear g x upsampling of the preprocessed S x S tensor
   (no new detail; the harness's earlier behaviour).
 
@@ -23,12 +23,11 @@ its mask is non-empty. Masks keep only the pixels the blend changed.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from fsadbench.core.types import ImageRef
 from fsadbench.methods.common.perlin import blend, noise_texture, perlin_mask, pseudo_anomaly
 
 CROP_SOURCES = ("original", "upsampled")
@@ -52,26 +51,6 @@ def grid_crops(big: torch.Tensor, factor: int) -> list[torch.Tensor]:
     """The factor^2 non-overlapping crops (row-major) of ``big`` (... x fS x fS) -> list of ... x S x S."""
     h, w = big.shape[-2] // factor, big.shape[-1] // factor
     return [big[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(factor) for j in range(factor)]
-
-
-class HiResPixels:
-    """Preprocessed pixels of the ORIGINAL image files at ``size`` x ``size`` (cached per content digest)."""
-
-    def __init__(self, backbone: Any, size: int):
-        import open_clip
-
-        self.backbone, self.size = backbone, int(size)
-        self.transform = open_clip.image_transform(self.size, is_train=False, mean=backbone.mean, std=backbone.std,
-                                                   resize_mode="squash", interpolation=backbone.interpolation)
-        self.cache: dict[str, torch.Tensor] = {}
-
-    def __call__(self, refs: Sequence[ImageRef]) -> torch.Tensor:
-        from fsadbench.backbone.clip import load_image
-
-        for r in refs:
-            if r.digest not in self.cache:
-                self.cache[r.digest] = self.transform(load_image(r.path))
-        return torch.stack([self.cache[r.digest] for r in refs])
 
 
 class PixelSpace:

@@ -15,7 +15,7 @@ from fsadbench.methods.anople import model as anople_model
 from fsadbench.methods.anople import train as anople_train
 from fsadbench.methods.anople.model import AnoPLe
 from fsadbench.methods.anople.prompts import ImageOut, PromptLearner, encode_image_prompted, encode_text_prompted
-from fsadbench.methods.anople.views import (HiResPixels, PixelSpace, grid_crops, multi_scale_views, views_original)
+from fsadbench.methods.anople.views import PixelSpace, grid_crops, multi_scale_views, views_original
 from fsadbench.methods.common.visual_memory import VisualMemory
 
 INFO = CategoryInfo("synthetic", "disc", "disc")
@@ -67,8 +67,10 @@ def _fine_image(tmp_path, size=240):
 def test_crops_come_from_the_original_file_at_twice_the_resolution(tiny_backbone, feature_store, tmp_path):
     ref = _fine_image(tmp_path)
     x = feature_store.pixels([ref])[0]  # 3 x 120 x 120 (the backbone's own preprocessing)
-    big = HiResPixels(tiny_backbone, 240)([ref])[0]
+    big = feature_store.pixels([ref], size=240)[0]  # the same file through the same transform at 2S
     assert big.shape == (3, 240, 240)
+    assert torch.equal(big, tiny_backbone.load_pixels([ref.path], 240)[0])
+    assert torch.equal(feature_store.pixels([ref], size=120)[0], x)  # size S is the default entry
     space = PixelSpace(tiny_backbone.mean, tiny_backbone.std)
     views, masks = views_original(x, big, big[None], torch.Generator().manual_seed(0), 2, "noise", 0.8, space)
     assert views.shape == (10, 3, 120, 120) and masks.shape == (10, 120, 120)
@@ -102,7 +104,8 @@ def test_fit_takes_views_from_the_configured_source(monkeypatch, method_ctx, tmp
     m.fit([ref], INFO)
     assert len(calls[want]) == 1 and sum(map(len, calls.values())) == 1
     if want == "views_original":
-        assert calls[want][0][1].shape == (3, 240, 240)  # big: the file at crop_grid x 120
+        big = calls[want][0][1]  # the file at crop_grid x 120, through the feature store
+        assert big.shape == (3, 240, 240) and torch.equal(big, method_ctx.features.pixels([ref], size=240)[0])
     assert m.describe()["training_view_source"].startswith("crops of the " + ("original" if source == "original"
                                                                             else "bilinearly"))
 

@@ -39,6 +39,22 @@ def test_threaded_decode_equals_serial_and_runs_once_per_image(tiny_backbone, tm
     assert torch.equal(f1["layer3"], f2["layer3"])
 
 
+def test_pixels_at_another_size_are_their_own_entries(tiny_backbone, tmp_path):
+    """AnoPLe's 2S crops source: the same transform at another size, decoded once per (image, size)."""
+    refs = _refs(tmp_path, 3)
+    store = FeatureStore(tiny_backbone, cache_dir=None, loader_workers=2)
+    small = store.pixels(refs)
+    big = store.pixels(refs, size=240)
+    assert small.shape == (3, 3, 120, 120) and big.shape == (3, 3, 240, 240)
+    assert torch.equal(big, tiny_backbone.load_pixels([r.path for r in refs], 240))
+    assert torch.equal(store.pixels(refs, size=120), small) and store.stats.decoded == 6
+    store.pixels(refs[::-1], size=240)  # from memory
+    assert store.stats.decoded == 6
+    # the 2S image is the file resized once: not the S image upsampled
+    up = torch.nn.functional.interpolate(small, scale_factor=2, mode="bilinear", align_corners=False)
+    assert not torch.allclose(big, up, atol=1e-3)
+
+
 def test_pixel_memory_is_bounded_in_bytes(tiny_backbone, tmp_path):
     refs = _refs(tmp_path, 5)
     one = tiny_backbone.load_pixels([refs[0].path])[0]

@@ -77,6 +77,41 @@ def test_no_private_name_imported_across_modules():
     assert not bad, "private imports across modules:\n" + "\n".join(bad)
 
 
+FILE_NAMES = {"path", "open", "read_rgb", "load_image", "load_pixels", "read_bytes", "read_text", "write_bytes",
+              "write_text", "atomic_write_bytes"}
+
+
+def file_access(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of every file-touching name in a module: FILE_NAMES, torch.save / torch.load."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            torch_io = node.attr in ("save", "load") and getattr(node.value, "id", "") == "torch"
+            if node.attr in FILE_NAMES or torch_io:
+                out.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Name) and node.id in FILE_NAMES:
+            out.append((node.lineno, node.id))
+    return out
+
+
+def test_methods_never_touch_files():
+    """A method gets pixels and features from the feature store: no paths, file reads or writes."""
+    bad = []
+    for mod, path in MODULES.items():
+        if layer_of(mod) != "methods":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        bad += [f"{path.relative_to(REPO)}:{line}: {name}" for line, name in file_access(tree)]
+        bad += [f"{path.relative_to(REPO)}:{line}: imports {t}" for line, t, _ in imports(path)
+                if t.split(".")[0] in ("pathlib", "os", "shutil", "PIL") or t == "fsadbench.core.io"]
+    assert not bad, "methods reaching for files (use ctx.features.pixels / get):\n" + "\n".join(bad)
+
+
+def test_file_access_finds_what_the_old_anople_loader_did():
+    old = "def f(refs):\n    return [load_image(r.path) for r in refs] + [torch.load(p) for p in refs]\n"
+    assert sorted(n for _, n in file_access(ast.parse(old))) == ["load", "load_image", "path"]
+
+
 def test_modules_stay_small():
     big = {str(p.relative_to(REPO)): n for p in MODULES.values() if (n := len(p.read_text().splitlines())) > 350}
     assert not big, f"modules over 350 lines (split where the concerns part): {big}"
