@@ -26,6 +26,11 @@ import torch.nn.functional as F
 EPS = 1e-12
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """x / max(||x||, 1e-12) along the last dimension (``F.normalize(x, dim=-1)``)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+
+
 def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
     """mean over images of 1 - (2 sum(p y) + s) / (sum p + sum y + s); prob, target: B x H x W."""
     p = prob.flatten(1)
@@ -34,9 +39,10 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
 
 
 def focal_loss(prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
-    """mean over pixels of -(1 - p_t)^gamma log p_t, p_t = p where y = 1 else 1 - p (Lin et al. 2017)."""
+    """mean over pixels of -(1 - p_t)^gamma log p_t, p_t = p where y = 1 else 1 - p (Lin et al. 2017);
+    p_t clamped at 1e-6 so a confident miss costs -log 1e-6, not infinity."""
     y = target.to(prob.dtype)
-    pt = (prob * y + (1.0 - prob) * (1.0 - y)).clamp(1e-6, 1.0)
+    pt = (prob * y + (1.0 - prob) * (1.0 - y)).clamp_min(1e-6)
     return (-(1.0 - pt).pow(gamma) * pt.log()).mean()
 
 
@@ -46,11 +52,11 @@ def pixel_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def smoothed_ce(logits: torch.Tensor, target: torch.Tensor, smoothing: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """Per-row cross entropy with per-row label smoothing eps (C classes), averaged over rows:
+    """Cross entropy of N x C logits with per-row label smoothing eps, averaged over rows:
     -(1 - eps) log p_y - eps / C * sum_c log p_c."""
     logp = F.log_softmax(logits, dim=-1)
-    eps = torch.as_tensor(smoothing, dtype=logp.dtype, device=logp.device).expand(logp.shape[0])
     nll = -logp.gather(1, target.long()[:, None])[:, 0]
+    eps = torch.zeros_like(nll) + smoothing  # a float or one eps per row, in the logits' precision
     uniform = -logp.mean(dim=-1)
     return ((1.0 - eps) * nll + eps * uniform).mean()
 
@@ -63,18 +69,17 @@ def image_loss(scale: float, emb: torch.Tensor, labels: torch.Tensor, latent: to
     latent anomalies were made from; latent: z_latent; text: 2 x E (normal, abnormal).
     Label smoothing applies to the latent-anomaly rows only (sec. 3.4.2).
     """
-    w = F.normalize(text, dim=-1)
-    first = smoothed_ce(scale * F.normalize(emb, dim=-1) @ w.T, labels)
-    z = F.normalize(torch.cat([normal_emb, latent]), dim=-1)
-    y = torch.cat([torch.zeros(len(normal_emb)), torch.ones(len(latent))]).to(z.device)
-    eps = torch.cat([torch.zeros(len(normal_emb)), torch.full((len(latent),), float(smoothing))]).to(z.device)
+    w = unit(text)
+    first = smoothed_ce(scale * unit(emb) @ w.T, labels)
+    z = unit(torch.cat([normal_emb, latent]))
+    y = torch.cat([z.new_zeros(len(normal_emb)), z.new_ones(len(latent))])
+    eps = torch.cat([z.new_zeros(len(normal_emb)), z.new_full((len(latent),), float(smoothing))])
     return first + smoothed_ce(scale * z @ w.T, y, eps)
 
 
 def pixel_logits(features: torch.Tensor, text: torch.Tensor, scale: float) -> torch.Tensor:
     """<D(z), w>: B x E x H x W decoder features, 2 x E text -> B x 2 x H x W (cosine x scale)."""
-    f = F.normalize(features, dim=1)
-    return scale * torch.einsum("behw,ce->bchw", f, F.normalize(text, dim=-1))
+    return (scale * unit(features.movedim(1, -1)) @ unit(text).T).movedim(-1, 1)
 
 
 def align_loss(emb: torch.Tensor, features: torch.Tensor, weight_logits: torch.Tensor,
@@ -83,9 +88,9 @@ def align_loss(emb: torch.Tensor, features: torch.Tensor, weight_logits: torch.T
 
     emb: B x E; features: B x E x H x W; weight_logits: B x H x W.
     """
-    wts = F.softmax(weight_logits.flatten(1) / tau, dim=1)  # B x HW
-    s = torch.einsum("bn,ben->be", wts, features.flatten(2))
-    return (1.0 - F.cosine_similarity(emb, s, dim=-1)).mean()
+    wts = F.softmax(weight_logits.flatten(1) / tau, dim=-1)  # B x HW
+    s = (features.flatten(2) @ wts[:, :, None])[:, :, 0]  # B x E
+    return (1.0 - (unit(emb) * unit(s)).sum(dim=-1)).mean()
 
 
 def harmonic(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

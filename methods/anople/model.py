@@ -266,8 +266,7 @@ class AnoPLe(Method):
         self.learner.eval()
         self.decoder.eval()
         with self._autocast():
-            self._frozen_text = self.learner.text_prompts().detach()
-            per_class = self._text([self.class_names[c] for c in names], self._frozen_text)
+            per_class = self._text([self.class_names[c] for c in names], self.learner.text_prompts())
         self._train_text = per_class
         self._train_names = names
         for c in names:
@@ -290,14 +289,9 @@ class AnoPLe(Method):
 
     @torch.no_grad()
     def _category_text(self) -> torch.Tensor:
-        """2 x E text for the current category: the training-class average, or its own embeddings."""
-        if self.options.class_text == "average":
-            return self._pick_text(self._train_text, 0)
-        name = self.category.name
-        if name in self._train_names:
-            return self._train_text[self._train_names.index(name)]
-        with self._autocast():
-            return self._text([self.category.class_name], self._frozen_text)[0]
+        """2 x E text for the current category (a trained one: ``set_category`` checks): the
+        training-class average, or its own embeddings."""
+        return self._pick_text(self._train_text, self._train_names.index(self.category.name))
 
     @torch.no_grad()
     def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:

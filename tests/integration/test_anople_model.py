@@ -1,0 +1,82 @@
+"""AnoPLe after training: the visual memory and the text each category is scored with, recomputed
+from the trained prompts (methods/anople/model.py: _finish, _category_text, _tokens)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from fixtures_layouts import random_image_refs
+
+from fsadbench.core.errors import MethodError, NotApplicable
+from fsadbench.core.types import CategoryInfo
+from fsadbench.methods.anople.model import AnoPLe
+from fsadbench.methods.anople.prompts import encode_image_prompted, encode_text_prompted, slot_sentences
+
+CATS = {"a": CategoryInfo("synthetic", "a", "metal nut"), "b": CategoryInfo("synthetic", "b", "wood")}
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    d = tmp_path_factory.mktemp("anople_shots")
+    return {"a": random_image_refs(d, 3, 50, 70, seed=1, prefix="a"),
+            "b": random_image_refs(d, 2, 64, 64, seed=2, prefix="b")}
+
+
+def _fit(method_ctx, shots, **opts):
+    m = AnoPLe(method_ctx, epochs=1, depth=2, crop_grid=2, memory_layers=(2, 5), **opts)
+    with torch.enable_grad():
+        m.fit_dataset(shots, CATS)
+    return m
+
+
+@torch.no_grad()
+def test_memory_bank_is_each_categorys_shots_on_the_whole_image_signal(method_ctx, shots):
+    method_ctx.batch_size = 2  # category "a" has 3 shots: two batches
+    m = _fit(method_ctx, shots)
+    assert set(m.memories) == {"a", "b"}
+    for c, refs in shots.items():
+        px = method_ctx.features.pixels(refs)
+        sig = m.learner.signal[torch.full((len(refs),), 4)]  # c_{N+1}: the whole image
+        out = encode_image_prompted(m.model, px, m.learner.visual_prompts(), sig, (2, 5))
+        want = ((out.layers[2] + out.layers[5]) / 2).reshape(-1, out.layers[2].shape[-1])
+        mem = m.memories[c]
+        assert mem.layers == (0,) and torch.allclose(mem.bank[0], want, atol=1e-5), c
+    assert not m.learner.training and not m.decoder.training  # frozen for inference
+
+
+@torch.no_grad()
+def test_text_average_over_training_classes_and_own(method_ctx, shots):
+    m = _fit(method_ctx, shots)
+    tokens = method_ctx.backbone.tokenizer([s for c in ("metal nut", "wood")
+                                            for s in slot_sentences(c, m.learner.n_slots, "abnormal")])
+    emb = F.normalize(encode_text_prompted(m.model, tokens, m.learner.text_prompts()), dim=-1).reshape(2, 2, -1)
+    assert torch.allclose(m._train_text, emb, atol=1e-5)
+    avg = F.normalize(emb.mean(dim=0), dim=-1)  # sec. 3.4.2: the average over the training classes
+    for c in CATS:
+        m.set_category(CATS[c])
+        assert torch.allclose(m._category_text(), avg, atol=1e-5)
+    own = _fit(method_ctx, shots, class_text="own")
+    for k, c in enumerate(CATS):
+        own.set_category(CATS[c])
+        assert torch.allclose(own._category_text(), own._train_text[k], atol=1e-6)
+    assert not torch.allclose(own._train_text[0], own._train_text[1], atol=1e-3)
+
+
+def test_tokens_hold_one_stand_in_per_slot_and_the_state_word(method_ctx, shots):
+    m = AnoPLe(method_ctx, n_ctx_text=2, n_ctx_visual=3, state_word="damaged")
+    m._setup([CATS["a"]])
+    tok = m._tokens(["metal nut", "wood"])
+    want = method_ctx.backbone.tokenizer(["X X X X X metal nut.", "X X X X X damaged metal nut.",
+                                          "X X X X X wood.", "X X X X X damaged wood."])
+    assert torch.equal(tok, want)
+
+
+def test_fit_errors_name_what_is_missing(method_ctx, shots):
+    m = AnoPLe(method_ctx)
+    with pytest.raises(NotApplicable, match=r"no shots for \['b'\]"):
+        m.fit_dataset({"a": shots["a"], "b": []}, CATS)
+    with pytest.raises(NotApplicable, match="no shots for any category"):
+        m.fit_dataset({}, CATS)
+    with pytest.raises(MethodError, match=r"no CategoryInfo for \['c'\]"):
+        m.fit_dataset({"a": shots["a"], "c": shots["b"]}, CATS)
