@@ -39,11 +39,9 @@ def multi_scale_views(x: torch.Tensor, factor: int, mode: str = "bilinear") -> t
 
     factor 1 gives the image alone.
     """
-    b, c, h, w = x.shape
     if factor <= 1:
         return x[:, None]
-    kw = {"align_corners": False} if mode == "bilinear" else {}
-    big = F.interpolate(x, scale_factor=factor, mode=mode, **kw)
+    big = F.interpolate(x, scale_factor=factor, mode=mode)  # bilinear: align_corners False (torch's default)
     return torch.stack(grid_crops(big, factor) + [x], dim=1)
 
 
@@ -57,8 +55,8 @@ class PixelSpace:
     """Maps between the backbone's normalised pixels and [0, 1] images."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.mean = torch.tensor(mean).view(3, 1, 1)  # Python floats: float32
+        self.std = torch.tensor(std).view(3, 1, 1)
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         return (x * self.std + self.mean).clamp(0, 1)
@@ -70,9 +68,9 @@ class PixelSpace:
 def normal_texture(pool: torch.Tensor, gen: torch.Generator, space: PixelSpace) -> torch.Tensor:
     """Another normal shot of the category (``pool`` P x 3 x H x W, normalised), rotated by a random
     multiple of 90 degrees and randomly flipped, in [0, 1]."""
-    j = int(torch.randint(0, pool.shape[0], (1,), generator=gen).item())
-    tex = torch.rot90(space.to_unit(pool[j]), int(torch.randint(0, 4, (1,), generator=gen).item()), dims=(1, 2))
-    return tex.flip(2) if bool(torch.randint(0, 2, (1,), generator=gen).item()) else tex
+    j = int(torch.randint(pool.shape[0], (1,), generator=gen).item())
+    tex = torch.rot90(space.to_unit(pool[j]), int(torch.randint(4, (1,), generator=gen).item()), dims=(1, 2))
+    return tex.flip(2) if bool(torch.randint(2, (1,), generator=gen).item()) else tex
 
 
 def _changed(out: torch.Tensor, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -100,21 +98,19 @@ def views_original(x: torch.Tensor, big: torch.Tensor, pool_big: torch.Tensor, g
     x: 3 x S x S and big: 3 x fS x fS, both preprocessed from the same file; pool_big: the
     category's shots at fS (texture source "normal"). Returns (2V x 3 x S x S, 2V x S x S).
     """
-    s = x.shape[-1]
     img_big = space.to_unit(big)
     tex = normal_texture(pool_big, gen, space) if texture == "normal" else None
     mask = perlin_mask(tuple(img_big.shape[-2:]), gen)
     if tex is None:
-        tex = noise_texture(tuple(img_big.shape[-2:]), gen, img_big.shape[0])
+        tex = noise_texture(tuple(img_big.shape[-2:]), gen)  # RGB
     beta = beta_max * float(torch.rand(1, generator=gen, dtype=torch.float64).item())
     anom_big = blend(img_big, mask, tex, beta)
     mask_big = _changed(anom_big, img_big, mask)
     img_s = space.to_unit(x)
     mask_s = F.max_pool2d(mask[None, None], factor)[0, 0]
-    anom_s = blend(img_s, mask_s, F.interpolate(tex[None], size=(s, s), mode="area")[0], beta)
+    anom_s = blend(img_s, mask_s, F.interpolate(tex[None], size=x.shape[-2:], mode="area")[0], beta)
     mask_s = _changed(anom_s, img_s, mask_s)
     normal = grid_crops(big, factor) + [x]
     anomalous = grid_crops(space.to_model(anom_big), factor) + [space.to_model(anom_s)]
-    zeros = torch.zeros(s, s)
-    masks = [zeros] * len(normal) + grid_crops(mask_big, factor) + [mask_s]
+    masks = [torch.zeros_like(mask_s)] * len(normal) + grid_crops(mask_big, factor) + [mask_s]
     return torch.stack(normal + anomalous), torch.stack(masks)

@@ -42,8 +42,29 @@ def test_pixel_space_by_hand():
     assert torch.allclose(SPACE.to_unit(far)[:, 0, 0], torch.tensor([1.0, 0.0, 0.6]))
 
 
+# -- crops --------------------------------------------------------------------------------------
+def test_bilinear_views_by_hand():
+    """align_corners False: output pixel i samples the input at (i + 0.5) / 2 - 0.5, clamped."""
+    x = torch.tensor([[0.0, 1.0], [2.0, 3.0]])[None, None]
+    v = multi_scale_views(x, 2)
+    big = torch.tensor([[0.0, 0.25, 0.75, 1.0], [0.5, 0.75, 1.25, 1.5], [1.5, 1.75, 2.25, 2.5],
+                        [2.0, 2.25, 2.75, 3.0]])
+    assert v.shape == (1, 5, 1, 2, 2)
+    for k, (i, j) in enumerate([(0, 0), (0, 2), (2, 0), (2, 2)]):
+        assert torch.allclose(v[0, k, 0], big[i:i + 2, j:j + 2]), k
+    assert torch.equal(v[0, 4], x[0])
+
+
+def test_grid_crops_of_a_non_square_image_row_major():
+    big = torch.arange(6 * 9).reshape(1, 6, 9)
+    crops = grid_crops(big, 3)
+    assert len(crops) == 9 and all(c.shape == (1, 2, 3) for c in crops)
+    assert torch.equal(crops[1], big[:, 0:2, 3:6]) and torch.equal(crops[5], big[:, 2:4, 6:9])
+    assert torch.equal(torch.cat([torch.cat(crops[r * 3:r * 3 + 3], 2) for r in range(3)], 1), big)
+
+
 # -- the texture shot ---------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(40))
 def test_normal_texture_is_a_rotated_flipped_shot(seed):
     pool = _model_pixels(3, 4, seed=10 + seed)
     g = _gen(seed)
@@ -183,3 +204,31 @@ def test_unchanged_blend_keeps_the_drawn_mask():
     assert torch.allclose(views[5:], views[:5], atol=1e-6)  # nothing changed
     full = torch.cat([torch.cat([masks[5], masks[6]], 1), torch.cat([masks[7], masks[8]], 1)], 0)
     assert torch.equal(full, mask) and torch.equal(masks[9], F.max_pool2d(mask[None, None], 2)[0, 0])
+
+
+def test_masks_keep_only_the_pixels_the_blend_changed():
+    """beta 0 and a texture shot equal to the image except in its top rows: the mask of an
+    anomalous view is the drawn mask where the texture differs from the image, not the whole draw."""
+    s, factor = 8, 2
+    unit = torch.full((3, 16, 16), 0.5)
+    unit[:, :3] = 0.05 + 0.9 * torch.rand(3, 3, 16, generator=_gen(0))  # a band only the top rows have
+    big = SPACE.to_model(unit)
+    x = SPACE.to_model(F.interpolate(unit[None], size=(s, s), mode="area")[0])
+    pool = big[None]
+    found = 0
+    for seed in range(30):
+        views, masks = views_original(x, big, pool, _gen(seed), factor, "normal", 0.0, SPACE)
+        img_big, mask, tex, _ = _replay_original(x, big, pool, seed, factor, "normal", 0.0)
+        differs = (tex != img_big).any(dim=0).float()
+        want = mask * differs
+        if not 0 < want.sum() < mask.sum():
+            continue
+        found += 1
+        full = torch.cat([torch.cat(list(masks[5 + r * 2:7 + r * 2]), 1) for r in range(2)], 0)
+        assert torch.equal(full, want), seed
+        img_s = SPACE.to_unit(x)
+        mask_s = F.max_pool2d(mask[None, None], factor)[0, 0]
+        tex_s = F.interpolate(tex[None], size=(s, s), mode="area")[0]
+        want_s = mask_s * (tex_s != img_s).any(dim=0).float()
+        assert torch.equal(masks[9], want_s if want_s.any() else mask_s), seed
+    assert found >= 3
