@@ -67,7 +67,7 @@ SPEC_VERSIONS: dict[str, int] = {
     "vv": 1,
     "winclip-windows": 1,
     "prompt-text": 1,
-    "anople-prompted": 1,
+    "anople-prompted": 2,
 }
 
 

@@ -80,26 +80,26 @@ def slot_sentences(class_name: str, n_slots: int, state_word: str) -> tuple[str,
     return f"{lead}{class_name}.", f"{lead}{state_word} {class_name}."
 
 
-def encode_text_prompted(model, tokens: torch.Tensor, prompts: torch.Tensor | None) -> torch.Tensor:
+def encode_text_prompted(model, tokens: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
     """CLIP text embeddings (K x E, not normalised) with deep prompts.
 
     tokens: K x L token ids with ``prompts.shape[1]`` stand-in tokens ("X") after [SOS];
-    prompts: depth x P x d_t (P may be 0; None = no prompts).
+    prompts: depth x P x d_t (depth 0 or P 0: no prompts, open_clip's own pass).
     """
     text = TextTower(model)
-    eot = tokens.argmax(dim=-1)
+    eot = tokens.argmax(dim=1)
     tokens = tokens[:, :int(eot.max().item()) + 1]
-    p = 0 if prompts is None else prompts.shape[1]
-    depth = 0 if prompts is None else prompts.shape[0]
+    depth = prompts.shape[0]
+    p = prompts.shape[1] if depth else 0
 
     def put(b: int, x: torch.Tensor) -> torch.Tensor:
         """The slots after [SOS] hold block b's prompts."""
         return torch.cat([x[:, :1], prompts[b].to(x.dtype).expand(x.shape[0], -1, -1), x[:, 1 + p:]], dim=1)
 
     x = text.token_embeddings(tokens)
-    if p and depth:
+    if depth:
         x = put(0, x)  # block 1 reads the prompts (+ positional embedding) in place of the stand-ins
-    return text.encode(x, eot, before=lambda b, h: put(b, h) if p and 1 <= b < depth else h)
+    return text.encode(x, eot, before=lambda b, h: put(b, h) if 1 <= b < depth else h)
 
 
 @dataclass
@@ -109,28 +109,28 @@ class ImageOut:
     layers: dict[int, torch.Tensor]  # block (1-indexed) -> B x N x d_v patch outputs of that block
 
 
-def encode_image_prompted(model, pixels: torch.Tensor, prompts: torch.Tensor | None = None,
+def encode_image_prompted(model, pixels: torch.Tensor, prompts: torch.Tensor,
                           signal: torch.Tensor | None = None, layers: Sequence[int] = ()) -> ImageOut:
     """The prompted image encoder E_V.
 
-    pixels: B x 3 x S x S (preprocessed); prompts: depth x P x d_v (or None);
+    pixels: B x 3 x S x S (preprocessed); prompts: depth x P x d_v (depth 0 or P 0: no prompts);
     signal: B x d_v multi-view vectors (one per image) or None; layers: blocks whose
     patch outputs to return (1-indexed).
     """
     tower = ImageTower(model.visual)
     x = tower.embed(pixels)
     bsz = x.shape[0]
-    p = 0 if prompts is None else prompts.shape[1]
-    depth = 0 if prompts is None else prompts.shape[0]
+    depth = prompts.shape[0]
+    p = prompts.shape[1] if depth else 0
     front = []
     if signal is not None:
         front.append(signal.to(x.dtype)[:, None, :])
     s = len(front)
-    if p and depth:
+    if p:
         front.append(prompts[0].to(x.dtype).expand(bsz, -1, -1))
     if front:
         x = torch.cat(front + [x], dim=1)
-    skip = s + (p if depth else 0)  # tokens before CLS
+    skip = s + p  # tokens before CLS
     want = set(int(i) for i in layers)
     captured: dict[int, torch.Tensor] = {}
 
@@ -169,7 +169,7 @@ class Decoder(nn.Module):
         b, n, d = patches.shape
         x = patches.transpose(1, 2).reshape(b, d, grid[0], grid[1])
         if self.scale != 1:
-            x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+            x = F.interpolate(x, scale_factor=self.scale, mode="bilinear")  # align_corners False (the default)
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
         return self.conv3(x)

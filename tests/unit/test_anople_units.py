@@ -75,7 +75,8 @@ def test_empty_prompts_reproduce_open_clip(tiny_backbone):
     tokens = tiny_backbone.tokenizer(["bottle.", "abnormal metal nut.", "a photo of a pill with a crack."])
     ref_t = model.encode_text(tokens)
     assert torch.allclose(encode_text_prompted(model, tokens, pl.text_prompts()), ref_t, atol=1e-5)
-    assert torch.allclose(encode_text_prompted(model, tokens, None), ref_t, atol=1e-5)
+    assert torch.allclose(encode_text_prompted(model, tokens, PromptLearner(64, 64, 2, 3, 0).text_prompts()), ref_t,
+                          atol=1e-5)  # depth 0: no prompts whatever the context lengths
     px = torch.randn(2, 3, 120, 120, generator=torch.Generator().manual_seed(0))
     out = encode_image_prompted(model, px, pl.visual_prompts(), None, layers=(3, 7))
     assert torch.allclose(out.embedding, model.encode_image(px), atol=1e-5)
