@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from fsadbench.core.errors import MethodError
-from fsadbench.methods.anople.losses import align_loss, image_loss, pixel_logits, pixel_loss
+from fsadbench.methods.anople.losses import align_loss, image_loss, pixel_logits, pixel_loss, unit
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.methods.anople.model import AnoPLe
@@ -37,11 +37,12 @@ def step_losses(m: "AnoPLe", views: torch.Tensor, masks: torch.Tensor, text: tor
         feats = m.decoder(out.patches, m.ctx.backbone.grid)
     emb, feats = out.embedding.float(), feats.float()
     logits = pixel_logits(feats, text, m.scale)
-    prob = F.softmax(F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False), dim=1)[:, 1]
+    # bilinear at torch's default align_corners (False) to the image size; abnormal channel
+    prob = F.softmax(F.interpolate(logits, size=(s, s), mode="bilinear"), dim=1)[:, 1]
     l_pix = pixel_loss(prob, masks)
-    z_pos = F.normalize(emb[:v], dim=-1)  # the shot's views (normal)
+    z_pos = unit(emb[:v])  # the shot's views (normal)
     noise = torch.randn(z_pos.shape, generator=gen).to(m.device) * o.latent_sigma + o.latent_mu
-    latent = F.normalize(z_pos + noise, dim=-1)
+    latent = unit(z_pos + noise)
     l_img = image_loss(m.scale, emb, labels, latent, z_pos, text, o.label_smoothing)
     l_align = align_loss(emb, feats, logits[:, 1] - logits[:, 0], o.align_tau)
     return {"pixel": l_pix, "image": l_img, "align": l_align, "total": l_pix + l_img + l_align}
@@ -54,36 +55,34 @@ def train_epochs(m: "AnoPLe", names: list[str], pixels: Mapping[str, torch.Tenso
     o = m.options
     gen = torch.Generator().manual_seed(int(m.ctx.seed))
     items = [(c, i) for c in names for i in range(pixels[c].shape[0])]
-    groups = [{"params": list(m.learner.parameters()), "lr": o.lr_prompt, "base": o.lr_prompt},
-              {"params": list(m.decoder.parameters()), "lr": o.lr_decoder, "base": o.lr_decoder}]
-    opt = torch.optim.SGD(groups, lr=o.lr_prompt, momentum=o.momentum, weight_decay=o.weight_decay)
-    warmup = max(1, int(math.ceil(o.warmup_epochs * len(items)))) if o.warmup_epochs > 0 else 0
+    groups = [{"params": list(m.learner.parameters()), "lr": o.lr_prompt},
+              {"params": list(m.decoder.parameters()), "lr": o.lr_decoder}]
+    opt = torch.optim.SGD(groups, momentum=o.momentum, weight_decay=o.weight_decay)
+    warmup = max(1, math.ceil(o.warmup_epochs * len(items)))  # steps; warmup_epochs 0: one step, factor 1
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warmup))
     classes = [m.class_names[c] for c in names]
     m.learner.train()
     m.decoder.train()
-    step = 0
     m.history = []
     for epoch in range(o.epochs):
         m.ctx.step("epoch", epoch + 1, o.epochs)
         sums: dict[str, float] = {}
         for t in torch.randperm(len(items), generator=gen).tolist():
             c, i = items[t]
-            factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-            for g in opt.param_groups:
-                g["lr"] = g["base"] * factor
             views, masks = m._views(c, i, pixels, big, gen)
             with m._autocast():
                 per_class = m._text(classes, m.learner.text_prompts())
             text = m._pick_text(per_class, names.index(c))
             losses = m._step_loss(views, masks, text, gen)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             losses["total"].backward()
             opt.step()
-            step += 1
+            schedule.step()
             for k, val in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(val.detach())
         m.history.append({k: val / len(items) for k, val in sums.items()})
-        m.ctx.say(f"anople epoch {epoch + 1}/{o.epochs}: loss {m.history[-1]['total']:.4f}")
-        if not math.isfinite(m.history[-1]["total"]):
-            raise MethodError(f"AnoPLe: training loss became {m.history[-1]['total']} at epoch {epoch + 1}; "
+        total = m.history[-1]["total"]
+        m.ctx.say(f"anople epoch {epoch + 1}/{o.epochs}: loss {total:.4f}")
+        if not math.isfinite(total):
+            raise MethodError(f"AnoPLe: training loss became {total} at epoch {epoch + 1}; "
                               f"lower lr_prompt / lr_decoder")

@@ -17,6 +17,8 @@ from fsadbench.methods.anople.model import AnoPLe
 from fsadbench.methods.anople.prompts import ImageOut
 from fsadbench.methods.anople.train import step_losses
 
+pytestmark = pytest.mark.filterwarnings("error")  # an implicit softmax dimension warns: a failure here
+
 INFO = CategoryInfo("synthetic", "disc", "disc")
 CATS = {"a": CategoryInfo("synthetic", "a", "metal nut"), "b": CategoryInfo("synthetic", "b", "wood")}
 
@@ -87,8 +89,15 @@ def _loop(method_ctx, tmp_path, monkeypatch, totals, **opts):
     """A 2-category fit whose step loss is replaced: returns the calls (category, shot, text)."""
     refs = {"a": random_image_refs(tmp_path, 3, 40, 40, seed=1, prefix="a"),
             "b": random_image_refs(tmp_path, 2, 40, 40, seed=2, prefix="b")}
-    calls, progress = [], []
+    calls, progress, said, lrs = [], [], [], []
     real_views = AnoPLe._views
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            lrs.append([g["lr"] for g in self.param_groups])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "SGD", RecordingSGD)
 
     def views(self, c, i, pixels, big, gen):
         calls.append([c, i])
@@ -103,8 +112,10 @@ def _loop(method_ctx, tmp_path, monkeypatch, totals, **opts):
 
     monkeypatch.setattr(AnoPLe, "_views", views)
     monkeypatch.setattr(AnoPLe, "_step_loss", step_loss)
-    ctx = method_ctx.__class__(**{**method_ctx.__dict__, "progress": lambda *a: progress.append(a)})
+    ctx = method_ctx.__class__(**{**method_ctx.__dict__, "progress": lambda *a: progress.append(a),
+                                  "log": said.append})
     m = AnoPLe(ctx, depth=2, crop_grid=1, **opts)
+    m.said, m.lrs = said, lrs
     m.fit_dataset(refs, CATS)
     return m, calls, progress
 
@@ -117,6 +128,9 @@ def test_loop_visits_every_shot_once_per_epoch_with_its_text(method_ctx, tmp_pat
     assert all(ep == [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)] for ep in epochs)
     orders = [[(c, i) for c, i, *_ in calls[k * 5:(k + 1) * 5]] for k in range(3)]
     assert len({tuple(o) for o in orders}) > 1  # a fresh random order per epoch
+    items = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)]
+    first = torch.randperm(5, generator=torch.Generator().manual_seed(method_ctx.seed)).tolist()
+    assert orders[0] == [items[t] for t in first]  # drawn from the cell's seeded generator
     assert all(train == (True, True) for *_, train in calls)
     # the loss history: per-epoch means of every term
     for k in range(3):
@@ -124,6 +138,7 @@ def test_loop_visits_every_shot_once_per_epoch_with_its_text(method_ctx, tmp_pat
         assert m.history[k] == pytest.approx({"pixel": mean / 2, "image": mean / 4, "align": mean / 4,
                                               "total": mean})
     assert progress == [("epoch", 1, 3), ("epoch", 2, 3), ("epoch", 3, 3)]
+    assert m.said == ["anople epoch 1/3: loss 3.0000", "anople epoch 2/3: loss 8.0000", "anople epoch 3/3: loss 13.0000"]
     # "own": a shot's step sees its own class's text; the two classes differ
     a = [t for c, _, t, _ in calls if c == "a"]
     b = [t for c, _, t, _ in calls if c == "b"]
@@ -139,5 +154,27 @@ def test_loop_average_text_is_shared_by_the_classes(method_ctx, tmp_path, monkey
 
 
 def test_loop_stops_on_a_non_finite_loss(method_ctx, tmp_path, monkeypatch):
-    with pytest.raises(MethodError, match=r"training loss became nan at epoch 2; lower lr_prompt / lr_decoder"):
-        _loop(method_ctx, tmp_path, monkeypatch, [1.0] * 5 + [math.nan] + [1.0] * 4, epochs=3)
+    with pytest.raises(MethodError, match=r"training loss became nan at epoch 3; lower lr_prompt / lr_decoder"):
+        _loop(method_ctx, tmp_path, monkeypatch, [1.0] * 10 + [math.nan] + [1.0] * 4, epochs=4)
+
+
+@pytest.mark.parametrize("warmup, factors", [
+    (0.0, [1.0] * 10),  # no warm-up: the base rates from the first step
+    (0.5, [1 / 3, 2 / 3] + [1.0] * 8),  # ceil(0.5 x 5) = 3 steps: 1/3, 2/3, then 1
+    (1.0, [0.2, 0.4, 0.6, 0.8] + [1.0] * 6),  # suppl. 6.2's warm-up from zero over one epoch (5 steps)
+    (2.0, [k / 10 for k in range(1, 11)]),  # two epochs: still rising at the last step
+    (0.1, [1.0] * 10),  # under one step: at least one, factor 1
+])
+def test_linear_warm_up_of_both_rates(method_ctx, tmp_path, monkeypatch, warmup, factors):
+    m, *_ = _loop(method_ctx, tmp_path, monkeypatch, [1.0] * 10, epochs=2, warmup_epochs=warmup,
+                  lr_prompt=0.01, lr_decoder=0.004)
+    assert len(m.lrs) == 10
+    for got, f in zip(m.lrs, factors):
+        assert got == pytest.approx([0.01 * f, 0.004 * f], rel=1e-9)
+
+
+# Equivalent mutants (mutmut, methods/anople/train.py): `python -m tools.mutation methods/anople/train.py`
+EQUIVALENT_MUTANTS = {
+    "step_losses: views / masks / noise .to(m.device) -> .to(None)": "device placement: the CPU tests cannot see "
+                                                                      "a device",
+}
