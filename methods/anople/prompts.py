@@ -89,8 +89,7 @@ def encode_text_prompted(model, tokens: torch.Tensor, prompts: torch.Tensor) -> 
     text = TextTower(model)
     eot = tokens.argmax(dim=1)
     tokens = tokens[:, :int(eot.max().item()) + 1]
-    depth = prompts.shape[0]
-    p = prompts.shape[1] if depth else 0
+    depth, p = prompts.shape[0], prompts.shape[1]
 
     def put(b: int, x: torch.Tensor) -> torch.Tensor:
         """The slots after [SOS] hold block b's prompts."""
