@@ -80,3 +80,29 @@ def test_fit_errors_name_what_is_missing(method_ctx, shots):
         m.fit_dataset({}, CATS)
     with pytest.raises(MethodError, match=r"no CategoryInfo for \['c'\]"):
         m.fit_dataset({"a": shots["a"], "c": shots["b"]}, CATS)
+
+
+def test_setup_builds_learner_and_decoder_from_the_options(method_ctx):
+    bb = method_ctx.backbone
+    m = AnoPLe(method_ctx, depth=5, n_ctx_text=2, n_ctx_visual=4, crop_grid=3, decoder_scale=3)
+    m._setup([CATS["a"]])
+    pl = m.learner
+    assert (pl.depth, pl.n_text, pl.n_visual) == (5, 2, 4)
+    assert pl.ctx_text.shape[-1] == bb.model.transformer.width and pl.ctx_visual.shape[-1] == bb.width
+    assert pl.signal.shape == (10, bb.width)  # 3 x 3 crops + the image
+    d = m.decoder
+    assert d.scale == 3 and d.conv1.in_channels == bb.width and d.conv3.out_channels == bb.embed_dim
+    off = AnoPLe(method_ctx, view_signal=False, crop_grid=3)
+    off._setup([CATS["a"]])
+    assert off.learner.signal is None and off.n_views == 10
+    # parameters drawn under the cell seed, the global generator left as it was
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    again = AnoPLe(method_ctx, depth=5, n_ctx_text=2, n_ctx_visual=4, crop_grid=3, decoder_scale=3)
+    again._setup([CATS["a"]])
+    assert torch.equal(torch.get_rng_state(), before)
+    for a, b in zip(m.learner.parameters(), again.learner.parameters()):
+        assert torch.equal(a, b)
+    other = AnoPLe(method_ctx.__class__(**{**method_ctx.__dict__, "seed": 3}), depth=5)
+    other._setup([CATS["a"]])
+    assert not torch.allclose(other.learner.ctx_text[:, :2], m.learner.ctx_text[:, :2])

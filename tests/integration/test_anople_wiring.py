@@ -134,12 +134,16 @@ def test_every_prompted_layer_changes_both_encoders(tiny_backbone):
 
 # -- inference fusion by hand ---------------------------------------------------------------------
 class _Decoder(torch.nn.Module):
+    """Returns the hand-made features of the image whose index the stub encoder wrote in the patches."""
+
     def __init__(self, feats):
         super().__init__()
         self.feats = feats
 
     def forward(self, patches, grid):
-        return self.feats[:patches.shape[0]]
+        assert grid == (15, 15)
+        k = int(patches[0, 0, 0])
+        return self.feats[k:k + patches.shape[0]]
 
 
 def test_predict_fusion_and_signal_by_hand(monkeypatch, method_ctx):
@@ -153,10 +157,13 @@ def test_predict_fusion_and_signal_by_hand(monkeypatch, method_ctx):
     seen = []
 
     def encode(px, signal_index, want=()):
+        k = len(seen)  # batch size 1: call k is image k
         seen.append((signal_index.tolist(), tuple(want)))
-        return ImageOut(embedding=emb[:px.shape[0]], patches=torch.zeros(px.shape[0], n, 8), layers=layers)
+        return ImageOut(embedding=emb[k:k + 1], patches=torch.full((px.shape[0], n, 8), float(k)),
+                        layers={i: t[k:k + 1] for i, t in layers.items()})
 
     monkeypatch.setattr(m, "_encode", encode)
+    m.ctx.batch_size = 1
     m.decoder = _Decoder(dec_feats)
     text = F.normalize(torch.randn(2, e, generator=g), dim=-1)
     monkeypatch.setattr(m, "_category_text", lambda: text)
@@ -166,8 +173,9 @@ def test_predict_fusion_and_signal_by_hand(monkeypatch, method_ctx):
     m.category = INFO
     m.ctx.features = type("S", (), {"pixels": lambda self, refs: torch.zeros(len(refs), 3, 120, 120)})()
     pred = m.predict([None, None])
-    assert seen == [([4, 4], (2, 5))]  # test time: the whole image on c_{N+1} only, memory blocks
+    assert seen == [([4], (2, 5))] * 2  # test time: the whole image on c_{N+1} only, memory blocks
     s = m.scale
+    assert s == pytest.approx(m.model.logit_scale.exp().item()) and s > 10  # CLIP's exp(logit_scale) as 1/tau
     f = F.normalize(dec_feats, dim=1)
     dec = torch.sigmoid(s * (torch.einsum("bchw,c->bhw", f, text[1]) - torch.einsum("bchw,c->bhw", f, text[0])))
     z = F.normalize(emb, dim=-1)
@@ -279,8 +287,10 @@ def test_option_checks_name_the_option_and_describe(method_ctx):
         with pytest.raises(ConfigError, match=rf"^method 'anople' option {name}: must be {want}, got {value!r}$"):
             AnoPLe(method_ctx, **{name: value})
     for ok in ({"depth": 1}, {"depth": 12}, {"beta_max": 0.0}, {"beta_max": 1.0}, {"label_smoothing": 0.0},
-               {"latent_sigma": 0.0}, {"warmup_epochs": 0.0}, {"n_ctx_text": 0}, {"crop_grid": 1}):
+               {"latent_sigma": 0.0}, {"warmup_epochs": 0.0}, {"n_ctx_text": 0}, {"n_ctx_visual": 0},
+               {"crop_grid": 1}, {"decoder_scale": 1}, {"align_tau": 0.5}, {"epochs": 1}):
         AnoPLe(method_ctx, **ok)
+    assert AnoPLe(method_ctx, crop_grid=1).n_views == 1  # no crops: the image alone
     with pytest.raises(ConfigError, match=r"^method 'anople' option memory_layers: layers \[40\] out of range"):
         AnoPLe(method_ctx, memory_layers=[7, 40])
     with pytest.warns(DeprecationWarning, match="'mem_layers' is deprecated; use 'memory_layers'"):
