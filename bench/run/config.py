@@ -309,7 +309,18 @@ def build_config(preset: str | None = None, config_file: str | None = None,
             m.options[opt] = parse_value(value)
     if not cfg.methods or not cfg.datasets or not cfg.shots or not cfg.seeds:
         raise ConfigError("a run needs at least one method, dataset, shot count and seed")
+    cfg.methods = [canonical_method(m) for m in cfg.methods]
     return cfg
+
+
+def canonical_method(spec: MethodSpec) -> MethodSpec:
+    """``spec`` with deprecated option names replaced by the current ones, once, at configuration
+    time: one DeprecationWarning per run (not one per cell) and one method id for one setting."""
+    from fsadbench.core.registry import METHODS
+
+    cls, _ = METHODS.get(spec.name)
+    options = cls.canonical_options(spec.options)
+    return spec if options == spec.options else MethodSpec(spec.name, options, spec.label)
 
 
 PIPELINE_CHECK = "pipeline-check"  # RunConfig.preset of a run without datasets (see config_from_cli)

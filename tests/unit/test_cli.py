@@ -94,7 +94,7 @@ def test_from_cli_builds_everything_once():
     assert cfg.preset is None and [d.name for d in cfg.datasets] == ["mvtec", "visa"]
     assert all(d.categories == ["bottle", "grid"] for d in cfg.datasets)
     assert (cfg.protocol.eval_size, cfg.protocol.sigma, cfg.protocol.max_test_images) == (224, 2.0, 5)
-    assert cfg.methods[0].options == {"layers": [2, 4]} and cfg.amp is False
+    assert cfg.methods[0].options == {"memory_layers": [2, 4]} and cfg.amp is False  # old name made current
     assert cfg.results_dir == "results/run"  # the same default report, status and figures read
     from fsadbench.cli.common import DEFAULT_RESULTS_DIR
 

@@ -20,6 +20,22 @@ def test_method_id_is_stable():
     assert MethodSpec("apt", {"la": False, "k": 2}).id == "apt[k=2,la=false]"
 
 
+def test_deprecated_option_names_become_the_current_ones_once(recwarn):
+    """One warning at configuration time, and the method id of the current name (same cells, same rows)."""
+    import warnings
+
+    warnings.simplefilter("always")
+    cfg = build_config("smoke", None, {"methods": "anople,memory"}, ["anople.mem_layers=7,8", "memory.memory_layers=3"])
+    dep = [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+    assert [str(w.message) for w in dep] == ["method 'anople': option 'mem_layers' is deprecated; use 'memory_layers'"]
+    assert cfg.methods[0].id == build_config("smoke", None, {"methods": "anople"},
+                                             ["anople.memory_layers=7,8"]).methods[0].id
+    assert "memory_layers" in cfg.methods[0].options and "mem_layers" not in cfg.methods[0].options
+    assert cfg.methods[1].options == {"memory_layers": 3}
+    with pytest.raises(ConfigError, match="name the same setting"):
+        build_config("smoke", None, {"methods": "anople"}, ["anople.mem_layers=7", "anople.memory_layers=8"])
+
+
 @pytest.mark.parametrize("yaml_text, fragment", [
     ("shotz: [1]\n", "unknown key"),
     ("shots: [one]\n", "list of integers"),
