@@ -56,7 +56,7 @@ from fsadbench.core.errors import ConfigError, MethodError, NotApplicable
 from fsadbench.protocol.method import Method
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 
-from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits
+from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits, unit
 from fsadbench.methods.anople.train import step_losses, train_epochs
 from fsadbench.backbone.towers import TextTower
 from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
@@ -90,6 +90,12 @@ class AnoPLe(Method):
     min_shots = 1
     default_sigma = 4.0
     fit_scope = "dataset"
+
+    # built by fit: the prompt-side parameters, the decoder, each category's class name and shots
+    learner: PromptLearner
+    decoder: Decoder
+    class_names: dict[str, str]
+    shots: dict[str, list[ImageRef]]
 
     @dataclass
     class Options:
@@ -146,7 +152,7 @@ class AnoPLe(Method):
         for ok, field_name, want in checks:
             if not ok:
                 raise ConfigError(f"method {self.name!r} option {field_name}: must be {want}, "
-                                  f"got {getattr(o, field_name, None)!r}")
+                                  f"got {getattr(o, field_name)!r}")
         if o.memory_layers is not None:
             o.memory_layers = int_tuple(o.memory_layers, self.name, "memory_layers")
             try:
@@ -154,12 +160,9 @@ class AnoPLe(Method):
             except ConfigError as exc:
                 raise ConfigError(f"method {self.name!r} option memory_layers: {exc}") from exc
         self.device = ctx.device
-        self.learner: PromptLearner | None = None
-        self.decoder: Decoder | None = None
         self.memories: dict[str, VisualMemory] = {}
-        self.class_names: dict[str, str] = {}
         self.history: list[dict[str, float]] = []
-        self.category: CategoryInfo | None = None
+        self.category: CategoryInfo | None = None  # set by set_category, for a trained category only
         self.mem_layers: tuple[int, ...] = ()
         self.n_ctx: tuple[int, int] = _DEFAULT_CTX
         self.n_views = o.crop_grid ** 2 + 1 if o.crop_grid > 1 else 1
@@ -173,8 +176,9 @@ class AnoPLe(Method):
     def scale(self) -> float:
         return float(self.model.logit_scale.exp().item())
 
-    def _autocast(self):
-        on = bool(self.ctx.amp) and self.device.type == "cuda"
+    def autocast(self):
+        """bf16 autocast with ``amp`` on a CUDA device; on CPU ``amp`` changes nothing."""
+        on = self.ctx.amp and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
     def _tokens(self, class_names: Sequence[str]) -> torch.Tensor:
@@ -183,18 +187,19 @@ class AnoPLe(Method):
         sents = [s for c in class_names for s in slot_sentences(c, n, self.options.state_word)]
         return self.ctx.backbone.tokenizer(sents).to(self.device)
 
-    def _text(self, class_names: Sequence[str], prompts: torch.Tensor) -> torch.Tensor:
+    def class_texts(self, class_names: Sequence[str], prompts: torch.Tensor) -> torch.Tensor:
         """C x 2 x E normalised text embeddings (normal, abnormal) per class."""
         emb = encode_text_prompted(self.model, self._tokens(class_names), prompts).float()
-        return F.normalize(emb, dim=-1).reshape(len(class_names), 2, -1)
+        return unit(emb).reshape(len(class_names), 2, -1)
 
-    def _pick_text(self, per_class: torch.Tensor, index: int) -> torch.Tensor:
+    def pick_text(self, per_class: torch.Tensor, index: int) -> torch.Tensor:
         """2 x E text for a class: the average over classes (sec. 3.4.2) or the class's own."""
         if self.options.class_text == "own":
             return per_class[index]
-        return F.normalize(per_class.mean(dim=0), dim=-1)
+        return unit(per_class.mean(dim=0))
 
-    def _encode(self, pixels: torch.Tensor, signal_index: torch.Tensor, layers: Sequence[int] = ()):
+    def encode(self, pixels: torch.Tensor, signal_index: torch.Tensor, layers: Sequence[int] = ()):
+        """The prompted image encoder; image b gets the multi-view signal c_{signal_index[b] + 1}."""
         sig = self.learner.signal[signal_index.to(self.device)] if self.learner.signal is not None else None
         return encode_image_prompted(self.model, pixels, self.learner.visual_prompts(), sig, layers)
 
@@ -235,46 +240,42 @@ class AnoPLe(Method):
         infos = [categories[c] for c in names]
         self._setup(infos)
         self.class_names = {c: categories[c].class_name for c in names}
-        pixels = {c: self.ctx.features.pixels(list(normals_by_category[c])) for c in names}
-        big: dict[str, torch.Tensor] = {}
-        if self.options.crop_source == "original" and self.options.crop_grid > 1:
-            size = self.options.crop_grid * self.ctx.backbone.image_size  # the paper: 480 = 2 x 240
-            big = {c: self.ctx.features.pixels(list(normals_by_category[c]), size=size) for c in names}
-        self._train(names, pixels, big)
+        self.shots = {c: list(normals_by_category[c]) for c in names}
+        pixels = {c: self.ctx.features.pixels(self.shots[c]) for c in names}
+        train_epochs(self, names, pixels)
         self._finish(names, pixels)
 
-    def _views(self, c: str, i: int, pixels: Mapping[str, torch.Tensor], big: Mapping[str, torch.Tensor],
-               gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training views of shot i of category c and of its pseudo anomaly, with their masks (views.py)."""
+    def training_views(self, c: str, i: int, pixels: Mapping[str, torch.Tensor],
+                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training views of shot i of category c and of its pseudo anomaly, with their masks (views.py);
+        crops of the original file come from the feature store at crop_grid x S (the paper: 480 = 2 x 240),
+        decoded once per shot and size."""
         o, space = self.options, PixelSpace(self.ctx.backbone.mean, self.ctx.backbone.std)
-        if big:
-            return views_original(pixels[c][i], big[c][i], big[c], gen, o.crop_grid, o.texture, o.beta_max, space)
+        if o.crop_source == "original" and o.crop_grid > 1:
+            big = self.ctx.features.pixels(self.shots[c], size=o.crop_grid * self.ctx.backbone.image_size)
+            return views_original(pixels[c][i], big[i], big, gen, o.crop_grid, o.texture, o.beta_max, space)
         return views_upsampled(pixels[c][i], pixels[c], gen, o.crop_grid, o.texture, o.beta_max, space)
 
-    def _step_loss(self, views: torch.Tensor, masks: torch.Tensor, text: torch.Tensor,
-                   gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def step_loss(self, views: torch.Tensor, masks: torch.Tensor, text: torch.Tensor,
+                  gen: torch.Generator) -> dict[str, torch.Tensor]:
         """Losses (eq. 7-11) for one shot and its pseudo anomaly (``anople/train.py``)."""
         return step_losses(self, views, masks, text, gen)
-
-    def _train(self, names: list[str], pixels: Mapping[str, torch.Tensor], big: Mapping[str, torch.Tensor]) -> None:
-        """SGD over every shot of every category, ``epochs`` times (``anople/train.py``)."""
-        train_epochs(self, names, pixels, big)
 
     @torch.no_grad()
     def _finish(self, names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:
         """Freeze prompts, build each category's visual memory from its shots (suppl. 6.3)."""
         self.learner.eval()
         self.decoder.eval()
-        with self._autocast():
-            per_class = self._text([self.class_names[c] for c in names], self.learner.text_prompts())
+        with self.autocast():
+            per_class = self.class_texts([self.class_names[c] for c in names], self.learner.text_prompts())
         self._train_text = per_class
         self._train_names = names
         for c in names:
             feats = []
             for s in range(0, pixels[c].shape[0], max(1, self.ctx.batch_size)):
                 px = pixels[c][s:s + self.ctx.batch_size].to(self.device)
-                with self._autocast():
-                    out = self._encode(px, torch.full((px.shape[0],), self.n_views - 1), self.mem_layers)
+                with self.autocast():
+                    out = self.encode(px, torch.full((px.shape[0],), self.n_views - 1), self.mem_layers)
                 feats.append(self._memory_features(out))
             mem = VisualMemory((0,))
             mem.fit({0: torch.cat(feats)})
@@ -291,11 +292,11 @@ class AnoPLe(Method):
     def _category_text(self) -> torch.Tensor:
         """2 x E text for the current category (a trained one: ``set_category`` checks): the
         training-class average, or its own embeddings."""
-        return self._pick_text(self._train_text, self._train_names.index(self.category.name))
+        return self.pick_text(self._train_text, self._train_names.index(self.category.name))
 
     @torch.no_grad()
     def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
-        if self.learner is None or self.category is None:
+        if self.category is None:  # set_category accepts trained categories only
             raise MethodError("AnoPLe.predict() before fit() / set_category()")
         text = self._category_text()
         memory = self.memories[self.category.name]
@@ -305,8 +306,8 @@ class AnoPLe(Method):
         step = max(1, self.ctx.batch_size)
         for s in range(0, len(images), step):
             px = self.ctx.features.pixels(list(images[s:s + step])).to(self.device)
-            with self._autocast():
-                out = self._encode(px, torch.full((px.shape[0],), self.n_views - 1), self.mem_layers)
+            with self.autocast():
+                out = self.encode(px, torch.full((px.shape[0],), self.n_views - 1), self.mem_layers)
                 feats = self.decoder(out.patches, grid)
             feats = feats.float()
             dec = F.softmax(pixel_logits(feats, text, self.scale), dim=1)[:, 1]  # B x H' x W'

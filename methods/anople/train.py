@@ -32,8 +32,8 @@ def step_losses(m: "AnoPLe", views: torch.Tensor, masks: torch.Tensor, text: tor
     v = m.n_views
     signal_index = torch.arange(v).repeat(2)
     labels = (masks.flatten(1).amax(dim=1) > 0).long()
-    with m._autocast():
-        out = m._encode(views, signal_index)
+    with m.autocast():
+        out = m.encode(views, signal_index)
         feats = m.decoder(out.patches, m.ctx.backbone.grid)
     emb, feats = out.embedding.float(), feats.float()
     logits = pixel_logits(feats, text, m.scale)
@@ -48,10 +48,9 @@ def step_losses(m: "AnoPLe", views: torch.Tensor, masks: torch.Tensor, text: tor
     return {"pixel": l_pix, "image": l_img, "align": l_align, "total": l_pix + l_img + l_align}
 
 
-def train_epochs(m: "AnoPLe", names: list[str], pixels: Mapping[str, torch.Tensor],
-                 big: Mapping[str, torch.Tensor]) -> None:
+def train_epochs(m: "AnoPLe", names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:
     """Train ``m``'s prompt learner and decoder on the shots of ``names``; the per-epoch mean losses
-    go to ``m.history``. ``pixels`` / ``big``: each category's shots at S (and at crop_grid x S)."""
+    go to ``m.history``. ``pixels``: each category's shots at S."""
     o = m.options
     gen = torch.Generator().manual_seed(int(m.ctx.seed))
     items = [(c, i) for c in names for i in range(pixels[c].shape[0])]
@@ -69,11 +68,11 @@ def train_epochs(m: "AnoPLe", names: list[str], pixels: Mapping[str, torch.Tenso
         sums: dict[str, float] = {}
         for t in torch.randperm(len(items), generator=gen).tolist():
             c, i = items[t]
-            views, masks = m._views(c, i, pixels, big, gen)
-            with m._autocast():
-                per_class = m._text(classes, m.learner.text_prompts())
-            text = m._pick_text(per_class, names.index(c))
-            losses = m._step_loss(views, masks, text, gen)
+            views, masks = m.training_views(c, i, pixels, gen)
+            with m.autocast():
+                per_class = m.class_texts(classes, m.learner.text_prompts())
+            text = m.pick_text(per_class, names.index(c))
+            losses = m.step_loss(views, masks, text, gen)
             opt.zero_grad()
             losses["total"].backward()
             opt.step()

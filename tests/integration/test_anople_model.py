@@ -106,3 +106,37 @@ def test_setup_builds_learner_and_decoder_from_the_options(method_ctx):
     other = AnoPLe(method_ctx.__class__(**{**method_ctx.__dict__, "seed": 3}), depth=5)
     other._setup([CATS["a"]])
     assert not torch.allclose(other.learner.ctx_text[:, :2], m.learner.ctx_text[:, :2])
+
+
+def test_predict_needs_a_trained_category_set(method_ctx, shots):
+    m = _fit(method_ctx, shots)  # fit_dataset trains; the category is chosen by set_category
+    with pytest.raises(MethodError, match=r"^AnoPLe.predict\(\) before fit\(\) / set_category\(\)$"):
+        m.predict(shots["a"][:1])
+    m.set_category(CATS["b"])
+    assert m.predict(shots["a"][:1])["w/o VG"].maps.shape == (1, 30, 30)
+
+
+@torch.no_grad()
+def test_amp_changes_nothing_on_cpu_and_no_signal_runs(method_ctx, shots):
+    """``amp`` is bf16 autocast on CUDA only; on CPU the numbers are the fp32 ones, bit for bit."""
+    amp_ctx = method_ctx.__class__(**{**method_ctx.__dict__, "amp": True})
+    out = []
+    for ctx in (method_ctx, amp_ctx):
+        m = AnoPLe(ctx, multi_class=False, epochs=1, depth=2, crop_grid=1)
+        with torch.enable_grad():
+            m.fit(shots["b"], CATS["b"])
+        out.append(m.predict(shots["a"][:2]))
+    for v in out[0]:
+        assert torch.equal(torch.as_tensor(out[0][v].maps), torch.as_tensor(out[1][v].maps))
+    m = AnoPLe(method_ctx, multi_class=False, epochs=1, depth=2, crop_grid=2, view_signal=False)
+    with torch.enable_grad():
+        m.fit(shots["b"], CATS["b"])
+    pred = m.predict(shots["a"][:2])["w/ VG"]
+    assert m.learner.signal is None and pred.maps.shape == (2, 30, 30)
+
+
+def test_memory_layers_error_names_method_and_option(method_ctx):
+    from fsadbench.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^anople option 'memory_layers' must be a list of block numbers"):
+        AnoPLe(method_ctx, memory_layers=["x"])

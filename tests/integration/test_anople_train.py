@@ -54,7 +54,7 @@ def test_step_losses_recomputed_from_hand_made_features(method_ctx):
         seen.append((px, signal_index.tolist(), tuple(layers)))
         return ImageOut(embedding=emb, patches=torch.zeros(10, n, 8), layers={})
 
-    m._encode = encode
+    m.encode = encode
     m.decoder = _Decoder(feats)
     got = step_losses(m, views, masks, text, torch.Generator().manual_seed(5))
     assert torch.equal(seen[0][0], views) and seen[0][1] == [0, 1, 2, 3, 4] * 2 and seen[0][2] == ()
@@ -75,7 +75,7 @@ def test_step_losses_recomputed_from_hand_made_features(method_ctx):
     # the defaults enter the same way: smoothing 0.003, tau 2, N(0, 0.015^2)
     d = AnoPLe(method_ctx, multi_class=False, crop_grid=2)
     d._setup([INFO])
-    d._encode, d.decoder = encode, _Decoder(feats)
+    d.encode, d.decoder = encode, _Decoder(feats)
     got = step_losses(d, views, masks, text, torch.Generator().manual_seed(5))
     noise = torch.randn((5, e), generator=torch.Generator().manual_seed(5)) * 0.015
     latent = F.normalize(z_pos + noise, dim=-1)
@@ -90,7 +90,7 @@ def _loop(method_ctx, tmp_path, monkeypatch, totals, **opts):
     refs = {"a": random_image_refs(tmp_path, 3, 40, 40, seed=1, prefix="a"),
             "b": random_image_refs(tmp_path, 2, 40, 40, seed=2, prefix="b")}
     calls, progress, said, lrs = [], [], [], []
-    real_views = AnoPLe._views
+    real_views = AnoPLe.training_views
 
     class RecordingSGD(torch.optim.SGD):
         def step(self, closure=None):
@@ -99,9 +99,9 @@ def _loop(method_ctx, tmp_path, monkeypatch, totals, **opts):
 
     monkeypatch.setattr(torch.optim, "SGD", RecordingSGD)
 
-    def views(self, c, i, pixels, big, gen):
+    def views(self, c, i, pixels, gen):
         calls.append([c, i])
-        return real_views(self, c, i, pixels, big, gen)
+        return real_views(self, c, i, pixels, gen)
 
     def step_loss(self, views, masks, text, gen):
         calls[-1].append(text.detach().clone())
@@ -110,8 +110,8 @@ def _loop(method_ctx, tmp_path, monkeypatch, totals, **opts):
         w = sum(p.sum() for p in self.learner.parameters()) * 0.0
         return {"pixel": w + t / 2, "image": w + t / 4, "align": w + t / 4, "total": w + t}
 
-    monkeypatch.setattr(AnoPLe, "_views", views)
-    monkeypatch.setattr(AnoPLe, "_step_loss", step_loss)
+    monkeypatch.setattr(AnoPLe, "training_views", views)
+    monkeypatch.setattr(AnoPLe, "step_loss", step_loss)
     ctx = method_ctx.__class__(**{**method_ctx.__dict__, "progress": lambda *a: progress.append(a),
                                   "log": said.append})
     m = AnoPLe(ctx, depth=2, crop_grid=1, **opts)
@@ -149,7 +149,7 @@ def test_loop_average_text_is_shared_by_the_classes(method_ctx, tmp_path, monkey
     m, calls, _ = _loop(method_ctx, tmp_path, monkeypatch, [1.0] * 5, epochs=1)
     texts = [t for *_, t, _ in calls]
     assert all(torch.allclose(t, texts[0]) for t in texts)  # the parameters do not move (zero gradient)
-    per_class = m._text(["metal nut", "wood"], m.learner.text_prompts())
+    per_class = m.class_texts(["metal nut", "wood"], m.learner.text_prompts())
     assert torch.allclose(texts[0], F.normalize(per_class.mean(0), dim=-1), atol=1e-5)
 
 

@@ -91,23 +91,41 @@ def test_crops_come_from_the_original_file_at_twice_the_resolution(tiny_backbone
     assert masks[9].any() and (pooled & (masks[9] > 0)).sum() > 0.5 * pooled.sum()
 
 
-@pytest.mark.parametrize("source, crop_grid, want", [("original", 2, "views_original"),
-                                                     ("upsampled", 2, "views_upsampled"),
-                                                     ("original", 1, "views_upsampled")])
-def test_fit_takes_views_from_the_configured_source(monkeypatch, method_ctx, tmp_path, source, crop_grid, want):
+@pytest.mark.parametrize("source, crop_grid, texture, want", [("original", 2, "normal", "views_original"),
+                                                              ("upsampled", 2, "normal", "views_upsampled"),
+                                                              ("original", 1, "noise", "views_upsampled")])
+def test_fit_takes_views_from_the_configured_source(monkeypatch, method_ctx, tmp_path, source, crop_grid, texture,
+                                                    want):
+    from fixtures_layouts import random_image_refs
+
     ref = _fine_image(tmp_path)
+    refs = [ref] + random_image_refs(tmp_path, 1, 50, 50, prefix="o")
     calls = {"views_original": [], "views_upsampled": []}
     for name in calls:
         real = getattr(anople_model, name)
         monkeypatch.setattr(anople_model, name, lambda *a, _r=real, _n=name, **k: calls[_n].append(a) or _r(*a, **k))
-    m = AnoPLe(method_ctx, multi_class=False, epochs=1, depth=2, crop_grid=crop_grid, crop_source=source)
-    m.fit([ref], INFO)
-    assert len(calls[want]) == 1 and sum(map(len, calls.values())) == 1
-    if want == "views_original":
-        big = calls[want][0][1]  # the file at crop_grid x 120, through the feature store
-        assert big.shape == (3, 240, 240) and torch.equal(big, method_ctx.features.pixels([ref], size=240)[0])
-    assert m.describe()["training_view_source"].startswith("crops of the " + ("original" if source == "original"
-                                                                            else "bilinearly"))
+    m = AnoPLe(method_ctx, multi_class=False, epochs=1, depth=2, crop_grid=crop_grid, crop_source=source,
+               texture=texture, beta_max=0.6)
+    m.fit(refs, INFO)
+    assert len(calls[want]) == 2 and sum(map(len, calls.values())) == 2
+    small = method_ctx.features.pixels(refs)
+    for args in calls[want]:
+        i = next(k for k in range(2) if torch.equal(args[0], small[k]))  # the shot this step trains on
+        if want == "views_original":
+            pool = method_ctx.features.pixels(refs, size=240)  # the files at crop_grid x 120, via the store
+            x, big, pool_big, gen, factor, tex, beta_max, space = args
+            assert torch.equal(big, pool[i]) and torch.equal(pool_big, pool)
+        else:
+            x, pool_small, gen, factor, tex, beta_max, space = args
+            assert torch.equal(pool_small, small)
+        assert isinstance(gen, torch.Generator) and (factor, tex, beta_max) == (crop_grid, texture, 0.6)
+        assert space.mean.flatten().tolist() == pytest.approx(list(method_ctx.backbone.mean))
+    assert m.describe()["training_view_source"] == {
+        "original": "crops of the original file at crop_grid x S",
+        "upsampled": "crops of the bilinearly upsampled S x S tensor"}[source]
+    assert m.describe()["pseudo_anomaly_texture"] == {
+        "noise": "Perlin colour noise (no texture set available)",
+        "normal": "another normal shot of the category, flipped/rotated"}[texture]
 
 
 # -- deep prompts: every prompted layer counts, and only those ----------------------------------------
@@ -162,7 +180,7 @@ def test_predict_fusion_and_signal_by_hand(monkeypatch, method_ctx):
         return ImageOut(embedding=emb[k:k + 1], patches=torch.full((px.shape[0], n, 8), float(k)),
                         layers={i: t[k:k + 1] for i, t in layers.items()})
 
-    monkeypatch.setattr(m, "_encode", encode)
+    monkeypatch.setattr(m, "encode", encode)
     m.ctx.batch_size = 1
     m.decoder = _Decoder(dec_feats)
     text = F.normalize(torch.randn(2, e, generator=g), dim=-1)
@@ -225,7 +243,7 @@ def test_training_step_losses_signal_and_optimiser(monkeypatch, method_ctx, tmp_
             return super().step(closure)
 
     monkeypatch.setattr(torch.optim, "SGD", RecordingSGD)
-    real_step, real_encode, real_image_loss = AnoPLe._step_loss, AnoPLe._encode, anople_train.image_loss
+    real_step, real_encode, real_image_loss = AnoPLe.step_loss, AnoPLe.encode, anople_train.image_loss
     encodes, latents = [], []
 
     def step_loss(self, views, masks, text, gen):
@@ -243,8 +261,8 @@ def test_training_step_losses_signal_and_optimiser(monkeypatch, method_ctx, tmp_
         latents.append((labels.clone(), latent.clone(), z_pos.clone(), smoothing))
         return real_image_loss(scale, emb, labels, latent, z_pos, text, smoothing)
 
-    monkeypatch.setattr(AnoPLe, "_step_loss", step_loss)
-    monkeypatch.setattr(AnoPLe, "_encode", encode)
+    monkeypatch.setattr(AnoPLe, "step_loss", step_loss)
+    monkeypatch.setattr(AnoPLe, "encode", encode)
     monkeypatch.setattr(anople_train, "image_loss", image_loss)
     m = AnoPLe(method_ctx, multi_class=False, epochs=2, depth=2, crop_grid=2, lr_prompt=0.01, lr_decoder=0.004,
                latent_sigma=0.5, latent_mu=0.1)
@@ -316,10 +334,8 @@ def test_option_checks_name_the_option_and_describe(method_ctx):
 
 # Equivalent mutants (mutmut, methods/anople/model.py), with the reason they cannot be killed on CPU:
 EQUIVALENT_MUTANTS = {
-    "AnoPLe._autocast (on = amp or cuda, dtype, enabled)": "bf16 autocast only exists on a CUDA device; the CPU "
-                                                          "tests run it disabled either way",
-    "AnoPLe._tokens/_encode/_setup (.to(device) removed or None)": "device placement: the CPU tests cannot see a "
-                                                                   "device",
-    "AnoPLe._setup (fork_rng(devices=None))": "forks the CPU generator either way on a machine without CUDA",
-    "AnoPLe._text/_pick_text (normalize dim default, +1)": "dim 1 is the last dim of the 2C x E / 2 x E text",
+    "AnoPLe.autocast (device type compared with another string, amp -> None, dtype removed)":
+        "autocast stays off on CPU either way (amp on CPU is tested to change nothing)",
+    "AnoPLe._tokens/encode/_setup (.to(device) -> .to(None))": "device placement: the CPU tests cannot see a device",
+    "AnoPLe._setup (fork_rng(devices=[] -> None))": "forks the CPU generator either way on a machine without CUDA",
 }
