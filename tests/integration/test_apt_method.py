@@ -67,6 +67,14 @@ def test_lat_vv_token_sees_only_its_neighbours(tiny_backbone):
     assert w == 15
 
 
+def test_fit_reports_each_epoch_once(method_ctx, synth):
+    info, train, _ = synth["disc"]
+    seen = []
+    ctx = method_ctx.__class__(**{**method_ctx.__dict__, "progress": lambda *a: seen.append(a)})
+    APT(ctx, epochs=4, meta_rounds=2, lr=1e-2, steps_per_epoch=2).fit(train[:1], info)
+    assert seen == [("epoch", e, 4) for e in range(1, 5)]
+
+
 # -- fit / predict -----------------------------------------------------------------------------
 def test_fit_predict_variants_and_training_lowers_l_ano(method_ctx, synth):
     info, train, test = synth["disc"]

@@ -334,6 +334,17 @@ def test_fit_lowers_loss_deterministic_and_predicts(method_ctx, synthetic_disc):
     assert d["loss_segmentation"]["epochs"] == 10 and d["vv_blocks"] == "all"
 
 
+def test_fit_reports_each_epoch_of_each_prompt_set(method_ctx, tmp_path):
+    seen = []
+    ctx = method_ctx.__class__(**{**method_ctx.__dict__, "progress": lambda *a: seen.append(a)})
+    PromptAD(ctx, epochs=3).fit(_refs(tmp_path, 1, 5), INFO)
+    run = [("epoch", 1, 3), ("epoch", 2, 3), ("epoch", 3, 3)]
+    assert seen == run * 2  # the segmentation prompts, then the image prompts
+    seen.clear()
+    PromptAD(ctx, epochs=2, separate_image_prompts=False).fit(_refs(tmp_path, 1, 6), INFO)
+    assert seen == [("epoch", 1, 2), ("epoch", 2, 2)]
+
+
 def test_shared_image_prompts(method_ctx, tmp_path):
     shots, test = _refs(tmp_path, 1, 2), _refs(tmp_path, 2, 3)
     m = PromptAD(method_ctx, epochs=2, separate_image_prompts=False, generic_only=True)
@@ -441,8 +452,8 @@ EQUIVALENT_MUTANTS = {
     "x_promptad_losses__mutmut_31/32": "normalize's default dim (1) and +1 are the last dim of the 2-D features",
     "x_promptad_losses__mutmut_53/56, PromptSet.__init____mutmut_6/18, PromptAD.train_prompts__mutmut_18":
         "device placement: the CPU tests cannot see a device",
-    "PromptAD.train_prompts__mutmut_70/71": "every grad is set by backward() before the step: zeroed or None is "
-                                           "the same",
+    "PromptAD.train_prompts: zero_grad(set_to_none=True -> None / False)": "every grad is set by backward() "
+                                                                          "before the step: zeroed or None is the same",
     "PromptAD.fit__mutmut_5x (normalize(embedding, dim=+1 / default))": "dim 1 is the last dim of the B x E CLS "
                                                                         "embeddings",
 }

@@ -343,6 +343,16 @@ EQUIVALENT_MUTANTS = {
 }
 
 
+@torch.no_grad()
+def test_fit_text_is_the_ensemble_of_the_class_words(method_ctx):
+    m = WinCLIP(method_ctx)
+    m.fit([], CategoryInfo("synthetic", "metal_nut", "metal nut"))
+    want = ensemble_embeddings(method_ctx.backbone.encode_text, "metal nut")
+    assert torch.equal(m.text, want)
+    assert not torch.allclose(want, ensemble_embeddings(method_ctx.backbone.encode_text, "wood"), atol=1e-4)
+    assert m._text_for("metal nut") is m.text  # cached per class name
+
+
 def test_option_messages_class_name_fallback_and_describe(method_ctx):
     with pytest.raises(ConfigError, match=r"^method 'winclip': option scales=\[2, 16\] must be window sizes in "
                                           r"1\.\.15 patches for the 15x15 grid \(paper: 2,3\)$"):
@@ -383,4 +393,5 @@ EQUIVALENT_MUTANTS_MODEL = {
     "WinCLIP.__init____mutmut_59": "window_memory is always set by fit() before it is read",
     "WinCLIP.__init____mutmut_31/35": "a spec without a version takes its registered version (1)",
     "WinCLIP.__init____mutmut_46": "window_chunk only bounds memory: chunked transformer calls give the same embeddings",
+    "WinCLIP.__init____mutmut_20 (message grid[1] x grid[1])": "ViT patch grids are square: rows = columns",
 }
