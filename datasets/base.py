@@ -6,7 +6,6 @@ category, the train normals (k-shot pool) and the test samples.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -128,20 +127,6 @@ class Dataset(ABC):
             defect_types=defect_types,
             is_texture=category in self.texture_categories,
         )
-
-    def fingerprint(self, split: CategorySplit) -> str:
-        """Hash over relative paths and file sizes of every sample (cheap, stable)."""
-        h = hashlib.sha1()
-        for s in list(split.train) + list(split.test):
-            for p, rel in ((s.image_path, s.rel_path), (s.mask_path, None)):
-                if p is None:
-                    continue
-                h.update((rel or str(p.name)).encode())
-                try:
-                    h.update(str(p.stat().st_size).encode())
-                except OSError:
-                    h.update(b"missing")
-        return h.hexdigest()[:16]
 
 
 _CLASS_NAMES = {
