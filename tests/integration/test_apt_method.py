@@ -279,7 +279,7 @@ def test_prompt_composition_shared_prefix_and_context_init(monkeypatch, method_c
     monkeypatch.setattr(apt_model, "train_smgs", spy_train)
     monkeypatch.setattr(apt_model.PromptTextEncoder, "encode", spy_encode)
     method_ctx.seed = 5
-    m = APT(method_ctx, epochs=2, meta_rounds=1, n_prefix=2, n_normal=3, n_abnormal=1, lr=0.5)
+    m = APT(method_ctx, epochs=2, meta_rounds=1, n_prefix=2, n_normal=3, n_abnormal=1, lr=0.5, lam=0.3)
     m.fit(train[:1], info)
     (t_n, v_n), (t_a, v_a) = seen["prompts"][0]
     assert (t_n, t_a) == ("* * disc * * *", "* * disc *") and m.facts["prompts"] == [t_n, t_a]
@@ -290,7 +290,9 @@ def test_prompt_composition_shared_prefix_and_context_init(monkeypatch, method_c
     for name, n in (("prefix", 2), ("normal", 3), ("abnormal", 1)):
         assert torch.equal(seen["init"][name], 0.02 * torch.randn(n, w, generator=gen)), name
     cfg = seen["cfg"]
-    assert (cfg.epochs, cfg.meta_rounds, cfg.lr, cfg.lam, cfg.scale) == (2, 1, 0.5, 1.0, m.scale)
+    assert (cfg.epochs, cfg.meta_rounds, cfg.lr, cfg.lam, cfg.scale) == (2, 1, 0.5, 0.3, m.scale)
+    o = m.options
+    assert (cfg.mg, cfg.so, cfg.steps_per_epoch, cfg.calibration) == (o.mg, o.so, o.steps_per_epoch, o.calibration)
     # after the fit, z are the learnable prompts' embeddings, not the meta prompts'
     (zn, za), _ = m.meta_embeddings(info)
     assert not torch.allclose(m.z[0], zn, atol=1e-4)
@@ -300,6 +302,19 @@ def test_prompt_composition_shared_prefix_and_context_init(monkeypatch, method_c
     no_prefix = APT(method_ctx, epochs=1, meta_rounds=1, n_prefix=0)
     no_prefix.fit(train[:1], info)
     assert no_prefix.facts["prompts"][0] == "disc * * * *"
+    assert set(seen["init"]) == {"normal", "abnormal"}  # no empty prefix parameter
+
+
+def test_tf_off_regions_come_from_the_cell_generator(method_ctx, synth):
+    """GN without TF draws its blobs from the seeded generator too: two fits, the same prompts."""
+    info, train, _ = synth["disc"]
+    z = []
+    for _ in range(2):
+        torch.manual_seed(len(z))  # the global generator must not matter
+        m = APT(method_ctx, epochs=3, meta_rounds=1, lr=1e-2, tf=False)
+        m.fit(train[:1], info)
+        z.append(m.z)
+    assert torch.equal(z[0][0], z[1][0]) and torch.equal(z[0][1], z[1][1])
 
 
 def test_predict_wiring_by_hand(method_ctx):
@@ -453,4 +468,7 @@ EQUIVALENT_MUTANTS = {
     "APT._object_mask (n = feats.shape[1])": "an all-ones mask: indexing its rows by the shot index gives ones "
                                             "whatever its row count",
     "APT.__init__ (history = '')": "history is always set by fit() before anything reads it",
+    "APT.meta_embeddings (normalize dim default / +1)": "dim 1 is the last dim of the n x E sentence embeddings",
+    "APT._object_mask / _init_params (device None or omitted, dev = None)": "device placement: the CPU tests cannot "
+                                                                            "see a device",
 }
