@@ -383,6 +383,10 @@ def test_target_focus_defaults_minmax_per_image_and_errors():
     soft = target_focus_scores(f, z_obj, z_bg)  # defaults: softmax rule, scale 100
     want = torch.sigmoid(100.0 * (f[..., 0] - f[..., 1]))
     assert torch.allclose(soft, want, atol=1e-6)
+    near = torch.tensor([[[0.6, 0.59], [0.59, 0.6]]])  # cosines 0.0119 apart: the scale shows
+    gap = 0.01 / (0.6 ** 2 + 0.59 ** 2) ** 0.5
+    assert torch.allclose(target_focus_scores(near, z_obj, z_bg), torch.sigmoid(torch.tensor([[gap, -gap]]) * 100),
+                          atol=1e-5)
     mm = target_focus_scores(f, z_obj, rule="minmax")  # per image: (s - min) / (max - min)
     assert torch.allclose(mm, torch.tensor([[1.0, 0.6, 0.0], [1.0, 0.0, 0.75]]), atol=1e-6)
     flat = target_focus_scores(torch.tensor([[[0.6, 0.8], [0.8, 0.6]]]), torch.tensor([1.0, 0.0]), rule="minmax")
@@ -463,7 +467,8 @@ def test_smgs_edge_cases_and_history_summary():
     ga, gd = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0])], [torch.tensor([-1.0, 1.0]), torch.zeros(2)]
     out, cs = calibrate(ga, gd)
     assert torch.allclose(out[0], torch.tensor([1 - 0.5 ** 0.5, 0.5 ** 0.5])) and cs[1] == 0.0
-    assert calibrate_groups(ga, gd)[1] == cs  # "per_group" by default
+    by_default = calibrate_groups(ga, gd)  # "per_group", lambda 1 by default
+    assert by_default[1] == cs and all(torch.equal(a, b) for a, b in zip(by_default[0], out))
     with pytest.raises(ValueError):
         calibrate(ga, gd[:1])
     three_a = [torch.tensor([1.0]), torch.tensor([2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0])]
@@ -477,10 +482,11 @@ def test_smgs_edge_cases_and_history_summary():
         meta_swap_epochs(0, 1)
     with pytest.raises(ConfigError, match=r"^apt option 'meta_rounds' must be between 1 and epochs \(3\), got 4$"):
         meta_swap_epochs(3, 4)
-    h = SMGSHistory(ano=[0.9, 0.5], div=[0.2, 0.1], cos={"prefix": [-0.5, 0.3], "normal": [0.1, 0.2]}, swaps=[1])
-    assert h.summary() == {"epochs_run": 2, "swaps_after_epochs": [1], "l_ano_first": 0.9, "l_ano_last": 0.5,
+    h = SMGSHistory(ano=[0.9, 0.7, 0.5], div=[0.2, 0.15, 0.1], cos={"prefix": [-0.5, 0.3], "normal": [0.1, 0.0]},
+                    swaps=[1])
+    assert h.summary() == {"epochs_run": 3, "swaps_after_epochs": [1], "l_ano_first": 0.9, "l_ano_last": 0.5,
                            "l_div_first": 0.2, "l_div_last": 0.1,
-                           "calibrated_fraction": {"prefix": 0.5, "normal": 0.0}}
+                           "calibrated_fraction": {"prefix": 0.5, "normal": 0.0}}  # C = 0 calibrates nothing
     assert SMGSHistory().summary() == {"epochs_run": 0, "swaps_after_epochs": []}
 
 
@@ -494,11 +500,14 @@ def test_train_smgs_unused_group_epoch_means_and_steps_check(monkeypatch):
     monkeypatch.setattr(smgs, "ano_loss", lambda *a: losses["ano"].append(float(real_ano(*a).detach())) or real_ano(*a))
     monkeypatch.setattr(smgs, "div_loss", lambda *a: losses["div"].append(float(real_div(*a).detach())) or real_div(*a))
     hist, _ = train_smgs(params, encode, synth, (meta[1], meta[0]),
-                         SMGSConfig(epochs=2, meta_rounds=1, lr=0.05, steps_per_epoch=2, calibration="joint"))
+                         SMGSConfig(epochs=2, meta_rounds=1, lr=0.05, steps_per_epoch=2, calibration="joint",
+                                    scale=5.0))
     assert torch.equal(params["unused"].detach(), torch.zeros(4))
+    assert len(set(losses["ano"])) == 4 and min(losses["ano"]) > 1e-3  # not saturated: every step differs
     assert hist.ano == pytest.approx([sum(losses["ano"][:2]) / 2, sum(losses["ano"][2:]) / 2])
     assert hist.div == pytest.approx([sum(losses["div"][:2]) / 2, sum(losses["div"][2:]) / 2])
     assert all(isinstance(c, float) for v in hist.cos.values() for c in v) and len(hist.cos["prefix"]) == 4
     assert len({tuple(v) for v in hist.cos.values()}) == 1  # joint: one C for every group
+    assert len(set(hist.cos["prefix"])) > 1 and any(c != 0 for c in hist.cos["prefix"])
     with pytest.raises(ConfigError, match=r"^apt option 'steps_per_epoch' must be >= 1, got 0$"):
         train_smgs(params, encode, synth, meta, SMGSConfig(epochs=2, meta_rounds=1, steps_per_epoch=0))
