@@ -143,9 +143,33 @@ def test_template_limits_defaults_and_tokenizer_check(tiny_backbone):
 
 
 # Equivalent mutants (mutmut, methods/common/text_prompts.py), with the reason they cannot be killed:
+class _Tok:
+    """A stand-in BPE: one id per word (ids from 10), [SOS] 1, [EOT] 2; ``context_length`` optional."""
+
+    sot_token_id, eot_token_id = 1, 2
+
+    def __init__(self, context_length=None):
+        if context_length is not None:
+            self.context_length = context_length
+
+    def encode(self, text):
+        return [10 + (sum(map(ord, w.lower())) % 1000) for w in text.split()]
+
+
+def test_template_context_length_from_argument_tokenizer_or_clip_default():
+    assert build_template(_Tok(9), ["a b c"]).ids.shape == (9,)  # the tokenizer's context length
+    assert build_template(_Tok(), ["a b c"]).ids.shape == (77,)  # CLIP's 77 when the tokenizer has none
+    assert build_template(_Tok(9), ["a b c"], context_length=6).ids.shape == (6,)
+    words = " ".join(["w"] * 75)  # 75 words + [SOS] + [EOT] = 77 tokens: fits CLIP's 77, not 76
+    assert build_template(_Tok(), [words]).eot == 76
+    with pytest.raises(ConfigError, match=r"^prompt 'a b c \* \*' has 7 tokens; the text encoder takes 6: "
+                                          r"shorten the class name, states or context$"):
+        build_template(_Tok(), ["a b", "c", Slot("ctx", 2)], context_length=6)
+
+
 EQUIVALENT_MUTANTS = {
     "x_build_template__mutmut_29": "CLIP's BPE lower-cases: 'x' and 'X' are one token id",
-    "PromptTextEncoder.word_embeddings__mutmut_3/5, embed__mutmut_1/4/20, encode__mutmut_17/19/40/42":
+    "PromptTextEncoder.word_embeddings / embed / encode (.to(device) or device= removed or None)":
         "device placement: the CPU tests cannot see a device",
     "PromptTextEncoder.embed__mutmut_21, encode__mutmut_7/9/26": "dtype casts: open_clip's token embedding has the "
                                                                  "transformer's cast dtype already",

@@ -250,8 +250,17 @@ def test_vv_spec_key_and_compute_use_the_blocks(tiny_backbone, pixels):
 
 
 # Equivalent mutants (mutmut, methods/common/vv_attention.py), with the reason they cannot be killed:
+def test_block_errors_name_the_v_v_blocks():
+    from fsadbench.methods.common.vv_attention import resolve_blocks
+
+    assert resolve_blocks(4, None) == resolve_blocks(4, "all") == (1, 2, 3, 4)
+    assert resolve_blocks(4, [3, 1, 3]) == (1, 3)
+    with pytest.raises(ConfigError, match=r"^V-V blocks \[5\] out of range: the encoder has blocks 1\.\.4$"):
+        resolve_blocks(4, [1, 5])
+
+
 EQUIVALENT_MUTANTS = {
     "x__value_projection__mutmut_8/16": "slicing [2w:4w] of the 3w in-projection rows is [2w:3w]",
-    "x_vv_attention__mutmut_32": "transpose(-1, +2) of the 4-D B x H x L x hd values is transpose(-1, -2)",
-    "x_vv_attention__mutmut_40/42": "mask device: the CPU tests cannot see a device",
+    "vv_attention: v.transpose(-1, +2)": "transpose(-1, +2) of the 4-D B x H x L x hd values is transpose(-1, -2)",
+    "vv_attention: mask.to(device=None / omitted)": "mask device: the CPU tests cannot see a device",
 }
