@@ -183,8 +183,16 @@ def test_mask_fallback_is_the_top_fraction_of_the_last_draw(monkeypatch):
     m = perlin.perlin_mask((50, 40), _gen(4), threshold=10.0, max_tries=1, fallback_fraction=0.0)
     assert len(fields) == 1 and int(m.sum()) == 1 and m.flatten()[fields[0].flatten().argmax()] == 1
     fields.clear()
+    m = perlin.perlin_mask((50, 40), _gen(4), threshold=10.0)  # DRAEM-style default: the top 2 %
+    assert int(m.sum()) == 40
+    fields.clear()
     m = perlin.perlin_mask((32, 32), _gen(5), max_scale=2)
     assert torch.equal(m, (fields[0] > 0.5).float()) and len(fields) >= 1
+    # the scale range reaches the noise: max_scale 1 leaves only resolution 2**0 = one lattice cell
+    for draw in (perlin.perlin_mask((32, 32), _gen(6), min_scale=0, max_scale=1),
+                 perlin.pseudo_anomaly(torch.rand(3, 32, 32, generator=_gen(7)), _gen(6), max_scale=1).mask):
+        assert torch.equal(draw, perlin.perlin_mask((32, 32), _gen(6), max_scale=1))
+        assert not torch.equal(draw, perlin.perlin_mask((32, 32), _gen(6)))
 
 
 def test_texture_resolutions_no_rotation_and_range(monkeypatch):
@@ -214,11 +222,12 @@ def test_blend_with_a_grey_texture_and_pseudo_anomaly_masks():
     tex = torch.rand(3, 16, 16, generator=_gen(2))
     image = tex.clone()
     image[:, :, 8:] = 1.0 - image[:, :, 8:]
-    pa = pseudo_anomaly(image, _gen(3), texture=tex, beta_max=0.5)
-    drawn = perlin_mask((16, 16), _gen(3))
+    pa = pseudo_anomaly(image, _gen(6), texture=tex, beta_max=0.0)  # beta 0: the texture itself, exactly
+    drawn = perlin_mask((16, 16), _gen(6))
+    assert drawn[:, :8].sum() > 0 and drawn[:, 8:].sum() > 0  # the draw covers both halves
     assert torch.equal(pa.mask[:, :8], torch.zeros(16, 8)) and torch.equal(pa.mask[:, 8:], drawn[:, 8:])
     # nothing changed anywhere: the drawn mask is returned (never empty)
-    same = pseudo_anomaly(tex, _gen(3), texture=tex)
+    same = pseudo_anomaly(tex, _gen(6), texture=tex, beta_max=0.0)
     assert torch.equal(same.mask, drawn) and torch.allclose(same.image, tex, atol=1e-6)
     with pytest.raises(ValueError, match=r"^pseudo_anomaly: image must be C x H x W, got shape \(16, 16\)$"):
         pseudo_anomaly(tex[0], _gen(0))
@@ -226,16 +235,17 @@ def test_blend_with_a_grey_texture_and_pseudo_anomaly_masks():
 
 # Equivalent mutants (mutmut, methods/common/perlin.py), with the reason they cannot be killed:
 EQUIVALENT_MUTANTS = {
-    "x_perlin_noise__mutmut_46/48/53/55": "int lattice coordinates (float32 division): rounding below the float32 "
-                                          "output's resolution",
-    "x_rotate__mutmut_6/8": "torch.tensor of Python floats is float32 already",
-    "x_rotate__mutmut_23/26/34/39": "align_corners None or omitted is the default False",
-    "x_rotate__mutmut_28": "affine_grid's channel count does not change the sampling grid",
-    "x_rotate__mutmut_37/38": "mode 'bilinear' and padding 'zeros' are grid_sample's defaults",
-    "x_perlin_mask__mutmut_6": "the initial noise is overwritten: the loop runs at least once",
-    "x_perlin_mask__mutmut_23": "noise exactly equal to the threshold has probability zero",
-    "x_noise_texture__mutmut_7": "rotate_noise=None is falsy like False",
-    "x_noise_texture__mutmut_11": "max_scale's default is 6",
-    "x_noise_texture__mutmut_19/20/22/25/26": "2-D Perlin noise times sqrt(2) is within [-1, 1]: the clamp never acts",
-    "x_blend__mutmut_2/12": "masks and textures are float32 like the image: .to(None) keeps them",
+    "perlin_noise: arange dtype float64 -> None / omitted": "int lattice coordinates (float32 division): rounding "
+                                                            "below the float32 output's resolution",
+    "rotate: theta dtype float32 -> None / omitted": "torch.tensor of Python floats is float32 already",
+    "rotate: align_corners False -> None / omitted": "None or omitted is the default False",
+    "rotate: affine_grid size [1, 2, h, w]": "affine_grid's channel count does not change the sampling grid",
+    "rotate: grid_sample mode / padding_mode omitted": "'bilinear' and 'zeros' are grid_sample's defaults",
+    "perlin_mask: noise = '' before the loop": "the initial noise is overwritten: the loop runs at least once",
+    "perlin_mask: noise >= threshold": "noise exactly equal to the threshold has probability zero",
+    "noise_texture: rotate_noise None": "None is falsy like False",
+    "noise_texture: max_scale 6 omitted": "max_scale's default is 6",
+    "noise_texture: clamp bounds None / omitted / -2 / 2": "2-D Perlin noise times sqrt(2) is within [-1, 1]: the "
+                                                            "clamp never acts",
+    "blend: mask / texture .to(None)": "masks and textures are float32 like the image: .to(None) keeps them",
 }
