@@ -168,12 +168,12 @@ def test_template_context_length_from_argument_tokenizer_or_clip_default():
 
 
 EQUIVALENT_MUTANTS = {
-    "x_build_template__mutmut_29": "CLIP's BPE lower-cases: 'x' and 'X' are one token id",
+    "build_template: stand-in word 'x' for 'X'": "CLIP's BPE lower-cases: 'x' and 'X' are one token id",
     "PromptTextEncoder.word_embeddings / embed / encode (.to(device) or device= removed or None)":
         "device placement: the CPU tests cannot see a device",
-    "PromptTextEncoder.embed__mutmut_21, encode__mutmut_7/9/26": "dtype casts: open_clip's token embedding has the "
-                                                                 "transformer's cast dtype already",
-    "PromptTextEncoder.encode__mutmut_20/23": "cutting after the last EOT + 1 or later (or not at all) gives the same "
-                                             "features: the causal mask hides later tokens",
-    "PromptTextEncoder.encode__mutmut_55/56": "normalize's default dim (1) and +1 are the last dim of P x E features",
+    "PromptTextEncoder.embed / encode (.to(dtype) -> .to(None))": "dtype casts: open_clip's token embedding has the "
+                                                                  "transformer's cast dtype already",
+    "PromptTextEncoder.encode: cut after the last EOT + 2 or not at all": "the same features: the causal mask hides "
+                                                                          "later tokens",
+    "PromptTextEncoder.encode: normalize dim default / +1": "the last dim of the P x E features",
 }

@@ -259,6 +259,30 @@ def test_block_errors_name_the_v_v_blocks():
         resolve_blocks(4, [1, 5])
 
 
+@torch.no_grad()
+def test_vv_spec_applies_its_mask_built_once_per_grid(tiny_backbone):
+    calls = []
+
+    def self_only(grid):  # every patch attends to CLS and itself only
+        calls.append(grid)
+        n = 1 + grid[0] * grid[1]
+        m = torch.full((n, n), float("-inf"))
+        m[0], m[:, 0] = 0.0, 0.0
+        m[torch.arange(n), torch.arange(n)] = 0.0
+        return m
+
+    px = torch.randn(2, 3, 120, 120, generator=torch.Generator().manual_seed(0))
+    spec = vv_spec((2, 3), (3,), mask_name="self_only", mask_fn=self_only)
+    got = spec.compute(tiny_backbone, px)
+    tower = tiny_backbone.image_tower
+    want = encode_image_vv(tower, px, (2, 3), (3,), self_only((15, 15)))
+    assert set(got) == set(want) and all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+    plain = encode_image_vv(tower, px, (2, 3), (3,))
+    assert not torch.allclose(got["tokens"], plain["tokens"], atol=1e-4)  # the mask changes the output
+    spec.compute(tiny_backbone, px)
+    assert calls == [(15, 15), (15, 15)]  # one build in the spec (cached), one here
+
+
 EQUIVALENT_MUTANTS = {
     "x__value_projection__mutmut_8/16": "slicing [2w:4w] of the 3w in-projection rows is [2w:3w]",
     "vv_attention: v.transpose(-1, +2)": "transpose(-1, +2) of the 4-D B x H x L x hd values is transpose(-1, -2)",
