@@ -48,6 +48,10 @@ def test_locality_mask_diagonals_zero_and_orientation():
     assert torch.all(locality_mask(g2, covering_k(g2)) == 0)
     with pytest.raises(ConfigError, match="'k'"):
         locality_mask(g, -1)
+    assert locality_mask(g, 1).dtype == torch.float32  # the default
+    m64 = locality_mask(g, 1, dtype=torch.float64)  # the dtype the attention logits run in
+    assert m64.dtype == torch.float64 and torch.equal(m64.float(), locality_mask(g, 1))
+    assert locality_mask(g, 1, n_prefix=2).shape == (11, 11)  # two open prefix tokens
 
 
 # -- eq. 3-4, 6-7 ------------------------------------------------------------------------
@@ -355,6 +359,8 @@ EQUIVALENT_MUTANTS = {
     "lat.x_locality_mask__mutmut_16/19": "meshgrid's default indexing is 'ij'",
     "lat.x_locality_mask__mutmut_39": "comparing the int64 squared distances with a float is exact too",
     "lat.x_locality_mask__mutmut_46": "float('-INF') is float('-inf')",
+    "lat.x_locality_mask__mutmut_35/37 (patch zeros dtype None / omitted)": "the 0 / -inf patch is copied into the "
+                                                                            "mask of `dtype`: exact in any float dtype",
     # methods/apt/cfg.py
     "cfg.x_target_focus_scores__mutmut_13/54": "normalising a 1-D prompt embedding over all dims is over its one dim",
     "cfg.x_target_focus_scores__mutmut_29/37": "dim=+1 is dim=-1 for the B x N scores",
