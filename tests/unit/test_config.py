@@ -32,6 +32,7 @@ def test_deprecated_option_names_become_the_current_ones_once(recwarn):
                                              ["anople.memory_layers=7,8"]).methods[0].id
     assert "memory_layers" in cfg.methods[0].options and "mem_layers" not in cfg.methods[0].options
     assert cfg.methods[1].options == {"memory_layers": 3}
+    assert build_config("smoke", None, {"methods": "not_installed"}).methods[0].id == "not_installed"
     with pytest.raises(ConfigError, match="name the same setting"):
         build_config("smoke", None, {"methods": "anople"}, ["anople.mem_layers=7", "anople.memory_layers=8"])
 
