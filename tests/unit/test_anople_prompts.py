@@ -78,6 +78,27 @@ def test_prompts_follow_the_encoders_precision(tiny_backbone):
     assert v16.dtype == torch.bfloat16 and F.cosine_similarity(v16.float(), v32).min() > 0.98
 
 
+@pytest.mark.openclip_floor
+def test_gradient_reaches_every_prompt_layer_both_couplings_and_the_used_signal(tiny_backbone):
+    """Training moves what the paper learns: each block's contexts, both f maps, the view's c_i."""
+    model = tiny_backbone.model
+    torch.manual_seed(0)
+    pl = PromptLearner(64, 64, 2, 2, depth=3, n_signals=3, init_std=0.5)
+    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.n_slots, "abnormal")))
+    encode_text_prompted(model, tokens, pl.text_prompts()).pow(2).sum().backward()
+    assert all(pl.ctx_text.grad[j].abs().sum() > 0 for j in range(3))
+    assert all(pl.ctx_visual.grad[j].abs().sum() > 0 for j in range(3))  # through f_{v->t}
+    assert pl.v2t.weight.grad.abs().sum() > 0 and pl.t2v.weight.grad is None and pl.signal.grad is None
+    pl.zero_grad(set_to_none=True)
+    px = torch.randn(1, 3, 120, 120, generator=torch.Generator().manual_seed(1))
+    out = encode_image_prompted(model, px, pl.visual_prompts(), pl.signal[torch.tensor([1])])
+    out.embedding.pow(2).sum().backward()
+    assert all(pl.ctx_visual.grad[j].abs().sum() > 0 for j in range(3))
+    assert all(pl.ctx_text.grad[j].abs().sum() > 0 for j in range(3))  # through f_{t->v}
+    assert pl.t2v.weight.grad.abs().sum() > 0 and pl.v2t.weight.grad is None
+    assert pl.signal.grad[1].abs().sum() > 0 and pl.signal.grad[[0, 2]].abs().sum() == 0
+
+
 # -- decoder ------------------------------------------------------------------------------------
 def test_decoder_by_hand_on_a_non_square_grid():
     torch.manual_seed(0)
