@@ -390,7 +390,6 @@ def test_state_before_fit_and_the_window_spec(method_ctx, tiny_backbone):
 EQUIVALENT_MUTANTS_MODEL = {
     "x_zero_shot_scores__mutmut_9, WinCLIP.__init____mutmut_49": "device placement: CPU tests cannot see a device",
     "x_zero_shot_scores__mutmut_13/14": "normalize's default dim (1) and +1 are the last dim of the 2 x E text",
-    "WinCLIP.__init____mutmut_59": "window_memory is always set by fit() before it is read",
     "WinCLIP.__init____mutmut_31/35": "a spec without a version takes its registered version (1)",
     "WinCLIP.__init____mutmut_46": "window_chunk only bounds memory: chunked transformer calls give the same embeddings",
     "WinCLIP.__init____mutmut_20 (message grid[1] x grid[1])": "ViT patch grids are square: rows = columns",
