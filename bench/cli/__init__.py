@@ -20,6 +20,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import Sequence
 
 from fsadbench.core.errors import BenchError, error_summary, scrub
@@ -59,6 +60,16 @@ def usage() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one_line_deprecations(show):
+    """``warnings.showwarning`` that prints a DeprecationWarning as one ``note:`` line, others as ``show``."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DeprecationWarning):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Errors print one line, cause first (``--debug`` or FSADBENCH_DEBUG=1: with the
     traceback); Ctrl-C prints one line and exits 130; an unexpected exception exits 1."""
@@ -79,7 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module, fn, _ = COMMANDS[cmd]
     try:
-        return int(getattr(importlib.import_module(f"fsadbench.cli.{module}"), fn)(argv) or 0)
+        with warnings.catch_warnings():
+            # a deprecated option name is said once, in one line (Python hides DeprecationWarning by default)
+            warnings.filterwarnings("default", message=r"method '.*': option '.*' is deprecated",
+                                    category=DeprecationWarning)
+            warnings.showwarning = _one_line_deprecations(warnings.showwarning)
+            return int(getattr(importlib.import_module(f"fsadbench.cli.{module}"), fn)(argv) or 0)
     except KeyboardInterrupt as exc:
         _fail(exc, debug, "interrupted; finished cells are kept, rerun the same command to resume")
         return 130

@@ -54,6 +54,20 @@ def test_unknown_command(capsys):
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
 
 
+def test_deprecated_option_is_one_note_line(capsys, tmp_path):
+    import warnings
+
+    argv = ["--methods", "memory", "--method-option", "memory.layers=3", "--shots", "1", "--seeds", "0",
+            "--results-dir", str(tmp_path / "r"), "--dry-run"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Python's default for DeprecationWarning: the CLI still says it
+        assert main(argv) == 0
+    out = capsys.readouterr()
+    notes = [line for line in out.err.splitlines() if line.startswith("note:")]
+    assert notes == ["note: method 'memory': option 'layers' is deprecated; use 'memory_layers'"]
+    assert "memory[memory_layers=3]" in out.err  # the plan (stderr) names the current option
+
+
 def test_list_verbose_shows_options_defaults_and_paper(capsys):
     assert main(["list", "--verbose"]) == 0
     out = capsys.readouterr().out
