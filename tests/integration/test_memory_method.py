@@ -114,10 +114,7 @@ def test_min_cosine_distance_keeps_the_query_device():
 
 # Equivalent mutants (mutmut, methods/common/visual_memory.py), with the reason they cannot be killed:
 EQUIVALENT_MUTANTS = {
-    "x_min_cosine_distance__mutmut_1": "chunk default 4096 -> 4097: chunking never changes the result",
-    "x_min_cosine_distance__mutmut_6": "F.normalize's default dim is 1, the last dim of the 2-D inputs",
-    "x_min_cosine_distance__mutmut_7": "dim=+1 is dim=-1 for the 2-D inputs",
-    "x_min_cosine_distance__mutmut_13": "F.normalize's default dim is 1, the last dim of the 2-D inputs",
-    "x_min_cosine_distance__mutmut_14": "dim=+1 is dim=-1 for the 2-D inputs",
-    "x_min_cosine_distance__mutmut_27": "range step 1 instead of chunk: overlapping chunks write the same values",
+    "min_cosine_distance: chunk default 4096 -> 4097": "chunking never changes the result",
+    "min_cosine_distance: normalize(query / memory, dim default / +1)": "dim 1 is the last dim of the 2-D inputs",
+    "min_cosine_distance: range step omitted (1 instead of chunk)": "overlapping chunks write the same values",
 }

@@ -448,12 +448,11 @@ def test_paper_margin_reduction_reaches_training(method_ctx):
 
 # Equivalent mutants (mutmut, methods/promptad.py), with the reason they cannot be killed:
 EQUIVALENT_MUTANTS = {
-    "x_promptad_losses__mutmut_9/20": "normalising a 1-D mean over all dims is over its one dim",
-    "x_promptad_losses__mutmut_31/32": "normalize's default dim (1) and +1 are the last dim of the 2-D features",
-    "x_promptad_losses__mutmut_53/56, PromptSet.__init____mutmut_6/18, PromptAD.train_prompts__mutmut_18":
-        "device placement: the CPU tests cannot see a device",
+    "promptad_losses: normalize(mean of rows, dim=-1 -> None)": "normalising a 1-D mean over all dims is over its one dim",
+    "promptad_losses: normalize(raw_ab / hand / learned, dim default / +1)": "dim 1 is the last dim of the 2-D features",
+    "promptad_losses / PromptSet.__init__ / train_prompts (device= None or omitted)": "device placement: the CPU tests "
+                                                                                      "cannot see a device",
     "PromptAD.train_prompts: zero_grad(set_to_none=True -> None / False)": "every grad is set by backward() "
                                                                           "before the step: zeroed or None is the same",
-    "PromptAD.fit__mutmut_5x (normalize(embedding, dim=+1 / default))": "dim 1 is the last dim of the B x E CLS "
-                                                                        "embeddings",
+    "PromptAD.fit: normalize(embedding, dim default / +1)": "dim 1 is the last dim of the B x E CLS embeddings",
 }

@@ -356,29 +356,32 @@ def test_covering_k_and_mask_dtype():
 # Equivalent mutants (mutmut), with the reason they cannot be killed:
 EQUIVALENT_MUTANTS = {
     # methods/apt/lat.py
-    "lat.x_locality_mask__mutmut_16/19": "meshgrid's default indexing is 'ij'",
-    "lat.x_locality_mask__mutmut_39": "comparing the int64 squared distances with a float is exact too",
-    "lat.x_locality_mask__mutmut_46": "float('-INF') is float('-inf')",
-    "lat.x_locality_mask__mutmut_35/37 (patch zeros dtype None / omitted)": "the 0 / -inf patch is copied into the "
-                                                                            "mask of `dtype`: exact in any float dtype",
+    "lat.locality_mask: meshgrid indexing None / omitted": "meshgrid's default indexing is 'ij'",
+    "lat.locality_mask: d2.to(None)": "comparing the int64 squared distances with a float is exact too",
+    "lat.locality_mask: float('-INF')": "float('-INF') is float('-inf')",
+    "lat.locality_mask: patch zeros dtype None / omitted": "the 0 / -inf patch is copied into the mask of `dtype`: "
+                                                           "exact in any float dtype",
     # methods/apt/cfg.py
-    "cfg.x_target_focus_scores__mutmut_13/54": "normalising a 1-D prompt embedding over all dims is over its one dim",
-    "cfg.x_target_focus_scores__mutmut_29/37": "dim=+1 is dim=-1 for the B x N scores",
-    "cfg.x_object_mask__mutmut_7": "dim=+1 is dim=-1 for the B x N scores",
-    "cfg.x_sample_regions__mutmut_16/19": "meshgrid's default indexing is 'ij'",
-    "cfg.x_sample_regions__mutmut_33/35": "zeros_like of the bool object mask is bool already",
-    "cfg.x_sample_regions__mutmut_61": "randint(n) is randint(0, n)",
-    "cfg.x_sample_regions__mutmut_100": "the region returns to the input's device; CPU tests cannot see a device",
-    "cfg.x_add_noise__mutmut_23": "noise.to(None) keeps the device: CPU tests cannot see a device",
-    "cfg.x_add_noise__mutmut_24": "a bool region times a float tensor is that float dtype anyway",
+    "cfg.target_focus_scores: normalize(z_obj / z_bg, dim=None)": "normalising a 1-D prompt embedding over all dims "
+                                                                  "is over its one dim",
+    "cfg.target_focus_scores: min / max dim=+1": "dim=+1 is dim=-1 for the B x N scores",
+    "cfg.object_mask: any(dim=+1)": "dim=+1 is dim=-1 for the B x N scores",
+    "cfg.sample_regions: meshgrid indexing None / omitted": "meshgrid's default indexing is 'ij'",
+    "cfg.sample_regions: zeros_like dtype None / omitted": "zeros_like of the bool object mask is bool already",
+    "cfg.sample_regions: randint(n) for randint(0, n)": "randint(n) is randint(0, n)",
+    "cfg.sample_regions: out.to(None)": "the region returns to the input's device; CPU tests cannot see a device",
+    "cfg.add_noise: noise.to(None)": "noise.to(None) keeps the device: CPU tests cannot see a device",
+    "cfg.add_noise: region .to(None)": "a bool region times a float tensor is that float dtype anyway",
     # methods/apt/smgs.py
-    "smgs.x_pair_logit__mutmut_10/17": "normalising a 1-D prompt embedding over all dims is over its one dim",
-    "smgs.x_ano_loss__mutmut_4/10/13/14/16/22/28/29": "mean over H x W then over the batch = mean over both "
-                                                     "(every image has the same H x W)",
-    "smgs.x_div_loss__mutmut_3/8/9/11/18/19": "mean over H x W then over the batch = mean over both",
-    "smgs.x_calibrate__mutmut_29": "C == 0 calibrates by 0 * g_div: g_ano unchanged either way",
-    "smgs.x_train_smgs__mutmut_20": "CosineAnnealingLR's default eta_min is 0",
-    "smgs.x_train_smgs__mutmut_135/136": "every grad is set before the next step: zeroed or None makes no difference",
+    "smgs.pair_logit: normalize(z_n / z_a, dim=None)": "normalising a 1-D prompt embedding over all dims is over its "
+                                                       "one dim",
+    "smgs.ano_loss: reduction / mean over dim None, +1, -2": "mean over H x W then over the batch = mean over both "
+                                                             "(every image has the same H x W)",
+    "smgs.div_loss: mean over dim None, +1, -2": "mean over H x W then over the batch = mean over both",
+    "smgs.calibrate: c <= 0": "C == 0 calibrates by 0 * g_div: g_ano unchanged either way",
+    "smgs.train_smgs: CosineAnnealingLR eta_min omitted": "CosineAnnealingLR's default eta_min is 0",
+    "smgs.train_smgs: zero_grad(set_to_none None / False)": "every grad is set before the next step: zeroed or None "
+                                                            "makes no difference",
 }
 
 

@@ -339,7 +339,7 @@ def test_scale_one_windows_and_float64_scores():
 
 # Equivalent mutants (mutmut, methods/winclip/windows.py), with the reason they cannot be killed:
 EQUIVALENT_MUTANTS = {
-    "x_harmonic_aggregate__mutmut_2/4": "mask device: the CPU tests cannot see a device",
+    "harmonic_aggregate: mask.to(None, dtype) / mask.to(dtype)": "mask device: the CPU tests cannot see a device",
 }
 
 
@@ -388,9 +388,11 @@ def test_state_before_fit_and_the_window_spec(method_ctx, tiny_backbone):
 
 # Equivalent mutants (mutmut, methods/winclip/model.py), with the reason they cannot be killed:
 EQUIVALENT_MUTANTS_MODEL = {
-    "x_zero_shot_scores__mutmut_9, WinCLIP.__init____mutmut_49": "device placement: CPU tests cannot see a device",
-    "x_zero_shot_scores__mutmut_13/14": "normalize's default dim (1) and +1 are the last dim of the 2 x E text",
-    "WinCLIP.__init____mutmut_31/35": "a spec without a version takes its registered version (1)",
-    "WinCLIP.__init____mutmut_46": "window_chunk only bounds memory: chunked transformer calls give the same embeddings",
-    "WinCLIP.__init____mutmut_20 (message grid[1] x grid[1])": "ViT patch grids are square: rows = columns",
+    "zero_shot_scores: text .to(None); WinCLIP.__init__: masks .to(None)": "device placement: CPU tests cannot see a "
+                                                                           "device",
+    "zero_shot_scores: normalize(text, dim default / +1)": "dim 1 is the last dim of the 2 x E text",
+    "WinCLIP.__init__: window spec version None / omitted": "a spec without a version takes its registered version (1)",
+    "WinCLIP.__init__: encode_windows without window_chunk": "window_chunk only bounds memory: chunked transformer calls "
+                                                             "give the same embeddings",
+    "WinCLIP.__init__: scales message grid[1] x grid[1]": "ViT patch grids are square: rows = columns",
 }
