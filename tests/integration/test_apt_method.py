@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from fixtures_methods import StubFeatures
 
 from fsadbench.core.errors import ConfigError, NotApplicable
 from fsadbench.methods.apt.model import APT
@@ -326,11 +327,7 @@ def test_predict_wiring_by_hand(method_ctx):
     g = torch.Generator().manual_seed(3)
     tokens, layers = torch.randn(2, 225, 3, generator=g), {l: torch.randn(2, 225, 5, generator=g) for l in (2, 6)}
 
-    class Stub:
-        def get(self, images, spec):
-            return {"tokens": tokens, "layer2": layers[2], "layer6": layers[6]}
-
-    m.ctx.features = Stub()
+    m.ctx.features = StubFeatures({"tokens": tokens, "layer2": layers[2], "layer6": layers[6]})
     m.z = (torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 2.0, 2.0]))
     bank = {l: torch.randn(1, 9, 5, generator=g) for l in (2, 6)}
     m.memory = VisualMemory((2, 6))

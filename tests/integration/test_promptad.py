@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from fixtures_methods import StubFeatures
 
 from fsadbench.core.errors import ConfigError, NotApplicable
 from fsadbench.methods.promptad import (GENERIC_STATES, PromptAD, defect_phrases, harmonic, promptad_losses,
@@ -181,14 +182,6 @@ def test_logit_scale_choices_and_deprecated_names(method_ctx):
             PromptAD(method_ctx, **bad)
 
 
-class _StubFeatures:
-    def __init__(self, feats):
-        self.feats = feats
-
-    def get(self, images, spec):
-        return {k: v[:len(images)] for k, v in self.feats.items()}
-
-
 def test_predict_wiring_by_hand(method_ctx):
     """Text map from the SEGMENTATION prompts (anomalous channel), image score from the IMAGE prompts,
     w/ VG = harmonic fusion with the memory map; computed here without the method's code."""
@@ -200,7 +193,7 @@ def test_predict_wiring_by_hand(method_ctx):
     tokens = torch.randn(2, n, 3, generator=g)
     emb = torch.randn(2, 3, generator=g)
     layers = {l: torch.randn(2, n, 5, generator=g) for l in (3, 8)}
-    m.ctx.features = _StubFeatures({"tokens": tokens, "embedding": emb, "layer3": layers[3], "layer8": layers[8]})
+    m.ctx.features = StubFeatures({"tokens": tokens, "embedding": emb, "layer3": layers[3], "layer8": layers[8]})
     m.text_seg = torch.stack([_unit(1.0, 0.0, 0.0), _unit(0.0, 1.0, 0.5)])
     m.text_img = torch.stack([_unit(0.2, 0.0, 1.0), _unit(1.0, 1.0, 0.0)])
     banks = {l: torch.randn(1, 7, 5, generator=g) for l in (3, 8)}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
+from fixtures_methods import StubFeatures
 
 from fsadbench.core.errors import ConfigError, MethodError
 from fsadbench.methods.winclip.model import (ANOMALOUS_STATES, NORMAL_STATES, TEMPLATES, WinCLIP, ensemble_embeddings,
@@ -257,14 +258,6 @@ def test_defaults_pinned_to_their_sources():
     assert WinCLIP.min_shots == 0 and WinCLIP.default_sigma == 4.0  # zero-shot valid; protocol's Gaussian
 
 
-class _Stub:
-    def __init__(self, feats):
-        self.feats = feats
-
-    def get(self, images, spec):
-        return {k: v[:len(images)] for k, v in self.feats.items()}
-
-
 def _harm(values):
     return len(values) / sum(1.0 / max(v, 1e-12) for v in values)
 
@@ -283,7 +276,7 @@ def test_predict_wiring_by_hand(method_ctx):
     e, w = 3, 4
     feats = {"embedding": torch.randn(1, e, generator=g), "patch_tokens": torch.randn(1, 225, w, generator=g),
              "win2": torch.randn(1, 196, e, generator=g), "win3": torch.randn(1, 169, e, generator=g)}
-    m.ctx.features = _Stub(feats)
+    m.ctx.features = StubFeatures(feats)
     m.text = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 1.0]])
     m.patch_memory = torch.randn(6, w, generator=g)
     m.window_memory = {2: torch.randn(5, e, generator=g), 3: torch.randn(4, e, generator=g)}
@@ -315,7 +308,7 @@ def test_fit_builds_the_memories_from_the_shots(method_ctx):
     g = torch.Generator().manual_seed(1)
     feats = {"embedding": torch.randn(2, 3, generator=g), "patch_tokens": torch.randn(2, 225, 4, generator=g),
              "win3": torch.randn(2, 169, 3, generator=g)}
-    m.ctx.features = _Stub(feats)
+    m.ctx.features = StubFeatures(feats)
     m._text_for = lambda name: torch.eye(2, 3)
     m.fit([None, None], CategoryInfo("synthetic", "metal_nut", "metal nut"))
     assert m.class_name == "metal nut" and torch.equal(m.text, torch.eye(2, 3))
