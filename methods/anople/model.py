@@ -91,11 +91,12 @@ class AnoPLe(Method):
     default_sigma = 4.0
     fit_scope = "dataset"
 
-    # built by fit: the prompt-side parameters, the decoder, each category's class name and shots
+    # built by fit: the prompt-side parameters, the decoder, each category's class name and, with
+    # crop_source "original", its shots at crop_grid x S (the training crops' source)
     learner: PromptLearner
     decoder: Decoder
     class_names: dict[str, str]
-    shots: dict[str, list[ImageRef]]
+    crop_pixels: dict[str, torch.Tensor]
 
     @dataclass
     class Options:
@@ -240,19 +241,21 @@ class AnoPLe(Method):
         infos = [categories[c] for c in names]
         self._setup(infos)
         self.class_names = {c: categories[c].class_name for c in names}
-        self.shots = {c: list(normals_by_category[c]) for c in names}
-        pixels = {c: self.ctx.features.pixels(self.shots[c]) for c in names}
+        pixels = {c: self.ctx.features.pixels(list(normals_by_category[c])) for c in names}
+        self.crop_pixels = {}
+        if self.options.crop_source == "original" and self.options.crop_grid > 1:
+            size = self.options.crop_grid * self.ctx.backbone.image_size  # the paper: 480 = 2 x 240
+            self.crop_pixels = {c: self.ctx.features.pixels(list(normals_by_category[c]), size=size) for c in names}
         train_epochs(self, names, pixels)
         self._finish(names, pixels)
 
     def training_views(self, c: str, i: int, pixels: Mapping[str, torch.Tensor],
                        gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Training views of shot i of category c and of its pseudo anomaly, with their masks (views.py);
-        crops of the original file come from the feature store at crop_grid x S (the paper: 480 = 2 x 240),
-        decoded once per shot and size."""
+        crops of the original file come from ``crop_pixels`` (decoded once per fit by the feature store)."""
         o, space = self.options, PixelSpace(self.ctx.backbone.mean, self.ctx.backbone.std)
         if o.crop_source == "original" and o.crop_grid > 1:
-            big = self.ctx.features.pixels(self.shots[c], size=o.crop_grid * self.ctx.backbone.image_size)
+            big = self.crop_pixels[c]
             return views_original(pixels[c][i], big[i], big, gen, o.crop_grid, o.texture, o.beta_max, space)
         return views_upsampled(pixels[c][i], pixels[c], gen, o.crop_grid, o.texture, o.beta_max, space)
 
