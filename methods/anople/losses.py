@@ -27,8 +27,8 @@ EPS = 1e-12
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
-    """x / max(||x||, 1e-12) along the last dimension (``F.normalize(x, dim=-1)``)."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(EPS)
+    """x / max(||x||, 1e-12) along the last dimension: the one normalisation every term here uses."""
+    return F.normalize(x, dim=-1)
 
 
 def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
