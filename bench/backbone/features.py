@@ -199,14 +199,14 @@ class FeatureStore:
     def _iter_pixels(self, refs: Sequence[ImageRef], size: int):
         """Pixels of ``refs`` in order; the ones not in memory are decoded by the loader threads,
         all submitted at once so decoding runs ahead of the consumer."""
-        todo = {self._pixel_key(r, size): r for r in refs if self._pixel_key(r, size) not in self._pixels}
+        keys = [self._pixel_key(r, size) for r in refs]
+        todo = {k: r for k, r in zip(keys, refs) if k not in self._pixels}
         futures = {}
         if len(todo) > 1 and self.loader_workers > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.loader_workers, thread_name_prefix="fsadbench-loader")
             futures = {k: self._pool.submit(self._decode, r, size) for k, r in todo.items()}
-        for r in refs:
-            key = self._pixel_key(r, size)
+        for key, r in zip(keys, refs):
             t = self._pixels.get(key)
             if t is not None:
                 self._pixels.move_to_end(key)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -323,7 +323,7 @@ def canonical_method(spec: MethodSpec) -> MethodSpec:
     except RegistryError:  # not installed here: planning says so, reports of its records still work
         return spec
     options = cls.canonical_options(spec.options)
-    return spec if options == spec.options else MethodSpec(spec.name, options, spec.label)
+    return spec if options == spec.options else replace(spec, options=options)
 
 
 PIPELINE_CHECK = "pipeline-check"  # RunConfig.preset of a run without datasets (see config_from_cli)
