@@ -108,6 +108,10 @@ def test_fit_takes_views_from_the_configured_source(monkeypatch, method_ctx, tmp
                texture=texture, beta_max=0.6)
     m.fit(refs, INFO)
     assert len(calls[want]) == 2 and sum(map(len, calls.values())) == 2
+    if want == "views_upsampled":
+        assert m.crop_pixels == {}  # no crop_grid x S decode when the crops do not come from the file
+    else:
+        assert torch.equal(m.crop_pixels["disc"], method_ctx.features.pixels(refs, size=240))
     small = method_ctx.features.pixels(refs)
     for args in calls[want]:
         i = next(k for k in range(2) if torch.equal(args[0], small[k]))  # the shot this step trains on
