@@ -55,10 +55,11 @@ ComputeFn = Callable[["Backbone", torch.Tensor], Mapping[str, torch.Tensor]]
 
 #: The version of every encoder path a method's numbers depend on: the cached
 #: feature specs (``tokens``: the plain pass; ``vv``: the V-V / LAT dual path;
-#: ``winclip-windows``: WinCLIP's window pass) and the passes with learned
-#: prompts, never cached (``prompt-text``: the learnable-context text encoder of
-#: PromptAD and APT; ``anople-prompted``: AnoPLe's deep-prompt image and text
-#: passes). Bump a version whenever the path's code changes what it computes: it
+#: ``winclip-windows``: WinCLIP's window pass; ``anomalyclip-dpam``: AnomalyCLIP's
+#: DPAM pass) and the passes with learned prompts, never cached (``prompt-text``:
+#: PromptAD's and APT's learnable-context text encoder; ``anople-prompted``:
+#: AnoPLe's deep-prompt passes; ``anomalyclip-text``: AnomalyCLIP's deep text
+#: tokens). Bump a version whenever the path's code changes what it computes: it
 #: is part of the feature cache key and (``spec_versions``) of the cell hash.
 #: tests/unit/test_encoder_versions.py fails when a path's code changed and its
 #: version did not. Plugins add theirs with :func:`register_spec_version`.
@@ -68,6 +69,8 @@ SPEC_VERSIONS: dict[str, int] = {
     "winclip-windows": 1,
     "prompt-text": 1,
     "anople-prompted": 2,
+    "anomalyclip-dpam": 1,
+    "anomalyclip-text": 1,
 }
 
 
@@ -189,6 +192,24 @@ class FeatureStore:
         original file at 2S."""
         size = self.backbone.image_size if size is None else int(size)
         return torch.stack(list(self._iter_pixels(refs, size)))
+
+    def masks(self, refs: Sequence[ImageRef | None], size: int | None = None) -> torch.Tensor:
+        """Ground-truth masks as B x size x size float 0/1 (CPU; size defaults to the encoder's S):
+        the mask read as anomalous wherever non-zero, resized bilinearly as an 8-bit 0/255 image and
+        thresholded at half (AnomalyCLIP's targets); ``None`` is an all-normal mask."""
+        size = self.backbone.image_size if size is None else int(size)
+        out = torch.zeros(len(refs), size, size)
+        for i, ref in enumerate(refs):
+            if ref is None:
+                continue
+            key = f"mask:{ref.digest}@{size}"
+            t = self._pixels.get(key)
+            if t is None:
+                t = _resized_mask(ref, size)
+                self.stats.decoded += 1
+                self._pixel_put(key, t)
+            out[i] = t
+        return out
 
     def _decode(self, ref: ImageRef, size: int) -> torch.Tensor:
         return self.backbone.load_pixels([ref.path], size)[0]
@@ -316,3 +337,14 @@ class FeatureStore:
             self.disk_writable = False
             log.warning("warning: feature cache not written, features stay in memory for this process: %s", exc)
         self._corrupt.discard(key)
+
+
+def _resized_mask(ref: ImageRef, size: int) -> torch.Tensor:
+    """One mask file at size x size: bilinear resize of the 0/255 image, then > 127.5 (0/1 float)."""
+    import numpy as np
+    from PIL import Image
+    from fsadbench.core.io import read_mask
+
+    img = Image.fromarray(read_mask(ref.path).astype(np.uint8) * 255)
+    arr = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    return torch.from_numpy((arr > 127.5).astype(np.float32))

@@ -11,6 +11,7 @@ BUILTIN_METHODS = {
     "anople": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": True}),
     "anople-oc": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": False}),
     "apt": ("fsadbench.methods.apt.model:APT", {}),
+    "anomalyclip": ("fsadbench.methods.anomalyclip.model:AnomalyCLIP", {}),
 }
 
 BUILTIN_DATASETS = {

@@ -55,6 +55,25 @@ class ImageRef:
     rel_path: str = ""
 
 
+@dataclass(frozen=True)
+class AuxiliarySet:
+    """A labelled auxiliary split handed to a method that trains on another dataset
+    (``fit_scope = "auxiliary"``, the zero-shot transfer protocol): its images, their labels
+    (0 normal, 1 anomalous) and their masks (``None``: no pixel truth, all normal). The method
+    reads pixels and masks through the feature store only (``features.pixels`` / ``features.masks``)."""
+
+    dataset: str
+    images: tuple[ImageRef, ...]
+    labels: tuple[int, ...]
+    masks: tuple[ImageRef | None, ...]
+    categories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not len(self.images) == len(self.labels) == len(self.masks):
+            raise ValueError(f"auxiliary set {self.dataset!r}: {len(self.images)} images, {len(self.labels)} "
+                             f"labels and {len(self.masks)} masks; give one label and one mask (or None) per image")
+
+
 @dataclass
 class Prediction:
     """A batch of anomaly maps (B x H x W float32) and image scores (B)."""
