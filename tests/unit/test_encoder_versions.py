@@ -65,6 +65,18 @@ PATHS: dict[str, list[str]] = {
                             "fsadbench.methods.common.text_prompts:PromptTextEncoder.encode"],
     "anople-prompted": list(dict.fromkeys(_IMAGE + _TEXT)) + [
         "fsadbench.methods.anople.prompts:encode_text_prompted", "fsadbench.methods.anople.prompts:encode_image_prompted"],
+    "anomalyclip-dpam": _IMAGE + ["fsadbench.backbone.towers:Block.norm1", "fsadbench.backbone.towers:Block.attend",
+                                  "fsadbench.backbone.towers:Block.scale1", "fsadbench.backbone.towers:Block.mlp_residual",
+                                  "fsadbench.backbone.towers:attention_values",
+                                  "fsadbench.backbone.towers:attention_output",
+                                  "fsadbench.methods.common.vv_attention:vv_attention",
+                                  "fsadbench.methods.anomalyclip.encoder:encode_dpam",
+                                  "fsadbench.methods.anomalyclip.encoder:dpam_spec"],
+    "anomalyclip-text": _TEXT + ["fsadbench.methods.common.text_prompts:build_template",
+                                 "fsadbench.methods.common.text_prompts:PromptTextEncoder.embed",
+                                 "fsadbench.methods.anomalyclip.prompts:templates",
+                                 "fsadbench.methods.anomalyclip.prompts:deep_replacer",
+                                 "fsadbench.methods.anomalyclip.prompts:encode_prompts"],
 }
 
 
@@ -164,6 +176,9 @@ def test_builtin_methods_declare_the_specs_they_build(method_ctx):
 # -- golden numbers ------------------------------------------------------------------------------------
 def path_outputs(bb) -> dict[str, dict[str, torch.Tensor]]:
     """What each path computes on the tiny random model for fixed inputs."""
+    from fsadbench.methods.anomalyclip.encoder import dpam_spec
+    from fsadbench.methods.anomalyclip.prompts import PromptLearner as AnomalyCLIPLearner
+    from fsadbench.methods.anomalyclip.prompts import encode_prompts, templates
     from fsadbench.methods.anople.prompts import PromptLearner, encode_image_prompted, encode_text_prompted
     from fsadbench.methods.apt.lat import locality_mask
     from fsadbench.methods.common.text_prompts import PromptTextEncoder, Slot
@@ -187,6 +202,11 @@ def path_outputs(bb) -> dict[str, dict[str, torch.Tensor]]:
         img = encode_image_prompted(bb.model, px, pl.visual_prompts(), pl.signal[[1]], layers=(3,))
         out["anople-prompted"] = {"text": encode_text_prompted(bb.model, tokens, pl.text_prompts()),
                                   "embedding": img.embedding, "patches": img.patches, "layer3": img.layers[3]}
+        out["anomalyclip-dpam"] = dpam_spec(3, (3, 12)).compute(bb, px)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            acl = AnomalyCLIPLearner(bb.width, 6, 4, 2, init_std=0.5)
+        out["anomalyclip-text"] = {"text": encode_prompts(enc, acl, templates(enc, 6))}
     return out
 
 

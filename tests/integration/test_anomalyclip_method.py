@@ -1,0 +1,181 @@
+"""AnomalyCLIP wiring on the tiny model: defaults and their sources, layers, DPAM start, which loss
+reaches which parameter, the training loop (Adam, batches, epochs, one encoder pass per image) and
+the test maps."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fixtures_methods import StubFeatures
+from fsadbench.core.errors import ConfigError, MethodError, NotApplicable
+from fsadbench.core.types import AuxiliarySet, CategoryInfo, ImageRef
+from fsadbench.core.variants import WO_VG
+from fsadbench.methods.anomalyclip import train as T
+from fsadbench.methods.anomalyclip.losses import anomaly_map, image_logits
+from fsadbench.methods.anomalyclip.model import AnomalyCLIP
+from fsadbench.protocol.method import MethodContext
+
+
+def _ref(path, arr):
+    Image.fromarray(arr).save(path)
+    return ImageRef(path, hashlib.sha1(arr.tobytes()).hexdigest())
+
+
+@pytest.fixture()
+def aux(tmp_path):
+    rng = np.random.default_rng(0)
+    images, masks, labels = [], [], []
+    for i in range(10):
+        images.append(_ref(tmp_path / f"{i}.png", (rng.random((48, 48, 3)) * 255).astype(np.uint8)))
+        if i % 2:
+            m = np.zeros((48, 48), np.uint8)
+            m[8:24, 8 + i:24 + i] = 255
+            masks.append(_ref(tmp_path / f"m{i}.png", m))
+        else:
+            masks.append(None)
+        labels.append(i % 2)
+    return AuxiliarySet("aux", tuple(images), tuple(labels), tuple(masks), ("a",))
+
+
+def test_defaults_pinned_with_their_source(method_ctx):
+    o = AnomalyCLIP.Options()
+    # train.py l.125 n_ctx, l.124 depth, l.126 t_n_ctx, l.130 epoch, l.131 learning_rate, l.44 betas, l.132 batch
+    assert (o.n_ctx, o.depth, o.t_n_ctx, o.epochs, o.lr, o.beta1, o.beta2, o.batch_size) == \
+        (12, 9, 4, 15, 1e-3, 0.5, 0.999, 8)
+    assert o.layers is None and o.dpam_start is None  # train.py l.128 [6, 12, 18, 24]; DPAM_layer 20: 6..24
+    assert AnomalyCLIP.default_sigma == 4.0  # test.py l.192
+    assert AnomalyCLIP.fit_scope == "auxiliary" and AnomalyCLIP.variants == (WO_VG,)
+    assert AnomalyCLIP.feature_specs == ("anomalyclip-dpam", "anomalyclip-text")
+    m = AnomalyCLIP(method_ctx)
+    assert m.layers == (3, 6, 9, 12) and m.dpam_start == 3  # 12 blocks: the official proportions
+    assert dict(m.spec.params) == {"dpam_start": 3, "layers": (3, 6, 9, 12)}
+    assert m.learner.ctx_normal.shape == (12, 64) and m.learner.deep.shape == (8, 4, 64)
+    d = m.describe()
+    assert d["layers"] == [3, 6, 9, 12] and d["dpam_start"] == 3 and d["trained_on"] is None
+    assert d["options_resolved"] == dataclasses.asdict(o)
+
+
+def test_options_override_and_checks(method_ctx):
+    m = AnomalyCLIP(method_ctx, layers=[12, 4], dpam_start=5, n_ctx=6, depth=3, t_n_ctx=2)
+    assert m.layers == (4, 12) and m.dpam_start == 5 and m.learner.deep.shape == (2, 2, 64)
+    assert m.layout[0].slots["ctx"].tolist() == list(range(1, 7))
+    assert AnomalyCLIP(method_ctx, layers=7).layers == (7,)
+    for bad, word in [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0.0}, "lr"),
+                      ({"beta1": 1.0}, "beta1"), ({"beta2": -0.1}, "beta2"), ({"depth": 13}, "depth"),
+                      ({"depth": 0}, "depth"), ({"layers": [13]}, "out of range")]:
+        with pytest.raises(ConfigError, match=word):
+            AnomalyCLIP(method_ctx, **bad)
+    AnomalyCLIP(method_ctx, depth=12, beta1=0.0, beta2=0.0)  # the bounds themselves are valid
+
+
+def test_which_loss_reaches_which_parameter(method_ctx):
+    m = AnomalyCLIP(method_ctx)
+    gen = torch.Generator().manual_seed(0)
+    feats = {f"layer{i}": torch.randn(2, 225, 64, generator=gen) for i in m.layers}
+    feats["embedding"] = torch.randn(2, 64, generator=gen)
+    masks = torch.zeros(2, 120, 120)
+    masks[1, :40, :40] = 1
+    losses = T.step_losses(m, feats, torch.tensor([0, 1]), masks)
+    assert torch.allclose(losses["total"], losses["map"] + losses["image"])
+    params = dict(m.learner.named_parameters())
+    for part in ("map", "image"):
+        grads = torch.autograd.grad(losses[part], list(params.values()), retain_graph=True, allow_unused=True)
+        for (name, _), g in zip(params.items(), grads):
+            assert g is not None and g.abs().sum() > 0, (part, name)
+    # the masks reach the map loss only; the labels the image loss only
+    other = T.step_losses(m, feats, torch.tensor([1, 1]), torch.ones(2, 120, 120))
+    assert other["map"] != losses["map"] and other["image"] != losses["image"]
+    same_mask = T.step_losses(m, feats, torch.tensor([1, 1]), masks)
+    assert same_mask["map"] == losses["map"]
+
+
+def test_training_loop_adam_batches_epochs(method_ctx, monkeypatch):
+    m = AnomalyCLIP(method_ctx, epochs=2, batch_size=4, lr=0.01, beta1=0.3, beta2=0.9)
+    made = {}
+    real_adam = torch.optim.Adam
+
+    def adam(params, **kw):
+        made.update(kw, params=params)
+        return real_adam(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam)
+    calls = []
+    gen = torch.Generator().manual_seed(1)
+    bank = {f"layer{i}": torch.randn(10, 225, 64, generator=gen) for i in m.layers}
+    bank["embedding"] = torch.randn(10, 64, generator=gen)
+
+    def batch(idx):
+        calls.append(list(idx))
+        return ({k: v[idx] for k, v in bank.items()}, torch.tensor([i % 2 for i in idx]),
+                torch.zeros(len(idx), 120, 120))
+
+    before = m.learner.ctx_abnormal.detach().clone()
+    T.train_epochs(m, 10, batch)
+    assert made["lr"] == 0.01 and made["betas"] == (0.3, 0.9)
+    assert [id(p) for p in made["params"]] == [id(p) for p in m.learner.parameters()]
+    assert [len(c) for c in calls] == [4, 4, 2, 4, 4, 2]
+    assert sorted(sum(calls[:3], [])) == list(range(10)) == sorted(sum(calls[3:], []))
+    assert calls[:3] != calls[3:]  # reshuffled each epoch
+    assert len(m.history) == 2 and set(m.history[0]) == {"map", "image", "total"}
+    assert not torch.equal(before, m.learner.ctx_abnormal) and not m.learner.training
+
+
+def test_fit_on_the_feature_store_encodes_each_image_once_and_is_deterministic(method_ctx, aux, tiny_backbone,
+                                                                               feature_store):
+    m = AnomalyCLIP(method_ctx, epochs=3)
+    m.fit_auxiliary(aux)
+    assert feature_store.stats.encoded == len(aux.images)  # 3 epochs, one encoder pass per image
+    assert m.trained_on == "aux" and m.describe()["trained_on"] == "aux" and len(m.history) == 3
+    again = AnomalyCLIP(method_ctx, epochs=3)
+    again.fit_auxiliary(aux)
+    assert torch.equal(m._text, again._text)
+    other = AnomalyCLIP(dataclasses.replace(method_ctx, seed=1), epochs=3)
+    other.fit_auxiliary(aux)
+    assert not torch.equal(m._text, other._text)
+    p = m.predict(list(aux.images[:3]))[WO_VG]
+    assert p.maps.shape == (3, 15, 15) and p.scores.shape == (3,)
+    feats = feature_store.get(list(aux.images[:3]), m.spec)
+    want = image_logits(feats["embedding"], m._text).softmax(-1)[:, 1]
+    assert np.allclose(p.scores, want.numpy(), atol=1e-6)
+
+
+def test_predict_sums_the_declared_layers(method_ctx):
+    m = AnomalyCLIP(method_ctx, layers=[4, 8])
+    m._text = torch.nn.functional.normalize(torch.randn(2, 64, generator=torch.Generator().manual_seed(2)), dim=-1)
+    gen = torch.Generator().manual_seed(3)
+    feats = {f"layer{i}": torch.randn(2, 225, 64, generator=gen) for i in (3, 4, 8)}
+    feats["embedding"] = torch.randn(2, 64, generator=gen)
+    ctx = MethodContext(backbone=method_ctx.backbone, features=StubFeatures(feats), device=torch.device("cpu"))
+    m.ctx = ctx
+    p = m.predict([None, None])[WO_VG]
+    want = anomaly_map([feats["layer4"], feats["layer8"]], m._text).reshape(2, 15, 15)
+    assert np.allclose(p.maps, want.numpy(), atol=1e-6)
+
+
+def test_shots_predict_before_fit_and_empty_aux(method_ctx):
+    m = AnomalyCLIP(method_ctx)
+    info = CategoryInfo("d", "c", "c")
+    m.fit([], info)
+    with pytest.raises(NotApplicable, match="zero-shot"):
+        m.fit([ImageRef("x", "y")], info)
+    with pytest.raises(MethodError, match="before fit_auxiliary"):
+        m.predict([])
+    with pytest.raises(MethodError, match="no images"):
+        m.fit_auxiliary(AuxiliarySet("e", (), (), ()))
+    with pytest.raises(ValueError, match="one label and one mask"):
+        AuxiliarySet("e", (ImageRef("x", "y"),), (), ())
+
+
+def test_masks_from_the_feature_store(feature_store, aux):
+    got = feature_store.masks(list(aux.masks[:2]), 24)
+    assert got.shape == (2, 24, 24) and got[0].sum() == 0
+    assert got[1, 4:12, 5:12].min() == 1 and got[1].sum() == pytest.approx(8 * 8, abs=8)  # 16 px at half scale
+    decoded = feature_store.stats.decoded
+    feature_store.masks([aux.masks[1]], 24)
+    assert feature_store.stats.decoded == decoded  # kept in memory

@@ -1,0 +1,179 @@
+"""AnomalyCLIP's DPAM image pass and prompt text pass against the official code's formulas.
+
+The oracles restate, in this file's own code and in the official sequence-first
+layout, ``AnomalyCLIP_lib/AnomalyCLIP.py`` (``Attention.forward`` l.71-94,
+``ResidualAttentionBlock.forward`` l.135-168 with ``ffn=False``,
+``Transformer.AnomalyCLIP_forward`` l.284-296, ``VisionTransformer.forward``
+l.356-387, ``ResidualAttentionBlock_learnable_token.forward`` l.208-254,
+``encode_text_learn`` l.497-515) and ``prompt_ensemble.py`` (the prompt
+layout, l.156-254), run on the tiny random model's own weights.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.methods.anomalyclip.encoder import dpam_spec, encode_dpam, scaled
+from fsadbench.methods.anomalyclip.prompts import PromptLearner, deep_replacer, encode_prompts, templates
+from fsadbench.methods.common.text_prompts import PromptTextEncoder
+
+
+# -- oracles -------------------------------------------------------------------------------------------
+def dual_attention_oracle(attn, x):
+    """Attention.forward: x is N x B x C (sequence first); returns [v-v path, original path]."""
+    x = x.transpose(0, 1)
+    b, n, c = x.shape
+    h = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    scale = (c // h) ** -0.5
+    a_ori = ((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
+    a_vv = ((v @ v.transpose(-2, -1)) * scale).softmax(dim=-1)
+    x_ori = attn.out_proj((a_ori @ v).transpose(1, 2).reshape(b, n, c))
+    x_vv = attn.out_proj((a_vv @ v).transpose(1, 2).reshape(b, n, c))
+    return x_vv.transpose(0, 1), x_ori.transpose(0, 1)
+
+
+def dpam_oracle(visual, pixels, dpam_layer, features):
+    """VisionTransformer.forward after DAPM_replace(dpam_layer): (image feature, patch tokens per layer)."""
+    blocks = list(visual.transformer.resblocks)
+    dual = set(range(len(blocks) - dpam_layer + 1, len(blocks)))  # resblocks[-1] .. resblocks[-(dpam_layer-1)]
+    x = visual.conv1(pixels).flatten(2).permute(0, 2, 1)
+    x = torch.cat([visual.class_embedding.view(1, 1, -1).expand(x.shape[0], 1, -1), x], dim=1)
+    x = visual.ln_pre(x + visual.positional_embedding).permute(1, 0, 2)  # LND
+    out = []
+    for idx, r in enumerate(blocks):
+        if idx in dual:
+            if isinstance(x, list):
+                xv, xo = x
+                res, ores = dual_attention_oracle(r.attn, r.ln_1(xo))
+                xo = xo + ores
+                xo = xo + r.mlp(r.ln_2(xo))
+                x = [xv + res, xo]
+            else:
+                res, ores = dual_attention_oracle(r.attn, r.ln_1(x))
+                xo = x + ores
+                xo = xo + r.mlp(r.ln_2(xo))
+                x = [x + res, xo]
+        else:
+            x = x.permute(1, 0, 2)
+            x = r(x).permute(1, 0, 2)  # open_clip blocks are batch first; the plain block is the same sum
+        if idx + 1 in features:
+            out.append((x[0] if isinstance(x, list) else x).clone())
+    x_ori = x[1] if isinstance(x, list) else x
+    patches = [visual.ln_post(t.permute(1, 0, 2)) @ visual.proj for t in out]
+    return x_ori[0] @ visual.proj, patches
+
+
+def text_oracle(model, tokenizer, ctx, deep, state):
+    """prompt_ensemble + encode_text_learn: 'X'*n prefix, ctx after SOS, deep tokens at blocks 2..depth."""
+    n = ctx.shape[0]
+    ids = tokenizer([" ".join(["X"] * n) + " " + state + "."])
+    emb = model.token_embedding(ids)
+    x = torch.cat([emb[:, :1], ctx.unsqueeze(0), emb[:, 1 + n:]], dim=1)
+    x = (x + model.positional_embedding).permute(1, 0, 2)  # LND
+    counter = 0
+    for i, r in enumerate(model.transformer.resblocks):
+        if i > 0 and counter <= len(deep) - 1:
+            t = deep.shape[1]
+            x = torch.cat([x[:1], deep[counter].unsqueeze(1).expand(-1, x.shape[1], -1), x[1 + t:]], dim=0)
+            counter += 1
+        x = r(x.permute(1, 0, 2), attn_mask=model.attn_mask).permute(1, 0, 2)
+    x = model.ln_final(x.permute(1, 0, 2))
+    return x[torch.arange(x.shape[0]), ids.argmax(dim=-1)] @ model.text_projection
+
+
+# -- cross-checks on the tiny model --------------------------------------------------------------------
+@pytest.mark.parametrize("dpam_layer,features", [(11, (3, 6, 9, 12)), (20, (2, 5, 12)), (1, (4, 12))])
+def test_dpam_pass_equals_the_official_formulas(tiny_backbone, dpam_layer, features):
+    bb = tiny_backbone
+    px = torch.randn(2, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(3))
+    dpam_layer = min(dpam_layer, bb.n_layers)
+    start = bb.n_layers - dpam_layer + 2  # the first block DAPM_replace refines
+    with torch.no_grad():
+        got = encode_dpam(bb.image_tower, px, start, features)
+        emb, patches = dpam_oracle(bb.model.visual, px, dpam_layer, set(features))
+    assert torch.allclose(got["embedding"], emb, atol=1e-5)
+    for i, want in zip(sorted(features), patches):
+        assert torch.allclose(got[f"layer{i}"], want[:, 1:], atol=1e-5), i
+
+
+def test_dpam_off_gives_the_plain_pass_and_the_embedding_skips_ln_post(tiny_backbone):
+    bb = tiny_backbone
+    px = torch.randn(1, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got = encode_dpam(bb.image_tower, px, bb.n_layers + 1, (12,))
+        plain = bb.encode_image_tokens(px)
+    assert torch.allclose(got["layer12"], plain["tokens"], atol=1e-5)
+    assert not torch.allclose(got["embedding"], plain["embedding"], atol=1e-3)  # no ln_post (l.387)
+    with torch.no_grad():
+        on = encode_dpam(bb.image_tower, px, 3, (12,))
+    assert not torch.allclose(on["layer12"], plain["tokens"], atol=1e-3)
+
+
+def test_dpam_checks_and_spec(tiny_backbone):
+    with pytest.raises(ConfigError, match="dpam_start 14 out of range"):
+        encode_dpam(tiny_backbone.image_tower, torch.zeros(1, 3, 120, 120), 14, (3,))
+    with pytest.raises(ConfigError, match="feature layers"):
+        encode_dpam(tiny_backbone.image_tower, torch.zeros(1, 3, 120, 120), 3, (13,))
+    spec = dpam_spec(3, (12, 3, 3))
+    assert spec.name == "anomalyclip-dpam" and dict(spec.params) == {"dpam_start": 3, "layers": (3, 12)}
+    assert dpam_spec(4, (3,)).key != dpam_spec(3, (3,)).key
+
+
+def test_scaled_blocks():
+    assert scaled((6, 12, 18, 24), 24) == (6, 12, 18, 24)
+    assert scaled((6, 12, 18, 24), 12) == (3, 6, 9, 12)
+    assert scaled((6,), 12) == (3,) and scaled((6,), 2) == (1,) and scaled((1,), 4) == (1,)
+    assert scaled((18,), 32) == (24,) and scaled((6,), 10) == (3,)  # 2.5 rounds up
+
+
+def test_prompt_layout(tiny_backbone):
+    enc = PromptTextEncoder(tiny_backbone.model, tiny_backbone.tokenizer)
+    normal, abnormal = templates(enc, 12)
+    assert normal.text == " ".join(["*"] * 12) + " object." and abnormal.text.endswith("* damaged object.")
+    assert normal.slots["ctx"].tolist() == list(range(1, 13))
+    want = tiny_backbone.tokenizer(["X " * 12 + "damaged object."])[0]
+    assert abnormal.ids.tolist() == want.tolist() and abnormal.eot == int(want.argmax())
+
+
+def test_text_pass_equals_the_official_formulas(tiny_backbone):
+    bb = tiny_backbone
+    enc = PromptTextEncoder(bb.model, bb.tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        learner = PromptLearner(enc.width, 12, 9, 4, init_std=0.5)
+    with torch.no_grad():
+        got = encode_prompts(enc, learner, templates(enc, 12))
+        want = torch.cat([text_oracle(bb.model, bb.tokenizer, learner.ctx_normal, learner.deep, "object"),
+                          text_oracle(bb.model, bb.tokenizer, learner.ctx_abnormal, learner.deep, "damaged object")])
+    assert got.shape == (2, bb.embed_dim)
+    assert torch.allclose(got, F.normalize(want, dim=-1), atol=1e-5)
+
+
+def test_deep_tokens_replace_rows_after_sos_in_blocks_2_to_depth():
+    deep = torch.arange(2 * 2 * 3.0).reshape(2, 2, 3) + 100
+    before = deep_replacer(deep)
+    x = torch.zeros(1, 5, 3)
+    assert torch.equal(before(0, x), x) and torch.equal(before(3, x), x)
+    y = before(1, x)
+    assert torch.equal(y[0, 1:3], deep[0]) and torch.equal(y[0, [0, 3, 4]], x[0, [0, 3, 4]])
+    assert torch.equal(before(2, x)[0, 1:3], deep[1])
+    assert torch.equal(deep_replacer(torch.zeros(2, 0, 3))(1, x), x)
+
+
+def test_learner_shapes_init_and_checks():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        pl = PromptLearner(64, 12, 9, 4)
+    assert pl.ctx_normal.shape == pl.ctx_abnormal.shape == (12, 64) and pl.deep.shape == (8, 4, 64)
+    assert 0.015 < float(pl.deep.detach().std()) < 0.025 and 0.015 < float(pl.ctx_normal.detach().std()) < 0.025  # N(0, 0.02^2)
+    assert {n for n, _ in pl.named_parameters()} == {"ctx_normal", "ctx_abnormal", "deep"}
+    for bad in [dict(n_ctx=0), dict(depth=0), dict(t_n_ctx=-1), dict(n_ctx=3, t_n_ctx=4)]:
+        kw = {"n_ctx": 12, "depth": 9, "t_n_ctx": 4, **bad}
+        with pytest.raises(ConfigError):
+            PromptLearner(8, **kw)
+    assert PromptLearner(8, 4, 1, 4).deep.shape == (0, 4, 8)
