@@ -26,10 +26,36 @@ from typing import Sequence
 import torch
 
 from fsadbench.backbone.vision import VisionBackbone, weights_remedy
+from fsadbench.backbone.weights import reachable
 from fsadbench.core.errors import ConfigError, WeightsError
 
 TINY = {"dinov2-tiny": ("vit_small_patch14_dinov2", dict(img_size=112, embed_dim=48, depth=4, num_heads=3))}
 HF_FILE = "model.safetensors"
+
+
+def tag_checkpoint(spec, cache_dir: str | None = None) -> Path:
+    """The local file of timm tag ``spec.pretrained`` (Hugging Face cache, or downloaded into it);
+    WeightsError with the remedy when offline."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    repo = f"timm/{TINY.get(spec.model, (spec.model,))[0]}.{spec.pretrained}"
+    hit = try_to_load_from_cache(repo, HF_FILE, cache_dir=cache_dir)
+    if isinstance(hit, str):
+        return Path(hit)
+    url = f"https://huggingface.co/{repo}/resolve/main/{HF_FILE}"
+    repo_dir = Path(cache_dir or HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+    where = f"{repo_dir}/snapshots/local/{HF_FILE} and write 'local' into {repo_dir}/refs/main"
+    import huggingface_hub.constants as hf_constants
+
+    if hf_constants.HF_HUB_OFFLINE or not reachable("huggingface.co"):
+        raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, HF_FILE, where))
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, HF_FILE, cache_dir=cache_dir))
+    except Exception as exc:  # noqa: BLE001 - the hub raises many kinds; one line with the remedy
+        raise WeightsError(weights_remedy(spec, f"download failed ({str(exc)[:200]})", url, HF_FILE, where)) from exc
 
 
 class TimmBackbone(VisionBackbone):
@@ -70,28 +96,7 @@ class TimmBackbone(VisionBackbone):
         super().load_weights(model, filt(sd, model) if filt is not None else sd, path)
 
     def tag_checkpoint(self) -> Path:
-        from huggingface_hub import try_to_load_from_cache
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        repo = f"timm/{self._base}.{self.spec.pretrained}"
-        hit = try_to_load_from_cache(repo, HF_FILE, cache_dir=self.cache_dir)
-        if isinstance(hit, str):
-            return Path(hit)
-        from fsadbench.backbone.weights import reachable
-
-        url = f"https://huggingface.co/{repo}/resolve/main/{HF_FILE}"
-        if not reachable("huggingface.co"):
-            repo_dir = Path(self.cache_dir or HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
-            raise WeightsError(weights_remedy(
-                self.spec, "no network and not in the local cache", url, HF_FILE,
-                f"{repo_dir}/snapshots/local/{HF_FILE} and write 'local' into {repo_dir}/refs/main"))
-        from huggingface_hub import hf_hub_download
-
-        try:
-            return Path(hf_hub_download(repo, HF_FILE, cache_dir=self.cache_dir))
-        except Exception as exc:  # noqa: BLE001 - the hub raises many kinds; one line with the remedy
-            raise WeightsError(weights_remedy(self.spec, f"download failed ({str(exc)[:200]})", url, HF_FILE,
-                                              f"the Hugging Face cache ({self.cache_dir or HF_HUB_CACHE})")) from exc
+        return tag_checkpoint(self.spec, self.cache_dir)
 
     @property
     def layer_names(self) -> tuple[str, ...]:

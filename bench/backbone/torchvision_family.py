@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 
 from fsadbench.backbone.vision import VisionBackbone, weights_remedy
+from fsadbench.backbone.weights import reachable
 from fsadbench.core.errors import ConfigError, WeightsError
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -39,6 +40,27 @@ def tiny_model(name: str) -> torch.nn.Module | None:
     if name == "resnet18-tiny":
         return ResNet(BasicBlock, [1, 1, 1, 1])
     return None
+
+
+def tag_checkpoint(spec) -> Path:
+    """The local file of torchvision weights ``spec.pretrained`` (torch hub's cache, or downloaded into it);
+    WeightsError with the remedy when offline."""
+    import torchvision
+
+    try:
+        url = torchvision.models.get_model_weights(spec.model)[spec.pretrained].url
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"backbone {spec.name}: unknown torchvision weights {spec.pretrained!r}; "
+                           f"e.g. IMAGENET1K_V1, a checkpoint file, or none") from exc
+    file_name = url.rsplit("/", 1)[-1]
+    target = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    if target.is_file():
+        return target
+    if not reachable("download.pytorch.org"):
+        raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, file_name, str(target)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(target), progress=False)
+    return target
 
 
 class TorchvisionBackbone(VisionBackbone):
@@ -67,25 +89,7 @@ class TorchvisionBackbone(VisionBackbone):
         return torchvision.models.get_model(self.spec.model, weights=None)
 
     def tag_checkpoint(self) -> Path:
-        import torchvision
-
-        try:
-            url = torchvision.models.get_model_weights(self.spec.model)[self.spec.pretrained].url
-        except (KeyError, ValueError) as exc:
-            raise WeightsError(f"backbone {self.spec.name}: unknown torchvision weights {self.spec.pretrained!r}; "
-                               f"e.g. IMAGENET1K_V1, a checkpoint file, or none") from exc
-        file_name = url.rsplit("/", 1)[-1]
-        target = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-        if target.is_file():
-            return target
-        from fsadbench.backbone.weights import reachable
-
-        if not reachable("download.pytorch.org"):
-            raise WeightsError(weights_remedy(self.spec, "no network and not in the local cache", url, file_name,
-                                              str(target)))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(target), progress=False)
-        return target
+        return tag_checkpoint(self.spec)
 
     @property
     def layer_names(self) -> tuple[str, ...]:
