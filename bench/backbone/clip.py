@@ -19,18 +19,16 @@ open_clip's tower attributes.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from fsadbench.backbone.towers import ImageTower
-from fsadbench.backbone.weights import quiet_random_init, weights_help
+from fsadbench.backbone.spec import BackboneSpec  # noqa: F401 - its historical home
+from fsadbench.backbone.weights import quiet_random_init, read_state_dict, state_fingerprint, weights_help  # noqa: F401
 from fsadbench.core.errors import ConfigError, WeightsError, error_summary
 from fsadbench.core.io import read_rgb as load_image  # every mode to 8-bit RGB; errors name the file
 
@@ -58,47 +56,6 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never repeated here
-        raise WeightsError(
-            f"checkpoint {path} holds Python objects besides tensors, which fsad-bench never unpickles "
-            f"(torch.load weights_only=True); save a plain state dict (torch.save(model.state_dict(), f)) "
-            f"or a .safetensors file") from exc
-    except (OSError, RuntimeError, ValueError) as exc:
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise WeightsError(f"checkpoint {path} cannot be read ({why}); it may be truncated: download it "
-                           f"again") from exc
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise WeightsError(f"checkpoint {path}: expected a state dict, found {type(sd).__name__}")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-
-
-def state_fingerprint(model: torch.nn.Module) -> str:
-    """sha1 over every parameter and buffer (name, shape, bytes): the weights' identity."""
-    h = hashlib.sha1()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    model: str = DEFAULT_MODEL
-    pretrained: str = DEFAULT_PRETRAINED  # tag, local file path, or "none"
-    init_seed: int = 0  # seed of the random initialisation when pretrained == "none"
-
-
 class Backbone:
     """An open_clip CLIP model in eval mode, with token access for the methods."""
 
@@ -115,15 +72,16 @@ class Backbone:
                 f"(open_clip.list_models() lists all)"
             )
         self.is_random = pretrained.lower() in (RANDOM, "random", "")
+        size = {"force_image_size": spec.image_size} if spec.image_size else {}  # e.g. ViT-L-14-336 at 518
         if self.is_random:
             torch.manual_seed(spec.init_seed)
-            model = open_clip.create_model(model_name, pretrained=None)
+            model = open_clip.create_model(model_name, pretrained=None, **size)
             self.weights_source = f"random init (seed {spec.init_seed})"
         elif Path(pretrained).expanduser().is_file():
             path = Path(pretrained).expanduser()
             with quiet_random_init():  # the file's weights follow
-                model = open_clip.create_model(model_name, pretrained=None)
-            sd = _read_state_dict(path)
+                model = open_clip.create_model(model_name, pretrained=None, **size)
+            sd = read_state_dict(path)
             try:
                 model.load_state_dict(sd, strict=True)
             except RuntimeError as exc:
@@ -146,7 +104,7 @@ class Backbone:
             old = hf_constants.HF_HUB_OFFLINE
             hf_constants.HF_HUB_OFFLINE = offline  # one clear failure instead of a stack of retries
             try:
-                model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir)
+                model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir, **size)
             except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
                 why = ("no network and not in the local cache" if offline
                        else f"download failed ({error_summary(exc)[:300]})")
@@ -175,11 +133,12 @@ class Backbone:
     # -- description -------------------------------------------------------
     @property
     def key(self) -> str:
-        """Identity of the encoder for caches: model, weights hash, resolution, open_clip release."""
-        return f"{self.spec.model}|{self.fingerprint}|{self.image_size}|open_clip-{self.open_clip_version}"
+        """Identity of the encoder for caches: family, model, weights hash, resolution, open_clip release."""
+        return f"open_clip|{self.spec.model}|{self.fingerprint}|{self.image_size}|open_clip-{self.open_clip_version}"
 
     def describe(self) -> dict[str, Any]:
         return {
+            "family": "open_clip",
             "model": self.spec.model,
             "pretrained": self.spec.pretrained,
             "weights_source": self.weights_source,

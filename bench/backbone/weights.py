@@ -7,10 +7,16 @@ size, the file to pass as ``--pretrained FILE``, and where open_clip's cache exp
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from fsadbench.core.errors import WeightsError
 
 
 def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None = None) -> str:
@@ -38,6 +44,42 @@ def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None
     lines.append(f"  {3 if facts.get('hf_repo') else 2}. or run the offline pipeline check with random weights: "
                  f"python run_bench.py --preset smoke")
     return "\n".join(lines)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint file's tensors (``torch.load(weights_only=True)`` or safetensors); a nested
+    ``state_dict`` is unwrapped and a ``module.`` prefix dropped; anything else names the file and the fix."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never repeated here
+        raise WeightsError(
+            f"checkpoint {path} holds Python objects besides tensors, which fsad-bench never unpickles "
+            f"(torch.load weights_only=True); save a plain state dict (torch.save(model.state_dict(), f)) "
+            f"or a .safetensors file") from exc
+    except (OSError, RuntimeError, ValueError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise WeightsError(f"checkpoint {path} cannot be read ({why}); it may be truncated: download it "
+                           f"again") from exc
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise WeightsError(f"checkpoint {path}: expected a state dict, found {type(sd).__name__}")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+def state_fingerprint(model: torch.nn.Module) -> str:
+    """sha1 over every parameter and buffer (name, shape, bytes): the weights' identity."""
+    h = hashlib.sha1()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def checkpoint_facts(model: str, pretrained: str, size: bool = True) -> dict[str, Any]:

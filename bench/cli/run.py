@@ -61,10 +61,17 @@ def main(argv: Sequence[str]) -> int:
     print(plan_text(cfg, plan, res), file=sys.stderr)
     if a.dry_run:
         return 0
-    if plan.todo:  # offline without the checkpoint: one clear error now, not one failed record per cell
-        from fsadbench.backbone.weights import check_weights
+    if plan.todo:  # offline without a checkpoint: one clear error now, not one failed record per cell
+        from fsadbench.backbone.load import check_backbone_weights
+        from fsadbench.run.identity import method_backbone
 
-        check_weights(cfg.model, cfg.pretrained, str(cfg.resolved_cache_dir / "weights"))
+        from fsadbench.core.errors import WeightsError
+
+        for m in {j.method.id: j.method for j in plan.todo}.values():
+            try:
+                check_backbone_weights(method_backbone(cfg, m), str(cfg.resolved_cache_dir / "weights"))
+            except WeightsError as exc:  # the remedy names the method whose option takes the file
+                raise WeightsError(str(exc).replace("METHOD.", f"{m.name}.")) from exc
     try:
         summary = executor.run(cfg, force=a.force, log=say, progress=not a.no_progress, resources=res)
     except SweepInterrupted as exc:  # claims released; one line, no traceback

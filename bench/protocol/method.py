@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from fsadbench.backbone.clip import Backbone
+    from fsadbench.backbone.spec import BackboneSpec
     from fsadbench.backbone.features import FeatureStore
 
 
@@ -90,6 +91,13 @@ class Method(ABC):
     def __init__(self, ctx: MethodContext, **options: Any):
         self.ctx = ctx
         self.options = self.make_options(options)
+
+    @classmethod
+    def backbone_for(cls, options: Any, sweep: "BackboneSpec") -> "BackboneSpec":
+        """The backbone this method's numbers come from, given its resolved ``options`` and the sweep's
+        CLIP backbone: the sweep's (the CLIP methods). Methods on their own backbone override it
+        (``fsadbench.methods.common.backbone_option``); the run layer keys, loads and records that one."""
+        return sweep
 
     @classmethod
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from fsadbench.results.aggregate import METRIC_LABELS
-from fsadbench.results.comparability import commit_summary, describe_mixed, mixed
+from fsadbench.results.comparability import backbone_name, commit_summary, describe_mixed, mixed
 from fsadbench.results.coverage import Figure, ResultSet
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record
 from fsadbench.results.stats import paired_t
@@ -121,6 +121,12 @@ def method_label(records: Iterable[Record], method_id: str) -> str:
     return method_id
 
 
+def backbone_label(records: Iterable[Record], method_id: str) -> str:
+    """The backbone(s) a method's figures came from (``wide_resnet50_2-tiny``; several joined by ``+``)."""
+    names = sorted({backbone_name(r) for r in records if r.key["method"] == method_id and r.backbone})
+    return " + ".join(names) or "?"
+
+
 def fidelity_notes(records: Iterable[Record], label_of=None) -> list[str]:
     """Each method's fidelity notes (``describe()["fidelity_notes"]``), once per method id."""
     out: dict[str, list[str]] = {}
@@ -178,7 +184,7 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
     methods = list(dict.fromkeys(r.key["method"] for r in rs.records if r.key["dataset"] in datasets))
     shots = sorted({int(r.key["shots"]) for r in rs.records if r.key["dataset"] in datasets})
     foot = Footnotes()
-    t = Table(METRIC_LABELS.get(metric, metric), ["shots", "method"], [], [v for _, v in cols], [])
+    t = Table(METRIC_LABELS.get(metric, metric), ["shots", "method", "backbone"], [], [v for _, v in cols], [])
     blocks = []
     for k in shots:
         if t.rows:
@@ -199,7 +205,7 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
                 if not f.complete:
                     t.marks[(len(t.rows), j)] = foot.mark(f"{label}, {d} {k}-shot: {f.coverage.describe()}")
                 cells.append(f)
-            t.rows.append(([f"{k}-shot", label], cells))
+            t.rows.append(([f"{k}-shot", label, backbone_label(rs.records, mid)], cells))
         blocks.append(range(start, len(t.rows)))
     for d, _ in cols:
         if t.groups and t.groups[-1][0] == d:
@@ -253,6 +259,8 @@ def category_table(rs: ResultSet, dataset: str, shots: int, metric: str = "pixel
                   for v in variants), alpha)
     t.problems += incomplete_problem(t)
     t.notes = common_notes(recs, metric, t.problems)
+    t.notes.append("backbones: " + "; ".join(f"{method_label(recs, m)} = {backbone_label(recs, m)}"
+                                             for m in dict.fromkeys(m for m, _ in cols)) + ".")
     t.notes.append(f"{METRIC_LABELS.get(metric, metric)} (%) per category, {dataset}, {shots}-shot, mean ± std "
                    f"over seeds {', '.join(map(str, rs.seeds(dataset)))}.")
     t.notes.append(emphasis_note("per category and variant (the best method)", alpha))

@@ -26,9 +26,11 @@ to ``<results_dir>/corrupt/records/...`` and its cell counts as not done.
 
 Schema (``SCHEMA_VERSION``): see :class:`Record` fields. Version 2 added
 ``identity`` (the resume key's parts), ``plan`` (the categories, shots and
-seeds the run planned) and resolved method options; version-1 records load
-through :func:`migrate` (``migrated_from`` says so). Readers refuse a newer
-version with a clear message.
+seeds the run planned) and resolved method options; version 3 names the
+backbone's family (``backbone.family``: open_clip, timm, torchvision), since a
+method may run on its own backbone. Older records load through :func:`migrate`
+(``migrated_from`` says so). Readers refuse a newer version with a clear
+message.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from fsadbench.core.errors import BenchError
 from fsadbench.core.io import atomic_write_text, set_aside
 from fsadbench.results.schema import SchemaError, validate_record
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_NA = "not_applicable"
@@ -170,17 +172,21 @@ class Record:
 
 
 def migrate(d: dict[str, Any]) -> dict[str, Any]:
-    """A version 0/1 record as version 2: no identity or plan (unknown), ``migrated_from`` set.
+    """An older record as the current version, ``migrated_from`` set.
 
-    Its ``config_hash`` was computed by the old key, so a rerun never takes it for done: the cell is
-    recomputed and this record is kept aside in ``superseded/``. Its ``method.options`` hold only the
-    options the user set (version 1 did not store the defaults).
+    Version 0/1: no identity or plan (unknown); its ``config_hash`` was computed by the old key, so a
+    rerun never takes it for done: the cell is recomputed and this record is kept aside in
+    ``superseded/``. Its ``method.options`` hold only the options the user set (version 1 did not store
+    the defaults). Version 2 (and older): every backbone was open_clip, so ``backbone.family`` is set to
+    it; a version-2 resume key stays valid (a CLIP method's key names no family).
     """
     out = dict(d)
     out["migrated_from"] = int(d.get("schema_version", 0))
     out["schema_version"] = SCHEMA_VERSION
     out.setdefault("identity", {})
     out.setdefault("plan", {})
+    if isinstance(out.get("backbone"), dict) and out["backbone"]:
+        out["backbone"] = {"family": "open_clip", **out["backbone"]}
     return out
 
 

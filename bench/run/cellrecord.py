@@ -23,7 +23,7 @@ from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.protocol.sampler import manifest
 from fsadbench.results.records import STATUS_FAILED, STATUS_OK, CellKey, Record
 from fsadbench.run.config import PROTOCOL_VERSION
-from fsadbench.run.identity import cell_identity, resolve_method, resolved_options, sigma_for
+from fsadbench.run.identity import cell_identity, method_backbone, resolve_method, resolved_options, sigma_for
 from fsadbench.run.plan import Job
 from fsadbench.run.resources import Resources
 
@@ -84,6 +84,6 @@ def build_record(res: Resources, job: Job, category: str, config_hash: str, resu
         n_test_anomalous=result.n_anomalous, timings=result.timings, manifest=manifest(result.shots),
         encoder=result.encoder,
         protocol={**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
-        backbone=res.backbone_facts(), dataset=dataset_facts(res, job, category, identity),
+        backbone=res.backbone_facts(method_backbone(cfg, job.method)), dataset=dataset_facts(res, job, category, identity),
         provenance=provenance(res.device),
         config=config, metric_version=METRIC_VERSION, error=result.error)

@@ -20,7 +20,7 @@ from fsadbench.core.errors import NotApplicable
 from fsadbench.core.types import CategorySplit, Sample
 from fsadbench.protocol.sampler import image_ref, sample_shots
 from fsadbench.run.config import DatasetSpec, MethodSpec
-from fsadbench.run.identity import resolve_method
+from fsadbench.run.identity import method_backbone, resolve_method
 from fsadbench.run.plan import Job
 from fsadbench.run.resources import Resources
 
@@ -48,7 +48,7 @@ def fit_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any], spl
             batch_size: int, feature_batch_size: int) -> tuple[Any, dict[str, list[Sample]], float]:
     """(fitted method, shots per category, fit seconds) for ``job``; raises what the fit raises."""
     seed_everything(job.seed)
-    ctx = res.context(job.seed, batch_size, feature_batch_size)
+    ctx = res.context(job.seed, batch_size, feature_batch_size, method_backbone(res.cfg, job.method))
     method = cls(ctx, **options)
     shots = {c: job_shots(splits[c], job, cls) for c in job.categories}
     t = time.perf_counter()
@@ -70,7 +70,7 @@ def fitted_method(res: Resources, method: MethodSpec, dataset: DatasetSpec, cate
     split = res.split(dataset, category)
     job = Job(method, dataset, [category], shots, seed)
     seed_everything(seed)
-    m = cls(res.context(seed, res.cfg.batch_size, res.cfg.batch_size), **options)
+    m = cls(res.context(seed, res.cfg.batch_size, res.cfg.batch_size, method_backbone(res.cfg, method)), **options)
     refs = [image_ref(s) for s in job_shots(split, job, cls)]
     if cls.fit_scope_for(options) == "dataset":
         m.fit_dataset({category: refs}, {category: split.info})

@@ -4,8 +4,8 @@
 resume key: the method (name, version, every resolved option, the versions of
 the encoder paths it declares), the dataset (name, options, a content
 fingerprint of the test images, masks and shots each category of the cell
-sees), the backbone (model, tag, weights identity, precision), the protocol
-with the sigma used, and the metric version. Records store it as
+sees), the method's backbone (``Method.backbone_for``: family, model, tag,
+weights identity, precision), the protocol with the sigma used, and the metric version. Records store it as
 ``identity``; its hash (:func:`cell_hash`) is what resume compares with a
 stored record's ``config_hash``. The Gaussian sigma after upsampling is
 resolved here and only here (:func:`sigma_for`): the protocol's value, or the
@@ -26,6 +26,7 @@ from fsadbench.protocol.sampler import content_fingerprint, file_digest, sample_
 from fsadbench.run.config import PROTOCOL_VERSION, MethodSpec, Protocol, RunConfig, stable_hash
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.backbone.spec import BackboneSpec
     from fsadbench.run.plan import Job
     from fsadbench.run.resources import DataSource
 
@@ -49,15 +50,47 @@ def sigma_for(protocol: Protocol, method_cls: type) -> float:
     return protocol.sigma if protocol.sigma is not None else method_cls.default_sigma
 
 
-def weights_identity(cfg: RunConfig) -> str:
-    """The backbone weights, known before loading them: a checkpoint file's content digest, the
-    open_clip tag, or the random initialisation (the loaded weights' fingerprint is in every record)."""
-    pre = cfg.pretrained
-    if pre.lower() in ("none", "random", ""):
-        return "random-init:0"
+def sweep_backbone(cfg: RunConfig) -> "BackboneSpec":
+    """The sweep's CLIP backbone (``--model`` / ``--pretrained``)."""
+    from fsadbench.backbone.spec import BackboneSpec
+
+    return BackboneSpec(cfg.model, cfg.pretrained)
+
+
+def method_backbone(cfg: RunConfig, spec: MethodSpec) -> "BackboneSpec":
+    """The backbone ``spec``'s numbers come from: the sweep's CLIP, or the method's own
+    (``Method.backbone_for``: its default, the tiny one in the pipeline check, or its options)."""
+    cls, options = resolve_method(spec)
+    return cls.backbone_for(cls.make_options(options), sweep_backbone(cfg))
+
+
+def backbone_weights_identity(spec: "BackboneSpec") -> str:
+    """The weights, known before loading them: a checkpoint file's content digest, the family's tag
+    (``open_clip-tag:...``), or the random initialisation (the loaded weights' fingerprint is in every
+    record)."""
+    pre = spec.pretrained
+    if spec.is_random:
+        return f"random-init:{spec.init_seed}"
     if Path(pre).expanduser().is_file():
         return f"file-sha1:{file_digest(Path(pre).expanduser())}"
-    return f"open_clip-tag:{pre}"
+    return f"{spec.family}-tag:{pre}"
+
+
+def weights_identity(cfg: RunConfig) -> str:
+    """:func:`backbone_weights_identity` of the sweep's CLIP backbone."""
+    return backbone_weights_identity(sweep_backbone(cfg))
+
+
+def backbone_identity(cfg: RunConfig, spec: "BackboneSpec") -> dict[str, Any]:
+    """The resume key's ``backbone``: model, weights as named and as identified, precision; the family
+    and the input size when not the open_clip default (so every CLIP record keeps its key)."""
+    out: dict[str, Any] = {"model": spec.model, "pretrained": spec.pretrained,
+                           "weights": backbone_weights_identity(spec), "precision": "bf16" if cfg.amp else "fp32"}
+    if spec.family != "open_clip":
+        out["family"] = spec.family
+    if spec.image_size:
+        out["image_size"] = spec.image_size
+    return out
 
 
 def precision(cfg: RunConfig) -> str:
@@ -80,8 +113,7 @@ def static_identity(cfg: RunConfig, job: "Job", metric_version: str = METRIC_VER
                    "options": resolved_options(job.method),
                    "feature_specs": spec_versions(getattr(cls, "feature_specs", ()))},
         "dataset": {"name": job.dataset.name, "options": job.dataset.options},
-        "backbone": {"model": cfg.model, "pretrained": cfg.pretrained, "weights": weights_identity(cfg),
-                     "precision": "bf16" if cfg.amp else "fp32"},
+        "backbone": backbone_identity(cfg, method_backbone(cfg, job.method)),
         "protocol": {**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
         "metric_version": metric_version,
     }

@@ -21,7 +21,7 @@ from fsadbench.core.errors import ConfigError
 from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.results.records import STATUS_OK, CellKey, RecordStore
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
-from fsadbench.run.identity import cell_hash, precision, resolve_method
+from fsadbench.run.identity import cell_hash, method_backbone, precision, resolve_method
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.resources import DataSource
@@ -69,15 +69,21 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
 
 def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> None:
     """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
-    measured with another backbone, metric version or protocol than this run's."""
+    measured with another metric version or protocol than this run's, and the records of this run's
+    methods measured with another backbone than the method's now (one backbone per method per folder;
+    methods on different backbones share a folder)."""
     from fsadbench.results.comparability import folder_conflicts
 
     p = cfg.protocol
     expected = {"metric_version": METRIC_VERSION,
-                "backbone": {"model": cfg.model, "pretrained": cfg.pretrained, "precision": precision(cfg)},
                 "protocol": {"version": PROTOCOL_VERSION, "eval_size": p.eval_size, "sigma": p.sigma,
                              "max_test_images": p.max_test_images}}
-    bad = folder_conflicts((r for r in store if r.status == STATUS_OK), expected)
+    backbones = {}
+    for m in cfg.methods:
+        b = method_backbone(cfg, m)
+        backbones[m.id] = {"family": b.family, "model": b.model, "pretrained": b.pretrained,
+                           "precision": precision(cfg)}
+    bad = folder_conflicts((r for r in store if r.status == STATUS_OK), expected, backbones)
     if not bad:
         return
     if force:
@@ -87,8 +93,8 @@ def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> Non
     diffs = sorted({d for _, ds in bad for d in ds})
     raise ConfigError(
         f"--results-dir {store.root} holds {len(bad)} record(s) of another run: " + "; ".join(diffs[:6])
-        + ". A results folder holds one comparable run: use another --results-dir, or --force to move "
-          f"those records to {store.superseded_dir} and run here")
+        + ". A results folder holds one comparable run (one backbone per method): use another "
+          f"--results-dir, or --force to move those records to {store.superseded_dir} and run here")
 
 
 def pending(cfg: RunConfig, data: "DataSource", jobs: Iterable[Job], store: RecordStore,

@@ -14,7 +14,7 @@ from typing import Any
 
 from fsadbench.core.defaults import RANDOM
 from fsadbench.run.config import PIPELINE_CHECK, MethodSpec, RunConfig
-from fsadbench.run.identity import resolve_method
+from fsadbench.run.identity import method_backbone, resolve_method, sweep_backbone
 from fsadbench.run.plan import Plan
 from fsadbench.run.resources import DataSource
 
@@ -77,6 +77,10 @@ def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
     lines.append(f"  methods: {', '.join(methods)}   (all options: run_bench.py list --method NAME)")
     lines.append(f"  shots: {', '.join(map(str, cfg.shots))}; seeds: {', '.join(map(str, cfg.seeds))}")
     lines.append(f"  backbone: {cfg.model}; weights: {weights_line(cfg)}")
+    own = [f"{m.id}: {b.name} ({'RANDOM' if b.is_random else b.pretrained})" for m in cfg.methods
+           for b in [method_backbone(cfg, m)] if b != sweep_backbone(cfg)]
+    if own:
+        lines.append(f"  own backbones: {'; '.join(own)}")
     p = cfg.protocol
     lines.append(f"  evaluation: {p.eval_size} px, sigma {p.sigma if p.sigma is not None else 'per method'}, "
                  + (f"SUBSET of at most {p.max_test_images} test images per category"

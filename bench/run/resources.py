@@ -23,6 +23,7 @@ from fsadbench.run.config import DatasetSpec, RunConfig
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from fsadbench.backbone.spec import BackboneSpec
     from fsadbench.protocol.method import MethodContext
 
 Log = Callable[[str], None]
@@ -79,13 +80,14 @@ class DataSource:
 
 
 class Resources(DataSource):
-    """A DataSource plus the device, backbone and feature store of one process (built lazily)."""
+    """A DataSource plus the device, the backbones and their feature stores of one process (built lazily,
+    one per backbone spec: the sweep's CLIP and each method's own)."""
 
     def __init__(self, cfg: RunConfig, log: Log | None = None):
         super().__init__(cfg)
         self.log = log or _quiet
-        self._backbone = None
-        self._features = None
+        self._backbones: dict[Any, Any] = {}  # BackboneSpec -> backbone adapter
+        self._stores: dict[Any, Any] = {}  # BackboneSpec -> FeatureStore
         #: progress inside a cell (an object with ``step(stage, done, total)``), set by the local executor
         self.cell_progress: Any = None
 
@@ -97,47 +99,77 @@ class Resources(DataSource):
 
     @property
     def backbone(self):
-        if self._backbone is None:
-            from fsadbench.backbone.clip import Backbone, BackboneSpec
+        """The sweep's CLIP backbone."""
+        from fsadbench.run.identity import sweep_backbone
 
-            self._backbone = Backbone(BackboneSpec(self.cfg.model, self.cfg.pretrained), device=self.device,
-                                      cache_dir=str(self.cfg.resolved_cache_dir / "weights"))
-            if self._backbone.is_random:
-                self.log(f"NOTE: backbone {self.cfg.model} has RANDOM weights: a pipeline check, "
+        return self.backbone_of(sweep_backbone(self.cfg))
+
+    def backbone_of(self, spec: "BackboneSpec"):
+        """The backbone ``spec`` names, built once per process (one per family, model and weights)."""
+        if spec not in self._backbones:
+            from fsadbench.backbone.load import load_backbone
+
+            bb = load_backbone(spec, device=self.device, cache_dir=str(self.cfg.resolved_cache_dir / "weights"))
+            self._backbones[spec] = bb
+            if bb.is_random:
+                self.log(f"NOTE: backbone {spec.model} has RANDOM weights: a pipeline check, "
                          f"not a benchmark result")
-        return self._backbone
+        return self._backbones[spec]
 
     @property
     def features(self):
-        if self._features is None:
+        """The feature store of the sweep's CLIP backbone."""
+        from fsadbench.run.identity import sweep_backbone
+
+        return self.features_of(sweep_backbone(self.cfg))
+
+    def features_of(self, spec: "BackboneSpec"):
+        """The feature store of backbone ``spec`` (its key holds the family, model and weights)."""
+        if spec not in self._stores:
             from fsadbench.backbone.features import FeatureStore
 
-            self._features = FeatureStore(self.backbone, cache_dir=self.cfg.resolved_cache_dir,
-                                          batch_size=self.cfg.batch_size, amp=self.cfg.amp)
-        return self._features
+            self._stores[spec] = FeatureStore(self.backbone_of(spec), cache_dir=self.cfg.resolved_cache_dir,
+                                              batch_size=self.cfg.batch_size, amp=self.cfg.amp)
+        return self._stores[spec]
 
-    def context(self, seed: int, batch_size: int, feature_batch_size: int) -> "MethodContext":
-        """What a method gets for one fit; sets the feature store's encoder batch for this attempt."""
+    def context(self, seed: int, batch_size: int, feature_batch_size: int,
+                backbone: "BackboneSpec | None" = None) -> "MethodContext":
+        """What a method gets for one fit (on ``backbone``, default the sweep's); sets that feature
+        store's encoder batch for this attempt."""
         from fsadbench.protocol.method import MethodContext
+        from fsadbench.run.identity import sweep_backbone
 
-        features = self.features
+        spec = backbone or sweep_backbone(self.cfg)
+        features = self.features_of(spec)
         features.batch_size = feature_batch_size
-        return MethodContext(backbone=self.backbone, features=features, device=self.device, seed=seed,
+        return MethodContext(backbone=self.backbone_of(spec), features=features, device=self.device, seed=seed,
                              batch_size=batch_size, amp=self.cfg.amp, log=self.log,
                              progress=self.cell_progress.step if self.cell_progress is not None else None)
 
     def encoder_counts(self) -> dict[str, int] | None:
-        """The feature store's counters now, or None before it exists."""
-        return self._features.stats.as_dict() if self._features is not None else None
+        """The feature stores' counters now (summed over backbones), or None before any exists."""
+        if not self._stores:
+            return None
+        out: dict[str, int] = {}
+        for store in self._stores.values():
+            for k, v in store.stats.as_dict().items():
+                out[k] = out.get(k, 0) + v
+        return out
 
     def encoder_delta(self, before: dict[str, int] | None) -> dict[str, int]:
-        now = self.features.stats.as_dict()
+        now = self.encoder_counts() or self.features.stats.as_dict()
         before = before or {k: 0 for k in now}
         return {k: now[k] - before.get(k, 0) for k in now}
 
-    def backbone_facts(self) -> dict[str, Any]:
-        """The record's ``backbone`` section: describe() once built, else the configured names."""
-        bb = self._backbone.describe() if self._backbone is not None else {
-            "model": self.cfg.model, "pretrained": self.cfg.pretrained}
-        bb["precision"] = self._features.precision if self._features is not None else "fp32"
+    def backbone_facts(self, spec: "BackboneSpec | None" = None) -> dict[str, Any]:
+        """The record's ``backbone`` section for ``spec`` (default the sweep's): describe() once built,
+        else the configured names."""
+        from fsadbench.run.identity import sweep_backbone
+
+        spec = spec or sweep_backbone(self.cfg)
+        built = self._backbones.get(spec)
+        bb = built.describe() if built is not None else {"family": spec.family, "model": spec.model,
+                                                          "pretrained": spec.pretrained}
+        store = self._stores.get(spec)
+        bb["precision"] = store.precision if store is not None else "fp32"
         return bb

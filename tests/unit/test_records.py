@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from fsadbench.results.records import CellKey, Record, RecordStore, atomic_write_text
+from fsadbench.results.records import SCHEMA_VERSION, CellKey, Record, RecordStore, atomic_write_text
 
 
 def _rec(**kw):
@@ -137,7 +137,7 @@ def test_schema_1_records_load_through_the_migration_and_are_recomputed(tmp_path
         d.pop(k)
     p.write_text(json.dumps(d))
     r = store.load(CellKey("memory", "synthetic", "disc", 1, 0))
-    assert r.migrated_from == 1 and r.schema_version == 2 and r.identity == {} and r.plan == {}
+    assert r.migrated_from == 1 and r.schema_version == SCHEMA_VERSION == 3 and r.identity == {} and r.plan == {}
     said = []
     RecordStore(tmp_path, log=said.append).write(_ided("new", {"x": 1}))
     assert "record schema 1" in said[0]

@@ -1,0 +1,115 @@
+"""The timm family: ViTs give patch tokens by block (``block1`` .. ``blockN``), CNNs feature maps by
+stage (``stage1`` .. ``stageN``), both through timm's ``forward_intermediates`` (one forward, only up to
+the deepest index asked for).
+
+ViT tokens are the block outputs after the final norm (``norm=True``, as DINOv2's
+``get_intermediate_layers(..., norm=True)`` that AnomalyDINO calls), prefix tokens (class, registers)
+dropped: ``B x L x D`` on the ``grid`` ``S/patch x S/patch``. Preprocessing: squash resize to the
+model's input size (or ``@size``), timm's interpolation for the model (bicubic for DINOv2), ImageNet
+mean/std.
+
+Random test configuration ``dinov2-tiny``: timm's ``vit_small_patch14_dinov2`` class at 112 px (patch 14
+-> 8 x 8 grid), width 48, 4 blocks, 3 heads (never downloaded).
+
+Tag weights: timm's Hugging Face repo for ``model.tag`` (``timm/vit_small_patch14_dinov2.lvd142m``,
+``model.safetensors``) from the Hugging Face cache, or downloaded when the hub is reachable. A file's
+weights go through timm's own checkpoint filter for the model (e.g. position embeddings resampled to
+the input size) before a strict load.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from fsadbench.backbone.vision import VisionBackbone, weights_remedy
+from fsadbench.backbone.weights import reachable
+from fsadbench.core.errors import ConfigError, WeightsError
+
+TINY = {"dinov2-tiny": ("vit_small_patch14_dinov2", dict(img_size=112, embed_dim=48, depth=4, num_heads=3))}
+HF_FILE = "model.safetensors"
+
+
+def tag_checkpoint(spec, cache_dir: str | None = None) -> Path:
+    """The local file of timm tag ``spec.pretrained`` (Hugging Face cache, or downloaded into it);
+    WeightsError with the remedy when offline."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    repo = f"timm/{TINY.get(spec.model, (spec.model,))[0]}.{spec.pretrained}"
+    hit = try_to_load_from_cache(repo, HF_FILE, cache_dir=cache_dir)
+    if isinstance(hit, str):
+        return Path(hit)
+    url = f"https://huggingface.co/{repo}/resolve/main/{HF_FILE}"
+    repo_dir = Path(cache_dir or HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
+    where = f"{repo_dir}/snapshots/local/{HF_FILE} and write 'local' into {repo_dir}/refs/main"
+    import huggingface_hub.constants as hf_constants
+
+    if hf_constants.HF_HUB_OFFLINE or not reachable("huggingface.co"):
+        raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, HF_FILE, where))
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, HF_FILE, cache_dir=cache_dir))
+    except Exception as exc:  # noqa: BLE001 - the hub raises many kinds; one line with the remedy
+        raise WeightsError(weights_remedy(spec, f"download failed ({str(exc)[:200]})", url, HF_FILE, where)) from exc
+
+
+class TimmBackbone(VisionBackbone):
+    family = "timm"
+
+    def __init__(self, spec, device="cpu", cache_dir=None):
+        import timm
+
+        self.library_version = timm.__version__
+        base, kwargs = TINY.get(spec.model, (spec.model, {}))
+        if base not in timm.list_models() and not timm.is_model(base):
+            raise ConfigError(f"backbone {spec.name}: timm has no model {base!r} (timm.list_models() lists them)")
+        self._base = base
+        self._kwargs = dict(kwargs, **({"img_size": spec.image_size} if spec.image_size else {}))
+        super().__init__(spec, device, cache_dir)
+        cfg = getattr(self.model, "pretrained_cfg", {}) or {}
+        self.interpolation = cfg.get("interpolation", "bicubic")
+        self.is_vit = hasattr(self.model, "num_prefix_tokens") and hasattr(self.model, "patch_embed")
+        if self.is_vit:
+            self.image_size = int(self.model.patch_embed.img_size[0])
+            patch = int(self.model.patch_embed.patch_size[0])
+            self.grid = (self.image_size // patch, self.image_size // patch)
+            self._n = len(self.model.blocks)
+        else:
+            self.image_size = int(spec.image_size or cfg.get("input_size", (3, 224, 224))[-1])
+            self.grid = None
+            self._n = len(self.model.feature_info)
+        if not hasattr(self.model, "forward_intermediates"):
+            raise ConfigError(f"backbone {spec.name}: this timm model has no forward_intermediates")
+
+    def build(self) -> torch.nn.Module:
+        import timm
+
+        return timm.create_model(self._base, pretrained=False, **self._kwargs)
+
+    def load_weights(self, model, sd, path) -> None:
+        filt = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+        super().load_weights(model, filt(sd, model) if filt is not None else sd, path)
+
+    def tag_checkpoint(self) -> Path:
+        return tag_checkpoint(self.spec, self.cache_dir)
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        prefix = "block" if self.is_vit else "stage"
+        return tuple(f"{prefix}{i}" for i in range(1, self._n + 1))
+
+    def encode(self, pixels: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``{name: B x L x D}`` (ViT blocks, normed, prefix dropped) or ``{name: B x C x h x w}`` (CNN stages)."""
+        wanted = self.check_layers(layers)
+        if not wanted:
+            return {}
+        idx = sorted({self.layer_names.index(n) for n in wanted})
+        kw = dict(norm=True, output_fmt="NLC") if self.is_vit else {}
+        outs = self.model.forward_intermediates(pixels.to(self.device), indices=idx, intermediates_only=True, **kw)
+        by_index = dict(zip(idx, outs))
+        return {n: by_index[self.layer_names.index(n)] for n in wanted}

@@ -1,0 +1,1 @@
+"""PaDiM (per-position Gaussian, Mahalanobis): torch_model holds the functional core."""

@@ -1,0 +1,285 @@
+"""Chunked exact kNN and k-center-greedy coreset: hand cases, plain-torch oracles, anomalib's loop as oracle."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fsadbench.methods.common import knn as knn_mod
+from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, compute_device, coreset_indices, jl_dimension,
+                                          k_center_greedy, knn, sparse_random_projection)
+
+EQUIVALENT_MUTANTS = {
+    "knn: max(1, min(n_query, block // mem_rows)) -> max(2, ...)": "a block of 2 query rows instead of 1 only "
+                                                                    "when block < M, results identical",
+}
+
+
+# ---------------------------------------------------------------- oracles (plain torch, float64)
+
+def plain_l2(query, memory, k):
+    """torch.cdist + topk in float64: the reference distances and indices."""
+    d = torch.cdist(query.double(), memory.double())
+    return d.topk(k, dim=1, largest=False)
+
+
+def plain_cosine(query, memory, k):
+    qn, mn = F.normalize(query.double(), dim=1), F.normalize(memory.double(), dim=1)
+    return (1.0 - qn @ mn.T).topk(k, dim=1, largest=False)
+
+
+class AnomalibGreedyOracle:
+    """anomalib's KCenterGreedy selection loop (k_center_greedy.py l. 68-141), re-written for the test."""
+
+    def __init__(self, features, size):
+        self.features, self.size, self.min_d = features, size, None
+
+    def _update(self, center):
+        d = torch.linalg.norm(self.features - self.features[center].squeeze(), ord=2, dim=1, keepdim=True)
+        self.min_d = d if self.min_d is None else torch.minimum(self.min_d, d)
+
+    def select(self, start):
+        idx, out = torch.tensor(start), [torch.tensor(start)]
+        for _ in range(self.size - 1):
+            self._update(idx)
+            idx = torch.max(self.min_d.squeeze(1), dim=0)[1]
+            self.min_d.scatter_(0, idx.unsqueeze(0).unsqueeze(1), 0.0)
+            out.append(idx)
+        return torch.stack(out).tolist()
+
+
+# ---------------------------------------------------------------- knn: hand cases
+
+def test_l2_hand_case():
+    memory = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    query = torch.tensor([[0.0, 1.0], [3.0, 3.0], [7.0, 8.0]])
+    d, i = knn(query, memory, k=2, metric="l2", device="cpu")
+    # (0,1): 1 to m0, sqrt(9+9)=4.2426 to m1 ; (3,3): 1 to m1, sqrt(18) to m0 ; (7,8): 1 to m2, sqrt(16+16) to m1
+    assert i.tolist() == [[0, 1], [1, 0], [2, 1]]
+    assert torch.allclose(d, torch.tensor([[1.0, math.sqrt(18)], [1.0, math.sqrt(18)], [1.0, math.sqrt(32)]]))
+
+
+def test_cosine_hand_case():
+    memory = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    query = torch.tensor([[3.0, 0.0], [-1.0, 0.0], [1.0, 1.0]])
+    d, i = knn(query, memory, k=1, metric="cosine", device="cpu")
+    assert i[:, 0].tolist()[0] == 0 and i[1, 0] in (1,)  # (-1, 0): cos 0 to e_y beats cos -1 to e_x
+    assert torch.allclose(d[:, 0], torch.tensor([0.0, 1.0, 1 - 1 / math.sqrt(2)]), atol=1e-6)
+
+
+def test_l2_values_are_exact_where_the_expanded_form_cancels():
+    """Far from the origin |m|^2 - 2 q.m loses digits; the returned distance is the difference norm."""
+    memory = torch.tensor([[1000.0, 1000.0], [1000.0, 1000.5]])
+    query = torch.tensor([[1000.0, 1000.001]])
+    d, i = knn(query, memory, k=2, device="cpu")
+    want = torch.cdist(query.double(), memory.double())  # of the float32 inputs
+    assert i.tolist() == [[0, 1]]
+    assert torch.allclose(d.double(), want, rtol=0, atol=1e-7)
+    expanded = ((query ** 2).sum() + (memory ** 2).sum(1) - 2 * memory @ query[0]).clamp_min(0).sqrt()
+    assert (expanded.double() - want[0]).abs().max() > 5e-4  # what the expanded form alone would return
+
+
+# ---------------------------------------------------------------- knn: oracles at many block shapes
+
+@pytest.mark.parametrize("metric,oracle", [("l2", plain_l2), ("cosine", plain_cosine)])
+@pytest.mark.parametrize("k", [1, 3, 9])
+@pytest.mark.parametrize("block", [1, 7, 50, 400, DEFAULT_BLOCK])
+def test_knn_equals_plain_cdist_topk(metric, oracle, k, block):
+    g = torch.Generator().manual_seed(k * 1000 + block)
+    query, memory = torch.randn(37, 16, generator=g), torch.randn(23, 16, generator=g)
+    d, i = knn(query, memory, k=k, metric=metric, block=block, device="cpu")
+    want = oracle(query, memory, k)
+    assert d.shape == i.shape == (37, k) and d.dtype == torch.float32 and i.dtype == torch.long
+    assert torch.allclose(d.double(), want.values, atol=1e-5)
+    assert torch.equal(i, want.indices)  # continuous random data: no ties
+    assert torch.all(d[:, 1:] >= d[:, :-1])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_knn_with_ties_returns_the_oracle_distances(metric):
+    memory = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    d, i = knn(query, memory, k=3, metric=metric, block=2, device="cpu")
+    want = (plain_l2 if metric == "l2" else plain_cosine)(query, memory, 3)
+    assert torch.allclose(d.double(), want.values, atol=1e-6)
+    got_from_index = (plain_l2 if metric == "l2" else plain_cosine)(query, memory, 5)
+    full = torch.cdist(query.double(), memory.double()) if metric == "l2" else \
+        1.0 - F.normalize(query.double(), dim=1) @ F.normalize(memory.double(), dim=1).T
+    assert torch.allclose(full.gather(1, i), d.double(), atol=1e-6)  # indices point at rows at that distance
+    assert got_from_index.values.shape == (3, 5)
+
+
+def test_knn_accepts_half_and_non_contiguous_input():
+    g = torch.Generator().manual_seed(3)
+    query, memory = torch.randn(10, 16, generator=g).T, torch.randn(12, 10, generator=g).half()
+    d, i = knn(query, memory, k=2, device="cpu")
+    want = plain_l2(query, memory.float(), 2)
+    assert torch.allclose(d.double(), want.values, atol=1e-5) and torch.equal(i, want.indices)
+
+
+def test_block_bounds_each_distance_matrix(monkeypatch):
+    """No matrix product of the search is larger than the block (the memory bound)."""
+    shapes = []
+    real_addmm, real_mm = torch.addmm, torch.mm
+
+    def addmm(bias, a, b, **kw):
+        shapes.append((a.shape[0], b.shape[1]))
+        return real_addmm(bias, a, b, **kw)
+
+    def mm(a, b):
+        shapes.append((a.shape[0], b.shape[1]))
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch, "addmm", addmm)
+    monkeypatch.setattr(torch, "mm", mm)
+    g = torch.Generator().manual_seed(0)
+    query, memory = torch.randn(100, 8, generator=g), torch.randn(60, 8, generator=g)
+    for metric in ("l2", "cosine"):
+        for block in (10, 64, 600, 10_000):
+            shapes.clear()
+            knn(query, memory, k=4, metric=metric, block=block, device="cpu")
+            assert shapes and max(a * b for a, b in shapes) <= max(block, 4)
+            assert sum(b for a, b in shapes if a == shapes[0][0]) >= 60  # every memory row is visited
+    shapes.clear()
+    knn(query, memory, k=1, block=600, device="cpu")
+    assert shapes[0] == (10, 60)  # the whole memory per block, as many query rows as fit
+
+
+def test_knn_errors_name_the_field():
+    q, m = torch.zeros(3, 4), torch.zeros(5, 4)
+    with pytest.raises(ValueError, match=r"^knn: metric 'ip' is not one of l2, cosine$"):
+        knn(q, m, metric="ip")
+    with pytest.raises(ValueError, match=r"^knn: k=6 must be between 1 and the memory size 5$"):
+        knn(q, m, k=6)
+    with pytest.raises(ValueError, match=r"^knn: k=0 must be between"):
+        knn(q, m, k=0)
+    with pytest.raises(ValueError, match=r"^knn: query \(3, 4\) and memory \(5, 3\) must be Q x D and M x D$"):
+        knn(q, torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"must be Q x D"):
+        knn(torch.zeros(3), m)
+    with pytest.raises(ValueError, match=r"must be Q x D"):
+        knn(q, torch.zeros(5, 4, 1))
+    assert knn(q, m, k=5)[0].shape == (3, 5)
+
+
+def test_device_choice(monkeypatch):
+    t = torch.zeros(2)
+    assert compute_device(t, "cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert compute_device(t) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert compute_device(t) == torch.device("cuda")  # CUDA when present
+    assert compute_device(t, "cpu") == torch.device("cpu")
+
+
+def test_knn_agrees_with_the_clip_memory_score():
+    """visual_memory.min_cosine_distance is (the cosine kNN at k=1) / 2."""
+    from fsadbench.methods.common.visual_memory import min_cosine_distance
+
+    g = torch.Generator().manual_seed(5)
+    query, memory = torch.randn(50, 12, generator=g), torch.randn(30, 12, generator=g)
+    d, _ = knn(query, memory, k=1, metric="cosine", device="cpu")
+    assert torch.allclose(d[:, 0] / 2.0, min_cosine_distance(query, memory), atol=1e-7)
+
+
+# ---------------------------------------------------------------- k-center greedy
+
+def test_greedy_hand_case():
+    pts = torch.tensor([[0.0], [1.0], [5.0], [10.0]])
+    # from 0: farthest is 10 (idx 3); min distances then 0,1,5,0 -> 5 (idx 2); then 0,1,0,0 -> idx 1
+    assert k_center_greedy(pts, 4, start=0).tolist() == [0, 3, 2, 1]
+    assert k_center_greedy(pts, 2, start=3).tolist() == [3, 0]
+    assert k_center_greedy(pts, 1, start=2).tolist() == [2]
+
+
+def test_greedy_ties_take_the_first_index_as_anomalib():
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])
+    # 1 and 2 tie at distance 1: the first; then every min distance is 0 (row 3 duplicates row 0): argmax -> 0
+    assert k_center_greedy(pts, 4, start=0).tolist() == [0, 1, 2, 0]
+    assert AnomalibGreedyOracle(pts, 4).select(0) == [0, 1, 2, 0]
+
+
+@pytest.mark.parametrize("n,dim,size,start,block", [(60, 5, 12, 7, DEFAULT_BLOCK), (200, 16, 40, 0, 64),
+                                                     (33, 3, 33, 32, 1), (500, 32, 50, 123, 1000)])
+def test_greedy_equals_anomalib_loop(n, dim, size, start, block):
+    g = torch.Generator().manual_seed(n + size)
+    feats = torch.randn(n, dim, generator=g)
+    want = AnomalibGreedyOracle(feats, size).select(start)
+    assert k_center_greedy(feats, size, start, block).tolist() == want
+
+
+def test_greedy_errors():
+    pts = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match=r"^k_center_greedy: n_select=5 must be between 1 and the number of rows 4$"):
+        k_center_greedy(pts, 5, 0)
+    with pytest.raises(ValueError, match=r"n_select=0"):
+        k_center_greedy(pts, 0, 0)
+    with pytest.raises(ValueError, match=r"^k_center_greedy: start=4 is not a row index of 4 rows$"):
+        k_center_greedy(pts, 2, 4)
+    with pytest.raises(ValueError, match=r"start=-1"):
+        k_center_greedy(pts, 2, -1)
+
+
+def test_jl_dimension_and_eps_pinned():
+    assert CORESET_EPS == 0.9  # anomalib k_center_greedy.py l. 58
+    # 4 ln(3136) / (0.81/2 - 0.729/3) = 32.2029 / 0.162 = 198.78 -> 198 (4-shot WRN-50 memory)
+    assert jl_dimension(3136) == 198
+    assert jl_dimension(100, eps=0.5) == int(4 * math.log(100) / (0.125 - 0.125 / 3))
+    assert jl_dimension(1) == 0
+
+
+def test_sparse_projection_entries_and_density():
+    g = torch.Generator().manual_seed(0)
+    p = sparse_random_projection(200, 400, g)
+    assert p.shape == (200, 400)
+    scale = math.sqrt(math.sqrt(400)) / math.sqrt(200)  # sqrt(1/density)/sqrt(n_components), density 1/20
+    values = torch.unique(p).tolist()
+    assert len(values) == 3 and values[1] == 0.0 and values == pytest.approx([-scale, 0.0, scale], rel=1e-6)
+    nonzero = (p != 0).float().mean().item()
+    assert abs(nonzero - 1 / 20) < 0.005
+    assert abs((p > 0).float().sum().item() / (p != 0).float().sum().item() - 0.5) < 0.03
+    g2 = torch.Generator().manual_seed(0)
+    assert torch.equal(sparse_random_projection(200, 400, g2), p)
+
+
+def test_coreset_is_projection_then_greedy_from_a_seeded_start():
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(300, 400, generator=g)
+    got = coreset_indices(feats, 0.1, seed=4, device="cpu")
+    gen = torch.Generator().manual_seed(4)
+    proj = sparse_random_projection(jl_dimension(300), 400, gen)
+    start = int(torch.randint(300, (1,), generator=gen))
+    assert got.tolist() == AnomalibGreedyOracle(feats @ proj.T, 30).select(start)
+    assert got.shape == (30,) and len(set(got.tolist())) == 30
+    assert torch.equal(coreset_indices(feats, 0.1, seed=4, device="cpu"), got)  # deterministic for a seed
+    assert not torch.equal(coreset_indices(feats, 0.1, seed=5, device="cpu"), got)
+
+
+def test_coreset_without_projection_when_the_jl_dimension_is_not_smaller():
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(50, 8, generator=g)  # jl_dimension(50) = 96 >= 8
+    gen = torch.Generator().manual_seed(0)
+    start = int(torch.randint(50, (1,), generator=gen))
+    assert coreset_indices(feats, 0.25, device="cpu").tolist() == AnomalibGreedyOracle(feats, 12).select(start)
+    one = coreset_indices(torch.ones(1, 3), 1.0, device="cpu")
+    assert one.tolist() == [0]
+
+
+def test_coreset_size_and_errors():
+    feats = torch.randn(10, 4)
+    assert coreset_indices(feats, 0.39, device="cpu").shape == (3,)  # int(10 * 0.39)
+    assert coreset_indices(feats, 1.0, device="cpu").sort().values.tolist() == list(range(10))
+    with pytest.raises(ValueError, match=r"^coreset: ratio 0.05 of 10 rows gives 0 rows; use a ratio in \(0, 1\]"):
+        coreset_indices(feats, 0.05)
+    with pytest.raises(ValueError, match=r"ratio 1.5 of 10 rows gives 15 rows"):
+        coreset_indices(feats, 1.5)
+    with pytest.raises(ValueError, match=r"ratio -0.5"):
+        coreset_indices(feats, -0.5)
+
+
+def test_module_constants():
+    assert DEFAULT_BLOCK == 1 << 22
+    assert knn_mod.METRICS == ("l2", "cosine")

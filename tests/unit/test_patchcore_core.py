@@ -1,0 +1,172 @@
+"""PatchCore functional core: neighbourhood embedding, memory, nearest-patch map, re-weighted image score."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fsadbench.methods.common.knn import coreset_indices
+from fsadbench.methods.patchcore import torch_model as pc
+from fsadbench.methods.patchcore.torch_model import (PatchCore, build_memory, embed, image_scores, patch_scores,
+                                                     patches)
+
+EQUIVALENT_MUTANTS: dict[str, str] = {}
+
+
+def anomalib_image_score_oracle(emb, memory, num_neighbors):
+    """anomalib compute_anomaly_score (torch_model.py l. 385-442) in float64 with torch.cdist, own words."""
+    b, d, h, w = emb.shape
+    rows = emb.double().permute(0, 2, 3, 1).reshape(b, h * w, d)
+    mem = memory.double()
+    out = []
+    for i in range(b):
+        dist = torch.cdist(rows[i], mem)
+        nn_d, nn_i = dist.min(dim=1)
+        worst = int(nn_d.argmax())
+        if num_neighbors == 1:
+            out.append(nn_d[worst])
+            continue
+        m_star = mem[nn_i[worst]]
+        support = torch.cdist(m_star[None], mem)[0].topk(min(num_neighbors, mem.shape[0]), largest=False).indices
+        to_support = torch.cdist(rows[i][worst][None], mem[support])[0]
+        out.append((1.0 - torch.softmax(to_support, dim=0)[0]) * nn_d[worst])
+    return torch.stack(out)
+
+
+def test_defaults_pinned_with_their_source():
+    assert pc.LAYERS == ("layer2", "layer3")  # anomalib torch_model.py l. 17-18
+    assert pc.NEIGHBOURHOOD == 3  # anomalib l. 127 AvgPool2d(3, 1, 1); official run_patchcore.py l. 252
+    assert pc.NUM_NEIGHBORS == 9  # anomalib l. 113
+    assert pc.CORESET_RATIO == 1.0  # few-shot decision: full memory
+    assert pc.PRETRAIN_DIM == 1024  # official run_patchcore.py l. 245
+    fields = {f.name: f.default for f in dataclasses.fields(PatchCore)}
+    assert fields == {"num_neighbors": 9, "coreset_ratio": 1.0, "target_dim": None, "seed": 0,
+                      "block": 1 << 22, "memory": None}
+
+
+def test_embed_averages_the_3x3_neighbourhood_with_zero_padding_counted():
+    fmap = torch.arange(9.0).reshape(1, 1, 3, 3)  # 0..8
+    out = embed([fmap])
+    assert out.shape == (1, 1, 3, 3)
+    assert out[0, 0, 1, 1] == pytest.approx(36 / 9)  # centre: all nine
+    assert out[0, 0, 0, 0] == pytest.approx((0 + 1 + 3 + 4) / 9)  # corner: four values, nine counted
+    assert out[0, 0, 0, 1] == pytest.approx((0 + 1 + 2 + 3 + 4 + 5) / 9)
+
+
+def test_embed_resizes_later_layers_to_the_first_grid_and_concatenates_in_order():
+    layer2 = torch.ones(1, 2, 4, 4)
+    layer3 = torch.tensor([[0.0, 4.0], [8.0, 12.0]]).reshape(1, 1, 2, 2)
+    out = embed([layer2, layer3])
+    assert out.shape == (1, 3, 4, 4)
+    # layer3 averaged: every position of the 2x2 map sees all four values over nine -> 24/9 everywhere
+    assert torch.allclose(out[0, 2], torch.full((4, 4), 24 / 9))
+    assert out[0, 0, 1, 1] == pytest.approx(1.0) and out[0, 0, 0, 0] == pytest.approx(4 / 9)
+    ramp = torch.tensor([[0.0, 9.0], [0.0, 9.0]]).reshape(1, 1, 2, 2)  # each position sees all four: 18/9 = 2
+    got = embed([torch.zeros(1, 1, 4, 4), ramp])[0, 1]
+    pooled = F.avg_pool2d(ramp, 3, 1, 1)
+    assert torch.allclose(got, F.interpolate(pooled, size=(4, 4), mode="bilinear", align_corners=False)[0, 0])
+    assert torch.allclose(pooled[0, 0], torch.full((2, 2), 2.0))
+
+
+def test_embed_bilinear_not_nearest():
+    coarse = torch.tensor([[9.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]).reshape(1, 1, 3, 3)
+    got = embed([torch.zeros(1, 1, 6, 6), coarse])[0, 1]
+    assert len(torch.unique(got)) > 4  # nearest would repeat 3x3 values in 2x2 blocks
+
+
+def test_embed_target_dim_pools_channels_per_layer_then_across():
+    layer2 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1).expand(1, 4, 3, 3)
+    layer3 = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1).expand(1, 2, 3, 3)
+    out = embed([layer2, layer3], target_dim=2, pretrain_dim=2)
+    assert out.shape == (1, 2, 3, 3)
+    # centre: averages are the constants; layer2 -> [1.5, 3.5], layer3 -> [10, 20]; stacked -> [2.5, 15]
+    assert torch.allclose(out[0, :, 1, 1], torch.tensor([2.5, 15.0]))
+    wide = embed([layer2, layer3], target_dim=3, pretrain_dim=4)  # [1,2,3,4,10,10,20,20] -> 3 bins
+    assert torch.allclose(wide[0, :, 1, 1], torch.tensor([(1 + 2 + 3) / 3, (3 + 4 + 10 + 10) / 4, (10 + 20 + 20) / 3]))
+    default_pre = embed([layer2, layer3], target_dim=2)  # pretrain 1024: values repeat, means unchanged
+    assert torch.allclose(default_pre[0, :, 1, 1], torch.tensor([2.5, 15.0]))
+
+
+def test_embed_needs_maps():
+    with pytest.raises(ValueError, match=r"^patchcore.embed: no feature maps \(expected layer2 and layer3\)$"):
+        embed([])
+
+
+def test_patches_row_order_is_image_row_column():
+    emb = torch.arange(2 * 3 * 2 * 2.0).reshape(2, 3, 2, 2)
+    rows = patches(emb)
+    assert rows.shape == (8, 3)
+    assert rows[0].tolist() == [0.0, 4.0, 8.0] and rows[1].tolist() == [1.0, 5.0, 9.0]
+    assert rows[4].tolist() == emb[1, :, 0, 0].tolist()
+
+
+def test_memory_keeps_every_patch_or_the_seeded_coreset():
+    g = torch.Generator().manual_seed(0)
+    emb = torch.randn(2, 8, 5, 5, generator=g)
+    assert torch.equal(build_memory(emb), patches(emb))
+    core = build_memory(emb, coreset_ratio=0.2, seed=3)
+    assert core.shape == (10, 8)
+    assert torch.equal(core, patches(emb)[coreset_indices(patches(emb), 0.2, seed=3)])
+    assert torch.equal(build_memory(emb, coreset_ratio=0.2, seed=3), core)
+    assert not torch.equal(build_memory(emb, coreset_ratio=0.2, seed=4), core)
+
+
+def test_patch_scores_equal_cdist_min():
+    g = torch.Generator().manual_seed(1)
+    emb, memory = torch.randn(3, 6, 4, 5, generator=g), torch.randn(17, 6, generator=g)
+    dist, index = patch_scores(emb, memory, block=50)
+    want = torch.cdist(patches(emb).double(), memory.double()).min(dim=1)
+    assert dist.shape == index.shape == (3, 4, 5)
+    assert torch.allclose(dist.flatten().double(), want.values, atol=1e-6)
+    assert torch.equal(index.flatten(), want.indices)
+
+
+def test_image_score_hand_case():
+    memory = torch.tensor([[0.0], [10.0]])
+    emb = torch.tensor([1.0, 3.0]).reshape(1, 1, 1, 2)  # worst patch at 3: s* = 3, m* = 0
+    dist, index = patch_scores(emb, memory)
+    # support of m*: rows 0 and 10; distances from 3: 3 and 7; weight 1 - e^3 / (e^3 + e^7) = 1 - 1 / (1 + e^4)
+    want = (1.0 - 1.0 / (1.0 + math.exp(4.0))) * 3.0
+    for b in (2, 9):  # 9 > M: min(num_neighbors, M) rows
+        assert image_scores(emb, memory, dist, index, num_neighbors=b).item() == pytest.approx(want, rel=1e-6)
+    assert image_scores(emb, memory, dist, index, num_neighbors=1).item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("num_neighbors", [1, 2, 9])
+def test_image_score_equals_anomalib_oracle(num_neighbors):
+    g = torch.Generator().manual_seed(num_neighbors)
+    emb, memory = torch.randn(4, 5, 3, 3, generator=g), torch.randn(30, 5, generator=g)
+    dist, index = patch_scores(emb, memory)
+    got = image_scores(emb, memory, dist, index, num_neighbors=num_neighbors, block=7)
+    assert got.shape == (4,)
+    assert torch.allclose(got.double(), anomalib_image_score_oracle(emb, memory, num_neighbors), atol=1e-5)
+
+
+def test_patchcore_fit_predict_wiring():
+    g = torch.Generator().manual_seed(2)
+    shots = [torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 8, 3, 3, generator=g)]
+    tests = [torch.randn(3, 4, 6, 6, generator=g), torch.randn(3, 8, 3, 3, generator=g)]
+    model = PatchCore()
+    with pytest.raises(ValueError, match=r"^patchcore: predict before fit \(the memory of the shots is empty\)$"):
+        model.predict(tests)
+    model.fit(shots)
+    assert model.memory.shape == (2 * 36, 12)
+    maps, scores = model.predict(shots)
+    assert maps.shape == (2, 6, 6) and torch.all(maps == 0.0)  # a shot's patch is in the memory
+    maps, scores = model.predict(tests)
+    emb = embed(tests)
+    assert torch.allclose(scores.double(), anomalib_image_score_oracle(emb, model.memory, 9), atol=1e-5)
+    assert torch.allclose(maps.flatten().double(),
+                          torch.cdist(patches(emb).double(), model.memory.double()).min(1).values, atol=1e-5)
+    small = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1)
+    small.fit(shots)
+    assert small.memory.shape == (36, 6)
+    maps1, scores1 = small.predict(tests)
+    assert torch.allclose(scores1, maps1.flatten(1).amax(1))
+    again = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1)
+    again.fit(shots)
+    assert torch.equal(again.memory, small.memory)  # deterministic for a seed
