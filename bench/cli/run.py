@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-test-images", type=int, metavar="N",
                    help="evaluate at most N test images per category (quick runs; recorded, tables say 'subset')")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--train-on", metavar="DATASET",
+                   help="the auxiliary dataset methods that train on one (anomalyclip) are trained on, for every "
+                        "target dataset (default: a config's train_on pairs; the pipeline check: synthetic-aux)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast on GPU (recorded)")
     p.add_argument("--method-option", action="append", default=[], metavar="M.OPT=VALUE",
                    help="set a method option, e.g. apt.k=2 (repeatable)")

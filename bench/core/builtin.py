@@ -16,6 +16,8 @@ BUILTIN_METHODS = {
 
 BUILTIN_DATASETS = {
     "synthetic": ("fsadbench.datasets.synthetic:SyntheticDataset", {}),
+    # the same generator with another seed: the auxiliary set of the zero-shot transfer pipeline check
+    "synthetic-aux": ("fsadbench.datasets.synthetic:SyntheticDataset", {"seed": 1}),
     "mvtec": ("fsadbench.datasets.mvtec:MVTecAD", {}),
     "visa": ("fsadbench.datasets.visa:VisA", {}),
     "mpdd": ("fsadbench.datasets.mpdd:MPDD", {}),

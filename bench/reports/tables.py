@@ -115,10 +115,20 @@ def variants_of(records: Iterable[Record]) -> list[str]:
 
 
 def method_label(records: Iterable[Record], method_id: str) -> str:
+    """The method's label, with the auxiliary dataset(s) it trained on (``anomalyclip (trained on visa)``)."""
+    label, pairs = None, {}
     for r in records:
         if r.key["method"] == method_id:
-            return (r.method or {}).get("label") or method_id
-    return method_id
+            label = label or (r.method or {}).get("label") or method_id
+            aux = (r.method or {}).get("auxiliary")
+            if aux:
+                pairs.setdefault(aux.get("label") or f"trained on {aux.get('name')}", set()).add(r.key["dataset"])
+    label = label or method_id
+    if len(pairs) == 1:
+        return f"{label} ({next(iter(pairs))})"
+    if pairs:
+        return f"{label} (" + "; ".join(f"{p} for {', '.join(sorted(ds))}" for p, ds in sorted(pairs.items())) + ")"
+    return label
 
 
 def backbone_label(records: Iterable[Record], method_id: str) -> str:

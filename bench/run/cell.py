@@ -127,7 +127,7 @@ def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | 
         tc = time.perf_counter()
         enc_c = res.encoder_counts()
         try:
-            if job.scope == "dataset":
+            if job.scope != "category":
                 method.set_category(splits[c].info)
             ev = evaluate(res, method, job, c, splits[c], policy.batch_size)
         except Exception as exc:  # noqa: BLE001

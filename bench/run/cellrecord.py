@@ -60,6 +60,17 @@ def dataset_facts(res: Resources, job: Job, category: str, identity: dict[str, A
     return facts
 
 
+def auxiliary_facts(job: Job) -> dict[str, Any]:
+    """The record's ``method.auxiliary``: the dataset a transfer method trained on (absent otherwise)."""
+    if job.auxiliary is None:
+        return {}
+    from fsadbench.run.transfer import auxiliary_label
+
+    return {"auxiliary": {"name": job.auxiliary.name, "options": job.auxiliary.options,
+                          "label": auxiliary_label(job.auxiliary, job.dataset),
+                          "same_as_target": job.auxiliary.name == job.dataset.name}}
+
+
 def build_record(res: Resources, job: Job, category: str, config_hash: str, result: CellResult,
                  batch_size: int | None = None) -> Record:
     """The record of one cell; ``batch_size`` (the method batch that produced it) goes into its config."""
@@ -77,7 +88,7 @@ def build_record(res: Resources, job: Job, category: str, config_hash: str, resu
         method={"name": job.method.name, "id": job.method.id, "label": job.method.display,
                 "version": int(getattr(cls, "version", 1)), "options": resolved_options(job.method),
                 "variants": list(cls.variants), "fit_scope": job.scope,
-                "uses_feature_cache": cls.uses_feature_cache,
+                "uses_feature_cache": cls.uses_feature_cache, **auxiliary_facts(job),
                 "describe": result.method.describe() if result.method is not None else {}},
         metrics=result.metrics, undefined=result.undefined,
         n_test=len(split.test) if split is not None and result.status == STATUS_OK else 0,

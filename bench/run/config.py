@@ -92,6 +92,10 @@ class RunConfig:
     amp: bool = False
     preset: str | None = None
     save_maps: bool = False  # also store each cell's maps at eval size beside its record (changes no number)
+    #: the zero-shot transfer pairing (fsadbench.run.transfer): target dataset -> auxiliary dataset the
+    #: methods with fit_scope "auxiliary" train on ("*": every target, from --train-on NAME)
+    train_on: dict[str, str] = field(default_factory=dict)
+    train_on_target: bool = False  # allow training on the evaluated dataset itself (said in every table)
 
     # -- serialisation ---------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -184,6 +188,7 @@ _SCALARS = {  # RunConfig field -> (kind, minimum)
     "data_root": ("path", None), "results_dir": ("str", None), "cache_dir": ("path", None),
     "device": ("str", None), "model": ("str", None), "pretrained": ("str", None), "preset": ("path", None),
     "batch_size": ("int", 1), "amp": ("bool", None), "save_maps": ("bool", None),
+    "train_on_target": ("bool", None),
 }
 
 
@@ -216,6 +221,17 @@ def _protocol(cfg: RunConfig, value: Any, where: str) -> Protocol:
     return Protocol(**p)
 
 
+def _train_on(value: Any, where: str) -> dict[str, str]:
+    """``train_on: visa`` (every target) or ``{mvtec: visa, visa: mvtec}`` (per target)."""
+    if isinstance(value, str) and value.strip():
+        return {"*": value.strip()}
+    if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                          for k, v in value.items()):
+        return {k: v.strip() for k, v in value.items()}
+    raise ConfigError(f"{where}: 'train_on' must be a dataset name (e.g. visa) or a mapping target -> "
+                      f"auxiliary dataset (e.g. {{mvtec: visa, visa: mvtec}}); got {value!r}")
+
+
 def apply_mapping(cfg: RunConfig, data: Mapping[str, Any], where: str) -> RunConfig:
     known = {f.name for f in fields(RunConfig)} | {"backbone"}
     unknown = sorted(set(data) - known)
@@ -236,6 +252,8 @@ def apply_mapping(cfg: RunConfig, data: Mapping[str, Any], where: str) -> RunCon
             cfg.pretrained = _scalar("pretrained", "none" if pretrained is None else str(pretrained), where)
         elif key == "protocol":
             cfg.protocol = _protocol(cfg, value, where)
+        elif key == "train_on":
+            cfg.train_on = _train_on(value, where)
         else:
             setattr(cfg, key, _scalar(key, value, where))
     return cfg

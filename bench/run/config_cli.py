@@ -27,6 +27,7 @@ def config_from_cli(args: Any) -> RunConfig:
     overrides: dict[str, Any] = {k: g(k) for k in _CLI_KEYS}
     overrides["amp"] = g("amp") or None
     overrides["save_maps"] = g("save_maps") or None
+    overrides["train_on"] = g("train_on") or None
     backbone = {k: g(k) for k in ("model", "pretrained") if g(k)}
     if backbone:
         overrides["backbone"] = backbone

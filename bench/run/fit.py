@@ -22,6 +22,7 @@ from fsadbench.protocol.sampler import image_ref, sample_shots
 from fsadbench.run.config import DatasetSpec, MethodSpec
 from fsadbench.run.identity import method_backbone, resolve_method
 from fsadbench.run.plan import Job
+from fsadbench.run.transfer import AUXILIARY_SCOPE
 from fsadbench.run.resources import Resources
 
 
@@ -48,9 +49,11 @@ def fit_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any], spl
             batch_size: int, feature_batch_size: int) -> tuple[Any, dict[str, list[Sample]], float]:
     """(fitted method, shots per category, fit seconds) for ``job``; raises what the fit raises."""
     seed_everything(job.seed)
+    shots = {c: job_shots(splits[c], job, cls) for c in job.categories}
+    if job.scope == AUXILIARY_SCOPE:
+        return fit_auxiliary_job(res, job, cls, options, splits, shots, batch_size, feature_batch_size)
     ctx = res.context(job.seed, batch_size, feature_batch_size, method_backbone(res.cfg, job.method))
     method = cls(ctx, **options)
-    shots = {c: job_shots(splits[c], job, cls) for c in job.categories}
     t = time.perf_counter()
     if job.scope == "dataset":
         method.fit_dataset({c: [image_ref(s) for s in shots[c]] for c in job.categories},
@@ -61,6 +64,30 @@ def fit_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any], spl
     return method, shots, time.perf_counter() - t
 
 
+def fit_auxiliary_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any],
+                      splits: Mapping[str, CategorySplit], shots: dict[str, list[Sample]], batch_size: int,
+                      feature_batch_size: int) -> tuple[Any, dict[str, list[Sample]], float]:
+    """The zero-shot transfer fit: the target categories' shots first (a method may refuse them), then
+    one training on the auxiliary set, reused by every job of this process with the same (method,
+    auxiliary data, seed, backbone)."""
+    from fsadbench.run.config import stable_hash
+    from fsadbench.run.identity import cell_identity
+    from fsadbench.run.transfer import auxiliary_set
+
+    ctx = res.context(job.seed, batch_size, feature_batch_size, method_backbone(res.cfg, job.method))
+    method = cls(ctx, **options)
+    for c in job.categories:
+        method.fit([image_ref(s) for s in shots[c]], splits[c].info)
+    ident = cell_identity(res.cfg, res, job)
+    key = (job.method.id, job.seed, stable_hash(ident["auxiliary"]), stable_hash(ident["backbone"]))
+    if key in res.fitted_auxiliary:
+        return res.fitted_auxiliary[key][0], shots, res.fitted_auxiliary[key][1]
+    t = time.perf_counter()
+    method.fit_auxiliary(auxiliary_set(res, job.auxiliary))
+    res.fitted_auxiliary[key] = (method, time.perf_counter() - t)
+    return method, shots, res.fitted_auxiliary[key][1]
+
+
 def fitted_method(res: Resources, method: MethodSpec, dataset: DatasetSpec, category: str, shots: int, seed: int):
     """Fit one method on one cell's shots and return (method, split); for figures and debugging.
 
@@ -69,6 +96,12 @@ def fitted_method(res: Resources, method: MethodSpec, dataset: DatasetSpec, cate
     cls, options = resolve_method(method)
     split = res.split(dataset, category)
     job = Job(method, dataset, [category], shots, seed)
+    if cls.fit_scope_for(options) == AUXILIARY_SCOPE:
+        from fsadbench.run.transfer import auxiliary_for
+
+        job = Job(method, dataset, [category], shots, seed, AUXILIARY_SCOPE, auxiliary_for(res.cfg, dataset, cls.name))
+        m, _, _ = fit_job(res, job, cls, options, {category: split}, res.cfg.batch_size, res.cfg.batch_size)
+        return m, split
     seed_everything(seed)
     m = cls(res.context(seed, res.cfg.batch_size, res.cfg.batch_size, method_backbone(res.cfg, method)), **options)
     refs = [image_ref(s) for s in job_shots(split, job, cls)]

@@ -4,7 +4,8 @@
 resume key: the method (name, version, every resolved option, the versions of
 the encoder paths it declares), the dataset (name, options, a content
 fingerprint of the test images, masks and shots each category of the cell
-sees), the method's backbone (``Method.backbone_for``: family, model, tag,
+sees; for a method trained on an auxiliary dataset, that dataset's name, options,
+categories and content), the method's backbone (``Method.backbone_for``: family, model, tag,
 weights identity, precision), the protocol with the sigma used, and the metric version. Records store it as
 ``identity``; its hash (:func:`cell_hash`) is what resume compares with a
 stored record's ``config_hash``. The Gaussian sigma after upsampling is
@@ -134,6 +135,13 @@ def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, A
             content[c] = f"unreadable ({type(exc).__name__})"
     ident = static_identity(cfg, job)
     ident["dataset"]["data"] = content
+    if job.auxiliary is not None:  # the dataset it trained on (fsadbench.run.transfer)
+        from fsadbench.run.transfer import auxiliary_identity
+
+        try:
+            ident["auxiliary"] = auxiliary_identity(data, job.auxiliary)
+        except BenchError as exc:
+            ident["auxiliary"] = {"name": job.auxiliary.name, "data": f"unreadable ({type(exc).__name__})"}
     data.identities[k] = ident
     return ident
 

@@ -1,7 +1,9 @@
 """Planning: the jobs of a sweep, which of them are still to do, and how they group onto processes.
 
 A :class:`Job` is one fit: a single cell for per-category methods, or all
-categories of a dataset for multi-class methods (``fit_scope == "dataset"``).
+categories of a dataset for multi-class methods (``fit_scope == "dataset"``)
+and for methods trained on an auxiliary dataset (``fit_scope == "auxiliary"``:
+the job names it, :mod:`fsadbench.run.transfer`).
 :func:`plan_jobs` orders per-category jobs by (dataset, category) so a
 category's test images stay in the feature cache's memory while every method,
 shot count and seed uses them; :func:`pending` refuses a folder holding another
@@ -22,6 +24,7 @@ from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.results.records import STATUS_OK, CellKey, RecordStore
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
 from fsadbench.run.identity import cell_hash, method_backbone, precision, resolve_method
+from fsadbench.run.transfer import AUXILIARY_SCOPE, auxiliary_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.resources import DataSource
@@ -37,13 +40,14 @@ class Job:
     shots: int
     seed: int
     scope: str = "category"
+    auxiliary: DatasetSpec | None = None  # fit_scope "auxiliary": the dataset the method trains on
 
     def keys(self) -> list[CellKey]:
         return [CellKey(self.method.id, self.dataset.name, c, self.shots, self.seed) for c in self.categories]
 
     def claim_relpath(self) -> Path:
         """The claim name of a job: its cell's record path, or ``_dataset`` for a multi-class fit."""
-        cat = self.categories[0] if self.scope != "dataset" else DATASET_SCOPE
+        cat = self.categories[0] if self.scope == "category" else DATASET_SCOPE
         return CellKey(self.method.id, self.dataset.name, cat, self.shots, self.seed).relpath()
 
 
@@ -58,7 +62,9 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
             scope = cls.fit_scope_for(options)
             for k in cfg.shots:
                 for s in cfg.seeds:
-                    if scope == "dataset":
+                    if scope == AUXILIARY_SCOPE:  # one fit on the auxiliary set, every category 0-shot
+                        per_ds.append(Job(m, ds, cats, k, s, scope, auxiliary_for(cfg, ds, m.name)))
+                    elif scope == "dataset":
                         per_ds.append(Job(m, ds, cats, k, s, scope))
                     else:
                         per_cat.extend(Job(m, ds, [c], k, s, scope) for c in cats)
@@ -137,7 +143,7 @@ def job_groups(jobs: Iterable[Job]) -> list[list[Job]]:
     groups: dict[tuple[str, str], list[Job]] = {}
     alone: list[list[Job]] = []
     for j in jobs:
-        if j.scope == "dataset":
+        if j.scope != "category":
             alone.append([j])
         else:
             groups.setdefault((j.dataset.name, j.categories[0]), []).append(j)

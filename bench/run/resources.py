@@ -88,6 +88,8 @@ class Resources(DataSource):
         self.log = log or _quiet
         self._backbones: dict[Any, Any] = {}  # BackboneSpec -> backbone adapter
         self._stores: dict[Any, Any] = {}  # BackboneSpec -> FeatureStore
+        #: methods trained on an auxiliary set, fitted once per (method, seed, auxiliary data, backbone)
+        self.fitted_auxiliary: dict[tuple, tuple[Any, float]] = {}
         #: progress inside a cell (an object with ``step(stage, done, total)``), set by the local executor
         self.cell_progress: Any = None
 

@@ -23,8 +23,9 @@ evaluator.
 Block numbers on another depth: ``layers`` and ``dpam_start`` default to the
 official ones scaled by n_layers / 24 (the 12-block tiny model: layers
 3/6/9/12, DPAM from 3), so the test model keeps the official proportions.
-The image size is the backbone's (the official 518 px needs a backbone at
-518; see the README).
+The method runs on its own backbone (``OwnBackbone``): open_clip ViT-L-14-336
+with OpenAI weights at 518 px by default, the tiny random CLIP in the offline
+pipeline check, any other through the ``backbone`` / ``backbone_weights`` options.
 
 Few shots: the official code has no few-shot use, so a cell with shots > 0
 is not applicable. Deterministic for a seed on CPU: the learner is initialised
@@ -47,13 +48,20 @@ from fsadbench.methods.anomalyclip.encoder import OFFICIAL_DPAM_START, OFFICIAL_
 from fsadbench.methods.anomalyclip.losses import anomaly_map, image_logits
 from fsadbench.methods.anomalyclip.prompts import PromptLearner, encode_prompts, templates
 from fsadbench.methods.anomalyclip.train import train_epochs
+from fsadbench.core.defaults import TINY_MODEL
+from fsadbench.methods.common.backbone_option import BackboneOptions, OwnBackbone
 from fsadbench.methods.common.options import int_tuple
 from fsadbench.methods.common.text_prompts import PromptTextEncoder
 from fsadbench.protocol.method import Method
 
 
-class AnomalyCLIP(Method):
+class AnomalyCLIP(OwnBackbone, Method):
     name = "anomalyclip"
+    #: its own backbone (``train.py`` l.32 ``ViT-L/14@336px``, OpenAI weights; l.133 image size 518);
+    #: the tiny random CLIP in the offline pipeline check; option ``backbone`` / ``backbone_weights``
+    backbone_default = "open_clip:ViT-L-14-336@518"
+    backbone_tiny = TINY_MODEL
+    backbone_weights_default = "openai"
     variants = (WO_VG,)
     fit_scope = "auxiliary"
     feature_specs = ("anomalyclip-dpam", "anomalyclip-text")
@@ -63,13 +71,15 @@ class AnomalyCLIP(Method):
         "the Gaussian (sigma 4) is applied at the evaluation size, not at the 518 px image size",
         "fp32 text pass (the official code casts the deep text tokens to fp16, AnomalyCLIP.py l.246)",
         "shuffles and initialisation seeded by the cell seed (the official code seeds 111)",
+        "positional embedding resized to the 518 px grid once by open_clip (bicubic); the official code "
+        "interpolates it bilinearly at run time (AnomalyCLIP.py l.366-370)",
     )
 
     learner: PromptLearner
     history: list[dict[str, float]]
 
     @dataclass
-    class Options:
+    class Options(BackboneOptions):
         n_ctx: int = 12  # train.py l.125
         depth: int = 9  # train.py l.124
         t_n_ctx: int = 4  # train.py l.126

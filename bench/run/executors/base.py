@@ -86,7 +86,7 @@ class Progress:
 
     def begin(self, job: Job) -> None:
         k = job.keys()[0]
-        where = f"{k.dataset}/{k.category}" if job.scope != "dataset" else f"{k.dataset} (all categories)"
+        where = f"{k.dataset}/{k.category}" if job.scope == "category" else f"{k.dataset} (all categories)"
         self.label, self.stage = f"{k.method} {where} k={k.shots} s={k.seed}", None
         if self.bar is not None:
             self.bar.set_postfix_str(self.label[:60])

@@ -1,0 +1,84 @@
+"""The zero-shot transfer protocol: which auxiliary dataset a method that trains on one
+(``fit_scope = "auxiliary"``, e.g. AnomalyCLIP) is trained on, and what it is handed.
+
+Pairing (:func:`auxiliary_for`), per target dataset of the sweep:
+
+* ``train_on`` in the config maps a target dataset to its auxiliary one
+  (``{mvtec: visa, visa: mvtec}``: the papers' pairs); ``--train-on NAME`` (key
+  ``"*"``) names one auxiliary set for every target;
+* with neither, the offline pipeline check trains on :data:`PIPELINE_AUXILIARY`
+  (the built-in synthetic generator with another seed: other images of the
+  same categories); a run on real data must name the pairing;
+* the auxiliary set is never the target dataset itself unless
+  ``train_on_target`` is set, and then records and tables say so.
+
+An auxiliary name that is also one of the sweep's datasets reuses that entry
+(its root, categories and options); any other is a registered dataset found
+under ``--data-root``. The method gets an :class:`AuxiliarySet` (image refs,
+labels, mask refs of every test image of every auxiliary category, never a
+path it could open itself): :func:`auxiliary_set`. The auxiliary dataset's
+name, options, categories and content fingerprint are part of the resume key
+(:mod:`fsadbench.run.identity`), so changing it recomputes the cells.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.core.types import AuxiliarySet, ImageRef
+from fsadbench.protocol.sampler import content_fingerprint, file_digest
+from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, RunConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fsadbench.run.resources import DataSource
+
+AUXILIARY_SCOPE = "auxiliary"
+ALL_TARGETS = "*"  # the train_on key of --train-on NAME
+PIPELINE_AUXILIARY = "synthetic-aux"  # registered: the synthetic generator with seed 1
+
+
+def auxiliary_for(cfg: RunConfig, target: DatasetSpec, method: str = "") -> DatasetSpec:
+    """The auxiliary dataset ``method`` trains on before it is evaluated on ``target``."""
+    name = cfg.train_on.get(target.name, cfg.train_on.get(ALL_TARGETS))
+    if name is None:
+        if cfg.preset != PIPELINE_CHECK:
+            raise ConfigError(f"method {method!r} trains on an auxiliary dataset: name it with --train-on NAME "
+                              f"(e.g. --train-on visa) or train_on: {{{target.name}: NAME}} in the config")
+        return DatasetSpec(PIPELINE_AUXILIARY, categories=target.categories,
+                           options={k: v for k, v in target.options.items() if k != "seed"})
+    same = [d for d in cfg.datasets if d.name == name]
+    spec = same[0] if same else DatasetSpec(str(name))
+    if spec.name == target.name and not cfg.train_on_target:
+        raise ConfigError(f"method {method!r} would train on {target.name}, the dataset it is evaluated on: "
+                          f"pair it with another (--train-on NAME), or set train_on_target: true to do so on "
+                          f"purpose (records and tables then say so)")
+    return spec
+
+
+def auxiliary_label(aux: DatasetSpec, target: DatasetSpec) -> str:
+    """How tables name the pairing: ``trained on visa`` (``... on its own test split`` when the same)."""
+    if aux.name == target.name:
+        return f"trained on {aux.name} (its own test split)"
+    return f"trained on {aux.name}"
+
+
+def auxiliary_identity(data: "DataSource", aux: DatasetSpec) -> dict[str, Any]:
+    """The auxiliary part of the resume key: name, options, categories and content per category."""
+    cats = data.categories(aux)
+    content = {c: content_fingerprint(data.split(aux, c).test, []) for c in cats}
+    return {"name": aux.name, "options": aux.options, "categories": cats, "data": content}
+
+
+def auxiliary_set(data: "DataSource", aux: DatasetSpec) -> AuxiliarySet:
+    """Every test image of every auxiliary category with its label and mask (refs only)."""
+    images, labels, masks = [], [], []
+    cats = data.categories(aux)
+    for c in cats:
+        split = data.split(aux, c)
+        images += data.test_refs(aux, c)
+        labels += [int(s.label) for s in split.test]
+        masks += [ImageRef(s.mask_path, file_digest(s.mask_path)) if s.mask_path is not None else None
+                  for s in split.test]
+    return AuxiliarySet(aux.name, tuple(images), tuple(labels), tuple(masks), tuple(cats))
+
