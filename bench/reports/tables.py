@@ -114,21 +114,27 @@ def variants_of(records: Iterable[Record]) -> list[str]:
     return [v for v in VARIANT_ORDER if v in present] + sorted(v for v in present if v not in VARIANT_ORDER)
 
 
+def auxiliary_note(records: Iterable[Record], method_id: str, name_of=str) -> str:
+    """The auxiliary dataset(s) a transfer method trained on: ``trained on visa`` (one for every
+    target), ``trained on visa for mvtec; trained on mvtec for visa``, or "" (``name_of``: display names)."""
+    pairs: dict[str, set[str]] = {}
+    for r in records:
+        aux = (r.method or {}).get("auxiliary") if r.key["method"] == method_id else None
+        if aux:
+            own = " (its own test split)" if aux.get("same_as_target") else ""
+            pairs.setdefault(f"trained on {name_of(aux.get('name'))}{own}", set()).add(name_of(r.key["dataset"]))
+    if len(pairs) == 1:
+        return next(iter(pairs))
+    return "; ".join(f"{p} for {', '.join(sorted(ds))}" for p, ds in sorted(pairs.items()))
+
+
 def method_label(records: Iterable[Record], method_id: str) -> str:
     """The method's label, with the auxiliary dataset(s) it trained on (``anomalyclip (trained on visa)``)."""
-    label, pairs = None, {}
-    for r in records:
-        if r.key["method"] == method_id:
-            label = label or (r.method or {}).get("label") or method_id
-            aux = (r.method or {}).get("auxiliary")
-            if aux:
-                pairs.setdefault(aux.get("label") or f"trained on {aux.get('name')}", set()).add(r.key["dataset"])
-    label = label or method_id
-    if len(pairs) == 1:
-        return f"{label} ({next(iter(pairs))})"
-    if pairs:
-        return f"{label} (" + "; ".join(f"{p} for {', '.join(sorted(ds))}" for p, ds in sorted(pairs.items())) + ")"
-    return label
+    records = list(records)
+    label = next(((r.method or {}).get("label") or method_id for r in records if r.key["method"] == method_id),
+                 method_id)
+    aux = auxiliary_note(records, method_id)
+    return f"{label} ({aux})" if aux else label
 
 
 def backbone_label(records: Iterable[Record], method_id: str) -> str:

@@ -262,3 +262,37 @@ def test_cli_paper_table(tmp_path, capsys):
     assert "\\begin{tabular}" in out.read_text()
     assert main(["paper-table", "--results-dir", str(tmp_path)]) == 2
     assert "needs --config" in capsys.readouterr().err
+
+
+def test_table2_measured_anomalyclip_row_names_its_training_set_and_uses_its_protocol():
+    acl_bb = {"model": "ViT-L-14-336", "pretrained": "openai", "random_weights": False}
+    recs = []
+    for ds, aux, cats in (("mvtec", "visa", MVTEC), ("visa", "mvtec", ("c1",))):
+        for i, c in enumerate(cats):
+            for s in range(5):
+                r = _rec({"name": "anomalyclip", "id": "anomalyclip", "label": "AnomalyCLIP"}, ds, c, 0, s,
+                         {"w/o VG": {"pixel_auroc": 0.92 + 0.001 * (i - 7)}}, backbone=acl_bb)
+                r.method["auxiliary"] = {"name": aux, "same_as_target": False}
+                recs.append(r)
+    t = apt_table2(recs, show="under")
+    rows = {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
+    head = "AnomalyCLIP (zero-shot) (trained on MVTec for VisA; trained on VisA for MVTec)"
+    assert rows[(head, "paper")][0].md == "91.16"
+    assert rows[(head, "measured")][0].mean == pytest.approx(92.0)
+    assert rows[(head, "diff")][0].md == "+0.84"  # the row's own protocol (ViT-L-14-336 / openai, 5 seeds)
+    assert rows[(head, "diff")][1].md == "n/c"  # one made-up VisA category
+    assert not any("AnomalyCLIP" in h[0] and h[0] != head for h in rows)  # no second zero-shot row
+    for r in recs:
+        r.backbone["model"] = "ViT-B-16-plus-240"
+    again = {tuple(r[0]): r[1] for r in apt_table2(recs, show="under").rows}
+    assert again[(head, "diff")][0].md == "n/c"
+
+
+def test_anomalyclip_published_figures():
+    t = published()["tables"]["anomalyclip_table1"]
+    assert published()["sources"][t["source"]].startswith("Zhou")
+    assert t["values"]["mvtec"] == {"image_auroc": 91.5, "image_ap": 96.2, "pixel_auroc": 91.1, "aupro": 81.4}
+    assert t["values"]["visa"] == {"image_auroc": 82.1, "image_ap": 85.4, "pixel_auroc": 95.5, "aupro": 87.0}
+    assert t["train_on"] == {"mvtec": "visa", "visa": "mvtec"}
+    cfg = build_config(config_file=str(REPO / "configs/paper/apt_table2.yaml"))
+    assert cfg.train_on == t["train_on"] and "anomalyclip" in [m.name for m in cfg.methods]

@@ -98,6 +98,7 @@ class PaperRow:
     group: Any = None  # a rule is drawn between groups
     marks: list = field(default_factory=list)  # footnote mark per measured entry (or None)
     records: list = field(default_factory=list)  # per value column: the records behind the figure
+    protocol: dict | None = None  # this row's published protocol when not the table's (another paper's row)
 
 
 def _fmt_pub(f) -> TextCell:
@@ -136,7 +137,7 @@ def assemble(title: str, row_headers: list[str], groups: list[tuple[str, int]], 
         pub = r.published if r.published is not None else [None] * n
         marks = r.marks or [None] * n
         recs = r.records or [[] for _ in range(n)]
-        diffs = [_diff(m, p, d, rc, protocol, foot) for m, p, d, rc in
+        diffs = [_diff(m, p, d, rc, r.protocol or protocol, foot) for m, p, d, rc in
                  zip(r.measured or [None] * n, pub, col_datasets, recs)]
         if show == "beside":
             cells = []

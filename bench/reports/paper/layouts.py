@@ -23,7 +23,7 @@ from fsadbench.core.errors import ConfigError
 from fsadbench.reports.paper.assemble import Measured, PaperRow, assemble
 from fsadbench.reports.paper.published import (dataset_label, is_measurable, method_label, pub_value, source_note,
                                                table_data)
-from fsadbench.reports.tables import Footnotes, Table, TextCell
+from fsadbench.reports.tables import Footnotes, Table, TextCell, auxiliary_note
 from fsadbench.results.aggregate import METRIC_LABELS
 from fsadbench.results.records import Record
 
@@ -85,17 +85,19 @@ def apt_table2(records: Iterable[Record] | Measured, show: str = "none", metric:
         return [pub_value((spec.get("values") or {}).get(d)) for d in datasets] if use_pub and "values" in spec \
             else None
 
-    def measured_row(mid, k, v, header, pub, group):
+    def measured_row(mid, k, v, header, pub, group, protocol=None):
         entries = [m.entry(mid, d, k, v, foot) for d in datasets]
-        return PaperRow([header], [e for e, _ in entries], pub, group, [mk for _, mk in entries],
-                        [m.records_of(mid, d, k) for d in datasets])
+        aux = auxiliary_note(m.rs.records, mid, dataset_label)  # "trained on VisA" (transfer methods)
+        return PaperRow([f"{header} ({aux})" if aux else header], [e for e, _ in entries], pub, group,
+                        [mk for _, mk in entries], [m.records_of(mid, d, k) for d in datasets], protocol)
 
+    named0 = {s["method"] for s in pubt["rows"] if s.get("method") and int(s["shots"]) == 0}
     rows = []
     for spec in pubt["rows"]:
         if spec.get("zero_shot"):
             for mid in m.names:
                 recs = [r for r in m.rs.records if r.key["method"] == mid and r.key["shots"] == 0]
-                if not recs:
+                if not recs or m.names[mid] in named0:  # it has its own row
                     continue
                 variants = list(dict.fromkeys(v for r in recs for v in r.metrics)) or ["w/o VG"]
                 v = "w/o VG" if "w/o VG" in variants else variants[0]
@@ -105,7 +107,8 @@ def apt_table2(records: Iterable[Record] | Measured, show: str = "none", metric:
             name, k, v = spec["method"], int(spec["shots"]), spec["variant"]
             for mid in (m.ids_of(name) or [name]):
                 header = spec.get("label") if mid == name else f"{m.label(mid)} ({k}-shot, {v})"
-                rows.append(measured_row(mid, k, v, header, pub_row(spec) if mid == name else None, k))
+                rows.append(measured_row(mid, k, v, header, pub_row(spec) if mid == name else None, k,
+                                         spec.get("protocol")))
         else:
             rows.append(PaperRow([spec["label"]], None, pub_row(spec), 0))
     notes = m.notes(problems) + ([source_note("apt_table2")] if use_pub else [])
