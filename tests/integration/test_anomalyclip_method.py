@@ -179,3 +179,17 @@ def test_masks_from_the_feature_store(feature_store, aux):
     decoded = feature_store.stats.decoded
     feature_store.masks([aux.masks[1]], 24)
     assert feature_store.stats.decoded == decoded  # kept in memory
+
+
+def test_its_own_backbone():
+    from fsadbench.backbone.spec import BackboneSpec
+
+    o = AnomalyCLIP.make_options({})
+    real = AnomalyCLIP.backbone_for(o, BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"))
+    # train.py l.32 ViT-L/14@336px (OpenAI), l.133 image size 518
+    assert (real.family, real.model, real.image_size, real.pretrained) == ("open_clip", "ViT-L-14-336", 518, "openai")
+    tiny = AnomalyCLIP.backbone_for(o, BackboneSpec("fsad-tiny-vit", "none"))
+    assert (tiny.model, tiny.pretrained) == ("fsad-tiny-vit", "none")  # the pipeline check
+    other = AnomalyCLIP.backbone_for(AnomalyCLIP.make_options({"backbone": "ViT-B-16@224", "backbone_weights": "x"}),
+                                     BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"))
+    assert (other.model, other.image_size, other.pretrained) == ("ViT-B-16", 224, "x")
