@@ -8,6 +8,7 @@ import pytest
 from fsadbench.core.errors import ConfigError
 from fsadbench.reports.tables import method_label
 from fsadbench.results.records import RecordStore
+from fsadbench.protocol.sampler import image_ref
 from fsadbench.run import sweep
 from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, MethodSpec, Protocol, RunConfig, build_config
 from fsadbench.run.config_cli import config_from_cli
@@ -135,3 +136,13 @@ def test_one_fit_per_auxiliary_set_across_targets_and_shots_not_applicable(tmp_p
     assert recs[("synthetic", 0)].status == recs[("folderless", 0)].status == "ok"
     assert recs[("synthetic", 1)].status == "not_applicable" and "zero-shot" in recs[("synthetic", 1)].error
     assert s.failed == 0
+
+
+def test_fitted_method_trains_on_the_auxiliary_set(tmp_path):
+    from fsadbench.run.fit import fitted_method
+    from fsadbench.run.resources import Resources
+
+    cfg = _cfg(tmp_path)
+    m, split = fitted_method(Resources(cfg), cfg.methods[0], cfg.datasets[0], "stripes", 0, 0)
+    assert m.trained_on == PIPELINE_AUXILIARY and split.info.name == "stripes"
+    assert m.predict([image_ref(split.test[0])])["w/o VG"].maps.shape == (1, 15, 15)

@@ -92,6 +92,10 @@ def test_map_loss_is_weighted_sum_over_layers():
     assert (L.dice_loss(m[:, 1], gt) + L.dice_loss(m[:, 0], 1 - gt)).item() == pytest.approx(
         (1 - 1 / 1.2) + (1 - 2.6 / 2.8), rel=1e-6)
     assert L.map_loss([m], gt).item() == pytest.approx(4 * one.item(), rel=1e-6)
+    # an anomalous pixel: the normal map is scored against 1 - gt = 0
+    anom = torch.ones(1, 1, 1)
+    want = L.focal_loss(m, anom) + L.dice_loss(m[:, 1], anom) + (1 - 1 / 1.8)  # dice(0.8 vs 0) = 1 - 1/1.8
+    assert L.map_loss([m], anom, weight=1.0).item() == pytest.approx(want.item(), rel=1e-6)
     assert L.map_loss([m, m], gt, weight=1.0).item() == pytest.approx(2 * one.item(), rel=1e-6)
 
 
@@ -144,3 +148,10 @@ def test_maps_equal_the_official_similarity_on_random_inputs():
     assert torch.allclose(L.patch_probs(patches, text), want, atol=1e-6)
     got = L.prob_maps(L.patch_probs(patches, text), 7)
     assert torch.allclose(got.permute(0, 2, 3, 1), similarity_map_oracle(want, 7), atol=1e-6)
+
+
+EQUIVALENT_MUTANTS = {
+    "prob_maps: align_corners=False -> None / dropped": "torch's bilinear default is align_corners=False",
+    "focal_loss: one_hot.to(p.dtype) -> .to(None)": "clamp with float bounds promotes the int one-hot to float",
+    "focal_loss: smooth / (c - 1) -> smooth * (c - 1)": "c = 2 (normal, abnormal): both are smooth",
+}
