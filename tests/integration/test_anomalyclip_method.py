@@ -49,7 +49,9 @@ def test_defaults_pinned_with_their_source(method_ctx):
     assert (o.n_ctx, o.depth, o.t_n_ctx, o.epochs, o.lr, o.beta1, o.beta2, o.batch_size) == \
         (12, 9, 4, 15, 1e-3, 0.5, 0.999, 8)
     assert o.layers is None and o.dpam_start is None  # train.py l.128 [6, 12, 18, 24]; DPAM_layer 20: 6..24
-    assert AnomalyCLIP.default_sigma == 4.0  # test.py l.192
+    assert AnomalyCLIP.default_sigma == 4.0 and AnomalyCLIP.min_shots == 0  # test.py l.192
+    assert AnomalyCLIP.backbone_default == "open_clip:ViT-L-14-336@518" and AnomalyCLIP.name == "anomalyclip"
+    assert len(AnomalyCLIP.fidelity_notes) == 4 and all(n.strip() for n in AnomalyCLIP.fidelity_notes)
     assert AnomalyCLIP.fit_scope == "auxiliary" and AnomalyCLIP.variants == (WO_VG,)
     assert AnomalyCLIP.feature_specs == ("anomalyclip-dpam", "anomalyclip-text")
     m = AnomalyCLIP(method_ctx)
@@ -66,11 +68,20 @@ def test_options_override_and_checks(method_ctx):
     assert m.layers == (4, 12) and m.dpam_start == 5 and m.learner.deep.shape == (2, 2, 64)
     assert m.layout[0].slots["ctx"].tolist() == list(range(1, 7))
     assert AnomalyCLIP(method_ctx, layers=7).layers == (7,)
-    for bad, word in [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0.0}, "lr"),
-                      ({"beta1": 1.0}, "beta1"), ({"beta2": -0.1}, "beta2"), ({"depth": 13}, "depth"),
-                      ({"depth": 0}, "depth"), ({"layers": [13]}, "out of range")]:
-        with pytest.raises(ConfigError, match=word):
+    import re
+
+    msgs = {"epochs": "an integer >= 1 (official: 15)", "batch_size": "an integer >= 1 (official: 8)",
+            "lr": "> 0 (official: 0.001)", "beta1/beta2": "in [0, 1) (official: 0.5, 0.999)",
+            "depth": "between 1 and the text encoder's blocks (official: 9)"}
+    for bad, name in [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"), ({"lr": 0.0}, "lr"),
+                      ({"beta1": 1.0}, "beta1/beta2"), ({"beta2": -0.1}, "beta1/beta2"),
+                      ({"beta1": -0.1}, "beta1/beta2"), ({"beta2": 1.0}, "beta1/beta2"),
+                      ({"depth": 13}, "depth"), ({"depth": 0}, "depth")]:
+        want = f"method 'anomalyclip': option '{name}' must be {msgs[name]}"
+        with pytest.raises(ConfigError, match="^" + re.escape(want) + "$"):
             AnomalyCLIP(method_ctx, **bad)
+    with pytest.raises(ConfigError, match="out of range"):
+        AnomalyCLIP(method_ctx, layers=[13])
     AnomalyCLIP(method_ctx, depth=12, beta1=0.0, beta2=0.0)  # the bounds themselves are valid
 
 

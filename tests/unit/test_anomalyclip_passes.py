@@ -163,6 +163,8 @@ def test_deep_tokens_replace_rows_after_sos_in_blocks_2_to_depth():
     assert torch.equal(y[0, 1:3], deep[0]) and torch.equal(y[0, [0, 3, 4]], x[0, [0, 3, 4]])
     assert torch.equal(before(2, x)[0, 1:3], deep[1])
     assert torch.equal(deep_replacer(torch.zeros(2, 0, 3))(1, x), x)
+    one = deep_replacer(torch.full((2, 1, 3), 7.0))(2, x)  # one deep token: row 1 only
+    assert torch.equal(one[0, 1], torch.full((3,), 7.0)) and torch.equal(one[0, 2:], x[0, 2:])
 
 
 def test_learner_shapes_init_and_checks():
@@ -170,10 +172,24 @@ def test_learner_shapes_init_and_checks():
         torch.manual_seed(0)
         pl = PromptLearner(64, 12, 9, 4)
     assert pl.ctx_normal.shape == pl.ctx_abnormal.shape == (12, 64) and pl.deep.shape == (8, 4, 64)
-    assert 0.015 < float(pl.deep.detach().std()) < 0.025 and 0.015 < float(pl.ctx_normal.detach().std()) < 0.025  # N(0, 0.02^2)
+    for p in (pl.deep, pl.ctx_normal, pl.ctx_abnormal):  # N(0, 0.02^2)
+        assert 0.015 < float(p.detach().std()) < 0.025
     assert {n for n, _ in pl.named_parameters()} == {"ctx_normal", "ctx_abnormal", "deep"}
-    for bad in [dict(n_ctx=0), dict(depth=0), dict(t_n_ctx=-1), dict(n_ctx=3, t_n_ctx=4)]:
+    first = r"^AnomalyCLIP: n_ctx and depth must be >= 1, t_n_ctx >= 0 \(the official code: 12, 9, 4\)$"
+    for bad in [dict(n_ctx=0), dict(depth=0), dict(t_n_ctx=-1)]:
         kw = {"n_ctx": 12, "depth": 9, "t_n_ctx": 4, **bad}
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match=first):
             PromptLearner(8, **kw)
+    with pytest.raises(ConfigError, match=r"^AnomalyCLIP: t_n_ctx \(4\) must not exceed n_ctx \(3\): "
+                                          r"the deep text tokens replace context rows$"):
+        PromptLearner(8, 3, 9, 4)
     assert PromptLearner(8, 4, 1, 4).deep.shape == (0, 4, 8)
+    assert PromptLearner(8, 1, 2, 0).deep.shape == (1, 0, 8) and PromptLearner(8, 1, 2, 1).n_ctx == 1
+
+
+EQUIVALENT_MUTANTS = {
+    "deep_replacer: deep[i - 1].to(x.dtype) -> .to(None)": "fp32 on CPU: the deep tokens already have x's dtype",
+    "encode_prompts: eot device=x.device -> None / dropped": "CPU tests: the device is the default one",
+    "encode_prompts: F.normalize(dim=-1) -> dropped / dim=+1": "the features are 2 x E: dim 1 is the last "
+                                                              "(F.normalize's default)",
+}
