@@ -115,11 +115,20 @@ def test_dpam_off_gives_the_plain_pass_and_the_embedding_skips_ln_post(tiny_back
 
 
 def test_dpam_checks_and_spec(tiny_backbone):
-    with pytest.raises(ConfigError, match="dpam_start 14 out of range"):
-        encode_dpam(tiny_backbone.image_tower, torch.zeros(1, 3, 120, 120), 14, (3,))
-    with pytest.raises(ConfigError, match="feature layers"):
-        encode_dpam(tiny_backbone.image_tower, torch.zeros(1, 3, 120, 120), 3, (13,))
-    spec = dpam_spec(3, (12, 3, 3))
+    tower, px = tiny_backbone.image_tower, torch.zeros(1, 3, 120, 120)
+    for bad in (0, 14):
+        with pytest.raises(ConfigError, match=rf"^AnomalyCLIP: dpam_start {bad} out of range: 1\.\.12 "
+                                              rf"\(or 13 for no DPAM\)$"):
+            encode_dpam(tower, px, bad, (3,))
+    with pytest.raises(ConfigError, match=r"^AnomalyCLIP feature layers \[13\] out of range"):
+        encode_dpam(tower, px, 3, (13,))
+    with torch.no_grad():
+        all_blocks = encode_dpam(tower, px, 1, (1,))  # DPAM on every block is valid
+        spec = dpam_spec(3, (12, 3, 3))
+        got = spec.compute(tiny_backbone, px)
+        want = encode_dpam(tower, px, 3, (3, 12))
+    assert all_blocks["layer1"].shape == (1, 225, 64)
+    assert set(got) == {"embedding", "layer3", "layer12"} and all(torch.equal(got[k], want[k]) for k in want)
     assert spec.name == "anomalyclip-dpam" and dict(spec.params) == {"dpam_start": 3, "layers": (3, 12)}
     assert dpam_spec(4, (3,)).key != dpam_spec(3, (3,)).key
 
