@@ -47,7 +47,8 @@ def weights_line(cfg: RunConfig) -> str:
 
 def encoder_passes(cfg: RunConfig, plan: Plan, data: DataSource) -> int:
     """At most this many image-encoder passes: per category, each test image once per image-encoder path
-    of the methods still to run, plus the shots (entries already in the feature cache are reused)."""
+    of the methods still to run, plus the shots and each auxiliary set a transfer method trains on (entries
+    already in the feature cache are reused)."""
     paths: dict[tuple[str, str], set[str]] = {}
     shots: dict[tuple[str, str], int] = {}
     for job in plan.todo:
@@ -58,7 +59,9 @@ def encoder_passes(cfg: RunConfig, plan: Plan, data: DataSource) -> int:
             paths.setdefault(key, set()).update(f"{p}:{job.method.id}" for p in image_paths)
             shots[key] = shots.get(key, 0) + job.shots
     specs = {d.name: d for d in cfg.datasets}
-    return sum(len(data.split(specs[d], c).test) * len(p) + shots[(d, c)] for (d, c), p in paths.items())
+    aux = {(j.method.id, j.auxiliary.name): j.auxiliary for j in plan.todo if j.auxiliary is not None}
+    trained = sum(len(data.split(a, c).test) for a in aux.values() for c in data.categories(a))
+    return trained + sum(len(data.split(specs[d], c).test) * len(p) + shots[(d, c)] for (d, c), p in paths.items())
 
 
 def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
@@ -81,6 +84,10 @@ def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
            for b in [method_backbone(cfg, m)] if b != sweep_backbone(cfg)]
     if own:
         lines.append(f"  own backbones: {'; '.join(own)}")
+    pairs = sorted({f"{j.method.id} on {j.dataset.name} trained on {j.auxiliary.name}"
+                    for j in plan.jobs if j.auxiliary is not None})
+    if pairs:
+        lines.append(f"  zero-shot transfer: {'; '.join(pairs)}")
     p = cfg.protocol
     lines.append(f"  evaluation: {p.eval_size} px, sigma {p.sigma if p.sigma is not None else 'per method'}, "
                  + (f"SUBSET of at most {p.max_test_images} test images per category"

@@ -146,3 +146,14 @@ def test_fitted_method_trains_on_the_auxiliary_set(tmp_path):
     m, split = fitted_method(Resources(cfg), cfg.methods[0], cfg.datasets[0], "stripes", 0, 0)
     assert m.trained_on == PIPELINE_AUXILIARY and split.info.name == "stripes"
     assert m.predict([image_ref(split.test[0])])["w/o VG"].maps.shape == (1, 15, 15)
+
+
+def test_plan_line_names_the_pairing_and_counts_the_auxiliary_images(tmp_path):
+    from fsadbench.run.preview import encoder_passes, plan_text
+
+    cfg = _cfg(tmp_path)
+    data = DataSource(cfg)
+    plan = Plan.build(cfg, data, RecordStore(cfg.results_dir))
+    assert "  zero-shot transfer: anomalyclip[epochs=1] on synthetic trained on synthetic-aux" in \
+        plan_text(cfg, plan, data).splitlines()
+    assert encoder_passes(cfg, plan, data) == 4 + 4  # the target's test images (one path) + the auxiliary's
