@@ -204,3 +204,30 @@ def test_its_own_backbone():
     other = AnomalyCLIP.backbone_for(AnomalyCLIP.make_options({"backbone": "ViT-B-16@224", "backbone_weights": "x"}),
                                      BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"))
     assert (other.model, other.image_size, other.pretrained) == ("ViT-B-16", 224, "x")
+
+
+def test_training_loop_reports_means_progress_and_a_diverged_loss(method_ctx, monkeypatch):
+    said, steps = [], []
+    ctx = dataclasses.replace(method_ctx, log=said.append, progress=lambda *a: steps.append(a))
+    m = AnomalyCLIP(ctx, epochs=2, batch_size=4)
+    k = {"n": 0}
+
+    def fake(m_, feats, labels, masks):
+        k["n"] += 1
+        zero = m_.learner.deep.sum() * 0
+        total = float("nan") if k["n"] == 6 else 3.0 * k["n"]
+        return {"map": zero + k["n"], "image": zero + 2.0 * k["n"], "total": zero + total}
+
+    monkeypatch.setattr(T, "step_losses", fake)
+    batch = lambda idx: ({}, torch.zeros(len(idx)), torch.zeros(len(idx), 4, 4))  # noqa: E731
+    with pytest.raises(MethodError, match=r"^AnomalyCLIP: training loss became nan at epoch 2; lower lr$"):
+        T.train_epochs(m, 10, batch)
+    assert m.history[0] == {"map": 2.0, "image": 4.0, "total": 6.0}  # mean of steps 1..3
+    assert steps == [("epoch", 1, 2), ("epoch", 2, 2)]
+    assert said[0] == "anomalyclip epoch 1/2: loss 6.0000" and said[1].startswith("anomalyclip epoch 2/2: loss nan")
+
+
+EQUIVALENT_MUTANTS = {
+    "step_losses: masks.shape[-1] -> [+1] / [-2]": "masks are B x S x S: square",
+    "step_losses: masks.to(maps[0].device) / labels.to(text.device) -> to(None), maps[1]": "CPU tests: one device",
+}
