@@ -1,0 +1,94 @@
+"""The zero-shot transfer pairing (fsadbench.run.transfer): rules, config and CLI, what the method is handed."""
+
+from __future__ import annotations
+
+import pytest
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, MethodSpec, Protocol, RunConfig, build_config
+from fsadbench.run.config_cli import config_from_cli
+from fsadbench.run.resources import DataSource
+from fsadbench.run.transfer import (ALL_TARGETS, AUXILIARY_SCOPE, PIPELINE_AUXILIARY, auxiliary_for,
+                                    auxiliary_identity, auxiliary_label, auxiliary_set)
+
+SYN = {"size": 48, "n_train": 2, "n_test_good": 2, "n_test_bad": 2}
+
+
+def _cfg(tmp_path, **kw) -> RunConfig:
+    base = dict(methods=[MethodSpec("anomalyclip", {"epochs": 1})],
+                datasets=[DatasetSpec("synthetic", categories=["stripes"], options=dict(SYN))],
+                shots=[0], seeds=[0], model="fsad-tiny-vit", pretrained="none", protocol=Protocol(eval_size=32),
+                results_dir=str(tmp_path / "res"), cache_dir=str(tmp_path / "cache"), device="cpu", batch_size=8,
+                preset=PIPELINE_CHECK)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_constants():
+    assert (AUXILIARY_SCOPE, ALL_TARGETS, PIPELINE_AUXILIARY) == ("auxiliary", "*", "synthetic-aux")
+
+
+# -- pairing ------------------------------------------------------------------------------------------
+def test_pairing_rules(tmp_path):
+    target = DatasetSpec("mvtec")
+    visa = DatasetSpec("visa", root="/data/visa", options={"a": 1})
+    cfg = _cfg(tmp_path, datasets=[target, visa], train_on={"mvtec": "visa", "visa": "mvtec"}, preset=None)
+    assert auxiliary_for(cfg, target) is visa  # the sweep's own entry (root, options) is reused
+    assert auxiliary_for(cfg, visa) is target
+    cfg.train_on = {"*": "mpdd"}
+    assert auxiliary_for(cfg, target) == DatasetSpec("mpdd")
+    cfg.train_on = {"*": "mvtec", "visa": "mpdd"}
+    assert auxiliary_for(cfg, visa).name == "mpdd"  # a target's own pair wins over "*"
+    with pytest.raises(ConfigError, match="the dataset it is evaluated on"):
+        auxiliary_for(cfg, target)
+    cfg.train_on_target = True
+    assert auxiliary_for(cfg, target) is target
+    assert auxiliary_label(target, target) == "trained on mvtec (its own test split)"
+    assert auxiliary_label(visa, target) == "trained on visa"
+    cfg.train_on = {}
+    with pytest.raises(ConfigError, match="--train-on NAME"):
+        auxiliary_for(cfg, target, "anomalyclip")
+
+
+def test_pipeline_check_gets_the_second_synthetic_set(tmp_path):
+    target = DatasetSpec("synthetic", categories=["stripes"], options={**SYN, "seed": 3})
+    aux = auxiliary_for(_cfg(tmp_path), target)
+    assert aux == DatasetSpec(PIPELINE_AUXILIARY, categories=["stripes"], options=SYN)  # the registered seed 1
+    data = DataSource(_cfg(tmp_path))
+    assert data.dataset(aux).params["seed"] == 1 and data.dataset(target).params["seed"] == 3
+
+
+def test_config_and_cli_name_the_pairing(tmp_path):
+    assert build_config(overrides={"train_on": "visa"}).train_on == {"*": "visa"}
+    assert build_config(overrides={"train_on": {"mvtec": "visa"}}).train_on == {"mvtec": "visa"}
+    assert build_config(overrides={"train_on_target": True}).train_on_target is True
+    for bad in (3, "", {"mvtec": 2}):
+        with pytest.raises(ConfigError, match="train_on"):
+            build_config(overrides={"train_on": bad})
+    cfg = config_from_cli({"methods": "anomalyclip", "shots": "0", "seeds": "0"})
+    assert cfg.preset == PIPELINE_CHECK and cfg.train_on == {}
+    assert config_from_cli({"methods": "anomalyclip", "train_on": "synthetic-aux"}).train_on == {"*": "synthetic-aux"}
+
+
+def test_the_method_gets_refs_labels_and_masks(tmp_path):
+    cfg = _cfg(tmp_path)
+    data = DataSource(cfg)
+    aux = auxiliary_for(cfg, cfg.datasets[0])
+    s = auxiliary_set(data, aux)
+    split = data.split(aux, "stripes")
+    assert s.dataset == PIPELINE_AUXILIARY and s.categories == ("stripes",)
+    assert list(s.labels) == [x.label for x in split.test] and sum(s.labels) == 2
+    assert [m is None for m in s.masks] == [x.mask_path is None for x in split.test]
+    assert all(m.path == x.mask_path and len(m.digest) == 40 for m, x in zip(s.masks, split.test) if m)
+    assert [r.digest for r in s.images] == [r.digest for r in data.test_refs(aux, "stripes")]
+
+
+def test_auxiliary_identity_names_the_data(tmp_path):
+    cfg = _cfg(tmp_path)
+    data = DataSource(cfg)
+    aux = auxiliary_for(cfg, cfg.datasets[0])
+    ident = auxiliary_identity(data, aux)
+    assert (ident["name"], ident["options"], ident["categories"]) == (PIPELINE_AUXILIARY, SYN, ["stripes"])
+    assert set(ident["data"]) == {"stripes"} and len(ident["data"]["stripes"]) >= 12
+    two = auxiliary_identity(data, DatasetSpec(PIPELINE_AUXILIARY, categories=["stripes", "disc"], options=SYN))
+    assert two["data"]["stripes"] == ident["data"]["stripes"] and two["data"]["disc"] != ident["data"]["stripes"]
