@@ -55,7 +55,8 @@ ComputeFn = Callable[["Backbone", torch.Tensor], Mapping[str, torch.Tensor]]
 
 #: The version of every encoder path a method's numbers depend on: the cached
 #: feature specs (``tokens``: the plain pass; ``vv``: the V-V / LAT dual path;
-#: ``winclip-windows``: WinCLIP's window pass) and the passes with learned
+#: ``winclip-windows``: WinCLIP's window pass; ``layers``: a timm / torchvision
+#: backbone's maps or tokens by layer name) and the passes with learned
 #: prompts, never cached (``prompt-text``: the learnable-context text encoder of
 #: PromptAD and APT; ``anople-prompted``: AnoPLe's deep-prompt image and text
 #: passes). Bump a version whenever the path's code changes what it computes: it
@@ -68,6 +69,7 @@ SPEC_VERSIONS: dict[str, int] = {
     "winclip-windows": 1,
     "prompt-text": 1,
     "anople-prompted": 2,
+    "layers": 1,
 }
 
 
@@ -128,6 +130,12 @@ def token_spec(layers: Sequence[int] = ()) -> FeatureSpec:
     """The plain encoder pass: embedding, projected patch tokens, block outputs."""
     layers = tuple(sorted(int(i) for i in layers))
     return FeatureSpec.make("tokens", lambda bb, px: bb.encode_image_tokens(px, layers), layers=layers)
+
+
+def layer_spec(layers: Sequence[str]) -> FeatureSpec:
+    """A timm / torchvision backbone's outputs by layer name (``layer2``, ``block12``): ``encode``."""
+    layers = tuple(sorted(str(n) for n in layers))
+    return FeatureSpec.make("layers", lambda bb, px: bb.encode(px, layers), layers=layers)
 
 
 @dataclass

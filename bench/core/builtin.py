@@ -11,6 +11,9 @@ BUILTIN_METHODS = {
     "anople": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": True}),
     "anople-oc": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": False}),
     "apt": ("fsadbench.methods.apt.model:APT", {}),
+    "patchcore": ("fsadbench.methods.patchcore.model:PatchCoreMethod", {}),
+    "padim": ("fsadbench.methods.padim.model:PadimMethod", {}),
+    "spade": ("fsadbench.methods.spade.model:SpadeMethod", {}),
 }
 
 BUILTIN_DATASETS = {
