@@ -14,6 +14,7 @@ BUILTIN_METHODS = {
     "patchcore": ("fsadbench.methods.patchcore.model:PatchCoreMethod", {}),
     "padim": ("fsadbench.methods.padim.model:PadimMethod", {}),
     "spade": ("fsadbench.methods.spade.model:SpadeMethod", {}),
+    "anomalydino": ("fsadbench.methods.anomalydino.model:AnomalyDINOMethod", {}),
 }
 
 BUILTIN_DATASETS = {
