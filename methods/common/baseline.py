@@ -18,7 +18,7 @@ import torch
 
 from fsadbench.backbone.features import layer_spec
 from fsadbench.core.errors import ConfigError, NotApplicable
-from fsadbench.core.types import ImageRef
+from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 from fsadbench.core.variants import W_VG
 from fsadbench.methods.common.backbone_option import BackboneOptions, OwnBackbone
 from fsadbench.protocol.method import Method
@@ -31,6 +31,11 @@ def str_tuple(value: Any, method: str, name: str) -> tuple[str, ...]:
         raise ConfigError(f"{method} option {name!r} must be a list of layer names, e.g. [layer2, layer3]; "
                           f"got {value!r}")
     return tuple(v.strip() for v in items)
+
+
+#: fidelity notes the torchvision baselines share
+SQUASH_224 = "squash resize to 224 px instead of resize 256 + centre crop 224, so maps align with masks"
+SIGMA_AT_EVAL = "Gaussian sigma 4 applied at the evaluation resolution, after upsampling"
 
 
 @dataclass
@@ -72,6 +77,19 @@ class Baseline(OwnBackbone, Method):
     def need_shots(self, normals: Sequence[ImageRef]) -> None:
         if not normals:
             raise NotApplicable(f"{self.name} needs at least one normal shot (shots=0 is zero-shot)")
+
+    def inputs(self, images: Sequence[ImageRef]) -> tuple:
+        """The arguments of the core's ``fit`` / ``predict`` for ``images`` (default: the layer maps)."""
+        return (self.maps(images),)
+
+    def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
+        self.need_shots(normals)
+        self.core.fit(*self.inputs(normals))
+
+    def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
+        """The core's (maps B x h x w, image scores B) as the one variant."""
+        maps, scores = self.core.predict(*self.inputs(images))
+        return {W_VG: Prediction(maps=maps, scores=scores)}
 
     def describe(self) -> dict[str, Any]:
         b = self.ctx.backbone

@@ -12,11 +12,9 @@ shot's embedding at that position (:mod:`.torch_model`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
-from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
-from fsadbench.core.variants import W_VG
-from fsadbench.methods.common.baseline import Baseline, BaselineOptions
+from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, Baseline, BaselineOptions
 from fsadbench.methods.padim import torch_model as core
 
 
@@ -29,8 +27,8 @@ class PadimMethod(Baseline):
     fidelity_notes = (
         "k = 1: the sample covariance of one shot is taken as 0 (the reference's np.cov gives NaN), so the "
         "Gaussian is N(shot, 0.01 I)",
-        "squash resize to 224 px instead of resize 256 + centre crop 224, so maps align with masks",
-        "Gaussian sigma 4 applied at the evaluation resolution, after upsampling",
+        SQUASH_224,
+        SIGMA_AT_EVAL,
     )
 
     @dataclass
@@ -44,14 +42,6 @@ class PadimMethod(Baseline):
         base = ctx.backbone.spec.model.removesuffix("-tiny")  # a tiny config has its model's channel counts
         self.core = core.Padim(backbone=base, n_features=None if o.n_features is None else int(o.n_features),
                                reg=float(o.reg))
-
-    def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
-        self.need_shots(normals)
-        self.core.fit(self.maps(normals))
-
-    def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
-        maps, scores = self.core.predict(self.maps(images))
-        return {W_VG: Prediction(maps=maps, scores=scores)}
 
     def describe(self) -> dict[str, Any]:
         subset = self.core.subset

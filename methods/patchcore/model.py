@@ -11,12 +11,10 @@ re-weighted maximum over ``num_neighbors = 9`` (anomalib).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from fsadbench.core.errors import ConfigError
-from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
-from fsadbench.core.variants import W_VG
-from fsadbench.methods.common.baseline import Baseline, BaselineOptions
+from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, Baseline, BaselineOptions
 from fsadbench.methods.patchcore import torch_model as core
 
 
@@ -28,9 +26,9 @@ class PatchCoreMethod(Baseline):
     default_sigma = 4.0  # anomalib anomaly_map.py / official RescaleSegmentor: Gaussian sigma 4
     fidelity_notes = (
         "few-shot: the memory keeps every patch of the k shots (coreset_ratio 1; the full-data papers use 10 %)",
-        "squash resize to 224 px instead of resize 256 + centre crop 224, so maps align with masks",
+        SQUASH_224,
         "exact Euclidean distances instead of anomalib's expanded |x|^2 + |y|^2 - 2xy form",
-        "Gaussian sigma 4 applied at the evaluation resolution, after upsampling",
+        SIGMA_AT_EVAL,
     )
 
     @dataclass
@@ -48,14 +46,6 @@ class PatchCoreMethod(Baseline):
             raise ConfigError(f"patchcore option 'num_neighbors' must be >= 1, got {o.num_neighbors!r}")
         self.core = core.PatchCore(num_neighbors=int(o.num_neighbors), coreset_ratio=float(o.coreset_ratio),
                                    target_dim=None if o.target_dim is None else int(o.target_dim), seed=ctx.seed)
-
-    def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
-        self.need_shots(normals)
-        self.core.fit(self.maps(normals))
-
-    def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
-        maps, scores = self.core.predict(self.maps(images))
-        return {W_VG: Prediction(maps=maps, scores=scores)}
 
     def describe(self) -> dict[str, Any]:
         memory = self.core.memory

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from fsadbench.core.errors import ConfigError
-from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
-from fsadbench.core.variants import W_VG
-from fsadbench.methods.common.baseline import Baseline, BaselineOptions
+from fsadbench.core.types import ImageRef
+from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, Baseline, BaselineOptions
 from fsadbench.methods.spade import torch_model as core
 
 GLOBAL_LAYER = "layer4"  # main.py: avgpool after layer4 (the WRN's 2048-d global feature)
@@ -29,8 +28,8 @@ class SpadeMethod(Baseline):
     default_sigma = 4.0  # main.py: gaussian_filter(sigma=4) on the score map
     fidelity_notes = (
         "the whole gallery of the K nearest shots is searched (the reference drops its last len % 100 rows)",
-        "squash resize to 224 px instead of resize 256 + centre crop 224, so maps align with masks",
-        "Gaussian sigma 4 applied at the evaluation resolution, after upsampling",
+        SQUASH_224,
+        SIGMA_AT_EVAL,
     )
 
     @dataclass
@@ -48,17 +47,10 @@ class SpadeMethod(Baseline):
     def encoded_layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.layers, self.options.global_layer)))
 
-    def features(self, images: Sequence[ImageRef]):
+    def inputs(self, images: Sequence[ImageRef]) -> tuple:
+        """(global features B x C: the global layer average-pooled, [pyramid maps])."""
         out = self.outputs(images)
         return out[self.global_layer].float().mean(dim=(2, 3)), [out[n] for n in self.layers]
-
-    def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
-        self.need_shots(normals)
-        self.core.fit(*self.features(normals))
-
-    def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
-        maps, scores = self.core.predict(*self.features(images))
-        return {W_VG: Prediction(maps=maps, scores=scores)}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "global_feature": f"{self.global_layer} average-pooled",
