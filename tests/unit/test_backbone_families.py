@@ -39,6 +39,7 @@ def test_families_known_names_and_default_weights():
     ("open_clip:ViT-L-14-336@518", "open_clip", "ViT-L-14-336", 518),
     ("ViT-B-16-plus-240", "open_clip", "ViT-B-16-plus-240", None),  # any other bare name is open_clip
     ("  resnet18@64 ", "torchvision", "resnet18", 64),
+    ("timm:hf-hub:timm/x", "timm", "hf-hub:timm/x", None),  # the first ':' ends the family (timm hub names)
 ])
 def test_parse_backbone(text, family, model, size):
     spec = parse_backbone(text, "none")
