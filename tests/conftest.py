@@ -36,3 +36,30 @@ def method_ctx(tiny_backbone, feature_store):
     from fsadbench.protocol.method import MethodContext
 
     return MethodContext(backbone=tiny_backbone, features=feature_store, device=torch.device("cpu"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_backbones():
+    """The tiny random timm / torchvision configurations on CPU, built once: name -> backbone."""
+    from fsadbench.backbone.load import load_backbone
+    from fsadbench.backbone.spec import parse_backbone
+
+    return {n: load_backbone(parse_backbone(n, "none"))
+            for n in ("wide_resnet50_2-tiny", "resnet18-tiny", "dinov2-tiny")}
+
+
+@pytest.fixture()
+def context_for(tiny_backbone, tiny_vision_backbones, tmp_path):
+    """``context_for(method class, options)``: a MethodContext on the backbone that method resolves to in the
+    pipeline check (the tiny CLIP for the CLIP methods, its family's tiny config otherwise)."""
+    from fsadbench.backbone.features import FeatureStore
+    from fsadbench.backbone.spec import BackboneSpec
+    from fsadbench.protocol.method import MethodContext
+
+    def make(cls, options=None, seed=0):
+        spec = cls.backbone_for(cls.make_options(dict(options or {})), BackboneSpec("fsad-tiny-vit", "none"))
+        bb = tiny_backbone if spec.family == "open_clip" else tiny_vision_backbones[spec.model]
+        store = FeatureStore(bb, cache_dir=tmp_path / "cache", batch_size=8)
+        return MethodContext(backbone=bb, features=store, device=torch.device("cpu"), seed=seed)
+
+    return make

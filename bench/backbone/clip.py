@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from fsadbench.backbone.towers import ImageTower
+from fsadbench.backbone.vision import describe_backbone
 from fsadbench.backbone.spec import BackboneSpec  # noqa: F401 - its historical home
 from fsadbench.backbone.weights import quiet_random_init, read_state_dict, state_fingerprint, weights_help  # noqa: F401
 from fsadbench.core.errors import ConfigError, WeightsError, error_summary
@@ -58,6 +59,8 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 class Backbone:
     """An open_clip CLIP model in eval mode, with token access for the methods."""
+
+    family = "open_clip"
 
     def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None):
         import open_clip
@@ -137,18 +140,7 @@ class Backbone:
         return f"open_clip|{self.spec.model}|{self.fingerprint}|{self.image_size}|open_clip-{self.open_clip_version}"
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "family": "open_clip",
-            "model": self.spec.model,
-            "pretrained": self.spec.pretrained,
-            "weights_source": self.weights_source,
-            "random_weights": self.is_random,
-            "weights_fingerprint": self.fingerprint,
-            "image_size": self.image_size,
-            "grid": list(self.grid),
-            "preprocess": {"resize": "squash (no crop, so maps align with masks)",
-                           "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)},
-        }
+        return describe_backbone(self)
 
     # -- images --------------------------------------------------------------
     def _make_transform(self, size: int):

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import torch
 
 from fsadbench.core.errors import ConfigError
-from fsadbench.core.io import atomic_write_bytes
+from fsadbench.core.io import atomic_write_bytes, read_mask_resized
 from fsadbench.core.types import ImageRef
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,7 +55,8 @@ ComputeFn = Callable[["Backbone", torch.Tensor], Mapping[str, torch.Tensor]]
 
 #: The version of every encoder path a method's numbers depend on: the cached
 #: feature specs (``tokens``: the plain pass; ``vv``: the V-V / LAT dual path;
-#: ``winclip-windows``: WinCLIP's window pass; ``anomalyclip-dpam``: AnomalyCLIP's
+#: ``winclip-windows``: WinCLIP's window pass; ``layers``: a timm / torchvision
+#: backbone's maps or tokens by layer name; ``anomalyclip-dpam``: AnomalyCLIP's
 #: DPAM pass) and the passes with learned prompts, never cached (``prompt-text``:
 #: PromptAD's and APT's learnable-context text encoder; ``anople-prompted``:
 #: AnoPLe's deep-prompt passes; ``anomalyclip-text``: AnomalyCLIP's deep text
@@ -69,6 +70,7 @@ SPEC_VERSIONS: dict[str, int] = {
     "winclip-windows": 1,
     "prompt-text": 1,
     "anople-prompted": 2,
+    "layers": 1,
     "anomalyclip-dpam": 1,
     "anomalyclip-text": 1,
 }
@@ -131,6 +133,12 @@ def token_spec(layers: Sequence[int] = ()) -> FeatureSpec:
     """The plain encoder pass: embedding, projected patch tokens, block outputs."""
     layers = tuple(sorted(int(i) for i in layers))
     return FeatureSpec.make("tokens", lambda bb, px: bb.encode_image_tokens(px, layers), layers=layers)
+
+
+def layer_spec(layers: Sequence[str]) -> FeatureSpec:
+    """A timm / torchvision backbone's outputs by layer name (``layer2``, ``block12``): ``encode``."""
+    layers = tuple(sorted(str(n) for n in layers))
+    return FeatureSpec.make("layers", lambda bb, px: bb.encode(px, layers), layers=layers)
 
 
 @dataclass
@@ -205,7 +213,7 @@ class FeatureStore:
             key = f"mask:{ref.digest}@{size}"
             t = self._pixels.get(key)
             if t is None:
-                t = _resized_mask(ref, size)
+                t = torch.from_numpy(read_mask_resized(ref.path, size))
                 self.stats.decoded += 1
                 self._pixel_put(key, t)
             out[i] = t
@@ -338,13 +346,3 @@ class FeatureStore:
             log.warning("warning: feature cache not written, features stay in memory for this process: %s", exc)
         self._corrupt.discard(key)
 
-
-def _resized_mask(ref: ImageRef, size: int) -> torch.Tensor:
-    """One mask file at size x size: bilinear resize of the 0/255 image, then > 127.5 (0/1 float)."""
-    import numpy as np
-    from PIL import Image
-    from fsadbench.core.io import read_mask
-
-    img = Image.fromarray(read_mask(ref.path).astype(np.uint8) * 255)
-    arr = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
-    return torch.from_numpy((arr > 127.5).astype(np.float32))

@@ -87,9 +87,16 @@ class TimmBackbone(VisionBackbone):
             raise ConfigError(f"backbone {spec.name}: this timm model has no forward_intermediates")
 
     def build(self) -> torch.nn.Module:
+        """The timm model, random; ``img_size`` only reaches models that take one (ViTs: a CNN takes any)."""
         import timm
 
-        return timm.create_model(self._base, pretrained=False, **self._kwargs)
+        try:
+            return timm.create_model(self._base, pretrained=False, **self._kwargs)
+        except TypeError:
+            if "img_size" not in self._kwargs:
+                raise
+            return timm.create_model(self._base, pretrained=False,
+                                     **{k: v for k, v in self._kwargs.items() if k != "img_size"})
 
     def load_weights(self, model, sd, path) -> None:
         filt = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)

@@ -96,13 +96,13 @@ class TorchvisionBackbone(VisionBackbone):
         return LAYERS
 
     def encode(self, pixels: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """``{name: B x C x h x w}`` of the ResNet layers asked for (the stem runs once)."""
+        """``{name: B x C x h x w}`` of the ResNet layers asked for, in that order (one forward, up to the
+        deepest)."""
         wanted = self.check_layers(layers)
         m = self.model
         x = m.maxpool(m.relu(m.bn1(m.conv1(pixels.to(self.device)))))
         out = {}
         for name in LAYERS[:max(LAYERS.index(n) for n in wanted) + 1] if wanted else ():
             x = getattr(m, name)(x)
-            if name in wanted:
-                out[name] = x
-        return out
+            out[name] = x
+        return {n: out[n] for n in wanted}

@@ -47,6 +47,23 @@ def weights_remedy(spec: BackboneSpec, reason: str, url: str, file_name: str, ca
     ])
 
 
+def describe_backbone(bb: Any) -> dict[str, Any]:
+    """The record's ``backbone`` section of any family's adapter: family, model, weights (as named, their
+    source, random or not, fingerprint), input size, token grid (None for CNN maps), preprocessing."""
+    return {
+        "family": bb.family,
+        "model": bb.spec.model,
+        "pretrained": bb.spec.pretrained,
+        "weights_source": bb.weights_source,
+        "random_weights": bb.is_random,
+        "weights_fingerprint": bb.fingerprint,
+        "image_size": bb.image_size,
+        "grid": list(bb.grid) if bb.grid else None,
+        "preprocess": {"resize": "squash (no crop, so maps align with masks)",
+                       "interpolation": bb.interpolation, "mean": list(bb.mean), "std": list(bb.std)},
+    }
+
+
 class VisionBackbone:
     """A frozen timm / torchvision model in eval mode; subclasses build the model and run ``encode``."""
 
@@ -119,18 +136,7 @@ class VisionBackbone:
         return f"{self.family}|{self.spec.model}|{self.fingerprint}|{self.image_size}|{self.family}-{self.library_version}"
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "model": self.spec.model,
-            "pretrained": self.spec.pretrained,
-            "weights_source": self.weights_source,
-            "random_weights": self.is_random,
-            "weights_fingerprint": self.fingerprint,
-            "image_size": self.image_size,
-            "grid": list(self.grid) if self.grid else None,
-            "preprocess": {"resize": "squash (no crop, so maps align with masks)",
-                           "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)},
-        }
+        return describe_backbone(self)
 
     def preprocess(self, image, size: int | None = None) -> torch.Tensor:
         """A PIL image -> normalised 3 x size x size tensor (squash resize; ``size`` defaults to S)."""

@@ -11,6 +11,10 @@ BUILTIN_METHODS = {
     "anople": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": True}),
     "anople-oc": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": False}),
     "apt": ("fsadbench.methods.apt.model:APT", {}),
+    "patchcore": ("fsadbench.methods.patchcore.model:PatchCoreMethod", {}),
+    "padim": ("fsadbench.methods.padim.model:PadimMethod", {}),
+    "spade": ("fsadbench.methods.spade.model:SpadeMethod", {}),
+    "anomalydino": ("fsadbench.methods.anomalydino.model:AnomalyDINOMethod", {}),
     "anomalyclip": ("fsadbench.methods.anomalyclip.model:AnomalyCLIP", {}),
 }
 

@@ -336,3 +336,10 @@ def read_mask(path: str | Path, expected_hw: tuple[int, int] | None = None) -> n
             f"fix or regenerate the mask (python run_bench.py check-data lists all such files)")
     return np.nan_to_num(arr, nan=0.0) > 0 if arr.dtype.kind == "f" else arr > 0
 
+
+def read_mask_resized(path: str | Path, size: int) -> np.ndarray:
+    """A mask at size x size as float32 0/1: bilinear resize of its 0/255 image, then > 127.5."""
+    from PIL import Image
+
+    img = Image.fromarray(read_mask(path).astype(np.uint8) * 255)
+    return (np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32) > 127.5).astype(np.float32)

@@ -200,7 +200,10 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
     methods = list(dict.fromkeys(r.key["method"] for r in rs.records if r.key["dataset"] in datasets))
     shots = sorted({int(r.key["shots"]) for r in rs.records if r.key["dataset"] in datasets})
     foot = Footnotes()
-    t = Table(METRIC_LABELS.get(metric, metric), ["shots", "method", "backbone"], [], [v for _, v in cols], [])
+    backbones = {mid: backbone_label(rs.records, mid) for mid in methods}
+    per_row = len(set(backbones.values())) > 1  # else one note names the backbone of every row
+    t = Table(METRIC_LABELS.get(metric, metric), ["shots", "method", *(["backbone"] if per_row else [])], [],
+              [v for _, v in cols], [])
     blocks = []
     for k in shots:
         if t.rows:
@@ -221,7 +224,7 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
                 if not f.complete:
                     t.marks[(len(t.rows), j)] = foot.mark(f"{label}, {d} {k}-shot: {f.coverage.describe()}")
                 cells.append(f)
-            t.rows.append(([f"{k}-shot", label, backbone_label(rs.records, mid)], cells))
+            t.rows.append(([f"{k}-shot", label, *([backbones[mid]] if per_row else [])], cells))
         blocks.append(range(start, len(t.rows)))
     for d, _ in cols:
         if t.groups and t.groups[-1][0] == d:
@@ -234,6 +237,8 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
     t.notes = common_notes(shown, metric, t.problems)
     t.notes.append(f"{METRIC_LABELS.get(metric, metric)} (%), mean ± std over seeds; dataset figure of a seed = "
                    f"mean over categories. Planned: " + "; ".join(rs.describe_plan(d) for d in datasets) + ".")
+    if not per_row and set(backbones.values()) - {"?"}:
+        t.notes.append(f"backbone of every row: {next(iter(backbones.values()))}.")
     t.notes.append(emphasis_note("per column within each shot block", alpha))
     t.notes += [f"method notes: {n}" for n in fidelity_notes(shown, lambda m: method_label(rs.records, m))]
     t.notes += foot.notes()
@@ -275,8 +280,9 @@ def category_table(rs: ResultSet, dataset: str, shots: int, metric: str = "pixel
                   for v in variants), alpha)
     t.problems += incomplete_problem(t)
     t.notes = common_notes(recs, metric, t.problems)
-    t.notes.append("backbones: " + "; ".join(f"{method_label(recs, m)} = {backbone_label(recs, m)}"
-                                             for m in dict.fromkeys(m for m, _ in cols)) + ".")
+    named = {m: backbone_label(recs, m) for m in dict.fromkeys(m for m, _ in cols)}
+    if set(named.values()) - {"?"}:
+        t.notes.append("backbones: " + "; ".join(f"{method_label(recs, m)} = {b}" for m, b in named.items()) + ".")
     t.notes.append(f"{METRIC_LABELS.get(metric, metric)} (%) per category, {dataset}, {shots}-shot, mean ± std "
                    f"over seeds {', '.join(map(str, rs.seeds(dataset)))}.")
     t.notes.append(emphasis_note("per category and variant (the best method)", alpha))

@@ -84,6 +84,23 @@ def _exact_l2(query: torch.Tensor, memory: torch.Tensor, index: torch.Tensor, bl
     return out
 
 
+def _merge(best_v: torch.Tensor | None, best_i: torch.Tensor | None, score: torch.Tensor, offset: int,
+           k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest of the running best and one block's scores (columns offset + j); k = 1 by ``min``."""
+    if k == 1:
+        v, i = score.min(dim=1, keepdim=True)
+    else:
+        v, i = score.topk(min(k, score.shape[1]), dim=1, largest=False)
+    i += offset
+    if best_v is None:
+        return v, i
+    if k == 1:
+        better = v < best_v
+        return torch.where(better, v, best_v), torch.where(better, i, best_i)
+    v, j = torch.cat((best_v, v), dim=1).topk(k, dim=1, largest=False)
+    return v, torch.cat((best_i, i), dim=1).gather(1, j)
+
+
 def knn(query: torch.Tensor, memory: torch.Tensor, k: int = 1, metric: str = "l2", block: int = DEFAULT_BLOCK,
         device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest memory rows of each query row: (distances Q x k ascending, indices Q x k), exact."""
@@ -107,16 +124,13 @@ def knn(query: torch.Tensor, memory: torch.Tensor, k: int = 1, metric: str = "l2
                 score = torch.addmm(mem_sq[t:t + m_rows], q, m.T, alpha=-2.0)
             else:
                 score = torch.mm(q, m.T).neg_()
-            v, i = score.topk(min(k, m.shape[0]), dim=1, largest=False)
-            i += t
-            if best_v is not None:
-                v, j = torch.cat((best_v, v), dim=1).topk(k, dim=1, largest=False)
-                i = torch.cat((best_i, i), dim=1).gather(1, j)
-            best_v, best_i = v, i
+            best_v, best_i = _merge(best_v, best_i, score, t, k)
         if metric == "l2":
             exact = _exact_l2(q, mem, best_i, block)
-            exact, order = exact.sort(dim=1, stable=True)
-            dists[s:s + q_rows], index[s:s + q_rows] = exact, best_i.gather(1, order)
+            if k > 1:
+                exact, order = exact.sort(dim=1, stable=True)
+                best_i = best_i.gather(1, order)
+            dists[s:s + q_rows], index[s:s + q_rows] = exact, best_i
         else:
             dists[s:s + q_rows], index[s:s + q_rows] = best_v + 1.0, best_i
     return dists.to(query.device), index.to(query.device)

@@ -39,7 +39,7 @@ def test_sweep_writes_records_with_provenance(tmp_path):
     recs = list((tmp_path / "res" / "records").rglob("*.json"))
     assert len(recs) == 4
     r = json.loads(recs[0].read_text())
-    assert r["status"] == "ok" and r["schema_version"] == 2
+    assert r["status"] == "ok" and r["schema_version"] == 3 and r["backbone"]["family"] == "open_clip"
     assert set(r["metrics"]) == {"w/ VG"}
     m = r["metrics"]["w/ VG"]
     assert 0.0 <= m["pixel_auroc"] <= 1.0 and 0.0 <= m["image_auroc"] <= 1.0

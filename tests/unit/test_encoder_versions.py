@@ -77,6 +77,11 @@ PATHS: dict[str, list[str]] = {
                                  "fsadbench.methods.anomalyclip.prompts:templates",
                                  "fsadbench.methods.anomalyclip.prompts:deep_replacer",
                                  "fsadbench.methods.anomalyclip.prompts:encode_prompts"],
+    "layers": ["fsadbench.backbone.features:layer_spec", "fsadbench.backbone.vision:VisionBackbone.preprocess",
+               "fsadbench.backbone.torchvision_family:tiny_model",
+               "fsadbench.backbone.torchvision_family:TorchvisionBackbone.encode",
+               "fsadbench.backbone.timm_family:TimmBackbone.build",
+               "fsadbench.backbone.timm_family:TimmBackbone.encode"],
 }
 
 
@@ -161,14 +166,14 @@ def test_spec_versions_for_the_cell_hash():
         spec_versions(["tokens", "nope"])
 
 
-def test_builtin_methods_declare_the_specs_they_build(method_ctx):
+def test_builtin_methods_declare_the_specs_they_build(context_for):
     from fsadbench.core.builtin import BUILTIN_METHODS
     from fsadbench.core.registry import METHODS
 
     for name in BUILTIN_METHODS:
         cls, options = METHODS.get(name)
         assert cls.feature_specs and set(cls.feature_specs) <= set(SPEC_VERSIONS), name
-        spec = getattr(cls(method_ctx, **options), "spec", None)
+        spec = getattr(cls(context_for(cls, options), **options), "spec", None)
         if spec is not None:
             assert spec.name in cls.feature_specs and spec.version == SPEC_VERSIONS[spec.name], name
 
@@ -207,6 +212,23 @@ def path_outputs(bb) -> dict[str, dict[str, torch.Tensor]]:
             torch.manual_seed(0)
             acl = AnomalyCLIPLearner(bb.width, 6, 4, 2, init_std=0.5)
         out["anomalyclip-text"] = {"text": encode_prompts(enc, acl, templates(enc, 6))}
+    out["layers"] = vision_outputs()
+    return out
+
+
+def vision_outputs() -> dict[str, torch.Tensor]:
+    """The ``layers`` path on the tiny torchvision and timm configurations, for fixed inputs."""
+    from fsadbench.backbone.features import layer_spec
+    from fsadbench.backbone.load import load_backbone
+    from fsadbench.backbone.spec import parse_backbone
+
+    out = {}
+    for name, layers in (("wide_resnet50_2-tiny", ("layer2", "layer3")), ("dinov2-tiny", ("block4",))):
+        bb = load_backbone(parse_backbone(name, "none"))
+        gen = torch.Generator().manual_seed(11)
+        px = torch.randn(1, 3, bb.image_size, bb.image_size, generator=gen)
+        with torch.no_grad():
+            out.update({f"{name}/{k}": v for k, v in layer_spec(layers).compute(bb, px).items()})
     return out
 
 

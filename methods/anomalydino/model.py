@@ -1,0 +1,93 @@
+"""``anomalydino``: AnomalyDINO as a method (the equations are in :mod:`.torch_model`).
+
+Backbone: ``timm:vit_small_patch14_dinov2@448`` with the DINOv2 weights (``lvd142m``; the reference's
+``dinov2_vits14`` at its default resolution 448), the last block's normed patch tokens (32 x 32 grid);
+the pipeline check runs ``dinov2-tiny``. Memory: the tokens of the k shots, each shot rotated by 0, 45,
+..., 315 degrees first (``rotate_shots``, the reference's default ``agnostic`` preprocessing); a test
+patch scores its cosine distance 1 - cos to the nearest memory token; the image score is the mean of
+the top 1 % patch distances. ``masking`` applies the reference's PCA background mask to the test
+images (and with ``mask_shots`` to the shots).
+
+The test images' tokens come from the feature store (one encoder pass per image and backbone); the
+rotated shots are new pixels, encoded at fit time (not cached).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
+from fsadbench.core.variants import W_VG
+from fsadbench.methods.anomalydino import torch_model as core
+from fsadbench.methods.common.baseline import Baseline, BaselineOptions
+
+
+class AnomalyDINOMethod(Baseline):
+    name = "anomalydino"
+    backbone_default = "timm:vit_small_patch14_dinov2@448"
+    backbone_tiny = "timm:dinov2-tiny"
+    default_sigma = 4.0  # the reference smooths the upsampled map with a Gaussian of sigma 4
+    fidelity_notes = (
+        "squash resize to the backbone's input size (448 px) instead of the reference's resize + centre crop",
+        "masking is one switch for every category (the reference turns it on per category from a table); "
+        "default off",
+        "rotations other than multiples of 90 degrees: bilinear grid_sample with reflection, not OpenCV warpAffine",
+    )
+
+    @dataclass
+    class Options(BaselineOptions):
+        rotate_shots: bool = core.ROTATE_SHOTS  # run_anomalydino.py l. 35 'agnostic' -> rotations
+        masking: bool = False  # the reference's per-category switch; one switch here
+        mask_shots: bool = core.MASK_SHOTS  # run_anomalydino.py l. 44
+        num_neighbors: int = core.NUM_NEIGHBORS  # run_anomalydino.py l. 39
+        top_fraction: float = core.TOP_FRACTION  # post_eval.py l. 293-297
+
+    def __init__(self, ctx, **options):
+        names = ctx.backbone.layer_names
+        if not options.get("layers"):  # the reference reads the last block
+            options = {**options, "layers": (names[-1],)}
+        super().__init__(ctx, **options)
+        o = self.options
+        if len(self.layers) != 1 or ctx.backbone.grid is None:
+            raise ConfigError(f"anomalydino reads one ViT block's patch tokens; got layers {list(self.layers)} "
+                              f"on {ctx.backbone.spec.name}")
+        if int(o.num_neighbors) < 1 or not 0.0 < float(o.top_fraction) <= 1.0:
+            raise ConfigError(f"anomalydino options: num_neighbors must be >= 1 and top_fraction in (0, 1]; "
+                              f"got {o.num_neighbors!r}, {o.top_fraction!r}")
+        self.core = core.AnomalyDino(num_neighbors=int(o.num_neighbors), fraction=float(o.top_fraction))
+
+    def masks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """B x N foreground masks (the reference's PCA rule per image)."""
+        grid = self.ctx.backbone.grid
+        return torch.stack([core.background_mask(t, grid).reshape(-1) for t in tokens])
+
+    def shot_tokens(self, normals: Sequence[ImageRef]) -> torch.Tensor:
+        """S' x N x D: the shots' tokens, every rotation of every shot when ``rotate_shots``."""
+        if not self.options.rotate_shots:
+            return self.maps(normals)[0]
+        pixels = core.rotate_images(self.ctx.features.pixels(normals))
+        out = []
+        with torch.no_grad():
+            for chunk in pixels.split(max(1, self.ctx.batch_size)):
+                out.append(self.ctx.backbone.encode(chunk, self.layers)[self.layers[0]].float())
+        return torch.cat(out)
+
+    def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
+        self.need_shots(normals)
+        tokens = self.shot_tokens(normals)
+        self.core.fit(tokens, self.masks(tokens) if self.options.masking and self.options.mask_shots else None)
+
+    def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
+        tokens = self.maps(images)[0].float()
+        dist, scores = self.core.predict(tokens, self.masks(tokens) if self.options.masking else None)
+        maps = dist.reshape(dist.shape[0], *self.ctx.backbone.grid)
+        return {W_VG: Prediction(maps=maps, scores=scores)}
+
+    def describe(self) -> dict[str, Any]:
+        memory = self.core.memory
+        return {**super().describe(), "memory_rows": int(memory.shape[0]) if memory is not None else 0,
+                "score": "1 - cos to the nearest shot token", "image_score": "mean of the top 1 % patch distances"}
