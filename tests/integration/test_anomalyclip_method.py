@@ -83,6 +83,10 @@ def test_options_override_and_checks(method_ctx):
     with pytest.raises(ConfigError, match="out of range"):
         AnomalyCLIP(method_ctx, layers=[13])
     AnomalyCLIP(method_ctx, depth=12, beta1=0.0, beta2=0.0)  # the bounds themselves are valid
+    AnomalyCLIP(method_ctx, depth=1, epochs=1, batch_size=1, n_ctx=4)
+    with pytest.raises(ConfigError, match=r"^anomalyclip option 'layers' must be a list of block numbers, "
+                                          r"e\.g\. \[3, 8\]; got 'x'$"):
+        AnomalyCLIP(method_ctx, layers="x")
 
 
 def test_which_loss_reaches_which_parameter(method_ctx):
@@ -143,6 +147,7 @@ def test_fit_on_the_feature_store_encodes_each_image_once_and_is_deterministic(m
     m.fit_auxiliary(aux)
     assert feature_store.stats.encoded == len(aux.images)  # 3 epochs, one encoder pass per image
     assert m.trained_on == "aux" and m.describe()["trained_on"] == "aux" and len(m.history) == 3
+    assert m.describe()["final_losses"] == m.history[-1] != m.history[1]
     again = AnomalyCLIP(method_ctx, epochs=3)
     again.fit_auxiliary(aux)
     assert torch.equal(m._text, again._text)
@@ -173,9 +178,12 @@ def test_shots_predict_before_fit_and_empty_aux(method_ctx):
     m = AnomalyCLIP(method_ctx)
     info = CategoryInfo("d", "c", "c")
     m.fit([], info)
-    with pytest.raises(NotApplicable, match="zero-shot"):
+    assert m.describe()["final_losses"] is None
+    with pytest.raises(NotApplicable, match=r"^AnomalyCLIP is zero-shot: the official code has no few-shot use; "
+                                            r"run --shots 0$"):
         m.fit([ImageRef("x", "y")], info)
-    with pytest.raises(MethodError, match="before fit_auxiliary"):
+    with pytest.raises(MethodError, match=r"^AnomalyCLIP\.predict\(\) before fit_auxiliary\(\): "
+                                          r"the prompts are untrained$"):
         m.predict([])
     with pytest.raises(MethodError, match="no images"):
         m.fit_auxiliary(AuxiliarySet("e", (), (), ()))
@@ -228,6 +236,11 @@ def test_training_loop_reports_means_progress_and_a_diverged_loss(method_ctx, mo
 
 
 EQUIVALENT_MUTANTS = {
+    "AnomalyCLIP.__init__: self.device = None, learner.to(None), fork_rng(devices=None)": "CPU tests: one device",
+    "AnomalyCLIP.__init__: self.history = None": "describe() tests it for truth: [] and None say the same",
+    "fit_auxiliary: masks size -> None / dropped": "FeatureStore.masks defaults to the backbone's image size",
+    "predict: softmax(dim=-1) -> dim=+1": "the logits are B x 2: dim 1 is the last",
+    "predict: astype(np.float32) -> astype(None)": "Prediction stores float32 whatever it is given",
     "step_losses: masks.shape[-1] -> [+1] / [-2]": "masks are B x S x S: square",
     "step_losses: masks.to(maps[0].device) / labels.to(text.device) -> to(None), maps[1]": "CPU tests: one device",
 }
