@@ -92,3 +92,23 @@ def test_auxiliary_identity_names_the_data(tmp_path):
     assert set(ident["data"]) == {"stripes"} and len(ident["data"]["stripes"]) >= 12
     two = auxiliary_identity(data, DatasetSpec(PIPELINE_AUXILIARY, categories=["stripes", "disc"], options=SYN))
     assert two["data"]["stripes"] == ident["data"]["stripes"] and two["data"]["disc"] != ident["data"]["stripes"]
+
+
+def test_auxiliary_set_spans_every_category_and_messages(tmp_path):
+    cfg = _cfg(tmp_path)
+    data = DataSource(cfg)
+    aux = DatasetSpec(PIPELINE_AUXILIARY, categories=["stripes", "disc"], options=SYN)
+    s = auxiliary_set(data, aux)
+    assert s.categories == ("stripes", "disc") and len(s.images) == len(s.labels) == len(s.masks) == 8
+    assert sum(s.labels) == 4 and sum(m is not None for m in s.masks) == 4
+    assert [r.digest for r in s.images[4:]] == [r.digest for r in data.test_refs(aux, "disc")]
+    cfg.preset = None
+    with pytest.raises(ConfigError, match=r"^method '' trains on an auxiliary dataset: name it with --train-on "
+                                          r"NAME \(e\.g\. --train-on visa\) or train_on: \{synthetic: NAME\} "
+                                          r"in the config$"):
+        auxiliary_for(cfg, cfg.datasets[0])
+
+
+EQUIVALENT_MUTANTS = {
+    "auxiliary_identity: content_fingerprint(test, []) -> (test, )": "the shots default to () : no shots either way",
+}
