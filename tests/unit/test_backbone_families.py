@@ -18,6 +18,9 @@ from fsadbench.core.errors import ConfigError, WeightsError
 
 #: equivalent survivors of mutation testing (module: fsadbench/backbone/*), one line each with the reason
 EQUIVALENT_MUTANTS = {
+    "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_1": "every adapter passes its device on",
+    "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_2": "every adapter passes its device on",
+    "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_31": "model.to(None) keeps a CPU model on the CPU",
 }
 
 
@@ -124,7 +127,8 @@ def test_unknown_layer_names_the_known_ones(wrn):
     assert wrn.check_layers(("layer1",)) == ("layer1",)
 
 
-def test_preprocessing_is_a_squash_resize_with_imagenet_statistics(wrn):
+def test_preprocessing_is_a_squash_resize_with_imagenet_statistics():
+    wrn = load_backbone(parse_backbone("resnet18-tiny", "none"))
     img = Image.fromarray((torch.arange(60 * 40 * 3) % 251).reshape(60, 40, 3).to(torch.uint8).numpy())
     got = wrn.preprocess(img)
     from torchvision.transforms import functional as TF
@@ -136,6 +140,7 @@ def test_preprocessing_is_a_squash_resize_with_imagenet_statistics(wrn):
     assert wrn.preprocess(img, 32).shape == (3, 32, 32)
     with pytest.raises(ConfigError, match="^image size must be >= 1 pixel, got 0"):
         wrn.preprocess(img, 0)
+    assert wrn.preprocess(img, 1).shape == (3, 1, 1)
     assert wrn.mean == (0.485, 0.456, 0.406) and wrn.std == (0.229, 0.224, 0.225)
 
 
@@ -146,9 +151,10 @@ def test_load_pixels_decodes_files(wrn, tmp_path):
     assert px.shape == (2, 3, 64, 64) and torch.equal(px[0], wrn.preprocess(Image.open(p).convert("RGB"), 64))
 
 
-def test_key_and_describe_name_family_model_weights_size_release(wrn):
+def test_key_and_describe_name_family_model_weights_size_release():
     import torchvision
 
+    wrn = load_backbone(parse_backbone("wide_resnet50_2-tiny", "none"))
     release = torchvision.__version__.split("+")[0]
     assert wrn.key == f"torchvision|wide_resnet50_2-tiny|{wrn.fingerprint}|128|torchvision-{release}"
     d = wrn.describe()
@@ -158,6 +164,8 @@ def test_key_and_describe_name_family_model_weights_size_release(wrn):
                  "preprocess": {"resize": "squash (no crop, so maps align with masks)", "interpolation": "bilinear",
                                 "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
     assert not wrn.model.training and not any(p.requires_grad for p in wrn.model.parameters())
+    assert wrn.device == torch.device("cpu") and wrn.encode(torch.zeros(1, 3, 32, 32), ["layer1"])["layer1"].shape \
+        == (1, 256, 8, 8)
 
 
 def test_random_weights_follow_the_init_seed(wrn):
@@ -188,8 +196,21 @@ def test_checkpoint_of_another_model_names_the_file(tmp_path, tiny_vision_backbo
     path = tmp_path / "r18.pt"
     torch.save(tiny_vision_backbones["resnet18-tiny"].model.state_dict(), path)
     with pytest.raises(WeightsError, match=f"^checkpoint {path} does not fit backbone "
-                                           f"'torchvision:wide_resnet50_2-tiny': "):
+                                           f"'torchvision:wide_resnet50_2-tiny': ") as err:
         load_backbone(BackboneSpec("wide_resnet50_2-tiny", str(path), family="torchvision"))
+    text = str(err.value)
+    why = text[text.index("-tiny': ") + 8:text.rindex("\nPass the backbone")]
+    assert why.startswith("Error(s) in loading state_dict") and len(why) == 500  # torch's text, cut at 500
+    assert text.endswith("\nPass the backbone the checkpoint was trained as.")
+
+
+def test_a_checkpoint_missing_or_adding_a_tensor_is_refused(tmp_path, tiny_vision_backbones):
+    sd = dict(tiny_vision_backbones["resnet18-tiny"].model.state_dict())
+    for name, bad in (("missing", {k: v for k, v in sd.items() if k != "fc.bias"}), ("extra", {**sd, "x": sd["fc.bias"]})):
+        path = tmp_path / f"{name}.pt"
+        torch.save(bad, path)
+        with pytest.raises(WeightsError, match="does not fit backbone"):  # a strict load
+            load_backbone(BackboneSpec("resnet18-tiny", str(path), family="torchvision"))
 
 
 def test_missing_checkpoint_file(tmp_path):
@@ -277,6 +298,16 @@ def test_timm_tokens_are_normed_block_outputs_without_prefix(dino):
         h.remove()
     assert m.num_prefix_tokens == 1
     assert torch.allclose(got, m.norm(seen["x"])[:, 1:], atol=1e-6)
+
+
+def test_timm_preprocessing_is_bicubic(dino):
+    from torchvision.transforms import functional as TF
+
+    fresh = load_backbone(parse_backbone("dinov2-tiny", "none"))
+    img = Image.fromarray((torch.arange(30 * 50 * 3) % 253).reshape(30, 50, 3).to(torch.uint8).numpy())
+    want = TF.normalize(TF.to_tensor(TF.resize(img, [112, 112], interpolation=TF.InterpolationMode.BICUBIC)),
+                        IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.equal(fresh.preprocess(img), want)
 
 
 def test_timm_size_override_and_describe(dino):
