@@ -21,6 +21,11 @@ EQUIVALENT_MUTANTS = {
     "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_1": "every adapter passes its device on",
     "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_2": "every adapter passes its device on",
     "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_31": "model.to(None) keeps a CPU model on the CPU",
+    "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_8": "rsplit('/') then [-1]: the same file name",
+    "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_11": "rsplit('/', 2)[-1]: the same file name",
+    "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_12": "rsplit('/', 1)[1] of two parts is [-1]",
+    "fsadbench.backbone.torchvision_family.xǁTorchvisionBackboneǁbuild__mutmut_8": "get_model's weights default is None",
+    "fsadbench.backbone.torchvision_family.xǁTorchvisionBackboneǁencode__mutmut_9": "pixels.to(None) stays on the CPU",
 }
 
 
@@ -175,6 +180,33 @@ def test_random_weights_follow_the_init_seed(wrn):
     assert other.weights_source == "random init (seed 1)"
 
 
+def test_tiny_configurations_are_one_block_per_stage_at_small_width():
+    wrn, r18 = torchvision_family.tiny_model("wide_resnet50_2-tiny"), torchvision_family.tiny_model("resnet18-tiny")
+    assert torchvision_family.tiny_model("wide_resnet50_2") is None
+    for m in (wrn, r18):
+        assert [len(getattr(m, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1]
+    # Bottleneck width = planes * width_per_group / 64 = planes / 4; outputs 4 x planes, as the WRN's
+    assert [getattr(wrn, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [16, 32, 64, 128]
+    assert [getattr(wrn, f"layer{i}")[0].conv3.out_channels for i in range(1, 5)] == [256, 512, 1024, 2048]
+    assert [getattr(r18, f"layer{i}")[0].conv2.out_channels for i in range(1, 5)] == [64, 128, 256, 512]
+    assert type(r18.layer1[0]).__name__ == "BasicBlock" and type(wrn.layer1[0]).__name__ == "Bottleneck"
+
+
+def test_adapter_defaults_device_cache_and_release(tmp_path):
+    import torchvision
+
+    from fsadbench.backbone.torchvision_family import TorchvisionBackbone
+
+    b = TorchvisionBackbone(parse_backbone("resnet18-tiny", "none"))
+    assert b.device == torch.device("cpu") and b.cache_dir is None
+    assert b.library_version == torchvision.__version__.split("+")[0] and "+" not in b.library_version
+    assert b.key.endswith(f"|128|torchvision-{b.library_version}")
+    assert TorchvisionBackbone(parse_backbone("resnet18-tiny", "none"), cache_dir=str(tmp_path)).cache_dir == \
+        str(tmp_path)
+    real = load_backbone(parse_backbone("resnet18", "none"))
+    assert real.image_size == 224 and real.weights_source == "random init (seed 0)"
+
+
 def test_size_override_and_default_sizes():
     assert load_backbone(parse_backbone("resnet18-tiny@64", "none")).image_size == 64
     assert torchvision_family.DEFAULT_SIZE == 224 and torchvision_family.TINY_SIZE == 128
@@ -252,7 +284,11 @@ def test_torchvision_tag_found_in_the_hub_cache_is_loaded(tmp_path, monkeypatch,
     assert b.fingerprint != r18.fingerprint
 
 
-def test_torchvision_downloads_into_the_hub_cache_when_reachable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("hub, premade", [("a/b", False), ("hub", True)])
+def test_torchvision_downloads_into_the_hub_cache_when_reachable(tmp_path, monkeypatch, hub, premade):
+    tmp_path = tmp_path / hub  # a hub folder not made yet, or one whose checkpoints folder exists already
+    if premade:
+        (tmp_path / "checkpoints").mkdir(parents=True)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torchvision_family, "reachable", lambda host: host == "download.pytorch.org")
     got = []
