@@ -26,6 +26,33 @@ EQUIVALENT_MUTANTS = {
     "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_12": "rsplit('/', 1)[1] of two parts is [-1]",
     "fsadbench.backbone.torchvision_family.xǁTorchvisionBackboneǁbuild__mutmut_8": "get_model's weights default is None",
     "fsadbench.backbone.torchvision_family.xǁTorchvisionBackboneǁencode__mutmut_9": "pixels.to(None) stays on the CPU",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁencode__mutmut_28": "pixels.to(None) stays on the CPU",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_2": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_4": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_11": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_13": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_14": "only img_size is ever passed to a CNN (no "
+                                                                     "tiny CNN config carries other kwargs)",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_9": "a name list_models lacks is_model judges",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_41": "every timm pretrained_cfg names its "
+                                                                        "interpolation: the default is never read",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_43": "as _41",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_46": "as _41",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_47": "as _41",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_49": "timm models have both a patch embedding "
+                                                                        "and prefix tokens or neither",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_64": "square inputs: img_size[1] == [0]",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_67": "square patches: patch_size[1] == [0]",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_76": "every timm pretrained_cfg has input_size",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_77": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_78": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_81": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_82": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_83": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_84": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_85": "as _76",
+    "fsadbench.backbone.load.x_load_backbone__mutmut_23": "open_clip reads cache_dir only for a tag download "
+                                                         "(test_weights_help checks open_clip's own cache place)",
 }
 
 
@@ -465,3 +492,102 @@ def test_weights_remedy_text():
                      "--method-option METHOD.backbone_weights=/path/to/f.bin",
         "  2. or put it where timm looks for it: /cache/f.bin",
         "  3. or run the offline pipeline check with random weights: python run_bench.py --preset smoke"]
+
+
+# -- a fresh adapter (mutation testing maps tests to the code they call, so no session fixture here) --------
+def test_fresh_timm_vit_attributes():
+    import timm
+
+    from fsadbench.backbone.timm_family import TimmBackbone
+
+    b = TimmBackbone(parse_backbone("dinov2-tiny", "none"))
+    assert b.device == torch.device("cpu") and b.library_version == timm.__version__ and b.is_vit
+    assert b.grid == (8, 8) and all(type(g) is int for g in b.grid) and b.layer_names[-1] == "block4"
+    assert b.interpolation == "bicubic" and b.key.endswith(f"|112|timm-{timm.__version__}")
+
+
+def test_fresh_timm_cnn_reads_its_pretrained_cfg(tmp_path):
+    b = load_backbone(parse_backbone("timm:resnet18.tv_in1k", "none"))
+    assert b.interpolation == "bilinear" and b.image_size == 224 and not b.is_vit  # resnet18.tv_in1k's cfg
+    assert load_backbone(parse_backbone("timm:resnet10t", "none")).image_size == 176  # its cfg's input size
+    path = tmp_path / "r10.pth"  # timm's resnet module has no checkpoint filter: the file loads as it is
+    torch.save(load_backbone(parse_backbone("timm:resnet10t@64", "none")).model.state_dict(), path)
+    again = load_backbone(BackboneSpec("resnet10t", str(path), family="timm", image_size=64))
+    assert again.weights_source == f"file {path}"
+    torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=f"^checkpoint {tmp_path}/bad.pth does not fit backbone 'timm:resnet10t@64'"):
+        load_backbone(BackboneSpec("resnet10t", str(tmp_path / "bad.pth"), family="timm", image_size=64))
+
+
+def test_timm_model_without_forward_intermediates_is_refused(monkeypatch):
+    import timm
+
+    class Bare(torch.nn.Module):
+        feature_info = [1, 2]
+        pretrained_cfg = {"interpolation": "bilinear", "input_size": (3, 32, 32)}
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: Bare())
+    with pytest.raises(ConfigError, match="^backbone timm:resnet10t: this timm model has no forward_intermediates$"):
+        load_backbone(parse_backbone("timm:resnet10t", "none"))
+
+
+def test_timm_offline_without_the_offline_flag_is_said_before_any_download(tmp_path, monkeypatch):
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(timm_family, "reachable", lambda host: False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("no download offline"))
+    with pytest.raises(WeightsError) as err:
+        timm_family.tag_checkpoint(parse_backbone("dinov2-tiny", "x"), str(tmp_path))
+    assert "no network and not in the local cache" in str(err.value)
+    assert "--method-option METHOD.backbone_weights=/path/to/model.safetensors" in str(err.value)
+
+
+def test_timm_download_passes_repo_and_cache_and_names_the_remedy_on_failure(tmp_path, monkeypatch):
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(timm_family, "reachable", lambda host: True)
+    seen = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo, file, cache_dir: seen.append((repo, file, cache_dir)) or "/got/it")
+    assert timm_family.tag_checkpoint(parse_backbone("dinov2-tiny", "lvd142m"), "/c") == Path("/got/it")
+    assert seen == [("timm/vit_small_patch14_dinov2.lvd142m", "model.safetensors", "/c")]
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("x" * 300)))
+    with pytest.raises(WeightsError) as err:
+        timm_family.tag_checkpoint(parse_backbone("dinov2-tiny", "lvd142m"), str(tmp_path))
+    text = str(err.value)
+    assert f"download failed ({'x' * 200})" in text.splitlines()[0]
+    assert "  https://huggingface.co/timm/vit_small_patch14_dinov2.lvd142m/resolve/main/model.safetensors" in text
+    assert "/path/to/model.safetensors" in text and "refs/main" in text
+
+
+def test_load_backbone_passes_device_and_cache_dir(tmp_path):
+    for name in ("resnet18-tiny", "dinov2-tiny"):
+        b = load_backbone(parse_backbone(name, "none"), device="cpu:0", cache_dir=str(tmp_path))
+        assert b.device == torch.device("cpu", 0) and b.cache_dir == str(tmp_path)
+    clip = load_backbone(BackboneSpec("fsad-tiny-vit", "none"), device="cpu:0")
+    assert clip.device == torch.device("cpu", 0)
+
+
+def test_check_weights_looks_in_the_given_cache(tmp_path, dino):
+    from safetensors.torch import save_file
+
+    spec = parse_backbone("dinov2-tiny", "lvd142m")
+    repo = tmp_path / "models--timm--vit_small_patch14_dinov2.lvd142m"
+    (repo / "snapshots" / "local").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in dino.model.state_dict().items()},
+              str(repo / "snapshots" / "local" / "model.safetensors"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("local")
+    check_backbone_weights(spec, str(tmp_path))  # found: no error
+    with pytest.raises(WeightsError):
+        check_backbone_weights(spec, str(tmp_path / "elsewhere"))
+
