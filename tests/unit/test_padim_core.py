@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from fixtures_maps import pyramid
 from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 
 from fsadbench.methods.padim import torch_model as pd
@@ -111,8 +112,7 @@ def test_grid_or_channel_mismatch_is_refused():
 
 def test_padim_fit_predict_wiring():
     gen = torch.Generator().manual_seed(0)
-    shots = [torch.randn(3, 4, 4, 4, generator=gen), torch.randn(3, 6, 2, 2, generator=gen)]
-    tests = [torch.randn(2, 4, 4, 4, generator=gen), torch.randn(2, 6, 2, 2, generator=gen)]
+    shots, tests = pyramid(gen, 3, [(4, 4), (6, 2)]), pyramid(gen, 2, [(4, 4), (6, 2)])
     model = Padim()
     with pytest.raises(ValueError, match=r"^padim: predict before fit \(no Gaussians of the shots\)$"):
         model.predict(tests)

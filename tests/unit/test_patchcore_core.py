@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_maps import pyramid
 
 from fsadbench.methods.common.knn import coreset_indices
 from fsadbench.methods.patchcore import torch_model as pc
@@ -148,8 +149,7 @@ def test_image_score_equals_anomalib_oracle(num_neighbors):
 
 def test_patchcore_fit_predict_wiring():
     g = torch.Generator().manual_seed(2)
-    shots = [torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 8, 3, 3, generator=g)]
-    tests = [torch.randn(3, 4, 6, 6, generator=g), torch.randn(3, 8, 3, 3, generator=g)]
+    shots, tests = pyramid(g, 2, [(4, 6), (8, 3)]), pyramid(g, 3, [(4, 6), (8, 3)])
     model = PatchCore()
     with pytest.raises(ValueError, match=r"^patchcore: predict before fit \(the memory of the shots is empty\)$"):
         model.predict(tests)

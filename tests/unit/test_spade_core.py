@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_maps import pyramid
 
 from fsadbench.methods.spade import torch_model as sp
 from fsadbench.methods.spade.torch_model import Spade, image_knn, pixel_scores
@@ -108,10 +109,8 @@ def test_pixel_scores_layer_mismatch():
 
 def test_spade_fit_predict_wiring():
     g = torch.Generator().manual_seed(2)
-    shots_g, shots_m = torch.randn(4, 8, generator=g), [torch.randn(4, 3, 4, 4, generator=g),
-                                                        torch.randn(4, 5, 2, 2, generator=g)]
-    test_g, test_m = torch.randn(2, 8, generator=g), [torch.randn(2, 3, 4, 4, generator=g),
-                                                      torch.randn(2, 5, 2, 2, generator=g)]
+    shots_g, shots_m = torch.randn(4, 8, generator=g), pyramid(g, 4, [(3, 4), (5, 2)])
+    test_g, test_m = torch.randn(2, 8, generator=g), pyramid(g, 2, [(3, 4), (5, 2)])
     model = Spade()
     with pytest.raises(ValueError, match=r"^spade: predict before fit \(no normal shots\)$"):
         model.predict(test_g, test_m)
