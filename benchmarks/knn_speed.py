@@ -21,7 +21,9 @@ random numbers: ``relu(N(0, 1))``), ours first, then the plain one:
   start. Reported: the ratio and whether the selected indices are equal.
 
 For each: wall seconds (best of ``--repeats``), the ratio plain / ours, the
-max |score difference| (maps and image scores), and the growth of the
+max |score difference| (maps and image scores) between ours and plain, and of
+each against the plain formula in float64 on the first ``--check`` images
+(which of the two float32 results is the closer one), and the growth of the
 process's peak resident memory during ours and during plain (ours runs first;
 ``ru_maxrss`` only grows, so plain's figure is the growth beyond ours).
 """
@@ -121,10 +123,15 @@ def run(args: argparse.Namespace) -> dict:
     t_plain, (p_maps, p_scores), m_plain = _timed(lambda: plain_patchcore(tests, memory, args.batch), args.repeats,
                                                   device)
     diff = max((maps - p_maps).abs().max().item(), (scores - p_scores).abs().max().item())
+    n = min(args.check, args.images)
+    exact = plain_patchcore(tests[:n].double(), memory.double(), args.batch)
+    vs64 = [max((a[:n].double() - exact[0]).abs().max().item(), (b[:n].double() - exact[1]).abs().max().item())
+            for a, b in ((maps, scores), (p_maps, p_scores))]
     out["patchcore"] = {"ours_s": t_ours + t_img, "plain_s": t_plain, "ratio": t_plain / (t_ours + t_img),
-                        "max_abs_diff": diff, "peak_growth_mib": [m_ours, m_plain],
+                        "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64, "peak_growth_mib": [m_ours, m_plain],
                         "memory": list(memory.shape), "queries": [args.images * side * side, dim]}
-    _line("patchcore", t_ours + t_img, t_plain, f"max |diff| {diff:.2e}")
+    _line("patchcore", t_ours + t_img, t_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
+                                                f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
     del tests, maps, p_maps
 
     grid, width = (4, 16) if args.quick else (32, 384)
@@ -139,10 +146,15 @@ def run(args: argparse.Namespace) -> dict:
     t_plain, (p_dist, p_scores), m_plain = _timed(lambda: plain_anomalydino(tokens, bank, args.batch), args.repeats,
                                                   device)
     diff = max((dist - p_dist).abs().max().item(), (d_scores - p_scores).abs().max().item())
+    exact = plain_anomalydino(tokens[:n].double(), bank.double(), args.batch)
+    vs64 = [max((a[:n].double() - exact[0]).abs().max().item(), (b[:n].double() - exact[1]).abs().max().item())
+            for a, b in ((dist, d_scores), (p_dist, p_scores))]
     out["anomalydino"] = {"ours_s": t_ours, "plain_s": t_plain, "ratio": t_plain / t_ours, "max_abs_diff": diff,
+                          "max_abs_diff_vs_float64": vs64,
                           "peak_growth_mib": [m_ours, m_plain], "memory": list(bank.shape),
                           "queries": [args.images * grid * grid, width]}
-    _line("anomalydino", t_ours, t_plain, f"max |diff| {diff:.2e}")
+    _line("anomalydino", t_ours, t_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
+                                          f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
     del tokens, bank
 
     proj = sparse_random_projection(jl_dimension(memory.shape[0]), dim, g).to(device)
@@ -165,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ratio", type=float, default=0.1, help="coreset ratio (official run_patchcore.py l. 320)")
     p.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="distance entries per block of ours")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--check", type=int, default=2, help="images also scored in float64 (plain) as the exact value")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
