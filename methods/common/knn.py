@@ -166,8 +166,7 @@ def k_center_greedy(features: torch.Tensor, n_select: int, start: int, block: in
         for s in range(0, n, rows):
             torch.linalg.vector_norm(features[s:s + rows] - center, dim=1, out=dist[s:s + rows])
         torch.minimum(min_d, dist, out=min_d)
-        idx = torch.max(min_d, dim=0).indices
-        min_d[idx] = 0.0
+        idx = torch.max(min_d, dim=0).indices  # anomalib then zeroes min_d[idx] (l. 138): the next update does
         chosen[step] = idx
     return chosen
 
@@ -184,7 +183,7 @@ def coreset_indices(features: torch.Tensor, ratio: float, seed: int = 0, block: 
     dev = compute_device(features, device)
     feats = features.to(dev, torch.float32)
     n_comp = jl_dimension(n)
-    if 1 <= n_comp < dim:
+    if 0 < n_comp < dim:
         feats = feats @ sparse_random_projection(n_comp, dim, gen).to(dev).T
     start = int(torch.randint(n, (1,), generator=gen))
     return k_center_greedy(feats, size, start, block).to(features.device)

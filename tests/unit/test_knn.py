@@ -112,6 +112,22 @@ def test_knn_with_ties_returns_the_oracle_distances(metric):
     assert got_from_index.values.shape == (3, 5)
 
 
+def test_k1_ties_across_blocks_keep_the_first_index():
+    memory = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    for metric in ("l2", "cosine"):
+        _, i = knn(query, memory, k=1, metric=metric, block=2, device="cpu")  # blocks {0, 1}, {2, 3}, {4}
+        assert i[:, 0].tolist() == [0, 2]
+
+
+def test_k_winners_are_sorted_by_their_exact_distance():
+    """Far from the origin the expanded form ties rows 0.25 and 0.125 away; the exact distances order them."""
+    memory = torch.tensor([[1000.0, 1000.25], [1000.0, 999.875]])
+    query = torch.tensor([[1000.0, 1000.0]])
+    d, i = knn(query, memory, k=2, device="cpu")
+    assert i.tolist() == [[1, 0]] and d.tolist() == [[0.125, 0.25]]
+
+
 def test_knn_accepts_half_and_non_contiguous_input():
     g = torch.Generator().manual_seed(3)
     query, memory = torch.randn(10, 16, generator=g).T, torch.randn(12, 10, generator=g).half()
@@ -146,6 +162,27 @@ def test_block_bounds_each_distance_matrix(monkeypatch):
     shapes.clear()
     knn(query, memory, k=1, block=600, device="cpu")
     assert shapes[0] == (10, 60)  # the whole memory per block, as many query rows as fit
+
+
+def test_block_bounds_the_exact_recomputation(monkeypatch):
+    sizes = []
+    real_norm = torch.linalg.vector_norm
+
+    def norm(x, *a, **kw):
+        sizes.append(x.numel())
+        return real_norm(x, *a, **kw)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    g = torch.Generator().manual_seed(1)
+    query, memory = torch.randn(30, 8, generator=g), torch.randn(20, 8, generator=g)
+    for block, k in ((64, 2), (200, 3), (7, 1)):
+        sizes.clear()
+        d, _ = knn(query, memory, k=k, block=block, device="cpu")
+        assert max(sizes) <= max(block, k * 8) and sum(sizes) == 30 * k * 8
+        assert torch.allclose(d.double(), plain_l2(query, memory, k).values, atol=1e-5)
+    sizes.clear()
+    knn(query, memory, k=2, block=64, device="cpu")
+    assert sizes[0] == 3 * 2 * 8  # the block's 3 query rows (64 // 20 memory rows) fit 64 // 16 = 4
 
 
 def test_knn_errors_name_the_field():
