@@ -94,9 +94,15 @@ def build_memory(embedding: torch.Tensor, coreset_ratio: float = CORESET_RATIO, 
 
 def patch_scores(embedding: torch.Tensor, memory: torch.Tensor,
                  block: int = DEFAULT_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distance to the nearest memory row, its index), each B x H x W."""
-    b, _, h, w = embedding.shape
-    dist, index = knn(patches(embedding), memory, k=1, metric="l2", block=block)
+    """(distance to the nearest memory row, its index), each B x H x W.
+
+    Images go to the search in groups of about ``block`` entries, so the
+    rows copied out of the B x D x H x W embedding stay bounded too.
+    """
+    b, d, h, w = embedding.shape
+    step = max(1, block // (d * h * w))
+    parts = [knn(patches(embedding[s:s + step]), memory, k=1, metric="l2", block=block) for s in range(0, b, step)]
+    dist, index = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return dist.reshape(b, h, w), index.reshape(b, h, w)
 
 

@@ -126,6 +126,26 @@ def test_patch_scores_equal_cdist_min():
     assert torch.equal(index.flatten(), want.indices)
 
 
+def test_patch_scores_copy_the_embedding_in_bounded_groups(monkeypatch):
+    calls = []
+    real = pc.knn
+
+    def spy(query, memory, **kw):
+        calls.append(query.shape[0])
+        return real(query, memory, **kw)
+
+    monkeypatch.setattr(pc, "knn", spy)
+    g = torch.Generator().manual_seed(4)
+    emb, memory = torch.randn(5, 3, 2, 2, generator=g), torch.randn(6, 3, generator=g)
+    dist, index = patch_scores(emb, memory, block=25)  # 25 // 12 = 2 images per group
+    assert calls == [8, 8, 4]
+    want = torch.cdist(patches(emb).double(), memory.double()).min(dim=1)
+    assert torch.allclose(dist.flatten().double(), want.values, atol=1e-6) and torch.equal(index.flatten(), want.indices)
+    calls.clear()
+    patch_scores(emb, memory, block=5)  # fewer entries than one image: one image per group
+    assert calls == [4] * 5
+
+
 def test_image_score_hand_case():
     memory = torch.tensor([[0.0], [10.0]])
     emb = torch.tensor([1.0, 3.0]).reshape(1, 1, 1, 2)  # worst patch at 3: s* = 3, m* = 0
