@@ -13,8 +13,11 @@ from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, compute_de
                                           k_center_greedy, knn, sparse_random_projection)
 
 EQUIVALENT_MUTANTS = {
-    "knn: max(1, min(n_query, block // mem_rows)) -> max(2, ...)": "a block of 2 query rows instead of 1 only "
-                                                                    "when block < M, results identical",
+    "knn / coreset_indices: .to(dev) / .to(query.device) / device= -> None": "device: the CPU tests cannot see a "
+                                                                             "device (meta test covers the choice)",
+    "_block_shape: max(1, ...) -> max(2, ...) (query rows)": "2 query rows when 1 would fit: same results, "
+                                                             "block exceeded by one row only when block < M",
+    "coreset_indices: 0 < n_comp -> 1 < n_comp": "jl_dimension is 0 (one row) or >= 17, never 1",
 }
 
 
@@ -86,7 +89,7 @@ def test_l2_values_are_exact_where_the_expanded_form_cancels():
 
 @pytest.mark.parametrize("metric,oracle", [("l2", plain_l2), ("cosine", plain_cosine)])
 @pytest.mark.parametrize("k", [1, 3, 9])
-@pytest.mark.parametrize("block", [1, 7, 50, 400, DEFAULT_BLOCK])
+@pytest.mark.parametrize("block", [1, 50, DEFAULT_BLOCK])
 def test_knn_equals_plain_cdist_topk(metric, oracle, k, block):
     g = torch.Generator().manual_seed(k * 1000 + block)
     query, memory = torch.randn(37, 16, generator=g), torch.randn(23, 16, generator=g)
@@ -275,11 +278,44 @@ def test_sparse_projection_entries_and_density():
     scale = math.sqrt(math.sqrt(400)) / math.sqrt(200)  # sqrt(1/density)/sqrt(n_components), density 1/20
     values = torch.unique(p).tolist()
     assert len(values) == 3 and values[1] == 0.0 and values == pytest.approx([-scale, 0.0, scale], rel=1e-6)
+    assert not torch.equal(p[0] != 0, p[1] != 0)  # each row draws its own entries
     nonzero = (p != 0).float().mean().item()
     assert abs(nonzero - 1 / 20) < 0.005
     assert abs((p > 0).float().sum().item() / (p != 0).float().sum().item() - 0.5) < 0.03
     g2 = torch.Generator().manual_seed(0)
     assert torch.equal(sparse_random_projection(200, 400, g2), p)
+
+
+def test_greedy_distances_in_row_chunks_of_the_block(monkeypatch):
+    sizes = []
+    real_norm = torch.linalg.vector_norm
+
+    def norm(x, *a, **kw):
+        sizes.append(tuple(x.shape))
+        return real_norm(x, *a, **kw)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    g = torch.Generator().manual_seed(6)
+    feats = torch.randn(25, 4, generator=g)
+    want = AnomalibGreedyOracle(feats, 6).select(3)
+    sizes.clear()
+    assert k_center_greedy(feats, 6, 3, block=40).tolist() == want
+    assert sizes == [(10, 4), (10, 4), (5, 4)] * 5  # 40 // 4 rows per chunk, every row once per step
+    sizes.clear()
+    assert k_center_greedy(feats, 6, 3, block=3).tolist() == want
+    assert sizes == [(1, 4)] * 125  # fewer entries than a row: one row at a time
+    sizes.clear()
+    big = torch.randn(400, 500, generator=g)  # jl_dimension(400) = 147 < 500: projected
+    coreset_indices(big, 0.01, block=300)
+    assert sizes and set(sizes) == {(2, 147)}  # the block reaches the greedy loop
+
+
+def test_coreset_runs_on_the_requested_device():
+    """The search runs where asked: on the meta device nothing can come back to the CPU."""
+    with pytest.raises((NotImplementedError, RuntimeError), match="meta"):
+        coreset_indices(torch.randn(20, 3), 0.5, device="meta")
+    with pytest.raises((NotImplementedError, RuntimeError), match="meta"):
+        knn(torch.randn(4, 3), torch.randn(5, 3), device="meta")
 
 
 def test_coreset_is_projection_then_greedy_from_a_seeded_start():
@@ -313,8 +349,10 @@ def test_coreset_size_and_errors():
         coreset_indices(feats, 0.05)
     with pytest.raises(ValueError, match=r"ratio 1.5 of 10 rows gives 15 rows"):
         coreset_indices(feats, 1.5)
-    with pytest.raises(ValueError, match=r"ratio -0.5"):
+    with pytest.raises(ValueError, match=r"ratio -0.5 of 10 rows gives -5 rows"):
         coreset_indices(feats, -0.5)
+    with pytest.raises(ValueError, match=r"ratio 0.0 of 10 rows gives 0 rows"):
+        coreset_indices(feats, 0.0)
 
 
 def test_module_constants():
