@@ -15,7 +15,11 @@ from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 from fsadbench.methods.padim import torch_model as pd
 from fsadbench.methods.padim.torch_model import Padim, channel_subset, covariance, embed, fit_gaussians, mahalanobis
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "embed: mode='nearest' dropped": "nearest is F.interpolate's default mode",
+    "embed / covariance: subset.to(emb.device), device=g.mean.device -> None": "device: the CPU tests cannot see "
+                                                                              "a device",
+}
 
 
 def reference_distances(shots: torch.Tensor, tests: torch.Tensor, reg: float = 0.01) -> np.ndarray:
@@ -49,6 +53,8 @@ def test_channel_subset_is_the_reference_draw(arch):
     want = random.sample(range(0, pd.TOTAL_FEATURES[arch]), pd.N_FEATURES[arch])
     assert channel_subset(pd.TOTAL_FEATURES[arch], pd.N_FEATURES[arch]).tolist() == want
     assert channel_subset(10, 10, seed=3).sort().values.tolist() == list(range(10))
+    assert channel_subset(10, 1, seed=3).tolist() == random.Random(3).sample(range(10), 1)
+    assert channel_subset(10, 3).dtype == torch.long
     assert channel_subset(50, 5, seed=3).tolist() != channel_subset(50, 5, seed=4).tolist()
 
 
@@ -76,7 +82,7 @@ def test_one_shot_is_ten_times_the_euclidean_distance():
     test = torch.tensor([3.0, 4.0]).reshape(1, 2, 1, 1)
     g = fit_gaussians(shot)
     assert mahalanobis(test, g).item() == pytest.approx(5.0 / 0.1)  # N(shot, 0.01 I)
-    assert torch.allclose(covariance(g)[0], 0.01 * torch.eye(2, dtype=torch.float64))
+    assert torch.equal(covariance(g)[0], 0.01 * torch.eye(2, dtype=torch.float64))  # float64 regulariser
 
 
 def test_two_shots_hand_case():
@@ -133,3 +139,6 @@ def test_padim_fit_predict_wiring():
                                          r"resnet18, wide_resnet50_2\); set n_features$"):
         Padim(backbone="vit").fit(shots)
     assert Padim(backbone="vit", n_features=3).fit(shots) is None
+    loose = Padim(reg=1.0)
+    loose.fit(shots)
+    assert np.allclose(loose.predict(tests)[0].numpy(), reference_distances(emb_s, emb_t, reg=1.0), atol=1e-5)
