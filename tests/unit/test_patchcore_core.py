@@ -15,7 +15,11 @@ from fsadbench.methods.patchcore import torch_model as pc
 from fsadbench.methods.patchcore.torch_model import (PatchCore, build_memory, embed, image_scores, patch_scores,
                                                      patches)
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "embed: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
+    "image_scores: device=scores.device / .to(memory.device) -> None / dropped": "device: the CPU tests cannot see "
+                                                                                "a device",
+}
 
 
 def anomalib_image_score_oracle(emb, memory, num_neighbors):
@@ -77,15 +81,24 @@ def test_embed_bilinear_not_nearest():
     coarse = torch.tensor([[9.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]).reshape(1, 1, 3, 3)
     got = embed([torch.zeros(1, 1, 6, 6), coarse])[0, 1]
     assert len(torch.unique(got)) > 4  # nearest would repeat 3x3 values in 2x2 blocks
+    pooled = F.avg_pool2d(coarse, 3, 1, 1)  # 1 on the top-left 2x2, 0 elsewhere
+    half = F.interpolate(pooled, size=(6, 6), mode="bilinear", align_corners=False)[0, 0]
+    assert torch.allclose(got, half)
+    assert not torch.allclose(got, F.interpolate(pooled, size=(6, 6), mode="bilinear", align_corners=True)[0, 0])
+    # align_corners=False: output column 2 samples input 2.5/2 - 0.5 = 0.75: 0.25 * 1 + 0.75 * 1 = 1, column 3 1.25
+    assert got[0, :4].tolist() == pytest.approx([1.0, 1.0, 1.0, 0.75])
 
 
 def test_embed_target_dim_pools_channels_per_layer_then_across():
-    layer2 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1).expand(1, 4, 3, 3)
-    layer3 = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1).expand(1, 2, 3, 3)
+    per_image = torch.tensor([1.0, 2.0]).reshape(2, 1, 1, 1)
+    layer2 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1).expand(2, 4, 3, 3) * per_image
+    layer3 = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1).expand(2, 2, 3, 3)
     out = embed([layer2, layer3], target_dim=2, pretrain_dim=2)
-    assert out.shape == (1, 2, 3, 3)
+    assert out.shape == (2, 2, 3, 3)
     # centre: averages are the constants; layer2 -> [1.5, 3.5], layer3 -> [10, 20]; stacked -> [2.5, 15]
     assert torch.allclose(out[0, :, 1, 1], torch.tensor([2.5, 15.0]))
+    assert torch.allclose(out[1, :, 1, 1], torch.tensor([(3.0 + 7.0) / 2, 15.0]))  # second image: layer2 doubled
+    layer2, layer3 = layer2[:1], layer3[:1]
     wide = embed([layer2, layer3], target_dim=3, pretrain_dim=4)  # [1,2,3,4,10,10,20,20] -> 3 bins
     assert torch.allclose(wide[0, :, 1, 1], torch.tensor([(1 + 2 + 3) / 3, (3 + 4 + 10 + 10) / 4, (10 + 20 + 20) / 3]))
     default_pre = embed([layer2, layer3], target_dim=2)  # pretrain 1024: values repeat, means unchanged
@@ -190,3 +203,26 @@ def test_patchcore_fit_predict_wiring():
     again = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1)
     again.fit(shots)
     assert torch.equal(again.memory, small.memory)  # deterministic for a seed
+    assert torch.equal(small.memory, build_memory(embed(shots, 6), 0.5, seed=1))
+
+
+def test_block_reaches_every_search(monkeypatch):
+    seen = []
+    real_knn, real_core = pc.knn, pc.coreset_indices
+
+    def knn_spy(*a, **kw):
+        seen.append(("knn", kw["block"]))
+        return real_knn(*a, **kw)
+
+    def core_spy(*a, **kw):
+        seen.append(("coreset", kw["block"]))
+        return real_core(*a, **kw)
+
+    monkeypatch.setattr(pc, "knn", knn_spy)
+    monkeypatch.setattr(pc, "coreset_indices", core_spy)
+    g = torch.Generator().manual_seed(3)
+    shots, tests = pyramid(g, 2, [(4, 4)]), pyramid(g, 1, [(4, 4)])
+    model = PatchCore(coreset_ratio=0.5, block=77)
+    model.fit(shots)
+    model.predict(tests)
+    assert seen == [("coreset", 77), ("knn", 77), ("knn", 77)]
