@@ -153,7 +153,8 @@ def test_patch_scores_copy_the_embedding_in_bounded_groups(monkeypatch):
     dist, index = patch_scores(emb, memory, block=25)  # 25 // 12 = 2 images per group
     assert calls == [8, 8, 4]
     want = torch.cdist(patches(emb).double(), memory.double()).min(dim=1)
-    assert torch.allclose(dist.flatten().double(), want.values, atol=1e-6) and torch.equal(index.flatten(), want.indices)
+    assert torch.allclose(dist.flatten().double(), want.values, atol=1e-6)
+    assert torch.equal(index.flatten(), want.indices)
     calls.clear()
     patch_scores(emb, memory, block=5)  # fewer entries than one image: one image per group
     assert calls == [4] * 5
