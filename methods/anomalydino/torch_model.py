@@ -86,7 +86,7 @@ def first_component(tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _dilate(mask: torch.Tensor, kernel: int) -> torch.Tensor:
-    return F.max_pool2d(mask[None, None].float(), kernel, stride=1, padding=kernel // 2)[0, 0] > 0
+    return F.max_pool2d(mask[None, None].float(), kernel, stride=1, padding=(kernel - 1) // 2)[0, 0] > 0
 
 
 def _erode(mask: torch.Tensor, kernel: int) -> torch.Tensor:

@@ -17,7 +17,9 @@ from fsadbench.methods.anomalydino.torch_model import (AnomalyDino, _dilate, _er
                                                        build_memory, first_component, image_scores, patch_distances,
                                                        rotate_images)
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "patch_distances: masks.to(out.device) -> .to(None)": "device: the CPU tests cannot see a device",
+}
 
 
 def reference_top1p(distances: np.ndarray) -> float:
@@ -64,6 +66,10 @@ def test_generic_rotation_turns_the_same_way_and_keeps_the_centre():
     assert turned.shape == (2, 1, 4, 6)  # the size is kept, as warpAffine does
     assert torch.equal(turned[1], torch.rot90(wide[0], 2, dims=(-2, -1)))
     assert torch.allclose(turned[0], _rotate_grid(wide, 90.0)[0])
+    # a column ramp (value = column) turned 90 degrees in its 4 x 6 frame: row y reads column 2.5 - (y - 1.5)
+    ramp = torch.arange(6.0).expand(1, 1, 4, 6).contiguous()
+    assert torch.allclose(_rotate_grid(ramp, 90.0)[0, 0], torch.tensor([4.0, 3, 2, 1])[:, None].expand(4, 6),
+                          atol=1e-5)
 
 
 def test_first_component_hand_case_and_sign():
@@ -153,7 +159,7 @@ def test_image_score_hand_case():
     assert image_scores(d, fraction=0.012).item() == pytest.approx(3.0)  # int(3.0) = 3: (5 + 3 + 1) / 3
 
 
-def test_anomalydino_fit_predict_wiring():
+def test_anomalydino_fit_predict_wiring(monkeypatch):
     g = torch.Generator().manual_seed(4)
     shots, tests = torch.randn(2, 16, 6, generator=g), torch.randn(3, 16, 6, generator=g)
     model = AnomalyDino()
@@ -175,6 +181,11 @@ def test_anomalydino_fit_predict_wiring():
     dist, scores = model3.predict(tests, tmask)
     assert torch.all(dist[:, 0] == 0) and torch.allclose(dist, patch_distances(tests, shots[0, :3], tmask, 3))
     assert torch.allclose(scores, dist.topk(3, dim=1).values.mean(1))
+    seen = []
+    real = ad.knn
+    monkeypatch.setattr(ad, "knn", lambda *a, **kw: seen.append(kw["block"]) or real(*a, **kw))
+    AnomalyDino(block=33, memory=model.memory).predict(tests)
+    assert seen == [33]
     with pytest.raises(ValueError, match=r"^anomalydino: the shots keep 3 patches, fewer than num_neighbors=4 "
                                          r"\(mask fewer shots or lower num_neighbors\)$"):
         AnomalyDino(num_neighbors=4).fit(shots, keep)
