@@ -129,3 +129,19 @@ def test_spade_fit_predict_wiring():
     want_s, want_i = reference_image(test_g, shots_g, 1)
     assert torch.allclose(scores.double(), want_s, atol=1e-5)
     assert torch.allclose(maps.double(), reference_maps(test_m, shots_m, want_i, (6, 6)), atol=1e-5)
+
+
+def test_block_reaches_every_search(monkeypatch):
+    seen = []
+    real = sp.knn
+
+    def spy(*a, **kw):
+        seen.append(kw["block"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sp, "knn", spy)
+    g = torch.Generator().manual_seed(5)
+    model = Spade(block=41)
+    model.fit(torch.randn(3, 4, generator=g), pyramid(g, 3, [(2, 4), (2, 2)]))
+    model.predict(torch.randn(2, 4, generator=g), pyramid(g, 2, [(2, 4), (2, 2)]))
+    assert seen == [41] * 5  # image kNN, then 2 layers x 2 images
