@@ -29,3 +29,8 @@ def test_plain_greedy_port_matches_ours_on_duplicates():
 
     pts = torch.tensor([[0.0], [0.0], [2.0], [2.0], [5.0]])
     assert knn_speed.plain_greedy(pts, 5, 1) == k_center_greedy(pts, 5, 1).tolist() == [1, 4, 2, 0, 0]
+
+
+def test_parts_select_the_comparisons(capsys):
+    out = knn_speed.main(["--quick", "--parts", "coreset"])
+    assert set(out) == {"device", "threads", "coreset"} and "patchcore" not in capsys.readouterr().out
