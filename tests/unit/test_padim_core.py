@@ -17,8 +17,10 @@ from fsadbench.methods.padim.torch_model import Padim, channel_subset, covarianc
 
 EQUIVALENT_MUTANTS = {
     "embed: mode='nearest' dropped": "nearest is F.interpolate's default mode",
-    "embed / covariance: subset.to(emb.device), device=g.mean.device -> None": "device: the CPU tests cannot see "
-                                                                              "a device",
+    "embed / covariance / fit_gaussians: .to(emb.device), device=... -> None": "device: the CPU tests cannot see "
+                                                                               "a device",
+    "fit_gaussians: eye dtype=float64 -> float32": "reg * I in float32 differs by 2e-10 (0.01 rounded), below "
+                                                   "every tolerance; covariance() pins float64 exactly",
 }
 
 
@@ -114,6 +116,9 @@ def test_grid_or_channel_mismatch_is_refused():
         mahalanobis(torch.randn(1, 3, 2, 3), g)
     with pytest.raises(ValueError, match=r"test embedding 4 x 2 x 2 does not match"):
         mahalanobis(torch.randn(1, 4, 2, 2), g)
+    wide = fit_gaussians(torch.randn(2, 3, 2, 5))
+    with pytest.raises(ValueError, match=r"^padim: test embedding 3 x 5 x 2 does not match the fitted 3 x 2 x 5$"):
+        mahalanobis(torch.randn(1, 3, 5, 2), wide)
 
 
 def test_padim_fit_predict_wiring():
