@@ -151,25 +151,25 @@ def sparse_random_projection(n_components: int, n_features: int, generator: torc
 
 
 def k_center_greedy(features: torch.Tensor, n_select: int, start: int, block: int = DEFAULT_BLOCK) -> torch.Tensor:
-    """Indices (n_select,) of the greedy k-center selection from ``start``, anomalib's order exactly."""
+    """Indices (n_select,) of the greedy k-center selection from ``start``, anomalib's order exactly (CPU)."""
     n = features.shape[0]
     if not 1 <= n_select <= n:
         raise ValueError(f"k_center_greedy: n_select={n_select} must be between 1 and the number of rows {n}")
     if not 0 <= start < n:
         raise ValueError(f"k_center_greedy: start={start} is not a row index of {n} rows")
     rows = max(1, block // features.shape[1])
-    min_d = torch.full((n,), math.inf, device=features.device)
-    dist = torch.empty(n, device=features.device)
-    chosen = torch.empty(n_select, dtype=torch.long, device=features.device)
-    chosen[0] = idx = torch.as_tensor(start, device=features.device)
-    for step in range(1, n_select):
+    min_d = torch.full_like(features[:, 0], math.inf)
+    dist = torch.empty_like(min_d)
+    picks, idx = [], start
+    for _ in range(1, n_select):
         center = features[idx]
         for s in range(0, n, rows):
             torch.linalg.vector_norm(features[s:s + rows] - center, dim=1, out=dist[s:s + rows])
         torch.minimum(min_d, dist, out=min_d)
         idx = torch.max(min_d, dim=0).indices  # anomalib then zeroes min_d[idx] (l. 138): the next update does
-        chosen[step] = idx
-    return chosen
+        picks.append(idx)
+    rest = torch.stack(picks).tolist() if picks else []
+    return torch.tensor([start, *rest])
 
 
 def coreset_indices(features: torch.Tensor, ratio: float, seed: int = 0, block: int = DEFAULT_BLOCK,

@@ -18,6 +18,7 @@ EQUIVALENT_MUTANTS = {
     "_block_shape: max(1, ...) -> max(2, ...) (query rows)": "2 query rows when 1 would fit: same results, "
                                                              "block exceeded by one row only when block < M",
     "coreset_indices: 0 < n_comp -> 1 < n_comp": "jl_dimension is 0 (one row) or >= 17, never 1",
+    "sparse_random_projection: rand < density / < 0.5 -> <=": "equality has probability 0",
 }
 
 
@@ -233,6 +234,7 @@ def test_greedy_hand_case():
     assert k_center_greedy(pts, 4, start=0).tolist() == [0, 3, 2, 1]
     assert k_center_greedy(pts, 2, start=3).tolist() == [3, 0]
     assert k_center_greedy(pts, 1, start=2).tolist() == [2]
+    assert k_center_greedy(pts, 1, start=2).dtype == k_center_greedy(pts, 3, start=2).dtype == torch.long
 
 
 def test_greedy_ties_take_the_first_index_as_anomalib():
@@ -279,6 +281,7 @@ def test_sparse_projection_entries_and_density():
     values = torch.unique(p).tolist()
     assert len(values) == 3 and values[1] == 0.0 and values == pytest.approx([-scale, 0.0, scale], rel=1e-6)
     assert not torch.equal(p[0] != 0, p[1] != 0)  # each row draws its own entries
+    assert ((p > 0).any(0) & (p < 0).any(0)).any()  # and its own signs
     nonzero = (p != 0).float().mean().item()
     assert abs(nonzero - 1 / 20) < 0.005
     assert abs((p > 0).float().sum().item() / (p != 0).float().sum().item() - 0.5) < 0.03
@@ -329,6 +332,7 @@ def test_coreset_is_projection_then_greedy_from_a_seeded_start():
     assert got.shape == (30,) and len(set(got.tolist())) == 30
     assert torch.equal(coreset_indices(feats, 0.1, seed=4, device="cpu"), got)  # deterministic for a seed
     assert not torch.equal(coreset_indices(feats, 0.1, seed=5, device="cpu"), got)
+    assert torch.equal(coreset_indices(feats.double(), 0.1, seed=4, device="cpu"), got)  # float32 inside
 
 
 def test_coreset_without_projection_when_the_jl_dimension_is_not_smaller():
@@ -337,6 +341,10 @@ def test_coreset_without_projection_when_the_jl_dimension_is_not_smaller():
     gen = torch.Generator().manual_seed(0)
     start = int(torch.randint(50, (1,), generator=gen))
     assert coreset_indices(feats, 0.25, device="cpu").tolist() == AnomalibGreedyOracle(feats, 12).select(start)
+    square = torch.randn(50, 96, generator=g)  # jl_dimension(50) = 96 = dim: not projected either
+    gen = torch.Generator().manual_seed(0)
+    start = int(torch.randint(50, (1,), generator=gen))
+    assert coreset_indices(square, 0.2, device="cpu").tolist() == AnomalibGreedyOracle(square, 10).select(start)
     one = coreset_indices(torch.ones(1, 3), 1.0, device="cpu")
     assert one.tolist() == [0]
 
