@@ -18,7 +18,11 @@ from fsadbench.methods.anomalydino.torch_model import (AnomalyDino, _dilate, _er
                                                        rotate_images)
 
 EQUIVALENT_MUTANTS = {
-    "patch_distances: masks.to(out.device) -> .to(None)": "device: the CPU tests cannot see a device",
+    "patch_distances / build_memory: masks.to(device) -> .to(None)": "device: the CPU tests cannot see a device",
+    "_rotate_grid: align_corners=False -> None / dropped; mode='bilinear' dropped": "the defaults of affine_grid "
+                                                                                   "and grid_sample",
+    "first_component: axis * sign -> axis / sign": "sign is +-1",
+    "image_scores: topk(top, dim=1) -> topk(top)": "topk's default dim is the last, here 1",
 }
 
 
@@ -110,6 +114,11 @@ def test_background_mask_hand_case():
     assert torch.equal(background_mask(_object_tokens(100.0), (11, 11)), want)
     # a dark object: +20.7 outside is kept, only 11 of 36 centre cells -> flipped to the object
     assert torch.equal(background_mask(_object_tokens(-100.0), (11, 11)), want)
+    # a projection equal to the threshold is not kept (strictly above), on either side
+    t = float(first_component(_object_tokens(100.0))[60])  # the object's projection, 79.34
+    assert not background_mask(_object_tokens(100.0), (11, 11), threshold=t).any()
+    assert not background_mask(_object_tokens(-100.0), (11, 11), threshold=t).any()
+    assert torch.equal(background_mask(_object_tokens(-100.0), (11, 11), threshold=t - 1e-3), want)
     # a faint object (projection 7.9 < 10) keeps nothing, flipped or not
     assert not background_mask(_object_tokens(10.0), (11, 11)).any()
     assert background_mask(_object_tokens(10.0), (11, 11), threshold=5.0).sum() == 49
