@@ -15,6 +15,8 @@ from fsadbench.methods.spade.torch_model import Spade, image_knn, pixel_scores
 EQUIVALENT_MUTANTS = {
     "pixel_scores: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
     "pixel_scores: neighbours[i].to(nmap.device) -> .to(None)": "device: the CPU tests cannot see a device",
+    "pixel_scores: shape[-2:] -> shape[+2:]": "the maps are 4-D: the same two sizes",
+    "pixel_scores: torch.empty(b, 1, h, w) -> (b, 2, h, w)": "only channel 0 is written and read",
 }
 
 
