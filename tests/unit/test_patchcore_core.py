@@ -17,8 +17,9 @@ from fsadbench.methods.patchcore.torch_model import (PatchCore, build_memory, em
 
 EQUIVALENT_MUTANTS = {
     "embed: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
-    "image_scores: device=scores.device / .to(memory.device) -> None / dropped": "device: the CPU tests cannot see "
-                                                                                "a device",
+    "image_scores: device=scores.device / .to(memory.device) / .to(star.device) -> None / dropped": "device: the "
+                                                                                "CPU tests cannot see a device",
+    "patch_scores: knn(..., k=1) -> k dropped": "k=1 is knn's default",
 }
 
 
@@ -126,6 +127,7 @@ def test_memory_keeps_every_patch_or_the_seeded_coreset():
     assert core.shape == (10, 8)
     assert torch.equal(core, patches(emb)[coreset_indices(patches(emb), 0.2, seed=3)])
     assert torch.equal(build_memory(emb, coreset_ratio=0.2, seed=3), core)
+    assert torch.equal(build_memory(emb, 0.2), build_memory(emb, 0.2, seed=0))  # default seed 0
     assert not torch.equal(build_memory(emb, coreset_ratio=0.2, seed=4), core)
 
 
