@@ -19,6 +19,12 @@ EQUIVALENT_MUTANTS = {
                                                              "block exceeded by one row only when block < M",
     "coreset_indices: 0 < n_comp -> 1 < n_comp": "jl_dimension is 0 (one row) or >= 17, never 1",
     "sparse_random_projection: rand < density / < 0.5 -> <=": "equality has probability 0",
+    "knn / _merge: topk / sort / F.normalize dim=1 or -1 dropped or +1": "the default is the last dim: 1 of 2-D",
+    "knn: if k > 1 -> k >= 1 (sort); sort stable=True -> False / None": "sorting one column; order among equal "
+                                                                        "exact distances only",
+    "_merge: second 'if k == 1' -> k == 2": "k = 1 then merges by cat + topk(1): the same minimum, first on ties",
+    "_exact_l2: max(1, ...) -> max(2, ...)": "2 rows only when a block holds less than one row, when the block "
+                                             "itself has one query row",
 }
 
 
@@ -138,6 +144,10 @@ def test_knn_accepts_half_and_non_contiguous_input():
     d, i = knn(query, memory, k=2, device="cpu")
     want = plain_l2(query, memory.float(), 2)
     assert torch.allclose(d.double(), want.values, atol=1e-5) and torch.equal(i, want.indices)
+    d, i = knn(query.half(), memory, k=2, metric="cosine", device="cpu")  # half queries: float32 inside
+    want = plain_cosine(query.half().float(), memory.float(), 2)
+    assert d.dtype == torch.float32
+    assert torch.allclose(d.double(), want.values, atol=1e-5) and torch.equal(i, want.indices)
 
 
 def test_block_bounds_each_distance_matrix(monkeypatch):
@@ -204,6 +214,10 @@ def test_knn_errors_name_the_field():
     with pytest.raises(ValueError, match=r"must be Q x D"):
         knn(q, torch.zeros(5, 4, 1))
     assert knn(q, m, k=5)[0].shape == (3, 5)
+    g = torch.Generator().manual_seed(9)
+    q, m = torch.randn(6, 4, generator=g), torch.randn(5, 4, generator=g)
+    d, i = knn(q, m)  # defaults: k = 1, L2
+    assert d.shape == (6, 1) and torch.allclose(d.double(), plain_l2(q, m, 1).values, atol=1e-6)
 
 
 def test_device_choice(monkeypatch):
