@@ -198,3 +198,14 @@ def test_anomalydino_fit_predict_wiring(monkeypatch):
     with pytest.raises(ValueError, match=r"^anomalydino: the shots keep 3 patches, fewer than num_neighbors=4 "
                                          r"\(mask fewer shots or lower num_neighbors\)$"):
         AnomalyDino(num_neighbors=4).fit(shots, keep)
+
+
+def test_mask_flips_at_exactly_35_percent_of_the_centre():
+    """7 x 8 grid: the centre crop is rows 1-4 x cols 1-5, 20 cells; 7 kept = 20 * 0.35 -> flipped (<=)."""
+    feat = torch.zeros(7, 8, 2)
+    for r, c in [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3), (3, 1)]:
+        feat[r, c, 0] = 100.0  # projection 87.5 on these, -12.5 elsewhere
+    tokens = feat.reshape(56, 2)
+    flipped = background_mask(tokens, (7, 8))
+    assert flipped.all()  # the 49 other cells kept, dilated over everything
+    assert torch.equal(flipped, background_mask(-tokens, (7, 8)))  # no flip needed when the sign is the other
