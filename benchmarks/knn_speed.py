@@ -21,7 +21,9 @@ random numbers: ``relu(N(0, 1))``), ours first, then the plain one:
   start. Reported: the ratio and whether the selected indices are equal.
 
 For each: wall seconds (best of ``--repeats``), the ratio plain / ours, the
-max |score difference| (maps and image scores), and the growth of the
+max |score difference| (maps and image scores) between ours and plain, and of
+each against the plain formula in float64 on the first ``--check`` images
+(which of the two float32 results is the closer one), and the growth of the
 process's peak resident memory during ours and during plain (ours runs first;
 ``ru_maxrss`` only grows, so plain's figure is the growth beyond ours).
 """
@@ -115,18 +117,34 @@ def run(args: argparse.Namespace) -> dict:
     out: dict = {"device": str(device), "threads": torch.get_num_threads()}
     side, dim, shots = (6, 32, 2) if args.quick else (28, 1536, 4)
     memory = torch.randn(shots * side * side, dim, generator=g).relu_().to(device)
+    if "patchcore" in args.parts:
+        _patchcore(args, g, device, memory, side, dim, out)
+    if "anomalydino" in args.parts:
+        _anomalydino(args, g, device, shots, out)
+    if "coreset" in args.parts:
+        _coreset(args, g, device, memory, dim, out)
+    return out
+
+
+def _patchcore(args, g, device, memory, side, dim, out) -> None:
     tests = torch.randn(args.images, dim, side, side, generator=g).relu_().to(device)
     t_ours, (maps, idx), m_ours = _timed(lambda: patch_scores(tests, memory, args.block), args.repeats, device)
     t_img, scores, _ = _timed(lambda: pc_image_scores(tests, memory, maps, idx, 9, args.block), args.repeats, device)
     t_plain, (p_maps, p_scores), m_plain = _timed(lambda: plain_patchcore(tests, memory, args.batch), args.repeats,
                                                   device)
     diff = max((maps - p_maps).abs().max().item(), (scores - p_scores).abs().max().item())
+    n = min(args.check, args.images)
+    exact = plain_patchcore(tests[:n].double(), memory.double(), args.batch)
+    vs64 = [max((a[:n].double() - exact[0]).abs().max().item(), (b[:n].double() - exact[1]).abs().max().item())
+            for a, b in ((maps, scores), (p_maps, p_scores))]
     out["patchcore"] = {"ours_s": t_ours + t_img, "plain_s": t_plain, "ratio": t_plain / (t_ours + t_img),
-                        "max_abs_diff": diff, "peak_growth_mib": [m_ours, m_plain],
+                        "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64, "peak_growth_mib": [m_ours, m_plain],
                         "memory": list(memory.shape), "queries": [args.images * side * side, dim]}
-    _line("patchcore", t_ours + t_img, t_plain, f"max |diff| {diff:.2e}")
-    del tests, maps, p_maps
+    _line("patchcore", t_ours + t_img, t_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
+                                                f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
 
+
+def _anomalydino(args, g, device, shots, out) -> None:
     grid, width = (4, 16) if args.quick else (32, 384)
     bank = torch.randn(shots * 8 * grid * grid, width, generator=g).to(device)
     tokens = torch.randn(args.images, grid * grid, width, generator=g).to(device)
@@ -139,12 +157,19 @@ def run(args: argparse.Namespace) -> dict:
     t_plain, (p_dist, p_scores), m_plain = _timed(lambda: plain_anomalydino(tokens, bank, args.batch), args.repeats,
                                                   device)
     diff = max((dist - p_dist).abs().max().item(), (d_scores - p_scores).abs().max().item())
+    n = min(args.check, args.images)
+    exact = plain_anomalydino(tokens[:n].double(), bank.double(), args.batch)
+    vs64 = [max((a[:n].double() - exact[0]).abs().max().item(), (b[:n].double() - exact[1]).abs().max().item())
+            for a, b in ((dist, d_scores), (p_dist, p_scores))]
     out["anomalydino"] = {"ours_s": t_ours, "plain_s": t_plain, "ratio": t_plain / t_ours, "max_abs_diff": diff,
+                          "max_abs_diff_vs_float64": vs64,
                           "peak_growth_mib": [m_ours, m_plain], "memory": list(bank.shape),
                           "queries": [args.images * grid * grid, width]}
-    _line("anomalydino", t_ours, t_plain, f"max |diff| {diff:.2e}")
-    del tokens, bank
+    _line("anomalydino", t_ours, t_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
+                                          f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
 
+
+def _coreset(args, g, device, memory, dim, out) -> None:
     proj = sparse_random_projection(jl_dimension(memory.shape[0]), dim, g).to(device)
     feats = memory @ proj.T if proj.shape[0] < dim else memory
     size, start = int(memory.shape[0] * args.ratio), int(torch.randint(memory.shape[0], (1,), generator=g))
@@ -154,7 +179,6 @@ def run(args: argparse.Namespace) -> dict:
                       "rows": list(feats.shape), "selected": size}
     _line("coreset", t_ours, t_plain, f"{size} of {feats.shape[0]} rows x {feats.shape[1]}, "
                                       f"same indices: {sel == p_sel}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -165,10 +189,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ratio", type=float, default=0.1, help="coreset ratio (official run_patchcore.py l. 320)")
     p.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="distance entries per block of ours")
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--check", type=int, default=2, help="images also scored in float64 (plain) as the exact value")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    p.add_argument("--parts", default="patchcore,anomalydino,coreset", help="comma-separated comparisons to run")
     args = p.parse_args(argv)
+    args.parts = set(args.parts.split(","))
     if args.images is None:
         args.images = 3 if args.quick else 100
     out = run(args)

@@ -58,7 +58,7 @@ def _rotate_grid(images: torch.Tensor, angle: float) -> torch.Tensor:
     """Counter-clockwise rotation by ``angle`` degrees about the image centre, bilinear, reflected border."""
     b, _, h, w = images.shape
     c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-    theta = torch.tensor([[c, -s * h / w, 0.0], [s * w / h, c, 0.0]], dtype=images.dtype, device=images.device)
+    theta = images.new_tensor([[c, -s * h / w, 0.0], [s * w / h, c, 0.0]])
     grid = F.affine_grid(theta.expand(b, 2, 3), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -69,8 +69,8 @@ def rotate_images(images: torch.Tensor, angles: Sequence[float] = ROTATION_ANGLE
     for image in images.split(1):
         for angle in angles:
             quarter = float(angle) / 90.0
-            if quarter == int(quarter) and (int(quarter) % 2 == 0 or image.shape[-1] == image.shape[-2]):
-                out.append(torch.rot90(image, int(quarter) % 4, dims=(-2, -1)))
+            if quarter == int(quarter) and (int(quarter) % 2 == 0 or image.shape[3] == image.shape[2]):
+                out.append(torch.rot90(image, int(quarter) % 4, dims=(2, 3)))
             else:
                 out.append(_rotate_grid(image, float(angle)))
     return torch.cat(out)
@@ -79,14 +79,13 @@ def rotate_images(images: torch.Tensor, angles: Sequence[float] = ROTATION_ANGLE
 def first_component(tokens: torch.Tensor) -> torch.Tensor:
     """N: projection of the centred tokens (N x D) on their first principal axis, largest loading positive."""
     x = tokens.double() - tokens.double().mean(dim=0)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    axis = vh[0]
+    axis = torch.linalg.eigh(x.T @ x).eigenvectors[:, -1]  # largest eigenvalue last
     axis = axis * torch.sign(axis[axis.abs().argmax()])
     return (x @ axis).float()
 
 
 def _dilate(mask: torch.Tensor, kernel: int) -> torch.Tensor:
-    return F.max_pool2d(mask[None, None].float(), kernel, stride=1, padding=kernel // 2)[0, 0] > 0
+    return F.max_pool2d(mask[None, None].float(), kernel, stride=1, padding=(kernel - 1) // 2)[0, 0] > 0
 
 
 def _erode(mask: torch.Tensor, kernel: int) -> torch.Tensor:

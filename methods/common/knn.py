@@ -77,7 +77,7 @@ def _exact_l2(query: torch.Tensor, memory: torch.Tensor, index: torch.Tensor, bl
     """||q_i - m_index[i, j]|| from the differences, in row chunks of at most ``block`` entries."""
     k, dim = index.shape[1], query.shape[1]
     rows = max(1, block // (k * dim))
-    out = torch.empty(index.shape, dtype=query.dtype, device=query.device)
+    out = torch.empty_like(index, dtype=torch.float32)
     for s in range(0, query.shape[0], rows):
         diff = query[s:s + rows, None, :] - memory[index[s:s + rows]]
         out[s:s + rows] = torch.linalg.vector_norm(diff, dim=-1)
@@ -144,32 +144,32 @@ def jl_dimension(n_samples: int, eps: float = CORESET_EPS) -> int:
 def sparse_random_projection(n_components: int, n_features: int, generator: torch.Generator) -> torch.Tensor:
     """Very sparse random matrix (n_components x n_features): density 1/sqrt(d), +-sqrt(1/density)/sqrt(n_c)."""
     density = 1.0 / math.sqrt(n_features)
+    scale = math.sqrt(1.0 / density) / math.sqrt(n_components)
     keep = torch.rand(n_components, n_features, generator=generator) < density
-    sign = torch.randint(0, 2, (n_components, n_features), generator=generator).float() * 2.0 - 1.0
-    return keep.float() * sign * (math.sqrt(1.0 / density) / math.sqrt(n_components))
+    positive = torch.rand(n_components, n_features, generator=generator) < 0.5
+    return torch.where(keep, torch.where(positive, scale, -scale), 0.0)
 
 
 def k_center_greedy(features: torch.Tensor, n_select: int, start: int, block: int = DEFAULT_BLOCK) -> torch.Tensor:
-    """Indices (n_select,) of the greedy k-center selection from ``start``, anomalib's order exactly."""
+    """Indices (n_select,) of the greedy k-center selection from ``start``, anomalib's order exactly (CPU)."""
     n = features.shape[0]
     if not 1 <= n_select <= n:
         raise ValueError(f"k_center_greedy: n_select={n_select} must be between 1 and the number of rows {n}")
     if not 0 <= start < n:
         raise ValueError(f"k_center_greedy: start={start} is not a row index of {n} rows")
-    rows = max(1, block // max(1, features.shape[1]))
-    min_d = torch.full((n,), float("inf"), device=features.device)
-    dist = torch.empty(n, device=features.device)
-    chosen = torch.empty(n_select, dtype=torch.long, device=features.device)
-    chosen[0] = idx = torch.as_tensor(start, device=features.device)
-    for step in range(1, n_select):
+    rows = max(1, block // features.shape[1])
+    min_d = torch.full_like(features[:, 0], math.inf)
+    dist = torch.empty_like(min_d)
+    picks, idx = [], start
+    for _ in range(1, n_select):
         center = features[idx]
         for s in range(0, n, rows):
             torch.linalg.vector_norm(features[s:s + rows] - center, dim=1, out=dist[s:s + rows])
         torch.minimum(min_d, dist, out=min_d)
-        idx = torch.max(min_d, dim=0).indices
-        min_d[idx] = 0.0
-        chosen[step] = idx
-    return chosen
+        idx = torch.max(min_d, dim=0).indices  # anomalib then zeroes min_d[idx] (l. 138): the next update does
+        picks.append(idx)
+    rest = torch.stack(picks).tolist() if picks else []
+    return torch.tensor([start, *rest])
 
 
 def coreset_indices(features: torch.Tensor, ratio: float, seed: int = 0, block: int = DEFAULT_BLOCK,
@@ -177,14 +177,14 @@ def coreset_indices(features: torch.Tensor, ratio: float, seed: int = 0, block: 
     """Indices of anomalib's coreset of ``int(n * ratio)`` rows: sparse projection, random start, greedy."""
     n, dim = features.shape
     size = int(n * ratio)
-    if not 0.0 < ratio <= 1.0 or size < 1:
+    if ratio > 1.0 or size < 1:
         raise ValueError(f"coreset: ratio {ratio} of {n} rows gives {size} rows; use a ratio in (0, 1] "
                          f"with int(rows * ratio) >= 1")
     gen = torch.Generator().manual_seed(seed)
     dev = compute_device(features, device)
     feats = features.to(dev, torch.float32)
     n_comp = jl_dimension(n)
-    if 1 <= n_comp < dim:
+    if 0 < n_comp < dim:
         feats = feats @ sparse_random_projection(n_comp, dim, gen).to(dev).T
     start = int(torch.randint(n, (1,), generator=gen))
     return k_center_greedy(feats, size, start, block).to(features.device)

@@ -51,16 +51,15 @@ def channel_subset(total: int, d: int, seed: int = SUBSET_SEED) -> torch.Tensor:
     """The d channel indices kept out of ``total``: ``random.sample(range(total), d)`` seeded as main.py l. 55-60."""
     if not 0 < d <= total:
         raise ValueError(f"padim: n_features={d} must be between 1 and the {total} concatenated channels")
-    return torch.tensor(random.Random(seed).sample(range(total), d), dtype=torch.long)
+    return torch.tensor(random.Random(seed).sample(range(total), d))  # int64
 
 
 def embed(feature_maps: Sequence[torch.Tensor], subset: torch.Tensor | None = None) -> torch.Tensor:
     """B x C x H x W: maps resized (nearest) to the first map's grid, concatenated, channels ``subset``."""
     if not feature_maps:
         raise ValueError("padim.embed: no feature maps (expected layer1, layer2, layer3)")
-    size = feature_maps[0].shape[-2:]
-    maps = [m.float() if m.shape[-2:] == size else F.interpolate(m.float(), size=size, mode="nearest")
-            for m in feature_maps]
+    size = feature_maps[0].shape[2:]
+    maps = [F.interpolate(m.float(), size=size, mode="nearest") for m in feature_maps]  # same size: identity
     emb = torch.cat(maps, dim=1)
     return emb if subset is None else emb.index_select(1, subset.to(emb.device))
 

@@ -61,21 +61,16 @@ def embed(feature_maps: Sequence[torch.Tensor], target_dim: int | None = None,
     """
     if not feature_maps:
         raise ValueError("patchcore.embed: no feature maps (expected layer2 and layer3)")
-    size = feature_maps[0].shape[-2:]
-    pad = NEIGHBOURHOOD // 2
-    maps = []
-    for fmap in feature_maps:
-        fmap = F.avg_pool2d(fmap.float(), NEIGHBOURHOOD, stride=1, padding=pad)
-        if fmap.shape[-2:] != size:
-            fmap = F.interpolate(fmap, size=size, mode="bilinear", align_corners=False)
-        maps.append(fmap)
+    size = feature_maps[0].shape[2:]
+    pad = (NEIGHBOURHOOD - 1) // 2
+    maps = [F.interpolate(F.avg_pool2d(m.float(), NEIGHBOURHOOD, stride=1, padding=pad), size=size, mode="bilinear",
+                          align_corners=False) for m in feature_maps]  # the first map's size: identity
     if target_dim is None:
         return torch.cat(maps, dim=1)
-    b, (h, w) = maps[0].shape[0], size
-    rows = [m.permute(0, 2, 3, 1).reshape(b * h * w, 1, -1) for m in maps]
+    rows = [patches(m)[:, None, :] for m in maps]  # (B * H * W) x 1 x C_l
     pooled = torch.cat([F.adaptive_avg_pool1d(r, pretrain_dim) for r in rows], dim=2)
     out = F.adaptive_avg_pool1d(pooled, target_dim)
-    return out.reshape(b, h, w, target_dim).permute(0, 3, 1, 2)
+    return out.reshape(-1, *size, target_dim).permute(0, 3, 1, 2)
 
 
 def patches(embedding: torch.Tensor) -> torch.Tensor:
@@ -94,9 +89,15 @@ def build_memory(embedding: torch.Tensor, coreset_ratio: float = CORESET_RATIO, 
 
 def patch_scores(embedding: torch.Tensor, memory: torch.Tensor,
                  block: int = DEFAULT_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distance to the nearest memory row, its index), each B x H x W."""
-    b, _, h, w = embedding.shape
-    dist, index = knn(patches(embedding), memory, k=1, metric="l2", block=block)
+    """(distance to the nearest memory row, its index), each B x H x W.
+
+    Images go to the search in groups of about ``block`` entries, so the
+    rows copied out of the B x D x H x W embedding stay bounded too.
+    """
+    b, d, h, w = embedding.shape
+    step = max(1, block // (d * h * w))
+    parts = [knn(patches(embedding[s:s + step]), memory, k=1, block=block) for s in range(0, b, step)]
+    dist, index = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return dist.reshape(b, h, w), index.reshape(b, h, w)
 
 
@@ -119,7 +120,7 @@ def image_scores(embedding: torch.Tensor, memory: torch.Tensor, scores: torch.Te
     star = flat_scores[rows, worst]
     test_patch = patches(embedding).reshape(b, -1, memory.shape[1])[rows, worst].to(memory.device)
     nearest = memory[flat_index[rows, worst].to(memory.device)]
-    _, support = knn(nearest, memory, k=min(num_neighbors, memory.shape[0]), metric="l2", block=block)
+    _, support = knn(nearest, memory, k=min(num_neighbors, memory.shape[0]), block=block)  # L2
     dist = torch.linalg.vector_norm(test_patch[:, None, :] - memory[support], dim=-1)
     weight = 1.0 - torch.softmax(dist, dim=1)[:, 0]
     return weight.to(star.device) * star

@@ -42,8 +42,7 @@ def image_knn(query: torch.Tensor, normals: torch.Tensor, top_k: int = TOP_K,
     """(image scores B, indices B x K) of the K = min(top_k, N) nearest normal global features (L2)."""
     if top_k < 1:
         raise ValueError(f"spade: top_k={top_k} must be >= 1")
-    dist, index = knn(query.flatten(1), normals.flatten(1), k=min(top_k, normals.shape[0]), metric="l2",
-                      block=block)
+    dist, index = knn(query.flatten(1), normals.flatten(1), k=min(top_k, normals.shape[0]), block=block)  # L2
     return dist.mean(dim=1), index
 
 
@@ -69,7 +68,7 @@ def pixel_scores(query_maps: Sequence[torch.Tensor], normal_maps: Sequence[torch
         layer = torch.empty(b, 1, h, w)
         for i in range(b):
             gallery = _rows(nmap[neighbours[i].to(nmap.device)])
-            dist, _ = knn(_rows(qmap[i]), gallery, k=1, metric="l2", block=block)
+            dist, _ = knn(_rows(qmap[i]), gallery, block=block)  # L2, k = 1
             layer[i, 0] = dist[:, 0].reshape(h, w).cpu()
         layer = F.interpolate(layer, size=size, mode="bilinear", align_corners=False)
         total = layer if total is None else total + layer

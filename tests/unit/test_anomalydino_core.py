@@ -17,7 +17,13 @@ from fsadbench.methods.anomalydino.torch_model import (AnomalyDino, _dilate, _er
                                                        build_memory, first_component, image_scores, patch_distances,
                                                        rotate_images)
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "patch_distances / build_memory: masks.to(device) -> .to(None)": "device: the CPU tests cannot see a device",
+    "_rotate_grid: align_corners=False -> None / dropped; mode='bilinear' dropped": "the defaults of affine_grid "
+                                                                                   "and grid_sample",
+    "first_component: axis * sign -> axis / sign": "sign is +-1",
+    "image_scores: topk(top, dim=1) -> topk(top)": "topk's default dim is the last, here 1",
+}
 
 
 def reference_top1p(distances: np.ndarray) -> float:
@@ -64,6 +70,10 @@ def test_generic_rotation_turns_the_same_way_and_keeps_the_centre():
     assert turned.shape == (2, 1, 4, 6)  # the size is kept, as warpAffine does
     assert torch.equal(turned[1], torch.rot90(wide[0], 2, dims=(-2, -1)))
     assert torch.allclose(turned[0], _rotate_grid(wide, 90.0)[0])
+    # a column ramp (value = column) turned 90 degrees in its 4 x 6 frame: row y reads column 2.5 - (y - 1.5)
+    ramp = torch.arange(6.0).expand(1, 1, 4, 6).contiguous()
+    assert torch.allclose(_rotate_grid(ramp, 90.0)[0, 0], torch.tensor([4.0, 3, 2, 1])[:, None].expand(4, 6),
+                          atol=1e-5)
 
 
 def test_first_component_hand_case_and_sign():
@@ -104,6 +114,11 @@ def test_background_mask_hand_case():
     assert torch.equal(background_mask(_object_tokens(100.0), (11, 11)), want)
     # a dark object: +20.7 outside is kept, only 11 of 36 centre cells -> flipped to the object
     assert torch.equal(background_mask(_object_tokens(-100.0), (11, 11)), want)
+    # a projection equal to the threshold is not kept (strictly above), on either side
+    t = float(first_component(_object_tokens(100.0))[60])  # the object's projection, 79.34
+    assert not background_mask(_object_tokens(100.0), (11, 11), threshold=t).any()
+    assert not background_mask(_object_tokens(-100.0), (11, 11), threshold=t).any()
+    assert torch.equal(background_mask(_object_tokens(-100.0), (11, 11), threshold=t - 1e-3), want)
     # a faint object (projection 7.9 < 10) keeps nothing, flipped or not
     assert not background_mask(_object_tokens(10.0), (11, 11)).any()
     assert background_mask(_object_tokens(10.0), (11, 11), threshold=5.0).sum() == 49
@@ -153,7 +168,7 @@ def test_image_score_hand_case():
     assert image_scores(d, fraction=0.012).item() == pytest.approx(3.0)  # int(3.0) = 3: (5 + 3 + 1) / 3
 
 
-def test_anomalydino_fit_predict_wiring():
+def test_anomalydino_fit_predict_wiring(monkeypatch):
     g = torch.Generator().manual_seed(4)
     shots, tests = torch.randn(2, 16, 6, generator=g), torch.randn(3, 16, 6, generator=g)
     model = AnomalyDino()
@@ -175,6 +190,22 @@ def test_anomalydino_fit_predict_wiring():
     dist, scores = model3.predict(tests, tmask)
     assert torch.all(dist[:, 0] == 0) and torch.allclose(dist, patch_distances(tests, shots[0, :3], tmask, 3))
     assert torch.allclose(scores, dist.topk(3, dim=1).values.mean(1))
+    seen = []
+    real = ad.knn
+    monkeypatch.setattr(ad, "knn", lambda *a, **kw: seen.append(kw["block"]) or real(*a, **kw))
+    AnomalyDino(block=33, memory=model.memory).predict(tests)
+    assert seen == [33]
     with pytest.raises(ValueError, match=r"^anomalydino: the shots keep 3 patches, fewer than num_neighbors=4 "
                                          r"\(mask fewer shots or lower num_neighbors\)$"):
         AnomalyDino(num_neighbors=4).fit(shots, keep)
+
+
+def test_mask_flips_at_exactly_35_percent_of_the_centre():
+    """7 x 8 grid: the centre crop is rows 1-4 x cols 1-5, 20 cells; 7 kept = 20 * 0.35 -> flipped (<=)."""
+    feat = torch.zeros(7, 8, 2)
+    for r, c in [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3), (3, 1)]:
+        feat[r, c, 0] = 100.0  # projection 87.5 on these, -12.5 elsewhere
+    tokens = feat.reshape(56, 2)
+    flipped = background_mask(tokens, (7, 8))
+    assert flipped.all()  # the 49 other cells kept, dilated over everything
+    assert torch.equal(flipped, background_mask(-tokens, (7, 8)))  # no flip needed when the sign is the other

@@ -18,6 +18,41 @@ from fsadbench.core.errors import ConfigError, WeightsError
 
 #: equivalent survivors of mutation testing (module: fsadbench/backbone/*), one line each with the reason
 EQUIVALENT_MUTANTS = {
+    "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_1": "every adapter passes its device on",
+    "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_2": "every adapter passes its device on",
+    "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_31": "model.to(None) keeps a CPU model on the CPU",
+    "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_8": "rsplit('/') then [-1]: the same file name",
+    "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_11": "rsplit('/', 2)[-1]: the same file name",
+    "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_12": "rsplit('/', 1)[1] of two parts is [-1]",
+    "fsadbench.backbone.torchvision_family.xǁTorchvisionBackboneǁbuild__mutmut_8": "get_model's weights default is None",
+    "fsadbench.backbone.torchvision_family.xǁTorchvisionBackboneǁencode__mutmut_9": "pixels.to(None) stays on the CPU",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁencode__mutmut_28": "pixels.to(None) stays on the CPU",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_2": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_4": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_11": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_13": "create_model's pretrained default is False",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_14": "only img_size is ever passed to a CNN (no "
+                                                                     "tiny CNN config carries other kwargs)",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_9": "a name list_models lacks is_model judges",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_41": "every timm pretrained_cfg names its "
+                                                                        "interpolation: the default is never read",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_43": "as _41",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_46": "as _41",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_47": "as _41",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_49": "timm models have both a patch embedding "
+                                                                        "and prefix tokens or neither",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_64": "square inputs: img_size[1] == [0]",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_67": "square patches: patch_size[1] == [0]",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_76": "every timm pretrained_cfg has input_size",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_77": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_78": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_81": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_82": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_83": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_84": "as _76",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_85": "as _76",
+    "fsadbench.backbone.load.x_load_backbone__mutmut_23": "open_clip reads cache_dir only for a tag download "
+                                                         "(test_weights_help checks open_clip's own cache place)",
 }
 
 
@@ -124,7 +159,8 @@ def test_unknown_layer_names_the_known_ones(wrn):
     assert wrn.check_layers(("layer1",)) == ("layer1",)
 
 
-def test_preprocessing_is_a_squash_resize_with_imagenet_statistics(wrn):
+def test_preprocessing_is_a_squash_resize_with_imagenet_statistics():
+    wrn = load_backbone(parse_backbone("resnet18-tiny", "none"))
     img = Image.fromarray((torch.arange(60 * 40 * 3) % 251).reshape(60, 40, 3).to(torch.uint8).numpy())
     got = wrn.preprocess(img)
     from torchvision.transforms import functional as TF
@@ -136,6 +172,7 @@ def test_preprocessing_is_a_squash_resize_with_imagenet_statistics(wrn):
     assert wrn.preprocess(img, 32).shape == (3, 32, 32)
     with pytest.raises(ConfigError, match="^image size must be >= 1 pixel, got 0"):
         wrn.preprocess(img, 0)
+    assert wrn.preprocess(img, 1).shape == (3, 1, 1)
     assert wrn.mean == (0.485, 0.456, 0.406) and wrn.std == (0.229, 0.224, 0.225)
 
 
@@ -146,9 +183,10 @@ def test_load_pixels_decodes_files(wrn, tmp_path):
     assert px.shape == (2, 3, 64, 64) and torch.equal(px[0], wrn.preprocess(Image.open(p).convert("RGB"), 64))
 
 
-def test_key_and_describe_name_family_model_weights_size_release(wrn):
+def test_key_and_describe_name_family_model_weights_size_release():
     import torchvision
 
+    wrn = load_backbone(parse_backbone("wide_resnet50_2-tiny", "none"))
     release = torchvision.__version__.split("+")[0]
     assert wrn.key == f"torchvision|wide_resnet50_2-tiny|{wrn.fingerprint}|128|torchvision-{release}"
     d = wrn.describe()
@@ -158,6 +196,8 @@ def test_key_and_describe_name_family_model_weights_size_release(wrn):
                  "preprocess": {"resize": "squash (no crop, so maps align with masks)", "interpolation": "bilinear",
                                 "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
     assert not wrn.model.training and not any(p.requires_grad for p in wrn.model.parameters())
+    assert wrn.device == torch.device("cpu") and wrn.encode(torch.zeros(1, 3, 32, 32), ["layer1"])["layer1"].shape \
+        == (1, 256, 8, 8)
 
 
 def test_random_weights_follow_the_init_seed(wrn):
@@ -165,6 +205,33 @@ def test_random_weights_follow_the_init_seed(wrn):
     other = load_backbone(BackboneSpec("wide_resnet50_2-tiny", "none", init_seed=1, family="torchvision"))
     assert again.fingerprint == wrn.fingerprint != other.fingerprint
     assert other.weights_source == "random init (seed 1)"
+
+
+def test_tiny_configurations_are_one_block_per_stage_at_small_width():
+    wrn, r18 = torchvision_family.tiny_model("wide_resnet50_2-tiny"), torchvision_family.tiny_model("resnet18-tiny")
+    assert torchvision_family.tiny_model("wide_resnet50_2") is None
+    for m in (wrn, r18):
+        assert [len(getattr(m, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1]
+    # Bottleneck width = planes * width_per_group / 64 = planes / 4; outputs 4 x planes, as the WRN's
+    assert [getattr(wrn, f"layer{i}")[0].conv1.out_channels for i in range(1, 5)] == [16, 32, 64, 128]
+    assert [getattr(wrn, f"layer{i}")[0].conv3.out_channels for i in range(1, 5)] == [256, 512, 1024, 2048]
+    assert [getattr(r18, f"layer{i}")[0].conv2.out_channels for i in range(1, 5)] == [64, 128, 256, 512]
+    assert type(r18.layer1[0]).__name__ == "BasicBlock" and type(wrn.layer1[0]).__name__ == "Bottleneck"
+
+
+def test_adapter_defaults_device_cache_and_release(tmp_path):
+    import torchvision
+
+    from fsadbench.backbone.torchvision_family import TorchvisionBackbone
+
+    b = TorchvisionBackbone(parse_backbone("resnet18-tiny", "none"))
+    assert b.device == torch.device("cpu") and b.cache_dir is None
+    assert b.library_version == torchvision.__version__.split("+")[0] and "+" not in b.library_version
+    assert b.key.endswith(f"|128|torchvision-{b.library_version}")
+    assert TorchvisionBackbone(parse_backbone("resnet18-tiny", "none"), cache_dir=str(tmp_path)).cache_dir == \
+        str(tmp_path)
+    real = load_backbone(parse_backbone("resnet18", "none"))
+    assert real.image_size == 224 and real.weights_source == "random init (seed 0)"
 
 
 def test_size_override_and_default_sizes():
@@ -188,8 +255,21 @@ def test_checkpoint_of_another_model_names_the_file(tmp_path, tiny_vision_backbo
     path = tmp_path / "r18.pt"
     torch.save(tiny_vision_backbones["resnet18-tiny"].model.state_dict(), path)
     with pytest.raises(WeightsError, match=f"^checkpoint {path} does not fit backbone "
-                                           f"'torchvision:wide_resnet50_2-tiny': "):
+                                           f"'torchvision:wide_resnet50_2-tiny': ") as err:
         load_backbone(BackboneSpec("wide_resnet50_2-tiny", str(path), family="torchvision"))
+    text = str(err.value)
+    why = text[text.index("-tiny': ") + 8:text.rindex("\nPass the backbone")]
+    assert why.startswith("Error(s) in loading state_dict") and len(why) == 500  # torch's text, cut at 500
+    assert text.endswith("\nPass the backbone the checkpoint was trained as.")
+
+
+def test_a_checkpoint_missing_or_adding_a_tensor_is_refused(tmp_path, tiny_vision_backbones):
+    sd = dict(tiny_vision_backbones["resnet18-tiny"].model.state_dict())
+    for name, bad in (("missing", {k: v for k, v in sd.items() if k != "fc.bias"}), ("extra", {**sd, "x": sd["fc.bias"]})):
+        path = tmp_path / f"{name}.pt"
+        torch.save(bad, path)
+        with pytest.raises(WeightsError, match="does not fit backbone"):  # a strict load
+            load_backbone(BackboneSpec("resnet18-tiny", str(path), family="torchvision"))
 
 
 def test_missing_checkpoint_file(tmp_path):
@@ -231,7 +311,11 @@ def test_torchvision_tag_found_in_the_hub_cache_is_loaded(tmp_path, monkeypatch,
     assert b.fingerprint != r18.fingerprint
 
 
-def test_torchvision_downloads_into_the_hub_cache_when_reachable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("hub, premade", [("a/b", False), ("hub", True)])
+def test_torchvision_downloads_into_the_hub_cache_when_reachable(tmp_path, monkeypatch, hub, premade):
+    tmp_path = tmp_path / hub  # a hub folder not made yet, or one whose checkpoints folder exists already
+    if premade:
+        (tmp_path / "checkpoints").mkdir(parents=True)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setattr(torchvision_family, "reachable", lambda host: host == "download.pytorch.org")
     got = []
@@ -277,6 +361,16 @@ def test_timm_tokens_are_normed_block_outputs_without_prefix(dino):
         h.remove()
     assert m.num_prefix_tokens == 1
     assert torch.allclose(got, m.norm(seen["x"])[:, 1:], atol=1e-6)
+
+
+def test_timm_preprocessing_is_bicubic(dino):
+    from torchvision.transforms import functional as TF
+
+    fresh = load_backbone(parse_backbone("dinov2-tiny", "none"))
+    img = Image.fromarray((torch.arange(30 * 50 * 3) % 253).reshape(30, 50, 3).to(torch.uint8).numpy())
+    want = TF.normalize(TF.to_tensor(TF.resize(img, [112, 112], interpolation=TF.InterpolationMode.BICUBIC)),
+                        IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.equal(fresh.preprocess(img), want)
 
 
 def test_timm_size_override_and_describe(dino):
@@ -398,3 +492,102 @@ def test_weights_remedy_text():
                      "--method-option METHOD.backbone_weights=/path/to/f.bin",
         "  2. or put it where timm looks for it: /cache/f.bin",
         "  3. or run the offline pipeline check with random weights: python run_bench.py --preset smoke"]
+
+
+# -- a fresh adapter (mutation testing maps tests to the code they call, so no session fixture here) --------
+def test_fresh_timm_vit_attributes():
+    import timm
+
+    from fsadbench.backbone.timm_family import TimmBackbone
+
+    b = TimmBackbone(parse_backbone("dinov2-tiny", "none"))
+    assert b.device == torch.device("cpu") and b.library_version == timm.__version__ and b.is_vit
+    assert b.grid == (8, 8) and all(type(g) is int for g in b.grid) and b.layer_names[-1] == "block4"
+    assert b.interpolation == "bicubic" and b.key.endswith(f"|112|timm-{timm.__version__}")
+
+
+def test_fresh_timm_cnn_reads_its_pretrained_cfg(tmp_path):
+    b = load_backbone(parse_backbone("timm:resnet18.tv_in1k", "none"))
+    assert b.interpolation == "bilinear" and b.image_size == 224 and not b.is_vit  # resnet18.tv_in1k's cfg
+    assert load_backbone(parse_backbone("timm:resnet10t", "none")).image_size == 176  # its cfg's input size
+    path = tmp_path / "r10.pth"  # timm's resnet module has no checkpoint filter: the file loads as it is
+    torch.save(load_backbone(parse_backbone("timm:resnet10t@64", "none")).model.state_dict(), path)
+    again = load_backbone(BackboneSpec("resnet10t", str(path), family="timm", image_size=64))
+    assert again.weights_source == f"file {path}"
+    torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=f"^checkpoint {tmp_path}/bad.pth does not fit backbone 'timm:resnet10t@64'"):
+        load_backbone(BackboneSpec("resnet10t", str(tmp_path / "bad.pth"), family="timm", image_size=64))
+
+
+def test_timm_model_without_forward_intermediates_is_refused(monkeypatch):
+    import timm
+
+    class Bare(torch.nn.Module):
+        feature_info = [1, 2]
+        pretrained_cfg = {"interpolation": "bilinear", "input_size": (3, 32, 32)}
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: Bare())
+    with pytest.raises(ConfigError, match="^backbone timm:resnet10t: this timm model has no forward_intermediates$"):
+        load_backbone(parse_backbone("timm:resnet10t", "none"))
+
+
+def test_timm_offline_without_the_offline_flag_is_said_before_any_download(tmp_path, monkeypatch):
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(timm_family, "reachable", lambda host: False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("no download offline"))
+    with pytest.raises(WeightsError) as err:
+        timm_family.tag_checkpoint(parse_backbone("dinov2-tiny", "x"), str(tmp_path))
+    assert "no network and not in the local cache" in str(err.value)
+    assert "--method-option METHOD.backbone_weights=/path/to/model.safetensors" in str(err.value)
+
+
+def test_timm_download_passes_repo_and_cache_and_names_the_remedy_on_failure(tmp_path, monkeypatch):
+    import huggingface_hub
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(timm_family, "reachable", lambda host: True)
+    seen = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo, file, cache_dir: seen.append((repo, file, cache_dir)) or "/got/it")
+    assert timm_family.tag_checkpoint(parse_backbone("dinov2-tiny", "lvd142m"), "/c") == Path("/got/it")
+    assert seen == [("timm/vit_small_patch14_dinov2.lvd142m", "model.safetensors", "/c")]
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("x" * 300)))
+    with pytest.raises(WeightsError) as err:
+        timm_family.tag_checkpoint(parse_backbone("dinov2-tiny", "lvd142m"), str(tmp_path))
+    text = str(err.value)
+    assert f"download failed ({'x' * 200})" in text.splitlines()[0]
+    assert "  https://huggingface.co/timm/vit_small_patch14_dinov2.lvd142m/resolve/main/model.safetensors" in text
+    assert "/path/to/model.safetensors" in text and "refs/main" in text
+
+
+def test_load_backbone_passes_device_and_cache_dir(tmp_path):
+    for name in ("resnet18-tiny", "dinov2-tiny"):
+        b = load_backbone(parse_backbone(name, "none"), device="cpu:0", cache_dir=str(tmp_path))
+        assert b.device == torch.device("cpu", 0) and b.cache_dir == str(tmp_path)
+    clip = load_backbone(BackboneSpec("fsad-tiny-vit", "none"), device="cpu:0")
+    assert clip.device == torch.device("cpu", 0)
+
+
+def test_check_weights_looks_in_the_given_cache(tmp_path, dino):
+    from safetensors.torch import save_file
+
+    spec = parse_backbone("dinov2-tiny", "lvd142m")
+    repo = tmp_path / "models--timm--vit_small_patch14_dinov2.lvd142m"
+    (repo / "snapshots" / "local").mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in dino.model.state_dict().items()},
+              str(repo / "snapshots" / "local" / "model.safetensors"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("local")
+    check_backbone_weights(spec, str(tmp_path))  # found: no error
+    with pytest.raises(WeightsError):
+        check_backbone_weights(spec, str(tmp_path / "elsewhere"))
+

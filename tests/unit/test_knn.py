@@ -13,8 +13,18 @@ from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, compute_de
                                           k_center_greedy, knn, sparse_random_projection)
 
 EQUIVALENT_MUTANTS = {
-    "knn: max(1, min(n_query, block // mem_rows)) -> max(2, ...)": "a block of 2 query rows instead of 1 only "
-                                                                    "when block < M, results identical",
+    "knn / coreset_indices: .to(dev) / .to(query.device) / device= -> None": "device: the CPU tests cannot see a "
+                                                                             "device (meta test covers the choice)",
+    "_block_shape: max(1, ...) -> max(2, ...) (query rows)": "2 query rows when 1 would fit: same results, "
+                                                             "block exceeded by one row only when block < M",
+    "coreset_indices: 0 < n_comp -> 1 < n_comp": "jl_dimension is 0 (one row) or >= 17, never 1",
+    "sparse_random_projection: rand < density / < 0.5 -> <=": "equality has probability 0",
+    "knn / _merge: topk / sort / F.normalize dim=1 or -1 dropped or +1": "the default is the last dim: 1 of 2-D",
+    "knn: if k > 1 -> k >= 1 (sort); sort stable=True -> False / None": "sorting one column; order among equal "
+                                                                        "exact distances only",
+    "_merge: second 'if k == 1' -> k == 2": "k = 1 then merges by cat + topk(1): the same minimum, first on ties",
+    "_exact_l2: max(1, ...) -> max(2, ...)": "2 rows only when a block holds less than one row, when the block "
+                                             "itself has one query row",
 }
 
 
@@ -86,7 +96,7 @@ def test_l2_values_are_exact_where_the_expanded_form_cancels():
 
 @pytest.mark.parametrize("metric,oracle", [("l2", plain_l2), ("cosine", plain_cosine)])
 @pytest.mark.parametrize("k", [1, 3, 9])
-@pytest.mark.parametrize("block", [1, 7, 50, 400, DEFAULT_BLOCK])
+@pytest.mark.parametrize("block", [1, 50, DEFAULT_BLOCK])
 def test_knn_equals_plain_cdist_topk(metric, oracle, k, block):
     g = torch.Generator().manual_seed(k * 1000 + block)
     query, memory = torch.randn(37, 16, generator=g), torch.randn(23, 16, generator=g)
@@ -112,11 +122,31 @@ def test_knn_with_ties_returns_the_oracle_distances(metric):
     assert got_from_index.values.shape == (3, 5)
 
 
+def test_k1_ties_across_blocks_keep_the_first_index():
+    memory = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    for metric in ("l2", "cosine"):
+        _, i = knn(query, memory, k=1, metric=metric, block=2, device="cpu")  # blocks {0, 1}, {2, 3}, {4}
+        assert i[:, 0].tolist() == [0, 2]
+
+
+def test_k_winners_are_sorted_by_their_exact_distance():
+    """Far from the origin the expanded form ties rows 0.25 and 0.125 away; the exact distances order them."""
+    memory = torch.tensor([[1000.0, 1000.25], [1000.0, 999.875]])
+    query = torch.tensor([[1000.0, 1000.0]])
+    d, i = knn(query, memory, k=2, device="cpu")
+    assert i.tolist() == [[1, 0]] and d.tolist() == [[0.125, 0.25]]
+
+
 def test_knn_accepts_half_and_non_contiguous_input():
     g = torch.Generator().manual_seed(3)
     query, memory = torch.randn(10, 16, generator=g).T, torch.randn(12, 10, generator=g).half()
     d, i = knn(query, memory, k=2, device="cpu")
     want = plain_l2(query, memory.float(), 2)
+    assert torch.allclose(d.double(), want.values, atol=1e-5) and torch.equal(i, want.indices)
+    d, i = knn(query.half(), memory, k=2, metric="cosine", device="cpu")  # half queries: float32 inside
+    want = plain_cosine(query.half().float(), memory.float(), 2)
+    assert d.dtype == torch.float32
     assert torch.allclose(d.double(), want.values, atol=1e-5) and torch.equal(i, want.indices)
 
 
@@ -148,6 +178,27 @@ def test_block_bounds_each_distance_matrix(monkeypatch):
     assert shapes[0] == (10, 60)  # the whole memory per block, as many query rows as fit
 
 
+def test_block_bounds_the_exact_recomputation(monkeypatch):
+    sizes = []
+    real_norm = torch.linalg.vector_norm
+
+    def norm(x, *a, **kw):
+        sizes.append(x.numel())
+        return real_norm(x, *a, **kw)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    g = torch.Generator().manual_seed(1)
+    query, memory = torch.randn(30, 8, generator=g), torch.randn(20, 8, generator=g)
+    for block, k in ((64, 2), (200, 3), (7, 1)):
+        sizes.clear()
+        d, _ = knn(query, memory, k=k, block=block, device="cpu")
+        assert max(sizes) <= max(block, k * 8) and sum(sizes) == 30 * k * 8
+        assert torch.allclose(d.double(), plain_l2(query, memory, k).values, atol=1e-5)
+    sizes.clear()
+    knn(query, memory, k=2, block=64, device="cpu")
+    assert sizes[0] == 3 * 2 * 8  # the block's 3 query rows (64 // 20 memory rows) fit 64 // 16 = 4
+
+
 def test_knn_errors_name_the_field():
     q, m = torch.zeros(3, 4), torch.zeros(5, 4)
     with pytest.raises(ValueError, match=r"^knn: metric 'ip' is not one of l2, cosine$"):
@@ -163,6 +214,10 @@ def test_knn_errors_name_the_field():
     with pytest.raises(ValueError, match=r"must be Q x D"):
         knn(q, torch.zeros(5, 4, 1))
     assert knn(q, m, k=5)[0].shape == (3, 5)
+    g = torch.Generator().manual_seed(9)
+    q, m = torch.randn(6, 4, generator=g), torch.randn(5, 4, generator=g)
+    d, i = knn(q, m)  # defaults: k = 1, L2
+    assert d.shape == (6, 1) and torch.allclose(d.double(), plain_l2(q, m, 1).values, atol=1e-6)
 
 
 def test_device_choice(monkeypatch):
@@ -193,6 +248,7 @@ def test_greedy_hand_case():
     assert k_center_greedy(pts, 4, start=0).tolist() == [0, 3, 2, 1]
     assert k_center_greedy(pts, 2, start=3).tolist() == [3, 0]
     assert k_center_greedy(pts, 1, start=2).tolist() == [2]
+    assert k_center_greedy(pts, 1, start=2).dtype == k_center_greedy(pts, 3, start=2).dtype == torch.long
 
 
 def test_greedy_ties_take_the_first_index_as_anomalib():
@@ -238,11 +294,45 @@ def test_sparse_projection_entries_and_density():
     scale = math.sqrt(math.sqrt(400)) / math.sqrt(200)  # sqrt(1/density)/sqrt(n_components), density 1/20
     values = torch.unique(p).tolist()
     assert len(values) == 3 and values[1] == 0.0 and values == pytest.approx([-scale, 0.0, scale], rel=1e-6)
+    assert not torch.equal(p[0] != 0, p[1] != 0)  # each row draws its own entries
+    assert ((p > 0).any(0) & (p < 0).any(0)).any()  # and its own signs
     nonzero = (p != 0).float().mean().item()
     assert abs(nonzero - 1 / 20) < 0.005
     assert abs((p > 0).float().sum().item() / (p != 0).float().sum().item() - 0.5) < 0.03
     g2 = torch.Generator().manual_seed(0)
     assert torch.equal(sparse_random_projection(200, 400, g2), p)
+
+
+def test_greedy_distances_in_row_chunks_of_the_block(monkeypatch):
+    sizes = []
+    real_norm = torch.linalg.vector_norm
+
+    def norm(x, *a, **kw):
+        sizes.append(tuple(x.shape))
+        return real_norm(x, *a, **kw)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    g = torch.Generator().manual_seed(6)
+    feats = torch.randn(25, 4, generator=g)
+    want = AnomalibGreedyOracle(feats, 6).select(3)
+    sizes.clear()
+    assert k_center_greedy(feats, 6, 3, block=40).tolist() == want
+    assert sizes == [(10, 4), (10, 4), (5, 4)] * 5  # 40 // 4 rows per chunk, every row once per step
+    sizes.clear()
+    assert k_center_greedy(feats, 6, 3, block=3).tolist() == want
+    assert sizes == [(1, 4)] * 125  # fewer entries than a row: one row at a time
+    sizes.clear()
+    big = torch.randn(400, 500, generator=g)  # jl_dimension(400) = 147 < 500: projected
+    coreset_indices(big, 0.01, block=300)
+    assert sizes and set(sizes) == {(2, 147)}  # the block reaches the greedy loop
+
+
+def test_coreset_runs_on_the_requested_device():
+    """The search runs where asked: on the meta device nothing can come back to the CPU."""
+    with pytest.raises((NotImplementedError, RuntimeError), match="meta"):
+        coreset_indices(torch.randn(20, 3), 0.5, device="meta")
+    with pytest.raises((NotImplementedError, RuntimeError), match="meta"):
+        knn(torch.randn(4, 3), torch.randn(5, 3), device="meta")
 
 
 def test_coreset_is_projection_then_greedy_from_a_seeded_start():
@@ -256,6 +346,7 @@ def test_coreset_is_projection_then_greedy_from_a_seeded_start():
     assert got.shape == (30,) and len(set(got.tolist())) == 30
     assert torch.equal(coreset_indices(feats, 0.1, seed=4, device="cpu"), got)  # deterministic for a seed
     assert not torch.equal(coreset_indices(feats, 0.1, seed=5, device="cpu"), got)
+    assert torch.equal(coreset_indices(feats.double(), 0.1, seed=4, device="cpu"), got)  # float32 inside
 
 
 def test_coreset_without_projection_when_the_jl_dimension_is_not_smaller():
@@ -264,6 +355,10 @@ def test_coreset_without_projection_when_the_jl_dimension_is_not_smaller():
     gen = torch.Generator().manual_seed(0)
     start = int(torch.randint(50, (1,), generator=gen))
     assert coreset_indices(feats, 0.25, device="cpu").tolist() == AnomalibGreedyOracle(feats, 12).select(start)
+    square = torch.randn(50, 96, generator=g)  # jl_dimension(50) = 96 = dim: not projected either
+    gen = torch.Generator().manual_seed(0)
+    start = int(torch.randint(50, (1,), generator=gen))
+    assert coreset_indices(square, 0.2, device="cpu").tolist() == AnomalibGreedyOracle(square, 10).select(start)
     one = coreset_indices(torch.ones(1, 3), 1.0, device="cpu")
     assert one.tolist() == [0]
 
@@ -276,8 +371,10 @@ def test_coreset_size_and_errors():
         coreset_indices(feats, 0.05)
     with pytest.raises(ValueError, match=r"ratio 1.5 of 10 rows gives 15 rows"):
         coreset_indices(feats, 1.5)
-    with pytest.raises(ValueError, match=r"ratio -0.5"):
+    with pytest.raises(ValueError, match=r"ratio -0.5 of 10 rows gives -5 rows"):
         coreset_indices(feats, -0.5)
+    with pytest.raises(ValueError, match=r"ratio 0.0 of 10 rows gives 0 rows"):
+        coreset_indices(feats, 0.0)
 
 
 def test_module_constants():

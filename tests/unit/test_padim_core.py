@@ -9,12 +9,19 @@ import random
 import numpy as np
 import pytest
 import torch
+from fixtures_maps import pyramid
 from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 
 from fsadbench.methods.padim import torch_model as pd
 from fsadbench.methods.padim.torch_model import Padim, channel_subset, covariance, embed, fit_gaussians, mahalanobis
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "embed: mode='nearest' dropped": "nearest is F.interpolate's default mode",
+    "embed / covariance / fit_gaussians: .to(emb.device), device=... -> None": "device: the CPU tests cannot see "
+                                                                               "a device",
+    "fit_gaussians: eye dtype=float64 -> float32": "reg * I in float32 differs by 2e-10 (0.01 rounded), below "
+                                                   "every tolerance; covariance() pins float64 exactly",
+}
 
 
 def reference_distances(shots: torch.Tensor, tests: torch.Tensor, reg: float = 0.01) -> np.ndarray:
@@ -48,6 +55,8 @@ def test_channel_subset_is_the_reference_draw(arch):
     want = random.sample(range(0, pd.TOTAL_FEATURES[arch]), pd.N_FEATURES[arch])
     assert channel_subset(pd.TOTAL_FEATURES[arch], pd.N_FEATURES[arch]).tolist() == want
     assert channel_subset(10, 10, seed=3).sort().values.tolist() == list(range(10))
+    assert channel_subset(10, 1, seed=3).tolist() == random.Random(3).sample(range(10), 1)
+    assert channel_subset(10, 3).dtype == torch.long
     assert channel_subset(50, 5, seed=3).tolist() != channel_subset(50, 5, seed=4).tolist()
 
 
@@ -75,7 +84,7 @@ def test_one_shot_is_ten_times_the_euclidean_distance():
     test = torch.tensor([3.0, 4.0]).reshape(1, 2, 1, 1)
     g = fit_gaussians(shot)
     assert mahalanobis(test, g).item() == pytest.approx(5.0 / 0.1)  # N(shot, 0.01 I)
-    assert torch.allclose(covariance(g)[0], 0.01 * torch.eye(2, dtype=torch.float64))
+    assert torch.equal(covariance(g)[0], 0.01 * torch.eye(2, dtype=torch.float64))  # float64 regulariser
 
 
 def test_two_shots_hand_case():
@@ -107,12 +116,14 @@ def test_grid_or_channel_mismatch_is_refused():
         mahalanobis(torch.randn(1, 3, 2, 3), g)
     with pytest.raises(ValueError, match=r"test embedding 4 x 2 x 2 does not match"):
         mahalanobis(torch.randn(1, 4, 2, 2), g)
+    wide = fit_gaussians(torch.randn(2, 3, 2, 5))
+    with pytest.raises(ValueError, match=r"^padim: test embedding 3 x 5 x 2 does not match the fitted 3 x 2 x 5$"):
+        mahalanobis(torch.randn(1, 3, 5, 2), wide)
 
 
 def test_padim_fit_predict_wiring():
     gen = torch.Generator().manual_seed(0)
-    shots = [torch.randn(3, 4, 4, 4, generator=gen), torch.randn(3, 6, 2, 2, generator=gen)]
-    tests = [torch.randn(2, 4, 4, 4, generator=gen), torch.randn(2, 6, 2, 2, generator=gen)]
+    shots, tests = pyramid(gen, 3, [(4, 4), (6, 2)]), pyramid(gen, 2, [(4, 4), (6, 2)])
     model = Padim()
     with pytest.raises(ValueError, match=r"^padim: predict before fit \(no Gaussians of the shots\)$"):
         model.predict(tests)
@@ -133,3 +144,6 @@ def test_padim_fit_predict_wiring():
                                          r"resnet18, wide_resnet50_2\); set n_features$"):
         Padim(backbone="vit").fit(shots)
     assert Padim(backbone="vit", n_features=3).fit(shots) is None
+    loose = Padim(reg=1.0)
+    loose.fit(shots)
+    assert np.allclose(loose.predict(tests)[0].numpy(), reference_distances(emb_s, emb_t, reg=1.0), atol=1e-5)

@@ -8,13 +8,19 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_maps import pyramid
 
 from fsadbench.methods.common.knn import coreset_indices
 from fsadbench.methods.patchcore import torch_model as pc
 from fsadbench.methods.patchcore.torch_model import (PatchCore, build_memory, embed, image_scores, patch_scores,
                                                      patches)
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "embed: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
+    "image_scores: device=scores.device / .to(memory.device) / .to(star.device) -> None / dropped": "device: the "
+                                                                                "CPU tests cannot see a device",
+    "patch_scores: knn(..., k=1) -> k dropped": "k=1 is knn's default",
+}
 
 
 def anomalib_image_score_oracle(emb, memory, num_neighbors):
@@ -76,15 +82,24 @@ def test_embed_bilinear_not_nearest():
     coarse = torch.tensor([[9.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]).reshape(1, 1, 3, 3)
     got = embed([torch.zeros(1, 1, 6, 6), coarse])[0, 1]
     assert len(torch.unique(got)) > 4  # nearest would repeat 3x3 values in 2x2 blocks
+    pooled = F.avg_pool2d(coarse, 3, 1, 1)  # 1 on the top-left 2x2, 0 elsewhere
+    half = F.interpolate(pooled, size=(6, 6), mode="bilinear", align_corners=False)[0, 0]
+    assert torch.allclose(got, half)
+    assert not torch.allclose(got, F.interpolate(pooled, size=(6, 6), mode="bilinear", align_corners=True)[0, 0])
+    # align_corners=False: output column 2 samples input 2.5/2 - 0.5 = 0.75: 0.25 * 1 + 0.75 * 1 = 1, column 3 1.25
+    assert got[0, :4].tolist() == pytest.approx([1.0, 1.0, 1.0, 0.75])
 
 
 def test_embed_target_dim_pools_channels_per_layer_then_across():
-    layer2 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1).expand(1, 4, 3, 3)
-    layer3 = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1).expand(1, 2, 3, 3)
+    per_image = torch.tensor([1.0, 2.0]).reshape(2, 1, 1, 1)
+    layer2 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1).expand(2, 4, 3, 3) * per_image
+    layer3 = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1).expand(2, 2, 3, 3)
     out = embed([layer2, layer3], target_dim=2, pretrain_dim=2)
-    assert out.shape == (1, 2, 3, 3)
+    assert out.shape == (2, 2, 3, 3)
     # centre: averages are the constants; layer2 -> [1.5, 3.5], layer3 -> [10, 20]; stacked -> [2.5, 15]
     assert torch.allclose(out[0, :, 1, 1], torch.tensor([2.5, 15.0]))
+    assert torch.allclose(out[1, :, 1, 1], torch.tensor([(3.0 + 7.0) / 2, 15.0]))  # second image: layer2 doubled
+    layer2, layer3 = layer2[:1], layer3[:1]
     wide = embed([layer2, layer3], target_dim=3, pretrain_dim=4)  # [1,2,3,4,10,10,20,20] -> 3 bins
     assert torch.allclose(wide[0, :, 1, 1], torch.tensor([(1 + 2 + 3) / 3, (3 + 4 + 10 + 10) / 4, (10 + 20 + 20) / 3]))
     default_pre = embed([layer2, layer3], target_dim=2)  # pretrain 1024: values repeat, means unchanged
@@ -112,6 +127,7 @@ def test_memory_keeps_every_patch_or_the_seeded_coreset():
     assert core.shape == (10, 8)
     assert torch.equal(core, patches(emb)[coreset_indices(patches(emb), 0.2, seed=3)])
     assert torch.equal(build_memory(emb, coreset_ratio=0.2, seed=3), core)
+    assert torch.equal(build_memory(emb, 0.2), build_memory(emb, 0.2, seed=0))  # default seed 0
     assert not torch.equal(build_memory(emb, coreset_ratio=0.2, seed=4), core)
 
 
@@ -123,6 +139,27 @@ def test_patch_scores_equal_cdist_min():
     assert dist.shape == index.shape == (3, 4, 5)
     assert torch.allclose(dist.flatten().double(), want.values, atol=1e-6)
     assert torch.equal(index.flatten(), want.indices)
+
+
+def test_patch_scores_copy_the_embedding_in_bounded_groups(monkeypatch):
+    calls = []
+    real = pc.knn
+
+    def spy(query, memory, **kw):
+        calls.append(query.shape[0])
+        return real(query, memory, **kw)
+
+    monkeypatch.setattr(pc, "knn", spy)
+    g = torch.Generator().manual_seed(4)
+    emb, memory = torch.randn(5, 3, 2, 2, generator=g), torch.randn(6, 3, generator=g)
+    dist, index = patch_scores(emb, memory, block=25)  # 25 // 12 = 2 images per group
+    assert calls == [8, 8, 4]
+    want = torch.cdist(patches(emb).double(), memory.double()).min(dim=1)
+    assert torch.allclose(dist.flatten().double(), want.values, atol=1e-6)
+    assert torch.equal(index.flatten(), want.indices)
+    calls.clear()
+    patch_scores(emb, memory, block=5)  # fewer entries than one image: one image per group
+    assert calls == [4] * 5
 
 
 def test_image_score_hand_case():
@@ -148,8 +185,7 @@ def test_image_score_equals_anomalib_oracle(num_neighbors):
 
 def test_patchcore_fit_predict_wiring():
     g = torch.Generator().manual_seed(2)
-    shots = [torch.randn(2, 4, 6, 6, generator=g), torch.randn(2, 8, 3, 3, generator=g)]
-    tests = [torch.randn(3, 4, 6, 6, generator=g), torch.randn(3, 8, 3, 3, generator=g)]
+    shots, tests = pyramid(g, 2, [(4, 6), (8, 3)]), pyramid(g, 3, [(4, 6), (8, 3)])
     model = PatchCore()
     with pytest.raises(ValueError, match=r"^patchcore: predict before fit \(the memory of the shots is empty\)$"):
         model.predict(tests)
@@ -170,3 +206,26 @@ def test_patchcore_fit_predict_wiring():
     again = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1)
     again.fit(shots)
     assert torch.equal(again.memory, small.memory)  # deterministic for a seed
+    assert torch.equal(small.memory, build_memory(embed(shots, 6), 0.5, seed=1))
+
+
+def test_block_reaches_every_search(monkeypatch):
+    seen = []
+    real_knn, real_core = pc.knn, pc.coreset_indices
+
+    def knn_spy(*a, **kw):
+        seen.append(("knn", kw["block"]))
+        return real_knn(*a, **kw)
+
+    def core_spy(*a, **kw):
+        seen.append(("coreset", kw["block"]))
+        return real_core(*a, **kw)
+
+    monkeypatch.setattr(pc, "knn", knn_spy)
+    monkeypatch.setattr(pc, "coreset_indices", core_spy)
+    g = torch.Generator().manual_seed(3)
+    shots, tests = pyramid(g, 2, [(4, 4)]), pyramid(g, 1, [(4, 4)])
+    model = PatchCore(coreset_ratio=0.5, block=77)
+    model.fit(shots)
+    model.predict(tests)
+    assert seen == [("coreset", 77), ("knn", 77), ("knn", 77)]

