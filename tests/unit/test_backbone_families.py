@@ -54,6 +54,7 @@ EQUIVALENT_MUTANTS = {
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_83": "as _76",
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_84": "as _76",
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_85": "as _76",
+    "fsadbench.backbone.load.x_load_backbone__mutmut_26": "as _23",
     "fsadbench.backbone.load.x_load_backbone__mutmut_23": "open_clip reads cache_dir only for a tag download "
                                                          "(test_weights_help checks open_clip's own cache place)",
 }
