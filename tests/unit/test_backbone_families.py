@@ -33,6 +33,9 @@ EQUIVALENT_MUTANTS = {
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_13": "create_model's pretrained default is False",
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁbuild__mutmut_14": "only img_size is ever passed to a CNN (no "
                                                                      "tiny CNN config carries other kwargs)",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_33": "every timm model has a pretrained_cfg: "
+                                                                        "getattr's default is never read",
+    "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_36": "as _33",
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_9": "a name list_models lacks is_model judges",
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_41": "every timm pretrained_cfg names its "
                                                                         "interpolation: the default is never read",
@@ -51,6 +54,7 @@ EQUIVALENT_MUTANTS = {
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_83": "as _76",
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_84": "as _76",
     "fsadbench.backbone.timm_family.xǁTimmBackboneǁ__init____mutmut_85": "as _76",
+    "fsadbench.backbone.load.x_load_backbone__mutmut_26": "as _23",
     "fsadbench.backbone.load.x_load_backbone__mutmut_23": "open_clip reads cache_dir only for a tag download "
                                                          "(test_weights_help checks open_clip's own cache place)",
 }
