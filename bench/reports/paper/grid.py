@@ -11,7 +11,8 @@ A layout's data (a ``tables:`` entry of published.yaml, or a plugin's own mappin
     datasets: [mvtec, visa]       # column blocks, in order (then any other measured dataset)
     columns:                      # the columns of each dataset block
       - {metric: image_auroc, label: I-AUROC}      # (+ shots, variant)
-    headers: [setting]            # row-header titles; a row's ``label`` is a string or one per title
+    headers: [setting]            # row-header titles; a row's ``label``: one per title (or a string),
+                                  # each a string or {md, tex, text: plain for notes}
     traits: [multi_class, few_shot_transfer]       # optional ✓/✗ header columns (Method.paper_traits)
     extra_methods: false          # true: every other measured method gets a row too
     rows:
@@ -26,7 +27,8 @@ agree with the row on every *switch* of that method in this layout (the option
 names any row of the method sets), the row's value or else the method's
 default (registry default options over the ``Options`` defaults). Options no
 row names (epochs, ...) are free, so a short CI sweep fills the same rows.
-Several method ids for one row: the first is shown and a note names the rest.
+Several method ids for one row: the one with the fewest options off their defaults is shown (a
+method's plain row is its default, not an ablation of it) and a note names the rest.
 """
 
 from __future__ import annotations
@@ -71,11 +73,18 @@ def switches_of(rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def matching_ids(m: Measured, row: dict[str, Any], switches: Sequence[str]) -> list[str]:
-    """The measured method ids whose resolved options agree with ``row`` on every switch."""
+    """The measured method ids whose resolved options agree with ``row`` on every switch, those with the
+    fewest options off the method's defaults first."""
     _, defaults = method_class(row["method"])
     want = {k: (row.get("options") or {}).get(k, defaults.get(k)) for k in switches}
-    return [mid for mid in m.ids_of(row["method"])
-            if all(_same(m.options.get(mid, {}).get(k, defaults.get(k)), v) for k, v in want.items())]
+    ids = [mid for mid in m.ids_of(row["method"])
+           if all(_same(m.options.get(mid, {}).get(k, defaults.get(k)), v) for k, v in want.items())]
+
+    def off_default(mid: str) -> int:
+        opts = m.options.get(mid, {})
+        return sum(1 for k, v in opts.items() if k in defaults and not _same(v, defaults[k]))
+
+    return sorted(ids, key=lambda mid: (off_default(mid), mid))  # closest to the defaults first
 
 
 def _same(a, b) -> bool:
@@ -118,7 +127,9 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
 
     rows, named = [], set()
     for row in data["rows"]:
-        label = row["label"] if isinstance(row["label"], list) else [row["label"]]
+        parts = row["label"] if isinstance(row["label"], list) else [row["label"]]
+        label = [TextCell(x["md"], x["tex"]) if isinstance(x, dict) else str(x) for x in parts]
+        text = " ".join(x.get("text", x["md"]) if isinstance(x, dict) else str(x) for x in parts)
         name = row.get("method")
         named.add(name)
         ids = matching_ids(m, row, switches.get(name, [])) if name else []
@@ -130,9 +141,9 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
             rows.append(PaperRow(header, None, pub_row(row), row.get("group", 0)))
             continue
         if len(ids) > 1:
-            notes_extra.append(f"row {' '.join(label)}: several method ids ({', '.join(ids)}); showing {ids[0]}")
+            notes_extra.append(f"row {text}: several method ids ({', '.join(ids)}); showing {ids[0]}")
         if ids:
-            shown_by.append(f"{' '.join(label)} = {mid}")
+            shown_by.append(f"{text} = {mid}")
         rows.append(measured(mid, header, pub_row(row), row.get("group", 0)))
     if data.get("extra_methods"):
         for mid, name in m.names.items():
