@@ -15,7 +15,7 @@ import pytest
 from fsadbench.reports.paper.catalog import build
 from fsadbench.reports.tables import TextCell
 from fsadbench.results.coverage import Figure
-from tests.unit.test_paper_tables import _rec, comparable_records, table1_records
+from tests.unit.test_paper_tables import comparable_records, table1_records, table2_records, table3_records
 
 GOLDEN = Path(__file__).parent / "golden" / "apt_layouts.json"
 
@@ -38,32 +38,11 @@ def dump(t):
             "problems": t.problems}
 
 
-def t2_records():
-    recs = []
-    for seed in (0, 1):
-        for ds in ("mvtec", "visa"):
-            recs.append(_rec({"name": "winclip", "id": "winclip"}, ds, "c1", 0, seed,
-                             {"w/o VG": {"pixel_auroc": 0.90 + 0.01 * seed}}))
-            recs.append(_rec({"name": "apt", "id": "apt"}, ds, "c1", 1, seed,
-                             {"w/o VG": {"pixel_auroc": 0.9}, "w/ VG": {"pixel_auroc": 0.96}}))
-    return recs
-
-
-def t3_records():
-    on = dict(so=True, mg=True, gn=True, tf=True, la=True)
-    recs = []
-    for mid, opts, v in (("apt", on, 0.93), ("apt[la=false]", dict(on, la=False), 0.91)):
-        for ds in ("mvtec", "visa"):
-            recs.append(_rec({"name": "apt", "id": mid}, ds, "c1", 1, 0,
-                             {"w/o VG": {"pixel_auroc": v}, "w/ VG": {"pixel_auroc": 0.99}}, {**opts, "lam": 1.0}))
-    return recs
-
-
 CASES = {"apt_table1": [("t1", table1_records, {}), ("cmp", comparable_records, {"datasets": ["mvtec"]}),
                         ("none", list, {})],
-         "apt_table2": [("t2", t2_records, {}), ("cmp", comparable_records, {"datasets": ["mvtec"]}),
+         "apt_table2": [("t2", table2_records, {}), ("cmp", comparable_records, {"datasets": ["mvtec"]}),
                         ("none", list, {})],
-         "apt_table3": [("t3", t3_records, {}), ("t3lab", t3_records, {"labels": {(True,) * 5: "APT"}}),
+         "apt_table3": [("t3", table3_records, {}), ("t3lab", table3_records, {"labels": {(True,) * 5: "APT"}}),
                         ("none", list, {})]}
 
 
