@@ -37,7 +37,7 @@ import dataclasses
 from typing import Any, Iterable, Sequence
 
 from fsadbench.core.errors import ConfigError, RegistryError
-from fsadbench.reports.paper.assemble import Measured, PaperRow, assemble
+from fsadbench.reports.paper.assemble import MISSING_ROW, Measured, PaperRow, assemble
 from fsadbench.reports.paper.catalog import Layout, no_options
 from fsadbench.reports.paper.published import (dataset_label, is_measurable, pub_value, source_name, source_note,
                                                table_data)
@@ -120,10 +120,12 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
         vals = row["values"] or {}
         return [pub_value((vals.get(d) or [None] * len(cols))[j]) if use else None for d, j, _, use in flat]
 
-    def measured(mid, header, pub, group):
-        entries = [m.entry(mid, d, int(c["shots"]), c["variant"], foot, c["metric"]) for d, _, c, _ in flat]
+    def measured(mid, header, pub, group, found=True):
+        entries = [m.entry(mid, d, int(c["shots"]), c["variant"], foot, c["metric"]) if found else
+                   (MISSING_ROW, foot.mark(f"missing: no {mid} record with this row's setting"))
+                   for d, _, c, _ in flat]
         return PaperRow(header, [e for e, _ in entries], pub, group, [mk for _, mk in entries],
-                        [m.records_of(mid, d, int(c["shots"])) for d, _, c, _ in flat])
+                        [m.records_of(mid, d, int(c["shots"])) if found else [] for d, _, c, _ in flat])
 
     rows, named = [], set()
     for row in data["rows"]:
@@ -144,7 +146,7 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
             notes_extra.append(f"row {text}: several method ids ({', '.join(ids)}); showing {ids[0]}")
         if ids:
             shown_by.append(f"{text} = {mid}")
-        rows.append(measured(mid, header, pub_row(row), row.get("group", 0)))
+        rows.append(measured(mid, header, pub_row(row), row.get("group", 0), bool(ids)))
     if data.get("extra_methods"):
         for mid, name in m.names.items():
             if name not in named:
