@@ -105,3 +105,23 @@ def test_grid_from_inline_data_with_string_labels_and_unregistered_methods():
     assert rows[("Theirs",)][0] is None and rows[("Theirs",)][1].md == "50.00 ± 1.00"
     assert rows[("AnoPLe",)][0].mean == pytest.approx(90.2) and rows[("AnoPLe",)][2] == TextCell("–", "--")
     assert t.title.endswith("Someone 2031, Table 7 layout") and t.columns == ["I", "I paper", "I diff"]
+
+
+def test_published_only_baselines_become_measured_rows_once_registered(monkeypatch):
+    """SPADE / PaDiM / PatchCore rows fill from records as soon as methods of those names exist (issue 24)."""
+    from fsadbench.core import registry
+
+    recs = anople_records("spade", {}, 0.70, 0.80, name="spade")
+    before = build("anople_table1", recs, "under", datasets=["mvtec"])
+    assert [r[0][-1] for r in before.rows if r[0][0] == "SPADE"] == ["paper"]  # published only
+    reg = registry.Registry("method", "fsadbench.methods")
+    for name in registry.METHODS.names():
+        reg.add(name, registry.METHODS.entry(name).target, registry.METHODS.entry(name).options)
+    reg.add("spade", "fsadbench.methods.memory:MemoryBank")  # a stand-in class under the baseline's name
+    monkeypatch.setattr(registry, "METHODS", reg)
+    after = build("anople_table1", recs, "under", datasets=["mvtec"])
+    spade = {r[0][-1]: r for r in after.rows if r[0][0] == "SPADE"}
+    assert set(spade) == {"measured", "paper", "diff"}
+    assert spade["measured"][1][0].mean == pytest.approx(70.2)
+    assert [c.md for c in spade["measured"][0][1:3]] == ["×", "×"]  # traits from the registered class
+    assert not any(r[0][0] == "spade" for r in after.rows)  # not repeated as an extra method
