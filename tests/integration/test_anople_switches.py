@@ -32,7 +32,7 @@ def test_interaction_keeps_exactly_its_contexts_and_maps(interaction):
     own_t, own_v, v2t, t2v = PARTS[interaction]
     torch.manual_seed(0)
     pl = PromptLearner(6, 10, n_text=3, n_visual=2, depth=4, n_signals=1, interaction=interaction)
-    assert pl.interaction == interaction
+    assert pl.interaction == interaction and pl.depth == 4
     assert (pl.n_text, pl.n_visual) == (3 if own_t else 0, 2 if own_v else 0)
     assert pl.ctx_text.shape == (4, pl.n_text, 6) and pl.ctx_visual.shape == (4, pl.n_visual, 10)
     assert (pl.v2t is not None, pl.t2v is not None) == (v2t, t2v)
@@ -61,6 +61,16 @@ def test_bidirectional_draws_the_parameters_as_before():
     assert pl.interaction == "bidirectional"
     with pytest.raises(ConfigError, match="interaction must be one of"):
         PromptLearner(6, 10, 3, 2, 4, interaction="both")
+
+
+def test_projected_patches_by_hand_on_a_non_square_grid(tiny_backbone):
+    torch.manual_seed(0)
+    patches = torch.randn(2, 15, tiny_backbone.width)
+    got = project_patches(tiny_backbone.model, patches, (3, 5))
+    proj = tiny_backbone.model.visual.proj
+    want = torch.stack([(patches[b] @ proj).T.reshape(-1, 3, 5) for b in range(2)])
+    assert got.shape == (2, proj.shape[1], 3, 5) and torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(got[1, :, 2, 4], patches[1, 14] @ proj, atol=1e-6)  # row-major: patch 14 = (2, 4)
 
 
 def test_state_sentences_and_the_ensemble():
@@ -222,3 +232,7 @@ def test_paper_traits_of_every_method():
     for name, multi in want.items():
         cls, opts = METHODS.get(name)
         assert cls.paper_traits(opts) == {"multi_class": multi, "few_shot_transfer": False}, name
+
+
+EQUIVALENT_MUTANTS = {
+}
