@@ -1,8 +1,9 @@
 """AnoPLe's ablation switches (the paper's Tables 2-5): each removes exactly its component.
 
 interaction (Table 3 (a)): which contexts and coupling maps exist and fill the slots; crop_grid /
-view_signal (3 (b)) are pinned in test_anople_wiring.py; align (3 (c)); state_word and its
-ensemble (Table 4); pseudo_anomalies (Table 5); decoder and the maple-draem alias (Table 2).
+view_signal (3 (b)) are pinned in test_anople_wiring.py and test_anople_model.py; align (3 (c));
+state_word and its ensemble (Table 4); pseudo_anomalies (Table 5); decoder and the maple-draem
+alias (Table 2).
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def test_align_mean_is_the_plain_mean_of_the_features():
     s = torch.tensor([[2.0, 0.0]])  # their mean
     assert float(align_loss(emb, feats, None)) == pytest.approx(1 - float(F.cosine_similarity(emb, s)))
     assert float(align_loss(emb, feats, None)) == pytest.approx(0.0, abs=1e-7)
+    diag = torch.tensor([[1.0, 1.0]])  # cos((1, 1), (2, 0)) = 1 / sqrt(2): the mean is per channel, over pixels
+    assert float(align_loss(diag, feats, None)) == pytest.approx(1 - 2 ** -0.5, rel=1e-6)
     # weighted, with all weight on pixel 2: s = (3, -2)
     w = torch.tensor([[[-1e4, 1e4]]])
     assert float(align_loss(emb, feats, w)) == pytest.approx(1 - 3 / 13 ** 0.5, rel=1e-6)
