@@ -79,6 +79,9 @@ def test_metric_override_keeps_published_figures_of_that_metric_only():
     paper = _rows(t)[("pixel + latent (default)", "paper")]
     assert paper[0].md == "–" and paper[1].md == "90.60"
     assert _rows(t)[("pixel + latent (default)", "measured")][0].mean == pytest.approx(91.2)
+    assert t.columns == ["pixel AUROC", "P-AUROC"]  # the image column is renamed after the metric it shows
+    t1 = build("anople_table1", anople_records(), "none", metric="aupro", datasets=["mvtec"])
+    assert t1.columns[:2] == ["AUPRO 1-shot", "AUPRO 2-shot"]
 
 
 def test_errors_name_the_layout_and_the_fix(monkeypatch):

@@ -107,7 +107,16 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
     cols = [{"metric": data.get("metric", "pixel_auroc"), "shots": data.get("shots", 1),
              "variant": data.get("variant", "w/o VG"), **c} for c in data["columns"]]
     datasets = list(datasets or m.datasets(data["datasets"]))
-    flat = [(d, j, {**c, "metric": metric or c["metric"]}, show != "none" and (metric or c["metric"]) == c["metric"])
+    several = len({int(c["shots"]) for c in cols}) > 1
+
+    def relabel(c: dict[str, Any]) -> dict[str, Any]:
+        """Another metric than the layout's: the column is named by it (and its shots when they vary)."""
+        if not metric or metric == c["metric"]:
+            return c
+        return {**c, "metric": metric, "label": METRIC_LABELS.get(metric, metric) + (
+            f" {c['shots']}-shot" if several else "")}
+
+    flat = [(d, j, relabel(c), show != "none" and (metric or c["metric"]) == c["metric"])
             for d in datasets for j, c in enumerate(cols)]
     traits = list(data.get("traits") or [])
     foot, problems, shown_by = Footnotes(), [], []
