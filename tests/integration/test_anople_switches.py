@@ -235,7 +235,3 @@ def test_paper_traits_of_every_method():
     for name, multi in want.items():
         cls, opts = METHODS.get(name)
         assert cls.paper_traits(opts) == {"multi_class": multi, "few_shot_transfer": False}, name
-
-
-EQUIVALENT_MUTANTS = {
-}
