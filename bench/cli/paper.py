@@ -1,4 +1,5 @@
-"""``paper-table``: an APT paper table layout from records, with the published figures under or beside."""
+"""``paper-table``: a paper table layout (any registered one) from records, with the published figures under or
+beside; ``--list`` names the layouts and their papers."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ from fsadbench.core.errors import ConfigError
 
 def build_parser() -> argparse.ArgumentParser:
     from fsadbench.reports.paper.assemble import SHOW
-    from fsadbench.reports.paper.layouts import LAYOUTS
 
-    p = parser("paper-table", "Render an APT paper table layout from records, optionally with the published "
-                              "figures under or beside the measured ones.",
+    p = parser("paper-table", "Render a paper table layout (APT, AnoPLe or a plugin's) from records, optionally "
+                              "with the published figures under or beside the measured ones.",
                [format_flag(), output_flag("write the table to this file as well (only the table: status lines "
                                            "go to stderr)")])
     p.add_argument("--config", help="paper config with a 'table:' key, e.g. configs/paper/apt_table1.yaml")
-    p.add_argument("--table", choices=LAYOUTS, help="layout (instead of --config)")
+    p.add_argument("--table", help="registered layout name (instead of --config; see --list)")
+    p.add_argument("--list", action="store_true", help="list the registered layouts with their source paper")
     p.add_argument("--results-dir", help="records to read (default: the config's results_dir, else results/run)")
     p.add_argument("--published", default="under", choices=SHOW,
                    help="published figures: under (default), beside or none")
@@ -31,12 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     from fsadbench.cli.common import DEFAULT_RESULTS_DIR
-    from fsadbench.reports.paper.layouts import build
+    from fsadbench.reports.paper.catalog import build, listing
     from fsadbench.reports.paper.spec import table_spec
     from fsadbench.reports.render import render
     from fsadbench.results.records import RecordStore
 
     a = build_parser().parse_args(list(argv))
+    if a.list:
+        for name, paper, desc, source in listing():
+            print(f"{name}: {paper}" + (f" ({desc})" if desc else "") + ("" if source == "builtin" else
+                                                                         f" [{source}]"))
+        return 0
     if not a.config and not a.table:
         raise ConfigError("paper-table needs --config configs/paper/apt_table1.yaml (or --table NAME "
                           "--results-dir DIR)")

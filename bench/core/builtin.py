@@ -10,6 +10,11 @@ BUILTIN_METHODS = {
     "promptad-g": ("fsadbench.methods.promptad:PromptAD", {"generic_only": True}),
     "anople": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": True}),
     "anople-oc": ("fsadbench.methods.anople.model:AnoPLe", {"multi_class": False}),
+    # AnoPLe Table 2's "MaPLe + DRAEM": AnoPLe's parts reduced to MaPLe's prompts (text -> vision
+    # coupling, no own visual contexts), DRAEM pixel pseudo anomalies only, no multi-view, no decoder
+    "maple-draem": ("fsadbench.methods.anople.model:AnoPLe",
+                    {"interaction": "text_to_visual", "n_ctx_visual": 0, "pseudo_anomalies": "pixel",
+                     "crop_grid": 1, "view_signal": False, "align": "none", "decoder": False}),
     "apt": ("fsadbench.methods.apt.model:APT", {}),
     "patchcore": ("fsadbench.methods.patchcore.model:PatchCoreMethod", {}),
     "padim": ("fsadbench.methods.padim.model:PadimMethod", {}),
@@ -34,8 +39,23 @@ BUILTIN_DATASETS = {
 }
 
 
-def register_builtins(methods, datasets) -> None:
+# paper table layouts (``paper-table --list``): name -> "module:attr" of a Layout
+BUILTIN_LAYOUTS = {
+    "apt_table1": ("fsadbench.reports.paper.layouts:APT_TABLE1", {}),
+    "apt_table2": ("fsadbench.reports.paper.layouts:APT_TABLE2", {}),
+    "apt_table3": ("fsadbench.reports.paper.layouts:APT_TABLE3", {}),
+    "anople_table1": ("fsadbench.reports.paper.anople:TABLE1", {}),
+    "anople_table2": ("fsadbench.reports.paper.anople:TABLE2", {}),
+    "anople_table3": ("fsadbench.reports.paper.anople:TABLE3", {}),
+    "anople_table4": ("fsadbench.reports.paper.anople:TABLE4", {}),
+    "anople_table5": ("fsadbench.reports.paper.anople:TABLE5", {}),
+}
+
+
+def register_builtins(methods, datasets, layouts=None) -> None:
     for name, (target, opts) in BUILTIN_METHODS.items():
         methods.add(name, target, options=opts)
     for name, (target, opts) in BUILTIN_DATASETS.items():
         datasets.add(name, target, options=opts)
+    for name, (target, opts) in (BUILTIN_LAYOUTS.items() if layouts is not None else ()):
+        layouts.add(name, target, options=opts)

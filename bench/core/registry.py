@@ -1,12 +1,12 @@
-"""One registry per plugin kind (methods, datasets).
+"""One registry per plugin kind (methods, datasets, paper table layouts).
 
 Three ways in, all ending in the same name -> factory table:
 
 * ``@METHODS.register("name")`` on a class inside the project;
 * lazy entries ``"name" -> "module:attr"`` so listing names imports nothing
   heavy (the built-in table is in :mod:`fsadbench.core.builtin`);
-* the Python entry-point groups ``fsadbench.methods`` / ``fsadbench.datasets``
-  so an outside package adds a plugin without editing this repository::
+* the Python entry-point groups ``fsadbench.methods`` / ``fsadbench.datasets`` /
+  ``fsadbench.layouts`` (a :class:`fsadbench.reports.paper.catalog.Layout`) so an outside package adds a plugin without editing this repository::
 
       [project.entry-points."fsadbench.methods"]
       mymethod = "mypkg.mymodule:MyMethod"
@@ -107,7 +107,8 @@ class Registry(Generic[T]):
 
 METHODS: Registry = Registry("method", "fsadbench.methods")
 DATASETS: Registry = Registry("dataset", "fsadbench.datasets")
+LAYOUTS: Registry = Registry("layout", "fsadbench.layouts")
 
 from fsadbench.core import builtin as _builtin  # noqa: E402  (fills the lazy tables)
 
-_builtin.register_builtins(METHODS, DATASETS)
+_builtin.register_builtins(METHODS, DATASETS, LAYOUTS)

@@ -83,6 +83,10 @@ class Method(ABC):
     #: The version of the method's semantics: bump it whenever a change can move its numbers with the
     #: same options (part of every cell's resume key, so stale records are recomputed).
     version: ClassVar[int] = 1
+    #: Paper tables' "few-shot transfer" column: the method is trained on other data (classes or
+    #: datasets) before it meets the k shots. False for every method here; "multi-class" (one model
+    #: for every category) follows from ``fit_scope_for`` (see ``paper_traits``).
+    few_shot_transfer: ClassVar[bool] = False
 
     @dataclass
     class Options:
@@ -103,6 +107,12 @@ class Method(ABC):
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:
         """"category" or "dataset" for these options (the runner plans with it)."""
         return cls.fit_scope
+
+    @classmethod
+    def paper_traits(cls, options: Mapping[str, Any]) -> dict[str, bool]:
+        """The comparison columns of paper tables (AnoPLe Table 1): ``multi_class`` (one model for every
+        category of a dataset, with these options) and ``few_shot_transfer``."""
+        return {"multi_class": cls.fit_scope_for(options) == "dataset", "few_shot_transfer": cls.few_shot_transfer}
 
     @classmethod
     def canonical_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:

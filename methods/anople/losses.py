@@ -61,16 +61,19 @@ def smoothed_ce(logits: torch.Tensor, target: torch.Tensor, smoothing: torch.Ten
     return ((1.0 - eps) * nll + eps * uniform).mean()
 
 
-def image_loss(scale: float, emb: torch.Tensor, labels: torch.Tensor, latent: torch.Tensor,
+def image_loss(scale: float, emb: torch.Tensor, labels: torch.Tensor, latent: torch.Tensor | None,
                normal_emb: torch.Tensor, text: torch.Tensor, smoothing: float = 0.003) -> torch.Tensor:
     """Eq. 9: CE(z+, z-, w) + CE(z+, z_latent, w); embeddings and text L2-normalised here.
 
     emb / labels: every view (normal 0, pixel pseudo anomaly 1); normal_emb: the z+ views the
-    latent anomalies were made from; latent: z_latent; text: 2 x E (normal, abnormal).
+    latent anomalies were made from; latent: z_latent, or None (no latent anomalies: the first
+    term alone); text: 2 x E (normal, abnormal).
     Label smoothing applies to the latent-anomaly rows only (sec. 3.4.2).
     """
     w = unit(text)
     first = smoothed_ce(scale * unit(emb) @ w.T, labels)
+    if latent is None:
+        return first
     z = unit(torch.cat([normal_emb, latent]))
     y = torch.cat([z.new_zeros(len(normal_emb)), z.new_ones(len(latent))])
     eps = torch.cat([z.new_zeros(len(normal_emb)), z.new_full((len(latent),), float(smoothing))])
@@ -82,14 +85,18 @@ def pixel_logits(features: torch.Tensor, text: torch.Tensor, scale: float) -> to
     return (scale * unit(features.movedim(1, -1)) @ unit(text).T).movedim(-1, 1)
 
 
-def align_loss(emb: torch.Tensor, features: torch.Tensor, weight_logits: torch.Tensor,
+def align_loss(emb: torch.Tensor, features: torch.Tensor, weight_logits: torch.Tensor | None,
                tau: float = 2.0) -> torch.Tensor:
     """Eq. 10: s = sum_ij softmax(M_hat / tau)_ij D_ij(z); mean over images of 1 - cos(z^0, s).
 
-    emb: B x E; features: B x E x H x W; weight_logits: B x H x W.
+    emb: B x E; features: B x E x H x W; weight_logits: B x H x W, or None for the plain mean
+    of the features (Table 3 (c), "align with mean").
     """
-    wts = F.softmax(weight_logits.flatten(1) / tau, dim=-1)  # B x HW
-    s = (features.flatten(2) @ wts[:, :, None])[:, :, 0]  # B x E
+    if weight_logits is None:
+        s = features.flatten(2).mean(dim=-1)  # B x E
+    else:
+        wts = F.softmax(weight_logits.flatten(1) / tau, dim=-1)  # B x HW
+        s = (features.flatten(2) @ wts[:, :, None])[:, :, 0]  # B x E
     return (1.0 - (unit(emb) * unit(s)).sum(dim=-1)).mean()
 
 

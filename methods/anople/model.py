@@ -30,6 +30,12 @@ Pieces (paper sections; the details are in each module's docstring):
   (prompt learner) / 2e-4 (decoder), linear warm-up from zero over
   ``warmup_epochs`` (1; no length given), then constant; 60 epochs, an epoch
   = every shot of every training category once, in a seeded random order;
+* ablation switches, each default the paper's last row: ``interaction`` (Table
+  3 (a), ``prompts.py``), ``crop_grid`` (1: no multi-scale) and ``view_signal``
+  (3 (b)), ``align`` (3 (c): none, mean of D(z), weighted = eq. 10),
+  ``state_word`` (Table 4; "cpe": WinCLIP's 7 + 4 state templates, embeddings
+  averaged per state), ``pseudo_anomalies`` (Table 5, ``train.py``),
+  ``decoder`` (False: projected patch tokens; the ``maple-draem`` alias);
 * inference (eq. 12-14, suppl. 6.3): "w/o VG" = the decoder map (abnormal
   probability, 2x grid); "w/ VG" = its harmonic mean with the memory map
   (min (1 - cos)/2 to the k shots' patch features averaged over blocks 7-10,
@@ -59,8 +65,10 @@ from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits, unit
 from fsadbench.methods.anople.train import step_losses, train_epochs
 from fsadbench.backbone.towers import TextTower
-from fsadbench.methods.anople.prompts import Decoder, PromptLearner, encode_image_prompted, encode_text_prompted, slot_sentences
-from fsadbench.methods.anople.views import CROP_SOURCES, PixelSpace, views_original, views_upsampled
+from fsadbench.methods.anople.options import check_options
+from fsadbench.methods.anople.prompts import (Decoder, PromptLearner, encode_image_prompted, encode_text_prompted,
+                                              project_patches, state_sentences)
+from fsadbench.methods.anople.views import PixelSpace, views_original, views_upsampled
 from fsadbench.methods.common.options import int_tuple
 from fsadbench.methods.common.visual_memory import VisualMemory
 from fsadbench.core.variants import W_VG, WO_VG
@@ -86,6 +94,8 @@ class AnoPLe(Method):
         "latent noise N(0, 0.015^2) on the normalised image embedding (SimpleNet's default; the paper gives none)",
         "decoder kernels 3-3-1 with ReLUs and hidden width d_t (the paper gives three convolutions only)",
         "warm-up over one epoch, then a constant learning rate (the paper gives neither length nor schedule)",
+        "MaPLe+DRAEM (Table 2) is the alias maple-draem of these options: text -> vision coupled prompts with no "
+        "own visual contexts, pixel pseudo anomalies only, no crops, no signal c, no alignment loss, no decoder",
     )
     min_shots = 1
     default_sigma = 4.0
@@ -94,7 +104,7 @@ class AnoPLe(Method):
     # built by fit: the prompt-side parameters, the decoder, each category's class name and, with
     # crop_source "original", its shots at crop_grid x S (the training crops' source)
     learner: PromptLearner
-    decoder: Decoder
+    decoder: Decoder | None
     class_names: dict[str, str]
     crop_pixels: dict[str, torch.Tensor]
 
@@ -122,7 +132,11 @@ class AnoPLe(Method):
         warmup_epochs: float = 1.0
         memory_layers: tuple[int, ...] | None = None  # None: 7-10 (7-9 on VisA)
         class_text: str = "average"  # "average" over training classes or the image's "own"
-        state_word: str = "abnormal"
+        state_word: str = "abnormal"  # Table 4; "cpe": the ensemble of state templates
+        interaction: str = "bidirectional"  # Table 3 (a): text, visual, independent, text_to_visual, ...
+        align: str = "weighted"  # Table 3 (c): none, mean, weighted (eq. 10)
+        pseudo_anomalies: str = "both"  # Table 5: pixel, latent, both
+        decoder: bool = True  # the decoder D (False: projected patch tokens; the maple-draem alias)
 
     @classmethod
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:
@@ -132,28 +146,7 @@ class AnoPLe(Method):
         super().__init__(ctx, **options)
         o = self.options
         self.fit_scope = "dataset" if o.multi_class else "category"
-        checks = [
-            (o.epochs >= 1, "epochs", "an integer >= 1 (the paper: 60)"),
-            (1 <= o.depth <= ctx.backbone.n_layers, "depth",
-             f"between 1 and the encoder's {ctx.backbone.n_layers} blocks (the paper: 9)"),
-            (o.crop_grid >= 1, "crop_grid", "an integer >= 1 (the paper: 2, i.e. 4 crops)"),
-            (o.decoder_scale >= 1, "decoder_scale", "an integer >= 1"),
-            (o.texture in ("noise", "normal"), "texture", "'noise' or 'normal'"),
-            (o.crop_source in CROP_SOURCES, "crop_source", f"one of {CROP_SOURCES}"),
-            (o.class_text in ("average", "own"), "class_text", "'average' or 'own'"),
-            (0.0 <= o.beta_max <= 1.0, "beta_max", "in [0, 1]"),
-            (o.latent_sigma >= 0, "latent_sigma", ">= 0"),
-            (0.0 <= o.label_smoothing < 1.0, "label_smoothing", "in [0, 1)"),
-            (o.align_tau > 0, "align_tau", "> 0"),
-            (o.warmup_epochs >= 0, "warmup_epochs", ">= 0"),
-        ]
-        for name in ("n_ctx_text", "n_ctx_visual"):
-            n = getattr(o, name)
-            checks.append((n is None or n >= 0, name, "None (the paper's length) or an integer >= 0"))
-        for ok, field_name, want in checks:
-            if not ok:
-                raise ConfigError(f"method {self.name!r} option {field_name}: must be {want}, "
-                                  f"got {getattr(o, field_name)!r}")
+        check_options(o, ctx.backbone.n_layers, self.name)
         if o.memory_layers is not None:
             o.memory_layers = int_tuple(o.memory_layers, self.name, "memory_layers")
             try:
@@ -182,16 +175,19 @@ class AnoPLe(Method):
         on = self.ctx.amp and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=on)
 
-    def _tokens(self, class_names: Sequence[str]) -> torch.Tensor:
-        """2C token rows: normal, abnormal sentence per class (n_slots stand-in words "X" for the prompt slots)."""
-        n = self.learner.n_slots
-        sents = [s for c in class_names for s in slot_sentences(c, n, self.options.state_word)]
-        return self.ctx.backbone.tokenizer(sents).to(self.device)
-
     def class_texts(self, class_names: Sequence[str], prompts: torch.Tensor) -> torch.Tensor:
-        """C x 2 x E normalised text embeddings (normal, abnormal) per class."""
-        emb = encode_text_prompted(self.model, self._tokens(class_names), prompts).float()
-        return unit(emb).reshape(len(class_names), 2, -1)
+        """C x 2 x E normalised text embeddings (normal, abnormal) per class; with several sentences per
+        state (the ensemble) the mean of their normalised embeddings, normalised."""
+        per = [state_sentences(c, self.learner.text_slots, self.options.state_word) for c in class_names]
+        sents = [s for normal, abnormal in per for s in normal + abnormal]
+        emb = unit(encode_text_prompted(self.model, self.ctx.backbone.tokenizer(sents).to(self.device),
+                                        prompts).float())
+        out, i = [], 0
+        for normal, abnormal in per:
+            for n in (len(normal), len(abnormal)):
+                out.append(unit(emb[i:i + n].mean(dim=0)) if n > 1 else emb[i])
+                i += n
+        return torch.stack(out).reshape(len(class_names), 2, -1)
 
     def pick_text(self, per_class: torch.Tensor, index: int) -> torch.Tensor:
         """2 x E text for a class: the average over classes (sec. 3.4.2) or the class's own."""
@@ -203,6 +199,11 @@ class AnoPLe(Method):
         """The prompted image encoder; image b gets the multi-view signal c_{signal_index[b] + 1}."""
         sig = self.learner.signal[signal_index.to(self.device)] if self.learner.signal is not None else None
         return encode_image_prompted(self.model, pixels, self.learner.visual_prompts(), sig, layers)
+
+    def pixel_features(self, out) -> torch.Tensor:
+        """B x E x H' x W' for the pixel logits: D(z), or (``decoder=False``) the projected patch tokens."""
+        grid = self.ctx.backbone.grid
+        return self.decoder(out.patches, grid) if self.decoder else project_patches(self.model, out.patches, grid)
 
     def _memory_features(self, out) -> torch.Tensor:
         """Patch features averaged over the memory blocks (suppl. 6.3): B x N x d_v."""
@@ -220,8 +221,10 @@ class AnoPLe(Method):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.seed)
             self.learner = PromptLearner(d_t, bb.width, self.n_ctx[0], self.n_ctx[1], o.depth,
-                                         n_signals=self.n_views if o.view_signal else 0).to(self.device)
-            self.decoder = Decoder(bb.width, bb.embed_dim, scale=o.decoder_scale).to(self.device)
+                                         n_signals=self.n_views if o.view_signal else 0,
+                                         interaction=o.interaction).to(self.device)
+            self.decoder = Decoder(bb.width, bb.embed_dim, scale=o.decoder_scale).to(self.device) \
+                if o.decoder else None
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, normals: Sequence[ImageRef], category: CategoryInfo) -> None:
@@ -268,7 +271,8 @@ class AnoPLe(Method):
     def _finish(self, names: list[str], pixels: Mapping[str, torch.Tensor]) -> None:
         """Freeze prompts, build each category's visual memory from its shots (suppl. 6.3)."""
         self.learner.eval()
-        self.decoder.eval()
+        if self.decoder is not None:
+            self.decoder.eval()
         with self.autocast():
             per_class = self.class_texts([self.class_names[c] for c in names], self.learner.text_prompts())
         self._train_text = per_class
@@ -311,7 +315,7 @@ class AnoPLe(Method):
             px = self.ctx.features.pixels(list(images[s:s + step])).to(self.device)
             with self.autocast():
                 out = self.encode(px, torch.full((px.shape[0],), self.n_views - 1), self.mem_layers)
-                feats = self.decoder(out.patches, grid)
+                feats = self.pixel_features(out)
             feats = feats.float()
             dec = F.softmax(pixel_logits(feats, text, self.scale), dim=1)[:, 1]  # B x H' x W'
             emb = F.normalize(out.embedding.float(), dim=-1)

@@ -10,6 +10,14 @@ Paper: Lee et al., "AnoPLe" (2024), sec. 3.2 and 3.3.2.
   [P_j^v, f_{t->v}(P_j^t)].
 * Multi-view signal c (sec. 3.3.2): N + 1 learnable d_v vectors; view i of an
   image gets c_i in front of its visual prompts; the whole image is c_{N+1}.
+* ``interaction`` (Table 3 (a)): which contexts exist and which coupling maps
+  feed the other encoder. ``text``: P^t only (no visual prompts); ``visual``:
+  P^v only (the text encoder reads the bare sentence); ``independent``: both,
+  no coupling; ``text_to_visual``: visual slots [P^v, f_{t->v}(P^t)], text
+  slots [P^t] (with no own visual contexts this is MaPLe's coupling);
+  ``visual_to_text``: text slots [P^t, f_{v->t}(P^v)], visual slots [P^v];
+  ``bidirectional`` (default, eq. 5-6): both maps. A setting without a
+  context set or map has no such parameter.
 
 The prompted passes follow the MaPLe layout the paper builds on; they run on
 the towers of :mod:`fsadbench.backbone.towers` (embedding, blocks with a call
@@ -43,41 +51,80 @@ import torch.nn.functional as F
 
 from fsadbench.backbone.towers import ImageTower, TextTower
 from fsadbench.core.errors import ConfigError
+from fsadbench.methods.winclip.model import ANOMALOUS_STATES, NORMAL_STATES
+
+STATE_ENSEMBLE = "cpe"  # state_word value: the compositional ensemble of state templates (Table 4)
+
+
+INTERACTIONS = ("text", "visual", "independent", "text_to_visual", "visual_to_text", "bidirectional")
 
 
 class PromptLearner(nn.Module):
     """Learnable contexts, coupling maps and multi-view signal (all the prompt-side parameters)."""
 
     def __init__(self, d_text: int, d_visual: int, n_text: int, n_visual: int, depth: int,
-                 n_signals: int = 0, init_std: float = 0.02):
+                 n_signals: int = 0, init_std: float = 0.02, interaction: str = "bidirectional"):
         super().__init__()
         if depth < 0 or n_text < 0 or n_visual < 0 or n_signals < 0:
             raise ConfigError("AnoPLe: depth, context lengths and the number of views must be >= 0")
-        self.depth, self.n_text, self.n_visual = depth, n_text, n_visual
-        self.ctx_text = nn.Parameter(torch.randn(depth, n_text, d_text) * init_std)
-        self.ctx_visual = nn.Parameter(torch.randn(depth, n_visual, d_visual) * init_std)
-        self.v2t = nn.Linear(d_visual, d_text, bias=False)  # f_{v->t}
-        self.t2v = nn.Linear(d_text, d_visual, bias=False)  # f_{t->v}
+        if interaction not in INTERACTIONS:
+            raise ConfigError(f"AnoPLe: interaction must be one of {INTERACTIONS}, got {interaction!r}")
+        self.interaction = interaction
+        self.depth = depth
+        self.n_text = 0 if interaction == "visual" else n_text
+        self.n_visual = 0 if interaction == "text" else n_visual
+        self.ctx_text = nn.Parameter(torch.randn(depth, self.n_text, d_text) * init_std)
+        self.ctx_visual = nn.Parameter(torch.randn(depth, self.n_visual, d_visual) * init_std)
+        # f_{v->t}, f_{t->v} (eq. 5-6), created in this order for every setting that has them
+        self.v2t = nn.Linear(d_visual, d_text, bias=False) if interaction in ("visual_to_text", "bidirectional") \
+            else None
+        self.t2v = nn.Linear(d_text, d_visual, bias=False) if interaction in ("text_to_visual", "bidirectional") \
+            else None
         self.signal = nn.Parameter(torch.randn(n_signals, d_visual) * init_std) if n_signals else None
 
     @property
-    def n_slots(self) -> int:
-        """Prompt slots per encoder: own contexts + projected contexts of the other modality."""
-        return self.n_text + self.n_visual
+    def text_slots(self) -> int:
+        """Prompt slots of the text encoder: own contexts + the projected visual ones (v -> t)."""
+        return self.n_text + (self.n_visual if self.v2t is not None else 0)
+
+    @property
+    def visual_slots(self) -> int:
+        """Prompt slots of the image encoder: own contexts + the projected text ones (t -> v)."""
+        return self.n_visual + (self.n_text if self.t2v is not None else 0)
 
     def text_prompts(self) -> torch.Tensor:
-        """depth x (C_t + C_v) x d_t: [P_j^t, f_{v->t}(P_j^v)] (eq. 5)."""
-        return torch.cat([self.ctx_text, self.v2t(self.ctx_visual)], dim=1)
+        """depth x text_slots x d_t: [P_j^t, f_{v->t}(P_j^v)] (eq. 5; the map only when it exists)."""
+        parts = [self.ctx_text] + ([self.v2t(self.ctx_visual)] if self.v2t is not None else [])
+        return torch.cat(parts, dim=1)
 
     def visual_prompts(self) -> torch.Tensor:
-        """depth x (C_v + C_t) x d_v: [P_j^v, f_{t->v}(P_j^t)] (eq. 6)."""
-        return torch.cat([self.ctx_visual, self.t2v(self.ctx_text)], dim=1)
+        """depth x visual_slots x d_v: [P_j^v, f_{t->v}(P_j^t)] (eq. 6; the map only when it exists)."""
+        parts = [self.ctx_visual] + ([self.t2v(self.ctx_text)] if self.t2v is not None else [])
+        return torch.cat(parts, dim=1)
 
 
 def slot_sentences(class_name: str, n_slots: int, state_word: str) -> tuple[str, str]:
     """Normal and abnormal sentences (eq. 1-2): "X.. {class}." and "X.. {state} {class}."."""
     lead = "X " * n_slots
     return f"{lead}{class_name}.", f"{lead}{state_word} {class_name}."
+
+
+def state_sentences(class_name: str, n_slots: int, state_word: str) -> tuple[list[str], list[str]]:
+    """The normal and the abnormal sentences of a class: one each (:func:`slot_sentences`), or with
+    ``state_word`` "cpe" (Table 4) WinCLIP's state templates, "X.. {template with the class}." each."""
+    if state_word == STATE_ENSEMBLE:
+        lead = "X " * n_slots
+        return ([f"{lead}{t.format(class_name)}." for t in NORMAL_STATES],
+                [f"{lead}{t.format(class_name)}." for t in ANOMALOUS_STATES])
+    normal, abnormal = slot_sentences(class_name, n_slots, state_word)
+    return [normal], [abnormal]
+
+
+def project_patches(model, patches: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """No decoder (``decoder=False``): the patch tokens after ``ln_post`` through CLIP's visual projection,
+    B x N x d_v -> B x E x h x w (MaPLe's dense output)."""
+    x = ImageTower(model.visual).project(patches)
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], grid[0], grid[1])
 
 
 def encode_text_prompted(model, tokens: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:

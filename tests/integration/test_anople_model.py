@@ -49,7 +49,7 @@ def test_memory_bank_is_each_categorys_shots_on_the_whole_image_signal(method_ct
 def test_text_average_over_training_classes_and_own(method_ctx, shots):
     m = _fit(method_ctx, shots)
     tokens = method_ctx.backbone.tokenizer([s for c in ("metal nut", "wood")
-                                            for s in slot_sentences(c, m.learner.n_slots, "abnormal")])
+                                            for s in slot_sentences(c, m.learner.text_slots, "abnormal")])
     emb = F.normalize(encode_text_prompted(m.model, tokens, m.learner.text_prompts()), dim=-1).reshape(2, 2, -1)
     assert torch.allclose(m._train_text, emb, atol=1e-5)
     avg = F.normalize(emb.mean(dim=0), dim=-1)  # sec. 3.4.2: the average over the training classes
@@ -66,10 +66,19 @@ def test_text_average_over_training_classes_and_own(method_ctx, shots):
 def test_tokens_hold_one_stand_in_per_slot_and_the_state_word(method_ctx, shots):
     m = AnoPLe(method_ctx, n_ctx_text=2, n_ctx_visual=3, state_word="damaged")
     m._setup([CATS["a"]])
-    tok = m._tokens(["metal nut", "wood"])
-    want = method_ctx.backbone.tokenizer(["X X X X X metal nut.", "X X X X X damaged metal nut.",
-                                          "X X X X X wood.", "X X X X X damaged wood."])
-    assert torch.equal(tok, want)
+    assert _sentences_of(m, ["metal nut", "wood"]) == [
+        "X X X X X metal nut.", "X X X X X damaged metal nut.", "X X X X X wood.", "X X X X X damaged wood."]
+
+
+def _sentences_of(m, classes):
+    """The sentences class_texts hands the tokenizer (which is wrapped to record them)."""
+    seen, real = [], m.ctx.backbone.tokenizer
+    m.ctx.backbone.tokenizer = lambda sents: seen.append(list(sents)) or real(sents)
+    try:
+        m.class_texts(classes, m.learner.text_prompts())
+    finally:
+        m.ctx.backbone.tokenizer = real
+    return seen[0]
 
 
 def test_fit_errors_name_what_is_missing(method_ctx, shots):

@@ -177,4 +177,6 @@ def test_linear_warm_up_of_both_rates(method_ctx, tmp_path, monkeypatch, warmup,
 EQUIVALENT_MUTANTS = {
     "step_losses: views / masks / noise .to(m.device) -> .to(None)": "device placement: the CPU tests cannot see "
                                                                       "a device",
+    "step_losses: align 'none' zeros(device=l_img.device -> None / removed)": "device placement: the CPU tests "
+                                                                              "cannot see a device",
 }

@@ -45,7 +45,11 @@ def test_defaults_pinned_to_their_sources():
         "warmup_epochs": 1.0,  # choice: "warms up from zero" (suppl. 6.2), no length given
         "memory_layers": None,  # suppl. 6.3: blocks 7-10 on MVTec, 7-9 on VisA
         "class_text": "average",  # sec. 3.4.2: "we average outputs from all classes"
-        "state_word": "abnormal",  # eq. 2: "[ctx] abnormal {class}"
+        "state_word": "abnormal",  # eq. 2: "[ctx] abnormal {class}"; Table 4's last row
+        "interaction": "bidirectional",  # sec. 3.2 (eq. 5-6); Table 3 (a)'s last row
+        "align": "weighted",  # eq. 10; Table 3 (c)'s last row
+        "pseudo_anomalies": "both",  # sec. 3.4; Table 5's last row
+        "decoder": True,  # sec. 3.3.1 (off only in the maple-draem alias of Table 2)
     }
     assert AnoPLe.fit_scope_for({}) == "dataset"
 

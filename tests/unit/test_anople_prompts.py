@@ -40,7 +40,7 @@ def test_learner_refuses_each_negative_size(field):
 
 def test_learner_accepts_zero_sizes():
     pl = PromptLearner(8, 8, 0, 0, 0, n_signals=0)
-    assert pl.text_prompts().shape == (0, 0, 8) and pl.n_slots == 0
+    assert pl.text_prompts().shape == (0, 0, 8) and pl.text_slots == 0
 
 
 def test_slot_sentences_exact():
@@ -67,7 +67,7 @@ def test_prompts_follow_the_encoders_precision(tiny_backbone):
     half = copy.deepcopy(model).to(torch.bfloat16)
     torch.manual_seed(0)
     pl = PromptLearner(64, 64, 2, 2, depth=3, n_signals=2, init_std=0.5)
-    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.n_slots, "abnormal")))
+    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.text_slots, "abnormal")))
     px = torch.randn(2, 3, 120, 120, generator=torch.Generator().manual_seed(1))
     t32 = encode_text_prompted(model, tokens, pl.text_prompts())
     t16 = encode_text_prompted(half, tokens, pl.text_prompts())
@@ -84,7 +84,7 @@ def test_gradient_reaches_every_prompt_layer_both_couplings_and_the_used_signal(
     model = tiny_backbone.model
     torch.manual_seed(0)
     pl = PromptLearner(64, 64, 2, 2, depth=3, n_signals=3, init_std=0.5)
-    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.n_slots, "abnormal")))
+    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.text_slots, "abnormal")))
     encode_text_prompted(model, tokens, pl.text_prompts()).pow(2).sum().backward()
     assert all(pl.ctx_text.grad[j].abs().sum() > 0 for j in range(3))
     assert all(pl.ctx_visual.grad[j].abs().sum() > 0 for j in range(3))  # through f_{v->t}

@@ -25,7 +25,7 @@ def test_coupling_shapes_and_projection_by_hand():
     pl = PromptLearner(d_text=6, d_visual=10, n_text=3, n_visual=2, depth=4, n_signals=5)
     assert pl.text_prompts().shape == (4, 5, 6)  # C_t own + C_v projected, text width
     assert pl.visual_prompts().shape == (4, 5, 10)
-    assert pl.signal.shape == (5, 10) and pl.n_slots == 5
+    assert pl.signal.shape == (5, 10) and pl.text_slots == 5
     with torch.no_grad():
         assert torch.allclose(pl.text_prompts()[2, 3:], pl.ctx_visual[2] @ pl.v2t.weight.T)
         assert torch.allclose(pl.visual_prompts()[1, 2:], pl.ctx_text[1] @ pl.t2v.weight.T)
@@ -44,7 +44,7 @@ def _outputs(model, pl, tokens, px):
 def test_zero_projection_decouples_the_encoders(tiny_backbone):
     model = tiny_backbone.model
     pl = _learner()
-    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.n_slots, "abnormal")))
+    tokens = tiny_backbone.tokenizer(list(slot_sentences("bottle", pl.text_slots, "abnormal")))
     px = torch.randn(2, 3, 120, 120, generator=torch.Generator().manual_seed(1))
     t0, v0 = _outputs(model, pl, tokens, px)
     gen = torch.Generator().manual_seed(5)

@@ -9,7 +9,7 @@ import pytest
 from fsadbench.cli import main
 from fsadbench.reports.export import report_text
 from fsadbench.reports.paper.assemble import SHOW
-from fsadbench.reports.paper.layouts import LAYOUTS, build
+from fsadbench.reports.paper.catalog import build, layout_names
 from fsadbench.reports.render import to_latex
 from fsadbench.reports.tables import RANDOM_BANNER, category_table, main_table
 from fsadbench.results.coverage import ResultSet
@@ -45,7 +45,7 @@ def every_latex_output(tmp_path) -> dict[str, str]:
     for r in _records(max_test_images=5):
         store.write(r)
     out["report"] = report_text(tmp_path / "run", "latex", ["pixel_auroc"], per_category=True)
-    for layout in LAYOUTS:
+    for layout in layout_names():  # every registered layout: APT, AnoPLe, installed plugins
         for show in SHOW:
             out[f"{layout}-{show}"] = to_latex(build(layout, _records(), show))
             out[f"{layout}-{show}-published-only"] = to_latex(build(layout, [], show))

@@ -168,7 +168,8 @@ def test_table1_latex_column_count(show, ncols):
         assert "92.32 $\\pm$ 0.99" in tex and "n/c$^{" in tex
 
 
-def test_table2_zero_shot_rows():
+def table2_records():
+    """WinCLIP zero-shot and APT 1-shot on one made-up category of MVTec and VisA, 2 seeds."""
     recs = []
     for seed in (0, 1):
         for ds in ("mvtec", "visa"):
@@ -176,7 +177,22 @@ def test_table2_zero_shot_rows():
                              {"w/o VG": {"pixel_auroc": 0.90 + 0.01 * seed}}))
             recs.append(_rec({"name": "apt", "id": "apt"}, ds, "c1", 1, seed,
                              {"w/o VG": {"pixel_auroc": 0.9}, "w/ VG": {"pixel_auroc": 0.96}}))
-    t = apt_table2(recs, show="under")
+    return recs
+
+
+def table3_records():
+    """APT with every switch on, and without LA, on one made-up category, 1 seed."""
+    on = dict(so=True, mg=True, gn=True, tf=True, la=True)
+    recs = []
+    for mid, opts, v in (("apt", on, 0.93), ("apt[la=false]", dict(on, la=False), 0.91)):
+        for ds in ("mvtec", "visa"):
+            recs.append(_rec({"name": "apt", "id": mid}, ds, "c1", 1, 0,
+                             {"w/o VG": {"pixel_auroc": v}, "w/ VG": {"pixel_auroc": 0.99}}, {**opts, "lam": 1.0}))
+    return recs
+
+
+def test_table2_zero_shot_rows():
+    t = apt_table2(table2_records(), show="under")
     rows = {tuple(r[0]): r[1] for r in t.rows}
     assert rows[("AnomalyCLIP (zero-shot)", "paper")][0].md == "91.16"
     f = rows[("WinCLIP (zero-shot)", "measured")][0]
@@ -191,13 +207,7 @@ def test_table2_zero_shot_rows():
 
 
 def test_table3_rows_follow_switches_and_settings_without_records_show_missing():
-    on = dict(so=True, mg=True, gn=True, tf=True, la=True)
-    no_la = dict(on, la=False)
-    recs = []
-    for mid, opts, v in (("apt", on, 0.93), ("apt[la=false]", no_la, 0.91)):
-        for ds in ("mvtec", "visa"):
-            recs.append(_rec({"name": "apt", "id": mid}, ds, "c1", 1, 0,
-                             {"w/o VG": {"pixel_auroc": v}, "w/ VG": {"pixel_auroc": 0.99}}, {**opts, "lam": 1.0}))
+    recs = table3_records()
     t = apt_table3(recs, show="none")
     # every setting of the paper is a row, in the paper's order; the LA column tells rows 4 and 6 apart
     assert [r[0][4].md for r in t.rows] == ["×", "×", "×", "×", "×", "✓"]

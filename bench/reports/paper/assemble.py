@@ -72,20 +72,23 @@ class Measured:
         return [r for r in self.rs.ok_records() if r.key["method"] == method_id and r.key["dataset"] == dataset
                 and r.key["shots"] == shots]
 
-    def entry(self, method_id: str, dataset: str, shots: int, variant: str, foot: Footnotes):
-        """(figure or a TextCell saying why there is none, footnote mark or None)."""
-        f = self.rs.dataset_figure(method_id, dataset, shots, variant, self.metric)
+    def entry(self, method_id: str, dataset: str, shots: int, variant: str, foot: Footnotes,
+              metric: str | None = None):
+        """(figure or a TextCell saying why there is none, footnote mark or None); ``metric``: this
+        entry's metric when it is not the table's (layouts with a metric per column)."""
+        metric = metric or self.metric
+        f = self.rs.dataset_figure(method_id, dataset, shots, variant, metric)
         label = self.label(method_id)
         if f is not None:
             return f, None if f.complete else foot.mark(f"{label}, {dataset} {shots}-shot: {f.coverage.describe()}")
         if not self.rs.status_of(method_id, dataset, shots):
             return MISSING_ROW, foot.mark("missing: no record of this method, dataset and shot count in the folder")
-        return empty_entry(self.rs, method_id, dataset, shots, variant, self.metric, foot, label)
+        return empty_entry(self.rs, method_id, dataset, shots, variant, metric, foot, label)
 
-    def notes(self, problems: list[str]) -> list[str]:
+    def notes(self, problems: list[str], metric_label: str | None = None) -> list[str]:
         out = common_notes(self.rs.records, self.metric, problems)
-        out.append(f"{METRIC_LABELS.get(self.metric, self.metric)} (%), mean ± std over seeds; dataset figure of a "
-                   f"seed = mean over categories.")
+        out.append(f"{metric_label or METRIC_LABELS.get(self.metric, self.metric)} (%), mean ± std over seeds; "
+                   f"dataset figure of a seed = mean over categories.")
         out += [f"method notes: {n}" for n in fidelity_notes(self.rs.records, self.label)]
         return out
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from fsadbench.core.errors import ConfigError
 from fsadbench.reports.paper.assemble import Measured, PaperRow, assemble
-from fsadbench.reports.paper.published import (dataset_label, is_measurable, method_label, pub_value, source_note,
-                                               table_data)
+from fsadbench.reports.paper.catalog import Layout, no_options
+from fsadbench.reports.paper.published import (dataset_label, is_measurable, method_label, pub_value, source_name,
+                                               source_note, table_data)
 from fsadbench.reports.tables import Footnotes, Table, TextCell, auxiliary_note
 from fsadbench.results.aggregate import METRIC_LABELS
 from fsadbench.results.records import Record
 
-LAYOUTS = ("apt_table1", "apt_table2", "apt_table3")
+LAYOUTS = ("apt_table1", "apt_table2", "apt_table3")  # this module's layouts (every registered one: catalog)
 CHECK = TextCell("✓", "$\\checkmark$")
 CROSS = TextCell("×", "$\\times$")
 
@@ -176,8 +176,46 @@ def apt_table3(records: Iterable[Record] | Measured, show: str = "none", metric:
                     pubt.get("protocol") or {}, problems)
 
 
+def _apt_table1_options(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    kw = no_options(spec, config)
+    if spec.get("shots"):
+        kw["shots"] = [int(k) for k in spec["shots"]]
+    return kw
+
+
+def _apt_table3_options(spec: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Ablation row names come from ``table.rows`` / ``published.rows`` entries {label, <switch>: bool, ...}."""
+    kw = no_options(spec, config)
+    if spec.get("shots") is not None:
+        kw["shots"] = int(spec["shots"])
+    for key in ("variant", "method"):
+        if spec.get(key):
+            kw[key] = spec[key]
+    switches = list(spec.get("switches") or table_data("apt_table3")["switches"])
+    if spec.get("switches"):
+        kw["switches"] = switches
+    prow = (config.get("published") or {}).get("rows") if isinstance(config.get("published"), dict) else None
+    labels = {tuple(bool(r.get(s)) for s in switches): str(r["label"])
+              for rows in (prow or [], spec.get("rows") or []) for r in rows
+              if isinstance(r, dict) and "label" in r and all(s in r for s in switches)}
+    if labels:
+        kw["labels"] = labels
+    return kw
+
+
+def _layout(key: str, fn, options, description: str) -> Layout:
+    t = table_data(key)
+    return Layout(key, source_name(t["source"]), t["table"], fn, options, description)
+
+
+APT_TABLE1 = _layout("apt_table1", apt_table1, _apt_table1_options,
+                     "pixel AUROC, rows shots x method, columns dataset x variant")
+APT_TABLE2 = _layout("apt_table2", apt_table2, no_options, "zero-shot comparison, MVTec and VisA")
+APT_TABLE3 = _layout("apt_table3", apt_table3, _apt_table3_options, "ablation of the APT switches, 1-shot w/o VG")
+
+
 def build(layout: str, records: Iterable[Record], show: str = "none", **kw) -> Table:
-    fns = {"apt_table1": apt_table1, "apt_table2": apt_table2, "apt_table3": apt_table3}
-    if layout not in fns:
-        raise ConfigError(f"table layout {layout!r} unknown; known: {', '.join(LAYOUTS)}")
-    return fns[layout](list(records), show, **kw)
+    """Any registered layout (kept here for callers of the APT-only version)."""
+    from fsadbench.reports.paper.catalog import build as build_any
+
+    return build_any(layout, records, show, **kw)

@@ -47,9 +47,14 @@ def dataset_label(name: str) -> str:
     return (published().get("labels") or {}).get("datasets", {}).get(name, name)
 
 
-def source_note(table_key: str) -> str:
-    t = table_data(table_key)
-    return f"paper: {published()['sources'][t['source']]}, {t['table']}; diff = measured - paper (pp)."
+def source_name(key: str) -> str:
+    """A paper by its ``sources`` key (a text that is no key is returned as is)."""
+    return published()["sources"].get(key, key)
+
+
+def source_note(table_key: str, data: dict[str, Any] | None = None) -> str:
+    t = data if data is not None else table_data(table_key)
+    return f"paper: {source_name(t['source'])}, {t['table']}; diff = measured - paper (pp)."
 
 
 def pub_value(v) -> Fig | None:

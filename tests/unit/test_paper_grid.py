@@ -1,0 +1,136 @@
+"""Grid paper layouts from hand-made records: row matching by switches, diffs, traits, errors."""
+
+import pytest
+
+from fsadbench.core.errors import ConfigError
+from fsadbench.reports.paper.catalog import build, get_layout
+from fsadbench.reports.paper.grid import build_grid
+from fsadbench.reports.tables import TextCell
+from tests.unit.test_paper_tables import MVTEC, PAPER_BB, _rec
+
+DEFAULTS = {"interaction": "bidirectional", "align": "weighted", "crop_grid": 2, "view_signal": True,
+            "pseudo_anomalies": "both", "state_word": "abnormal", "epochs": 60}
+
+
+def anople_records(mid="anople", opts=None, image=0.90, pixel=0.91, categories=MVTEC, seeds=range(3),
+                   name="anople", backbone=PAPER_BB):
+    """Category i adds 0.001 * (i - 7) to both metrics, seed s adds 0.002 * s."""
+    return [_rec({"name": name, "id": mid}, "mvtec", c, 1, s,
+                 {v: {"image_auroc": image + 0.001 * (i - 7) + 0.002 * s,
+                      "pixel_auroc": pixel + 0.001 * (i - 7) + 0.002 * s} for v in ("w/o VG", "w/ VG")},
+                 {**DEFAULTS, **(opts or {})}, backbone=backbone)
+            for i, c in enumerate(categories) for s in seeds]
+
+
+def _rows(t):
+    return {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
+
+
+def test_table3_rows_take_the_records_of_their_switch_and_diff_when_comparable():
+    recs = anople_records() + anople_records("anople[interaction=text]", {"interaction": "text"}, 0.80, 0.85)
+    t = build("anople_table3", recs, "under", datasets=["mvtec"])
+    rows = _rows(t)
+    # default: 90.2 / 91.2 (seeds add 0, 0.2, 0.4 pp); paper 91.1 / 90.6
+    d = rows[("(a)", "T ↔ I (default)", "measured")]
+    assert (d[0].mean, d[1].mean) == pytest.approx((90.2, 91.2)) and d[0].complete
+    assert [c.md for c in rows[("(a)", "T ↔ I (default)", "diff")]] == ["-0.90", "+0.60"]
+    txt = rows[("(a)", "Text", "measured")]
+    assert (txt[0].mean, txt[1].mean) == pytest.approx((80.2, 85.2))
+    assert [c.md for c in rows[("(a)", "Text", "diff")]] == ["-4.80", "-3.20"]  # paper 85.0 / 88.4
+    assert rows[("(a)", "Image", "measured")][0].md == "missing"  # no record with interaction=visual
+    # (b) and (c)'s default rows are the same records
+    assert rows[("(c)", "align with weighted sum (default)", "measured")][0].mean == pytest.approx(90.2)
+    assert any("(a) Text = anople[interaction=text]" in n for n in t.notes)
+    # bold within each part: Text is not the best of (a) in image AUROC, the default is
+    i = list(rows).index(("(a)", "T ↔ I (default)", "measured"))
+    assert (i, 0) in t.bold and (list(rows).index(("(a)", "Text", "measured")), 0) not in t.bold
+
+
+def test_incomparable_measurements_get_no_diff_and_a_note():
+    recs = anople_records(seeds=range(2)) + anople_records(categories=MVTEC[:3], mid="anople-oc", name="anople-oc",
+                                                           opts={"multi_class": False})
+    t = build("anople_table2", recs, "beside", datasets=["mvtec"])
+    rows = _rows(t)
+    assert rows[("AnoPLe",)][2].md == "n/c" and rows[("AnoPLe*",)][2].md == "n/c"
+    assert any("2 seed(s) vs the protocol's 3" in n for n in t.notes)
+    assert any("no diff (not comparable): covers 3/15 categories" in n for n in t.notes)
+    assert rows[("AnoPLe",)][1].md == "91.10" and rows[("MaPLe+DRAEM",)][1].md == "86.20"
+    assert rows[("MaPLe+DRAEM",)][0].md == "missing"  # registered (the alias), not measured here
+
+
+def test_table1_traits_published_rows_and_extra_methods():
+    recs = anople_records() + anople_records("memory", {}, name="memory")
+    t = build("anople_table1", recs, "none", datasets=["mvtec"])
+    rows = {r[0][0]: r for r in t.rows}
+    assert "RegAD" not in rows  # published only: not shown without published figures
+    assert rows["SPADE"][1][0].md == "missing"  # registered here, so its row shows, unmeasured in these records
+    assert [c.md for c in rows["AnoPLe"][0][1:]] == ["✓", "×"]
+    assert rows["Memory bank"][0][1].md == "×"  # another measured method gets its own row, traits from its class
+    u = build("anople_table1", recs, "under", datasets=["mvtec"])
+    regad = [r for r in u.rows if r[0][0] == "RegAD"]
+    assert len(regad) == 1 and regad[0][1][1].md == "85.70" and regad[0][0][-1] == "paper"
+    spade = {r[0][-1]: r[1] for r in u.rows if r[0][0] == "SPADE"}
+    assert spade["paper"][0].md == "81.00 ± 2.00" and spade["measured"][0].md == "missing"
+    anople = {r[0][-1]: r[1] for r in u.rows if r[0][0] == "AnoPLe"}
+    assert anople["measured"][0].mean == pytest.approx(90.2) and anople["measured"][3].mean == pytest.approx(91.2)
+    assert anople["measured"][1].md == "missing"  # 2-shot column: no record
+    assert anople["paper"][0].md == "94.10 ± 2.10"
+
+
+def test_metric_override_keeps_published_figures_of_that_metric_only():
+    t = build("anople_table5", anople_records(), "under", metric="pixel_auroc", datasets=["mvtec"])
+    paper = _rows(t)[("pixel + latent (default)", "paper")]
+    assert paper[0].md == "–" and paper[1].md == "90.60"
+    assert _rows(t)[("pixel + latent (default)", "measured")][0].mean == pytest.approx(91.2)
+    assert t.columns == ["pixel AUROC", "P-AUROC"]  # the image column is renamed after the metric it shows
+    t1 = build("anople_table1", anople_records(), "none", metric="aupro", datasets=["mvtec"])
+    assert t1.columns[:2] == ["AUPRO 1-shot", "AUPRO 2-shot"]
+
+
+def test_errors_name_the_layout_and_the_fix(monkeypatch):
+    with pytest.raises(ConfigError, match="unknown argument"):
+        build("anople_table2", [], "none", shots=2)
+    with pytest.raises(ConfigError, match="registered layouts: .*anople_table1"):
+        get_layout("anople_table9")
+    from fsadbench.core import registry
+
+    reg = registry.Registry("layout", "fsadbench.layouts")
+    reg.add("not_a_layout", "fsadbench.reports.paper.grid:build_grid")
+    monkeypatch.setattr(registry, "LAYOUTS", reg)
+    with pytest.raises(ConfigError, match="is a function, not a fsadbench.reports.paper.catalog.Layout"):
+        get_layout("not_a_layout")
+
+
+def test_grid_from_inline_data_with_string_labels_and_unregistered_methods():
+    data = {"source": "Someone 2031", "table": "Table 7", "datasets": ["mvtec"],
+            "columns": [{"metric": "image_auroc", "label": "I"}],
+            "rows": [{"label": "Theirs", "method": "no-such-method", "values": {"mvtec": [[50.0, 1.0]]}},
+                     {"label": "AnoPLe", "method": "anople", "values": {"mvtec": [None]}}]}
+    t = build_grid(data, anople_records(), "beside")
+    rows = _rows(t)
+    assert rows[("Theirs",)][0] is None and rows[("Theirs",)][1].md == "50.00 ± 1.00"
+    assert rows[("AnoPLe",)][0].mean == pytest.approx(90.2) and rows[("AnoPLe",)][2] == TextCell("–", "--")
+    assert t.title.endswith("Someone 2031, Table 7 layout") and t.columns == ["I", "I paper", "I diff"]
+
+
+def test_published_only_baselines_become_measured_rows_once_registered(monkeypatch):
+    """SPADE / PaDiM / PatchCore rows fill from records because methods of those names exist (issue 24);
+    without the registration the same records leave SPADE a published-only row."""
+    from fsadbench.core import registry
+
+    recs = anople_records("spade", {}, 0.70, 0.80, name="spade")
+    after = build("anople_table1", recs, "under", datasets=["mvtec"])
+    reg = registry.Registry("method", "fsadbench.methods")
+    for name in registry.METHODS.names():
+        if name != "spade":
+            reg.add(name, registry.METHODS.entry(name).target, registry.METHODS.entry(name).options)
+    with monkeypatch.context() as m:
+        m.setattr(registry, "METHODS", reg)
+        before = build("anople_table1", recs, "under", datasets=["mvtec"])
+    assert [r[0][-1] for r in before.rows if r[0][0] == "SPADE"] == ["paper"]  # published only
+    after = build("anople_table1", recs, "under", datasets=["mvtec"])
+    spade = {r[0][-1]: r for r in after.rows if r[0][0] == "SPADE"}
+    assert set(spade) == {"measured", "paper", "diff"}
+    assert spade["measured"][1][0].mean == pytest.approx(70.2)
+    assert [c.md for c in spade["measured"][0][1:3]] == ["×", "×"]  # traits from the registered class
+    assert not any(r[0][0] == "spade" for r in after.rows)  # not repeated as an extra method
