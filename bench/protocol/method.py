@@ -17,6 +17,8 @@ same fit (e.g. "w/o VG" and "w/ VG").
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -55,6 +57,50 @@ class MethodContext:
         """Report progress inside a fit, e.g. ``ctx.step("epoch", epoch, epochs)``; shown on the run's bar."""
         if self.progress is not None:
             self.progress(stage, done, total)
+
+
+def option_types(options_cls: type) -> dict[str, Any]:
+    """The resolved annotations of an ``Options`` dataclass ({} when they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(options_cls)
+    except Exception:  # noqa: BLE001 - a plugin's annotations naming something not importable: no checks
+        return {}
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def expected_type(value: Any, hint: Any) -> str:
+    """'' when ``value`` fits the option annotation ``hint``, else what it should be ("a number").
+
+    Checked: bool, int, float (an int is a number), str, tuples and lists (a list or a single item),
+    ``X | None``; other annotations (Any, dicts, classes) accept anything.
+    """
+    if hint is None or hint is Any:
+        return ""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return ""
+        wants = [expected_type(value, a) for a in args if a is not type(None)]
+        if any(w == "" for w in wants):
+            return ""
+        return " or ".join(wants) + (" or null" if type(None) in args else "")
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        item = args[0] if args else Any
+        if all(expected_type(v, item) == "" for v in items):
+            return ""
+        return f"a list of {_PLURAL.get(item, 'values')}, e.g. [2, 3]"
+    if hint in _KINDS:
+        ok = (isinstance(value, bool) if hint is bool
+              else isinstance(value, hint) and not isinstance(value, bool) if hint is int
+              else isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float
+              else isinstance(value, str))
+        return "" if ok else _KINDS[hint]
+    return ""
 
 
 class Method(ABC):
@@ -122,6 +168,14 @@ class Method(ABC):
             raise ConfigError(
                 f"method {cls.name!r}: unknown option(s) {unknown}; known options: {sorted(fields) or 'none'}"
             )
+        hints = option_types(cls.Options)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
+        for name, value in options.items():
+            expected = expected_type(value, hints.get(name))
+            if expected:
+                default = defaults.get(name, dataclasses.MISSING)
+                shown = "" if default is dataclasses.MISSING else f"; default {default!r}"
+                raise ConfigError(f"method {cls.name!r}: option {name!r} must be {expected} (got {value!r}{shown})")
         return cls.Options(**options)
 
     @classmethod
