@@ -38,6 +38,22 @@ CORRUPT_DIR = "corrupt"
 
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+#: every errno a write can end in that is the user's to fix (the "cannot write" messages)
+WRITE_ERRNOS = _FULL + _READ_ONLY + (errno.EFBIG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status) where possible."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # elsewhere: set and restore (a brief window for other threads)
+    os.umask(old)
+    return old
 
 
 # -- writes -------------------------------------------------------------------------------------
@@ -47,6 +63,14 @@ def storage_error(exc: OSError, folder: Path, what: str = "") -> StorageError:
     if exc.errno in _FULL:
         msg = (f"no space left on the device holding {folder}{target}; free space there or point the "
                f"output (--results-dir / --cache-dir / --output) at another disk")
+    elif exc.errno == errno.EFBIG:
+        msg = (f"cannot write to {folder}{target}: the file exceeds the file-size limit of this process or file "
+               f"system (ulimit -f); raise the limit or point the output at another disk")
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST) and _file_in_the_way(folder):
+        msg = (f"cannot write to {folder}{target}: {_file_in_the_way(folder)} is a file, not a folder; "
+               f"choose another path")
+    elif exc.errno == errno.EISDIR:
+        msg = f"cannot write {folder / what if what else folder}: it is a folder; give a file name"
     elif exc.errno in _READ_ONLY:
         msg = (f"cannot write to {folder}{target}: {exc.strerror or exc}; make it writable or point the "
                f"output (--results-dir / --cache-dir / --output) at a writable folder")
@@ -55,6 +79,14 @@ def storage_error(exc: OSError, folder: Path, what: str = "") -> StorageError:
     err = StorageError(msg)
     err.errno = exc.errno
     return err
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest of ``folder`` and its parents that exists as something other than a folder."""
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
@@ -73,6 +105,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> Non
         raise storage_error(exc, folder, path.name) from exc
     try:
         try:
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: follow the umask like open() does
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -121,7 +154,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             if not target.is_dir():
                 raise
     except OSError as exc:
-        if isinstance(exc, StorageError) or exc.errno not in _FULL + (errno.EROFS,):
+        if isinstance(exc, StorageError) or exc.errno not in WRITE_ERRNOS:
             raise
         raise storage_error(exc, target.parent, target.name) from exc
     finally:

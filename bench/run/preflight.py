@@ -19,6 +19,11 @@ def check_results_dir(results_dir: str | Path) -> Path:
     """The results folder, checked writable; ConfigError naming the path otherwise."""
     root = Path(results_dir)
     where = root
+    for p in (root, *root.parents):
+        if p.is_dir():
+            break
+        if p.exists():
+            raise ConfigError(f"results folder {root}: {p} is a file, not a folder; choose another --results-dir")
     try:
         root.mkdir(parents=True, exist_ok=True)
         for where in (root, root / "records", root / "claims"):
