@@ -26,6 +26,11 @@ import yaml
 from fsadbench.core.errors import ConfigError
 
 
+#: libyaml's parser when PyYAML was built with it (same nodes, same safe constructor; 20x faster on a
+#: long list such as 100,000 seeds), else the pure-Python one
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _key_text(node: yaml.Node) -> str:
     return str(node.value) if isinstance(node, yaml.ScalarNode) else f"<{node.tag.rsplit(':', 1)[-1]}>"
 
@@ -66,7 +71,7 @@ def _syntax_line(exc: yaml.YAMLError) -> str:
 
 def load_text(text: str, where: str) -> Any:
     """The single YAML document ``text`` as Python values; ``where`` names the source in errors."""
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         if node is None:

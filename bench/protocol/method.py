@@ -17,6 +17,7 @@ same fit (e.g. "w/o VG" and "w/ VG").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 import warnings
@@ -59,6 +60,7 @@ class MethodContext:
             self.progress(stage, done, total)
 
 
+@functools.lru_cache(maxsize=None)
 def option_types(options_cls: type) -> dict[str, Any]:
     """The resolved annotations of an ``Options`` dataclass ({} when they cannot be resolved)."""
     try:

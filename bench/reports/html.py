@@ -49,7 +49,8 @@ def _entry(c, bold: bool, close: bool, mark: str | None) -> str:
     elif not isinstance(c, Figure) or math.isnan(c.mean):
         s = "&ndash;"
     else:
-        s = f"{c.mean:.2f} &plusmn; {0.0 if math.isnan(c.std) else c.std:.2f}"
+        s = (f"{c.mean:.2f} (n = 1)" if c.n_seeds == 1
+             else f"{c.mean:.2f} &plusmn; {0.0 if math.isnan(c.std) else c.std:.2f}")
         s = f"<b>{s}</b>" if bold else s
     return s + (" &dagger;" if close else "") + (f" <sup>{esc(mark)}</sup>" if mark else "")
 

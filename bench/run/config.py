@@ -36,7 +36,7 @@ import yaml
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, default_cache_dir  # noqa: F401
 from fsadbench.core.errors import ConfigError, RegistryError
-from fsadbench.core.validate import int_list, int_value, mapping, opt_str, parse_categories
+from fsadbench.core.validate import int_list, int_value, mapping, opt_str, parse_categories, refuse_repeats
 from fsadbench.core.yamlsafe import load_file, load_text
 
 PROTOCOL_VERSION = "fsad-protocol/1"
@@ -311,6 +311,8 @@ def build_config(preset: str | None = None, config_file: str | None = None,
     if not cfg.methods or not cfg.datasets or not cfg.shots or not cfg.seeds:
         raise ConfigError("a run needs at least one method, dataset, shot count and seed")
     cfg.methods = [canonical_method(m) for m in cfg.methods]
+    refuse_repeats([m.id for m in cfg.methods], "methods", "run config")
+    refuse_repeats([d.name for d in cfg.datasets], "datasets", "run config")
     return cfg
 
 

@@ -15,15 +15,21 @@ from pathlib import Path
 from fsadbench.core.errors import ConfigError
 
 
-def check_results_dir(results_dir: str | Path) -> Path:
-    """The results folder, checked writable; ConfigError naming the path otherwise."""
+def refuse_file_in_the_way(results_dir: str | Path) -> Path:
+    """The results folder's path, or a ConfigError when it or a parent is a file (before any planning)."""
     root = Path(results_dir)
-    where = root
     for p in (root, *root.parents):
         if p.is_dir():
             break
         if p.exists():
             raise ConfigError(f"results folder {root}: {p} is a file, not a folder; choose another --results-dir")
+    return root
+
+
+def check_results_dir(results_dir: str | Path) -> Path:
+    """The results folder, checked writable; ConfigError naming the path otherwise."""
+    root = refuse_file_in_the_way(results_dir)
+    where = root
     try:
         root.mkdir(parents=True, exist_ok=True)
         for where in (root, root / "records", root / "claims"):
