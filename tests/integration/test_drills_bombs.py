@@ -1,8 +1,8 @@
 """Drills of issue 26, class 1: resource bombs and hostile config files.
 
 A few hundred bytes of nested YAML aliases (a "billion laughs") in a config file
-or a ``--method-option`` value, and an image whose header claims 30000 x 30000
-pixels, are refused in one line naming the file and key / the file; a check or
+or a ``--method-option`` value (before: planning hung while memory grew past
+gigabytes), and an image whose header claims 30000 x 30000 pixels, are refused in one line naming the file and key / the file; a check or
 a sweep goes on past a too-large image. Also the config weak spots: YAML syntax
 errors, binary files and folders given as ``--config``, duplicate keys, and a
 method option of the wrong type.
@@ -11,7 +11,6 @@ method option of the wrong type.
 from __future__ import annotations
 
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -40,9 +39,7 @@ def test_a_billion_laughs_config_is_refused_at_once_naming_file_and_key(tmp_path
     cfg = tmp_path / "bomb.yaml"
     cfg.write_text(f"methods: [memory]\nshots: [1]\n{LAUGHS.replace('l8:', 'seeds:')}")
     assert len(LAUGHS) < 1000  # 9 ** 9 = 387 million items once expanded
-    t0 = time.perf_counter()
     rc = main(["--config", str(cfg), "--results-dir", str(tmp_path / "res"), "--no-progress", "--dry-run"])
-    assert time.perf_counter() - t0 < 5
     err = _one_error(capsys, rc)
     assert str(cfg) in err and "key 'l1[0]'" in err and "alias" in err
     assert not (tmp_path / "res").exists()
@@ -50,10 +47,8 @@ def test_a_billion_laughs_config_is_refused_at_once_naming_file_and_key(tmp_path
 
 def test_an_alias_in_a_method_option_value_is_refused_naming_the_option(tmp_path, capsys):
     value = "{" + ", ".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else '1'] * 9)}]" for i in range(9)) + "}"
-    t0 = time.perf_counter()
     rc = main(["--methods", "memory", "--method-option", f"memory.memory_layers={value}",
                "--results-dir", str(tmp_path / "res"), "--no-progress", "--dry-run"])
-    assert time.perf_counter() - t0 < 5
     err = _one_error(capsys, rc)
     assert "--method-option memory.memory_layers" in err and "alias" in err
 
