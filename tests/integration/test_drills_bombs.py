@@ -151,3 +151,17 @@ def test_a_sweep_names_the_bomb_in_its_failed_line_and_goes_on(tmp_path, capsys)
     failed = [ln for ln in text.splitlines() if "FAILED" in ln]
     assert len(failed) == 1 and "mvtec/bottle" in failed[0] and f"image file {bomb} is too large" in failed[0], text
     assert "1 cell(s) computed, 0 already done, 1 failed" in text  # grid went on
+
+
+def test_option_type_rules_hand_checked():
+    from typing import Any
+
+    from fsadbench.protocol.method import expected_type
+
+    ok = [(0.5, float), (2, float), (3, int), (True, bool), ("x", str), (None, int | None), ([2, 3], tuple[int, ...]),
+          (3, tuple[int, ...]), ({"a": 1}, dict), ("anything", Any), ([0.1, 0.2], tuple[float, float])]
+    assert [expected_type(v, h) for v, h in ok] == [""] * len(ok)
+    bad = [("hot", float, "a number"), (True, float, "a number"), (2.0, int, "an integer"), (True, int, "an integer"),
+           (1, bool, "true or false"), (5, str, "a string"), ("x", int | None, "an integer or null"),
+           (["a"], tuple[int, ...], "a list of integers, e.g. [2, 3]")]
+    assert [expected_type(v, h) for v, h, _ in bad] == [w for _, _, w in bad]
