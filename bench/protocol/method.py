@@ -70,14 +70,14 @@ def option_types(options_cls: type) -> dict[str, Any]:
 
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
 def expected_type(value: Any, hint: Any) -> str:
     """'' when ``value`` fits the option annotation ``hint``, else what it should be ("a number").
 
-    Checked: bool, int, float (an int is a number), str, tuples and lists (a list or a single item),
-    ``X | None``; other annotations (Any, dicts, classes) accept anything.
+    Checked: bool, int, float (an int is a number), str and ``X | None`` of these; other annotations
+    (Any, lists and tuples, dicts, classes) are left to the method, which checks them with its own
+    message (e.g. ``methods/common/options.int_tuple`` for block lists).
     """
     if hint is None or hint is Any:
         return ""
@@ -89,13 +89,6 @@ def expected_type(value: Any, hint: Any) -> str:
         if any(w == "" for w in wants):
             return ""
         return " or ".join(wants) + (" or null" if type(None) in args else "")
-    origin = typing.get_origin(hint)
-    if origin in (tuple, list):
-        items = value if isinstance(value, (list, tuple)) else [value]
-        item = args[0] if args else Any
-        if all(expected_type(v, item) == "" for v in items):
-            return ""
-        return f"a list of {_PLURAL.get(item, 'values')}, e.g. [2, 3]"
     if hint in _KINDS:
         ok = (isinstance(value, bool) if hint is bool
               else isinstance(value, hint) and not isinstance(value, bool) if hint is int
