@@ -163,15 +163,20 @@ class Method(ABC):
             raise ConfigError(
                 f"method {cls.name!r}: unknown option(s) {unknown}; known options: {sorted(fields) or 'none'}"
             )
+        return cls.Options(**options)
+
+    @classmethod
+    def check_option_types(cls, options: Mapping[str, Any]) -> None:
+        """A ConfigError naming the first option whose value does not fit its annotated type (planning calls
+        this before any work; a method constructed directly keeps its own, more specific checks)."""
         hints = option_types(cls.Options)
         defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
-        for name, value in options.items():
+        for name, value in options.items():  # a deprecated name has no annotation: checked by the method
             expected = expected_type(value, hints.get(name))
             if expected:
                 default = defaults.get(name, dataclasses.MISSING)
                 shown = "" if default is dataclasses.MISSING else f"; default {default!r}"
                 raise ConfigError(f"method {cls.name!r}: option {name!r} must be {expected} (got {value!r}{shown})")
-        return cls.Options(**options)
 
     @classmethod
     def option_dict(cls, options: Any) -> dict[str, Any]:

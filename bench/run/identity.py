@@ -35,6 +35,7 @@ def resolve_method(spec: MethodSpec) -> tuple[type, dict[str, Any]]:
     cls, defaults = METHODS.get(spec.name)
     options = {**defaults, **spec.options}
     cls.make_options(options)  # unknown options fail before any work
+    cls.check_option_types(options)  # and options of the wrong type, naming the option
     return cls, options
 
 

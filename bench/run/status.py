@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fsadbench.run.config import RunConfig, apply_mapping, build_config
-from fsadbench.core.errors import ConfigError, error_line
+from fsadbench.core.errors import BenchError, ConfigError, error_line
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
 from fsadbench.run.identity import cell_hash
@@ -39,6 +39,7 @@ class SweepStatus:
     stale: list[tuple[ClaimInfo, str]] = field(default_factory=list)
     outdated: int = 0  # pending cells whose record has another config hash
     live: dict[str, ClaimInfo] = field(default_factory=dict)  # claimed cell relpath -> live claim
+    unplanned: list[str] = field(default_factory=list)  # why older sweep configs could not be planned
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -94,8 +95,13 @@ def sweep_status(cfg: RunConfig | Sequence[RunConfig]) -> SweepStatus:
     its ``results_dir``."""
     cfgs = [cfg] if isinstance(cfg, RunConfig) else list(cfg)
     st = _claims_status(cfgs[-1])
-    for c in reversed(cfgs):  # the latest config decides a cell that several plans share
-        _plan_status(c, st)
+    for i, c in enumerate(reversed(cfgs)):  # the latest config decides a cell that several plans share
+        try:
+            _plan_status(c, st)
+        except BenchError as exc:
+            if i == 0:
+                raise
+            st.unplanned.append(error_line(str(exc)))  # an older sweep whose data moved: said, not fatal
     return st
 
 
@@ -131,7 +137,7 @@ def _plan_status(cfg: RunConfig, st: SweepStatus) -> None:
         for key in job.keys():
             name = str(key)
             if name in st.cells:
-                continue  # planned by an earlier sweep config too
+                continue  # already stated by a later sweep config
             rec = store.load(key)
             if rec is not None and rec.config_hash == h and rec.status in DONE_STATUSES:
                 state = "done"
@@ -156,6 +162,7 @@ def render(st: SweepStatus, results_dir: Path, source: str, show: Sequence[str] 
     n = st.counts()
     lines = [f"results: {results_dir} (plan from {source})",
              f"{len(st.cells)} cell(s): " + ", ".join(f"{n[s]} {s}" for s in STATES)]
+    lines += [f"(an older sweep config of this folder was left out: {why})" for why in st.unplanned]
     if st.outdated:
         lines.append(f"({st.outdated} pending cell(s) have a record from another config; they will be recomputed)")
     if "running" in show and st.running:
