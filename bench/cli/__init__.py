@@ -21,6 +21,7 @@ import os
 import sys
 import traceback
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 from fsadbench.core.errors import BenchError, error_summary, scrub
@@ -95,7 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.filterwarnings("default", message=r"method '.*': option '.*' is deprecated",
                                     category=DeprecationWarning)
             warnings.showwarning = _one_line_deprecations(warnings.showwarning)
-            return int(getattr(importlib.import_module(f"fsadbench.cli.{module}"), fn)(argv) or 0)
+            rc = int(getattr(importlib.import_module(f"fsadbench.cli.{module}"), fn)(argv) or 0)
+            sys.stdout.flush()  # a reader that went away (| head) shows here, not at interpreter exit
+            return rc
     except KeyboardInterrupt as exc:
         _fail(exc, debug, "interrupted; finished cells are kept, rerun the same command to resume")
         return 130
@@ -103,11 +106,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(exc, debug, f"error: {exc}")
         return 2
     except BrokenPipeError:  # the reader of our output went away (| head): nothing to say
-        sys.stderr.close()
-        return 1
+        _quiet_stdout()
+        return 0
+    except OSError as exc:  # a write that no layer wrapped: still the one-line "cannot write" message
+        from fsadbench.core.io import WRITE_ERRNOS, storage_error
+
+        if exc.errno not in WRITE_ERRNOS:
+            _fail(exc, debug, f"error: {error_summary(exc)} (rerun with --debug for the traceback)")
+            return 1
+        where = Path(exc.filename).parent if exc.filename else Path.cwd()
+        _fail(exc, debug, f"error: {storage_error(exc, where, Path(exc.filename).name if exc.filename else '')}")
+        return 2
     except Exception as exc:  # noqa: BLE001 - a bug or an environment fault: one line, traceback on request
         _fail(exc, debug, f"error: {error_summary(exc)}" + ("" if debug else " (rerun with --debug for the traceback)"))
         return 1
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(exc: BaseException, debug: bool, line: str) -> None:

@@ -100,6 +100,8 @@ def parse_metrics(value: str) -> list[str]:
 def existing_results_dir(path: str, command: str) -> Path:
     """The records folder a reading command uses, or an error that says how to make one."""
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--results-dir {root} is a file, not a folder; point it at the folder a sweep wrote")
     if not (root / "records").is_dir():
         hint = (f"run a sweep there first (python {PROG} --methods memory --datasets NAME --data-root DIR "
                 f"writes {DEFAULT_RESULTS_DIR})" if path == DEFAULT_RESULTS_DIR else "point --results-dir at a "
@@ -114,15 +116,14 @@ def existing_results_dir(path: str, command: str) -> Path:
 
 
 def write_output(path: str | None, text: str | bytes) -> None:
-    """``--output FILE``: write exactly the command's output (status lines go to stderr, never here)."""
+    """``--output FILE``: write exactly the command's output (status lines go to stderr, never here),
+    atomically: a full disk or a read-only folder leaves the previous file whole and is one line."""
+    from fsadbench.core.io import atomic_write_bytes
+
     if not path:
         return
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        out.write_bytes(text)
-    else:
-        out.write_text(text)
+    atomic_write_bytes(out, text if isinstance(text, bytes) else text.encode("utf-8"))
     print(f"wrote {out}", file=sys.stderr)
 
 

@@ -29,7 +29,7 @@ def parse_options(items: Sequence[str], flag: str) -> dict[str, dict[str, Any]]:
         name, dot, opt = key.partition(".")
         if not sep or not dot or not name or not opt:
             raise ConfigError(f"{flag} {item!r}: expected DATASET.OPTION=VALUE, e.g. sdd.split_seed=1")
-        out.setdefault(name, {})[opt] = parse_value(value)
+        out.setdefault(name, {})[opt] = parse_value(value, f"{flag} {key}")
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from typing import Any, Sequence
 
@@ -25,7 +26,13 @@ def paper_of(cls: type) -> str:
         return str(paper)
     module = sys.modules.get(cls.__module__)
     doc = ((module.__doc__ if module is not None else None) or cls.__doc__ or "").strip()
-    return doc.splitlines()[0].strip("` ") if doc else "(no reference given)"
+    return plain(doc.splitlines()[0]) if doc else "(no reference given)"
+
+
+def plain(text: str) -> str:
+    """A docstring line for the terminal: reST literals (````x````, ```x```) and roles (``:class:`X```) unwrapped."""
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
+    return re.sub(r"`{1,2}([^`]*)`{1,2}", r"\1", text).strip()
 
 
 def option_defaults(cls: type, registered: dict[str, Any]) -> list[tuple[str, Any, bool]]:

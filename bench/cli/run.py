@@ -52,6 +52,7 @@ def main(argv: Sequence[str]) -> int:
     from fsadbench.run.config import RunConfig
     from fsadbench.run.executors import executor_from_args
     from fsadbench.run.plan import Plan
+    from fsadbench.run.preflight import refuse_file_in_the_way
     from fsadbench.run.preview import plan_text
     from fsadbench.run.resources import Resources
     from fsadbench.run.signals import SweepInterrupted
@@ -59,6 +60,7 @@ def main(argv: Sequence[str]) -> int:
     a = build_parser().parse_args(list(argv))
     cfg = RunConfig.from_cli(a)
     executor = executor_from_args(a)
+    refuse_file_in_the_way(cfg.results_dir)
     res = Resources(cfg, say)
     plan = Plan.build(cfg, res, RecordStore(cfg.results_dir), a.force)
     print(plan_text(cfg, plan, res), file=sys.stderr)
@@ -83,7 +85,8 @@ def main(argv: Sequence[str]) -> int:
     print(summary.line(), file=sys.stderr)
     text = report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
                        datasets=[d.name for d in cfg.datasets])
-    print(text or f"(no successful records in {cfg.results_dir})")
+    na = f": {summary.not_applicable} cell(s) not applicable, see above" if summary.not_applicable else ""
+    print(text or f"(no successful records in {cfg.results_dir}{na})")
     if a.log == "mlflow":
         from fsadbench.tracking import log_mlflow
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from fsadbench.core.errors import ConfigError
 
@@ -62,7 +62,18 @@ def mapping(v: Any, field_name: str, where: str) -> dict[str, Any]:
 
 def parse_categories(value: Any, where: str = "command line", field_name: str = "categories") -> list[str]:
     """Category names, each a plain folder name inside its dataset root (no '/', '..', absolute path)."""
-    return [check_plain_name(c, f"{where}: '{field_name}' entry") for c in str_list(value, field_name, where)]
+    out = [check_plain_name(c, f"{where}: '{field_name}' entry") for c in str_list(value, field_name, where)]
+    refuse_repeats(out, field_name, where)
+    return out
+
+
+def refuse_repeats(items: Sequence[Any], field_name: str, where: str) -> None:
+    """A ConfigError naming the first item listed twice (a repeat would plan a cell twice and miscount)."""
+    seen: set[Any] = set()
+    for v in items:
+        if v in seen:
+            raise ConfigError(f"{where}: '{field_name}' lists {v} twice; give each once")
+        seen.add(v)
 
 
 def int_list(value: Any, field_name: str, where: str) -> list[int]:
@@ -78,9 +89,8 @@ def int_list(value: Any, field_name: str, where: str) -> list[int]:
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"{where}: '{field_name}' must be a list of integers >= 0, e.g. 1,2,4 "
                               f"(got {v!r})")
-        if v in out:
-            raise ConfigError(f"{where}: '{field_name}' lists {v} twice")
         out.append(v)
+    refuse_repeats(out, field_name, where)  # a set: linear in the list (100,000 seeds plan at once)
     return out
 
 

@@ -114,6 +114,8 @@ class CategoryEvaluator:
         self.scores: list[float] = []
         self.labels: list[int] = []
         self.has_masks = False
+        self.unmasked = 0  # anomalous test images without a mask file (image metrics only)
+        self.masked = 0  # anomalous test images with one
 
     def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> torch.Tensor:
         """Accumulate a batch; returns its maps as evaluated (B x eval_size x eval_size, after the Gaussian)."""
@@ -121,6 +123,9 @@ class CategoryEvaluator:
         for i, s in enumerate(samples):
             if has_pixel_truth(s):
                 self.pixel.add(maps[i].numpy(), masks[i])
+            if s.label:
+                self.masked += s.mask_path is not None
+                self.unmasked += s.mask_path is None
         self.scores.extend(float(x) for x in pred.scores)
         self.labels.extend(int(s.label) for s in samples)
         return maps
@@ -129,9 +134,21 @@ class CategoryEvaluator:
         pix = self.pixel.compute()
         undefined = dict(pix.pop("undefined", {}) or {})
         img = image_metrics(np.asarray(self.scores, dtype=np.float64), np.asarray(self.labels))
+        for name, why in list(undefined.items()):
+            if str(why).startswith("one class only: no anomalous") and self.unmasked + self.masked:
+                undefined[name] = self.no_pixel_truth()
         undefined.update(img.pop("undefined", {}) or {})
         metrics = {**img, **pix}
         return metrics, undefined
+
+    def no_pixel_truth(self) -> str:
+        """Why pixel metrics found no anomalous pixel although the category has anomalous images."""
+        if not self.masked:
+            return (f"no masks: none of the {self.unmasked} anomalous test image(s) has a mask file, so their "
+                    f"pixels are unlabelled (image metrics only); add the masks (check-data lists the images)")
+        extra = f"; {self.unmasked} more have no mask file" if self.unmasked else ""
+        return (f"empty masks: the masks of the {self.masked} anomalous test image(s) mark no anomalous "
+                f"pixel{extra}; check the mask files (check-data lists them)")
 
 
 def check_finite(pred: Prediction, where: str) -> None:

@@ -17,6 +17,9 @@ same fit (e.g. "w/o VG" and "w/ VG").
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -56,6 +59,44 @@ class MethodContext:
         """Report progress inside a fit, e.g. ``ctx.step("epoch", epoch, epochs)``; shown on the run's bar."""
         if self.progress is not None:
             self.progress(stage, done, total)
+
+
+@functools.lru_cache(maxsize=None)
+def option_types(options_cls: type) -> dict[str, Any]:
+    """The resolved annotations of an ``Options`` dataclass ({} when they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(options_cls)
+    except Exception:  # noqa: BLE001 - a plugin's annotations naming something not importable: no checks
+        return {}
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def expected_type(value: Any, hint: Any) -> str:
+    """'' when ``value`` fits the option annotation ``hint``, else what it should be ("a number").
+
+    Checked: bool, int, float (an int is a number), str and ``X | None`` of these; other annotations
+    (Any, lists and tuples, dicts, classes) are left to the method, which checks them with its own
+    message (e.g. ``methods/common/options.int_tuple`` for block lists).
+    """
+    if hint is None or hint is Any:
+        return ""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return ""
+        wants = [expected_type(value, a) for a in args if a is not type(None)]
+        if any(w == "" for w in wants):
+            return ""
+        return " or ".join(wants) + (" or null" if type(None) in args else "")
+    if hint in _KINDS:
+        ok = (isinstance(value, bool) if hint is bool
+              else isinstance(value, hint) and not isinstance(value, bool) if hint is int
+              else isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float
+              else isinstance(value, str))
+        return "" if ok else _KINDS[hint]
+    return ""
 
 
 class Method(ABC):
@@ -141,6 +182,19 @@ class Method(ABC):
                 f"method {cls.name!r}: unknown option(s) {unknown}; known options: {sorted(fields) or 'none'}"
             )
         return cls.Options(**options)
+
+    @classmethod
+    def check_option_types(cls, options: Mapping[str, Any]) -> None:
+        """A ConfigError naming the first option whose value does not fit its annotated type (planning calls
+        this before any work; a method constructed directly keeps its own, more specific checks)."""
+        hints = option_types(cls.Options)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
+        for name, value in options.items():  # a deprecated name has no annotation: checked by the method
+            expected = expected_type(value, hints.get(name))
+            if expected:
+                default = defaults.get(name, dataclasses.MISSING)
+                shown = "" if default is dataclasses.MISSING else f"; default {default!r}"
+                raise ConfigError(f"method {cls.name!r}: option {name!r} must be {expected} (got {value!r}{shown})")
 
     @classmethod
     def option_dict(cls, options: Any) -> dict[str, Any]:

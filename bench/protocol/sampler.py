@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,7 +26,12 @@ def file_digest(path: str | Path) -> str:
         st = p.stat()
     except FileNotFoundError as exc:
         raise DataError(f"image file {p} does not exist") from exc
-    return _digest(str(p.resolve()), st.st_size, st.st_mtime_ns)
+    return _digest(_resolved(str(p)), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=200_000)
+def _resolved(path: str) -> str:
+    return str(Path(path).resolve())  # realpath stats every component: once per path, not once per seed
 
 
 @lru_cache(maxsize=200_000)
@@ -60,17 +65,24 @@ def manifest(shots: Sequence[Sample]) -> list[dict[str, str]]:
     return [{"rel_path": s.rel_path, "sha1": file_digest(s.image_path)} for s in shots]
 
 
-def content_fingerprint(test: Sequence[Sample], shots: Sequence[Sample] = ()) -> str:
-    """A category's data as a cell sees it: sha1 over the test images' relative paths, labels and content
-    digests, their masks' content digests, and the shots' relative paths and digests.
-
-    Any changed pixel file (image or mask), relabelled or added test image, or other shot changes it.
-    """
+def test_hasher(test: Sequence[Sample]) -> Any:
+    """The sha1 state over a category's test part (see :func:`content_fingerprint`), to reuse per seed."""
     h = hashlib.sha1()
     for s in test:
         mask = file_digest(s.mask_path) if s.mask_path is not None else "-"
         h.update(f"{s.rel_path}|{int(s.label)}|{file_digest(s.image_path)}|{mask}\n".encode())
     h.update(b"shots\n")
+    return h
+
+
+def content_fingerprint(test: Sequence[Sample], shots: Sequence[Sample] = (), base: Any = None) -> str:
+    """A category's data as a cell sees it: sha1 over the test images' relative paths, labels and content
+    digests, their masks' content digests, and the shots' relative paths and digests.
+
+    Any changed pixel file (image or mask), relabelled or added test image, or other shot changes it.
+    ``base``: :func:`test_hasher` of ``test`` computed once (a plan of many seeds reads each file once).
+    """
+    h = base.copy() if base is not None else test_hasher(test)
     for s in shots:
         h.update(f"{s.rel_path}|{file_digest(s.image_path)}\n".encode())
     return h.hexdigest()[:16]

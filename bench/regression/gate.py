@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fsadbench.core.errors import ConfigError
+from fsadbench.core.io import storage_error
 from fsadbench.regression.compare import Comparison, compare
 from fsadbench.regression.sources import load_side
 
@@ -61,10 +62,13 @@ def write_baseline(preset: str, out: str | Path | None = None, cache_dir: str | 
     """
     out = Path(out) if out else BASELINES_DIR / preset
     old = out.parent / f".{out.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        out.rename(old)
+    try:
+        if old.exists():
+            shutil.rmtree(old)
+        if out.exists():
+            out.rename(old)
+    except OSError as exc:
+        raise storage_error(exc, out.parent, out.name) from exc
     try:
         summary = run_preset(preset, out, cache_dir, force=True, log=log)
     except BaseException:

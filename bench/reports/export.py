@@ -46,6 +46,26 @@ def summary_long(df: pd.DataFrame, metrics: Sequence[str], categories: bool = Fa
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
 
 
+def with_coverage(rows: pd.DataFrame, records: Iterable[Record]) -> pd.DataFrame:
+    """``rows`` (:func:`summary_long`) with a ``coverage`` column: "complete", or what the figure misses
+    and why, against the plan of ``records`` (the coverage notes of the tables)."""
+    from fsadbench.results.coverage import ResultSet
+
+    rs = ResultSet(records)
+
+    def one(r) -> str:
+        if r["level"] == "category":
+            fig = rs.category_figure(r["method"], r["dataset"], r["category"], int(r["shots"]), r["variant"],
+                                     r["metric"])
+        else:
+            fig = rs.dataset_figure(r["method"], r["dataset"], int(r["shots"]), r["variant"], r["metric"])
+        return "complete" if fig is None or fig.complete else fig.coverage.describe()
+
+    out = rows.copy()
+    out["coverage"] = [one(r) for _, r in rows.iterrows()] if len(rows) else []
+    return out
+
+
 def coverage_notes(records: Iterable[Record]) -> list[str]:
     """Subset notes, then the failed / not-applicable cells (counted per method)."""
     records = list(records)
@@ -61,8 +81,23 @@ def coverage_notes(records: Iterable[Record]) -> list[str]:
     return notes
 
 
+#: a spreadsheet runs a cell starting with one of these as a formula (CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text value a spreadsheet shows as text: one starting like a formula gets a leading ``'``."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
 def to_csv(rows: pd.DataFrame) -> str:
-    return rows.to_csv(index=False, float_format="%.4f")
+    """The rows as CSV; text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``)
+    are written with a leading ``'``."""
+    safe = rows.copy()
+    for col in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[col]):
+            safe[col] = safe[col].map(csv_safe)
+    return safe.to_csv(index=False, float_format="%.4f")
 
 
 def to_json(rows: pd.DataFrame, notes: Sequence[str] = (), **meta: Any) -> str:
@@ -103,7 +138,7 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
 
         text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir))
     else:
-        rows = summary_long(df, metrics, per_category)
+        rows = with_coverage(summary_long(df, metrics, per_category), records)
         text = to_csv(rows) if fmt == "csv" else to_json(rows, coverage_notes(records), results_dir=str(results_dir),
                                                          metrics=metrics)
     return Report(text, tables.problems)

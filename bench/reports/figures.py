@@ -18,6 +18,7 @@ Images shown: anomalous test images evenly spaced over the category's list
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from fsadbench.results.aggregate import METRIC_LABELS, per_category, records_frame
 from fsadbench.core.errors import ConfigError
+from fsadbench.core.io import atomic_write_bytes
 from fsadbench.results.records import Record
 
 
@@ -37,15 +39,32 @@ def pyplot():
     return plt
 
 
+def _render(fig, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=150, format=fmt)
+    return buf.getvalue()
+
+
+def figure_bytes(fig, fmt: str = "png") -> bytes:
+    """``fig`` rendered in memory (then closed), e.g. to embed it in the HTML report."""
+    try:
+        return _render(fig, fmt)
+    finally:
+        pyplot().close(fig)
+
+
 def save_figure(fig, path: str | Path) -> list[Path]:
-    plt = pyplot()
+    """``fig`` as PNG and PDF beside ``path`` (its suffix dropped), rendered in memory, then each file written
+    atomically (:func:`fsadbench.core.io.atomic_write_bytes`: never a partial figure, one-line errors)."""
     p = Path(path)
     stem = p.with_suffix("") if p.suffix.lower() in (".png", ".pdf") else p
-    stem.parent.mkdir(parents=True, exist_ok=True)
     out = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")]
-    for o in out:
-        fig.savefig(o, dpi=150)
-    plt.close(fig)
+    try:
+        data = [_render(fig, o.suffix[1:]) for o in out]
+    finally:
+        pyplot().close(fig)
+    for o, d in zip(out, data):
+        atomic_write_bytes(o, d)
     return out
 
 
@@ -53,6 +72,12 @@ def save_figure(fig, path: str | Path) -> list[Path]:
 def category_bars(records: Iterable[Record], dataset: str, shots: int, path: str | Path,
                   metric: str = "pixel_auroc", variants: Sequence[str] | None = None) -> list[Path]:
     """Per-category bars (mean ± std over seeds, %) of every method x variant; returns the files written."""
+    return save_figure(bars_figure(records, dataset, shots, metric, variants), path)
+
+
+def bars_figure(records: Iterable[Record], dataset: str, shots: int, metric: str = "pixel_auroc",
+                variants: Sequence[str] | None = None):
+    """The figure of :func:`category_bars` (y axis from 0 to 100 %: bar heights compare honestly)."""
     df = records_frame(records)
     df = df[(df["dataset"] == dataset) & (df["shots"] == shots)]
     if variants:
@@ -75,15 +100,14 @@ def category_bars(records: Iterable[Record], dataset: str, shots: int, path: str
                label=f"{lab} {v}")
     ax.set_xticks(np.arange(len(cats)))
     ax.set_xticklabels(cats, rotation=45 if len(cats) > 4 else 0, ha="right" if len(cats) > 4 else "center")
-    lo = float(np.nanmin(pc["mean"] - pc["std"].fillna(0)))
-    ax.set_ylim(max(0.0, lo - 5.0), 100.0)
+    ax.set_ylim(0.0, 100.0)  # bars start at 0: a cut axis exaggerates differences
     ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (%)")
     random = bool(df["random_weights"].any())
     ax.set_title(f"{dataset}, {shots}-shot" + ("\n(RANDOM weights: pipeline check)" if random else ""), fontsize=9)
     ax.legend(fontsize=7, ncol=min(3, len(series)))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 # -- qualitative grid from fitted methods ------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -50,7 +49,8 @@ def _entry(c, bold: bool, close: bool, mark: str | None) -> str:
     elif not isinstance(c, Figure) or math.isnan(c.mean):
         s = "&ndash;"
     else:
-        s = f"{c.mean:.2f} &plusmn; {0.0 if math.isnan(c.std) else c.std:.2f}"
+        s = (f"{c.mean:.2f} (n = 1)" if c.n_seeds == 1
+             else f"{c.mean:.2f} &plusmn; {0.0 if math.isnan(c.std) else c.std:.2f}")
         s = f"<b>{s}</b>" if bold else s
     return s + (" &dagger;" if close else "") + (f" <sup>{esc(mark)}</sup>" if mark else "")
 
@@ -78,14 +78,12 @@ def table_html(t: Table) -> str:
 
 def _bars_png(records: Sequence[Record], dataset: str, shots: int, metric: str) -> bytes | None:
     from fsadbench.core.errors import ConfigError
-    from fsadbench.reports.figures import category_bars
+    from fsadbench.reports.figures import bars_figure, figure_bytes
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            files = category_bars(records, dataset, shots, Path(tmp) / "bars", metric)
-        except ConfigError:  # the metric is undefined in every category (e.g. test-only sets)
-            return None
-        return next(f for f in files if f.suffix == ".png").read_bytes()
+    try:
+        return figure_bytes(bars_figure(records, dataset, shots, metric))  # in memory: no temp files
+    except ConfigError:  # the metric is undefined in every category (e.g. test-only sets)
+        return None
 
 
 def qualitative_png(records: Sequence[Record], results_dir: str | Path, n_images: int = 4) -> bytes | None:
@@ -96,7 +94,7 @@ def qualitative_png(records: Sequence[Record], results_dir: str | Path, n_images
     """
     import numpy as np
 
-    from fsadbench.reports.figures import draw_grid, save_figure
+    from fsadbench.reports.figures import draw_grid, figure_bytes
     from fsadbench.results.records import RecordStore
     from fsadbench.results.scores import CellScores, scores_path
 
@@ -128,8 +126,7 @@ def qualitative_png(records: Sequence[Record], results_dir: str | Path, n_images
         title = f"{key[0]}/{key[1]}, {key[2]}-shot, seed {key[3]}" + (" (RANDOM weights)" if random else "")
         fig = draw_grid(images, [first.masks[i] for i in pick], [_row_label(first.images[i]) for i in pick],
                         columns, title)
-        with tempfile.TemporaryDirectory() as tmp:
-            return next(f for f in save_figure(fig, Path(tmp) / "grid") if f.suffix == ".png").read_bytes()
+        return figure_bytes(fig)
     return None
 
 

@@ -27,11 +27,13 @@ def _entry(c, bold: bool, close: bool, mark: str | None, fmt: str) -> str:
         s = "–" if fmt == "md" else "--"
     else:
         std = 0.0 if math.isnan(c.std) else c.std
+        one = c.n_seeds == 1  # no spread to show: say so instead of a misleading ± 0.00
         if fmt == "md":
-            s = f"{c.mean:.2f} ± {std:.2f}"
+            s = f"{c.mean:.2f} (n = 1)" if one else f"{c.mean:.2f} ± {std:.2f}"
             s = f"**{s}**" if bold else s
         else:
-            s = (f"\\textbf{{{c.mean:.2f}}}" if bold else f"{c.mean:.2f}") + f" $\\pm$ {std:.2f}"
+            s = (f"\\textbf{{{c.mean:.2f}}}" if bold else f"{c.mean:.2f}") + (" ($n = 1$)" if one
+                                                                              else f" $\\pm$ {std:.2f}")
     if close:
         s += " †" if fmt == "md" else "$^{\\dagger}$"
     if mark:
@@ -50,15 +52,24 @@ def to_markdown(t: Table) -> str:
         for _ in range(span):
             headers.append(f"{g} {t.columns[i]}".strip())
             i += 1
-    body = [[h.md if isinstance(h, TextCell) else h for h in rh] + _entries(t, ri, cells, "md")
+    body = [[h.md if isinstance(h, TextCell) else md_escape(h) for h in rh] + _entries(t, ri, cells, "md")
             for ri, (rh, cells) in enumerate(t.rows)]
-    lines = [f"**{t.title}**", ""] + [f"> {n}" for n in t.notes] + [""]
+    headers = [md_escape(h) for h in headers]
+    lines = [f"**{t.title}**", ""] + [f"> {md_escape(n, cell=False)}" for n in t.notes] + [""]
     lines.append(tabulate(body, headers=headers, tablefmt="pipe", stralign="center", disable_numparse=True))
     return "\n".join(lines) + "\n"
 
 
+def md_escape(s: object, cell: bool = True) -> str:
+    """Text from labels and names, safe in Markdown: ``<`` ``>`` as entities (never live HTML) and, in a
+    table cell, ``|`` as ``\\|`` (never a column break)."""
+    text = str(s).replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|") if cell else text
+
+
 _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+              "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "{": r"\{", "}": r"\}",
+              "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
               "±": r"$\pm$", "≥": r"$\geq$", "†": r"$^{\dagger}$", "–": "--", "×": r"$\times$",
               "✓": r"$\checkmark$", "≤": r"$\leq$"}
 #: every LaTeX table needs these packages in the document's preamble

@@ -171,7 +171,7 @@ class ClaimStore:
             return False  # being written right now (O_EXCL create, then write): not ours to judge yet
         steal = path.with_name(path.name + ".steal")
         try:
-            fd = os.open(steal, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(steal, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
             if time.time() - _mtime(steal) > STEAL_TIMEOUT_S:
                 steal.unlink(missing_ok=True)  # a taker died holding it; the next attempt retries
@@ -256,7 +256,7 @@ class ClaimStore:
 def _create_exclusive(path: Path, text: str) -> bool:
     """Create ``path`` with ``text`` unless it exists (O_EXCL: of concurrent creators exactly one wins)."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
     except FileExistsError:
         return False
     with os.fdopen(fd, "w") as f:

@@ -36,7 +36,8 @@ import yaml
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, default_cache_dir  # noqa: F401
 from fsadbench.core.errors import ConfigError, RegistryError
-from fsadbench.core.validate import int_list, int_value, mapping, opt_str, parse_categories
+from fsadbench.core.validate import int_list, int_value, mapping, opt_str, parse_categories, refuse_repeats
+from fsadbench.core.yamlsafe import load_file, load_text
 
 PROTOCOL_VERSION = "fsad-protocol/1"
 
@@ -126,12 +127,15 @@ def stable_hash(obj: Any) -> str:
 
 
 # -- parsing ---------------------------------------------------------------------
-def parse_value(text: str) -> Any:
-    """CLI option values: YAML scalars (``2``, ``true``, ``[3, 8]``, ``0.5``)."""
+def parse_value(text: str, where: str = "option value") -> Any:
+    """CLI option values: YAML scalars (``2``, ``true``, ``[3, 8]``, ``0.5``); text that is not YAML stays
+    a string. Aliases and duplicate keys are refused (:mod:`fsadbench.core.yamlsafe`)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_text(text, where)
+    except ConfigError as exc:
+        if isinstance(exc.__cause__, yaml.YAMLError):
+            return text
+        raise
 
 
 def _method_specs(value: Any, where: str) -> list[MethodSpec]:
@@ -261,10 +265,7 @@ def apply_mapping(cfg: RunConfig, data: Mapping[str, Any], where: str) -> RunCon
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
-    with open(p) as f:
-        data = yaml.safe_load(f) or {}
+    data = load_file(p) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p}: the top level must be a mapping")
     data.pop("published", None)  # paper configs may carry published figures beside the sweep
@@ -324,10 +325,12 @@ def build_config(preset: str | None = None, config_file: str | None = None,
             raise ConfigError(f"--method-option {item!r}: method {mname!r} is not in this run "
                               f"({', '.join(m.name for m in cfg.methods)})")
         for m in hits:
-            m.options[opt] = parse_value(value)
+            m.options[opt] = parse_value(value, f"--method-option {target}")
     if not cfg.methods or not cfg.datasets or not cfg.shots or not cfg.seeds:
         raise ConfigError("a run needs at least one method, dataset, shot count and seed")
     cfg.methods = [canonical_method(m) for m in cfg.methods]
+    refuse_repeats([m.id for m in cfg.methods], "methods", "run config")
+    refuse_repeats([d.name for d in cfg.datasets], "datasets", "run config")
     return cfg
 
 

@@ -34,12 +34,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def accepts_normal_source(dataset: str) -> bool:
+    """Whether the dataset plugin takes the ``normal_source`` option (the test-only sets do)."""
+    from fsadbench.core.errors import RegistryError
+    from fsadbench.core.registry import DATASETS
+
+    try:
+        cls, _ = DATASETS.get(dataset)
+    except RegistryError:
+        return False
+    return "normal_source" in tuple(getattr(cls, "option_names", ()) or ())
+
+
 def job_shots(split: CategorySplit, job: Job, cls: type) -> list[Sample]:
     """The seeded k normal images of one category of ``job``; NotApplicable when the cell cannot run."""
     if job.shots > 0 and not split.train:
         raise NotApplicable(
             f"{job.dataset.name}/{split.info.name} has no normal train images for {job.shots}-shot; "
-            f"configure a normal source (datasets.{job.dataset.name}.options.normal_source) or use --shots 0")
+            + (f"configure a normal source (datasets.{job.dataset.name}.options.normal_source) or use --shots 0"
+               if accepts_normal_source(job.dataset.name) else
+               f"add normal images to its train folder or use --shots 0"))
     if job.shots < cls.min_shots:
         raise NotApplicable(f"{cls.name} needs at least {cls.min_shots} shot(s); got {job.shots}")
     return sample_shots(split.train, job.shots, job.seed)

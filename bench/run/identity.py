@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from fsadbench.core.errors import BenchError
 from fsadbench.core.registry import METHODS
 from fsadbench.protocol.metrics import METRIC_VERSION
-from fsadbench.protocol.sampler import content_fingerprint, file_digest, sample_shots
+from fsadbench.protocol.sampler import content_fingerprint, file_digest, sample_shots, test_hasher
 from fsadbench.run.config import PROTOCOL_VERSION, MethodSpec, Protocol, RunConfig, stable_hash
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,6 +37,7 @@ def resolve_method(spec: MethodSpec) -> tuple[type, dict[str, Any]]:
     cls, defaults = METHODS.get(spec.name)
     options = {**defaults, **spec.options}
     cls.make_options(options)  # unknown options fail before any work
+    cls.check_option_types(options)  # and options of the wrong type, naming the option
     return cls, options
 
 
@@ -130,10 +131,16 @@ def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, A
         try:
             split = data.split(job.dataset, c)
             shots = sample_shots(split.train, job.shots, job.seed) if 0 < job.shots <= len(split.train) else []
-            content[c] = content_fingerprint(split.test, shots)
+            tk = ("test", job.dataset.name, c)  # the test part once per category, not once per seed
+            if tk not in data.identities:
+                data.identities[tk] = test_hasher(split.test)
+            content[c] = content_fingerprint(split.test, shots, base=data.identities[tk])
         except BenchError as exc:  # the cell records the failure; a repaired dataset changes the key
             content[c] = f"unreadable ({type(exc).__name__})"
-    ident = static_identity(cfg, job)
+    sk = ("static", job.method.id, job.dataset.name)
+    if sk not in data.identities:
+        data.identities[sk] = json.dumps(static_identity(cfg, job), default=str)
+    ident = json.loads(data.identities[sk])  # a fresh copy per job (the method part once per method id)
     ident["dataset"]["data"] = content
     if job.auxiliary is not None:  # the dataset it trained on (fsadbench.run.transfer)
         from fsadbench.run.transfer import auxiliary_identity

@@ -15,9 +15,20 @@ from pathlib import Path
 from fsadbench.core.errors import ConfigError
 
 
+def refuse_file_in_the_way(results_dir: str | Path) -> Path:
+    """The results folder's path, or a ConfigError when it or a parent is a file (before any planning)."""
+    root = Path(results_dir)
+    for p in (root, *root.parents):
+        if p.is_dir():
+            break
+        if p.exists():
+            raise ConfigError(f"results folder {root}: {p} is a file, not a folder; choose another --results-dir")
+    return root
+
+
 def check_results_dir(results_dir: str | Path) -> Path:
     """The results folder, checked writable; ConfigError naming the path otherwise."""
-    root = Path(results_dir)
+    root = refuse_file_in_the_way(results_dir)
     where = root
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from fsadbench.core.defaults import RANDOM
 from fsadbench.run.config import PIPELINE_CHECK, MethodSpec, RunConfig
@@ -78,7 +78,7 @@ def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
         methods.append(m.id + (f" ({', '.join(f'{k}={v!r}' for k, v in extra.items())})" if extra
                                else "" if m.options else " (defaults)"))
     lines.append(f"  methods: {', '.join(methods)}   (all options: run_bench.py list --method NAME)")
-    lines.append(f"  shots: {', '.join(map(str, cfg.shots))}; seeds: {', '.join(map(str, cfg.seeds))}")
+    lines.append(f"  shots: {int_ranges(cfg.shots)}; seeds: {int_ranges(cfg.seeds)}")
     lines.append(f"  backbone: {cfg.model}; weights: {weights_line(cfg)}")
     own = [f"{m.id}: {b.name} ({'RANDOM' if b.is_random else b.pretrained})" for m in cfg.methods
            for b in [method_backbone(cfg, m)] if b != sweep_backbone(cfg)]
@@ -95,3 +95,20 @@ def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
     if plan.todo:
         lines.append(f"  encoder passes: at most {encoder_passes(cfg, plan, data):,} image(s)")
     return "\n".join(lines)
+
+
+def int_ranges(values: Sequence[int], max_parts: int = 8) -> str:
+    """A compact list of integers: runs as ``a-b``, at most ``max_parts`` parts, then the count:
+    ``0, 1, 2`` -> "0, 1, 2"; 0..99999 -> "0-99999 (100,000 in all)"; scattered ones end in "... (N in all)"."""
+    vals = list(values)
+    parts: list[str] = []
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        parts += [f"{vals[i]}-{vals[j]}"] if j - i >= 3 else [str(v) for v in vals[i:j + 1]]
+        i = j + 1
+    text = ", ".join(parts[:max_parts]) + (", ..." if len(parts) > max_parts else "")
+    return text + (f" ({len(vals):,} in all)" if len(parts) > max_parts or len(vals) > 4 * max_parts else "")
+

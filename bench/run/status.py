@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fsadbench.run.config import RunConfig, apply_mapping, build_config
-from fsadbench.core.errors import ConfigError, error_line
+from fsadbench.core.errors import BenchError, ConfigError, error_line
 from fsadbench.run.claims import ClaimInfo, ClaimStore
 from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
 from fsadbench.run.identity import cell_hash
@@ -38,6 +38,8 @@ class SweepStatus:
     errors: dict[str, str] = field(default_factory=dict)  # failed cell -> last error line
     stale: list[tuple[ClaimInfo, str]] = field(default_factory=list)
     outdated: int = 0  # pending cells whose record has another config hash
+    live: dict[str, ClaimInfo] = field(default_factory=dict)  # claimed cell relpath -> live claim
+    unplanned: list[str] = field(default_factory=list)  # why older sweep configs could not be planned
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -75,25 +77,67 @@ def config_for(results_dir: Path, preset: str | None = None, config_file: str | 
     return cfg, src
 
 
-def sweep_status(cfg: RunConfig) -> SweepStatus:
-    """State of every planned cell of ``cfg`` in ``cfg.results_dir``."""
-    store = RecordStore(cfg.results_dir)
+def plans_for(results_dir: Path, latest: RunConfig) -> list[RunConfig]:
+    """Every distinct sweep config started in ``results_dir`` (``run.json``'s ``plans``), oldest first;
+    ``[latest]`` when the manifest lists none (an older manifest, or a plan given by --preset / --config)."""
+    try:
+        plans = json.loads((results_dir / "run.json").read_text()).get("plans") or []
+        cfgs = [apply_mapping(RunConfig(), p, f"{results_dir / 'run.json'} plans") for p in plans]
+    except (OSError, ValueError, AttributeError, ConfigError):
+        return [latest]
+    for c in cfgs:
+        c.results_dir = str(results_dir)
+    return cfgs or [latest]
+
+
+def sweep_status(cfg: RunConfig | Sequence[RunConfig]) -> SweepStatus:
+    """State of every planned cell of ``cfg`` (or of several sweep configs: their cells, once each) in
+    its ``results_dir``."""
+    cfgs = [cfg] if isinstance(cfg, RunConfig) else list(cfg)
+    st = _claims_status(cfgs[-1])
+    for i, c in enumerate(reversed(cfgs)):  # the latest config decides a cell that several plans share
+        try:
+            _plan_status(c, st)
+        except BenchError as exc:
+            if i == 0:
+                raise
+            st.unplanned.append(error_line(str(exc)))  # an older sweep whose data moved: said, not fatal
+    return st
+
+
+def recent_sweeps(results_root: Path = Path("results")) -> list[Path]:
+    """Folders directly under ``results_root`` holding a sweep's ``run.json``, the most recent first."""
+    try:
+        found = [p.parent for p in results_root.glob("*/run.json") if p.is_file()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda d: (d / "run.json").stat().st_mtime, reverse=True)
+
+
+def _claims_status(cfg: RunConfig) -> SweepStatus:
     claims = ClaimStore(cfg.results_dir)
     now = time.time()
-    live: dict[str, ClaimInfo] = {}
     st = SweepStatus()
     for c in claims:
         why = c.stale_reason(now)
         if why is None:
             for rel in c.cells:
-                live[rel] = c
+                st.live[rel] = c
         else:
             st.stale.append((c, why))
+    return st
+
+
+def _plan_status(cfg: RunConfig, st: SweepStatus) -> None:
+    store = RecordStore(cfg.results_dir)
+    live = st.live
     data = DataSource(cfg)  # datasets only: no backbone, no feature store
     for job in plan_jobs(cfg, data):
         h = cell_hash(cfg, data, job)
         for key in job.keys():
             name = str(key)
+            if name in st.cells:
+                continue  # already stated by a later sweep config
             rec = store.load(key)
             if rec is not None and rec.config_hash == h and rec.status in DONE_STATUSES:
                 state = "done"
@@ -107,7 +151,6 @@ def sweep_status(cfg: RunConfig) -> SweepStatus:
                 state = "pending"
                 st.outdated += rec is not None
             st.cells[name] = state
-    return st
 
 
 def _age(t: float) -> str:
@@ -119,6 +162,7 @@ def render(st: SweepStatus, results_dir: Path, source: str, show: Sequence[str] 
     n = st.counts()
     lines = [f"results: {results_dir} (plan from {source})",
              f"{len(st.cells)} cell(s): " + ", ".join(f"{n[s]} {s}" for s in STATES)]
+    lines += [f"(an older sweep config of this folder was left out: {why})" for why in st.unplanned]
     if st.outdated:
         lines.append(f"({st.outdated} pending cell(s) have a record from another config; they will be recomputed)")
     if "running" in show and st.running:

@@ -40,11 +40,14 @@ class RunSummary:
     encoded_images: int = 0
     failures: list[str] = field(default_factory=list)
     submitted: int = 0  # cells handed to a scheduler and not waited for
+    not_applicable_why: dict[str, int] = field(default_factory=dict)  # reason -> cells
 
     def line(self) -> str:
+        """The one-line count, then one line per reason why cells were not applicable."""
         text = (f"{self.computed} cell(s) computed, {self.skipped} already done, {self.failed} failed, "
                 f"{self.not_applicable} not applicable; encoder passes: {self.encoded_images} image(s)")
-        return text + (f"; {self.submitted} cell(s) submitted, not waited for" if self.submitted else "")
+        text += f"; {self.submitted} cell(s) submitted, not waited for" if self.submitted else ""
+        return text + "".join(f"\nnot applicable ({n} cell(s)): {why}" for why, n in self.not_applicable_why.items())
 
 
 def last_line(text: str | None) -> str:
@@ -96,6 +99,8 @@ def tally(cfg: RunConfig, data: "DataSource", plan: Plan, store: RecordStore, ou
                 s.computed += 1
             elif rec.status == STATUS_NA:
                 s.not_applicable += 1
+                why = error_line(rec.error) or "no reason recorded"
+                s.not_applicable_why[why] = s.not_applicable_why.get(why, 0) + 1
             else:
                 s.failed += 1
                 s.failures.append(f"{key}: {error_line(rec.error) or rec.status}")

@@ -66,7 +66,7 @@ def test_preflight_names_the_folder_that_cannot_be_written(tmp_path):
     assert check_results_dir(tmp_path / "new" / "res").is_dir()  # created when missing
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ConfigError, match=f"results folder {blocker / 'res'} cannot be written"):
+    with pytest.raises(ConfigError, match=f"results folder {blocker / 'res'}: {blocker} is a file, not a folder"):
         check_results_dir(blocker / "res")
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fsadbench.core.errors import ConfigError
+from fsadbench.core.yamlsafe import load_file
 from fsadbench.reports.paper.catalog import get_layout, layout_names
 
 
@@ -21,7 +20,7 @@ def table_spec(config_path: str | Path) -> tuple[str, dict[str, Any], str | None
     p = Path(config_path)
     if not p.is_file():
         raise ConfigError(f"--config {p} does not exist")
-    data = yaml.safe_load(p.read_text()) or {}
+    data = load_file(p, "--config") or {}
     spec = data.get("table")
     if spec is None:
         raise ConfigError(f"{p}: no 'table:' key naming the layout (one of {', '.join(layout_names())})")

@@ -31,6 +31,7 @@ from fsadbench.run.signals import Interrupted, SweepInterrupted, interrupt_guard
 from fsadbench.run.summary import ELSEWHERE, SKIPPED, Outcome, RunSummary, count_done, tally
 
 RUN_MANIFEST = "run.json"
+MAX_PLANS = 50  # distinct sweep configs remembered per results folder
 Log = Callable[[str], None]
 
 
@@ -48,9 +49,17 @@ def quiet(msg: str) -> None:
 
 
 def write_run_manifest(cfg: RunConfig, executor: str) -> Path:
-    """``<results>/run.json``: the resolved config of the latest sweep started here (read by ``status``)."""
+    """``<results>/run.json``: the resolved config of the latest sweep started here, and under ``plans`` every
+    distinct config started in this folder (``status`` counts the cells of all of them)."""
     path = Path(cfg.results_dir) / RUN_MANIFEST
-    atomic_write_text(path, json.dumps({"config": cfg.to_dict(), "executor": executor,
+    config = cfg.to_dict()
+    try:
+        old = json.loads(path.read_text())
+        plans = [p for p in old.get("plans") or [old["config"]] if isinstance(p, dict)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        plans = []
+    plans = [p for p in plans if p != config][-(MAX_PLANS - 1):] + [config]
+    atomic_write_text(path, json.dumps({"config": config, "plans": plans, "executor": executor,
                                         "started": time.time()}, indent=1, sort_keys=True))
     return path
 
