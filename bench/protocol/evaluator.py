@@ -113,7 +113,6 @@ class CategoryEvaluator:
         self.pixel = PixelMetrics(device=device, aupro=aupro)
         self.scores: list[float] = []
         self.labels: list[int] = []
-        self.has_masks = False
 
     def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> torch.Tensor:
         """Accumulate a batch; returns its maps as evaluated (B x eval_size x eval_size, after the Gaussian)."""

@@ -57,7 +57,8 @@ def test_mask_downsized_by_nearest_keeps_the_sampled_pixels(tmp_path):
 
 
 def test_normal_image_mask_is_all_normal():
-    assert not gt_mask(Sample(Path("n.png"), 0), 5).any() and gt_mask(Sample(Path("n.png"), 0), 5).shape == (5, 5)
+    m = gt_mask(Sample(Path("n.png"), 0), 5)
+    assert m.dtype == bool and m.shape == (5, 5) and not m.any()
 
 
 # -- (b) shots: distinct, reproducible, the seeded numpy draw without replacement ----------------------

@@ -117,6 +117,20 @@ def test_gaussian_kernel_radius_and_values():
     assert ev.gaussian_kernel1d(0.6).numel() == 5 and ev.gaussian_kernel1d(0.6, truncate=2.0).numel() == 3
 
 
+def test_blur_keeps_the_maps_dtype_and_equals_scipy_in_float64():
+    from scipy import ndimage
+
+    m = np.random.default_rng(2).random((1, 9, 7))
+    got = ev.gaussian_blur(torch.from_numpy(m), 1.3)
+    assert got.dtype == torch.float64
+    assert np.allclose(got[0].numpy(), ndimage.gaussian_filter(m[0], 1.3, mode="reflect", truncate=4.0), atol=1e-6)
+
+
+def test_upsample_at_the_evaluation_size_is_the_maps_themselves():
+    m = torch.rand(2, 6, 6)
+    assert ev.upsample(m, 6) is m and ev.upsample(m, 12).shape == (2, 12, 12)
+
+
 def test_blur_without_sigma_returns_the_maps_unchanged():
     m = torch.rand(1, 5, 5)
     assert ev.gaussian_blur(m, 0) is m and ev.gaussian_blur(m, -1.0) is m and ev.gaussian_blur(m, None) is m
@@ -125,9 +139,9 @@ def test_blur_without_sigma_returns_the_maps_unchanged():
 def test_postprocess_upsamples_then_blurs():
     from scipy import ndimage
 
-    m = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    m = np.arange(16, dtype=np.float64).reshape(1, 4, 4)  # maps of any float dtype are evaluated in float32
     got = ev.postprocess(m, 8, 1.5)
-    up = ev.upsample(torch.from_numpy(m), 8)
+    up = ev.upsample(torch.from_numpy(m).float(), 8)
     want = ndimage.gaussian_filter(up[0].double().numpy(), 1.5, mode="reflect", truncate=4.0)
     assert got.dtype == torch.float32 and got.shape == (1, 8, 8) and np.allclose(got[0].numpy(), want, atol=1e-5)
 
@@ -188,6 +202,29 @@ def test_category_evaluator_reports_why_a_metric_is_undefined():
     assert "image_auroc" in undefined and "pixel_auroc" in undefined
 
 
+def test_aupro_is_computed_by_default():
+    mask = np.zeros((4, 4), bool)
+    mask[1:3, 1:3] = True
+    maps = np.zeros((2, 4, 4), np.float32)
+    maps[1][1:3, 1:3] = 1.0  # a perfect map
+    for e in (ev.CategoryEvaluator(eval_size=4, sigma=0), ev.CategoryEvaluator(4, 0, aupro=True)):
+        e.add(Prediction(maps, np.array([0.0, 1.0])), [Sample(Path("n.png"), 0), Sample(Path("a.png"), 1, "dent",
+                                                                                         Path("m.png"))],
+              [np.zeros((4, 4), bool), mask])
+        assert e.compute()[0]["aupro"] == pytest.approx(1.0)
+
+
 EQUIVALENT_MUTANTS = {
+    "evaluator.gaussian_kernel1d: arange dtype float64 -> None / omitted": "integer offsets; the kernel is cast to "
+                                                                          "float32, rounding below its resolution",
+    "evaluator.gaussian_blur: sigma < 0": "sigma == 0 already returns through `not sigma`",
+    "evaluator.gaussian_blur: .to(None / no device)": "the CPU tensors are already on the maps' device",
+    "evaluator.gaussian_blur: kernel .to(device, None / omitted)": "float32 maps only differ with a float64 kernel "
+                                                                  "at rounding level; float64 maps are tested",
+    "evaluator.upsample: align_corners None / omitted": "None and omitted are interpolate's default False",
+    "evaluator.CategoryEvaluator: PixelMetrics(device=None / omitted)": "CPU: the default device is the same",
+    "evaluator.compute: pop('undefined', None / omitted)": "both metric functions always return an 'undefined' "
+                                                           "dict",
+    "evaluator.compute: scores dtype None / omitted": "the scores are Python floats: numpy makes them float64",
     "sampler.sample_shots: replace=None": "numpy reads a falsy replace as without replacement, like False",
 }
