@@ -37,6 +37,7 @@ class _Data:
         self.identities: dict = {}
 
     def split(self, spec, category):
+        assert isinstance(spec, DatasetSpec), spec  # the job's dataset, as the real DataSource needs
         s = self.splits[category]
         if isinstance(s, Exception):
             raise s
@@ -157,8 +158,17 @@ def test_weights_identity_names_random_init_a_checkpoint_digest_or_a_tag(tmp_pat
         f"open_clip-tag:{tmp_path / 'missing.pt'}"
 
 
-def test_precision_is_fp32_without_amp_or_without_cuda():
+def test_precision_is_fp32_without_amp_or_without_cuda(monkeypatch):
+    import torch
+
+    from fsadbench.backbone import clip
+
     assert idn.precision(_cfg(amp=False)) == "fp32" and idn.precision(_cfg(amp=True, device="cpu")) == "fp32"
+    seen = []
+    monkeypatch.setattr(clip, "resolve_device", lambda d: seen.append(d) or torch.device("cuda"))
+    assert idn.precision(_cfg(amp=True, device="cuda:1")) == "bf16-autocast" and seen == ["cuda:1"]
+    assert idn.precision(_cfg(amp=False, device="cuda:1")) == "fp32"
+    assert idn.static_identity(_cfg(amp=True), _job())["backbone"]["precision"] == "bf16"
 
 
 def test_sigma_is_the_protocols_else_the_methods_paper_value():
@@ -202,4 +212,7 @@ def test_resolved_options_write_a_non_json_value_as_text(monkeypatch):
 
 
 EQUIVALENT_MUTANTS = {
+    "identity.static_identity: getattr(cls, 'version' / 'feature_specs', <other default>)":
+        "the Method base class defines both, so the getattr default is never used",
+    "identity.cell_identity: 0 <= job.shots": "sample_shots(train, 0, seed) is [] like the else branch",
 }
