@@ -63,12 +63,11 @@ def test_normal_image_mask_is_all_normal():
 
 # -- (b) shots: distinct, reproducible, the seeded numpy draw without replacement ----------------------
 def _pool(tmp_path: Path, n: int) -> list[Sample]:
-    out = []
-    for i in range(n):
-        p = tmp_path / f"{i:03d}.png"
-        p.write_bytes(f"image {i}".encode())
-        out.append(Sample(p, 0, "good", None, f"train/good/{i:03d}.png"))
-    return out
+    """n normals with distinct bytes, relative paths train/good/000.png, 001.png, ..."""
+    names = [f"{i:03d}.png" for i in range(n)]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_bytes(b"normal %d" % i)
+    return [Sample(tmp_path / name, 0, "good", None, "train/good/" + name) for name in names]
 
 
 @pytest.mark.parametrize("seed", range(8))
