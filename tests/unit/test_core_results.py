@@ -7,6 +7,7 @@ EQUIVALENT_MUTANTS lists, per module, the surviving mutants that cannot change b
 from __future__ import annotations
 
 import math
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -128,6 +129,29 @@ def test_too_few_seeds_give_no_noise_estimate():
     assert one.describe() == "paired t: too few seeds (1/1) for a noise estimate" and math.isnan(one.t)
 
 
+def _fields(t) -> tuple:
+    return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in astuple(t))
+
+
+def test_every_field_of_the_degenerate_tests():
+    assert _fields(paired_t({}, {})) == ("paired t", 0, 0, "nan", "nan", "nan", "nan", "nan")
+    assert _fields(paired_t({3: 2.0}, {3: 0.5})) == ("paired t", 1, 1, 1.5, "nan", "nan", "nan", "nan")
+    assert _fields(welch_t([], [1.0, 2.0])) == ("Welch t", 0, 2, "nan", "nan", "nan", "nan", "nan")
+    assert _fields(welch_t([1.0], [2.0, 3.0])) == ("Welch t", 1, 2, -1.5, "nan", "nan", "nan", "nan")
+    assert _fields(welch_t([1.0, 1.0], [2.0, 2.0, 2.0])) == ("Welch t", 2, 3, -1.0, 0.0, 3.0, -math.inf, 0.0)
+
+
+def test_the_no_spread_cut_is_relative_to_the_size_of_the_difference():
+    big = paired_t({0: 100.0, 1: 100.0 + 2e-11}, {0: 0.0, 1: 0.0})  # se 1e-11 < 1e-12 x 100: no spread
+    assert big.se == 0.0 and big.t == math.inf
+    small = paired_t({0: 0.5, 1: 0.5 + 3e-12}, {0: 0.0, 1: 0.0})  # se 1.5e-12 >= 1e-12 x 1: a spread
+    assert small.se > 0 and math.isfinite(small.t)
+    wbig = welch_t([100.0, 100.0 + 2e-11], [0.0, 0.0])
+    assert wbig.se == 0.0 and wbig.t == math.inf
+    wsmall = welch_t([0.5, 0.5 + 3e-12], [0.0, 0.0])
+    assert wsmall.se > 0 and math.isfinite(wsmall.t)
+
+
 def test_compare_seeds_pairs_only_identical_defined_seed_sets():
     a = {0: 1.0, 1: 3.0, 2: float("nan")}
     assert compare_seeds(a, {0: 0.5, 1: 1.0}).kind == "paired t"  # the NaN seed does not count
@@ -215,6 +239,10 @@ def test_has_variant_and_status_of():
 
 
 EQUIVALENT_MUTANTS = {
+    "stats: float('NAN')": "float() reads 'NAN' as the same NaN",
+    "stats.paired_t / welch_t: se <= cut": "se exactly equal to the cut has probability zero",
+    "stats.welch_t: _p_lower(t, df, None / se=None) in the spread branch": "delta is read only when se == 0, and "
+                                                                          "se > 0 there",
     "aggregate.per_seed / summary / per_category: groupby dropna True / None / omitted":
         "records_frame never leaves a key column empty (the label falls back to the method id, keys are CellKeys)",
 }
