@@ -31,7 +31,7 @@ def test_records_frame_row_of_a_hand_made_record():
             backbone={"model": "ViT-B-16", "random_weights": True}, metric_version="m7",
             encoder={"encoded": 12}, timings={"total_s": 1.5})
     r.metrics = {"w/o VG": {"pixel_auroc": 0.8, "image_auroc": None}, "w/ VG": {"aupro": 0.25}}
-    df = records_frame([r, rec(status="failed")])
+    df = records_frame([rec(status="failed"), r])
     assert list(df.columns) == ["method", "dataset", "category", "shots", "seed", "method_name", "label",
                                 "variant", "random_weights", "backbone", "metric_version", "encoded", "total_s",
                                 "pixel_auroc", "image_auroc", "aupro", "pixel_ap", "pixel_f1_max", "image_ap",
@@ -47,6 +47,12 @@ def test_records_frame_row_of_a_hand_made_record():
     assert (bare["label"], bare["random_weights"], bare["encoded"], bare["backbone"]) == ("B", False, 0, None)
     assert bare["total_s"] is None or math.isnan(bare["total_s"])
     assert records_frame([rec("C", method_info={"name": "c"})]).loc[0, "label"] == "C"  # no label: the method id
+
+
+def test_records_frame_of_no_successful_record_is_empty_with_every_column():
+    df = records_frame([rec(status="failed")])
+    assert df.empty and list(df.columns)[:5] == ["method", "dataset", "category", "shots", "seed"]
+    assert "pixel_auroc" in df.columns and len(df.columns) == 20
 
 
 def test_per_seed_counts_the_categories_it_averages():
@@ -239,6 +245,8 @@ def test_has_variant_and_status_of():
 
 
 EQUIVALENT_MUTANTS = {
+    "aggregate.records_frame: to_numeric without errors='coerce'": "schema-validated metrics are numbers or None, "
+                                                                    "which to_numeric turns into NaN either way",
     "stats: float('NAN')": "float() reads 'NAN' as the same NaN",
     "stats.paired_t / welch_t: se <= cut": "se exactly equal to the cut has probability zero",
     "stats.welch_t: _p_lower(t, df, None / se=None) in the spread branch": "delta is read only when se == 0, and "
