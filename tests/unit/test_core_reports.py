@@ -98,6 +98,28 @@ def test_a_column_restricted_to_the_datasets_and_variants_asked_for():
     assert main_table(ResultSet(_records()), datasets=["visa"]).rows == []
 
 
+def test_a_metric_without_a_label_is_named_as_given_and_failed_reads_failed_in_latex():
+    recs = [r for r in _records() if r.key["method"] == "C"] + [
+        Record(key=CellKey("D", "mvtec", c, 1, s).__dict__, status="ok", config_hash="h", method={"name": "D"},
+               metrics={"w/o VG": {"my_score": 0.5}}) for c in ("c1", "c2") for s in (0, 1)]
+    t = main_table(ResultSet(recs), metric="my_score")
+    assert t.title == "my_score" and any(n.startswith("my_score (%), mean ± std over seeds") for n in t.notes)
+    assert t.rows[0][1][0] == TextCell("failed", "failed")
+    c = category_table(ResultSet(recs), "mvtec", 1, metric="my_score")
+    assert any(n.startswith("my_score (%) per category, mvtec, 1-shot") for n in c.notes)
+    assert any("p ≥ 0.2;" in n for n in main_table(ResultSet(recs), metric="my_score", alpha=0.2).notes)
+    assert any("p ≥ 0.2;" in n for n in category_table(ResultSet(recs), "mvtec", 1, "my_score", alpha=0.2).notes)
+
+
+def test_footnote_letters_run_a_to_z_then_double():
+    from fsadbench.reports.tables import Footnotes
+
+    foot = Footnotes()
+    marks = [foot.mark(f"note {i}") for i in range(30)] + [foot.mark("note 3")]
+    assert marks[:3] == ["a", "b", "c"] and marks[25] == "z" and marks[26:] == ["aa", "bb", "cc", "dd", "d"]
+    assert foot.notes()[27] == "[bb] note 27"
+
+
 EQUIVALENT_MUTANTS = {
     "tables.category_table: the not-applicable branch (status_of == {not_applicable})":
         "unreachable: a column exists only for a method with an ok record at this (dataset, shots), so its "
