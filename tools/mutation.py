@@ -1,8 +1,8 @@
-"""Mutation testing of the methods with mutmut (not part of CI: it takes tens of minutes).
+"""Mutation testing of the methods and the protocol core with mutmut (not part of CI: it takes tens of minutes).
 
     pip install -e ".[mutation]"
     python -m tools.mutation                    # every module in [tool.fsadbench.mutation] of pyproject.toml
-    python -m tools.mutation methods/promptad.py methods/apt/smgs.py   # some modules
+    python -m tools.mutation methods/promptad.py bench/run/identity.py   # some modules
     python -m tools.mutation --list             # the modules and their test selections
 
 mutmut 3 mutates a copy of the sources and imports it by its file path, while

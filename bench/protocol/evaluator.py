@@ -113,7 +113,6 @@ class CategoryEvaluator:
         self.pixel = PixelMetrics(device=device, aupro=aupro)
         self.scores: list[float] = []
         self.labels: list[int] = []
-        self.has_masks = False
         self.unmasked = 0  # anomalous test images without a mask file (image metrics only)
         self.masked = 0  # anomalous test images with one
 
