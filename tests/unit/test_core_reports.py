@@ -64,6 +64,7 @@ def test_main_table_by_hand():
     assert t.notes == [
         "figures from commit bbbbbbbbbb (10 records).",
         f"pixel AUROC (%), mean ± std over seeds; dataset figure of a seed = mean over categories. {PLANNED}",
+        "backbone of every row: x.",
         f"bold: best complete figure per column within each shot block {BOLD_NOTE}",
         "method notes: Alpha: no VG crop",
         "method notes: C: crop 240",
@@ -85,6 +86,7 @@ def test_category_table_by_hand():
     assert t.problems == ["1 figure(s) incomplete, missing or failed"]
     assert t.notes == [
         "figures from commit bbbbbbbbbb (6 records).",
+        "backbones: Alpha = x; B = x.",
         "pixel AUROC (%) per category, mvtec, 1-shot, mean ± std over seeds 0, 1.",
         f"bold: best complete figure per category and variant (the best method) {BOLD_NOTE}",
         "[a] B: no figure: failed: OSError: disk",

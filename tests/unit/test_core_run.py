@@ -195,7 +195,9 @@ def test_shots_the_pool_cannot_give_leave_the_fingerprint_of_the_test_images_onl
 def test_identity_is_cached_per_job_in_the_data_source(tmp_path):
     data = _Data({"c1": _split(tmp_path)})
     a = idn.cell_identity(_cfg(), data, _job())
-    assert idn.cell_identity(_cfg(), data, _job()) is a and len(data.identities) == 1
+    n = len(data.identities)  # the cell's identity and the split fingerprints it was built from
+    assert idn.cell_identity(_cfg(), data, _job()) is a and len(data.identities) == n
+    assert [v for v in data.identities.values() if v is a] == [a]
 
 
 def test_resolved_options_are_json_data_with_defaults():

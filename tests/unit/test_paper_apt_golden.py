@@ -2,7 +2,9 @@
 
 tests/unit/golden/apt_layouts.json was written by the APT-only layout code (before the catalog
 and the grid layouts existed) from the records below; the model (rows, cells, marks, bold,
-notes) is compared, not the rendered text, so renderer changes do not touch it. Regenerate only
+notes) is compared, not the rendered text, so renderer changes do not touch it. It was rewritten
+once by that same APT-only code after Table 2 gained its measured AnomalyCLIP row (issue 25), so
+it still pins the catalog move against the code before it. Regenerate only
 for an intended change: ``python -m tests.unit.test_paper_apt_golden``.
 """
 

@@ -134,3 +134,18 @@ def test_published_only_baselines_become_measured_rows_once_registered(monkeypat
     assert spade["measured"][1][0].mean == pytest.approx(70.2)
     assert [c.md for c in spade["measured"][0][1:3]] == ["×", "×"]  # traits from the registered class
     assert not any(r[0][0] == "spade" for r in after.rows)  # not repeated as an extra method
+
+
+def test_a_row_protocol_decides_its_diff():
+    """SPADE's published figure is diffed against records on its own backbone (WRN-50 / ImageNet), not the
+    table's CLIP one; on the CLIP backbone the same records are not comparable."""
+    wrn = {"model": "wide_resnet50_2", "pretrained": "IMAGENET1K_V1", "family": "torchvision"}
+    own = anople_records("spade", {}, 0.80, 0.90, name="spade", seeds=range(5), backbone=wrn)
+    row = {r[0][0] + "/" + r[0][-1]: r[1] for r in build("anople_table1", own, "under", datasets=["mvtec"]).rows}
+    # measured 80.40 (seeds add 0, 0.2, ..., 0.8 pp), paper 81.0
+    assert row["SPADE/measured"][0].mean == pytest.approx(80.4) and row["SPADE/diff"][0].md == "-0.60"
+    clip = anople_records("spade", {}, 0.80, 0.90, name="spade", seeds=range(5))
+    t = build("anople_table1", clip, "under", datasets=["mvtec"])
+    row = {r[0][0] + "/" + r[0][-1]: r[1] for r in t.rows}
+    assert row["SPADE/diff"][0].md == "n/c"
+    assert any("vs the paper's wide_resnet50_2/IMAGENET1K_V1" in n for n in t.notes)

@@ -21,6 +21,8 @@ A layout's data (a ``tables:`` entry of published.yaml, or a plugin's own mappin
         options: {interaction: text}
         group: a                  # rows of one group compete for bold; a rule between groups
         values: {mvtec: [85.0, 88.4], visa: [77.9, 92.6]}   # per dataset, one per column (null: none)
+        protocol: {model: ..., pretrained: ...}   # optional: this row's published setting when not the
+                                  # table's (a baseline on its own backbone), merged over ``protocol``
 
 A record fills a row when its method name is the row's and its resolved options
 agree with the row on every *switch* of that method in this layout (the option
@@ -156,6 +158,8 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
         if ids:
             shown_by.append(f"{text} = {mid}")
         rows.append(measured(mid, header, pub_row(row), row.get("group", 0), bool(ids)))
+        if row.get("protocol"):
+            rows[-1].protocol = {**(data.get("protocol") or {}), **row["protocol"]}
     if data.get("extra_methods"):
         for mid, name in m.names.items():
             if name not in named:
