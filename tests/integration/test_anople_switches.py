@@ -222,9 +222,21 @@ def test_decoder_switch_and_the_maple_draem_alias(monkeypatch, method_ctx, tmp_p
 
 
 def test_switch_values_are_checked(method_ctx):
+    from fsadbench.methods.anople.options import ALIGN_MODES, PSEUDO_ANOMALIES
+    from fsadbench.methods.anople.prompts import STATE_ENSEMBLE
+    from fsadbench.methods.anople.views import CROP_SOURCES
+
     for opt, bad in (("interaction", "both"), ("align", "max"), ("pseudo_anomalies", "none"), ("state_word", " ")):
         with pytest.raises(ConfigError, match=f"option {opt}: must be"):
             AnoPLe(method_ctx, **{opt: bad})
+    assert (ALIGN_MODES, PSEUDO_ANOMALIES, CROP_SOURCES) == (("none", "mean", "weighted"), ("pixel", "latent", "both"),
+                                                             ("original", "upsampled"))
+    accepted = {"interaction": INTERACTIONS, "align": ALIGN_MODES, "pseudo_anomalies": PSEUDO_ANOMALIES,
+                "state_word": ("damaged", STATE_ENSEMBLE), "class_text": ("average", "own"),
+                "texture": ("noise", "normal"), "crop_source": CROP_SOURCES}
+    for opt, values in accepted.items():  # every documented value is accepted, none refused by a typo
+        for value in values:
+            assert getattr(AnoPLe(method_ctx, **{opt: value}).options, opt) == value
 
 
 def test_paper_traits_of_every_method():
