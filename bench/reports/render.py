@@ -82,17 +82,20 @@ _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#"
               "“": "``", "”": "''", "«": "<<", "»": ">>", "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}",
               "œ": r"\oe{}", "Œ": r"\OE{}", "ø": r"\o{}", "Ø": r"\O{}", "ł": r"\l{}", "Ł": r"\L{}",
               "\u00a0": "~", "⁄": "/"}
-#: Greek letters: the math command where LaTeX has one, else the Latin letter it looks like (Alpha -> A)
-_GREEK_LOOKALIKE = dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧο", "ABEZHIKMNOPTXo"))
-for _cp in [*range(0x391, 0x3A2), *range(0x3A3, 0x3AA), *range(0x3B1, 0x3CA)]:  # U+03A2 is unassigned
-    _name = unicodedata.name(chr(_cp))
-    _word = _name.split()[-1].lower().replace("lamda", "lambda")
-    if chr(_cp) in _GREEK_LOOKALIKE:
-        _LATEX_ESC[chr(_cp)] = _GREEK_LOOKALIKE[chr(_cp)]
-    elif "SMALL LETTER" in _name:
-        _LATEX_ESC[chr(_cp)] = f"$\\{_word}$"
-    elif "CAPITAL LETTER" in _name:
-        _LATEX_ESC[chr(_cp)] = f"$\\{_word.capitalize()}$"
+
+
+def _greek() -> dict[str, str]:
+    """Greek letters: the math command where LaTeX has one, else the Latin letter it looks like (Alpha -> A)."""
+    out = dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧο", "ABEZHIKMNOPTXo"))
+    for cp in [*range(0x391, 0x3A2), *range(0x3A3, 0x3AA), *range(0x3B1, 0x3CA)]:  # U+03A2 is unassigned
+        name = unicodedata.name(chr(cp))
+        word = name.split()[-1].lower().replace("lamda", "lambda")
+        if chr(cp) not in out:
+            out[chr(cp)] = f"$\\{word}$" if "SMALL LETTER" in name else f"$\\{word.capitalize()}$"
+    return out
+
+
+_LATEX_ESC.update(_greek())
 #: combining accents (of a letter's NFD form) -> the LaTeX accent command, so é is \'{e} in any set-up
 _ACCENTS = {"\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304": "=", "\u0306": "u",
             "\u0307": ".", "\u0308": '"', "\u030a": "r", "\u030b": "H", "\u030c": "v", "\u0323": "d",
