@@ -82,3 +82,10 @@ def test_option_aliases_warn_convert_and_conflict():
     assert _Toy.canonical_options({"new": 3}) == {"new": 3}
     t = _Toy(ctx=None, new=4)
     assert t.describe() == {"options_resolved": {"new": 4, "mode": "off"}, "fidelity_notes": []}
+
+
+# Equivalent mutants (mutmut, methods/common/options.py):
+EQUIVALENT_MUTANTS = {
+    "int_tuple: raise ValueError(v) -> ValueError(None)": "the ValueError is only a signal: the ConfigError it "
+                                                         "becomes names the item itself",
+}
