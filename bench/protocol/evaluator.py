@@ -131,23 +131,36 @@ class CategoryEvaluator:
 
     def compute(self) -> tuple[dict[str, float | None], dict[str, str]]:
         pix = self.pixel.compute()
-        undefined = dict(pix.pop("undefined", {}) or {})
+        undefined = pixel_truth_reasons(pix.pop("undefined", {}) or {}, self.masked, self.unmasked)
         img = image_metrics(np.asarray(self.scores, dtype=np.float64), np.asarray(self.labels))
-        for name, why in list(undefined.items()):
-            if str(why).startswith("one class only: no anomalous") and self.unmasked + self.masked:
-                undefined[name] = self.no_pixel_truth()
         undefined.update(img.pop("undefined", {}) or {})
         metrics = {**img, **pix}
         return metrics, undefined
 
     def no_pixel_truth(self) -> str:
         """Why pixel metrics found no anomalous pixel although the category has anomalous images."""
-        if not self.masked:
-            return (f"no masks: none of the {self.unmasked} anomalous test image(s) has a mask file, so their "
-                    f"pixels are unlabelled (image metrics only); add the masks (check-data lists the images)")
-        extra = f"; {self.unmasked} more have no mask file" if self.unmasked else ""
-        return (f"empty masks: the masks of the {self.masked} anomalous test image(s) mark no anomalous "
-                f"pixel{extra}; check the mask files (check-data lists them)")
+        return no_pixel_truth(self.masked, self.unmasked)
+
+
+def no_pixel_truth(masked: int, unmasked: int) -> str:
+    """Why pixel metrics found no anomalous pixel in a category with ``masked`` anomalous test images with a
+    mask file and ``unmasked`` without one: no masks at all, or masks that mark nothing."""
+    if not masked:
+        return (f"no masks: none of the {unmasked} anomalous test image(s) has a mask file, so their "
+                f"pixels are unlabelled (image metrics only); add the masks (check-data lists the images)")
+    extra = f"; {unmasked} more have no mask file" if unmasked else ""
+    return (f"empty masks: the masks of the {masked} anomalous test image(s) mark no anomalous "
+            f"pixel{extra}; check the mask files (check-data lists them)")
+
+
+def pixel_truth_reasons(undefined: dict[str, str], masked: int, unmasked: int) -> dict[str, str]:
+    """The pixel metrics' ``undefined`` reasons, with "one class only: no anomalous ..." replaced by
+    :func:`no_pixel_truth` when the category has anomalous images (the sweep and ``rescore`` alike)."""
+    out = dict(undefined)
+    for name, why in undefined.items():
+        if str(why).startswith("one class only: no anomalous") and masked + unmasked:
+            out[name] = no_pixel_truth(masked, unmasked)
+    return out
 
 
 def check_finite(pred: Prediction, where: str) -> None:

@@ -71,32 +71,64 @@ def option_types(options_cls: type) -> dict[str, Any]:
 
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURALS = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
 
 
 def expected_type(value: Any, hint: Any) -> str:
-    """'' when ``value`` fits the option annotation ``hint``, else what it should be ("a number").
+    """'' when ``value`` fits the option annotation ``hint``, else what it should be ("a number";
+    "a list of integers; 'x' (item 2) is not one").
 
-    Checked: bool, int, float (an int is a number), str and ``X | None`` of these; other annotations
-    (Any, lists and tuples, dicts, classes) are left to the method, which checks them with its own
-    message (e.g. ``methods/common/options.int_tuple`` for block lists).
+    Checked: bool, int, float (an int is a number), str, lists and tuples of these (``tuple[int, ...]``
+    also takes a single value, as ``methods/common/options.int_tuple`` does; ``tuple[float, float]`` takes
+    exactly 2) and ``X | None`` of these; other annotations (Any, dicts, classes, lists of other types) are
+    left to the method, which checks them with its own message.
     """
-    if hint is None or hint is Any:
-        return ""
+    want, detail = _expected(value, hint)
+    return want + detail
+
+
+def _fits(value: Any, hint: type) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _expected(value: Any, hint: Any) -> tuple[str, str]:
+    """(what ``value`` should be, the detail naming its bad item) or ("", "") when it fits ``hint``."""
     args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
-            return ""
-        wants = [expected_type(value, a) for a in args if a is not type(None)]
-        if any(w == "" for w in wants):
-            return ""
-        return " or ".join(wants) + (" or null" if type(None) in args else "")
+            return "", ""
+        wants = [_expected(value, a) for a in args if a is not type(None)]
+        if any(w == "" for w, _ in wants):
+            return "", ""
+        return (" or ".join(w for w, _ in wants) + (" or null" if type(None) in args else ""),
+                "".join(d for _, d in wants))
     if hint in _KINDS:
-        ok = (isinstance(value, bool) if hint is bool
-              else isinstance(value, hint) and not isinstance(value, bool) if hint is int
-              else isinstance(value, (int, float)) and not isinstance(value, bool) if hint is float
-              else isinstance(value, str))
-        return "" if ok else _KINDS[hint]
-    return ""
+        return ("", "") if _fits(value, hint) else (_KINDS[hint], "")
+    if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[float, float]
+        if not all(a in _KINDS for a in args):
+            return "", ""
+        want = f"a list of {len(args)} {_PLURALS[args[0]] if len(set(args)) == 1 else 'items'}"
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            return want, ""
+        return _bad_item(value, args, want)
+    if origin in (list, tuple) and args and args[0] in _KINDS:  # tuple[int, ...], list[str]
+        items = value if isinstance(value, (list, tuple)) else [value]  # a single value is a list of one
+        return _bad_item(items, [args[0]] * len(items), f"a list of {_PLURALS[args[0]]}")
+    return "", ""
+
+
+def _bad_item(items: Sequence[Any], hints: Sequence[type], want: str) -> tuple[str, str]:
+    for i, (item, hint) in enumerate(zip(items, hints), 1):
+        if not _fits(item, hint):
+            return want, f"; {item!r} (item {i}) is not {_KINDS[hint]}"
+    return "", ""
 
 
 class Method(ABC):

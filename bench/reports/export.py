@@ -3,6 +3,8 @@
 * :func:`summary_long` — the numbers behind the tables, one row per (metric, method, variant,
   dataset, shots[, category]) with mean and std over seeds (in %) and the number of seeds;
   ``level`` is ``dataset`` (mean over categories, then over seeds) or ``category``.
+* :func:`with_auxiliary` — the auxiliary dataset a transfer method trained on, as a column (only
+  when a record has one).
 * :func:`coverage_notes` — what a reader must know before comparing the figures: random
   weights, a subset of the test images (``--max-test-images``) or of the categories
   (``--categories``), failed and not-applicable cells.
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import pandas as pd
 
 from fsadbench.results.aggregate import per_category, records_frame, summary
-from fsadbench.results.records import STATUS_FAILED, STATUS_NA, Record
+from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, Record
 from fsadbench.results.subsets import subset_notes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,6 +65,24 @@ def with_coverage(rows: pd.DataFrame, records: Iterable[Record]) -> pd.DataFrame
 
     out = rows.copy()
     out["coverage"] = [one(r) for _, r in rows.iterrows()] if len(rows) else []
+    return out
+
+
+def with_auxiliary(rows: pd.DataFrame, records: Iterable[Record]) -> pd.DataFrame:
+    """``rows`` with an ``auxiliary`` column after ``dataset``: the dataset each row's method trained on for
+    that target (zero-shot transfer methods, ``--train-on``; several joined by ``+``; "" for the other
+    methods), the "trained on ..." of the tables' method labels. Only when a successful record has one,
+    as the tables show a backbone column only when it tells rows apart: other exports keep their columns."""
+    names: dict[tuple[str, str], set[str]] = {}
+    for r in records:
+        aux = (r.method or {}).get("auxiliary") if r.status == STATUS_OK else None
+        if aux:
+            names.setdefault((r.key["method"], r.key["dataset"]), set()).add(str(aux.get("name")))
+    if not names:
+        return rows
+    out = rows.copy()
+    values = ["+".join(sorted(names.get((m, d), ()))) for m, d in zip(rows["method"], rows["dataset"])]
+    out.insert(list(rows.columns).index("dataset") + 1, "auxiliary", values)
     return out
 
 
@@ -138,7 +158,7 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
 
         text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir))
     else:
-        rows = with_coverage(summary_long(df, metrics, per_category), records)
+        rows = with_coverage(with_auxiliary(summary_long(df, metrics, per_category), records), records)
         text = to_csv(rows) if fmt == "csv" else to_json(rows, coverage_notes(records), results_dir=str(results_dir),
                                                          metrics=metrics)
     return Report(text, tables.problems)

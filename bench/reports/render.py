@@ -12,6 +12,7 @@ width (never up); the document needs ``\\usepackage{booktabs,graphicx,amssymb}``
 from __future__ import annotations
 
 import math
+import unicodedata
 
 from tabulate import tabulate
 
@@ -71,15 +72,68 @@ _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#"
               "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}", "{": r"\{", "}": r"\}",
               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
               "±": r"$\pm$", "≥": r"$\geq$", "†": r"$^{\dagger}$", "–": "--", "×": r"$\times$",
-              "✓": r"$\checkmark$", "≤": r"$\leq$"}
+              "✓": r"$\checkmark$", "≤": r"$\leq$",
+              # symbols pdflatex's default set-up rejects or sets differently per TeX release: math, always
+              "→": r"$\rightarrow$", "←": r"$\leftarrow$", "↔": r"$\leftrightarrow$", "↑": r"$\uparrow$",
+              "↓": r"$\downarrow$", "⇒": r"$\Rightarrow$", "⇐": r"$\Leftarrow$", "⇔": r"$\Leftrightarrow$",
+              "≠": r"$\neq$", "≈": r"$\approx$", "∞": r"$\infty$", "−": "$-$", "∼": r"$\sim$", "∗": r"$\ast$",
+              "·": r"$\cdot$", "•": r"$\bullet$", "°": r"$^{\circ}$", "µ": r"$\mu$", "✗": r"$\times$",
+              "²": "$^{2}$", "³": "$^{3}$", "¹": "$^{1}$", "—": "---", "…": r"\ldots{}", "’": "'", "‘": "`",
+              "“": "``", "”": "''", "«": "<<", "»": ">>", "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}",
+              "œ": r"\oe{}", "Œ": r"\OE{}", "ø": r"\o{}", "Ø": r"\O{}", "ł": r"\l{}", "Ł": r"\L{}",
+              "\u00a0": "~", "⁄": "/"}
+
+
+def _greek() -> dict[str, str]:
+    """Greek letters: the math command where LaTeX has one, else the Latin letter it looks like (Alpha -> A)."""
+    out = dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧο", "ABEZHIKMNOPTXo"))
+    for cp in [*range(0x391, 0x3A2), *range(0x3A3, 0x3AA), *range(0x3B1, 0x3CA)]:  # U+03A2 is unassigned
+        name = unicodedata.name(chr(cp))
+        word = name.split()[-1].lower().replace("lamda", "lambda")
+        if chr(cp) not in out:
+            out[chr(cp)] = f"$\\{word}$" if "SMALL LETTER" in name else f"$\\{word.capitalize()}$"
+    return out
+
+
+_LATEX_ESC.update(_greek())
+#: combining accents (of a letter's NFD form) -> the LaTeX accent command, so é is \'{e} in any set-up
+_ACCENTS = {"\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304": "=", "\u0306": "u",
+            "\u0307": ".", "\u0308": '"', "\u030a": "r", "\u030b": "H", "\u030c": "v", "\u0323": "d",
+            "\u0327": "c"}  # no ogonek: \k is not in the default OT1 encoding
 #: every LaTeX table needs these packages in the document's preamble
 LATEX_PREAMBLE_NOTE = "% needs \\usepackage{booktabs,graphicx,amssymb}"
 #: scale the tabular down to the text width when wider, never up (graphicx: \width is the natural width)
 FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%"
 
 
+def _latex_char(ch: str) -> str:
+    if ch in _LATEX_ESC:
+        return _LATEX_ESC[ch]
+    if ch.isascii():
+        return ch
+    base, *marks = unicodedata.normalize("NFD", ch)
+    if marks and base.isascii() and all(m in _ACCENTS for m in marks):  # é -> \'{e}, ǘ -> \'{\"{u}}
+        for m in marks:
+            base = f"\\{_ACCENTS[m]}{{{base}}}"
+        return base
+    if unicodedata.combining(ch):  # an accent LaTeX has no command for: the letter is kept without it
+        return ""
+    compat = unicodedata.normalize("NFKD", ch)  # ﬁ -> fi, ａ -> a, ½ -> 1/2
+    return latex_escape(compat) if compat != ch else "?"
+
+
 def latex_escape(s: str) -> str:
-    return "".join(_LATEX_ESC.get(ch, ch) for ch in str(s))
+    """Text set verbatim by pdflatex in any set-up: TeX's specials escaped, symbols as math (``→``
+    ``$\\rightarrow$``, Greek letters), accented letters as accent commands; a character with none of
+    these (CJK, emoji) becomes ``?`` rather than a document that does not compile."""
+    return "".join(_latex_char(ch) for ch in str(s))
+
+
+def _row(vals: list[str]) -> str:
+    """A tabular row; ``{}`` first when it opens with ``[``, which ``\\\\`` (and ``\\midrule``) of the line
+    before would read as its optional argument."""
+    line = " & ".join(vals) + " \\\\"
+    return "{}" + line if line.lstrip().startswith("[") else line
 
 
 def to_latex(t: Table) -> str:
@@ -93,15 +147,15 @@ def to_latex(t: Table) -> str:
         head1.append(f"\\multicolumn{{{span}}}{{c}}{{{latex_escape(g)}}}")
         rules.append(f"\\cmidrule(lr){{{col}-{col + span - 1}}}")
         col += span
-    out.append(" & ".join(head1) + " \\\\")
+    out.append(_row(head1))
     out.append(" ".join(rules))
-    out.append(" & ".join([latex_escape(h) for h in t.row_headers] + [latex_escape(c) for c in t.columns]) + " \\\\")
+    out.append(_row([latex_escape(h) for h in t.row_headers] + [latex_escape(c) for c in t.columns]))
     out.append("\\midrule")
     for ri, (rh, cells) in enumerate(t.rows):
         if ri in t.breaks:
             out.append("\\midrule")
         vals = [h.tex if isinstance(h, TextCell) else latex_escape(h) for h in rh] + _entries(t, ri, cells, "tex")
-        out.append(" & ".join(vals) + " \\\\")
+        out.append(_row(vals))
     out += ["\\bottomrule", "\\end{tabular}}"]  # closes FIT_WIDTH's box
     lines = [f"$^{{{latex_escape(n[1:n.index(']')])}}}$ {latex_escape(n[n.index(']') + 2:])}"
              if n.startswith("[") and "] " in n else latex_escape(n) for n in t.notes]

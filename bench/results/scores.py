@@ -96,6 +96,7 @@ def metrics_from_scores(cs: CellScores, variant: str, device=None) -> tuple[dict
     Image metrics from the scores and labels; pixel metrics (AUROC, AP, F1-max, AUPRO) from the stored
     maps and masks of the images with pixel truth, only when the maps were saved (else absent).
     """
+    from fsadbench.protocol.evaluator import pixel_truth_reasons
     from fsadbench.protocol.metrics import PixelMetrics, image_metrics
 
     img = image_metrics(np.asarray(cs.scores[variant], dtype=np.float64), cs.labels)
@@ -106,7 +107,9 @@ def metrics_from_scores(cs: CellScores, variant: str, device=None) -> tuple[dict
         for i in np.flatnonzero(cs.pixel_truth):
             pix.add(cs.maps[variant][i], cs.masks[i])
         p = pix.compute()
-        undefined.update(p.pop("undefined", {}) or {})
+        anomalous = np.asarray(cs.labels) == 1  # an anomalous image has pixel truth iff it has a mask file
+        masked = int((anomalous & cs.pixel_truth).sum())
+        undefined.update(pixel_truth_reasons(p.pop("undefined", {}) or {}, masked, int(anomalous.sum()) - masked))
         metrics.update(p)
     return metrics, undefined
 

@@ -10,7 +10,9 @@ backbone, protocol) equal today's under the record's own metric version. Only
 the metric definitions (``METRIC_VERSION``) may differ; the data is not read
 (its fingerprint stays the record's). Image metrics come from the scores, pixel
 metrics from the stored maps; without maps a cell is rescored only when its
-metric version is the current one (its pixel metrics are then kept).
+metric version is the current one (its pixel metrics are then kept). The reasons
+of undefined metrics are the sweep's (``no masks: ...`` where a category's
+anomalies have no mask file, from the stored labels and pixel-truth flags).
 
 A rescored record gets the new metrics, the current metric version in its
 identity and the hash of that identity (so a rerun counts it as done), and ``provenance.rescored`` (when, from
@@ -92,8 +94,8 @@ def rescore_record(store: RecordStore, record: Record, write: bool = True, devic
         undefined[v] = {**(record.undefined.get(v, {}) if not scores.has_maps else {}), **u}
     changed = {f"{v}/{k}": (record.metrics.get(v, {}).get(k), x) for v, mv in metrics.items() for k, x in mv.items()
                if record.metrics.get(v, {}).get(k) != x}
-    if not changed and record.metric_version == METRIC_VERSION:
-        return Rescore(cell, UNCHANGED)
+    if not changed and undefined == record.undefined and record.metric_version == METRIC_VERSION:
+        return Rescore(cell, UNCHANGED)  # a new reason alone (e.g. "no masks" for "one class only") is rewritten
     if write:
         record.provenance = {**(record.provenance or {}), "rescored": {
             "time_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -16,14 +16,20 @@ from fsadbench.core.errors import ConfigError
 LOGIT_SCALES = ("exp", "raw")
 
 
-def int_tuple(value: Any, method: str, name: str) -> tuple[int, ...]:
-    """A block list from YAML / CLI: ``[3, 8]``, ``(3, 8)`` or a single ``8`` -> (3, 8) / (8,)."""
+def int_tuple(value: Any, method: str, name: str, what: str = "block numbers, e.g. [3, 8]") -> tuple[int, ...]:
+    """A block list from YAML / CLI: ``[3, 8]``, ``(3, 8)`` or a single ``8`` -> (3, 8) / (8,); an item that is
+    not a whole number (``'x'``, ``3.5``, ``true``, ``[3]``) is a ConfigError naming it."""
     items = value if isinstance(value, (list, tuple)) else [value]
-    try:
-        return tuple(int(v) for v in items)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{method} option {name!r} must be a list of block numbers, e.g. [3, 8]; got {value!r}") \
-            from exc
+    out = []
+    for i, v in enumerate(items, 1):
+        try:
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise ValueError(v)
+            out.append(int(v))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{method} option {name!r} must be a list of {what}; {v!r} (item {i}) is not an "
+                              f"integer (got {value!r})") from exc
+    return tuple(out)
 
 
 def resolve_logit_scale(model: Any, how: Any, method: str) -> float:

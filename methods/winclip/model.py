@@ -51,6 +51,7 @@ from fsadbench.backbone.features import FeatureSpec
 from fsadbench.protocol.method import Method
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 
+from fsadbench.methods.common.options import int_tuple
 from fsadbench.methods.common.visual_memory import min_cosine_distance
 from fsadbench.methods.winclip.windows import encode_windows, harmonic_aggregate, harmonic_mean, window_mask
 
@@ -158,7 +159,7 @@ class WinCLIP(Method):
     def __init__(self, ctx, **options: Any):
         super().__init__(ctx, **options)
         o = self.options
-        o.scales = tuple(int(s) for s in o.scales)
+        o.scales = int_tuple(o.scales, "method 'winclip'", "scales", what="window sizes in patches, e.g. [2, 3]")
         grid = ctx.backbone.grid
         if not o.scales or any(not 1 <= s <= min(grid) for s in o.scales):
             raise ConfigError(f"method 'winclip': option scales={list(o.scales)} must be window sizes in "

@@ -82,7 +82,7 @@ def test_state_sentences_and_the_ensemble():
     assert normal[0] == "X nut." and abnormal[1] == "X nut with flaw."
 
 
-def test_ensemble_text_is_the_normalised_mean_of_each_state(method_ctx):
+def test_ensemble_text_is_the_normalised_mean_of_each_state(method_ctx, monkeypatch):
     m = AnoPLe(method_ctx, state_word="cpe", depth=2, n_ctx_text=1, n_ctx_visual=1)
     m._setup([INFO])
     prompts = m.learner.text_prompts().detach()
@@ -100,6 +100,15 @@ def test_ensemble_text_is_the_normalised_mean_of_each_state(method_ctx):
     emb = unit(encode_text_prompted(m.model, method_ctx.backbone.tokenizer(["X X disc.", "X X abnormal disc."]),
                                     prompts).float())
     assert torch.allclose(single[0], emb, atol=1e-6)
+    # two sentences per state (no built-in ensemble has exactly two): still their normalised mean
+    from fsadbench.methods.anople import model as anople_model
+
+    pair = (["X X disc.", "X X round disc."], ["X X abnormal disc.", "X X broken disc."])
+    monkeypatch.setattr(anople_model, "state_sentences", lambda *a: pair)
+    two = one.class_texts(["disc"], prompts)
+    for s, sents in enumerate(pair):
+        emb = unit(encode_text_prompted(m.model, method_ctx.backbone.tokenizer(sents), prompts).float())
+        assert torch.allclose(two[0, s], unit(emb.mean(0)), atol=1e-5)
 
 
 def test_align_mean_is_the_plain_mean_of_the_features():
@@ -222,9 +231,21 @@ def test_decoder_switch_and_the_maple_draem_alias(monkeypatch, method_ctx, tmp_p
 
 
 def test_switch_values_are_checked(method_ctx):
+    from fsadbench.methods.anople.options import ALIGN_MODES, PSEUDO_ANOMALIES
+    from fsadbench.methods.anople.prompts import STATE_ENSEMBLE
+    from fsadbench.methods.anople.views import CROP_SOURCES
+
     for opt, bad in (("interaction", "both"), ("align", "max"), ("pseudo_anomalies", "none"), ("state_word", " ")):
         with pytest.raises(ConfigError, match=f"option {opt}: must be"):
             AnoPLe(method_ctx, **{opt: bad})
+    assert (ALIGN_MODES, PSEUDO_ANOMALIES, CROP_SOURCES) == (("none", "mean", "weighted"), ("pixel", "latent", "both"),
+                                                             ("original", "upsampled"))
+    accepted = {"interaction": INTERACTIONS, "align": ALIGN_MODES, "pseudo_anomalies": PSEUDO_ANOMALIES,
+                "state_word": ("damaged", STATE_ENSEMBLE), "class_text": ("average", "own"),
+                "texture": ("noise", "normal"), "crop_source": CROP_SOURCES}
+    for opt, values in accepted.items():  # every documented value is accepted, none refused by a typo
+        for value in values:
+            assert getattr(AnoPLe(method_ctx, **{opt: value}).options, opt) == value
 
 
 def test_paper_traits_of_every_method():

@@ -344,6 +344,9 @@ def test_option_checks_name_the_option_and_describe(method_ctx):
 EQUIVALENT_MUTANTS = {
     "AnoPLe.autocast (device type compared with another string, amp -> None, dtype removed)":
         "autocast stays off on CPU either way (amp on CPU is tested to change nothing)",
-    "AnoPLe._tokens/encode/_setup (.to(device) -> .to(None))": "device placement: the CPU tests cannot see a device",
+    "AnoPLe._tokens/encode/_setup/class_texts (.to(device) -> .to(None))": "device placement: the CPU tests cannot "
+                                                                            "see a device",
     "AnoPLe._setup (fork_rng(devices=[] -> None))": "forks the CPU generator either way on a machine without CUDA",
+    "AnoPLe.class_texts (n > 1 -> n >= 1, or (n > 1) or True)": "one sentence per state: the normalised mean of "
+                                                               "one unit vector is that vector",
 }

@@ -86,6 +86,9 @@ def test_a_config_that_is_not_yaml_is_one_line_naming_the_file(tmp_path, capsys,
     ("winclip.temperature=hot", "option 'temperature' must be a number (got 'hot'; default 0.07)"),
     ("winclip.class_name=3", "option 'class_name' must be a string"),
     ("winclip.class_name=[a]", "option 'class_name' must be a string"),
+    ("winclip.scales=[2,x]", "option 'scales' must be a list of integers; 'x' (item 2) is not an integer "
+                             "(got [2, 'x']; default (2, 3))"),
+    ("winclip.scales=[2,3.5]", "option 'scales' must be a list of integers; 3.5 (item 2) is not an integer"),
 ])
 def test_a_wrong_typed_method_option_names_the_option_and_type(tmp_path, capsys, option, fragment):
     rc = main(["--methods", "winclip", "--method-option", option, "--results-dir", str(tmp_path / "res"),
@@ -159,8 +162,17 @@ def test_option_type_rules_hand_checked():
     from fsadbench.protocol.method import expected_type
 
     ok = [(0.5, float), (2, float), (3, int), (True, bool), ("x", str), (None, int | None), ({"a": 1}, dict),
-          ("anything", Any), (["x"], tuple[int, ...])]  # lists: the method's own check names them
+          ("anything", Any), ([2, 3], tuple[int, ...]), (2, tuple[int, ...]), (None, tuple[int, ...] | None),
+          ((0.1, 1), tuple[float, float]), (["a"], list[str]), (["x"], tuple[dict, ...])]  # dicts: the method's
     assert [expected_type(v, h) for v, h in ok] == [""] * len(ok)
     bad = [("hot", float, "a number"), (True, float, "a number"), (2.0, int, "an integer"), (True, int, "an integer"),
-           (1, bool, "true or false"), (5, str, "a string"), ("x", int | None, "an integer or null")]
+           (1, bool, "true or false"), (5, str, "a string"), ("x", int | None, "an integer or null"),
+           ([2, "x"], tuple[int, ...], "a list of integers; 'x' (item 2) is not an integer"),
+           ([True], tuple[int, ...], "a list of integers; True (item 1) is not an integer"),
+           ([[3]], tuple[int, ...] | None, "a list of integers or null; [3] (item 1) is not an integer"),
+           ([0.1], tuple[float, float], "a list of 2 numbers"), (0.1, tuple[float, float], "a list of 2 numbers"),
+           ([0.1, "a"], tuple[float, float], "a list of 2 numbers; 'a' (item 2) is not a number"),
+           ([1], tuple[int, str], "a list of 2 items"), ([1, 2], tuple[int, str], "a list of 2 items; 2 (item 2) "
+                                                                                      "is not a string"),
+           ([1], list[str], "a list of strings; 1 (item 1) is not a string")]
     assert [expected_type(v, h) for v, h, _ in bad] == [w for _, _, w in bad]

@@ -106,6 +106,13 @@ def test_rescore_reproduces_and_rewrites_an_old_metric_version(run_dir, tmp_path
     assert main(["rescore", "--results-dir", str(work)]) == 0
     assert "0 cell(s) rescored, 2 unchanged, 0 refused" in capsys.readouterr().err  # exact, from the maps
     store = RecordStore(work)
+    rec = next(r for r in store if r.key["method"] == "memory")
+    fresh_undefined = json.loads(json.dumps(rec.undefined))
+    rec.undefined = {**rec.undefined, "w/ VG": {"pixel_auroc": "one class only: no anomalous pixel"}}
+    store.write(rec)  # a stale reason, figures unchanged: rewritten with today's reasons
+    assert main(["rescore", "--results-dir", str(work)]) == 0
+    assert "1 cell(s) rescored, 1 unchanged" in capsys.readouterr().err
+    assert store.load(rec.cell).undefined == fresh_undefined
     rec = next(r for r in store if r.key["method"] == "winclip")
     truth, fresh_hash = json.loads(json.dumps(rec.metrics)), rec.config_hash
     rec.metric_version = "fsad-metrics/0 (old)"  # as if written by an older metric code

@@ -60,6 +60,27 @@ def test_json_has_rows_and_coverage_notes(results, tmp_path):
     assert any("1 cell(s) failed" in n and "b (1)" in n for n in data["notes"])
 
 
+def test_csv_and_json_name_the_auxiliary_set_only_when_a_method_trained_on_one(results, tmp_path, capsys):
+    assert main(["report", "--results-dir", str(results), "--format", "csv", "--per-category"]) == 0
+    plain = capsys.readouterr().out
+    assert "auxiliary" not in plain.splitlines()[0]  # no transfer method: the columns of every other export
+    store = RecordStore(results)
+    for seed in (0, 1):  # "z" trained on visa for the mvtec target (as --train-on visa records it)
+        r = make_record("z", "bottle", seed, 0.6, 0.7)
+        r.method["auxiliary"] = {"name": "visa", "options": {}, "label": "trained on visa", "same_as_target": False}
+        store.write(r)
+    assert main(["report", "--results-dir", str(results), "--format", "csv", "--per-category"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("level,metric,method,label,variant,dataset,auxiliary,shots,")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {(r["method"], r["auxiliary"]) for r in rows} == {("a", ""), ("b", ""), ("z", "visa")}
+    assert len(rows) == len(list(csv.DictReader(io.StringIO(plain)))) + 4  # z: dataset + category rows, 2 variants
+    out = tmp_path / "r.json"
+    assert main(["report", "--results-dir", str(results), "--format", "json", "--output", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert {(r["method"], r["auxiliary"]) for r in data["rows"]} == {("a", ""), ("b", ""), ("z", "visa")}
+
+
 def test_html_report_is_self_contained_with_tables_bars_and_provenance(results):
     out = results / "report.html"
     assert main(["report", "--results-dir", str(results), "--format", "html"]) == 0  # default file

@@ -10,9 +10,9 @@ from fsadbench.cli import main
 from fsadbench.reports.export import report_text
 from fsadbench.reports.paper.assemble import SHOW
 from fsadbench.reports.paper.catalog import build, layout_names
-from fsadbench.reports.render import to_latex
-from fsadbench.reports.tables import RANDOM_BANNER, category_table, main_table
-from fsadbench.results.coverage import ResultSet
+from fsadbench.reports.render import latex_escape, to_latex
+from fsadbench.reports.tables import RANDOM_BANNER, Table, TextCell, category_table, main_table
+from fsadbench.results.coverage import Figure, ResultSet
 from fsadbench.results.records import CellKey, Record, RecordStore
 
 PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs,graphicx,amssymb}\n\\begin{document}\n"
@@ -101,3 +101,53 @@ def test_random_banner_is_a_visible_note():
     tex = to_latex(main_table(ResultSet(_records(random=True))))
     note = tex[tex.index("\\footnotesize"):]
     assert RANDOM_BANNER.split(":")[0] in note
+
+
+def _compiles(tmp_path, tex: str) -> subprocess.CompletedProcess:
+    (tmp_path / "doc.tex").write_text(PREAMBLE + tex + "\\end{document}\n")
+    return subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _bracket_table() -> Table:
+    """Rows opening with ``[`` after a ``\\midrule`` and after a ``\\\\``, unicode symbols in every kind of cell."""
+    return Table(title="T → I, α ≠ β", row_headers=["[a] setting"], groups=[("MVTec ↔ VisA", 2)],
+                 columns=["[1]", "é"],
+                 rows=[(["[text] → visual"], [Figure(90.0, 1.0, {0: 89.0, 1: 91.0}), TextCell("x", "[x]")]),
+                       (["[visual] ← text"], [Figure(80.0, float("nan"), {0: 80.0}), None]),
+                       ([TextCell("[p]", "[p] $\\to$")], [None, None])],
+                 notes=["[a] trained on VisA ⇒ MVTec", "plain note · with µ"])
+
+
+def test_row_opening_with_a_bracket_is_guarded_from_the_line_before():
+    tex = to_latex(_bracket_table())
+    lines = tex.splitlines()
+    rows = [line for line in lines if line.endswith("\\\\")]
+    assert rows[1].startswith("{}[a] setting & [1] & ")  # the header, after \cmidrule
+    assert [r[:3] for r in rows[2:]] == ["{}[", "{}[", "{}["]  # after \midrule, after \\, after \\
+    assert all(not r.startswith("[") for r in rows)
+    assert "{}" + "trained" not in tex and not any(r.startswith("{}") for r in to_latex(main_table(
+        ResultSet(_records()))).splitlines())  # only rows that open with [ get the guard
+
+
+@pytest.mark.parametrize("text, tex", [
+    ("T → I", "T $\\rightarrow$ I"), ("T ↔ I", "T $\\leftrightarrow$ I"), ("a ≠ b", "a $\\neq$ b"),
+    ("α=0.5, Ω", "$\\alpha$=0.5, $\\Omega$"), ("Α", "A"), ("λΣο", "$\\lambda$$\\Sigma$o"),
+    ("café", "caf\\'{e}"), ("ǘ", "\\'{\\\"{u}}"),
+    ("ą", "a"), ("½", "1/2"), ("ﬁ", "fi"), ("中", "?"), ("5 µm", "5 $\\mu$m"), ("ß", "\\ss{}"),
+    ("a_b & 100%", "a\\_b \\& 100\\%")])
+def test_latex_escape_maps_unicode_to_commands_pdflatex_always_knows(text, tex):
+    assert latex_escape(text) == tex
+    assert latex_escape(text).isascii()
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_bracket_rows_and_unicode_symbols_compile(tmp_path):
+    """Before the guard, ``\\\\`` read ``[text] ...`` as a length (``Missing number``); before the mapping,
+    ``↔`` stopped pdflatex (``Unicode character not set up for use with LaTeX``)."""
+    odd = "".join(chr(c) for c in [*range(0xA1, 0x180), *range(0x391, 0x3CA), *range(0x2190, 0x21A0)]
+                  if chr(c).isprintable())  # every Latin-1/Extended-A letter, Greek, the arrows block
+    t = _bracket_table()
+    t.rows.append(([odd], [None, None]))
+    r = _compiles(tmp_path, to_latex(t))
+    assert r.returncode == 0, r.stdout[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import types
 from dataclasses import dataclass
 
@@ -24,9 +25,14 @@ def test_int_tuple_lists_single_values_and_errors():
     assert int_tuple((2,), "m", "vv_blocks") == (2,)
     assert int_tuple(8, "m", "vv_blocks") == (8,)  # a single block from the CLI
     assert int_tuple("7", "m", "vv_blocks") == (7,)
+    assert int_tuple([2.0], "m", "vv_blocks") == (2,)  # a whole number written as a float
     with pytest.raises(ConfigError, match=r"^apt option 'vv_blocks' must be a list of block numbers, e\.g\. "
-                                          r"\[3, 8\]; got \['x'\]$"):
+                                          r"\[3, 8\]; 'x' \(item 1\) is not an integer \(got \['x'\]\)$"):
         int_tuple(["x"], "apt", "vv_blocks")
+    for bad, item in (([2, 3.5], "3.5 (item 2)"), ([True], "True (item 1)"), ([1, [3]], "[3] (item 2)"),
+                      (None, "None (item 1)")):
+        with pytest.raises(ConfigError, match=re.escape(f"must be a list of window sizes; {item} is not an")):
+            int_tuple(bad, "m", "scales", what="window sizes")
 
 
 def _model(raw: float):
@@ -76,3 +82,10 @@ def test_option_aliases_warn_convert_and_conflict():
     assert _Toy.canonical_options({"new": 3}) == {"new": 3}
     t = _Toy(ctx=None, new=4)
     assert t.describe() == {"options_resolved": {"new": 4, "mode": "off"}, "fidelity_notes": []}
+
+
+# Equivalent mutants (mutmut, methods/common/options.py):
+EQUIVALENT_MUTANTS = {
+    "int_tuple: raise ValueError(v) -> ValueError(None)": "the ValueError is only a signal: the ConfigError it "
+                                                         "becomes names the item itself",
+}

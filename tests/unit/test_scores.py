@@ -63,3 +63,25 @@ def test_unreadable_scores_file_names_the_fix(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(Exception, match="--force"):
         CellScores.load(bad)
+
+
+@pytest.mark.parametrize("masked, want", [(0, "no masks: none of the 2 anomalous test image(s) has a mask file"),
+                                          (1, "empty masks: the masks of the 1 anomalous test image(s) mark no "
+                                              "anomalous pixel; 1 more have no mask file")])
+def test_rescore_names_missing_or_empty_masks_as_the_sweep_does(masked, want):
+    """A category whose anomalies have no (or only empty) masks: the reason is the evaluator's, not
+    "one class only", when the metrics are recomputed from the scores file."""
+    samples = [Sample(Path("/d/n.png"), 0), *(Sample(Path(f"/d/{i}.png"), 1, mask_path=Path(f"/d/{i}_m.png")
+                                                     if i < masked else None) for i in range(2))]
+    masks = [np.zeros((8, 8), bool)] * 3  # an empty mask for the masked one
+    pred = Prediction(np.random.default_rng(0).random((3, 4, 4)).astype(np.float32), np.array([0.1, 0.9, 0.8]))
+    ev = CategoryEvaluator(8, 0.0, aupro=False)
+    col = ScoreCollector(save_maps=True)
+    col.add_batch([str(s.image_path) for s in samples], [s.label for s in samples],
+                  [not s.label or s.mask_path is not None for s in samples], masks)
+    col.add_variant("w/o VG", pred.scores, ev.add(pred, samples, masks))
+    expected, undefined = ev.compute()
+    got, got_undefined = metrics_from_scores(col.result({}), "w/o VG")
+    assert undefined["pixel_auroc"].startswith(want) and got_undefined["pixel_auroc"] == undefined["pixel_auroc"]
+    assert {k: r for k, r in got_undefined.items() if k in undefined} == {k: r for k, r in undefined.items()
+                                                                           if k in got}

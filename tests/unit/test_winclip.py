@@ -241,6 +241,10 @@ def test_options_are_checked(method_ctx):
         WinCLIP(method_ctx, temperature=0)
     with pytest.raises(ConfigError, match="unknown option"):
         WinCLIP(method_ctx, window=3)
+    with pytest.raises(ConfigError, match=r"^method 'winclip' option 'scales' must be a list of window sizes in "
+                                          r"patches, e\.g\. \[2, 3\]; 'x' \(item 2\) is not an integer"):
+        WinCLIP(method_ctx, scales=[2, "x"])  # constructed directly (planning's type check not in the way)
+    assert WinCLIP(method_ctx, scales=2).options.scales == (2,)  # a single scale from the CLI
     m = WinCLIP(method_ctx, class_name="object")
     m.fit([], CategoryInfo("synthetic", "metal_nut", "metal nut"))
     assert m.class_name == "object"
