@@ -64,6 +64,7 @@ def test_main_table_by_hand():
     assert t.notes == [
         "figures from commit bbbbbbbbbb (10 records).",
         f"pixel AUROC (%), mean ± std over seeds; dataset figure of a seed = mean over categories. {PLANNED}",
+        "backbone of every row: x.",
         f"bold: best complete figure per column within each shot block {BOLD_NOTE}",
         "method notes: Alpha: no VG crop",
         "method notes: C: crop 240",
@@ -85,10 +86,20 @@ def test_category_table_by_hand():
     assert t.problems == ["1 figure(s) incomplete, missing or failed"]
     assert t.notes == [
         "figures from commit bbbbbbbbbb (6 records).",
+        "backbones: Alpha = x; B = x.",
         "pixel AUROC (%) per category, mvtec, 1-shot, mean ± std over seeds 0, 1.",
         f"bold: best complete figure per category and variant (the best method) {BOLD_NOTE}",
         "[a] B: no figure: failed: OSError: disk",
     ]
+
+
+def test_a_method_not_applicable_at_these_shots_has_no_per_category_column():
+    # B is not applicable at 4 shots (every category, every seed): the 4-shot per-category table shows Alpha
+    # alone, while the main table keeps B's row with "n/a" and the reason.
+    t = category_table(ResultSet(_records()), "mvtec", 4)
+    assert t.groups == [("Alpha", 2)] and t.columns == ["w/o VG", "w/ VG"]
+    assert _entries(t) == [(["c1"], ["50.00±0.00", "60.00±0.00"]), (["c2"], ["50.00±0.00", "60.00±0.00"])]
+    assert t.marks == {} and t.complete
 
 
 def test_a_column_restricted_to_the_datasets_and_variants_asked_for():
@@ -120,8 +131,5 @@ def test_footnote_letters_run_a_to_z_then_double():
     assert foot.notes()[27] == "[bb] note 27"
 
 
-EQUIVALENT_MUTANTS = {
-    "tables.category_table: the not-applicable branch (status_of == {not_applicable})":
-        "unreachable: a column exists only for a method with an ok record at this (dataset, shots), so its "
-        "statuses are never exactly {not_applicable}",
+EQUIVALENT_MUTANTS: dict[str, str] = {
 }
