@@ -113,10 +113,15 @@ def test_undefined_spread_over_two_seeds_prints_zero_and_an_undefined_mean_print
 
 
 def test_notes_outside_a_cell_keep_their_bars_and_a_bracket_without_a_space_is_not_a_footnote():
-    t = _table(notes=["a | b", "[x]y", "[c] z_1"])
-    assert to_markdown(t).splitlines()[2:5] == ["> a | b", "> [x]y", "> [c] z_1"]
+    t = _table(notes=["a | b", "[x]y", "[c] z_1 [see] [d]"])
+    assert to_markdown(t).splitlines()[2:5] == ["> a | b", "> [x]y", "> [c] z_1 [see] [d]"]
     tex = to_latex(t)
-    assert "a \\textbar{} b\\par\n[x]y\\par\n$^{c}$ z\\_1\\par}" in tex
+    assert "a \\textbar{} b\\par\n[x]y\\par\n$^{c}$ z\\_1 [see] [d]\\par}" in tex
+
+
+def test_labels_that_look_like_numbers_print_verbatim():
+    t = Table("t", ["method"], [("1e3", 1)], ["007"], [(["0042"], [TextCell("1.50", "1.50")])])
+    assert _md_row(to_markdown(t), 3) == ["method", "1e3 007"] and _md_row(to_markdown(t), 5) == ["0042", "1.50"]
 
 
 def test_escapes_every_special_character():
@@ -133,5 +138,8 @@ def test_group_headers_join_group_and_column_and_an_empty_group_label_leaves_the
     assert "\\multicolumn{1}{c}{} & \\multicolumn{1}{c}{d} \\\\\n\\cmidrule(lr){2-2} \\cmidrule(lr){3-3}" in to_latex(t)
 
 
-EQUIVALENT_MUTANTS: dict[str, str] = {
+EQUIVALENT_MUTANTS = {
+    "render.to_markdown: md_escape(n, cell=None) for cell=False": "None is falsy like False: the same branch",
+    "render.to_latex: _entries(..., None / 'XXtexXX' / 'TEX') for 'tex'":
+        "_entry tests fmt == 'md' only; every other value is the LaTeX branch",
 }
