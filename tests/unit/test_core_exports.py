@@ -17,6 +17,7 @@ import io
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -183,5 +184,48 @@ def test_report_markdown_and_latex_are_the_tables_and_nothing_ok_says_so(results
     assert report_text(tmp_path / "nothing", "csv") == ""
 
 
-EQUIVALENT_MUTANTS: dict[str, str] = {
+def test_report_defaults_are_the_markdown_pixel_auroc_main_table(results):
+    text = report_text(results)
+    assert text.startswith("**pixel AUROC**") and "per category" not in text
+    assert text == render_report(results).text == report_text(results, "markdown", "pixel_auroc")
+    assert "per category" in report_text(results, per_category=True)
+    assert "**image AUROC**" in report_text(results, metric="image_auroc")
+
+
+def test_method_and_dataset_filters_reach_the_tables_and_the_rows(tmp_path):
+    store = RecordStore(tmp_path)
+    for r in _records() + [rec("D", c, s, {"w/o VG": 0.4}) for c in ("c1", "c2") for s in (0, 1)]:
+        store.write(r)
+    everything = render_report(tmp_path, "csv")
+    assert everything.problems == ["pixel AUROC: 2 figure(s) incomplete, missing or failed"]
+    only_d = render_report(tmp_path, "csv", methods=["D"])
+    assert only_d.problems == [] and set(r["method"] for r in csv.DictReader(io.StringIO(only_d.text))) == {"D"}
+    assert set(r["method"] for r in csv.DictReader(io.StringIO(report_text(tmp_path, "csv", methods=["D"])))) == {"D"}
+    per_cat = report_text(tmp_path, "csv", methods=["D"], per_category=True)
+    assert [r["level"] for r in csv.DictReader(io.StringIO(per_cat))] == ["dataset", "category", "category"]
+
+
+def test_html_report_names_its_title_and_source_and_shows_saved_maps(results):
+    from fsadbench.results.scores import CellScores, scores_path
+
+    html = report_text(results, "html")
+    assert "<h1>fsad-bench report</h1>" in html and f"<code>{results}</code>" in html
+    assert "Qualitative results" not in html
+    assert "<h1>My run</h1>" in report_text(results, "html", title="My run")
+    assert "<h1>My run</h1>" in render_report(results, "html", title="My run").text
+    key = CellKey("A", "mvtec", "c1", 1, 0)
+    masks = np.zeros((2, 4, 4), bool)
+    masks[1, 1:3, 1:3] = True
+    CellScores(["w/o VG"], ["/gone/0.png", "/gone/1.png"], np.array([0, 1]), np.array([True, True]),
+               {"w/o VG": np.array([0.1, 0.9])}, {"w/o VG": np.random.default_rng(0).random((2, 4, 4))},
+               masks).save(scores_path(RecordStore(results).path(key)))
+    assert "Qualitative results" in report_text(results, "html")
+
+
+EQUIVALENT_MUTANTS = {
+    "export.summary_long: pd.concat(parts, ignore_index=None / False / absent)":
+        "the index is reset (drop=True) after the n_seeds filter, so the concatenated index is never read",
+    "export.to_csv: to_csv(index=None) for index=False": "pandas reads None as no index, like False",
+    "export.to_csv: float_format '%.4F' for '%.4f'":
+        "differs only for inf (INF); means and stds of fractions in [0, 1] are finite, NaN is written empty",
 }
