@@ -245,7 +245,7 @@ class RecordStore:
     def write(self, record: Record) -> Path:
         """Write ``record``; a done record with another resume key is moved to ``superseded/`` first."""
         p = self.path(record.cell)
-        old = self.read(p) if p.is_file() else None
+        old = self.read(p)  # None when there is none
         if old is not None and old.status in DONE_STATUSES and old.config_hash != record.config_hash:
             if old.identity:
                 changes = identity_changes(old.identity, record.identity)

@@ -265,3 +265,83 @@ def test_temp_files_are_not_records_and_one_record_per_cell(tmp_path):
     other = store.write(_rec(key=dict(CellKey("memory", "synthetic", "disc", 1, 1).__dict__)))
     assert [r.config_hash for r in store.records()] == ["abc", "abc"] and other.name == "k1_s1.json"
     assert [r.key["seed"] for r in store] == [0, 1]
+
+
+def test_a_record_without_a_version_is_version_0_and_a_newer_one_is_named_by_where(tmp_path):
+    d = _valid()
+    del d["schema_version"]
+    assert Record.from_dict(d).migrated_from == 0
+    d["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(BenchError, match="^record: record schema version"):
+        Record.from_dict(d)
+
+
+def test_a_corrupt_record_is_named_with_why_in_the_warning(tmp_path, caplog):
+    store = RecordStore(tmp_path)
+    p = store.write(_rec())
+    p.write_text("{ truncated")
+    with caplog.at_level("WARNING", logger="fsadbench"):
+        assert store.read(p) is None
+    assert f"{p} is corrupt (not valid JSON: " in caplog.text
+    p = store.write(_rec())
+    p.write_text(json.dumps(_broken(("status",), "done")))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fsadbench"):
+        assert store.read(p) is None
+    assert f"{p} is corrupt (status is 'done', expected one of ok, failed, not_applicable); moved to " in caplog.text
+
+
+def test_a_good_record_renamed_over_a_corrupt_one_while_it_was_read_stays(tmp_path, monkeypatch):
+    from fsadbench.results import records as records_module
+
+    store = RecordStore(tmp_path)
+    p = store.write(_rec())
+    p.write_text("[1]")  # corrupt ...
+
+    def writer_wins(d):  # ... and while it is judged, a writer renames a good record over it
+        from fsadbench.core.io import atomic_write_text
+
+        atomic_write_text(p, _rec(config_hash="fresh").to_json())
+        raise SchemaError("top level is a JSON list, not an object")
+
+    monkeypatch.setattr(records_module, "validate_record", writer_wins)
+    assert store.read(p) is None
+    monkeypatch.undo()
+    assert store.load(KEY).config_hash == "fresh" and not (tmp_path / "corrupt").exists()
+
+
+def test_every_changed_leaf_is_named_when_a_record_is_kept_aside(tmp_path):
+    said = []
+    store = RecordStore(tmp_path, log=said.append)
+    store.write(_rec(config_hash="h1", identity={"a": 1, "b": {"c": 2}}))
+    store.write(_rec(config_hash="h2", identity={"a": 2, "b": {"c": 3}}))
+    assert said[0].endswith("(a: 1 -> 2; b.c: 2 -> 3)")
+
+
+def test_a_third_record_kept_aside_under_the_same_key_gets_the_next_number(tmp_path):
+    store = RecordStore(tmp_path)
+    for h in ("", "", "", "h1"):
+        store.write(_rec(config_hash=h))
+        store.set_aside(_rec(config_hash=h))
+    names = sorted(p.name for p in (tmp_path / "superseded").rglob("*.json"))
+    assert names == ["k1_s0.h1.json", "k1_s0.nohash-2.json", "k1_s0.nohash-3.json", "k1_s0.nohash.json"]
+
+
+def test_a_temp_file_of_another_cell_is_not_a_record(tmp_path):
+    store = RecordStore(tmp_path)
+    p = store.write(_rec())
+    (p.parent / ".tmp-k1_s5.json").write_text(_rec(key=dict(CellKey("memory", "synthetic", "disc", 1, 5).__dict__))
+                                              .to_json())
+    assert [r.key["seed"] for r in store] == [0]
+
+
+def test_old_path_records_count_once_whatever_their_path_order(tmp_path):
+    store = RecordStore(tmp_path)
+    cell = CellKey("memory", "synthetic", "Metal Nut", 1, 0)
+    for folder in ("0old", "1old"):  # both sort before the canonical "^metal%20^nut"
+        old = tmp_path / "records" / "memory" / "synthetic" / folder / "k1_s0.json"
+        old.parent.mkdir(parents=True)
+        old.write_text(_rec(key=dict(cell.__dict__), config_hash=folder).to_json())
+    assert [r.config_hash for r in store.records()] == ["0old"]  # two old copies: the first, once
+    store.write(_rec(key=dict(cell.__dict__), config_hash="canonical"))
+    assert [r.config_hash for r in store.records()] == ["canonical"]
