@@ -31,6 +31,8 @@ def test_backbone_parts_and_their_defaults():
     assert backbone_family(old) == "open_clip" and backbone_id(old) == ("open_clip", "ViT-B-16", None, None, "fp32")
     assert backbone_name(rec(backbone={})) == "?"
     assert cell_protocol(r) == (2, 256, 4.0, None) and run_protocol(r) == (2, 256, None, None)
+    capped = rec(protocol={**PROTO, "sigma": 2.0, "max_test_images": 5})
+    assert cell_protocol(capped) == (2, 256, 4.0, 5) and run_protocol(capped) == (2, 256, 2.0, 5)
 
 
 def test_every_per_cell_check_names_what_differs_and_only_that():

@@ -37,7 +37,9 @@ def _cell(with_maps=True) -> CellScores:
 
 
 def test_the_file_layout_is_the_documented_one(tmp_path):
-    p = _cell().save(tmp_path / "x.scores.npz")
+    cs = _cell()
+    cs.pixel_truth = [1, 1, 0]  # as a collector's list: stored as booleans all the same
+    p = cs.save(tmp_path / "x.scores.npz")
     with np.load(p, allow_pickle=False) as z:
         assert sorted(z.files) == ["labels", "maps_0", "maps_1", "mask_shape", "masks", "meta", "pixel_truth",
                                    "scores_0", "scores_1"]
@@ -64,6 +66,7 @@ def test_round_trip_with_and_without_maps(tmp_path):
     for v in ("a", "b"):
         np.testing.assert_array_equal(back.maps[v], cs.maps[v].astype(np.float32))
         np.testing.assert_array_equal(back.scores[v], cs.scores[v].astype(np.float32))
+    assert back.masks.dtype == bool and back.pixel_truth.dtype == bool
     light = CellScores.load(tmp_path / "x.scores.npz", maps=False)
     assert light.maps is None and light.masks is None and not light.has_maps and light.scores.keys() == {"a", "b"}
     plain = CellScores.load(_cell(with_maps=False).save(tmp_path / "y.scores.npz"))
@@ -73,6 +76,16 @@ def test_round_trip_with_and_without_maps(tmp_path):
     half.masks = None
     with np.load(half.save(tmp_path / "z.scores.npz")) as z:
         assert "maps_0" not in z.files and "masks" not in z.files
+
+
+def test_masks_that_are_not_square_round_trip(tmp_path):
+    masks = np.zeros((2, 2, 5), bool)
+    masks[0, 0, 4] = masks[1, 1, 0] = True
+    cs = CellScores(["a"], ["0", "1"], np.array([1, 1]), np.array([True, True]), {"a": np.array([0.5, 0.6])},
+                    {"a": np.zeros((2, 2, 5))}, masks)
+    back = CellScores.load(cs.save(tmp_path / "r.scores.npz"))
+    assert back.masks.shape == (2, 2, 5)
+    np.testing.assert_array_equal(back.masks, masks)
 
 
 def test_an_unreadable_or_incomplete_file_names_itself_and_the_fix(tmp_path):
@@ -143,5 +156,23 @@ def test_the_collector_keeps_test_order_across_batches_and_maps_only_when_asked(
     assert ScoreCollector(save_maps=True).result({}).maps is None  # nothing collected: no maps
 
 
-EQUIVALENT_MUTANTS: dict[str, str] = {
+EQUIVALENT_MUTANTS = {
+    "scores.CellScores.save: np.asarray(masks, dtype=None / absent) for dtype=bool":
+        "np.packbits packs any nonzero value as 1, so a 0/1 or 0/255 mask packs to the same bits",
+    "scores.CellScores.save: reshape(n, -2) for reshape(n, -1); add_variant reshape(-2) for reshape(-1)":
+        "numpy takes any negative size as the one inferred dimension",
+    "scores.CellScores.save: mask_shape dtype None / absent for int64": "a shape tuple of ints is int64 already",
+    "scores.CellScores.load: np.load(allow_pickle=None / absent) for False": "numpy's default refuses pickles too",
+    "scores.metrics_from_scores: np.asarray(scores, dtype=None / absent) for float64":
+        "the stored float32 scores widen exactly: the ranking, hence every image metric, is the same",
+    "scores.metrics_from_scores: pop('undefined', None / absent) for pop('undefined', {})":
+        "`or {}` turns a missing key's None into {}, as the {} default does",
+    "scores.metrics_from_scores: PixelMetrics(device=None) for device=device":
+        "device placement: on the CPU every device argument here is the CPU",
+    "scores.ScoreCollector.add_variant: the .numpy() branch mutated (never / hasattr of another name)":
+        "np.asarray of a CPU tensor is the same array as tensor.numpy()",
+    "scores.ScoreCollector.add_variant: astype(float32, copy=None / True / absent)":
+        "copying or not changes memory use, not the values collected",
+    "scores.ScoreCollector.result: np.asarray(labels / truth, dtype=None / absent)":
+        "lists of Python ints and bools become int64 and bool arrays by default",
 }
