@@ -111,7 +111,11 @@ def _ok(key: CellKey, config_hash: str, **kw) -> Record:
 @pytest.fixture
 def keyed(monkeypatch):
     """The resume key of a job: a stand-in that differs per seed."""
-    monkeypatch.setattr(planning, "cell_hash", lambda cfg, data, job: f"h{job.seed}")
+    def key(cfg, data, job):  # reads the run's config and data source, as the real key does
+        assert isinstance(cfg, RunConfig) and isinstance(data, _Data), (cfg, data)
+        return f"h{job.seed}"
+
+    monkeypatch.setattr(planning, "cell_hash", key)
 
 
 def test_pending_drops_jobs_whose_cells_are_all_done_with_the_current_key(tmp_path, keyed):
@@ -169,6 +173,27 @@ def test_a_folder_of_another_run_is_refused_naming_what_differs(tmp_path, keyed)
     assert sorted(r.key["method"] for r in store.superseded()) == ["memory", "memory"]
 
 
+def test_force_plans_over_a_folder_of_another_run_and_the_message_lists_six_differences(tmp_path, keyed):
+    cfg = _cfg(datasets=[DatasetSpec("visa")], shots=[1], seeds=[0])
+    store = RecordStore(tmp_path)
+    for i in range(7):
+        store.write(_ok(CellKey("memory", "visa", "candle", 1, 10 + i), "h0",
+                        protocol={"version": PROTOCOL_VERSION, "eval_size": 100 + i, "sigma": None,
+                                  "max_test_images": None}))
+    with pytest.raises(ConfigError) as err:
+        Plan.build(cfg, _Data(DATA), store)
+    assert "holds 7 record(s) of another run" in str(err.value) and str(err.value).count("protocol.eval_size") == 6
+    plan = Plan.build(cfg, _Data(DATA), store, force=True)
+    assert len(store.superseded()) == 7 and plan.n_todo_cells == 2
+
+
+def test_a_transfer_method_without_a_pairing_is_refused_by_name():
+    cfg = _cfg(methods=[MethodSpec("anomalyclip")], shots=[0], seeds=[0])
+    with pytest.raises(ConfigError, match="method 'anomalyclip' trains on an auxiliary dataset: name it with "
+                                          "--train-on NAME"):
+        plan_jobs(cfg, _Data(DATA))
+
+
 def test_the_run_expects_its_own_protocol_and_precision(tmp_path):
     cfg = _cfg(datasets=[DatasetSpec("visa")], protocol=Protocol(eval_size=64, sigma=2.0, max_test_images=5))
     store = RecordStore(tmp_path)
@@ -187,5 +212,7 @@ def test_the_run_expects_its_own_protocol_and_precision(tmp_path):
         check_folder(cfg, store)
 
 
-EQUIVALENT_MUTANTS: dict[str, str] = {
+EQUIVALENT_MUTANTS = {
+    "plan.plan_jobs: Job(m, ds, [c], k, s) without scope for a per-category job":
+        "the branch is reached only when the scope is 'category', Job's default",
 }
