@@ -55,10 +55,11 @@ class _Res:
         return s
 
     def loaded_split(self, dataset, category):
+        assert dataset == "synthetic", dataset  # by the dataset's name
         return self.splits.get(category) if category in self.read else None
 
     def categories(self, spec):
-        return list(self.splits)
+        return list(self.splits) if spec.name == "synthetic" else []  # (an auxiliary set: none on disk)
 
     def backbone_facts(self, spec):
         return {"family": spec.family, "model": spec.model, "facts_of": "the method's backbone"}
@@ -106,6 +107,12 @@ def test_an_ok_record_section_by_section(res):
                          "anomalous_without_mask": 2}
     assert r.config == {**res.cfg.to_dict(), "batch_size": 8}
     assert r.metric_version == METRIC_VERSION and set(r.provenance) >= {"git", "packages", "device", "time_utc"}
+    assert r.provenance["device"]["device"] == "cpu"
+
+
+def test_the_method_version_is_the_class_one(res):
+    job = Job(MethodSpec("promptad"), DatasetSpec("synthetic"), ["c1"], 2, 0)
+    assert build_record(res, job, "c1", "h", CellResult("ok")).method["version"] == 2  # PromptAD bumped it
 
 
 def test_a_failed_record_counts_no_test_images_and_keeps_the_error(res):
