@@ -63,9 +63,38 @@ def test_distinct_values_and_counts_including_none():
     assert (s.lt.tolist(), s.le.tolist()) == ([1], [2])  # negatives < / <= the positive score
 
 
+def test_aupro_undefined_says_why():
+    from fsadbench.protocol.metrics.aupro import aupro, pro_area
+    from fsadbench.protocol.metrics.ranking import RankSummary
+
+    maps = [np.array([[0.1, 0.9], [0.2, 0.3]])]
+    with pytest.raises(UndefinedMetric, match="^no anomalous region in the masks$"):
+        aupro(maps, [np.zeros((2, 2), bool)])
+    with pytest.raises(UndefinedMetric, match="^no normal pixel: FPR undefined$"):
+        aupro(maps, [np.ones((2, 2), bool)])
+    empty = np.zeros(0)
+    with pytest.raises(UndefinedMetric, match="^no anomalous region in the masks$"):
+        pro_area(RankSummary(empty, empty, empty, empty, 0, 4), empty, 0.3)
+    with pytest.raises(ValueError, match="^2 maps but 1 masks: pass one mask per map$"):
+        aupro(maps * 2, [np.ones((2, 2), bool)])
+
+
 EQUIVALENT_MUTANTS = {
     "ranking.scores_labels: kind not in 'XXfiubXX' for 'fiub'": "numpy has no dtype kind 'X': the same kinds pass",
     "ranking.distinct: sorted_values[:1] for [:0] on an empty array": "a slice of an empty array is empty",
     "ranking.distinct: np.empty(n, dtype=None / absent) for bool": "the 0/1 floats mark the same first positions",
     "ranking.summary_flat: searchsorted(..., side absent) for side='left'": "numpy's default side is 'left'",
+    "aupro.label_regions: np.asarray(mask, dtype=None / absent), np.ones(structure, dtype=None / absent)":
+        "ndimage.label takes any nonzero pixel as foreground and any nonzero structure element as a neighbour",
+    "aupro.pro_area: e_last starts at 1.0 for 0.0":
+        "it only multiplies p_last, which is 0 until the first step has been integrated",
+    "aupro.pro_area: .astype(None) for .astype(np.float64) (E_j, G_j)": "astype(None) is float64",
+    "aupro.pro_area: searchsorted(e, lim) side absent for 'right'":
+        "a step ending exactly at L is then cut at L: the cut adds the same trapezoid",
+    "aupro.pro_area: slice(None, full) / slice(full) for slice(0, full)": "the same slice",
+    "aupro.pro_area: lim >= g[j] for lim > g[j]": "at lim == g[j] the added trapezoid has width 0",
+    "aupro.pro_area: (lim - e_last) / p_last for * p_last in the flat tail":
+        "the tail is reached after the last step, where PRO = p_last = 1 (every region fully covered)",
+    "aupro.aupro: PixelMetrics(device=None / absent) for device='cpu'": "device placement: the CPU either way here",
+    "aupro.aupro: PixelMetrics(...) without aupro=True": "aupro=True is PixelMetrics' default",
 }
