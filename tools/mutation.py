@@ -9,7 +9,7 @@ mutmut 3 mutates a copy of the sources and imports it by its file path, while
 this repository installs ``bench/``, ``methods/`` and ``datasets/`` as ONE
 package ``fsadbench`` (see pyproject). So each run builds a staging folder
 ``.mutation/<module>/`` laid out as the installed package (``fsadbench/``,
-``fsadbench/methods/``, ``fsadbench/datasets/``, ``tests/``, ``configs/``),
+``fsadbench/methods/``, ``fsadbench/datasets/``, ``tests/``, ``configs/``, ``benchmarks/``),
 writes mutmut's ``[tool.mutmut]`` there (the shared settings of
 pyproject.toml's ``[tool.mutmut]`` plus ``only_mutate`` = the module and the
 module's test files), and runs ``mutmut run`` in it. mutmut runs, for each
@@ -39,7 +39,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = ROOT / ".mutation"
 LAYOUT = (("bench", "fsadbench"), ("methods", "fsadbench/methods"), ("datasets", "fsadbench/datasets"),
-          ("tests", "tests"), ("configs", "configs"))
+          ("tests", "tests"), ("configs", "configs"), ("benchmarks", "benchmarks"))  # some tests import benchmarks
 
 
 def load_plan(pyproject: Path = ROOT / "pyproject.toml") -> tuple[dict, dict[str, list[str]]]:
@@ -81,7 +81,7 @@ def stage(module: str, tests: Sequence[str], shared: dict) -> Path:
     for src, dst in LAYOUT:
         shutil.copytree(ROOT / src, folder / dst, ignore=ignore, dirs_exist_ok=True)
     cfg = {**shared, "source_paths": ["fsadbench"], "only_mutate": [staged_path(module)],
-           "pytest_add_cli_args_test_selection": list(tests), "also_copy": ["configs"]}
+           "pytest_add_cli_args_test_selection": list(tests), "also_copy": ["configs", "benchmarks"]}
     body = "\n".join(f"{k} = {_toml_value(v)}" for k, v in cfg.items())
     (folder / "pyproject.toml").write_text(
         '[tool.pytest.ini_options]\ntestpaths = ["tests"]\naddopts = "-p no:cacheprovider"\n'

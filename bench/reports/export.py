@@ -33,16 +33,14 @@ SUMMARY_COLUMNS = ["level", "metric", "method", "label", "variant", "dataset", "
 
 def summary_long(df: pd.DataFrame, metrics: Sequence[str], categories: bool = False) -> pd.DataFrame:
     """Aggregated figures of ``df`` (:func:`fsadbench.results.aggregate.records_frame`), long format, in %."""
+    if df.empty or not metrics:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     parts = []
     for m in metrics:
-        if df.empty:
-            continue
         s = summary(df, m).assign(level="dataset", metric=m, category="")
         parts.append(s)
         if categories:
             parts.append(per_category(df, m).assign(level="category", metric=m))
-    if not parts:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
     out = pd.concat(parts, ignore_index=True)
     out = out[out["n_seeds"] > 0]
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
@@ -64,7 +62,7 @@ def with_coverage(rows: pd.DataFrame, records: Iterable[Record]) -> pd.DataFrame
         return "complete" if fig is None or fig.complete else fig.coverage.describe()
 
     out = rows.copy()
-    out["coverage"] = [one(r) for _, r in rows.iterrows()] if len(rows) else []
+    out["coverage"] = [one(r) for _, r in rows.iterrows()]
     return out
 
 
@@ -113,11 +111,7 @@ def csv_safe(value: Any) -> Any:
 def to_csv(rows: pd.DataFrame) -> str:
     """The rows as CSV; text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``)
     are written with a leading ``'``."""
-    safe = rows.copy()
-    for col in safe.columns:
-        if not pd.api.types.is_numeric_dtype(safe[col]):
-            safe[col] = safe[col].map(csv_safe)
-    return safe.to_csv(index=False, float_format="%.4f")
+    return rows.apply(lambda col: col.map(csv_safe)).to_csv(index=False, float_format="%.4f")
 
 
 def to_json(rows: pd.DataFrame, notes: Sequence[str] = (), **meta: Any) -> str:
@@ -149,8 +143,8 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
     records, df = load_records(results_dir, methods, datasets)
     if df.empty:
         return Report("", ["no successful records"])
-    tables = build_report(results_dir, "markdown" if fmt not in ("markdown", "latex") else fmt, metrics, methods,
-                          datasets, per_category)
+    tables = build_report(results_dir, "latex" if fmt == "latex" else "markdown", metrics, methods, datasets,
+                          per_category)
     if fmt in ("markdown", "latex"):
         return tables
     if fmt == "html":

@@ -24,7 +24,7 @@ from fsadbench.results.coverage import Figure
 def _entry(c, bold: bool, close: bool, mark: str | None, fmt: str) -> str:
     if isinstance(c, TextCell):
         s = c.md if fmt == "md" else c.tex
-    elif c is None or not isinstance(c, Figure) or math.isnan(c.mean):
+    elif not isinstance(c, Figure) or math.isnan(c.mean):  # None: no entry
         s = "–" if fmt == "md" else "--"
     else:
         std = 0.0 if math.isnan(c.std) else c.std

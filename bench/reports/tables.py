@@ -2,7 +2,9 @@
 
 Main layout (the APT paper's Table 1): rows (shots, method), columns dataset x
 variant ("w/o VG", "w/ VG"), mean ± std over seeds. Per-category layout: rows
-the dataset's planned categories, columns method x variant.
+the dataset's planned categories, columns method x variant measured at that
+(dataset, shots) (a method not applicable there has no column; the main table
+shows its "n/a" and why).
 
 Every figure carries its coverage (:mod:`fsadbench.results.coverage`): a figure
 over fewer categories or seeds than planned gets a footnote mark whose note
@@ -259,10 +261,6 @@ def category_table(rs: ResultSet, dataset: str, shots: int, metric: str = "pixel
         for j, (m, v) in enumerate(cols):
             f = rs.category_figure(m, dataset, cat, shots, v, metric)
             label = method_label(recs, m)
-            if f is None and rs.status_of(m, dataset, shots) == {STATUS_NA}:
-                t.marks[(i, j)] = foot.mark(f"{label}: not applicable: {rs.why_empty(m, dataset, shots, v, metric)}")
-                cells.append(NOT_APPLICABLE)
-                continue
             if f is None or not f.complete:
                 reason = f.coverage.describe() if f is not None else \
                     "; ".join(dict.fromkeys(rs.value(CellKey(m, dataset, cat, shots, s), v, metric)[1]

@@ -139,9 +139,7 @@ def folder_conflicts(records: Iterable[Record], expected: Mapping[str, Any],
 def short_commit(r: Record) -> str:
     """``abcdef1234`` (+``+dirty``) of the tree a record was made from, ``unknown`` when not recorded."""
     g = (r.provenance or {}).get("git") or {}
-    c = g.get("commit") or "unknown"
-    c = c[:10] if c != "unknown" else c
-    return c + ("+dirty" if g.get("dirty") else "")
+    return (g.get("commit") or "unknown")[:10] + ("+dirty" if g.get("dirty") else "")
 
 
 def commit_summary(records: Iterable[Record]) -> str:

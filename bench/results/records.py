@@ -245,10 +245,13 @@ class RecordStore:
     def write(self, record: Record) -> Path:
         """Write ``record``; a done record with another resume key is moved to ``superseded/`` first."""
         p = self.path(record.cell)
-        old = self.read(p) if p.is_file() else None
+        old = self.read(p)  # None when there is none
         if old is not None and old.status in DONE_STATUSES and old.config_hash != record.config_hash:
-            changes = identity_changes(old.identity, record.identity) if old.identity else \
-                [f"record schema {old.migrated_from} (no resume key recorded)"]
+            if old.identity:
+                changes = identity_changes(old.identity, record.identity)
+            else:  # a migrated record has no resume key; a hand-made one may not either
+                changes = [] if old.migrated_from is None else \
+                    [f"record schema {old.migrated_from} (no resume key recorded)"]
             self.set_aside(old, "; ".join(changes) or f"config hash {old.config_hash} -> {record.config_hash}")
         atomic_write_text(p, record.to_json())
         return p

@@ -86,7 +86,7 @@ def build_record(res: Resources, job: Job, category: str, config_hash: str, resu
         status=result.status, config_hash=config_hash, identity=identity,
         plan={"categories": res.categories(job.dataset), "shots": list(cfg.shots), "seeds": list(cfg.seeds)},
         method={"name": job.method.name, "id": job.method.id, "label": job.method.display,
-                "version": int(getattr(cls, "version", 1)), "options": resolved_options(job.method),
+                "version": int(cls.version), "options": resolved_options(job.method),
                 "variants": list(cls.variants), "fit_scope": job.scope,
                 "uses_feature_cache": cls.uses_feature_cache, **auxiliary_facts(job),
                 "describe": result.method.describe() if result.method is not None else {}},

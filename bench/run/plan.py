@@ -68,7 +68,8 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
                         per_ds.append(Job(m, ds, cats, k, s, scope))
                     else:
                         per_cat.extend(Job(m, ds, [c], k, s, scope) for c in cats)
-    order = {(d.name, c): i for i, d in enumerate(cfg.datasets) for c in data.categories(d)}
+    cells = [(d.name, c) for d in cfg.datasets for c in data.categories(d)]
+    order = {dc: i for i, dc in enumerate(cells)}  # a rank per (dataset, category), not per dataset
     per_cat.sort(key=lambda j: order[(j.dataset.name, j.categories[0])])
     return per_cat + per_ds
 

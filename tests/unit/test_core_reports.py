@@ -93,6 +93,15 @@ def test_category_table_by_hand():
     ]
 
 
+def test_a_method_not_applicable_at_these_shots_has_no_per_category_column():
+    # B is not applicable at 4 shots (every category, every seed): the 4-shot per-category table shows Alpha
+    # alone, while the main table keeps B's row with "n/a" and the reason.
+    t = category_table(ResultSet(_records()), "mvtec", 4)
+    assert t.groups == [("Alpha", 2)] and t.columns == ["w/o VG", "w/ VG"]
+    assert _entries(t) == [(["c1"], ["50.00±0.00", "60.00±0.00"]), (["c2"], ["50.00±0.00", "60.00±0.00"])]
+    assert t.marks == {} and t.complete
+
+
 def test_a_column_restricted_to_the_datasets_and_variants_asked_for():
     t = main_table(ResultSet(_records()), variants=["w/ VG"])
     assert t.columns == ["w/ VG"] and [e for _, e in _entries(t)] == [["80.25±0.25"], ["n/a"], ["n/a"],
@@ -122,8 +131,176 @@ def test_footnote_letters_run_a_to_z_then_double():
     assert foot.notes()[27] == "[bb] note 27"
 
 
+# -- emphasis: ties at the printed precision, the best by the unrounded mean, alpha as asked --------------
+# one category, three seeds. A = 80.004 and B = 80.001 both print 80.00: both bold. The dagger is decided
+# against the best by the unrounded mean (A): C - A has p = 0.091 (dagger at alpha 0.05, none at 0.2), while
+# C - B would have p = 0.037 (no dagger at 0.05).
+SEEDS = {"A": (81.004, 79.004, 80.004), "B": (80.001, 80.001, 80.001), "C": (79.5, 79.0, 78.5)}
+
+
+def _close_call():
+    return [Record(key=CellKey(m, "mvtec", "c1", 1, s).__dict__, status="ok", config_hash="h", method={"name": m},
+                   metrics={"w/o VG": {"pixel_auroc": v / 100}}) for m, vals in SEEDS.items()
+            for s, v in enumerate(vals)]
+
+
+def test_ties_are_all_bold_and_the_dagger_is_judged_against_the_best_unrounded_mean():
+    rs = ResultSet(_close_call())
+    t = main_table(rs)
+    assert [h for h, _ in t.rows] == [["1-shot", "A"], ["1-shot", "B"], ["1-shot", "C"]]
+    assert t.bold == {(0, 0), (1, 0)} and t.close == {(2, 0)}
+    assert main_table(rs, alpha=0.2).close == set() and main_table(rs, alpha=0.09).close == {(2, 0)}
+    c = category_table(rs, "mvtec", 1)  # one variant: the methods of a category compete
+    assert c.columns == ["w/o VG"] * 3 and c.bold == {(0, 0), (0, 1)} and c.close == {(0, 2)}
+    assert category_table(rs, "mvtec", 1, alpha=0.2).close == set()
+
+
+def test_a_dagger_needs_p_at_least_alpha_and_a_group_without_complete_figures_does_not_end_emphasis():
+    from fsadbench.reports.tables import Table, emphasise
+    from fsadbench.results.coverage import Coverage, Figure
+    from fsadbench.results.stats import paired_t
+
+    def fig(vals, complete=True):
+        seeds = dict(enumerate(vals))
+        cov = None if complete else Coverage(("c1",), (0, 1, 2, 3), ((0, 3, "no record"),))
+        return Figure(sum(vals) / len(vals), 0.0, seeds, cov)
+
+    a, c = fig(SEEDS["A"]), fig(SEEDS["C"])
+    p = paired_t(c.seeds, a.seeds).p_lower
+    t = Table("t", ["m"], [], ["v", "w"], [(["A"], [fig((1.0,), complete=False), a]), (["C"], [None, c])])
+    emphasise(t, [[(0, 0), (1, 0)], [(0, 1), (1, 1)]], alpha=p)
+    assert t.bold == {(0, 1)} and t.close == {(1, 1)}
+    t.bold, t.close = set(), set()
+    emphasise(t, [[(0, 0), (1, 0)], [(0, 1), (1, 1)]], alpha=p + 1e-9)
+    assert t.bold == {(0, 1)} and t.close == set()
+
+
+# -- what each empty or incomplete entry says -------------------------------------------------------------
+def _undefined(m, c, s, shots=1):
+    return Record(key=CellKey(m, "mvtec", c, shots, s).__dict__, status="ok", config_hash="h", method={"name": m},
+                  metrics={"w/o VG": {"pixel_auroc": None}}, undefined={"w/o VG": {"pixel_auroc": "no anomaly"}})
+
+
+def test_an_entry_whose_metric_is_undefined_everywhere_is_a_dash_with_the_reason():
+    # U: every cell undefined; F: every cell undefined but (c2, seed 0), which failed. Some cells are ok, so
+    # the entries are "–" (no figure), not "failed".
+    recs = [_undefined(m, c, s) for m in ("U", "F") for c in ("c1", "c2") for s in (0, 1)
+            if (m, c, s) != ("F", "c2", 0)]
+    recs.append(Record(key=CellKey("F", "mvtec", "c2", 1, 0).__dict__, status="failed", config_hash="h",
+                       method={"name": "F"}, error="OSError: disk"))
+    t = main_table(ResultSet(recs))
+    assert _entries(t) == [(["1-shot", "U"], ["–"]), (["1-shot", "F"], ["–"])]
+    assert t.problems == ["2 figure(s) incomplete, missing or failed"]
+    assert t.notes[-2:] == ["[a] U, mvtec 1-shot: no figure (pixel_auroc undefined: no anomaly)",
+                            "[b] F, mvtec 1-shot: no figure (pixel_auroc undefined: no anomaly; failed: OSError: "
+                            "disk)"]
+
+
+def test_per_category_entries_say_what_they_miss():
+    recs = [rec("A", c, s, {"w/o VG": 0.8}) for c in ("c1", "c2") for s in (0, 1)] + [
+        rec("B", "c1", 0, {"w/o VG": 0.7}), rec("B", "c1", 1, {}, status="failed", error="Traceback\nOSError: disk"),
+        _undefined("B", "c2", 0), rec("B", "c2", 1, {}, status="failed", error="ValueError: nan")]
+    t = category_table(ResultSet(recs), "mvtec", 1)
+    assert _entries(t) == [(["c1"], ["80.00±0.00", "70.00±0.00"]), (["c2"], ["80.00±0.00", "–"])]
+    assert t.bold == {(0, 0), (1, 0)} and t.marks == {(0, 1): "a", (1, 1): "b"}
+    assert t.notes[-2:] == ["[a] B: covers 1/2 seeds; missing: seed 1 (failed: OSError: disk)",
+                            "[b] B: no figure: pixel_auroc undefined: no anomaly; failed: ValueError: nan"]
+
+
+def test_only_marked_figures_missing_and_failed_entries_count_as_incomplete():
+    from fsadbench.reports.tables import NOT_APPLICABLE, Table, count_incomplete, incomplete_problem
+    from fsadbench.results.coverage import Figure
+
+    cells = [Figure(1.0, 0.0), TextCell("–", "--"), TextCell("failed", "failed"), TextCell("missing", "missing"),
+             NOT_APPLICABLE, TextCell("failed", "failed")]
+    t = Table("t", ["m"], [], ["v"] * 6, [(["A"], cells)], marks={(0, j): "a" for j in range(5)})
+    assert count_incomplete(t) == 4 and incomplete_problem(t) == ["4 figure(s) incomplete, missing or failed"]
+    t.marks = {(0, 4): "a"}  # n/a by design, and unmarked entries, count as nothing
+    assert count_incomplete(t) == 0 and incomplete_problem(t) == []
+
+
+# -- columns, labels and backbones -----------------------------------------------------------------------
+def _two_datasets():
+    out = []
+    for s in (0, 1):
+        out.append(Record(key=CellKey("A", "mvtec", "c1", 1, s).__dict__, status="ok", config_hash="h",
+                          method={"name": "A"}, metrics={"w/o VG": {"pixel_auroc": 0.8}, "w/ VG": {"pixel_auroc": 0.9}},
+                          backbone={"model": "vit"}))
+        out.append(Record(key=CellKey("A", "visa", "c9", 1, s).__dict__, status="ok", config_hash="h",
+                          method={"name": "A"}, metrics={"w/o VG": {"pixel_auroc": 0.6}}, backbone={"model": "vit"}))
+        out.append(Record(key=CellKey("P", "mvtec", "c1", 1, s).__dict__, status="ok", config_hash="h",
+                          method={"name": "P"}, metrics={"w/o VG": {"pixel_auroc": 0.7}},
+                          backbone={"model": "wrn50"}))
+    return out
+
+
+def test_columns_per_dataset_hold_only_the_variants_measured_there_and_backbones_differ_per_row():
+    t = main_table(ResultSet(_two_datasets()))
+    assert t.groups == [("mvtec", 2), ("visa", 1)] and t.columns == ["w/o VG", "w/ VG", "w/o VG"]
+    assert t.row_headers == ["shots", "method", "backbone"]
+    assert [h for h, _ in t.rows] == [["1-shot", "A", "vit"], ["1-shot", "P", "wrn50"]]
+    assert not any(n.startswith("backbone of every row") for n in t.notes)
+    assert ("Planned: mvtec: 1 categories (c1), seeds 0, 1; visa: 1 categories (c9), seeds 0, 1." in
+            " ".join(t.notes))
+    c = category_table(ResultSet(_two_datasets()), "mvtec", 1)
+    assert "backbones: A = vit; P = wrn50." in c.notes
+
+
+def test_records_without_a_backbone_name_no_backbone():
+    recs = [Record(key=CellKey("A", "mvtec", "c1", 1, 0).__dict__, status="ok", config_hash="h",
+                   method={"name": "A"}, metrics={"w/o VG": {"pixel_auroc": 0.8}})]
+    t = main_table(ResultSet(recs))
+    assert t.row_headers == ["shots", "method"] and not any("backbone" in n for n in t.notes)
+    assert not any("backbone" in n for n in category_table(ResultSet(recs), "mvtec", 1).notes)
+
+
+def test_backbone_label_joins_the_backbones_of_one_method_only():
+    from fsadbench.reports.tables import backbone_label
+
+    recs = _two_datasets() + [Record(key=CellKey("A", "mpdd", "c1", 1, 0).__dict__, status="ok", config_hash="h",
+                                     backbone={"model": "alt"}),
+                              Record(key=CellKey("A", "mpdd", "c2", 1, 0).__dict__, status="ok", config_hash="h")]
+    assert backbone_label(recs, "A") == "alt + vit" and backbone_label(recs, "P") == "wrn50"
+    assert backbone_label(recs, "Z") == "?"
+
+
+def _aux(m, dataset, aux, label="AnomalyCLIP"):
+    return Record(key=CellKey(m, dataset, "c1", 0, 0).__dict__, status="ok", config_hash="h",
+                  method={"name": m, "label": label, "auxiliary": aux}, metrics={"w/o VG": {"pixel_auroc": 0.5}})
+
+
+def test_a_transfer_method_is_labelled_with_what_it_trained_on():
+    from fsadbench.reports.tables import auxiliary_note, method_label
+
+    cross = [_aux("ac", "mvtec", {"name": "visa"}), _aux("ac", "visa", {"name": "mvtec"}),
+             _aux("ac", "mpdd", {"name": "visa"}), _aux("x", "mvtec", {"name": "other"}, label="X")]
+    assert method_label(cross, "ac") == "AnomalyCLIP (trained on mvtec for visa; trained on visa for mpdd, mvtec)"
+    assert auxiliary_note(cross, "ac", name_of=str.upper) == ("trained on MVTEC for VISA; "
+                                                              "trained on VISA for MPDD, MVTEC")
+    assert method_label(cross, "x") == "X (trained on other)"
+    one = [_aux("ac", "mvtec", {"name": "visa"}), _aux("ac", "mpdd", {"name": "visa"})]
+    assert method_label(one, "ac") == "AnomalyCLIP (trained on visa)"
+    own = [_aux("ac", "mvtec", {"name": "mvtec", "same_as_target": True})]
+    assert method_label(own, "ac") == "AnomalyCLIP (trained on mvtec (its own test split))"
+    plain = [_aux("p", "mvtec", None, label=None), _aux("ac", "mvtec", {})]
+    assert method_label(plain, "p") == "p" and auxiliary_note(plain, "p") == ""
+    assert method_label(plain, "ac") == "AnomalyCLIP" and method_label(plain, "unknown") == "unknown"
+
+
+def test_fidelity_notes_once_per_method_by_id_or_label():
+    from fsadbench.reports.tables import fidelity_notes
+
+    recs = [Record(key=CellKey(m, "mvtec", c, 1, 0).__dict__, status="ok", config_hash="h",
+                   method={"name": m, "describe": {"fidelity_notes": notes}})
+            for m, c, notes in (("A", "c1", ["crop 240", "no VG"]), ("A", "c2", ["ignored"]), ("B", "c1", []),
+                                ("C", "c1", ["fp16"]))]
+    assert fidelity_notes(recs) == ["A: crop 240; no VG", "C: fp16"]
+    assert fidelity_notes(recs, str.lower) == ["a: crop 240; no VG", "c: fp16"]
+
+
 EQUIVALENT_MUTANTS = {
-    "tables.category_table: the not-applicable branch (status_of == {not_applicable})":
-        "unreachable: a column exists only for a method with an ok record at this (dataset, shots), so its "
-        "statuses are never exactly {not_applicable}",
+    "tables.main_table / category_table: `t.problems = incomplete_problem(t)` for `+=`":
+        "t.problems is still the new Table's empty list at that point (mixing problems are added after it)",
+    "tables.main_table / category_table: common_notes(..., None, ...) for the metric":
+        "common_notes takes the metric for its callers' symmetry and does not read it",
 }

@@ -1,0 +1,205 @@
+"""The metric engine's edges as a caller meets them: why a metric is undefined (the reason a table prints),
+inputs refused with a message that says what to fix, tensors that still carry a gradient, empty inputs.
+The values themselves are checked against oracles in test_metrics.py.
+
+EQUIVALENT_MUTANTS lists the surviving mutants of protocol/metrics/{ranking,aupro,pixel}.py that cannot change
+behaviour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fsadbench.protocol.metrics.ranking import (UndefinedMetric, auroc, average_precision, distinct, f1_max,
+                                                image_metrics, summary_flat)
+
+
+@pytest.mark.parametrize("fn,reason", [
+    (auroc, "one class only: no anomalous sample"),
+    (average_precision, "no anomalous sample: recall undefined"),
+    (f1_max, "no anomalous sample: F1 undefined"),
+])
+def test_undefined_metrics_say_why(fn, reason):
+    with pytest.raises(UndefinedMetric) as err:
+        fn([0.1, 0.2], [0, 0])
+    assert err.value.reason == reason and str(err.value) == reason
+    with pytest.raises(UndefinedMetric, match="^one class only: no normal sample$"):
+        auroc([0.1, 0.2], [1, 1])
+
+
+def test_image_metrics_name_images_in_their_reasons():
+    got = image_metrics([0.1, 0.2], [0, 0])
+    assert got == {"image_auroc": None, "image_ap": None, "image_f1_max": None,
+                   "undefined": {"image_auroc": "one class only: no anomalous image",
+                                 "image_ap": "no anomalous image: recall undefined",
+                                 "image_f1_max": "no anomalous image: F1 undefined"}}
+
+
+def test_bad_inputs_are_refused_saying_what_to_fix():
+    with pytest.raises(ValueError, match=r"^scores has 3 values but labels has 2: pass one label per score$"):
+        auroc([0.1, 0.2, 0.3], [0, 1])
+    with pytest.raises(ValueError, match=r"^scores must be numeric, got dtype <U1$"):
+        auroc(np.array(["a", "b"]), [0, 1])
+    with pytest.raises(ValueError, match=r"^labels must be 0/1 or bool \(1 = anomalous\), got values outside "
+                                         r"\{0, 1\}$"):
+        auroc([0.1, 0.2], [0, 2])
+    with pytest.raises(FloatingPointError, match="scores contain 1 NaN value"):
+        auroc([0.1, float("nan")], [0, 1])
+
+
+def test_a_tensor_that_carries_a_gradient_is_scored():
+    s = torch.tensor([0.1, 0.9, 0.4], requires_grad=True)
+    assert auroc(s, torch.tensor([0, 1, 1])) == pytest.approx(1.0)
+
+
+def test_distinct_values_and_counts_including_none():
+    u, c = distinct(np.array([1.0, 1.0, 2.0, 5.0, 5.0, 5.0]))
+    assert u.tolist() == [1.0, 2.0, 5.0] and c.tolist() == [2, 1, 3]
+    u, c = distinct(np.array([], dtype=np.float32))
+    assert u.size == 0 and c.size == 0 and c.dtype == np.int64 and u.dtype == np.float32
+    s = summary_flat([0.3, 0.3, 0.1], [1, 0, 0])
+    assert (s.lt.tolist(), s.le.tolist()) == ([1], [2])  # negatives < / <= the positive score
+
+
+def test_aupro_undefined_says_why():
+    from fsadbench.protocol.metrics.aupro import aupro, pro_area
+    from fsadbench.protocol.metrics.ranking import RankSummary
+
+    maps = [np.array([[0.1, 0.9], [0.2, 0.3]])]
+    with pytest.raises(UndefinedMetric, match="^no anomalous region in the masks$"):
+        aupro(maps, [np.zeros((2, 2), bool)])
+    with pytest.raises(UndefinedMetric, match="^no normal pixel: FPR undefined$"):
+        aupro(maps, [np.ones((2, 2), bool)])
+    empty = np.zeros(0)
+    with pytest.raises(UndefinedMetric, match="^no anomalous region in the masks$"):
+        pro_area(RankSummary(empty, empty, empty, empty, 0, 4), empty, 0.3)
+    with pytest.raises(ValueError, match="^2 maps but 1 masks: pass one mask per map$"):
+        aupro(maps * 2, [np.ones((2, 2), bool)])
+
+
+# -- the streaming pixel accumulator ----------------------------------------------------------------------
+def test_the_backend_is_numpy_on_the_cpu_unless_torch_is_asked_for():
+    from fsadbench.protocol.metrics.pixel import resolve_backend
+
+    assert resolve_backend("cpu", None) is None and resolve_backend("cpu", "numpy") is None
+    assert resolve_backend("cpu", "torch") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_backend(None, None) is None and resolve_backend(None, "torch") == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"^backend must be 'numpy', 'torch' or None \(auto\), got 'jax'$"):
+        resolve_backend("cpu", "jax")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_the_negative_store_counts_below_and_at_each_value_across_chunks(backend):
+    from fsadbench.protocol.metrics.pixel import NegativeStore, resolve_backend
+
+    dev = resolve_backend("cpu", backend)
+    store = NegativeStore(3, dev)
+    as_t = (lambda a: torch.tensor(a, dtype=torch.float32)) if dev is not None else \
+        (lambda a: np.array(a, np.float32))
+    store.add(as_t([0.5, 0.1]))
+    assert store.chunks == [] and store.n_pending == 2  # waits for a whole chunk
+    store.add(as_t([]))
+    store.add(as_t([0.3, 0.5]))
+    assert len(store.chunks) == 1 and store.n_pending == 0 and store.n == 4
+    store.add(as_t([0.2]))
+    lt, le = store.count(np.array([0.1, 0.3, 0.5, 0.9], np.float32))
+    assert lt.tolist() == [0, 2, 3, 5] and le.tolist() == [1, 3, 5, 5] and lt.dtype == np.int64
+    assert len(store.chunks) == 2  # count flushed the rest
+    with pytest.raises(ValueError, match="^chunk_pixels must be >= 1, got 0$"):
+        NegativeStore(0)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_pixel_metrics_by_hand_on_either_backend(backend):
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    # two maps: 8 pixels, 2 anomalous (0.8 in map 0, 0.4 in map 1); normals 0.1 0.2 0.3 0.5 0.6 0.0
+    m0, m1 = np.array([[0.1, 0.8], [0.2, 0.3]]), np.array([[0.5, 0.4], [0.6, 0.0]])
+    g0, g1 = np.array([[0, 1], [0, 0]]), np.array([[0, 255], [0, 0]])  # any nonzero is anomalous
+    acc = PixelMetrics("cpu", backend=backend, chunk_pixels=2)
+    acc.add(torch.tensor(m0, dtype=torch.float64), g0)
+    acc.add(m1, g1)
+    acc.add(np.zeros((2, 2)), None)  # no mask: every pixel normal
+    assert acc.n_pixels == 12
+    got = acc.compute()
+    # AUROC: 0.8 beats all 10 normals, 0.4 beats 8 of them (0.5, 0.6 above) -> 18 / 20
+    assert got["pixel_auroc"] == pytest.approx(18 / 20)
+    # AP: at 0.8 precision 1 (recall 1/2); at 0.4 precision 2/4 -> (1 + 0.5) / 2
+    assert got["pixel_ap"] == pytest.approx(0.75)
+    # F1 at 0.8: 2*1 / (1 + 0 + 2) = 2/3; at 0.4: 2*2 / (2 + 2 + 2) = 2/3
+    assert got["pixel_f1_max"] == pytest.approx(2 / 3)
+    assert got["undefined"] == {} and 0.0 < got["aupro"] <= 1.0
+
+
+def test_pixel_metrics_undefined_and_refused_inputs_name_the_map():
+    from fsadbench.core.errors import DataError
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    acc = PixelMetrics("cpu")
+    acc.add(np.zeros((2, 2)), None)
+    got = acc.compute()
+    assert got == {"pixel_auroc": None, "pixel_ap": None, "pixel_f1_max": None, "aupro": None,
+                   "undefined": {"pixel_auroc": "one class only: no anomalous pixel",
+                                 "pixel_ap": "no anomalous pixel: recall undefined",
+                                 "pixel_f1_max": "no anomalous pixel: F1 undefined",
+                                 "aupro": "no anomalous region in the masks"}}
+    with pytest.raises(DataError, match=r"^map #1: anomaly map is \(2, 3\) but its mask is \(2, 2\); both must be "
+                                        r"the same H x W \(resize the mask to the map, as the evaluator does\)$"):
+        acc.add(np.zeros((2, 3)), np.zeros((2, 2), bool))
+    with pytest.raises(DataError, match=r"anomaly map is \(2,\) but its mask is \(2,\)"):
+        acc.add(np.zeros(2), np.zeros(2, bool))
+    for backend in ("numpy", "torch"):
+        with pytest.raises(FloatingPointError, match="^map #0: anomaly map has NaN values; fix the method's output$"):
+            PixelMetrics("cpu", backend=backend).add(np.array([[np.nan, 0.0]]), None)
+    plain = PixelMetrics("cpu", aupro=False)
+    plain.add(np.array([[0.1, 0.9]]), np.array([[False, True]]))
+    assert "aupro" not in plain.compute() and plain.compute()["pixel_auroc"] == 1.0
+    with pytest.raises(ValueError, match="^this PixelMetrics was built with aupro=False$"):
+        plain.aupro_value()
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=f"^fpr_limit must be in \\(0, 1\\], got {bad}$"):
+            PixelMetrics("cpu", fpr_limit=bad)
+    assert PixelMetrics("cpu", fpr_limit=1.0).fpr_limit == 1.0
+
+
+def test_aupro_weighs_regions_equally_whatever_their_size():
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    # one map, two regions: a big one (3 pixels, scored 0.9) and a small one (1 pixel, scored 0.2);
+    # normals 0.1 x 12. At FPR 0 the PRO is already 1/2 (the big region whole), not 3/4 (its pixel share).
+    amap = np.full((4, 4), 0.1)
+    mask = np.zeros((4, 4), bool)
+    amap[0, 0:3], mask[0, 0:3] = 0.9, True
+    amap[3, 3], mask[3, 3] = 0.2, True
+    acc = PixelMetrics("cpu", fpr_limit=1.0)
+    acc.add(amap, mask)
+    # PRO(x) = 1/2 on [0, 0], then 1 once 0.2 is passed (all 12 normals below it): area over FPR [0, 1] = 1
+    assert acc.compute()["aupro"] == pytest.approx(1.0)
+    low = PixelMetrics("cpu", fpr_limit=1.0)
+    amap[3, 3] = 0.05  # the small region now below every normal: PRO 1/2 until FPR 1
+    low.add(amap, mask)
+    assert low.compute()["aupro"] == pytest.approx(0.5)
+
+
+EQUIVALENT_MUTANTS = {
+    "ranking.scores_labels: kind not in 'XXfiubXX' for 'fiub'": "numpy has no dtype kind 'X': the same kinds pass",
+    "ranking.distinct: sorted_values[:1] for [:0] on an empty array": "a slice of an empty array is empty",
+    "ranking.distinct: np.empty(n, dtype=None / absent) for bool": "the 0/1 floats mark the same first positions",
+    "ranking.summary_flat: searchsorted(..., side absent) for side='left'": "numpy's default side is 'left'",
+    "aupro.label_regions: np.asarray(mask, dtype=None / absent), np.ones(structure, dtype=None / absent)":
+        "ndimage.label takes any nonzero pixel as foreground and any nonzero structure element as a neighbour",
+    "aupro.pro_area: e_last starts at 1.0 for 0.0":
+        "it only multiplies p_last, which is 0 until the first step has been integrated",
+    "aupro.pro_area: .astype(None) for .astype(np.float64) (E_j, G_j)": "astype(None) is float64",
+    "aupro.pro_area: searchsorted(e, lim) side absent for 'right'":
+        "a step ending exactly at L is then cut at L: the cut adds the same trapezoid",
+    "aupro.pro_area: slice(None, full) / slice(full) for slice(0, full)": "the same slice",
+    "aupro.pro_area: lim >= g[j] for lim > g[j]": "at lim == g[j] the added trapezoid has width 0",
+    "aupro.pro_area: (lim - e_last) / p_last for * p_last in the flat tail":
+        "the tail is reached after the last step, where PRO = p_last = 1 (every region fully covered)",
+    "aupro.aupro: PixelMetrics(device=None / absent) for device='cpu'": "device placement: the CPU either way here",
+    "aupro.aupro: PixelMetrics(...) without aupro=True": "aupro=True is PixelMetrics' default",
+}
