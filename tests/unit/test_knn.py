@@ -303,7 +303,31 @@ def test_sparse_projection_entries_and_density():
     assert torch.equal(sparse_random_projection(200, 400, g2), p)
 
 
-def test_greedy_distances_in_row_chunks_of_the_block(monkeypatch):
+def test_greedy_window_pinned():
+    u = 2.0 ** -24  # float32 unit roundoff
+    absolute, relative = knn_mod.greedy_window(10, torch.float32, 3.0)
+    assert absolute == pytest.approx(2 * (4 * 10 + 16) * u * 3.0, rel=1e-12)  # 2E, E = (4d + 16) u B
+    assert relative == pytest.approx(2 * (10 + 6) * u, rel=1e-12)  # 2 (d + 6) u
+    assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12)
+
+
+def test_greedy_near_ties_go_to_anomalib_distances():
+    """Far from the origin the expanded form cancels: every step is a near tie, decided by the differences."""
+    g = torch.Generator().manual_seed(3)
+    feats = 1000.0 + torch.rand(40, 3, generator=g) * 1e-2  # |x|^2 ~ 3e6: float32 steps of 0.25 >> distances^2
+    want = AnomalibGreedyOracle(feats, 15).select(4)
+    assert k_center_greedy(feats, 15, 4).tolist() == want
+    sq = (feats.double() ** 2).sum(1)
+    naive = [4]  # the expanded form's own argmax in float32 picks other rows
+    min_d = torch.full((40,), math.inf)
+    for _ in range(14):
+        c = feats[naive[-1]]
+        min_d = torch.minimum(min_d, (sq.float() - 2 * feats @ c + sq.float()[naive[-1]]))
+        naive.append(int(min_d.argmax()))
+    assert naive != want
+
+
+def test_greedy_exact_distances_in_chunks_of_the_block(monkeypatch):
     sizes = []
     real_norm = torch.linalg.vector_norm
 
@@ -311,20 +335,58 @@ def test_greedy_distances_in_row_chunks_of_the_block(monkeypatch):
         sizes.append(tuple(x.shape))
         return real_norm(x, *a, **kw)
 
+    pts = torch.tensor([[0.0], [1.0], [-1.0], [2.0], [-2.0]])  # from 0: 2 and -2 tie -> exact distances decide
+    want = AnomalibGreedyOracle(pts, 2).select(0)
     monkeypatch.setattr(torch.linalg, "vector_norm", norm)
-    g = torch.Generator().manual_seed(6)
-    feats = torch.randn(25, 4, generator=g)
-    want = AnomalibGreedyOracle(feats, 6).select(3)
+    assert k_center_greedy(pts, 2, 0, block=1).tolist() == want == [0, 3]
+    assert sizes == [(5, 1), (1, 1, 1), (1, 1, 1)]  # the squares, then the two tied rows one at a time
     sizes.clear()
-    assert k_center_greedy(feats, 6, 3, block=40).tolist() == want
-    assert sizes == [(10, 4), (10, 4), (5, 4)] * 5  # 40 // 4 rows per chunk, every row once per step
-    sizes.clear()
-    assert k_center_greedy(feats, 6, 3, block=3).tolist() == want
-    assert sizes == [(1, 4)] * 125  # fewer entries than a row: one row at a time
-    sizes.clear()
-    big = torch.randn(400, 500, generator=g)  # jl_dimension(400) = 147 < 500: projected
+    assert k_center_greedy(pts, 2, 0).tolist() == want
+    assert sizes == [(5, 1), (2, 1, 1)]  # both rows in one block
+
+
+@pytest.mark.parametrize("seed,n,dim,size", [(0, 120, 6, 60), (1, 300, 4, 100), (2, 90, 2, 90)])
+def test_greedy_active_set_catches_up_exactly(monkeypatch, seed, n, dim, size):
+    """A tiny active set: every few steps it is refilled and stale rows catch up; integer rows tie often."""
+    monkeypatch.setattr(knn_mod, "ACTIVE_MIN", 1)
+    monkeypatch.setattr(knn_mod, "ACTIVE_FRACTION", n)
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randint(-3, 4, (n, dim), generator=g).float()
+    for block in (DEFAULT_BLOCK, 7):
+        assert k_center_greedy(feats, size, seed, block).tolist() == AnomalibGreedyOracle(feats, size).select(seed)
+    real = torch.randn(n, dim, generator=g)
+    assert k_center_greedy(real, size, 1, 5).tolist() == AnomalibGreedyOracle(real, size).select(1)
+
+
+def test_greedy_catch_up_in_chunks_of_the_block(monkeypatch):
+    calls = []
+    real_addmm = torch.addmm
+
+    def addmm(bias, a, b, **kw):
+        calls.append((a.shape[0], b.shape[1]))
+        return real_addmm(bias, a, b, **kw)
+
+    monkeypatch.setattr(knn_mod, "ACTIVE_MIN", 2)
+    monkeypatch.setattr(knn_mod, "ACTIVE_FRACTION", 1000)
+    monkeypatch.setattr(torch, "addmm", addmm)
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(200, 3, generator=g)
+    want = AnomalibGreedyOracle(feats, 30).select(0)
+    assert k_center_greedy(feats, 30, 0, block=12).tolist() == want
+    assert calls and all(rows * centers <= 12 or rows == 1 for rows, centers in calls)
+    assert any(rows * centers > 6 for rows, centers in calls)  # chunks fill the block
+    calls.clear()
+    assert k_center_greedy(feats, 30, 0, block=1).tolist() == want
+    assert calls and {rows for rows, _ in calls} == {1}
+
+
+def test_coreset_passes_the_block_to_the_greedy(monkeypatch):
+    seen = []
+    real = knn_mod.k_center_greedy
+    monkeypatch.setattr(knn_mod, "k_center_greedy", lambda f, n, s, block: seen.append(block) or real(f, n, s, block))
+    big = torch.randn(400, 500)  # jl_dimension(400) = 147 < 500: projected
     coreset_indices(big, 0.01, block=300)
-    assert sizes and set(sizes) == {(2, 147)}  # the block reaches the greedy loop
+    assert seen == [300]
 
 
 def test_coreset_runs_on_the_requested_device():
