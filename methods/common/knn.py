@@ -81,8 +81,9 @@ def _exact_l2(query: torch.Tensor, memory: torch.Tensor, index: torch.Tensor, bl
     rows = max(1, block // (k * dim))
     out = torch.empty_like(index, dtype=torch.float32)
     for s in range(0, query.shape[0], rows):
-        diff = query[s:s + rows, None, :] - memory[index[s:s + rows]]
-        out[s:s + rows] = torch.linalg.vector_norm(diff, dim=-1)
+        part = index[s:s + rows]
+        diff = memory.index_select(0, part.reshape(-1)).view(*part.shape, dim)
+        out[s:s + rows] = torch.linalg.vector_norm(diff.sub_(query[s:s + rows, None, :]), dim=-1)  # |m - q|
     return out
 
 
@@ -103,39 +104,57 @@ def _merge(best_v: torch.Tensor | None, best_i: torch.Tensor | None, score: torc
     return v, torch.cat((best_i, i), dim=1).gather(1, j)
 
 
+class MemoryBank:
+    """Memory rows prepared once for many searches (``knn`` builds one per call).
+
+    The rows go to ``device`` in float32 once. L2 keeps their squared norms;
+    cosine keeps the unit rows negated, so that ``q . (-m) = -cos`` (negation
+    is exact) and the smallest score is the nearest row with no extra pass.
+    """
+
+    def __init__(self, memory: torch.Tensor, metric: str = "l2", device: torch.device | str | None = None):
+        _check(memory[:0], memory, 1, metric)
+        self.metric, self.device = metric, compute_device(memory, device)
+        rows = memory.to(self.device, torch.float32)
+        self.rows = F.normalize(rows, dim=-1).neg_() if metric == "cosine" else rows
+        self.sq = (rows * rows).sum(dim=1) if metric == "l2" else None
+
+    def search(self, query: torch.Tensor, k: int = 1,
+               block: int = DEFAULT_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+        """k nearest rows of each query row: (distances Q x k ascending, indices Q x k), exact."""
+        _check(query, self.rows, k, self.metric)
+        mem, dev = self.rows, self.device
+        q_rows, m_rows = _block_shape(query.shape[0], mem.shape[0], k, block)
+        dists = torch.empty(query.shape[0], k, device=dev)
+        index = torch.empty(query.shape[0], k, dtype=torch.long, device=dev)
+        for s in range(0, query.shape[0], q_rows):
+            q = query[s:s + q_rows].to(dev, torch.float32)
+            if self.metric == "cosine":
+                q = F.normalize(q, dim=-1)
+            best_v = best_i = None
+            for t in range(0, mem.shape[0], m_rows):
+                m = mem[t:t + m_rows]
+                if self.metric == "l2":  # rank on |m|^2 - 2 q.m: |q|^2 is the same for the whole row
+                    score = torch.addmm(self.sq[t:t + m_rows], q, m.T, alpha=-2.0)
+                else:  # -cos
+                    score = torch.mm(q, m.T)
+                best_v, best_i = _merge(best_v, best_i, score, t, k)
+            if self.metric == "l2":
+                exact = _exact_l2(q, mem, best_i, block)
+                if k > 1:
+                    exact, order = exact.sort(dim=1, stable=True)
+                    best_i = best_i.gather(1, order)
+                dists[s:s + q_rows], index[s:s + q_rows] = exact, best_i
+            else:
+                dists[s:s + q_rows], index[s:s + q_rows] = best_v + 1.0, best_i
+        return dists.to(query.device), index.to(query.device)
+
+
 def knn(query: torch.Tensor, memory: torch.Tensor, k: int = 1, metric: str = "l2", block: int = DEFAULT_BLOCK,
         device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest memory rows of each query row: (distances Q x k ascending, indices Q x k), exact."""
     _check(query, memory, k, metric)
-    dev = compute_device(query, device)
-    mem = memory.to(dev, torch.float32)
-    if metric == "cosine":
-        mem = F.normalize(mem, dim=-1)
-    mem_sq = (mem * mem).sum(dim=1)
-    q_rows, m_rows = _block_shape(query.shape[0], mem.shape[0], k, block)
-    dists = torch.empty(query.shape[0], k, device=dev)
-    index = torch.empty(query.shape[0], k, dtype=torch.long, device=dev)
-    for s in range(0, query.shape[0], q_rows):
-        q = query[s:s + q_rows].to(dev, torch.float32)
-        if metric == "cosine":
-            q = F.normalize(q, dim=-1)
-        best_v = best_i = None
-        for t in range(0, mem.shape[0], m_rows):
-            m = mem[t:t + m_rows]
-            if metric == "l2":  # rank on |m|^2 - 2 q.m: |q|^2 is the same for the whole row
-                score = torch.addmm(mem_sq[t:t + m_rows], q, m.T, alpha=-2.0)
-            else:
-                score = torch.mm(q, m.T).neg_()
-            best_v, best_i = _merge(best_v, best_i, score, t, k)
-        if metric == "l2":
-            exact = _exact_l2(q, mem, best_i, block)
-            if k > 1:
-                exact, order = exact.sort(dim=1, stable=True)
-                best_i = best_i.gather(1, order)
-            dists[s:s + q_rows], index[s:s + q_rows] = exact, best_i
-        else:
-            dists[s:s + q_rows], index[s:s + q_rows] = best_v + 1.0, best_i
-    return dists.to(query.device), index.to(query.device)
+    return MemoryBank(memory, metric, compute_device(query, device)).search(query, k, block)
 
 
 def jl_dimension(n_samples: int, eps: float = CORESET_EPS) -> int:
