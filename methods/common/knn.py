@@ -18,15 +18,24 @@ the extra memory is bounded by the block size, never by queries x memory:
   unit vectors halved, which is the same number).
 
 Everything runs on ``device`` (default: CUDA when present, else the query's
-device); results come back on the query's device.
+device); results come back on the query's device. ``MemoryBank(memory,
+metric).search(query, k)`` is the same search with the memory prepared once
+(PatchCore searches image by image). Speed: on a CPU the search is bound by
+its matrix products (``benchmarks/knn_speed.py`` prints the bare products'
+time as the floor), so it can beat plain ``cdist`` + ``topk`` only by the
+passes that plain spends around them.
 
 ``k_center_greedy`` is the exact greedy k-center selection of anomalib's
 ``KCenterGreedy`` (``components/sampling/k_center_greedy.py`` l. 112-141 at
 commit b7233686): start from one index (kept in the coreset, gh-3459), then
 repeatedly add the row farthest (``torch.max``, first index on ties) from the
-selected set, distances by ``torch.linalg.vector_norm`` of the difference as
+selected set, distances by ``torch.linalg.vector_norm`` of the difference
 there. Given the same start index and the same projected features it selects
-the same indices (tests/unit/test_knn.py ports anomalib's loop as the oracle).
+the same indices (tests/unit/test_knn.py ports anomalib's loop as the oracle),
+at a fraction of the cost: ranking on the expanded form by one matrix-vector
+product per step over the farthest rows only (``_Greedy``), anomalib's own
+distances deciding whenever the expanded form leaves a tie within its proven
+rounding window (``greedy_window``).
 ``coreset_indices`` adds what anomalib does around it: the very sparse random
 projection (Li, Hastie, Church 2006; anomalib ``random_projection.py`` l.
 72-141 with ``eps=0.9`` from ``k_center_greedy.py`` l. 58): Johnson-

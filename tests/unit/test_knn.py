@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from fsadbench.methods.common import knn as knn_mod
-from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, compute_device, coreset_indices, jl_dimension,
-                                          k_center_greedy, knn, sparse_random_projection)
+from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, MemoryBank, compute_device, coreset_indices,
+                                          jl_dimension, k_center_greedy, knn, sparse_random_projection)
 
 EQUIVALENT_MUTANTS = {
     "knn / coreset_indices: .to(dev) / .to(query.device) / device= -> None": "device: the CPU tests cannot see a "
@@ -238,6 +238,46 @@ def test_knn_agrees_with_the_clip_memory_score():
     query, memory = torch.randn(50, 12, generator=g), torch.randn(30, 12, generator=g)
     d, _ = knn(query, memory, k=1, metric="cosine", device="cpu")
     assert torch.allclose(d[:, 0] / 2.0, min_cosine_distance(query, memory), atol=1e-7)
+
+
+def test_memory_bank_is_prepared_once_and_searches_as_knn():
+    g = torch.Generator().manual_seed(8)
+    memory, query = torch.randn(9, 4, generator=g).double(), torch.randn(7, 4, generator=g)
+    bank = MemoryBank(memory, "l2", device="cpu")
+    assert bank.rows.dtype == torch.float32 and bank.device == torch.device("cpu") and bank.metric == "l2"
+    assert torch.allclose(bank.sq, (memory.float() ** 2).sum(1))
+    for k in (1, 3):
+        got, want = bank.search(query, k, block=10), knn(query, memory, k=k, device="cpu")
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    cos = MemoryBank(memory, "cosine", device="cpu")
+    assert cos.sq is None and torch.allclose(cos.rows, -F.normalize(memory.float(), dim=1))  # negated unit rows
+    d, i = cos.search(query, 2)
+    want = plain_cosine(query, memory, 2)
+    assert torch.allclose(d.double(), want.values, atol=1e-6) and torch.equal(i, want.indices)
+    assert MemoryBank(memory).metric == "l2" and MemoryBank(memory).search(query)[0].shape == (7, 1)  # defaults
+    with pytest.raises(ValueError, match=r"^knn: metric 'ip' is not one of l2, cosine$"):
+        MemoryBank(memory, "ip")
+    with pytest.raises(ValueError, match=r"^knn: k=10 must be between 1 and the memory size 9$"):
+        bank.search(query, 10)
+    with pytest.raises(ValueError, match=r"^knn: query \(7, 3\) and memory \(9, 4\) must be Q x D and M x D$"):
+        bank.search(query[:, :3])
+
+
+def test_memory_bank_searches_transposed_views_without_a_copy(monkeypatch):
+    seen = []
+    real = torch.addmm
+
+    def addmm(bias, a, b, **kw):
+        seen.append(a.is_contiguous())
+        return real(bias, a, b, **kw)
+
+    monkeypatch.setattr(torch, "addmm", addmm)
+    g = torch.Generator().manual_seed(2)
+    grid, memory = torch.randn(5, 12, generator=g), torch.randn(8, 5, generator=g)
+    d, i = MemoryBank(memory, device="cpu").search(grid.T)  # 12 x 5 view of a 5 x 12 map
+    assert seen == [False]
+    want = plain_l2(grid.T, memory, 1)
+    assert torch.allclose(d.double(), want.values, atol=1e-6) and torch.equal(i, want.indices)
 
 
 # ---------------------------------------------------------------- k-center greedy
