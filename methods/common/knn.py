@@ -79,8 +79,14 @@ def _check(query: torch.Tensor, memory: torch.Tensor, k: int, metric: str) -> No
 
 
 def _block_shape(n_query: int, n_memory: int, k: int, block: int) -> tuple[int, int]:
-    """(query rows, memory rows) of one block: at most ``block`` entries, memory rows >= k."""
-    mem_rows = min(n_memory, max(k, block))
+    """(query rows, memory rows) of one block: at most ``block`` entries, memory rows >= k.
+
+    Square-ish (sqrt(block) a side) when both sides are long: the matrix
+    product then reuses each packed memory panel for many query rows
+    (benchmarks/knn_speed.py: 2048 x 2048 beats 128 x 32768 on a CPU); a short
+    side leaves the rest of the block to the other.
+    """
+    mem_rows = min(n_memory, max(k, block // min(n_query, math.isqrt(block))))
     return max(1, min(n_query, block // mem_rows)), mem_rows
 
 

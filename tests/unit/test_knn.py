@@ -175,7 +175,13 @@ def test_block_bounds_each_distance_matrix(monkeypatch):
             assert sum(b for a, b in shapes if a == shapes[0][0]) >= 60  # every memory row is visited
     shapes.clear()
     knn(query, memory, k=1, block=600, device="cpu")
-    assert shapes[0] == (10, 60)  # the whole memory per block, as many query rows as fit
+    assert shapes[:3] == [(24, 25), (24, 25), (24, 10)]  # square-ish: isqrt(600) = 24 query rows, 600 // 24 memory
+    shapes.clear()
+    knn(query[:5], memory, k=1, block=600, device="cpu")
+    assert shapes == [(5, 60)]  # few queries: the whole memory in one block
+    shapes.clear()
+    knn(query, memory[:7], k=1, block=600, device="cpu")
+    assert shapes == [(85, 7), (15, 7)]  # a short memory: as many query rows as fit
 
 
 def test_block_bounds_the_exact_recomputation(monkeypatch):
@@ -196,7 +202,10 @@ def test_block_bounds_the_exact_recomputation(monkeypatch):
         assert torch.allclose(d.double(), plain_l2(query, memory, k).values, atol=1e-5)
     sizes.clear()
     knn(query, memory, k=2, block=64, device="cpu")
-    assert sizes[0] == 3 * 2 * 8  # the block's 3 query rows (64 // 20 memory rows) fit 64 // 16 = 4
+    assert sizes[0] == 4 * 2 * 8  # of the block's 8 query rows (isqrt(64)), 64 // 16 = 4 recomputed at a time
+    sizes.clear()
+    knn(query, memory, k=2, block=400, device="cpu")
+    assert sizes[0] == 20 * 2 * 8  # 400 // 20 = 20 query rows against the whole memory, all recomputed at once
 
 
 def test_knn_errors_name_the_field():
