@@ -59,7 +59,7 @@ METRICS = ("l2", "cosine")
 DEFAULT_BLOCK = 1 << 22  # distance entries per block: 16 MiB of float32
 CORESET_EPS = 0.9  # anomalib k_center_greedy.py l. 58: SparseRandomProjection(eps=0.9)
 ACTIVE_FRACTION = 8  # k-center greedy: about 1/8 of the rows kept current (speed only, benchmarks/knn_speed.py)
-ACTIVE_MIN = 64
+ACTIVE_MIN = 64  # >= 2: each step compares the best two active rows
 
 
 def compute_device(tensor: torch.Tensor, device: torch.device | str | None = None) -> torch.device:
@@ -269,14 +269,14 @@ class _Greedy:
         size = self.target
         if chosen == 1:
             self.activate(size, chosen)
-        best = torch.topk(self.value, min(2, self.value.shape[0]))
+        best = torch.topk(self.value, 2)  # at least min(n, ACTIVE_MIN) >= 2 rows: n >= n_select >= 2 here
         top = float(best.values[0])
         while top - self.outside <= self.window(top):
             size = min(2 * size, self.min_sq.shape[0])
             self.activate(size, chosen)
-            best = torch.topk(self.value, min(2, self.value.shape[0]))
+            best = torch.topk(self.value, 2)
             top = float(best.values[0])
-        if best.values.shape[0] == 1 or top - float(best.values[1]) > self.window(top):
+        if top - float(best.values[1]) > self.window(top):
             return int(self.rows[best.indices[0]])
         rows = self.rows[self.value >= top - self.window(top)]  # ascending: argmax keeps the first on ties
         return int(rows[_exact_min_distances(self.x, rows, self.centers[:chosen], self.block).argmax()])

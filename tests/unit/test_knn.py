@@ -397,7 +397,7 @@ def test_greedy_exact_distances_in_chunks_of_the_block(monkeypatch):
 @pytest.mark.parametrize("seed,n,dim,size", [(0, 120, 6, 60), (1, 300, 4, 100), (2, 90, 2, 90)])
 def test_greedy_active_set_catches_up_exactly(monkeypatch, seed, n, dim, size):
     """A tiny active set: every few steps it is refilled and stale rows catch up; integer rows tie often."""
-    monkeypatch.setattr(knn_mod, "ACTIVE_MIN", 1)
+    monkeypatch.setattr(knn_mod, "ACTIVE_MIN", 2)
     monkeypatch.setattr(knn_mod, "ACTIVE_FRACTION", n)
     g = torch.Generator().manual_seed(seed)
     feats = torch.randint(-3, 4, (n, dim), generator=g).float()
@@ -423,10 +423,74 @@ def test_greedy_catch_up_in_chunks_of_the_block(monkeypatch):
     want = AnomalibGreedyOracle(feats, 30).select(0)
     assert k_center_greedy(feats, 30, 0, block=12).tolist() == want
     assert calls and all(rows * centers <= 12 or rows == 1 for rows, centers in calls)
-    assert any(rows * centers > 6 for rows, centers in calls)  # chunks fill the block
+    assert any(rows > 1 and rows * centers > 6 for rows, centers in calls)  # chunks fill the block
     calls.clear()
     assert k_center_greedy(feats, 30, 0, block=1).tolist() == want
     assert calls and {rows for rows, _ in calls} == {1}
+
+
+def test_greedy_active_set_schedule(monkeypatch):
+    """Activated once after the first step at the target size, doubled while the best is within the window of
+    the rows outside, stale rows caught up only with the centers they miss; the fast path on continuous data."""
+    log, exact = [], []
+    real_activate, real_exact, real_addmm = knn_mod._Greedy.activate, knn_mod._exact_min_distances, torch.addmm
+
+    def activate(self, size, chosen):
+        log.append(("activate", size, chosen))
+        return real_activate(self, size, chosen)
+
+    def addmm(bias, a, b, **kw):
+        log.append(("catch-up", b.shape[1]))
+        return real_addmm(bias, a, b, **kw)
+
+    monkeypatch.setattr(knn_mod._Greedy, "activate", activate)
+    monkeypatch.setattr(knn_mod, "_exact_min_distances", lambda *a: exact.append(1) or real_exact(*a))
+    monkeypatch.setattr(torch, "addmm", addmm)
+    g = torch.Generator().manual_seed(11)
+    feats = torch.randn(800, 6, generator=g)  # target max(64, 800 // 8) = 100
+    assert k_center_greedy(feats, 120, 7).tolist() == AnomalibGreedyOracle(feats, 120).select(7)
+    acts = [e for e in log if e[0] == "activate"]
+    assert acts[0] == ("activate", 100, 1) and 1 < len(acts) < 60
+    assert all(a[1] in (100, 200, 400, 800) for a in acts)
+    grown = [(a, b) for a, b in zip(acts, acts[1:]) if a[2] == b[2]]  # same step: doubled
+    assert all(b[1] == min(2 * a[1], 800) for a, b in grown)
+    chosen_at = 0
+    missing = []
+    for e in log:
+        if e[0] == "activate":
+            chosen_at = e[2]
+        else:
+            missing.append((e[1], chosen_at))
+    assert missing and any(m < c for m, c in missing)  # only the centers a stale row has not seen
+    assert len(exact) < 30  # continuous data: near ties are rare
+
+
+def test_greedy_window_of_a_run():
+    g = torch.Generator().manual_seed(12)
+    feats = torch.randn(30, 5, generator=g)
+    state = knn_mod._Greedy(feats, 4, 0, DEFAULT_BLOCK)
+    absolute, relative = knn_mod.greedy_window(5, torch.float32, float((feats ** 2).sum(1).max()))
+    assert state.absolute == pytest.approx(absolute, rel=1e-6) and state.relative == relative
+    assert state.window(7.0) == pytest.approx(state.absolute + relative * (7.0 + state.absolute), rel=1e-12)
+    assert state.target == 30  # min(n, max(64, n // 8))
+
+
+def test_exact_min_distances_chunks_of_the_block(monkeypatch):
+    sizes = []
+    real_norm = torch.linalg.vector_norm
+
+    def norm(x, *a, **kw):
+        sizes.append(tuple(x.shape))
+        return real_norm(x, *a, **kw)
+
+    g = torch.Generator().manual_seed(13)
+    feats, centers = torch.randn(9, 2, generator=g), torch.randn(3, 2, generator=g)
+    rows = torch.tensor([0, 2, 4, 6, 8])
+    want = torch.cdist(feats[rows].double(), centers.double()).min(1).values
+    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    got = knn_mod._exact_min_distances(feats, rows, centers, 12)
+    assert sizes == [(2, 3, 2), (2, 3, 2), (1, 3, 2)]  # 12 // (3 centers x 2) = 2 rows at a time
+    assert torch.allclose(got.double(), want, atol=1e-6)
 
 
 def test_coreset_passes_the_block_to_the_greedy(monkeypatch):
