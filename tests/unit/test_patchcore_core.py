@@ -19,7 +19,9 @@ EQUIVALENT_MUTANTS = {
     "embed: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
     "image_scores: device=scores.device / .to(memory.device) / .to(star.device) -> None / dropped": "device: the "
                                                                                 "CPU tests cannot see a device",
-    "patch_scores: knn(..., k=1) -> k dropped": "k=1 is knn's default",
+    "patch_scores: search(..., k=1) -> k dropped": "k=1 is MemoryBank.search's default",
+    "patch_scores: MemoryBank(..., compute_device(embedding)) -> None / dropped": "device: the CPU tests cannot "
+                                                                                "see a device",
 }
 
 
