@@ -20,12 +20,19 @@ random numbers: ``relu(N(0, 1))``), ours first, then the plain one:
   loop (``k_center_greedy.py`` l. 68-141, re-written here), same projection and
   start. Reported: the ratio and whether the selected indices are equal.
 
-For each: wall seconds (best of ``--repeats``), the ratio plain / ours, the
-max |score difference| (maps and image scores) between ours and plain, and of
-each against the plain formula in float64 on the first ``--check`` images
-(which of the two float32 results is the closer one), and the growth of the
-process's peak resident memory during ours and during plain (ours runs first;
-``ru_maxrss`` only grows, so plain's figure is the growth beyond ours).
+For each: ours and plain run alternately ``--repeats`` times (the machine
+may be shared: interleaving spreads the noise over both); reported are the
+median wall seconds and the median process CPU seconds of each side and the
+ratio plain / ours of the medians (wall; CPU in brackets), the max |score
+difference| (maps and image scores) between ours and plain, and of each
+against the plain formula in float64 on the first ``--check`` images (which
+of the two float32 results is the closer one), and the growth of the
+process's peak resident memory during ours' first run and during plain's
+(``ru_maxrss`` only grows, so plain's figure is the growth beyond ours).
+For the two searches a third line times the bare matrix product of all
+queries with the memory in ``--batch``-image pieces (``gemm``): any exact
+method that ranks by the same products takes at least that long, so plain /
+gemm is the ceiling of the ratio on this machine.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import time
 
 import torch
@@ -49,17 +57,36 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _timed(fn, repeats: int, device: torch.device):
-    best, out, before = float("inf"), None, _peak_mib()
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best, out, _peak_mib() - before
+def _once(fn, device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - wall, time.process_time() - cpu, out
+
+
+def _interleaved(fns, repeats: int, device: torch.device) -> list[dict]:
+    """Run the functions alternately ``repeats`` times: per function the median wall and CPU seconds, the last
+    output and the peak-memory growth of its first run."""
+    runs = [{"wall": [], "cpu": [], "out": None, "peak": 0.0} for _ in fns]
+    for r in range(repeats):
+        for fn, run in zip(fns, runs):
+            before = _peak_mib()
+            wall, cpu, run["out"] = _once(fn, device)
+            run["wall"].append(wall)
+            run["cpu"].append(cpu)
+            if r == 0:
+                run["peak"] = _peak_mib() - before
+    for run in runs:
+        run["wall"], run["cpu"] = statistics.median(run["wall"]), statistics.median(run["cpu"])
+    return runs
+
+
+def _gemm(queries: torch.Tensor, memory: torch.Tensor, rows: int):
+    """The bare products of the queries with the memory, ``rows`` query rows at a time (the floor)."""
+    return lambda: [torch.mm(queries[s:s + rows], memory.T) for s in range(0, queries.shape[0], rows)][-1]
 
 
 def plain_patchcore(tests: torch.Tensor, memory: torch.Tensor, batch: int, num_neighbors: int = 9):
@@ -107,8 +134,22 @@ def plain_greedy(features: torch.Tensor, size: int, start: int) -> list[int]:
     return torch.stack(out).cpu().tolist()
 
 
-def _line(name: str, ours: float, plain: float, extra: str) -> None:
-    print(f"{name:12s} ours {ours:8.3f} s   plain {plain:8.3f} s   ratio {plain / ours:6.2f}x   {extra}")
+def _line(name: str, ours: dict, plain: dict, extra: str) -> None:
+    print(f"{name:12s} ours {ours['wall']:8.3f} s   plain {plain['wall']:8.3f} s   ratio "
+          f"{plain['wall'] / ours['wall']:6.2f}x (CPU {ours['cpu']:.3f} / {plain['cpu']:.3f} s: "
+          f"{plain['cpu'] / ours['cpu']:.2f}x)   {extra}")
+
+
+def _floor(name: str, gemm: dict, plain: dict) -> dict:
+    print(f"{name + ' gemm':12s} bare products {gemm['wall']:8.3f} s (CPU {gemm['cpu']:.3f} s): ceiling of the "
+          f"ratio plain / gemm {plain['wall'] / gemm['wall']:.2f}x (CPU {plain['cpu'] / gemm['cpu']:.2f}x)")
+    return {"gemm_s": gemm["wall"], "ceiling": plain["wall"] / gemm["wall"], "ceiling_cpu": plain["cpu"] / gemm["cpu"]}
+
+
+def _summary(ours: dict, plain: dict) -> dict:
+    return {"ours_s": ours["wall"], "plain_s": plain["wall"], "ratio": plain["wall"] / ours["wall"],
+            "ours_cpu_s": ours["cpu"], "plain_cpu_s": plain["cpu"], "ratio_cpu": plain["cpu"] / ours["cpu"],
+            "peak_growth_mib": [ours["peak"], plain["peak"]]}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -126,22 +167,31 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
+def _vs64(pairs, exact, n: int) -> list[float]:
+    return [max((a[:n].double() - exact[0]).abs().max().item(), (b[:n].double() - exact[1]).abs().max().item())
+            for a, b in pairs]
+
+
 def _patchcore(args, g, device, memory, side, dim, out) -> None:
     tests = torch.randn(args.images, dim, side, side, generator=g).relu_().to(device)
-    t_ours, (maps, idx), m_ours = _timed(lambda: patch_scores(tests, memory, args.block), args.repeats, device)
-    t_img, scores, _ = _timed(lambda: pc_image_scores(tests, memory, maps, idx, 9, args.block), args.repeats, device)
-    t_plain, (p_maps, p_scores), m_plain = _timed(lambda: plain_patchcore(tests, memory, args.batch), args.repeats,
-                                                  device)
+
+    def ours():
+        maps, idx = patch_scores(tests, memory, args.block)
+        return maps, pc_image_scores(tests, memory, maps, idx, 9, args.block)
+
+    rows = tests.permute(0, 2, 3, 1).reshape(-1, dim)
+    r_ours, r_plain, r_gemm = _interleaved((ours, lambda: plain_patchcore(tests, memory, args.batch),
+                                            _gemm(rows, memory, args.batch * side * side)), args.repeats, device)
+    (maps, scores), (p_maps, p_scores) = r_ours["out"], r_plain["out"]
     diff = max((maps - p_maps).abs().max().item(), (scores - p_scores).abs().max().item())
     n = min(args.check, args.images)
-    exact = plain_patchcore(tests[:n].double(), memory.double(), args.batch)
-    vs64 = [max((a[:n].double() - exact[0]).abs().max().item(), (b[:n].double() - exact[1]).abs().max().item())
-            for a, b in ((maps, scores), (p_maps, p_scores))]
-    out["patchcore"] = {"ours_s": t_ours + t_img, "plain_s": t_plain, "ratio": t_plain / (t_ours + t_img),
-                        "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64, "peak_growth_mib": [m_ours, m_plain],
+    vs64 = _vs64(((maps, scores), (p_maps, p_scores)), plain_patchcore(tests[:n].double(), memory.double(),
+                                                                         args.batch), n)
+    out["patchcore"] = {**_summary(r_ours, r_plain), "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64,
                         "memory": list(memory.shape), "queries": [args.images * side * side, dim]}
-    _line("patchcore", t_ours + t_img, t_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
-                                                f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
+    _line("patchcore", r_ours, r_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
+                                        f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
+    out["patchcore"].update(_floor("patchcore", r_gemm, r_plain))
 
 
 def _anomalydino(args, g, device, shots, out) -> None:
@@ -149,36 +199,36 @@ def _anomalydino(args, g, device, shots, out) -> None:
     bank = torch.randn(shots * 8 * grid * grid, width, generator=g).to(device)
     tokens = torch.randn(args.images, grid * grid, width, generator=g).to(device)
 
-    def ours_dino():
+    def ours():
         dist = patch_distances(tokens, bank, block=args.block)
         return dist, dino_image_scores(dist)
 
-    t_ours, (dist, d_scores), m_ours = _timed(ours_dino, args.repeats, device)
-    t_plain, (p_dist, p_scores), m_plain = _timed(lambda: plain_anomalydino(tokens, bank, args.batch), args.repeats,
-                                                  device)
+    unit_rows, unit_bank = F.normalize(tokens.reshape(-1, width), dim=-1), F.normalize(bank, dim=-1)
+    r_ours, r_plain, r_gemm = _interleaved((ours, lambda: plain_anomalydino(tokens, bank, args.batch),
+                                            _gemm(unit_rows, unit_bank, args.batch * grid * grid)), args.repeats,
+                                           device)
+    (dist, d_scores), (p_dist, p_scores) = r_ours["out"], r_plain["out"]
     diff = max((dist - p_dist).abs().max().item(), (d_scores - p_scores).abs().max().item())
     n = min(args.check, args.images)
-    exact = plain_anomalydino(tokens[:n].double(), bank.double(), args.batch)
-    vs64 = [max((a[:n].double() - exact[0]).abs().max().item(), (b[:n].double() - exact[1]).abs().max().item())
-            for a, b in ((dist, d_scores), (p_dist, p_scores))]
-    out["anomalydino"] = {"ours_s": t_ours, "plain_s": t_plain, "ratio": t_plain / t_ours, "max_abs_diff": diff,
-                          "max_abs_diff_vs_float64": vs64,
-                          "peak_growth_mib": [m_ours, m_plain], "memory": list(bank.shape),
-                          "queries": [args.images * grid * grid, width]}
-    _line("anomalydino", t_ours, t_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
+    vs64 = _vs64(((dist, d_scores), (p_dist, p_scores)), plain_anomalydino(tokens[:n].double(), bank.double(),
+                                                                           args.batch), n)
+    out["anomalydino"] = {**_summary(r_ours, r_plain), "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64,
+                          "memory": list(bank.shape), "queries": [args.images * grid * grid, width]}
+    _line("anomalydino", r_ours, r_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
                                           f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
+    out["anomalydino"].update(_floor("anomalydino", r_gemm, r_plain))
 
 
 def _coreset(args, g, device, memory, dim, out) -> None:
     proj = sparse_random_projection(jl_dimension(memory.shape[0]), dim, g).to(device)
     feats = memory @ proj.T if proj.shape[0] < dim else memory
     size, start = int(memory.shape[0] * args.ratio), int(torch.randint(memory.shape[0], (1,), generator=g))
-    t_ours, sel, _ = _timed(lambda: k_center_greedy(feats, size, start, args.block).tolist(), args.repeats, device)
-    t_plain, p_sel, _ = _timed(lambda: plain_greedy(feats, size, start), args.repeats, device)
-    out["coreset"] = {"ours_s": t_ours, "plain_s": t_plain, "ratio": t_plain / t_ours, "equal_indices": sel == p_sel,
-                      "rows": list(feats.shape), "selected": size}
-    _line("coreset", t_ours, t_plain, f"{size} of {feats.shape[0]} rows x {feats.shape[1]}, "
-                                      f"same indices: {sel == p_sel}")
+    r_ours, r_plain = _interleaved((lambda: k_center_greedy(feats, size, start, args.block).tolist(),
+                                    lambda: plain_greedy(feats, size, start)), args.repeats, device)
+    same = r_ours["out"] == r_plain["out"]
+    out["coreset"] = {**_summary(r_ours, r_plain), "equal_indices": same, "rows": list(feats.shape),
+                      "selected": size}
+    _line("coreset", r_ours, r_plain, f"{size} of {feats.shape[0]} rows x {feats.shape[1]}, same indices: {same}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -188,7 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=32, help="images per plain cdist call")
     p.add_argument("--ratio", type=float, default=0.1, help="coreset ratio (official run_patchcore.py l. 320)")
     p.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="distance entries per block of ours")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="alternate runs of each side (medians reported)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--check", type=int, default=2, help="images also scored in float64 (plain) as the exact value")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -196,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--parts", default="patchcore,anomalydino,coreset", help="comma-separated comparisons to run")
     args = p.parse_args(argv)
     args.parts = set(args.parts.split(","))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.images is None:
         args.images = 3 if args.quick else 100
     out = run(args)

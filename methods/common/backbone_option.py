@@ -24,7 +24,7 @@ model the same way (``backbone=open_clip:ViT-L-14-336@518``, ``backbone_weights=
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from fsadbench.backbone.spec import DEFAULT_WEIGHTS, BackboneSpec, is_tiny, parse_backbone
@@ -49,14 +49,13 @@ class OwnBackbone:
     def backbone_for(cls, options: Any, sweep: BackboneSpec) -> BackboneSpec:
         pipeline_check = sweep.is_random and is_tiny(sweep.model)
         text = options.backbone or (cls.backbone_tiny if pipeline_check else cls.backbone_default)
-        spec = parse_backbone(text, "none", where=f"method {cls.name!r} option backbone")
-        weights = options.backbone_weights
-        if not weights:
-            if sweep.is_random or is_tiny(spec.model):
-                weights = "none"
-            else:
-                weights = cls.backbone_weights_default or DEFAULT_WEIGHTS.get(spec.family, "")
+        spec = parse_backbone(text, options.backbone_weights, where=f"method {cls.name!r} option backbone")
+        if spec.pretrained:  # the option's weights
+            return spec
+        if sweep.is_random or is_tiny(spec.model):
+            return replace(spec, pretrained="none")
+        weights = cls.backbone_weights_default or DEFAULT_WEIGHTS.get(spec.family)
         if not weights:
             raise ConfigError(f"method {cls.name!r}: backbone {spec.name} needs backbone_weights (an open_clip "
                               f"tag, a checkpoint file, or none)")
-        return BackboneSpec(model=spec.model, pretrained=weights, family=spec.family, image_size=spec.image_size)
+        return replace(spec, pretrained=weights)

@@ -39,7 +39,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from fsadbench.methods.common.knn import DEFAULT_BLOCK, coreset_indices, knn
+from fsadbench.methods.common.knn import DEFAULT_BLOCK, MemoryBank, compute_device, coreset_indices, knn
 
 LAYERS = ("layer2", "layer3")  # anomalib torch_model.py l. 17-18, official README / sample_training.sh
 NEIGHBOURHOOD = 3  # anomalib l. 127 AvgPool2d(3, 1, 1); official run_patchcore.py l. 252 patchsize 3
@@ -91,12 +91,12 @@ def patch_scores(embedding: torch.Tensor, memory: torch.Tensor,
                  block: int = DEFAULT_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
     """(distance to the nearest memory row, its index), each B x H x W.
 
-    Images go to the search in groups of about ``block`` entries, so the
-    rows copied out of the B x D x H x W embedding stay bounded too.
+    The memory is prepared once; each image is searched as the transposed
+    view D x (H W) -> (H W) x D of its map (rows in row, column order, no copy).
     """
     b, d, h, w = embedding.shape
-    step = max(1, block // (d * h * w))
-    parts = [knn(patches(embedding[s:s + step]), memory, k=1, block=block) for s in range(0, b, step)]
+    bank = MemoryBank(memory, "l2", compute_device(embedding))
+    parts = [bank.search(embedding[i].reshape(d, h * w).T, k=1, block=block) for i in range(b)]
     dist, index = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return dist.reshape(b, h, w), index.reshape(b, h, w)
 
@@ -118,7 +118,8 @@ def image_scores(embedding: torch.Tensor, memory: torch.Tensor, scores: torch.Te
     rows = torch.arange(b, device=scores.device)
     worst = flat_scores.argmax(dim=1)
     star = flat_scores[rows, worst]
-    test_patch = patches(embedding).reshape(b, -1, memory.shape[1])[rows, worst].to(memory.device)
+    width = embedding.shape[3]
+    test_patch = embedding[rows, :, worst // width, worst % width].to(memory.device)  # B x D, no full copy
     nearest = memory[flat_index[rows, worst].to(memory.device)]
     _, support = knn(nearest, memory, k=min(num_neighbors, memory.shape[0]), block=block)  # L2
     dist = torch.linalg.vector_norm(test_patch[:, None, :] - memory[support], dim=-1)

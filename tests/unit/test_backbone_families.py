@@ -21,6 +21,7 @@ EQUIVALENT_MUTANTS = {
     "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_1": "every adapter passes its device on",
     "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_2": "every adapter passes its device on",
     "fsadbench.backbone.vision.xǁVisionBackboneǁ__init____mutmut_31": "model.to(None) keeps a CPU model on the CPU",
+    "fsadbench.backbone.vision.xǁVisionBackboneǁload_weights__mutmut_4": "load_state_dict's strict default is True",
     "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_8": "rsplit('/') then [-1]: the same file name",
     "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_11": "rsplit('/', 2)[-1]: the same file name",
     "fsadbench.backbone.torchvision_family.x_tag_checkpoint__mutmut_12": "rsplit('/', 1)[1] of two parts is [-1]",

@@ -12,13 +12,7 @@ from fsadbench.methods.common.backbone_option import BackboneOptions, OwnBackbon
 from fsadbench.protocol.method import Method
 
 #: equivalent survivors of mutation testing (module: methods/common/backbone_option.py)
-EQUIVALENT_MUTANTS = {
-    "fsadbench.methods.common.backbone_option.xǁOwnBackboneǁbackbone_for__mutmut_10": "the parsed spec's weights are replaced right after (any placeholder)",
-    "fsadbench.methods.common.backbone_option.xǁOwnBackboneǁbackbone_for__mutmut_15": "as _10",
-    "fsadbench.methods.common.backbone_option.xǁOwnBackboneǁbackbone_for__mutmut_16": "as _10",
-    "fsadbench.methods.common.backbone_option.xǁOwnBackboneǁbackbone_for__mutmut_27": "a missing family default, None or '', fails the same 'needs backbone_weights' check",
-    "fsadbench.methods.common.backbone_option.xǁOwnBackboneǁbackbone_for__mutmut_29": "as _27 (dict.get's default is None)",
-}
+EQUIVALENT_MUTANTS: dict[str, str] = {}
 
 TINY_SWEEP = BackboneSpec("fsad-tiny-vit", "none")
 REAL_SWEEP = BackboneSpec("ViT-B-16-plus-240", "laion400m_e32")

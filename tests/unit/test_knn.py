@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from fsadbench.methods.common import knn as knn_mod
-from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, compute_device, coreset_indices, jl_dimension,
-                                          k_center_greedy, knn, sparse_random_projection)
+from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, MemoryBank, compute_device, coreset_indices,
+                                          jl_dimension, k_center_greedy, knn, sparse_random_projection)
 
 EQUIVALENT_MUTANTS = {
     "knn / coreset_indices: .to(dev) / .to(query.device) / device= -> None": "device: the CPU tests cannot see a "
@@ -175,7 +175,13 @@ def test_block_bounds_each_distance_matrix(monkeypatch):
             assert sum(b for a, b in shapes if a == shapes[0][0]) >= 60  # every memory row is visited
     shapes.clear()
     knn(query, memory, k=1, block=600, device="cpu")
-    assert shapes[0] == (10, 60)  # the whole memory per block, as many query rows as fit
+    assert shapes[:3] == [(24, 25), (24, 25), (24, 10)]  # square-ish: isqrt(600) = 24 query rows, 600 // 24 memory
+    shapes.clear()
+    knn(query[:5], memory, k=1, block=600, device="cpu")
+    assert shapes == [(5, 60)]  # few queries: the whole memory in one block
+    shapes.clear()
+    knn(query, memory[:7], k=1, block=600, device="cpu")
+    assert shapes == [(85, 7), (15, 7)]  # a short memory: as many query rows as fit
 
 
 def test_block_bounds_the_exact_recomputation(monkeypatch):
@@ -196,7 +202,10 @@ def test_block_bounds_the_exact_recomputation(monkeypatch):
         assert torch.allclose(d.double(), plain_l2(query, memory, k).values, atol=1e-5)
     sizes.clear()
     knn(query, memory, k=2, block=64, device="cpu")
-    assert sizes[0] == 3 * 2 * 8  # the block's 3 query rows (64 // 20 memory rows) fit 64 // 16 = 4
+    assert sizes[0] == 4 * 2 * 8  # of the block's 8 query rows (isqrt(64)), 64 // 16 = 4 recomputed at a time
+    sizes.clear()
+    knn(query, memory, k=2, block=400, device="cpu")
+    assert sizes[0] == 20 * 2 * 8  # 400 // 20 = 20 query rows against the whole memory, all recomputed at once
 
 
 def test_knn_errors_name_the_field():
@@ -238,6 +247,46 @@ def test_knn_agrees_with_the_clip_memory_score():
     query, memory = torch.randn(50, 12, generator=g), torch.randn(30, 12, generator=g)
     d, _ = knn(query, memory, k=1, metric="cosine", device="cpu")
     assert torch.allclose(d[:, 0] / 2.0, min_cosine_distance(query, memory), atol=1e-7)
+
+
+def test_memory_bank_is_prepared_once_and_searches_as_knn():
+    g = torch.Generator().manual_seed(8)
+    memory, query = torch.randn(9, 4, generator=g).double(), torch.randn(7, 4, generator=g)
+    bank = MemoryBank(memory, "l2", device="cpu")
+    assert bank.rows.dtype == torch.float32 and bank.device == torch.device("cpu") and bank.metric == "l2"
+    assert torch.allclose(bank.sq, (memory.float() ** 2).sum(1))
+    for k in (1, 3):
+        got, want = bank.search(query, k, block=10), knn(query, memory, k=k, device="cpu")
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    cos = MemoryBank(memory, "cosine", device="cpu")
+    assert cos.sq is None and torch.allclose(cos.rows, -F.normalize(memory.float(), dim=1))  # negated unit rows
+    d, i = cos.search(query, 2)
+    want = plain_cosine(query, memory, 2)
+    assert torch.allclose(d.double(), want.values, atol=1e-6) and torch.equal(i, want.indices)
+    assert MemoryBank(memory).metric == "l2" and MemoryBank(memory).search(query)[0].shape == (7, 1)  # defaults
+    with pytest.raises(ValueError, match=r"^knn: metric 'ip' is not one of l2, cosine$"):
+        MemoryBank(memory, "ip")
+    with pytest.raises(ValueError, match=r"^knn: k=10 must be between 1 and the memory size 9$"):
+        bank.search(query, 10)
+    with pytest.raises(ValueError, match=r"^knn: query \(7, 3\) and memory \(9, 4\) must be Q x D and M x D$"):
+        bank.search(query[:, :3])
+
+
+def test_memory_bank_searches_transposed_views_without_a_copy(monkeypatch):
+    seen = []
+    real = torch.addmm
+
+    def addmm(bias, a, b, **kw):
+        seen.append(a.is_contiguous())
+        return real(bias, a, b, **kw)
+
+    monkeypatch.setattr(torch, "addmm", addmm)
+    g = torch.Generator().manual_seed(2)
+    grid, memory = torch.randn(5, 12, generator=g), torch.randn(8, 5, generator=g)
+    d, i = MemoryBank(memory, device="cpu").search(grid.T)  # 12 x 5 view of a 5 x 12 map
+    assert seen == [False]
+    want = plain_l2(grid.T, memory, 1)
+    assert torch.allclose(d.double(), want.values, atol=1e-6) and torch.equal(i, want.indices)
 
 
 # ---------------------------------------------------------------- k-center greedy
@@ -303,7 +352,31 @@ def test_sparse_projection_entries_and_density():
     assert torch.equal(sparse_random_projection(200, 400, g2), p)
 
 
-def test_greedy_distances_in_row_chunks_of_the_block(monkeypatch):
+def test_greedy_window_pinned():
+    u = 2.0 ** -24  # float32 unit roundoff
+    absolute, relative = knn_mod.greedy_window(10, torch.float32, 3.0)
+    assert absolute == pytest.approx(2 * (4 * 10 + 16) * u * 3.0, rel=1e-12)  # 2E, E = (4d + 16) u B
+    assert relative == pytest.approx(2 * (10 + 6) * u, rel=1e-12)  # 2 (d + 6) u
+    assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12)
+
+
+def test_greedy_near_ties_go_to_anomalib_distances():
+    """Far from the origin the expanded form cancels: every step is a near tie, decided by the differences."""
+    g = torch.Generator().manual_seed(3)
+    feats = 1000.0 + torch.rand(40, 3, generator=g) * 1e-2  # |x|^2 ~ 3e6: float32 steps of 0.25 >> distances^2
+    want = AnomalibGreedyOracle(feats, 15).select(4)
+    assert k_center_greedy(feats, 15, 4).tolist() == want
+    sq = (feats.double() ** 2).sum(1)
+    naive = [4]  # the expanded form's own argmax in float32 picks other rows
+    min_d = torch.full((40,), math.inf)
+    for _ in range(14):
+        c = feats[naive[-1]]
+        min_d = torch.minimum(min_d, (sq.float() - 2 * feats @ c + sq.float()[naive[-1]]))
+        naive.append(int(min_d.argmax()))
+    assert naive != want
+
+
+def test_greedy_exact_distances_in_chunks_of_the_block(monkeypatch):
     sizes = []
     real_norm = torch.linalg.vector_norm
 
@@ -311,20 +384,122 @@ def test_greedy_distances_in_row_chunks_of_the_block(monkeypatch):
         sizes.append(tuple(x.shape))
         return real_norm(x, *a, **kw)
 
+    pts = torch.tensor([[0.0], [1.0], [-1.0], [2.0], [-2.0]])  # from 0: 2 and -2 tie -> exact distances decide
+    want = AnomalibGreedyOracle(pts, 2).select(0)
     monkeypatch.setattr(torch.linalg, "vector_norm", norm)
-    g = torch.Generator().manual_seed(6)
-    feats = torch.randn(25, 4, generator=g)
-    want = AnomalibGreedyOracle(feats, 6).select(3)
+    assert k_center_greedy(pts, 2, 0, block=1).tolist() == want == [0, 3]
+    assert sizes == [(5, 1), (1, 1, 1), (1, 1, 1)]  # the squares, then the two tied rows one at a time
     sizes.clear()
-    assert k_center_greedy(feats, 6, 3, block=40).tolist() == want
-    assert sizes == [(10, 4), (10, 4), (5, 4)] * 5  # 40 // 4 rows per chunk, every row once per step
-    sizes.clear()
-    assert k_center_greedy(feats, 6, 3, block=3).tolist() == want
-    assert sizes == [(1, 4)] * 125  # fewer entries than a row: one row at a time
-    sizes.clear()
-    big = torch.randn(400, 500, generator=g)  # jl_dimension(400) = 147 < 500: projected
+    assert k_center_greedy(pts, 2, 0).tolist() == want
+    assert sizes == [(5, 1), (2, 1, 1)]  # both rows in one block
+
+
+@pytest.mark.parametrize("seed,n,dim,size", [(0, 120, 6, 60), (1, 300, 4, 100), (2, 90, 2, 90)])
+def test_greedy_active_set_catches_up_exactly(monkeypatch, seed, n, dim, size):
+    """A tiny active set: every few steps it is refilled and stale rows catch up; integer rows tie often."""
+    monkeypatch.setattr(knn_mod, "ACTIVE_MIN", 2)
+    monkeypatch.setattr(knn_mod, "ACTIVE_FRACTION", n)
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randint(-3, 4, (n, dim), generator=g).float()
+    for block in (DEFAULT_BLOCK, 7):
+        assert k_center_greedy(feats, size, seed, block).tolist() == AnomalibGreedyOracle(feats, size).select(seed)
+    real = torch.randn(n, dim, generator=g)
+    assert k_center_greedy(real, size, 1, 5).tolist() == AnomalibGreedyOracle(real, size).select(1)
+
+
+def test_greedy_catch_up_in_chunks_of_the_block(monkeypatch):
+    calls = []
+    real_addmm = torch.addmm
+
+    def addmm(bias, a, b, **kw):
+        calls.append((a.shape[0], b.shape[1]))
+        return real_addmm(bias, a, b, **kw)
+
+    monkeypatch.setattr(knn_mod, "ACTIVE_MIN", 2)
+    monkeypatch.setattr(knn_mod, "ACTIVE_FRACTION", 1000)
+    monkeypatch.setattr(torch, "addmm", addmm)
+    g = torch.Generator().manual_seed(5)
+    feats = torch.randn(200, 3, generator=g)
+    want = AnomalibGreedyOracle(feats, 30).select(0)
+    assert k_center_greedy(feats, 30, 0, block=12).tolist() == want
+    assert calls and all(rows * centers <= 12 or rows == 1 for rows, centers in calls)
+    assert any(rows > 1 and rows * centers > 6 for rows, centers in calls)  # chunks fill the block
+    calls.clear()
+    assert k_center_greedy(feats, 30, 0, block=1).tolist() == want
+    assert calls and {rows for rows, _ in calls} == {1}
+
+
+def test_greedy_active_set_schedule(monkeypatch):
+    """Activated once after the first step at the target size, doubled while the best is within the window of
+    the rows outside, stale rows caught up only with the centers they miss; the fast path on continuous data."""
+    log, exact = [], []
+    real_activate, real_exact, real_addmm = knn_mod._Greedy.activate, knn_mod._exact_min_distances, torch.addmm
+
+    def activate(self, size, chosen):
+        log.append(("activate", size, chosen))
+        return real_activate(self, size, chosen)
+
+    def addmm(bias, a, b, **kw):
+        log.append(("catch-up", b.shape[1]))
+        return real_addmm(bias, a, b, **kw)
+
+    monkeypatch.setattr(knn_mod._Greedy, "activate", activate)
+    monkeypatch.setattr(knn_mod, "_exact_min_distances", lambda *a: exact.append(1) or real_exact(*a))
+    monkeypatch.setattr(torch, "addmm", addmm)
+    g = torch.Generator().manual_seed(11)
+    feats = torch.randn(800, 6, generator=g)  # target max(64, 800 // 8) = 100
+    assert k_center_greedy(feats, 120, 7).tolist() == AnomalibGreedyOracle(feats, 120).select(7)
+    acts = [e for e in log if e[0] == "activate"]
+    assert acts[0] == ("activate", 100, 1) and 1 < len(acts) < 60
+    assert all(a[1] in (100, 200, 400, 800) for a in acts)
+    grown = [(a, b) for a, b in zip(acts, acts[1:]) if a[2] == b[2]]  # same step: doubled
+    assert all(b[1] == min(2 * a[1], 800) for a, b in grown)
+    chosen_at = 0
+    missing = []
+    for e in log:
+        if e[0] == "activate":
+            chosen_at = e[2]
+        else:
+            missing.append((e[1], chosen_at))
+    assert missing and any(m < c for m, c in missing)  # only the centers a stale row has not seen
+    assert len(exact) < 30  # continuous data: near ties are rare
+
+
+def test_greedy_window_of_a_run():
+    g = torch.Generator().manual_seed(12)
+    feats = torch.randn(30, 5, generator=g)
+    state = knn_mod._Greedy(feats, 4, 0, DEFAULT_BLOCK)
+    absolute, relative = knn_mod.greedy_window(5, torch.float32, float((feats ** 2).sum(1).max()))
+    assert state.absolute == pytest.approx(absolute, rel=1e-6) and state.relative == relative
+    assert state.window(7.0) == pytest.approx(state.absolute + relative * (7.0 + state.absolute), rel=1e-12)
+    assert state.target == 30  # min(n, max(64, n // 8))
+
+
+def test_exact_min_distances_chunks_of_the_block(monkeypatch):
+    sizes = []
+    real_norm = torch.linalg.vector_norm
+
+    def norm(x, *a, **kw):
+        sizes.append(tuple(x.shape))
+        return real_norm(x, *a, **kw)
+
+    g = torch.Generator().manual_seed(13)
+    feats, centers = torch.randn(9, 2, generator=g), torch.randn(3, 2, generator=g)
+    rows = torch.tensor([0, 2, 4, 6, 8])
+    want = torch.cdist(feats[rows].double(), centers.double()).min(1).values
+    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    got = knn_mod._exact_min_distances(feats, rows, centers, 12)
+    assert sizes == [(2, 3, 2), (2, 3, 2), (1, 3, 2)]  # 12 // (3 centers x 2) = 2 rows at a time
+    assert torch.allclose(got.double(), want, atol=1e-6)
+
+
+def test_coreset_passes_the_block_to_the_greedy(monkeypatch):
+    seen = []
+    real = knn_mod.k_center_greedy
+    monkeypatch.setattr(knn_mod, "k_center_greedy", lambda f, n, s, block: seen.append(block) or real(f, n, s, block))
+    big = torch.randn(400, 500)  # jl_dimension(400) = 147 < 500: projected
     coreset_indices(big, 0.01, block=300)
-    assert sizes and set(sizes) == {(2, 147)}  # the block reaches the greedy loop
+    assert seen == [300]
 
 
 def test_coreset_runs_on_the_requested_device():

@@ -19,7 +19,9 @@ EQUIVALENT_MUTANTS = {
     "embed: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
     "image_scores: device=scores.device / .to(memory.device) / .to(star.device) -> None / dropped": "device: the "
                                                                                 "CPU tests cannot see a device",
-    "patch_scores: knn(..., k=1) -> k dropped": "k=1 is knn's default",
+    "patch_scores: search(..., k=1) -> k dropped": "k=1 is MemoryBank.search's default",
+    "patch_scores: MemoryBank(..., compute_device(embedding)) -> None / dropped": "device: the CPU tests cannot "
+                                                                                "see a device",
 }
 
 
@@ -141,25 +143,29 @@ def test_patch_scores_equal_cdist_min():
     assert torch.equal(index.flatten(), want.indices)
 
 
-def test_patch_scores_copy_the_embedding_in_bounded_groups(monkeypatch):
-    calls = []
-    real = pc.knn
+def test_patch_scores_search_each_image_as_a_view_of_one_prepared_memory(monkeypatch):
+    banks, calls = [], []
+    real = pc.MemoryBank
 
-    def spy(query, memory, **kw):
-        calls.append(query.shape[0])
-        return real(query, memory, **kw)
+    class Spy(real):
+        def __init__(self, *a, **kw):
+            banks.append((a, kw))
+            super().__init__(*a, **kw)
 
-    monkeypatch.setattr(pc, "knn", spy)
+        def search(self, query, k=1, block=0):
+            calls.append((tuple(query.shape), query.untyped_storage().data_ptr(), k, block))
+            return super().search(query, k=k, block=block)
+
+    monkeypatch.setattr(pc, "MemoryBank", Spy)
     g = torch.Generator().manual_seed(4)
-    emb, memory = torch.randn(5, 3, 2, 2, generator=g), torch.randn(6, 3, generator=g)
-    dist, index = patch_scores(emb, memory, block=25)  # 25 // 12 = 2 images per group
-    assert calls == [8, 8, 4]
+    emb, memory = torch.randn(5, 3, 2, 4, generator=g), torch.randn(6, 3, generator=g)
+    dist, index = patch_scores(emb, memory, block=25)
+    assert len(banks) == 1 and banks[0][0][1] == "l2"  # the memory once, L2
+    ptr = emb.untyped_storage().data_ptr()
+    assert calls == [((8, 3), ptr, 1, 25)] * 5  # one image at a time, (H W) x D, the embedding's own storage
     want = torch.cdist(patches(emb).double(), memory.double()).min(dim=1)
     assert torch.allclose(dist.flatten().double(), want.values, atol=1e-6)
     assert torch.equal(index.flatten(), want.indices)
-    calls.clear()
-    patch_scores(emb, memory, block=5)  # fewer entries than one image: one image per group
-    assert calls == [4] * 5
 
 
 def test_image_score_hand_case():
@@ -217,15 +223,21 @@ def test_block_reaches_every_search(monkeypatch):
         seen.append(("knn", kw["block"]))
         return real_knn(*a, **kw)
 
+    class BankSpy(pc.MemoryBank):
+        def search(self, query, k=1, block=0):
+            seen.append(("search", block))
+            return super().search(query, k=k, block=block)
+
     def core_spy(*a, **kw):
         seen.append(("coreset", kw["block"]))
         return real_core(*a, **kw)
 
     monkeypatch.setattr(pc, "knn", knn_spy)
     monkeypatch.setattr(pc, "coreset_indices", core_spy)
+    monkeypatch.setattr(pc, "MemoryBank", BankSpy)
     g = torch.Generator().manual_seed(3)
     shots, tests = pyramid(g, 2, [(4, 4)]), pyramid(g, 1, [(4, 4)])
     model = PatchCore(coreset_ratio=0.5, block=77)
     model.fit(shots)
     model.predict(tests)
-    assert seen == [("coreset", 77), ("knn", 77), ("knn", 77)]
+    assert seen == [("coreset", 77), ("search", 77), ("knn", 77)]
