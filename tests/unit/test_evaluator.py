@@ -81,4 +81,23 @@ def test_pixel_truth_reasons_name_missing_or_empty_masks():
     assert pixel_truth_reasons(given, 0, 0) == given  # no anomalous image: one class only is the reason
     assert pixel_truth_reasons(given, 0, 1)["pixel_auroc"] == no_pixel_truth(0, 1)
     assert pixel_truth_reasons(given, 1, 0)["pixel_auroc"] == no_pixel_truth(1, 0)
+    assert pixel_truth_reasons(given, 2, 2)["pixel_auroc"] == no_pixel_truth(2, 2)
     assert pixel_truth_reasons({}, 1, 1) == {}
+
+
+def test_category_evaluator_counts_masked_and_unmasked_anomalies():
+    from pathlib import Path
+
+    from fsadbench.core.types import Prediction, Sample
+    from fsadbench.protocol.evaluator import CategoryEvaluator, no_pixel_truth
+
+    ev = CategoryEvaluator(4, 0.0, aupro=False)
+    assert (ev.masked, ev.unmasked) == (0, 0)
+    samples = [Sample(Path("n.png"), 0), Sample(Path("a.png"), 1, "dent", Path("a_m.png")), Sample(Path("b.png"), 1),
+               Sample(Path("c.png"), 1)]
+    maps = torch.rand(4, 2, 2)
+    for _ in range(2):  # two batches: the counts add up
+        ev.add(Prediction(maps, torch.tensor([0.1, 0.9, 0.8, 0.7])), samples, [np.zeros((4, 4), bool)] * 4)
+    assert (ev.masked, ev.unmasked) == (2, 4)
+    metrics, undefined = ev.compute()  # the one mask is empty: no anomalous pixel
+    assert undefined["pixel_auroc"] == no_pixel_truth(2, 4) and metrics["image_auroc"] == 1.0
