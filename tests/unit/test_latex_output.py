@@ -132,7 +132,7 @@ def test_row_opening_with_a_bracket_is_guarded_from_the_line_before():
 
 @pytest.mark.parametrize("text, tex", [
     ("T → I", "T $\\rightarrow$ I"), ("T ↔ I", "T $\\leftrightarrow$ I"), ("a ≠ b", "a $\\neq$ b"),
-    ("α=0.5, Ω", "$\\alpha$=0.5, $\\Omega$"), ("Α", "A"), ("λΣο", "$\\lambda$$\\Sigma$o"),
+    ("α=0.5, Ω", "$\\alpha$=0.5, $\\Omega$"), ("Α", "A"), ("λΣο", "$\\lambda$$\\Sigma$o"), ("ς", "$\\varsigma$"),
     ("café", "caf\\'{e}"), ("ǘ", "\\'{\\\"{u}}"),
     ("ą", "a"), ("½", "1/2"), ("ﬁ", "fi"), ("中", "?"), ("5 µm", "5 $\\mu$m"), ("ß", "\\ss{}"),
     ("a_b & 100%", "a\\_b \\& 100\\%")])
