@@ -126,6 +126,9 @@ def test_row_opening_with_a_bracket_is_guarded_from_the_line_before():
     assert rows[1].startswith("{}[a] setting & [1] & ")  # the header, after \cmidrule
     assert [r[:3] for r in rows[2:]] == ["{}[", "{}[", "{}["]  # after \midrule, after \\, after \\
     assert all(not r.startswith("[") for r in rows)
+    t = _bracket_table()
+    t.rows[0] = ([" [padded]"], [None, None])  # TeX skips the space before looking for [
+    assert "\n{} [padded] & " in to_latex(t)
     assert "{}" + "trained" not in tex and not any(r.startswith("{}") for r in to_latex(main_table(
         ResultSet(_records()))).splitlines())  # only rows that open with [ get the guard
 
