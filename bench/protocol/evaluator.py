@@ -137,10 +137,6 @@ class CategoryEvaluator:
         metrics = {**img, **pix}
         return metrics, undefined
 
-    def no_pixel_truth(self) -> str:
-        """Why pixel metrics found no anomalous pixel although the category has anomalous images."""
-        return no_pixel_truth(self.masked, self.unmasked)
-
 
 def no_pixel_truth(masked: int, unmasked: int) -> str:
     """Why pixel metrics found no anomalous pixel in a category with ``masked`` anomalous test images with a

@@ -84,18 +84,12 @@ _LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#"
               "\u00a0": "~", "⁄": "/"}
 
 
-def _greek() -> dict[str, str]:
-    """Greek letters: the math command where LaTeX has one, else the Latin letter it looks like (Alpha -> A)."""
-    out = dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧο", "ABEZHIKMNOPTXo"))
-    for cp in [*range(0x391, 0x3A2), *range(0x3A3, 0x3AA), *range(0x3B1, 0x3CA)]:  # U+03A2 is unassigned
-        name = unicodedata.name(chr(cp))
-        word = name.split()[-1].lower().replace("lamda", "lambda")
-        if chr(cp) not in out:
-            out[chr(cp)] = f"$\\{word}$" if "SMALL LETTER" in name else f"$\\{word.capitalize()}$"
-    return out
-
-
-_LATEX_ESC.update(_greek())
+#: Greek letters: the math command where LaTeX has one, else the Latin letter it looks like (Alpha -> A)
+_LATEX_ESC.update(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧο", "ABEZHIKMNOPTXo"))
+_LATEX_ESC.update((ch, f"$\\{name}$") for ch, name in zip(
+    "αβγδεζηθικλμνξπρςστυφχψωΓΔΘΛΞΠΣΥΦΨΩ",
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho varsigma sigma tau upsilon "
+    "phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split(), strict=True))
 #: combining accents (of a letter's NFD form) -> the LaTeX accent command, so é is \'{e} in any set-up
 _ACCENTS = {"\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304": "=", "\u0306": "u",
             "\u0307": ".", "\u0308": '"', "\u030a": "r", "\u030b": "H", "\u030c": "v", "\u0323": "d",

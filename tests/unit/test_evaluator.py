@@ -60,3 +60,44 @@ def test_anomalous_image_without_mask_counts_for_image_metrics_only():
     ev_all = CategoryEvaluator(eval_size=8, sigma=0, aupro=False)  # the same maps with the unmasked one dropped
     ev_all.add(Prediction(maps[:2], np.array([0.1, 0.7])), samples[:2], masks[:2])
     assert ev_all.compute()[0]["pixel_auroc"] == pytest.approx(metrics["pixel_auroc"], abs=1e-9)
+
+
+def test_pixel_truth_reasons_name_missing_or_empty_masks():
+    """The sweep (CategoryEvaluator) and rescore (metrics_from_scores) share these reasons."""
+    from fsadbench.protocol.evaluator import no_pixel_truth, pixel_truth_reasons
+
+    assert no_pixel_truth(0, 2) == ("no masks: none of the 2 anomalous test image(s) has a mask file, so their pixels "
+                                    "are unlabelled (image metrics only); add the masks (check-data lists the images)")
+    assert no_pixel_truth(3, 0) == ("empty masks: the masks of the 3 anomalous test image(s) mark no anomalous pixel; "
+                                    "check the mask files (check-data lists them)")
+    assert no_pixel_truth(3, 1) == ("empty masks: the masks of the 3 anomalous test image(s) mark no anomalous "
+                                    "pixel; 1 more have no mask file; check the mask files (check-data lists them)")
+    one = "one class only: no anomalous pixels"
+    given = {"pixel_auroc": one, "aupro": one, "pixel_ap": "one class only: no normal pixels"}
+    got = pixel_truth_reasons(given, 1, 2)
+    assert got == {"pixel_auroc": no_pixel_truth(1, 2), "aupro": no_pixel_truth(1, 2),
+                   "pixel_ap": "one class only: no normal pixels"}
+    assert given["pixel_auroc"] == one  # a new dict, the input untouched
+    assert pixel_truth_reasons(given, 0, 0) == given  # no anomalous image: one class only is the reason
+    assert pixel_truth_reasons(given, 0, 1)["pixel_auroc"] == no_pixel_truth(0, 1)
+    assert pixel_truth_reasons(given, 1, 0)["pixel_auroc"] == no_pixel_truth(1, 0)
+    assert pixel_truth_reasons(given, 2, 2)["pixel_auroc"] == no_pixel_truth(2, 2)
+    assert pixel_truth_reasons({}, 1, 1) == {}
+
+
+def test_category_evaluator_counts_masked_and_unmasked_anomalies():
+    from pathlib import Path
+
+    from fsadbench.core.types import Prediction, Sample
+    from fsadbench.protocol.evaluator import CategoryEvaluator, no_pixel_truth
+
+    ev = CategoryEvaluator(4, 0.0, aupro=False)
+    assert (ev.masked, ev.unmasked) == (0, 0)
+    samples = [Sample(Path("n.png"), 0), Sample(Path("a.png"), 1, "dent", Path("a_m.png")), Sample(Path("b.png"), 1),
+               Sample(Path("c.png"), 1)]
+    maps = torch.rand(4, 2, 2)
+    for _ in range(2):  # two batches: the counts add up
+        ev.add(Prediction(maps, torch.tensor([0.1, 0.9, 0.8, 0.7])), samples, [np.zeros((4, 4), bool)] * 4)
+    assert (ev.masked, ev.unmasked) == (2, 4)
+    metrics, undefined = ev.compute()  # the one mask is empty: no anomalous pixel
+    assert undefined["pixel_auroc"] == no_pixel_truth(2, 4) and metrics["image_auroc"] == 1.0

@@ -126,13 +126,16 @@ def test_row_opening_with_a_bracket_is_guarded_from_the_line_before():
     assert rows[1].startswith("{}[a] setting & [1] & ")  # the header, after \cmidrule
     assert [r[:3] for r in rows[2:]] == ["{}[", "{}[", "{}["]  # after \midrule, after \\, after \\
     assert all(not r.startswith("[") for r in rows)
+    t = _bracket_table()
+    t.rows[0] = ([" [padded]"], [None, None])  # TeX skips the space before looking for [
+    assert "\n{} [padded] & " in to_latex(t)
     assert "{}" + "trained" not in tex and not any(r.startswith("{}") for r in to_latex(main_table(
         ResultSet(_records()))).splitlines())  # only rows that open with [ get the guard
 
 
 @pytest.mark.parametrize("text, tex", [
     ("T → I", "T $\\rightarrow$ I"), ("T ↔ I", "T $\\leftrightarrow$ I"), ("a ≠ b", "a $\\neq$ b"),
-    ("α=0.5, Ω", "$\\alpha$=0.5, $\\Omega$"), ("Α", "A"), ("λΣο", "$\\lambda$$\\Sigma$o"),
+    ("α=0.5, Ω", "$\\alpha$=0.5, $\\Omega$"), ("Α", "A"), ("λΣο", "$\\lambda$$\\Sigma$o"), ("ς", "$\\varsigma$"),
     ("café", "caf\\'{e}"), ("ǘ", "\\'{\\\"{u}}"),
     ("ą", "a"), ("½", "1/2"), ("ﬁ", "fi"), ("中", "?"), ("5 µm", "5 $\\mu$m"), ("ß", "\\ss{}"),
     ("a_b & 100%", "a\\_b \\& 100\\%")])
