@@ -128,7 +128,7 @@ class MemoryBank:
     """
 
     def __init__(self, memory: torch.Tensor, metric: str = "l2", device: torch.device | str | None = None):
-        _check(memory[:0], memory, 1, metric)
+        _check(memory, memory, 1, metric)
         self.metric, self.device = metric, compute_device(memory, device)
         rows = memory.to(self.device, torch.float32)
         self.rows = F.normalize(rows, dim=-1).neg_() if metric == "cosine" else rows
@@ -228,13 +228,14 @@ class _Greedy:
         self.sq = torch.linalg.vector_norm(features, dim=1).square_()
         self.absolute, self.relative = greedy_window(features.shape[1], features.dtype, float(self.sq.max()))
         self.min_sq = torch.full_like(self.sq, math.inf)
-        self.folded = torch.zeros(features.shape[0], dtype=torch.long, device=features.device)
+        self.folded = torch.zeros_like(self.sq)  # counts of centers (exact in floating point)
         self.centers = torch.empty(n_select, features.shape[1], dtype=features.dtype, device=features.device)
-        self.picks, self.picked_sq = [start], [float(self.sq[start])]
+        self.sq_list = self.sq.tolist()
+        self.picks, self.picked_sq = [start], [self.sq_list[start]]
         self.centers[0] = features[start]
         self.target = min(features.shape[0], max(ACTIVE_MIN, features.shape[0] // ACTIVE_FRACTION))
         self.rows = torch.arange(features.shape[0], device=features.device)  # the first step: every row, as given
-        self.columns, self.rows_sq, self.value, self.outside = features, self.sq, self.min_sq.clone(), -math.inf
+        self.columns, self.rows_sq, self.value = features, self.sq, self.min_sq.clone()  # ``outside``: activate
         self.step = torch.empty_like(self.sq)
 
     def window(self, top: float) -> float:
@@ -257,8 +258,8 @@ class _Greedy:
         rest = torch.ones_like(self.min_sq, dtype=torch.bool)
         rest[top] = False
         self.outside = float(self.min_sq[rest].max()) if size < rest.shape[0] else -math.inf
-        self.rows, self.columns, self.rows_sq, self.value = top, self.x[top].T.contiguous().T, self.sq[top], \
-            self.min_sq[top]
+        self.rows, self.row_list, self.columns = top, top.tolist(), self.x[top].T.contiguous().T
+        self.rows_sq, self.value = self.sq[top], self.min_sq[top]
         self.step = torch.empty_like(self.value)
 
     def next(self, chosen: int) -> int:
@@ -270,20 +271,20 @@ class _Greedy:
         if chosen == 1:
             self.activate(size, chosen)
         best = torch.topk(self.value, 2)  # at least min(n, ACTIVE_MIN) >= 2 rows: n >= n_select >= 2 here
-        top = float(best.values[0])
+        top, second = best.values.tolist()
         while top - self.outside <= self.window(top):
             size = min(2 * size, self.min_sq.shape[0])
             self.activate(size, chosen)
             best = torch.topk(self.value, 2)
-            top = float(best.values[0])
-        if top - float(best.values[1]) > self.window(top):
-            return int(self.rows[best.indices[0]])
+            top, second = best.values.tolist()
+        if top - second > self.window(top):
+            return self.row_list[best.indices.tolist()[0]]
         rows = self.rows[self.value >= top - self.window(top)]  # ascending: argmax keeps the first on ties
         return int(rows[_exact_min_distances(self.x, rows, self.centers[:chosen], self.block).argmax()])
 
     def select(self, chosen: int, idx: int) -> None:
         self.picks.append(idx)
-        self.picked_sq.append(float(self.sq[idx]))
+        self.picked_sq.append(self.sq_list[idx])
         self.centers[chosen] = self.x[idx]
 
 

@@ -13,8 +13,10 @@ from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, MemoryBank
                                           jl_dimension, k_center_greedy, knn, sparse_random_projection)
 
 EQUIVALENT_MUTANTS = {
-    "knn / coreset_indices: .to(dev) / .to(query.device) / device= -> None": "device: the CPU tests cannot see a "
-                                                                             "device (meta test covers the choice)",
+    "knn / coreset_indices / MemoryBank / _Greedy: .to(dev) / .to(query.device) / device= -> None or dropped":
+        "device: the CPU tests cannot see a device (meta test covers the choice)",
+    "_Greedy.__init__: rows = arange(n) -> None": "read once, by the first activate: min_sq[None] = value writes "
+                                                  "every row as min_sq[arange(n)] does",
     "_block_shape: max(1, ...) -> max(2, ...) (query rows)": "2 query rows when 1 would fit: same results, "
                                                              "block exceeded by one row only when block < M",
     "coreset_indices: 0 < n_comp -> 1 < n_comp": "jl_dimension is 0 (one row) or >= 17, never 1",
@@ -271,6 +273,12 @@ def test_memory_bank_is_prepared_once_and_searches_as_knn():
     assert MemoryBank(memory).metric == "l2" and MemoryBank(memory).search(query)[0].shape == (7, 1)  # defaults
     with pytest.raises(ValueError, match=r"^knn: metric 'ip' is not one of l2, cosine$"):
         MemoryBank(memory, "ip")
+    one = MemoryBank(memory[:1], device="cpu")  # a one-row memory is a memory
+    assert one.search(query)[1].tolist() == [[0]] * 7
+    with pytest.raises(ValueError, match=r"^knn: k=1 must be between 1 and the memory size 0$"):
+        MemoryBank(memory[:0])
+    with pytest.raises(ValueError, match=r"^knn: query \(9,\) and memory \(9,\) must be Q x D and M x D$"):
+        MemoryBank(memory[:, 0])
     with pytest.raises(ValueError, match=r"^knn: k=10 must be between 1 and the memory size 9$"):
         bank.search(query, 10)
     with pytest.raises(ValueError, match=r"^knn: query \(7, 3\) and memory \(9, 4\) must be Q x D and M x D$"):
@@ -319,6 +327,14 @@ def test_greedy_equals_anomalib_loop(n, dim, size, start, block):
     feats = torch.randn(n, dim, generator=g)
     want = AnomalibGreedyOracle(feats, size).select(start)
     assert k_center_greedy(feats, size, start, block).tolist() == want
+
+
+def test_greedy_in_float64_equals_anomalib_loop_in_float64():
+    g = torch.Generator().manual_seed(21)
+    feats = torch.randn(150, 7, generator=g).double()
+    assert k_center_greedy(feats, 40, 3).tolist() == AnomalibGreedyOracle(feats, 40).select(3)
+    ties = torch.randint(-2, 3, (120, 3), generator=g).double()  # exact ties: anomalib's distances in float64
+    assert k_center_greedy(ties, 60, 0, 50).tolist() == AnomalibGreedyOracle(ties, 60).select(0)
 
 
 def test_greedy_errors():
