@@ -374,9 +374,9 @@ def test_sparse_projection_entries_and_density():
 
 
 def test_greedy_window_pinned():
-    u = 2.0 ** -24  # float32 unit roundoff
+    u, v = 2.0 ** -24, 2.0 ** -53  # float32, float64 unit roundoff
     absolute, relative = knn_mod.greedy_window(10, torch.float32, 3.0)
-    assert absolute == pytest.approx(2 * (4 * 10 + 16) * u * 3.0, rel=1e-12)  # 2E, E = (4d + 16) u B
+    assert absolute == pytest.approx(2 * (4 * 10 + 16) * v * 3.0, rel=1e-12)  # 2E, E = (4d + 16) v B in float64
     assert relative == pytest.approx(2 * (10 + 6) * u, rel=1e-12)  # 2 (d + 6) u
     assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12)
 
