@@ -301,8 +301,9 @@ def k_center_greedy(features: torch.Tensor, n_select: int, start: int, block: in
     anomalib picks; else the rows inside the window get anomalib's own
     distances (difference, then norm, to every center so far; at most
     ``block`` entries at a time) and the largest, first index on ties, wins.
-    Extra memory: one copy of the active rows, a few N-vectors, the centers
-    (n_select x D) and blocks of ``block`` entries.
+    Extra memory (anomalib allocates an N x D difference per step): one
+    float64 copy of the rows for the first step, then of the active rows, a
+    few N-vectors, the centers (n_select x D) and blocks of ``block`` entries.
     """
     n = features.shape[0]
     if not 1 <= n_select <= n:
