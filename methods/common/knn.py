@@ -196,10 +196,12 @@ def greedy_window(dim: int, dtype: torch.dtype, largest_sq: float) -> tuple[floa
     ``dtype`` (unit roundoff u), squared, is within (d + 6) u s of s
     (differences, squares, the sum, the square root). So when the best
     expanded value ``top`` beats every other by more than
-    2E + 2 (d + 6) u (top + E), the same row has anomalib's largest value.
+    2E + 2 (d + 6) u (top + E) = absolute + relative * top, the same row has
+    anomalib's largest value.
     """
     v, u = torch.finfo(torch.float64).eps / 2.0, torch.finfo(dtype).eps / 2.0
-    return 2.0 * (4 * dim + 16) * v * largest_sq, 2.0 * (dim + 6) * u
+    error, relative = (4 * dim + 16) * v * largest_sq, 2.0 * (dim + 6) * u
+    return 2.0 * error + relative * error, relative
 
 
 def _exact_min_distances(features: torch.Tensor, rows: torch.Tensor, centers: torch.Tensor,
@@ -241,7 +243,7 @@ class _Greedy:
         self.step = torch.empty_like(self.sq)
 
     def window(self, top: float) -> float:
-        return self.absolute + self.relative * (top + self.absolute)
+        return self.absolute + self.relative * top
 
     def activate(self, size: int, chosen: int) -> None:
         """The ``size`` largest values become the active set, caught up with centers 0 .. chosen - 1."""

@@ -376,8 +376,9 @@ def test_sparse_projection_entries_and_density():
 def test_greedy_window_pinned():
     u, v = 2.0 ** -24, 2.0 ** -53  # float32, float64 unit roundoff
     absolute, relative = knn_mod.greedy_window(10, torch.float32, 3.0)
-    assert absolute == pytest.approx(2 * (4 * 10 + 16) * v * 3.0, rel=1e-12)  # 2E, E = (4d + 16) v B in float64
     assert relative == pytest.approx(2 * (10 + 6) * u, rel=1e-12)  # 2 (d + 6) u
+    error = (4 * 10 + 16) * v * 3.0  # E = (4d + 16) v B in float64
+    assert absolute == pytest.approx(2 * error + relative * error, rel=1e-12)  # 2E + 2 (d + 6) u E
     assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12)
 
 
@@ -395,6 +396,12 @@ def test_greedy_near_ties_go_to_anomalib_distances():
         min_d = torch.minimum(min_d, (sq.float() - 2 * feats @ c + sq.float()[naive[-1]]))
         naive.append(int(min_d.argmax()))
     assert naive != want
+
+
+def test_greedy_float32_ties_are_anomalibs_ties():
+    """1 + 2^-26 and 1 + 2^-25 both round to 1 in float32: anomalib ties them and takes the first row."""
+    pts = torch.tensor([[-1.0], [2.0 ** -26], [2.0 ** -25]])
+    assert k_center_greedy(pts, 2, 0).tolist() == AnomalibGreedyOracle(pts, 2).select(0) == [0, 1]
 
 
 def test_greedy_exact_distances_in_chunks_of_the_block(monkeypatch):
@@ -494,7 +501,8 @@ def test_greedy_window_of_a_run():
     state = knn_mod._Greedy(feats, 4, 0, DEFAULT_BLOCK)
     absolute, relative = knn_mod.greedy_window(5, torch.float32, float((feats ** 2).sum(1).max()))
     assert state.absolute == pytest.approx(absolute, rel=1e-6) and state.relative == relative
-    assert state.window(7.0) == pytest.approx(state.absolute + relative * (7.0 + state.absolute), rel=1e-12)
+    assert state.window(7.0) == pytest.approx(state.absolute + relative * 7.0, rel=1e-12)
+    assert state.window(0.5) == pytest.approx(state.absolute + relative * 0.5, rel=1e-12)
     assert state.target == 30  # min(n, max(64, n // 8))
 
 
