@@ -28,8 +28,8 @@ EQUIVALENT_MUTANTS = {
     "_exact_l2: max(1, ...) -> max(2, ...)": "2 rows only when a block holds less than one row, when the block "
                                              "itself has one query row",
     "_Greedy.next: while top - outside <= window -> <; fast path gap > window -> >=; near rows >= -> >":
-        "equality with the window is measure-zero, and the window keeps slack ((4d + 16) u B for the proven "
-        "(4d + 13) u B): either side of it is safe",
+        "equality with the window is measure-zero, and the window keeps slack ((4d + 16) v B for the proven "
+        "(4d + 13) v B): either side of it is safe",
     "_Greedy.next: topk(value, 2) -> 3 inside the growth loop": "the active set then has >= 3 rows; the best two "
                                                                "are the same",
 }
