@@ -378,8 +378,10 @@ def test_greedy_window_pinned():
     absolute, relative = knn_mod.greedy_window(10, torch.float32, 3.0)
     assert relative == pytest.approx(2 * (10 + 6) * u, rel=1e-12)  # 2 (d + 6) u
     error = (4 * 10 + 16) * v * 3.0  # E = (4d + 16) v B in float64
-    assert absolute == pytest.approx(2 * error + relative * error, rel=1e-12)  # 2E + 2 (d + 6) u E
-    assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12)
+    assert absolute == pytest.approx(2 * error + relative * error, rel=1e-12, abs=0)  # 2E + 2 (d + 6) u E
+    assert knn_mod.greedy_window(3, torch.float64, 1.0)[0] == pytest.approx(2 * 28 * v * (1 + 9 * v), rel=1e-12,
+                                                                          abs=0)
+    assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12, abs=0)
 
 
 def test_greedy_near_ties_go_to_anomalib_distances():
@@ -500,7 +502,7 @@ def test_greedy_window_of_a_run():
     feats = torch.randn(30, 5, generator=g)
     state = knn_mod._Greedy(feats, 4, 0, DEFAULT_BLOCK)
     absolute, relative = knn_mod.greedy_window(5, torch.float32, float((feats ** 2).sum(1).max()))
-    assert state.absolute == pytest.approx(absolute, rel=1e-6) and state.relative == relative
+    assert state.absolute == pytest.approx(absolute, rel=1e-6, abs=0) and state.relative == relative
     assert state.window(7.0) == pytest.approx(state.absolute + relative * 7.0, rel=1e-12)
     assert state.window(0.5) == pytest.approx(state.absolute + relative * 0.5, rel=1e-12)
     assert state.target == 30  # min(n, max(64, n // 8))
