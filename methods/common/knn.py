@@ -128,7 +128,7 @@ class MemoryBank:
     """
 
     def __init__(self, memory: torch.Tensor, metric: str = "l2", device: torch.device | str | None = None):
-        _check(memory[:0], memory, 1, metric)
+        _check(memory, memory, 1, metric)
         self.metric, self.device = metric, compute_device(memory, device)
         rows = memory.to(self.device, torch.float32)
         self.rows = F.normalize(rows, dim=-1).neg_() if metric == "cosine" else rows
@@ -189,16 +189,19 @@ def sparse_random_projection(n_components: int, n_features: int, generator: torc
 def greedy_window(dim: int, dtype: torch.dtype, largest_sq: float) -> tuple[float, float]:
     """(absolute, relative) parts of the gap that makes the expanded-form winner anomalib's winner.
 
-    u = unit roundoff, d = dim, B = the largest |x|^2. The expanded form
-    |x|^2 - 2 x.c + |c|^2 of a squared distance s is within E = (4d + 16) u B
-    of s (the dot and the two squares carry gamma_d = d u each, three sums one
-    u each, |x||c| <= B); anomalib's fl(||x - c||), squared, is within
-    (d + 6) u s of s (differences, squares, the sum, the square root). So
-    when the best expanded value ``top`` beats every other by more than
-    2E + 2 (d + 6) u (top + E), the same row has anomalib's largest value.
+    d = dim, B = the largest |x|^2. The expanded form |x|^2 - 2 x.c + |c|^2 of
+    a squared distance s, evaluated in float64 (unit roundoff v), is within
+    E = (4d + 16) v B of s (the dot and the two squares carry gamma_d = d v
+    each, three sums one v each, |x||c| <= B); anomalib's fl(||x - c||) in
+    ``dtype`` (unit roundoff u), squared, is within (d + 6) u s of s
+    (differences, squares, the sum, the square root). So when the best
+    expanded value ``top`` beats every other by more than
+    2E + 2 (d + 6) u (top + E) = absolute + relative * top, the same row has
+    anomalib's largest value.
     """
-    u = torch.finfo(dtype).eps / 2.0
-    return 2.0 * (4 * dim + 16) * u * largest_sq, 2.0 * (dim + 6) * u
+    v, u = torch.finfo(torch.float64).eps / 2.0, torch.finfo(dtype).eps / 2.0
+    error, relative = (4 * dim + 16) * v * largest_sq, 2.0 * (dim + 6) * u
+    return 2.0 * error + relative * error, relative
 
 
 def _exact_min_distances(features: torch.Tensor, rows: torch.Tensor, centers: torch.Tensor,
@@ -225,20 +228,22 @@ class _Greedy:
 
     def __init__(self, features: torch.Tensor, n_select: int, start: int, block: int):
         self.x, self.block = features, block
-        self.sq = torch.linalg.vector_norm(features, dim=1).square_()
+        wide = features.to(torch.float64)  # the expanded form in float64: its window is negligible
+        self.sq = torch.linalg.vector_norm(wide, dim=1).square_()
         self.absolute, self.relative = greedy_window(features.shape[1], features.dtype, float(self.sq.max()))
         self.min_sq = torch.full_like(self.sq, math.inf)
-        self.folded = torch.zeros(features.shape[0], dtype=torch.long, device=features.device)
-        self.centers = torch.empty(n_select, features.shape[1], dtype=features.dtype, device=features.device)
-        self.picks, self.picked_sq = [start], [float(self.sq[start])]
+        self.folded = torch.zeros_like(self.sq)  # counts of centers (exact in floating point)
+        self.centers = torch.empty(n_select, features.shape[1], dtype=torch.float64, device=features.device)
+        self.sq_list = self.sq.tolist()
+        self.picks, self.picked_sq = [start], [self.sq_list[start]]
         self.centers[0] = features[start]
         self.target = min(features.shape[0], max(ACTIVE_MIN, features.shape[0] // ACTIVE_FRACTION))
         self.rows = torch.arange(features.shape[0], device=features.device)  # the first step: every row, as given
-        self.columns, self.rows_sq, self.value, self.outside = features, self.sq, self.min_sq.clone(), -math.inf
+        self.columns, self.rows_sq, self.value = wide, self.sq, self.min_sq.clone()  # ``outside``: activate
         self.step = torch.empty_like(self.sq)
 
     def window(self, top: float) -> float:
-        return self.absolute + self.relative * (top + self.absolute)
+        return self.absolute + self.relative * top
 
     def activate(self, size: int, chosen: int) -> None:
         """The ``size`` largest values become the active set, caught up with centers 0 .. chosen - 1."""
@@ -251,14 +256,15 @@ class _Greedy:
             rows = max(1, self.block // centers.shape[0])
             for s in range(0, stale.shape[0], rows):
                 part = stale[s:s + rows]
-                dist = torch.addmm(sq_c[None, :], self.x[part], centers.T, alpha=-2.0).add_(self.sq[part, None])
+                dist = torch.addmm(sq_c[None, :], self.x[part].to(torch.float64), centers.T, alpha=-2.0)
+                dist += self.sq[part, None]
                 self.min_sq[part] = torch.minimum(self.min_sq[part], dist.amin(dim=1))
             self.folded[stale] = chosen
         rest = torch.ones_like(self.min_sq, dtype=torch.bool)
         rest[top] = False
         self.outside = float(self.min_sq[rest].max()) if size < rest.shape[0] else -math.inf
-        self.rows, self.columns, self.rows_sq, self.value = top, self.x[top].T.contiguous().T, self.sq[top], \
-            self.min_sq[top]
+        self.rows, self.row_list, self.columns = top, top.tolist(), self.x[top].to(torch.float64).T.contiguous().T
+        self.rows_sq, self.value = self.sq[top], self.min_sq[top]
         self.step = torch.empty_like(self.value)
 
     def next(self, chosen: int) -> int:
@@ -270,20 +276,21 @@ class _Greedy:
         if chosen == 1:
             self.activate(size, chosen)
         best = torch.topk(self.value, 2)  # at least min(n, ACTIVE_MIN) >= 2 rows: n >= n_select >= 2 here
-        top = float(best.values[0])
+        top, second = best.values.tolist()
         while top - self.outside <= self.window(top):
             size = min(2 * size, self.min_sq.shape[0])
             self.activate(size, chosen)
             best = torch.topk(self.value, 2)
-            top = float(best.values[0])
-        if top - float(best.values[1]) > self.window(top):
-            return int(self.rows[best.indices[0]])
+            top, second = best.values.tolist()
+        if top - second > self.window(top):
+            return self.row_list[best.indices.tolist()[0]]
         rows = self.rows[self.value >= top - self.window(top)]  # ascending: argmax keeps the first on ties
-        return int(rows[_exact_min_distances(self.x, rows, self.centers[:chosen], self.block).argmax()])
+        centers = self.centers[:chosen].to(self.x.dtype)  # the rows' own values: float64 held them exactly
+        return int(rows[_exact_min_distances(self.x, rows, centers, self.block).argmax()])
 
     def select(self, chosen: int, idx: int) -> None:
         self.picks.append(idx)
-        self.picked_sq.append(float(self.sq[idx]))
+        self.picked_sq.append(self.sq_list[idx])
         self.centers[chosen] = self.x[idx]
 
 
@@ -296,8 +303,9 @@ def k_center_greedy(features: torch.Tensor, n_select: int, start: int, block: in
     anomalib picks; else the rows inside the window get anomalib's own
     distances (difference, then norm, to every center so far; at most
     ``block`` entries at a time) and the largest, first index on ties, wins.
-    Extra memory: one copy of the active rows, a few N-vectors, the centers
-    (n_select x D) and blocks of ``block`` entries.
+    Extra memory (anomalib allocates an N x D difference per step): one
+    float64 copy of the rows for the first step, then of the active rows, a
+    few N-vectors, the centers (n_select x D) and blocks of ``block`` entries.
     """
     n = features.shape[0]
     if not 1 <= n_select <= n:

@@ -13,8 +13,10 @@ from fsadbench.methods.common.knn import (CORESET_EPS, DEFAULT_BLOCK, MemoryBank
                                           jl_dimension, k_center_greedy, knn, sparse_random_projection)
 
 EQUIVALENT_MUTANTS = {
-    "knn / coreset_indices: .to(dev) / .to(query.device) / device= -> None": "device: the CPU tests cannot see a "
-                                                                             "device (meta test covers the choice)",
+    "knn / coreset_indices / MemoryBank / _Greedy: .to(dev) / .to(query.device) / device= -> None or dropped":
+        "device: the CPU tests cannot see a device (meta test covers the choice)",
+    "_Greedy.__init__: rows = arange(n) -> None": "read once, by the first activate: min_sq[None] = value writes "
+                                                  "every row as min_sq[arange(n)] does",
     "_block_shape: max(1, ...) -> max(2, ...) (query rows)": "2 query rows when 1 would fit: same results, "
                                                              "block exceeded by one row only when block < M",
     "coreset_indices: 0 < n_comp -> 1 < n_comp": "jl_dimension is 0 (one row) or >= 17, never 1",
@@ -25,6 +27,11 @@ EQUIVALENT_MUTANTS = {
     "_merge: second 'if k == 1' -> k == 2": "k = 1 then merges by cat + topk(1): the same minimum, first on ties",
     "_exact_l2: max(1, ...) -> max(2, ...)": "2 rows only when a block holds less than one row, when the block "
                                              "itself has one query row",
+    "_Greedy.next: while top - outside <= window -> <; fast path gap > window -> >=; near rows >= -> >":
+        "equality with the window is measure-zero, and the window keeps slack ((4d + 16) v B for the proven "
+        "(4d + 13) v B): either side of it is safe",
+    "_Greedy.next: topk(value, 2) -> 3 inside the growth loop": "the active set then has >= 3 rows; the best two "
+                                                               "are the same",
 }
 
 
@@ -266,6 +273,12 @@ def test_memory_bank_is_prepared_once_and_searches_as_knn():
     assert MemoryBank(memory).metric == "l2" and MemoryBank(memory).search(query)[0].shape == (7, 1)  # defaults
     with pytest.raises(ValueError, match=r"^knn: metric 'ip' is not one of l2, cosine$"):
         MemoryBank(memory, "ip")
+    one = MemoryBank(memory[:1], device="cpu")  # a one-row memory is a memory
+    assert one.search(query)[1].tolist() == [[0]] * 7
+    with pytest.raises(ValueError, match=r"^knn: k=1 must be between 1 and the memory size 0$"):
+        MemoryBank(memory[:0])
+    with pytest.raises(ValueError, match=r"^knn: query \(9,\) and memory \(9,\) must be Q x D and M x D$"):
+        MemoryBank(memory[:, 0])
     with pytest.raises(ValueError, match=r"^knn: k=10 must be between 1 and the memory size 9$"):
         bank.search(query, 10)
     with pytest.raises(ValueError, match=r"^knn: query \(7, 3\) and memory \(9, 4\) must be Q x D and M x D$"):
@@ -316,6 +329,14 @@ def test_greedy_equals_anomalib_loop(n, dim, size, start, block):
     assert k_center_greedy(feats, size, start, block).tolist() == want
 
 
+def test_greedy_in_float64_equals_anomalib_loop_in_float64():
+    g = torch.Generator().manual_seed(21)
+    feats = torch.randn(150, 7, generator=g).double()
+    assert k_center_greedy(feats, 40, 3).tolist() == AnomalibGreedyOracle(feats, 40).select(3)
+    ties = torch.randint(-2, 3, (120, 3), generator=g).double()  # exact ties: anomalib's distances in float64
+    assert k_center_greedy(ties, 60, 0, 50).tolist() == AnomalibGreedyOracle(ties, 60).select(0)
+
+
 def test_greedy_errors():
     pts = torch.zeros(4, 2)
     with pytest.raises(ValueError, match=r"^k_center_greedy: n_select=5 must be between 1 and the number of rows 4$"):
@@ -353,11 +374,14 @@ def test_sparse_projection_entries_and_density():
 
 
 def test_greedy_window_pinned():
-    u = 2.0 ** -24  # float32 unit roundoff
+    u, v = 2.0 ** -24, 2.0 ** -53  # float32, float64 unit roundoff
     absolute, relative = knn_mod.greedy_window(10, torch.float32, 3.0)
-    assert absolute == pytest.approx(2 * (4 * 10 + 16) * u * 3.0, rel=1e-12)  # 2E, E = (4d + 16) u B
     assert relative == pytest.approx(2 * (10 + 6) * u, rel=1e-12)  # 2 (d + 6) u
-    assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12)
+    error = (4 * 10 + 16) * v * 3.0  # E = (4d + 16) v B in float64
+    assert absolute == pytest.approx(2 * error + relative * error, rel=1e-12, abs=0)  # 2E + 2 (d + 6) u E
+    assert knn_mod.greedy_window(3, torch.float64, 1.0)[0] == pytest.approx(2 * 28 * v * (1 + 9 * v), rel=1e-12,
+                                                                          abs=0)
+    assert knn_mod.greedy_window(10, torch.float64, 3.0)[1] == pytest.approx(2 * 16 * 2.0 ** -53, rel=1e-12, abs=0)
 
 
 def test_greedy_near_ties_go_to_anomalib_distances():
@@ -374,6 +398,12 @@ def test_greedy_near_ties_go_to_anomalib_distances():
         min_d = torch.minimum(min_d, (sq.float() - 2 * feats @ c + sq.float()[naive[-1]]))
         naive.append(int(min_d.argmax()))
     assert naive != want
+
+
+def test_greedy_float32_ties_are_anomalibs_ties():
+    """1 + 2^-26 and 1 + 2^-25 both round to 1 in float32: anomalib ties them and takes the first row."""
+    pts = torch.tensor([[-1.0], [2.0 ** -26], [2.0 ** -25]])
+    assert k_center_greedy(pts, 2, 0).tolist() == AnomalibGreedyOracle(pts, 2).select(0) == [0, 1]
 
 
 def test_greedy_exact_distances_in_chunks_of_the_block(monkeypatch):
@@ -440,7 +470,7 @@ def test_greedy_active_set_schedule(monkeypatch):
         return real_activate(self, size, chosen)
 
     def addmm(bias, a, b, **kw):
-        log.append(("catch-up", b.shape[1]))
+        log.append(("catch-up", b.shape[1], a.shape[0]))
         return real_addmm(bias, a, b, **kw)
 
     monkeypatch.setattr(knn_mod._Greedy, "activate", activate)
@@ -454,15 +484,17 @@ def test_greedy_active_set_schedule(monkeypatch):
     assert all(a[1] in (100, 200, 400, 800) for a in acts)
     grown = [(a, b) for a, b in zip(acts, acts[1:]) if a[2] == b[2]]  # same step: doubled
     assert all(b[1] == min(2 * a[1], 800) for a, b in grown)
-    chosen_at = 0
+    chosen_at, size, caught = 0, 0, {}
     missing = []
     for e in log:
         if e[0] == "activate":
-            chosen_at = e[2]
+            chosen_at, size = e[2], e[1]
         else:
             missing.append((e[1], chosen_at))
+            caught[(chosen_at, size)] = caught.get((chosen_at, size), 0) + e[2]
     assert missing and any(m < c for m, c in missing)  # only the centers a stale row has not seen
-    assert len(exact) < 30  # continuous data: near ties are rare
+    assert caught and all(rows <= size for (_, size), rows in caught.items())  # each stale row caught up once
+    assert exact == []  # continuous data: no near tie, every step on the fast path
 
 
 def test_greedy_window_of_a_run():
@@ -470,8 +502,9 @@ def test_greedy_window_of_a_run():
     feats = torch.randn(30, 5, generator=g)
     state = knn_mod._Greedy(feats, 4, 0, DEFAULT_BLOCK)
     absolute, relative = knn_mod.greedy_window(5, torch.float32, float((feats ** 2).sum(1).max()))
-    assert state.absolute == pytest.approx(absolute, rel=1e-6) and state.relative == relative
-    assert state.window(7.0) == pytest.approx(state.absolute + relative * (7.0 + state.absolute), rel=1e-12)
+    assert state.absolute == pytest.approx(absolute, rel=1e-6, abs=0) and state.relative == relative
+    assert state.window(7.0) == pytest.approx(state.absolute + relative * 7.0, rel=1e-12)
+    assert state.window(0.5) == pytest.approx(state.absolute + relative * 0.5, rel=1e-12)
     assert state.target == 30  # min(n, max(64, n // 8))
 
 
