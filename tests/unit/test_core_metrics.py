@@ -85,6 +85,8 @@ def test_the_backend_is_numpy_on_the_cpu_unless_torch_is_asked_for():
 
     assert resolve_backend("cpu", None) is None and resolve_backend("cpu", "numpy") is None
     assert resolve_backend("cpu", "torch") == torch.device("cpu")
+    # an accelerator keeps normal pixels there unless numpy is asked for (naming a device needs no device)
+    assert resolve_backend("cuda", None) == torch.device("cuda") and resolve_backend("cuda", "numpy") is None
     if not torch.cuda.is_available():
         assert resolve_backend(None, None) is None and resolve_backend(None, "torch") == torch.device("cpu")
     with pytest.raises(ValueError, match=r"^backend must be 'numpy', 'torch' or None \(auto\), got 'jax'$"):
@@ -241,6 +243,8 @@ EQUIVALENT_MUTANTS = {
         "device placement: on the CPU every one of them is the CPU",
     "pixel.resolve_backend: the CUDA branch mutated ('XXcudaXX', `and False`, ...)":
         "reached only where CUDA is available; the CPU that runs mutmut never takes it",
+    "pixel.PixelMetrics.add: np.bincount(ids) minlength absent / n - 1 / n + 2 for n + 1":
+        "ids run 1..n, so the count has n + 1 entries anyway; an extra empty region is never indexed",
     "pixel.NegativeStore.flush / PixelMetrics._summary: a single piece concatenated instead of used as is":
         "the same values (one more copy, which the peak-memory test of test_metrics.py bounds)",
     "pixel.NegativeStore.count: searchsorted(..., side absent) / torch right absent": "the defaults are left / False",
@@ -249,7 +253,7 @@ EQUIVALENT_MUTANTS = {
         "numpy's default float is float64",
     "pixel.PixelMetrics.aupro_value: the summary recomputed (`or True`, aupro_value(None) in compute)":
         "the summary of the same stored pixels: the same numbers",
-    "pixel.PixelMetrics.add: region ids uint8 for n <= 256 (not < 256)":
+    "pixel.PixelMetrics.add: region ids uint8 for n <= 256 / n < 257 (not < 256)":
         "with 256 regions id 256 wraps to 0 and w[0 - 1] is w[255], region 256's own weight",
     "pixel.PixelMetrics.add: the uint16 / int32 region-id choice mutated":
         "needs more than 65535 regions in one map to tell apart",
