@@ -144,5 +144,70 @@ def test_failed_records_and_cells_not_compared_are_left_out_of_the_tables():
     assert not c.regressions.shape[0]
 
 
-EQUIVALENT_MUTANTS: dict[str, str] = {
+def test_cells_tables_and_notes_hold_every_column_by_hand():
+    base = [rec(c, s, {"pixel_auroc": 0.8}) for c, s in GRID]
+    head = [rec(c, s, {"pixel_auroc": 0.7 if c == "c1" else 0.8}) for c, s in GRID]
+    head[3].config_hash = "h2"
+    for r in head:
+        r.provenance = {"git": {"commit": "b" * 40, "dirty": True}}
+    c = compare(side(base), side(head))
+    assert list(c.cells.columns) == ["method", "dataset", "category", "shots", "seed", "variant", "metric", "base",
+                                     "head", "delta", "mismatch"]
+    got = c.cells.to_dict("records")
+    want = [{"method": "memory", "dataset": "synthetic", "category": cat, "shots": 1, "seed": s, "variant": "w/ VG",
+             "metric": "pixel_auroc", "base": 80.0, "head": 70.0 if cat == "c1" else 80.0,
+             "delta": -10.0 if cat == "c1" else 0.0, "mismatch": False} for cat, s in GRID]
+    assert [{k: (pytest.approx(v) if isinstance(v, float) else v) for k, v in w.items()} for w in want] == got
+    assert list(c.tables.columns) == [
+        "method", "dataset", "shots", "variant", "metric", "base", "head", "delta", "se", "df", "band", "paired",
+        "n_base", "n_head", "tol", "n_categories", "test", "p", "complete", "coverage", "head_gap", "beyond_tol",
+        "beyond_noise", "regression"]
+    t = c.tables.iloc[0].to_dict()
+    assert {k: t[k] for k in ("method", "dataset", "shots", "variant", "metric", "paired", "n_base", "n_head", "tol",
+                              "n_categories", "complete", "coverage", "head_gap", "beyond_tol", "beyond_noise",
+                              "regression")} == {
+        "method": "memory", "dataset": "synthetic", "shots": 1, "variant": "w/ VG", "metric": "pixel_auroc",
+        "paired": True, "n_base": 2, "n_head": 2, "tol": 0.5, "n_categories": 2, "complete": True,
+        "coverage": "covers all 2 categories x 2 seeds", "head_gap": False, "beyond_tol": True,
+        "beyond_noise": True, "regression": True}
+    assert (t["base"], t["head"], t["delta"]) == (pytest.approx(80.0), pytest.approx(75.0), pytest.approx(-5.0))
+    assert t["se"] == pytest.approx(0.0, abs=1e-9) and t["df"] == 1 and t["p"] == 0.0
+    assert t["test"].startswith("paired t, n=2/2, df=1")
+    assert c.notes == [
+        "side `records` holds records made from a working tree with uncommitted changes",
+        "memory | synthetic/c2 | 1-shot | seed 1: resume key differs (h -> h2): options, their defaults, method or "
+        "feature versions, backbone, protocol or data changed"]
+
+
+def test_a_figure_without_a_common_category_says_so_and_cells_fixed_or_failed_are_sorted():
+    base = [rec("c1", 0, {"pixel_auroc": 0.8}), rec("c3", 0, {}, status="failed"), rec("c4", 1, {"pixel_auroc": 0.8}),
+            rec("c4", 0, {"pixel_auroc": 0.8})]
+    head = [rec("c2", 0, {"pixel_auroc": 0.8}), rec("c3", 0, {"pixel_auroc": 0.8}), rec("c4", 1, {}, status="failed"),
+            rec("c4", 0, {}, status="failed")]
+    c = compare(side(base), side(head), allow_missing=True)
+    t = c.tables.iloc[0]
+    assert t["test"] == "no common category" and math.isnan(t["p"]) and t["n_categories"] == 0
+    assert not t["regression"] and t["head_gap"]
+    assert c.fixed_head == [CellKey("memory", "synthetic", "c3", 1, 0)]
+    assert [k for k, _ in c.failed_head] == [CellKey("memory", "synthetic", "c4", 1, s) for s in (0, 1)]
+    assert [st for _, st in c.failed_head] == ["failed", "failed"]
+    assert c.notes == []
+
+
+def test_tables_come_in_method_dataset_shots_variant_and_metric_order():
+    recs = [Record(key=CellKey(m, d, "c1", k, 0).__dict__, status="ok", config_hash="h",
+                   metrics={"w/ VG": {"image_auroc": 0.5, "pixel_auroc": 0.5}}) for m in ("b", "a")
+            for d in ("y", "x") for k in (4, 1)]
+    t = compare(side(recs), side(recs)).tables
+    assert [tuple(r) for r in t[["method", "dataset", "shots", "metric"]].itertuples(index=False)][:5] == [
+        ("a", "x", 1, "pixel_auroc"), ("a", "x", 1, "image_auroc"), ("a", "x", 4, "pixel_auroc"),
+        ("a", "x", 4, "image_auroc"), ("a", "y", 1, "pixel_auroc")]
+
+
+EQUIVALENT_MUTANTS = {
+    "compare._num / table_stats: float('NAN') for float('nan')": "float() reads the name in any case",
+    "compare._metric_names: metrics.get(variant, None / absent) for {}":
+        "called only for a variant both records hold, so the default is never used",
+    "compare.Comparison.to_markdown: render_markdown(all_cells=None / absent, max_list absent)":
+        "render_markdown's own defaults are all_cells=False and max_list=50, and None is falsy",
 }
