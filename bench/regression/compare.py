@@ -190,8 +190,7 @@ def table_stats(base: dict[int, float], head: dict[int, float], alpha: float = D
         return out
     out["base"], out["head"] = sum(b.values()) / len(b), sum(h.values()) / len(h)
     tt: TTest = compare_seeds(h, b)
-    out.update(delta=tt.delta if out["paired"] else out["head"] - out["base"], se=tt.se, df=tt.df,
-               band=tt.band(alpha), test=tt)
+    out.update(delta=tt.delta, se=tt.se, df=tt.df, band=tt.band(alpha), test=tt)  # paired: mean of d_s = the same
     return out
 
 
@@ -226,9 +225,9 @@ def _coverage(g: tuple, cats_used: list[str], seeds_used: set[int], rb: ResultSe
                 val, w = rs.value(key, variant, metric)
                 if val is None:
                     why.append(f"{name}: {w}")
-            if not why:
-                why.append("left out: the category lacks another seed" if c not in cats_used else
-                           "seed not on both sides")
+            if not why:  # both sides hold it: its category lacks a seed on one side (a seed held on one
+                # side only leaves that side's other cells without a value, named above)
+                why.append("left out: the category lacks another seed")
             missing.append((c, s, "; ".join(why)))
     return Coverage(tuple(cats), tuple(seeds), tuple(missing))
 

@@ -213,6 +213,7 @@ def test_html_report_names_its_title_and_source_and_shows_saved_maps(results):
     assert "Qualitative results" not in html
     assert "<h1>My run</h1>" in report_text(results, "html", title="My run")
     assert "<h1>My run</h1>" in render_report(results, "html", title="My run").text
+    assert "<h1>fsad-bench report</h1>" in render_report(results, "html").text
     key = CellKey("A", "mvtec", "c1", 1, 0)
     masks = np.zeros((2, 4, 4), bool)
     masks[1, 1:3, 1:3] = True

@@ -85,6 +85,8 @@ def test_the_backend_is_numpy_on_the_cpu_unless_torch_is_asked_for():
 
     assert resolve_backend("cpu", None) is None and resolve_backend("cpu", "numpy") is None
     assert resolve_backend("cpu", "torch") == torch.device("cpu")
+    # an accelerator keeps normal pixels there unless numpy is asked for (naming a device needs no device)
+    assert resolve_backend("cuda", None) == torch.device("cuda") and resolve_backend("cuda", "numpy") is None
     if not torch.cuda.is_available():
         assert resolve_backend(None, None) is None and resolve_backend(None, "torch") == torch.device("cpu")
     with pytest.raises(ValueError, match=r"^backend must be 'numpy', 'torch' or None \(auto\), got 'jax'$"):
@@ -102,14 +104,19 @@ def test_the_negative_store_counts_below_and_at_each_value_across_chunks(backend
     store.add(as_t([0.5, 0.1]))
     assert store.chunks == [] and store.n_pending == 2  # waits for a whole chunk
     store.add(as_t([]))
-    store.add(as_t([0.3, 0.5]))
-    assert len(store.chunks) == 1 and store.n_pending == 0 and store.n == 4
-    store.add(as_t([0.2]))
+    store.add(as_t([0.3]))
+    assert len(store.chunks) == 1 and store.n_pending == 0 and store.n == 3  # exactly a chunk: sorted
+    store.add(as_t([0.5, 0.2]))
+    assert len(store.chunks) == 1 and store.n_pending == 2
     lt, le = store.count(np.array([0.1, 0.3, 0.5, 0.9], np.float32))
-    assert lt.tolist() == [0, 2, 3, 5] and le.tolist() == [1, 3, 5, 5] and lt.dtype == np.int64
+    assert lt.tolist() == [0, 2, 3, 5] and le.tolist() == [1, 3, 5, 5]
+    assert lt.dtype == np.int64 and le.dtype == np.int64
     assert len(store.chunks) == 2  # count flushed the rest
     with pytest.raises(ValueError, match="^chunk_pixels must be >= 1, got 0$"):
         NegativeStore(0)
+    one = NegativeStore(1, dev)
+    one.add(as_t([0.4]))
+    assert one.chunk == 1 and len(one.chunks) == 1
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -120,6 +127,7 @@ def test_pixel_metrics_by_hand_on_either_backend(backend):
     m0, m1 = np.array([[0.1, 0.8], [0.2, 0.3]]), np.array([[0.5, 0.4], [0.6, 0.0]])
     g0, g1 = np.array([[0, 1], [0, 0]]), np.array([[0, 255], [0, 0]])  # any nonzero is anomalous
     acc = PixelMetrics("cpu", backend=backend, chunk_pixels=2)
+    assert acc.device == (torch.device("cpu") if backend == "torch" else None)
     acc.add(torch.tensor(m0, dtype=torch.float64), g0)
     acc.add(m1, g1)
     acc.add(np.zeros((2, 2)), None)  # no mask: every pixel normal
@@ -140,13 +148,14 @@ def test_pixel_metrics_undefined_and_refused_inputs_name_the_map():
 
     acc = PixelMetrics("cpu")
     acc.add(np.zeros((2, 2)), None)
+    acc.add(np.zeros((2, 2)), np.zeros((2, 2)))
     got = acc.compute()
     assert got == {"pixel_auroc": None, "pixel_ap": None, "pixel_f1_max": None, "aupro": None,
                    "undefined": {"pixel_auroc": "one class only: no anomalous pixel",
                                  "pixel_ap": "no anomalous pixel: recall undefined",
                                  "pixel_f1_max": "no anomalous pixel: F1 undefined",
                                  "aupro": "no anomalous region in the masks"}}
-    with pytest.raises(DataError, match=r"^map #1: anomaly map is \(2, 3\) but its mask is \(2, 2\); both must be "
+    with pytest.raises(DataError, match=r"^map #2: anomaly map is \(2, 3\) but its mask is \(2, 2\); both must be "
                                         r"the same H x W \(resize the mask to the map, as the evaluator does\)$"):
         acc.add(np.zeros((2, 3)), np.zeros((2, 2), bool))
     with pytest.raises(DataError, match=r"anomaly map is \(2,\) but its mask is \(2,\)"):
@@ -163,6 +172,18 @@ def test_pixel_metrics_undefined_and_refused_inputs_name_the_map():
         with pytest.raises(ValueError, match=f"^fpr_limit must be in \\(0, 1\\], got {bad}$"):
             PixelMetrics("cpu", fpr_limit=bad)
     assert PixelMetrics("cpu", fpr_limit=1.0).fpr_limit == 1.0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_maps_are_scored_as_float32(backend, as_tensor):
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    # 0.1 and 0.1 + 1e-10 differ in float64 but are one float32: a tie, AUROC 1/2, not 1
+    amap = np.array([[0.1, 0.1 + 1e-10]])
+    acc = PixelMetrics("cpu", backend=backend)
+    acc.add(torch.from_numpy(amap) if as_tensor else amap, np.array([[False, True]]))
+    assert acc.compute()["pixel_auroc"] == 0.5
 
 
 def test_aupro_weighs_regions_equally_whatever_their_size():
@@ -184,6 +205,22 @@ def test_aupro_weighs_regions_equally_whatever_their_size():
     assert low.compute()["aupro"] == pytest.approx(0.5)
 
 
+def test_aupro_of_more_than_255_regions_of_different_sizes_matches_the_sweep():
+    from test_metrics import oracle_aupro
+
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    rng = np.random.default_rng(0)
+    mask = np.zeros((51, 48), bool)
+    for i in range(17):
+        for j in range(16):  # 272 regions (region ids past 255), of 1 and 2 pixels
+            mask[3 * i, 3 * j: 3 * j + 1 + ((16 * i + j) % 3 == 0)] = True
+    amap = rng.integers(0, 8, mask.shape) / 8
+    acc = PixelMetrics("cpu")
+    acc.add(amap, mask)
+    assert acc.compute()["aupro"] == pytest.approx(oracle_aupro([amap], [mask]), abs=1e-9)
+
+
 EQUIVALENT_MUTANTS = {
     "ranking.scores_labels: kind not in 'XXfiubXX' for 'fiub'": "numpy has no dtype kind 'X': the same kinds pass",
     "ranking.distinct: sorted_values[:1] for [:0] on an empty array": "a slice of an empty array is empty",
@@ -202,4 +239,24 @@ EQUIVALENT_MUTANTS = {
         "the tail is reached after the last step, where PRO = p_last = 1 (every region fully covered)",
     "aupro.aupro: PixelMetrics(device=None / absent) for device='cpu'": "device placement: the CPU either way here",
     "aupro.aupro: PixelMetrics(...) without aupro=True": "aupro=True is PixelMetrics' default",
+    "pixel.*: .to(None) / torch.device(None) for a device, resolve_backend(None, backend) for (device, backend)":
+        "device placement: on the CPU every one of them is the CPU",
+    "pixel.resolve_backend: the CUDA branch mutated ('XXcudaXX', `and False`, ...)":
+        "reached only where CUDA is available; the CPU that runs mutmut never takes it",
+    "pixel.PixelMetrics.add: np.bincount(ids) minlength absent / n - 1 / n + 2 for n + 1":
+        "ids run 1..n, so the count has n + 1 entries anyway; an extra empty region is never indexed",
+    "pixel.NegativeStore.flush / PixelMetrics._summary: a single piece concatenated instead of used as is":
+        "the same values (one more copy, which the peak-memory test of test_metrics.py bounds)",
+    "pixel.NegativeStore.count: searchsorted(..., side absent) / torch right absent": "the defaults are left / False",
+    "pixel.PixelMetrics._summary: np.zeros(0, None / absent) for float32": "an empty array: no value to rank",
+    "pixel.PixelMetrics._region_weight_sums: float64 written as dtype=None / astype(None)":
+        "numpy's default float is float64",
+    "pixel.PixelMetrics.aupro_value: the summary recomputed (`or True`, aupro_value(None) in compute)":
+        "the summary of the same stored pixels: the same numbers",
+    "pixel.PixelMetrics.add: region ids uint8 for n <= 256 / n < 257 (not < 256)":
+        "with 256 regions id 256 wraps to 0 and w[0 - 1] is w[255], region 256's own weight",
+    "pixel.PixelMetrics.add: the uint16 / int32 region-id choice mutated":
+        "needs more than 65535 regions in one map to tell apart",
+    "pixel.PixelMetrics.add: np.zeros(shape, dtype=None / absent) for a missing mask":
+        "the zeros are turned into a boolean mask (g != 0) right after",
 }

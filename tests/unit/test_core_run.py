@@ -195,9 +195,13 @@ def test_shots_the_pool_cannot_give_leave_the_fingerprint_of_the_test_images_onl
 def test_identity_is_cached_per_job_in_the_data_source(tmp_path):
     data = _Data({"c1": _split(tmp_path)})
     a = idn.cell_identity(_cfg(), data, _job())
-    n = len(data.identities)  # the cell's identity and the split fingerprints it was built from
-    assert idn.cell_identity(_cfg(), data, _job()) is a and len(data.identities) == n
-    assert [v for v in data.identities.values() if v is a] == [a]
+    assert idn.cell_identity(_cfg(), data, _job()) is a
+    # one entry per job, plus the parts shared across jobs: the test images' hash per category, the
+    # static part per method and dataset
+    assert set(data.identities) == {("memory", "synthetic", ("c1",), 2, 0), ("test", "synthetic", "c1"),
+                                    ("static", "memory", "synthetic")}
+    b = idn.cell_identity(_cfg(), data, _job(seed=1))  # another seed reuses the shared parts
+    assert b is not a and len(data.identities) == 4
 
 
 def test_resolved_options_are_json_data_with_defaults():
