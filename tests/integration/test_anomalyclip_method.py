@@ -85,7 +85,7 @@ def test_options_override_and_checks(method_ctx):
     AnomalyCLIP(method_ctx, depth=12, beta1=0.0, beta2=0.0)  # the bounds themselves are valid
     AnomalyCLIP(method_ctx, depth=1, epochs=1, batch_size=1, n_ctx=4)
     with pytest.raises(ConfigError, match=r"^anomalyclip option 'layers' must be a list of block numbers, "
-                                          r"e\.g\. \[3, 8\]; got 'x'$"):
+                                          r"e\.g\. \[3, 8\]; 'x' \(item 1\) is not an integer \(got 'x'\)$"):
         AnomalyCLIP(method_ctx, layers="x")
 
 
