@@ -112,3 +112,24 @@ def test_auxiliary_set_spans_every_category_and_messages(tmp_path):
 EQUIVALENT_MUTANTS = {
     "auxiliary_identity: content_fingerprint(test, []) -> (test, )": "the shots default to () : no shots either way",
 }
+
+
+def test_the_cell_key_carries_the_auxiliary_set(tmp_path):
+    """A transfer cell's resume key holds the auxiliary set's identity (name, options, categories, content), so
+    changing the set recomputes; an unreadable set still names itself in the key."""
+    from fsadbench.run.identity import cell_identity
+    from fsadbench.run.plan import Job
+
+    cfg = _cfg(tmp_path)
+    data = DataSource(cfg)
+    aux = auxiliary_for(cfg, cfg.datasets[0])
+    job = Job(method=cfg.methods[0], dataset=cfg.datasets[0], categories=["stripes"], shots=0, seed=0,
+              scope=AUXILIARY_SCOPE, auxiliary=aux)
+    assert cell_identity(cfg, data, job)["auxiliary"] == auxiliary_identity(data, aux)
+    other = DatasetSpec(PIPELINE_AUXILIARY, categories=["disc"], options=SYN)
+    # one sweep pairs a target with one auxiliary set, so the job key caches without it: a fresh source
+    key_other = cell_identity(cfg, DataSource(cfg), Job(**{**job.__dict__, "auxiliary": other}))["auxiliary"]
+    assert key_other == auxiliary_identity(data, other) and key_other != auxiliary_identity(data, aux)
+    gone = DatasetSpec("folder", root=str(tmp_path / "nowhere"))
+    bad = cell_identity(cfg, DataSource(cfg), Job(**{**job.__dict__, "auxiliary": gone}))["auxiliary"]
+    assert bad["name"] == "folder" and bad["data"].startswith("unreadable (") and len(bad) == 2
