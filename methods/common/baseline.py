@@ -95,3 +95,11 @@ class Baseline(OwnBackbone, Method):
         b = self.ctx.backbone
         return {**super().describe(), "backbone": b.spec.name, "backbone_weights": b.spec.pretrained,
                 "layers": list(self.layers)}
+
+
+class WideResNet50Baseline(Baseline):
+    """A baseline whose reference code runs torchvision's ``wide_resnet50_2`` with ImageNet weights
+    (PatchCore, PaDiM, SPADE); the pipeline check runs its tiny random configuration (same channels)."""
+
+    backbone_default = "torchvision:wide_resnet50_2"
+    backbone_tiny = "torchvision:wide_resnet50_2-tiny"

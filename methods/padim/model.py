@@ -14,14 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, Baseline, BaselineOptions
+from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, BaselineOptions, WideResNet50Baseline
 from fsadbench.methods.padim import torch_model as core
 
 
-class PadimMethod(Baseline):
+class PadimMethod(WideResNet50Baseline):
     name = "padim"
-    backbone_default = "torchvision:wide_resnet50_2"
-    backbone_tiny = "torchvision:wide_resnet50_2-tiny"
     reference_layers = core.LAYERS
     default_sigma = 4.0  # main.py: gaussian_filter(sigma=4) on the score map
     fidelity_notes = (

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fsadbench.core.errors import ConfigError
-from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, Baseline, BaselineOptions
+from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, BaselineOptions, WideResNet50Baseline
 from fsadbench.methods.patchcore import torch_model as core
 
 
-class PatchCoreMethod(Baseline):
+class PatchCoreMethod(WideResNet50Baseline):
     name = "patchcore"
-    backbone_default = "torchvision:wide_resnet50_2"
-    backbone_tiny = "torchvision:wide_resnet50_2-tiny"
     reference_layers = core.LAYERS
     default_sigma = 4.0  # anomalib anomaly_map.py / official RescaleSegmentor: Gaussian sigma 4
     fidelity_notes = (

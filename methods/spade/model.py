@@ -14,16 +14,14 @@ from typing import Any, Sequence
 
 from fsadbench.core.errors import ConfigError
 from fsadbench.core.types import ImageRef
-from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, Baseline, BaselineOptions
+from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, BaselineOptions, WideResNet50Baseline
 from fsadbench.methods.spade import torch_model as core
 
 GLOBAL_LAYER = "layer4"  # main.py: avgpool after layer4 (the WRN's 2048-d global feature)
 
 
-class SpadeMethod(Baseline):
+class SpadeMethod(WideResNet50Baseline):
     name = "spade"
-    backbone_default = "torchvision:wide_resnet50_2"
-    backbone_tiny = "torchvision:wide_resnet50_2-tiny"
     reference_layers = core.LAYERS
     default_sigma = 4.0  # main.py: gaussian_filter(sigma=4) on the score map
     fidelity_notes = (
