@@ -1,5 +1,6 @@
 """The classic baselines as methods: which backbone, which layers reach the core, which options, on the
-tiny configurations of their families (the functional cores' equations are tested beside the cores)."""
+tiny configurations of their families (the functional cores' equations are tested beside the cores; the
+mutation selection of the glue is the faster tests/unit/test_baseline_glue.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,6 @@ from fsadbench.core.types import CategoryInfo
 from fsadbench.core.variants import W_VG
 
 INFO = CategoryInfo("synthetic", "x", "x")
-
-#: equivalent survivors of mutation testing (modules: methods/common/baseline.py, methods/*/model.py)
-EQUIVALENT_MUTANTS = {
-}
 
 
 @pytest.fixture(scope="module")

