@@ -196,9 +196,9 @@ def test_identity_is_cached_per_job_in_the_data_source(tmp_path):
     data = _Data({"c1": _split(tmp_path)})
     a = idn.cell_identity(_cfg(), data, _job())
     assert idn.cell_identity(_cfg(), data, _job()) is a
-    # one entry per job, plus the parts shared across jobs: the test images' hash per category, the
-    # static part per method and dataset
-    assert set(data.identities) == {("memory", "synthetic", ("c1",), 2, 0), ("test", "synthetic", "c1"),
+    # one entry per job (no auxiliary set: None), plus the parts shared across jobs: the test images' hash
+    # per category, the static part per method and dataset
+    assert set(data.identities) == {("memory", "synthetic", ("c1",), 2, 0, None), ("test", "synthetic", "c1"),
                                     ("static", "memory", "synthetic")}
     b = idn.cell_identity(_cfg(), data, _job(seed=1))  # another seed reuses the shared parts
     assert b is not a and len(data.identities) == 4

@@ -116,9 +116,12 @@ def test_the_cell_key_carries_the_auxiliary_set(tmp_path):
               scope=AUXILIARY_SCOPE, auxiliary=aux)
     assert cell_identity(cfg, data, job)["auxiliary"] == auxiliary_identity(data, aux)
     other = DatasetSpec(PIPELINE_AUXILIARY, categories=["disc"], options=SYN)
-    # one sweep pairs a target with one auxiliary set, so the job key caches without it: a fresh source
-    key_other = cell_identity(cfg, DataSource(cfg), Job(**{**job.__dict__, "auxiliary": other}))["auxiliary"]
+    # the same target paired with another auxiliary set in the same data source: its own key, not the cached one
+    key_other = cell_identity(cfg, data, Job(**{**job.__dict__, "auxiliary": other}))["auxiliary"]
     assert key_other == auxiliary_identity(data, other) and key_other != auxiliary_identity(data, aux)
+    assert cell_identity(cfg, data, job)["auxiliary"] == auxiliary_identity(data, aux)  # the first pairing's again
+    plain = cell_identity(cfg, data, Job(**{**job.__dict__, "auxiliary": None}))
+    assert "auxiliary" not in plain  # a cell without an auxiliary set does not take a transfer cell's key
     gone = DatasetSpec("folder", root=str(tmp_path / "nowhere"))
-    bad = cell_identity(cfg, DataSource(cfg), Job(**{**job.__dict__, "auxiliary": gone}))["auxiliary"]
+    bad = cell_identity(cfg, data, Job(**{**job.__dict__, "auxiliary": gone}))["auxiliary"]
     assert bad["name"] == "folder" and bad["data"].startswith("unreadable (") and len(bad) == 2
