@@ -172,6 +172,22 @@ def _vs64(pairs, exact, n: int) -> list[float]:
             for a, b in pairs]
 
 
+def _report(name: str, args, runs: tuple, exact, memory_shape, queries: list[int], out: dict) -> None:
+    """One k-NN comparison's tail: the largest difference of ours and plain (per-patch output and image
+    scores), both against the float64 values ``exact(n)`` of the first n images, the summary, its printed
+    line and the GEMM floor, stored under ``out[name]``."""
+    r_ours, r_plain, r_gemm = runs
+    ours, plain = r_ours["out"], r_plain["out"]
+    diff = max((ours[0] - plain[0]).abs().max().item(), (ours[1] - plain[1]).abs().max().item())
+    n = min(args.check, args.images)
+    vs64 = _vs64((ours, plain), exact(n), n)
+    out[name] = {**_summary(r_ours, r_plain), "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64,
+                 "memory": list(memory_shape), "queries": queries}
+    _line(name, r_ours, r_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
+                                 f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
+    out[name].update(_floor(name, r_gemm, r_plain))
+
+
 def _patchcore(args, g, device, memory, side, dim, out) -> None:
     tests = torch.randn(args.images, dim, side, side, generator=g).relu_().to(device)
 
@@ -182,16 +198,9 @@ def _patchcore(args, g, device, memory, side, dim, out) -> None:
     rows = tests.permute(0, 2, 3, 1).reshape(-1, dim)
     r_ours, r_plain, r_gemm = _interleaved((ours, lambda: plain_patchcore(tests, memory, args.batch),
                                             _gemm(rows, memory, args.batch * side * side)), args.repeats, device)
-    (maps, scores), (p_maps, p_scores) = r_ours["out"], r_plain["out"]
-    diff = max((maps - p_maps).abs().max().item(), (scores - p_scores).abs().max().item())
-    n = min(args.check, args.images)
-    vs64 = _vs64(((maps, scores), (p_maps, p_scores)), plain_patchcore(tests[:n].double(), memory.double(),
-                                                                         args.batch), n)
-    out["patchcore"] = {**_summary(r_ours, r_plain), "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64,
-                        "memory": list(memory.shape), "queries": [args.images * side * side, dim]}
-    _line("patchcore", r_ours, r_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
-                                        f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
-    out["patchcore"].update(_floor("patchcore", r_gemm, r_plain))
+    _report("patchcore", args, (r_ours, r_plain, r_gemm),
+            lambda n: plain_patchcore(tests[:n].double(), memory.double(), args.batch),
+            memory.shape, [args.images * side * side, dim], out)
 
 
 def _anomalydino(args, g, device, shots, out) -> None:
@@ -207,16 +216,9 @@ def _anomalydino(args, g, device, shots, out) -> None:
     r_ours, r_plain, r_gemm = _interleaved((ours, lambda: plain_anomalydino(tokens, bank, args.batch),
                                             _gemm(unit_rows, unit_bank, args.batch * grid * grid)), args.repeats,
                                            device)
-    (dist, d_scores), (p_dist, p_scores) = r_ours["out"], r_plain["out"]
-    diff = max((dist - p_dist).abs().max().item(), (d_scores - p_scores).abs().max().item())
-    n = min(args.check, args.images)
-    vs64 = _vs64(((dist, d_scores), (p_dist, p_scores)), plain_anomalydino(tokens[:n].double(), bank.double(),
-                                                                           args.batch), n)
-    out["anomalydino"] = {**_summary(r_ours, r_plain), "max_abs_diff": diff, "max_abs_diff_vs_float64": vs64,
-                          "memory": list(bank.shape), "queries": [args.images * grid * grid, width]}
-    _line("anomalydino", r_ours, r_plain, f"max |diff| {diff:.2e}; vs float64 on {n} images: "
-                                          f"ours {vs64[0]:.2e}, plain {vs64[1]:.2e}")
-    out["anomalydino"].update(_floor("anomalydino", r_gemm, r_plain))
+    _report("anomalydino", args, (r_ours, r_plain, r_gemm),
+            lambda n: plain_anomalydino(tokens[:n].double(), bank.double(), args.batch),
+            bank.shape, [args.images * grid * grid, width], out)
 
 
 def _coreset(args, g, device, memory, dim, out) -> None:

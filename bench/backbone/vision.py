@@ -18,6 +18,7 @@ reachable; offline, a WeightsError names the file, its URL and where to put it (
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -64,8 +65,11 @@ def describe_backbone(bb: Any) -> dict[str, Any]:
     }
 
 
-class VisionBackbone:
-    """A frozen timm / torchvision model in eval mode; subclasses build the model and run ``encode``."""
+class VisionBackbone(abc.ABC):
+    """A frozen timm / torchvision model in eval mode; subclasses build the model and run ``encode``.
+
+    A family implements the four abstract members (``build``, ``tag_checkpoint``, ``layer_names``,
+    ``encode``); one that lacks any cannot be instantiated (TypeError)."""
 
     family = ""
     library_version = "unknown"
@@ -100,12 +104,13 @@ class VisionBackbone:
         self._transforms: dict[int, Any] = {}
 
     # -- what a family provides ----------------------------------------------------
+    @abc.abstractmethod
     def build(self) -> torch.nn.Module:
-        raise NotImplementedError
+        """The family's model for ``self.spec``, weights not yet loaded (random init)."""
 
+    @abc.abstractmethod
     def tag_checkpoint(self) -> Path:
         """The local file of the tag (from the library's cache, or downloaded); WeightsError offline."""
-        raise NotImplementedError
 
     def load_weights(self, model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path) -> None:
         try:
@@ -115,11 +120,13 @@ class VisionBackbone:
                                f"Pass the backbone the checkpoint was trained as.") from exc
 
     @property
+    @abc.abstractmethod
     def layer_names(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """The layer names ``encode`` accepts."""
 
+    @abc.abstractmethod
     def encode(self, pixels: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """``{layer name: feature map B x C x h x w or patch tokens B x L x D}`` of the layers asked for."""
 
     # -- shared ------------------------------------------------------------------------
     def check_layers(self, layers: Sequence[str]) -> tuple[str, ...]:

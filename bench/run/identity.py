@@ -122,8 +122,10 @@ def static_identity(cfg: RunConfig, job: "Job", metric_version: str = METRIC_VER
 
 
 def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, Any]:
-    """The resume key's parts for every cell of ``job`` (stored as ``Record.identity``); cached in ``data``."""
-    k = (job.method.id, job.dataset.name, tuple(job.categories), job.shots, job.seed)
+    """The resume key's parts for every cell of ``job`` (stored as ``Record.identity``); cached in ``data``
+    per method, dataset, categories, shots, seed and auxiliary set (a target paired with two sets has two)."""
+    aux = None if job.auxiliary is None else json.dumps(asdict(job.auxiliary), sort_keys=True, default=str)
+    k = (job.method.id, job.dataset.name, tuple(job.categories), job.shots, job.seed, aux)
     if k in data.identities:
         return data.identities[k]
     content: dict[str, str] = {}

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
+from fixtures_plugins import install_plugin
 from fsadbench.cli import main
 from fsadbench.reports.paper.catalog import build, get_layout, layout_names
 from fsadbench.reports.paper.published import table_data
@@ -146,9 +145,7 @@ def test_cli_renders_each_layout(results, capsys):
 
 def test_layout_plugin_from_an_entry_point(tmp_path, monkeypatch, results):
     """A package outside the repository adds a grid layout through the fsadbench.layouts group."""
-    pkg = tmp_path / "plugin_src"
-    (pkg / "fsad_demo_layouts").mkdir(parents=True)
-    (pkg / "fsad_demo_layouts" / "__init__.py").write_text(textwrap.dedent("""
+    install_plugin(tmp_path, monkeypatch, "fsadbench.layouts", 'demo_table = "fsad_demo_layouts:DEMO"', """
         from fsadbench.reports.paper.grid import grid_layout
         DEMO = grid_layout("demo_table", {
             "source": "Demo et al. 2030", "table": "Table 9", "title": "demo",
@@ -156,21 +153,7 @@ def test_layout_plugin_from_an_entry_point(tmp_path, monkeypatch, results):
             "columns": [{"metric": "pixel_auroc", "label": "P"}],
             "rows": [{"label": "AnoPLe here", "method": "anople", "values": {"mvtec": [99.0]}},
                      {"label": "Someone else", "values": {"mvtec": [[98.0, 0.5]]}}]})
-    """))
-    (pkg / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "fsad-demo-layouts"
-        version = "0.0.1"
-        [project.entry-points."fsadbench.layouts"]
-        demo_table = "fsad_demo_layouts:DEMO"
-    """))
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(pkg)], check=True)
-    monkeypatch.syspath_prepend(str(target))
+    """)
     from fsadbench.core import registry
 
     fresh = registry.Registry("layout", "fsadbench.layouts")  # reads the entry points anew

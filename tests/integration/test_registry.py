@@ -1,11 +1,8 @@
 """Registry: decorator, lazy entries, default options, entry-point plugins, clear errors."""
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
+from fixtures_plugins import install_plugin
 from fsadbench.core.errors import RegistryError
 from fsadbench.core.registry import DATASETS, METHODS, Registry
 
@@ -44,9 +41,7 @@ def test_unknown_name_lists_registered():
 
 def test_entry_point_plugin_installed_in_test(tmp_path, monkeypatch):
     """A package outside the repo adds a method through the entry-point group."""
-    pkg = tmp_path / "plugin_src"
-    (pkg / "fsad_demo_plugin").mkdir(parents=True)
-    (pkg / "fsad_demo_plugin" / "__init__.py").write_text(textwrap.dedent("""
+    install_plugin(tmp_path, monkeypatch, "fsadbench.methods", 'demo-plugin = "fsad_demo_plugin:DemoMethod"', """
         from dataclasses import dataclass
         from fsadbench.protocol.method import Method
         class DemoMethod(Method):
@@ -59,21 +54,7 @@ def test_entry_point_plugin_installed_in_test(tmp_path, monkeypatch):
                 pass
             def predict(self, images):
                 raise RuntimeError("not used")
-    """))
-    (pkg / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "fsad-demo-plugin"
-        version = "0.0.1"
-        [project.entry-points."fsadbench.methods"]
-        demo-plugin = "fsad_demo_plugin:DemoMethod"
-    """))
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(pkg)], check=True)
-    monkeypatch.syspath_prepend(str(target))
+    """)
     reg = Registry("method", "fsadbench.methods")  # a fresh registry reads the entry points anew
     assert "demo-plugin" in reg.names()
     cls, _ = reg.get("demo-plugin")

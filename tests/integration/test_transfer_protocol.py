@@ -3,27 +3,15 @@ records, table labels, the plan line, resume and recompute (the pairing rules: t
 
 from __future__ import annotations
 
+from fixtures_transfer import SYN, transfer_config
 from fsadbench.reports.tables import method_label
 from fsadbench.results.records import RecordStore
 from fsadbench.protocol.sampler import image_ref
 from fsadbench.run import sweep
-from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, MethodSpec, Protocol, RunConfig
+from fsadbench.run.config import DatasetSpec
 from fsadbench.run.plan import Plan
 from fsadbench.run.resources import DataSource
 from fsadbench.run.transfer import PIPELINE_AUXILIARY
-
-SYN = {"size": 48, "n_train": 2, "n_test_good": 2, "n_test_bad": 2}
-FAST = {"epochs": 1}
-
-
-def _cfg(tmp_path, **kw) -> RunConfig:
-    base = dict(methods=[MethodSpec("anomalyclip", dict(FAST))],
-                datasets=[DatasetSpec("synthetic", categories=["stripes"], options=dict(SYN))],
-                shots=[0], seeds=[0], model="fsad-tiny-vit", pretrained="none", protocol=Protocol(eval_size=32),
-                results_dir=str(tmp_path / "res"), cache_dir=str(tmp_path / "cache"), device="cpu", batch_size=8,
-                preset=PIPELINE_CHECK)
-    base.update(kw)
-    return RunConfig(**base)
 
 
 # -- the sweep ------------------------------------------------------------------------------------------
@@ -33,7 +21,8 @@ def test_sweep_trains_once_records_the_auxiliary_and_resumes(tmp_path, monkeypat
     fits = []
     real = AnomalyCLIP.fit_auxiliary
     monkeypatch.setattr(AnomalyCLIP, "fit_auxiliary", lambda self, aux: (fits.append(aux.dataset), real(self, aux)))
-    cfg = _cfg(tmp_path, datasets=[DatasetSpec("synthetic", categories=["stripes", "disc"], options=dict(SYN))])
+    cfg = transfer_config(tmp_path, datasets=[DatasetSpec("synthetic", categories=["stripes", "disc"],
+                                                          options=dict(SYN))])
     plan = Plan.build(cfg, DataSource(cfg), RecordStore(cfg.results_dir))
     assert [(j.scope, j.categories, j.auxiliary.name) for j in plan.jobs] == \
         [("auxiliary", ["stripes", "disc"], PIPELINE_AUXILIARY)]
@@ -48,7 +37,7 @@ def test_sweep_trains_once_records_the_auxiliary_and_resumes(tmp_path, monkeypat
     again = sweep(cfg)
     assert (again.computed, again.skipped) == (0, 2) and len(fits) == 1
     # another auxiliary set (its categories) changes the resume key: the cells are recomputed
-    other = _cfg(tmp_path, datasets=cfg.datasets + [DatasetSpec(PIPELINE_AUXILIARY, categories=["disc"],
+    other = transfer_config(tmp_path, datasets=cfg.datasets + [DatasetSpec(PIPELINE_AUXILIARY, categories=["disc"],
                                                                 options=dict(SYN))],
                  train_on={"synthetic": PIPELINE_AUXILIARY, PIPELINE_AUXILIARY: "synthetic"})
     s3 = sweep(other)
@@ -70,7 +59,7 @@ def test_one_fit_per_auxiliary_set_across_targets_and_shots_not_applicable(tmp_p
     DATASETS.names()  # plugins loaded before the table is copied
     monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))  # the registration ends with the test
     DATASETS.add("folderless", "fsadbench.datasets.synthetic:SyntheticDataset", options={"seed": 5})
-    cfg = _cfg(tmp_path, datasets=two, train_on={"*": PIPELINE_AUXILIARY}, shots=[0, 1])
+    cfg = transfer_config(tmp_path, datasets=two, train_on={"*": PIPELINE_AUXILIARY}, shots=[0, 1])
     s = sweep(cfg)
     assert fits == [PIPELINE_AUXILIARY]  # one training for both targets (same method, seed, auxiliary data)
     recs = {(r.key["dataset"], r.key["shots"]): r for r in RecordStore(cfg.results_dir)}
@@ -83,7 +72,7 @@ def test_fitted_method_trains_on_the_auxiliary_set(tmp_path):
     from fsadbench.run.fit import fitted_method
     from fsadbench.run.resources import Resources
 
-    cfg = _cfg(tmp_path)
+    cfg = transfer_config(tmp_path)
     m, split = fitted_method(Resources(cfg), cfg.methods[0], cfg.datasets[0], "stripes", 0, 0)
     assert m.trained_on == PIPELINE_AUXILIARY and split.info.name == "stripes"
     assert m.predict([image_ref(split.test[0])])["w/o VG"].maps.shape == (1, 15, 15)
@@ -92,7 +81,7 @@ def test_fitted_method_trains_on_the_auxiliary_set(tmp_path):
 def test_plan_line_names_the_pairing_and_counts_the_auxiliary_images(tmp_path):
     from fsadbench.run.preview import encoder_passes, plan_text
 
-    cfg = _cfg(tmp_path)
+    cfg = transfer_config(tmp_path)
     data = DataSource(cfg)
     plan = Plan.build(cfg, data, RecordStore(cfg.results_dir))
     assert "  zero-shot transfer: anomalyclip[epochs=1] on synthetic trained on synthetic-aux" in \

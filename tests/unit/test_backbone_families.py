@@ -13,7 +13,7 @@ from fsadbench.backbone import timm_family, torchvision_family
 from fsadbench.backbone.load import check_backbone_weights, load_backbone
 from fsadbench.backbone.spec import (DEFAULT_WEIGHTS, FAMILIES, KNOWN_FAMILY, BackboneSpec, is_random, is_tiny,
                                      looks_like_file, parse_backbone)
-from fsadbench.backbone.vision import IMAGENET_MEAN, IMAGENET_STD, weights_remedy
+from fsadbench.backbone.vision import IMAGENET_MEAN, IMAGENET_STD, VisionBackbone, weights_remedy
 from fsadbench.core.errors import ConfigError, WeightsError
 
 #: equivalent survivors of mutation testing (module: fsadbench/backbone/*), one line each with the reason
@@ -469,6 +469,29 @@ def test_load_backbone_dispatches_by_family(tiny_backbone):
     clip = load_backbone(BackboneSpec("fsad-tiny-vit", "none"))
     assert isinstance(clip, Backbone) and clip.fingerprint == tiny_backbone.fingerprint
     assert clip.key.startswith("open_clip|fsad-tiny-vit|") and clip.describe()["family"] == "open_clip"
+
+
+ABSTRACT = ("build", "tag_checkpoint", "layer_names", "encode")
+
+
+def test_the_family_interface_is_abstract_and_both_families_implement_it():
+    from fsadbench.backbone.timm_family import TimmBackbone
+    from fsadbench.backbone.torchvision_family import TorchvisionBackbone
+
+    assert VisionBackbone.__abstractmethods__ == frozenset(ABSTRACT)
+    assert isinstance(VisionBackbone.__dict__["layer_names"], property)
+    for family in (TorchvisionBackbone, TimmBackbone):
+        assert not family.__abstractmethods__, family
+
+
+@pytest.mark.parametrize("missing", ABSTRACT)
+def test_a_family_missing_one_member_fails_at_construction(missing):
+    from fsadbench.backbone.torchvision_family import TorchvisionBackbone
+
+    members = {name: TorchvisionBackbone.__dict__[name] for name in ABSTRACT if name != missing}
+    partial = type("Partial", (VisionBackbone,), {"family": "torchvision", **members})
+    with pytest.raises(TypeError, match=missing):
+        partial(parse_backbone("resnet18-tiny", "none"))
 
 
 def test_open_clip_size_override():

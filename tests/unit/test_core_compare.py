@@ -204,10 +204,118 @@ def test_tables_come_in_method_dataset_shots_variant_and_metric_order():
         ("a", "x", 4, "image_auroc"), ("a", "y", 1, "pixel_auroc")]
 
 
+def test_the_users_alpha_sets_the_noise_band():
+    # one category, seeds 0..2; head - base = -1, -2, -3 pp: delta -2, sd 1, SE 1/sqrt(3), df 2.
+    # t quantile with 2 df in closed form: (2p - 1) / sqrt(2 p (1 - p)).
+    base = [rec("c1", s, {"pixel_auroc": 0.8}) for s in (0, 1, 2)]
+    head = [rec("c1", s, {"pixel_auroc": 0.8 - (s + 1) / 100}) for s in (0, 1, 2)]
+
+    def t2(p):
+        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+
+    wide = compare(side(base), side(head)).tables.iloc[0]  # alpha 0.025: band 4.303 / sqrt(3) = 2.48 pp
+    assert wide["band"] == pytest.approx(t2(0.975) / math.sqrt(3)) and wide["delta"] == pytest.approx(-2.0)
+    assert wide["beyond_tol"] and not wide["beyond_noise"] and not wide["regression"]
+    narrow = compare(side(base), side(head), alpha=0.2).tables.iloc[0]  # band 1.061 / sqrt(3) = 0.61 pp
+    assert narrow["band"] == pytest.approx(t2(0.8) / math.sqrt(3))
+    assert narrow["beyond_noise"] and narrow["regression"]
+
+
+def test_no_change_is_neither_beyond_a_zero_tolerance_nor_beyond_a_zero_band():
+    base = [rec(c, s, {"pixel_auroc": 0.8}) for c, s in GRID]
+    t = compare(side(base), side(base), tol=0).tables.iloc[0]
+    assert (t["delta"], t["band"], t["tol"]) == (0.0, 0.0, 0.0)
+    assert [t["beyond_tol"], t["beyond_noise"], t["regression"]] == [False, False, False]  # None is not False
+
+
+def test_categories_and_seeds_only_head_holds_are_named_too():
+    base = [rec(c, s, {"pixel_auroc": 0.8}) for c, s in GRID]
+    more = base + [rec("c3", 0, {"pixel_auroc": 0.8}), rec("c3", 1, {"pixel_auroc": 0.8})]
+    t = compare(side(base), side(more)).tables.iloc[0]
+    assert t["coverage"] == "covers 2/3 categories x 2/2 seeds; missing: category c3 (base: no record)"
+    assert not t["head_gap"]  # what head adds is no gap of head
+    later = base + [rec("c1", 5, {"pixel_auroc": 0.8})]
+    t = compare(side(base), side(later)).tables.iloc[0]
+    assert t["coverage"] == ("covers 2/2 categories x 2/3 seeds; missing: seed 5 (base: no record; base: no "
+                             "record; head: no record)")
+    assert t["head_gap"]  # c2 seed 5 is missing in head, but head planned seed 5
+    t = compare(side(more), side(base), allow_missing=True).tables.iloc[0]  # and the same of base
+    assert t["coverage"] == "covers 2/3 categories x 2/2 seeds; missing: category c3 (head: no record)"
+
+
+def test_a_cell_not_comparable_is_a_gap_of_head():
+    base = [rec(c, s, {"pixel_auroc": 0.8}) for c, s in GRID]
+    head = [rec(c, s, {"pixel_auroc": 0.8}, metric_version="m/2" if (c, s) == ("c2", 1) else "m/1")
+            for c, s in GRID]
+    t = compare(side(base), side(head)).tables.iloc[0]
+    assert t["coverage"] == ("covers 1/2 categories x 2/2 seeds; missing: category c2 (left out: the category "
+                             "lacks another seed; not comparable)")
+    assert t["head_gap"]  # no "head: " reason: the cell not comparable alone makes it a gap
+
+
+def test_sides_without_a_common_seed_cover_each_sides_own_seeds():
+    base = [rec(c, s, {"pixel_auroc": 0.8}) for c, s in GRID]
+    head = [rec(c, s + 2, {"pixel_auroc": 0.8}) for c, s in GRID]  # seeds 2, 3
+    t = compare(side(base), side(head), allow_missing=True).tables.iloc[0]
+    assert not t["paired"] and t["n_categories"] == 2 and t["test"].startswith("Welch t, n=2/2")
+    # each side's own seeds are used, so nothing is left out (base's seeds lack in head and the reverse)
+    assert t["coverage"] == "covers all 2 categories x 4 seeds" and t["complete"] and not t["head_gap"]
+
+
+def test_empty_sides_give_empty_frames_with_every_column():
+    c = compare(side([]), side([]))
+    assert list(c.cells.columns) == ["method", "dataset", "category", "shots", "seed", "variant", "metric", "base",
+                                     "head", "delta", "mismatch"]
+    assert list(c.tables.columns) == [
+        "method", "dataset", "shots", "variant", "metric", "base", "head", "delta", "se", "df", "band", "paired",
+        "n_base", "n_head", "tol", "n_categories", "test", "p", "complete", "coverage", "head_gap", "beyond_tol",
+        "beyond_noise", "regression"]
+    assert c.ok and c.cells.empty and c.tables.empty
+    assert c.regressions.empty and c.incomplete.empty and c.cell_drops.empty and c.cell_changes.empty
+
+
+def test_cell_lists_are_sorted_by_method_dataset_category_shots_and_seed():
+    keys = [("b", "x", "c1", 1, 0), ("a", "y", "c1", 1, 0), ("a", "x", "c2", 1, 0), ("a", "x", "c1", 2, 0),
+            ("a", "x", "c1", 1, 1), ("a", "x", "c1", 1, 0)]
+
+    def recs(status):
+        return [Record(key=CellKey(*k).__dict__, status=status, config_hash="h",
+                       metrics={"w/ VG": {"pixel_auroc": 0.5}} if status == "ok" else {}) for k in keys]
+
+    want = [CellKey(*k) for k in sorted(keys)]
+    assert compare(side(recs("ok")), side([]), allow_missing=True).only_base == want
+    assert compare(side([]), side(recs("ok"))).only_head == want
+    assert compare(side(recs("failed")), side(recs("ok"))).fixed_head == want
+    assert [k for k, _ in compare(side(recs("ok")), side(recs("failed"))).failed_head] == want
+    assert [tuple(r) for r in compare(side(recs("ok")), side(recs("ok"))).cells[
+        ["method", "dataset", "category", "shots", "seed"]].itertuples(index=False)] == sorted(keys)
+
+
+def test_tables_of_several_variants_come_in_variant_order():
+    r = rec("c1", 0, {"pixel_auroc": 0.5}, variant="v4")
+    for v in ("v3", "v2", "v1"):
+        r.metrics[v] = {"pixel_auroc": 0.5}
+    assert list(compare(side([r]), side([r])).tables["variant"]) == ["v1", "v2", "v3", "v4"]
+
+
 EQUIVALENT_MUTANTS = {
-    "compare._num / table_stats: float('NAN') for float('nan')": "float() reads the name in any case",
-    "compare._metric_names: metrics.get(variant, None / absent) for {}":
-        "called only for a variant both records hold, so the default is never used",
-    "compare.Comparison.to_markdown: render_markdown(all_cells=None / absent, max_list absent)":
+    "fsadbench.regression.compare.xǁComparisonǁto_markdown__mutmut_4":
         "render_markdown's own defaults are all_cells=False and max_list=50, and None is falsy",
+    "fsadbench.regression.compare.xǁComparisonǁto_markdown__mutmut_7": "as _4",
+    "fsadbench.regression.compare.xǁComparisonǁto_markdown__mutmut_8": "as _4",
+    "fsadbench.regression.compare.x__metric_names__mutmut_5":
+        "called only for a variant both records hold: the .get default is never used",
+    "fsadbench.regression.compare.x__metric_names__mutmut_7": "as _5",
+    "fsadbench.regression.compare.x__metric_names__mutmut_10": "as _5",
+    "fsadbench.regression.compare.x__metric_names__mutmut_12": "as _5",
+    "fsadbench.regression.compare.x__num__mutmut_5": "float() reads 'NAN' as 'nan'",
+    "fsadbench.regression.compare.x_table_stats__mutmut_10": "float() reads 'NAN' as 'nan'",
+    "fsadbench.regression.compare.x__tables__mutmut_138": "float() reads 'NAN' as 'nan'",
+    "fsadbench.regression.compare.x_compare__mutmut_36": "the placeholder frames are replaced before compare returns",
+    "fsadbench.regression.compare.x_compare__mutmut_37": "as _36",
+    "fsadbench.regression.compare.x__tables__mutmut_4":
+        "the metrics filter of one side is enough: only groups both sides hold are compared",
+    "fsadbench.regression.compare.x__tables__mutmut_10": "as _4",
+    "fsadbench.regression.compare.x__tables__mutmut_53":
+        "a category one side lacks is never used: union or intersection, the same categories are used",
 }

@@ -196,12 +196,51 @@ def test_identity_is_cached_per_job_in_the_data_source(tmp_path):
     data = _Data({"c1": _split(tmp_path)})
     a = idn.cell_identity(_cfg(), data, _job())
     assert idn.cell_identity(_cfg(), data, _job()) is a
-    # one entry per job, plus the parts shared across jobs: the test images' hash per category, the
-    # static part per method and dataset
-    assert set(data.identities) == {("memory", "synthetic", ("c1",), 2, 0), ("test", "synthetic", "c1"),
+    # one entry per job (no auxiliary set: None), plus the parts shared across jobs: the test images' hash
+    # per category, the static part per method and dataset
+    assert set(data.identities) == {("memory", "synthetic", ("c1",), 2, 0, None), ("test", "synthetic", "c1"),
                                     ("static", "memory", "synthetic")}
     b = idn.cell_identity(_cfg(), data, _job(seed=1))  # another seed reuses the shared parts
     assert b is not a and len(data.identities) == 4
+
+
+def test_the_test_images_are_hashed_once_per_category_for_every_seed(tmp_path, monkeypatch):
+    from fsadbench.protocol import sampler
+
+    calls = []
+    real = sampler.test_hasher
+
+    def counted(test):
+        calls.append(len(test))
+        return real(test)
+
+    monkeypatch.setattr(sampler, "test_hasher", counted)  # what content_fingerprint calls without a base
+    monkeypatch.setattr(idn, "test_hasher", counted)
+    split = _split(tmp_path)
+    data = _Data({"c1": split})
+    for seed in (0, 1, 2):
+        ident = idn.cell_identity(_cfg(), data, _job(seed=seed))
+        assert ident["dataset"]["data"]["c1"] == content_fingerprint(split.test, sample_shots(split.train, 2, seed))
+    assert len(calls) == 1 + 3  # once for the three seeds, plus the three content_fingerprint calls just above
+
+
+def test_backbone_identity_names_a_non_clip_family_and_a_set_input_size():
+    from fsadbench.backbone.spec import BackboneSpec, parse_backbone
+
+    want = {"model": "resnet18-tiny", "pretrained": "none", "weights": "random-init:0", "precision": "fp32",
+            "family": "torchvision"}
+    assert idn.backbone_identity(_cfg(), parse_backbone("torchvision:resnet18-tiny", "none")) == want
+    assert idn.backbone_identity(_cfg(), parse_backbone("torchvision:resnet18-tiny@96", "none")) == \
+        {**want, "image_size": 96}
+    assert idn.backbone_identity(_cfg(amp=True), BackboneSpec("fsad-tiny-vit", "none", image_size=64)) == {
+        "model": "fsad-tiny-vit", "pretrained": "none", "weights": "random-init:0", "precision": "bf16",
+        "image_size": 64}
+
+
+def test_dataset_options_that_are_not_json_are_keyed_as_text(tmp_path):
+    job = _job(dataset=DatasetSpec("synthetic", options={"where": Path("/data/x"), "size": 64}))
+    ident = idn.cell_identity(_cfg(), _Data({"c1": _split(tmp_path)}), job)
+    assert ident["dataset"]["options"] == {"where": "/data/x", "size": 64}
 
 
 def test_resolved_options_are_json_data_with_defaults():
@@ -218,7 +257,15 @@ def test_resolved_options_write_a_non_json_value_as_text(monkeypatch):
 
 
 EQUIVALENT_MUTANTS = {
-    "identity.static_identity: getattr(cls, 'version' / 'feature_specs', <other default>)":
-        "the Method base class defines both, so the getattr default is never used",
-    "identity.cell_identity: 0 <= job.shots": "sample_shots(train, 0, seed) is [] like the else branch",
+    "fsadbench.run.identity.x_static_identity__mutmut_12": "the Method base class defines version (1), so the "
+                                                           "getattr default is never used",
+    "fsadbench.run.identity.x_static_identity__mutmut_15": "as _12",
+    "fsadbench.run.identity.x_static_identity__mutmut_18": "as _12",
+    "fsadbench.run.identity.x_static_identity__mutmut_27": "the Method base class defines feature_specs (()), so "
+                                                           "the getattr default is never used",
+    "fsadbench.run.identity.x_static_identity__mutmut_30": "as _27",
+    "fsadbench.run.identity.x_cell_identity__mutmut_33": "0 <= job.shots: sample_shots(train, 0, seed) is [] like "
+                                                         "the else branch",
+    "fsadbench.run.identity.x_cell_identity__mutmut_42": "content_fingerprint(None, ..., base=...) never reads the "
+                                                         "test list when a base hash is given",
 }

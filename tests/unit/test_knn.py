@@ -37,6 +37,20 @@ EQUIVALENT_MUTANTS = {
 
 # ---------------------------------------------------------------- oracles (plain torch, float64)
 
+def spy_norm(monkeypatch, measure=lambda x: tuple(x.shape)) -> list:
+    """The list that, from now on, collects ``measure(x)`` of every tensor x given to
+    ``torch.linalg.vector_norm``, in call order."""
+    seen = []
+    real_norm = torch.linalg.vector_norm
+
+    def norm(x, *a, **kw):
+        seen.append(measure(x))
+        return real_norm(x, *a, **kw)
+
+    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    return seen
+
+
 def plain_l2(query, memory, k):
     """torch.cdist + topk in float64: the reference distances and indices."""
     d = torch.cdist(query.double(), memory.double())
@@ -192,14 +206,7 @@ def test_block_bounds_each_distance_matrix(monkeypatch):
 
 
 def test_block_bounds_the_exact_recomputation(monkeypatch):
-    sizes = []
-    real_norm = torch.linalg.vector_norm
-
-    def norm(x, *a, **kw):
-        sizes.append(x.numel())
-        return real_norm(x, *a, **kw)
-
-    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    sizes = spy_norm(monkeypatch, torch.Tensor.numel)
     g = torch.Generator().manual_seed(1)
     query, memory = torch.randn(30, 8, generator=g), torch.randn(20, 8, generator=g)
     for block, k in ((64, 2), (200, 3), (7, 1)):
@@ -407,16 +414,9 @@ def test_greedy_float32_ties_are_anomalibs_ties():
 
 
 def test_greedy_exact_distances_in_chunks_of_the_block(monkeypatch):
-    sizes = []
-    real_norm = torch.linalg.vector_norm
-
-    def norm(x, *a, **kw):
-        sizes.append(tuple(x.shape))
-        return real_norm(x, *a, **kw)
-
     pts = torch.tensor([[0.0], [1.0], [-1.0], [2.0], [-2.0]])  # from 0: 2 and -2 tie -> exact distances decide
     want = AnomalibGreedyOracle(pts, 2).select(0)
-    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    sizes = spy_norm(monkeypatch)
     assert k_center_greedy(pts, 2, 0, block=1).tolist() == want == [0, 3]
     assert sizes == [(5, 1), (1, 1, 1), (1, 1, 1)]  # the squares, then the two tied rows one at a time
     sizes.clear()
@@ -509,18 +509,11 @@ def test_greedy_window_of_a_run():
 
 
 def test_exact_min_distances_chunks_of_the_block(monkeypatch):
-    sizes = []
-    real_norm = torch.linalg.vector_norm
-
-    def norm(x, *a, **kw):
-        sizes.append(tuple(x.shape))
-        return real_norm(x, *a, **kw)
-
     g = torch.Generator().manual_seed(13)
     feats, centers = torch.randn(9, 2, generator=g), torch.randn(3, 2, generator=g)
     rows = torch.tensor([0, 2, 4, 6, 8])
     want = torch.cdist(feats[rows].double(), centers.double()).min(1).values
-    monkeypatch.setattr(torch.linalg, "vector_norm", norm)
+    sizes = spy_norm(monkeypatch)
     got = knn_mod._exact_min_distances(feats, rows, centers, 12)
     assert sizes == [(2, 3, 2), (2, 3, 2), (1, 3, 2)]  # 12 // (3 centers x 2) = 2 rows at a time
     assert torch.allclose(got.double(), want, atol=1e-6)

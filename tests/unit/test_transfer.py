@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures_transfer import SYN, transfer_config
 from fsadbench.core.errors import ConfigError
-from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, MethodSpec, Protocol, RunConfig, build_config
+from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, build_config
 from fsadbench.run.config_cli import config_from_cli
 from fsadbench.run.resources import DataSource
 from fsadbench.run.transfer import (ALL_TARGETS, AUXILIARY_SCOPE, PIPELINE_AUXILIARY, auxiliary_for,
                                     auxiliary_identity, auxiliary_label, auxiliary_set)
-
-SYN = {"size": 48, "n_train": 2, "n_test_good": 2, "n_test_bad": 2}
-
-
-def _cfg(tmp_path, **kw) -> RunConfig:
-    base = dict(methods=[MethodSpec("anomalyclip", {"epochs": 1})],
-                datasets=[DatasetSpec("synthetic", categories=["stripes"], options=dict(SYN))],
-                shots=[0], seeds=[0], model="fsad-tiny-vit", pretrained="none", protocol=Protocol(eval_size=32),
-                results_dir=str(tmp_path / "res"), cache_dir=str(tmp_path / "cache"), device="cpu", batch_size=8,
-                preset=PIPELINE_CHECK)
-    base.update(kw)
-    return RunConfig(**base)
 
 
 def test_constants():
@@ -32,7 +21,7 @@ def test_constants():
 def test_pairing_rules(tmp_path):
     target = DatasetSpec("mvtec")
     visa = DatasetSpec("visa", root="/data/visa", options={"a": 1})
-    cfg = _cfg(tmp_path, datasets=[target, visa], train_on={"mvtec": "visa", "visa": "mvtec"}, preset=None)
+    cfg = transfer_config(tmp_path, datasets=[target, visa], train_on={"mvtec": "visa", "visa": "mvtec"}, preset=None)
     assert auxiliary_for(cfg, target) is visa  # the sweep's own entry (root, options) is reused
     assert auxiliary_for(cfg, visa) is target
     cfg.train_on = {"*": "mpdd"}
@@ -52,9 +41,9 @@ def test_pairing_rules(tmp_path):
 
 def test_pipeline_check_gets_the_second_synthetic_set(tmp_path):
     target = DatasetSpec("synthetic", categories=["stripes"], options={**SYN, "seed": 3})
-    aux = auxiliary_for(_cfg(tmp_path), target)
+    aux = auxiliary_for(transfer_config(tmp_path), target)
     assert aux == DatasetSpec(PIPELINE_AUXILIARY, categories=["stripes"], options=SYN)  # the registered seed 1
-    data = DataSource(_cfg(tmp_path))
+    data = DataSource(transfer_config(tmp_path))
     assert data.dataset(aux).params["seed"] == 1 and data.dataset(target).params["seed"] == 3
 
 
@@ -71,7 +60,7 @@ def test_config_and_cli_name_the_pairing(tmp_path):
 
 
 def test_the_method_gets_refs_labels_and_masks(tmp_path):
-    cfg = _cfg(tmp_path)
+    cfg = transfer_config(tmp_path)
     data = DataSource(cfg)
     aux = auxiliary_for(cfg, cfg.datasets[0])
     s = auxiliary_set(data, aux)
@@ -84,7 +73,7 @@ def test_the_method_gets_refs_labels_and_masks(tmp_path):
 
 
 def test_auxiliary_identity_names_the_data(tmp_path):
-    cfg = _cfg(tmp_path)
+    cfg = transfer_config(tmp_path)
     data = DataSource(cfg)
     aux = auxiliary_for(cfg, cfg.datasets[0])
     ident = auxiliary_identity(data, aux)
@@ -95,7 +84,7 @@ def test_auxiliary_identity_names_the_data(tmp_path):
 
 
 def test_auxiliary_set_spans_every_category_and_messages(tmp_path):
-    cfg = _cfg(tmp_path)
+    cfg = transfer_config(tmp_path)
     data = DataSource(cfg)
     aux = DatasetSpec(PIPELINE_AUXILIARY, categories=["stripes", "disc"], options=SYN)
     s = auxiliary_set(data, aux)
@@ -120,16 +109,36 @@ def test_the_cell_key_carries_the_auxiliary_set(tmp_path):
     from fsadbench.run.identity import cell_identity
     from fsadbench.run.plan import Job
 
-    cfg = _cfg(tmp_path)
+    cfg = transfer_config(tmp_path)
     data = DataSource(cfg)
     aux = auxiliary_for(cfg, cfg.datasets[0])
     job = Job(method=cfg.methods[0], dataset=cfg.datasets[0], categories=["stripes"], shots=0, seed=0,
               scope=AUXILIARY_SCOPE, auxiliary=aux)
     assert cell_identity(cfg, data, job)["auxiliary"] == auxiliary_identity(data, aux)
     other = DatasetSpec(PIPELINE_AUXILIARY, categories=["disc"], options=SYN)
-    # one sweep pairs a target with one auxiliary set, so the job key caches without it: a fresh source
-    key_other = cell_identity(cfg, DataSource(cfg), Job(**{**job.__dict__, "auxiliary": other}))["auxiliary"]
+    # the same target paired with another auxiliary set in the same data source: its own key, not the cached one
+    key_other = cell_identity(cfg, data, Job(**{**job.__dict__, "auxiliary": other}))["auxiliary"]
     assert key_other == auxiliary_identity(data, other) and key_other != auxiliary_identity(data, aux)
+    assert cell_identity(cfg, data, job)["auxiliary"] == auxiliary_identity(data, aux)  # the first pairing's again
+    plain = cell_identity(cfg, data, Job(**{**job.__dict__, "auxiliary": None}))
+    assert "auxiliary" not in plain  # a cell without an auxiliary set does not take a transfer cell's key
     gone = DatasetSpec("folder", root=str(tmp_path / "nowhere"))
-    bad = cell_identity(cfg, DataSource(cfg), Job(**{**job.__dict__, "auxiliary": gone}))["auxiliary"]
-    assert bad["name"] == "folder" and bad["data"].startswith("unreadable (") and len(bad) == 2
+    bad = cell_identity(cfg, data, Job(**{**job.__dict__, "auxiliary": gone}))["auxiliary"]
+    assert bad == {"name": "folder", "data": "unreadable (DataError)"}
+
+
+def test_equal_auxiliary_sets_share_one_cached_key_whatever_their_option_order(tmp_path):
+    from pathlib import Path
+
+    from fsadbench.run.identity import cell_identity
+    from fsadbench.run.plan import Job
+
+    cfg = transfer_config(tmp_path)
+    data = DataSource(cfg)
+    where = str(tmp_path / "nowhere")
+    one = DatasetSpec("folder", root=where, options={"a": 1, "hint": Path("/x")})  # an option JSON cannot hold
+    two = DatasetSpec("folder", root=where, options={"hint": Path("/x"), "a": 1})
+    job = Job(method=cfg.methods[0], dataset=cfg.datasets[0], categories=["stripes"], shots=0, seed=0,
+              scope=AUXILIARY_SCOPE, auxiliary=one)
+    first = cell_identity(cfg, data, job)
+    assert cell_identity(cfg, data, Job(**{**job.__dict__, "auxiliary": two})) is first
