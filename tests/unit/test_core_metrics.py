@@ -79,6 +79,38 @@ def test_aupro_undefined_says_why():
         aupro(maps * 2, [np.ones((2, 2), bool)])
 
 
+
+@pytest.mark.parametrize("block", [None, 1, 2])
+@pytest.mark.parametrize("limit,area", [
+    (1.0, 0.3 + 0.4 + 2.0 + 0.55 + 1.8),    # to N = 10: the flat tail at p = 0.6 counts (7 -> 10)
+    (0.65, 0.3 + 0.4 + 2.0 + 0.2625),       # L = 6.5 inside step 3's slope: PRO(6.5) = 0.55
+    (0.15, 0.3 + 0.175),                    # L = 1.5 inside step 2's slope: PRO(1.5) = 0.4
+    (0.05, 0.15),                           # L = 0.5 inside step 2's flat part, at 0.3
+])
+def test_pro_area_integrates_the_polyline_of_its_counts(monkeypatch, block, limit, area):
+    from fsadbench.protocol.metrics.aupro import pro_area
+    from fsadbench.protocol.metrics.ranking import RankSummary
+
+    if block is not None:
+        monkeypatch.setattr(RankSummary, "BLOCK", block)
+    # 10 negatives; positives at 0.2, 0.5, 0.9 with region weights 0.1, 0.2, 0.3 (a PRO that ends at 0.6, as
+    # for a part of the regions). From the top: 0.9 (0 negatives >= it) lifts PRO to 0.3 at x = 0; 0.5 (1
+    # negative above, 2 >= it) to 0.5 over x 1 -> 2; 0.2 (6 above, 7 >= it) to 0.6 over x 6 -> 7.
+    s = RankSummary(np.array([0.2, 0.5, 0.9]), np.array([1, 1, 1]), np.array([3, 8, 10]), np.array([4, 9, 10]),
+                    3, 10)
+    assert pro_area(s, np.array([0.1, 0.2, 0.3]), limit) == pytest.approx(area / (limit * 10), abs=1e-12)
+
+
+def test_aupro_of_lists_runs_on_the_cpu_even_where_an_accelerator_is_present(monkeypatch):
+    # PixelMetrics(device=None) would pick CUDA when present; aupro() asks for the CPU (numpy) backend
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    m = np.array([[0.5, 0.5, 0.5, 0.0]], np.float32)
+    g = np.array([[True, False, False, False]])
+    from fsadbench.protocol.metrics.aupro import aupro
+
+    assert aupro([m], [g], fpr_limit=1.0) == pytest.approx(2 / 3 * 0.5 + 1 / 3, abs=1e-12)
+
+
 # -- the streaming pixel accumulator ----------------------------------------------------------------------
 def test_the_backend_is_numpy_on_the_cpu_unless_torch_is_asked_for():
     from fsadbench.protocol.metrics.pixel import resolve_backend
@@ -226,19 +258,31 @@ EQUIVALENT_MUTANTS = {
     "ranking.distinct: sorted_values[:1] for [:0] on an empty array": "a slice of an empty array is empty",
     "ranking.distinct: np.empty(n, dtype=None / absent) for bool": "the 0/1 floats mark the same first positions",
     "ranking.summary_flat: searchsorted(..., side absent) for side='left'": "numpy's default side is 'left'",
-    "aupro.label_regions: np.asarray(mask, dtype=None / absent), np.ones(structure, dtype=None / absent)":
-        "ndimage.label takes any nonzero pixel as foreground and any nonzero structure element as a neighbour",
-    "aupro.pro_area: e_last starts at 1.0 for 0.0":
-        "it only multiplies p_last, which is 0 until the first step has been integrated",
-    "aupro.pro_area: .astype(None) for .astype(np.float64) (E_j, G_j)": "astype(None) is float64",
-    "aupro.pro_area: searchsorted(e, lim) side absent for 'right'":
-        "a step ending exactly at L is then cut at L: the cut adds the same trapezoid",
-    "aupro.pro_area: slice(None, full) / slice(full) for slice(0, full)": "the same slice",
-    "aupro.pro_area: lim >= g[j] for lim > g[j]": "at lim == g[j] the added trapezoid has width 0",
-    "aupro.pro_area: (lim - e_last) / p_last for * p_last in the flat tail":
-        "the tail is reached after the last step, where PRO = p_last = 1 (every region fully covered)",
-    "aupro.aupro: PixelMetrics(device=None / absent) for device='cpu'": "device placement: the CPU either way here",
-    "aupro.aupro: PixelMetrics(...) without aupro=True": "aupro=True is PixelMetrics' default",
+    # aupro.py by name (mutmut 3.8.1, 2026-12-03: 138/150 killed, these 12 survive)
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_6":
+        "np.asarray(mask, dtype=None): ndimage.label takes any nonzero pixel as foreground",
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_8":
+        "as _6 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_10":
+        "np.ones((3, 3), dtype=None): any nonzero structure element is a neighbour",
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_12":
+        "as _10 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_18":
+        "e_last starts at 1.0: it only enters e_prev[0] of the first step, of height p_prev[0] = 0",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_20":
+        "astype(None) is float64 (E_j)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_25":
+        "astype(None) is float64 (G_j)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_49":
+        "searchsorted side 'left': a step ending exactly at L is cut at L, the same trapezoid",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_53":
+        "slice(None, full) is slice(0, full)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_55":
+        "slice(full) is slice(0, full)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_85":
+        "lim >= g[j]: at lim == g[j] the added trapezoid has width 0 (and e[j] > lim there)",
+    "fsadbench.protocol.metrics.aupro.x_aupro__mutmut_13":
+        "aupro=True dropped: it is PixelMetrics' default",
     "pixel.*: .to(None) / torch.device(None) for a device, resolve_backend(None, backend) for (device, backend)":
         "device placement: on the CPU every one of them is the CPU",
     "pixel.resolve_backend: the CUDA branch mutated ('XXcudaXX', `and False`, ...)":
