@@ -252,6 +252,55 @@ def test_aupro_of_more_than_255_regions_of_different_sizes_matches_the_sweep():
     acc.add(amap, mask)
     assert acc.compute()["aupro"] == pytest.approx(oracle_aupro([amap], [mask]), abs=1e-9)
 
+    assert sum(i.nbytes for i in acc._ids) == 2 * int(mask.sum())  # past 255 regions: 2-byte region ids
+
+
+def test_a_single_pending_piece_is_sorted_in_place_not_copied():
+    from fsadbench.protocol.metrics.pixel import NegativeStore
+
+    store = NegativeStore(3)  # numpy: the pieces are the store's own arrays (PixelMetrics passes a[~mask])
+    piece = np.array([0.5, 0.1, 0.3], np.float32)
+    store.add(piece)
+    assert store.chunks[0] is piece and piece.tolist() == sorted(piece.tolist())
+
+
+def test_where_cuda_is_present_the_default_device_is_cuda_and_a_named_device_wins(monkeypatch):
+    from fsadbench.protocol.metrics.pixel import PixelMetrics, resolve_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_backend(None, None) == torch.device("cuda")
+    assert resolve_backend(None, "torch") == torch.device("cuda")
+    assert resolve_backend(None, "numpy") is None and resolve_backend("cpu", None) is None
+    assert PixelMetrics("cpu").device is None and PixelMetrics().device == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert PixelMetrics("cuda", backend="torch").device == torch.device("cuda")  # nothing is allocated yet
+
+
+def _dotted(rows: int, cols: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A map and mask of rows x cols separate regions, one per 3 x 3 cell, of 1 or 2 pixels, random levels."""
+    mask = np.zeros((3 * rows, 3 * cols), bool)
+    mask[::3, ::3] = True
+    mask[::3, 1::3] = rng.random((rows, cols)) < 0.4
+    amap = (rng.integers(0, 6, mask.shape) / 6 + 0.3 * mask).astype(np.float32)
+    return amap, mask
+
+
+def test_aupro_of_more_than_65535_regions_in_one_map_equals_the_same_regions_over_two_maps():
+    import warnings
+
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    amap, mask = _dotted(260, 256, np.random.default_rng(0))  # 66560 regions: ids past 65535 in one map
+    whole, halves = PixelMetrics("cpu"), PixelMetrics("cpu")
+    whole.add(amap, mask)
+    assert sum(i.nbytes for i in whole._ids) == 4 * int(mask.sum())  # 4-byte region ids
+    for rows in (slice(0, 390), slice(390, None)):  # cut between region rows: the same regions, per image
+        halves.add(amap[rows], mask[rows])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no stray warning (e.g. a divide by zero over an empty region)
+        got, want = whole.compute(), halves.compute()
+    assert got["aupro"] == pytest.approx(want["aupro"], abs=1e-12) and got["undefined"] == {}
+
 
 EQUIVALENT_MUTANTS = {
     "ranking.scores_labels: kind not in 'XXfiubXX' for 'fiub'": "numpy has no dtype kind 'X': the same kinds pass",
@@ -283,24 +332,58 @@ EQUIVALENT_MUTANTS = {
         "lim >= g[j]: at lim == g[j] the added trapezoid has width 0 (and e[j] > lim there)",
     "fsadbench.protocol.metrics.aupro.x_aupro__mutmut_13":
         "aupro=True dropped: it is PixelMetrics' default",
-    "pixel.*: .to(None) / torch.device(None) for a device, resolve_backend(None, backend) for (device, backend)":
-        "device placement: on the CPU every one of them is the CPU",
-    "pixel.resolve_backend: the CUDA branch mutated ('XXcudaXX', `and False`, ...)":
-        "reached only where CUDA is available; the CPU that runs mutmut never takes it",
-    "pixel.PixelMetrics.add: np.bincount(ids) minlength absent / n - 1 / n + 2 for n + 1":
-        "ids run 1..n, so the count has n + 1 entries anyway; an extra empty region is never indexed",
-    "pixel.NegativeStore.flush / PixelMetrics._summary: a single piece concatenated instead of used as is":
-        "the same values (one more copy, which the peak-memory test of test_metrics.py bounds)",
-    "pixel.NegativeStore.count: searchsorted(..., side absent) / torch right absent": "the defaults are left / False",
-    "pixel.PixelMetrics._summary: np.zeros(0, None / absent) for float32": "an empty array: no value to rank",
-    "pixel.PixelMetrics._region_weight_sums: float64 written as dtype=None / astype(None)":
-        "numpy's default float is float64",
-    "pixel.PixelMetrics.aupro_value: the summary recomputed (`or True`, aupro_value(None) in compute)":
-        "the summary of the same stored pixels: the same numbers",
-    "pixel.PixelMetrics.add: region ids uint8 for n <= 256 / n < 257 (not < 256)":
-        "with 256 regions id 256 wraps to 0 and w[0 - 1] is w[255], region 256's own weight",
-    "pixel.PixelMetrics.add: the uint16 / int32 region-id choice mutated":
-        "needs more than 65535 regions in one map to tell apart",
-    "pixel.PixelMetrics.add: np.zeros(shape, dtype=None / absent) for a missing mask":
-        "the zeros are turned into a boolean mask (g != 0) right after",
+    # pixel.py by name (mutmut 3.8.1, 2026-12-03: 342/368 killed, these 26 survive)
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁflush__mutmut_12":
+        "torch.cat of a single piece (`or True`): the same values, one more transient device copy the CPU cannot "
+        "measure (torch.sort copies anyway)",
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁflush__mutmut_14":
+        "as _12 (`>= 1`)",
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_19":
+        "np.searchsorted's default side is 'left'",
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_33":
+        "ut.to(None): device placement, the CPU either way on the CPU",
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_43":
+        "torch.searchsorted's default is right=False",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_11":
+        "amap.to(None, dtype=float32): device placement, the CPU either way on the CPU",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_13":
+        "as _11 (device argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_27":
+        "np.zeros(shape, dtype=None) for a missing mask: turned into a bool mask (g != 0) right after",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_29":
+        "as _27 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_53":
+        "torch.from_numpy(a).to(None): device placement, the CPU either way on the CPU",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_59":
+        "as _53 (the mask)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_80":
+        "uint8 ids for n <= 256: with 256 regions id 256 wraps to 0 and w[0 - 1] is w[255], its own weight",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_81":
+        "as _80 (n < 257)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_84":
+        "uint16 ids for n <= 65536: id 65536 wraps to 0 and w[-1] is its own weight (as _80)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_85":
+        "as _84 (n < 65537)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_92":
+        "bincount without minlength: id n is present, so the count has n + 1 entries anyway",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_93":
+        "as _92 (minlength n - 1 is below the length anyway)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_3":
+        "np.concatenate of one piece is a copy of it, as .copy()",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_5":
+        "as _3 (`>= 1`)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_10":
+        "np.zeros(0, None): an empty array, no value to rank either way",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_12":
+        "as _10 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_region_weight_sums__mutmut_3":
+        "np.zeros(dtype=None) is float64",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_region_weight_sums__mutmut_5":
+        "as _3 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_region_weight_sums__mutmut_16":
+        "astype(None) is float64",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁaupro_value__mutmut_8":
+        "the summary recomputed (`or True`): the summary of the same stored pixels",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁcompute__mutmut_27":
+        "aupro_value(None): as aupro_value_8",
 }
