@@ -264,6 +264,31 @@ def test_a_single_pending_piece_is_sorted_in_place_not_copied():
     assert store.chunks[0] is piece and piece.tolist() == sorted(piece.tolist())
 
 
+
+def test_a_single_pending_piece_is_not_concatenated_on_torch_either(monkeypatch):
+    from fsadbench.protocol.metrics.pixel import NegativeStore
+
+    cats = []
+    real_cat = torch.cat
+    monkeypatch.setattr(torch, "cat", lambda xs, *a, **k: cats.append(len(xs)) or real_cat(xs, *a, **k))
+    store = NegativeStore(2, torch.device("cpu"))
+    store.add(torch.tensor([0.5, 0.25]))  # one piece fills the chunk: sorted as is, no copy made first
+    store.add(torch.tensor([0.75]))
+    store.add(torch.tensor([0.125]))     # two pieces: concatenated once
+    assert cats == [2] and [c.tolist() for c in store.chunks] == [[0.25, 0.5], [0.125, 0.75]]
+
+
+def test_compute_ranks_the_stored_pixels_once_for_all_four_metrics(monkeypatch):
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    calls = []
+    real = PixelMetrics._summary
+    monkeypatch.setattr(PixelMetrics, "_summary", lambda self: calls.append(1) or real(self))
+    acc = PixelMetrics("cpu")
+    acc.add(np.array([[0.1, 0.9], [0.4, 0.3]]), np.array([[0, 1], [0, 0]]))
+    got = acc.compute()
+    assert len(calls) == 1 and got["aupro"] == pytest.approx(1.0) and got["pixel_auroc"] == 1.0
+
 def test_where_cuda_is_present_the_default_device_is_cuda_and_a_named_device_wins(monkeypatch):
     from fsadbench.protocol.metrics.pixel import PixelMetrics, resolve_backend
 
@@ -339,12 +364,7 @@ EQUIVALENT_MUTANTS = {
         "lim >= g[j]: at lim == g[j] the added trapezoid has width 0 (and e[j] > lim there)",
     "fsadbench.protocol.metrics.aupro.x_aupro__mutmut_13":
         "aupro=True dropped: it is PixelMetrics' default",
-    # pixel.py by name (mutmut 3.8.1, 2026-12-03: 342/368 killed, these 26 survive)
-    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁflush__mutmut_12":
-        "torch.cat of a single piece (`or True`): the same values, one more transient device copy the CPU cannot "
-        "measure (torch.sort copies anyway)",
-    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁflush__mutmut_14":
-        "as _12 (`>= 1`)",
+    # pixel.py by name (mutmut 3.8.1, 2026-12-03: 346/368 killed, these 22 survive)
     "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_19":
         "np.searchsorted's default side is 'left'",
     "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_33":
@@ -389,8 +409,4 @@ EQUIVALENT_MUTANTS = {
         "as _3 (dtype argument dropped)",
     "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_region_weight_sums__mutmut_16":
         "astype(None) is float64",
-    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁaupro_value__mutmut_8":
-        "the summary recomputed (`or True`): the summary of the same stored pixels",
-    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁcompute__mutmut_27":
-        "aupro_value(None): as aupro_value_8",
 }
