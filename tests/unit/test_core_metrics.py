@@ -2,8 +2,8 @@
 inputs refused with a message that says what to fix, tensors that still carry a gradient, empty inputs.
 The values themselves are checked against oracles in test_metrics.py.
 
-EQUIVALENT_MUTANTS lists the surviving mutants of protocol/metrics/{ranking,aupro,pixel}.py that cannot change
-behaviour.
+EQUIVALENT_MUTANTS lists, by mutmut name, the surviving mutants of protocol/metrics/{ranking,aupro,pixel}.py
+that cannot change behaviour.
 """
 
 from __future__ import annotations
@@ -77,6 +77,38 @@ def test_aupro_undefined_says_why():
         pro_area(RankSummary(empty, empty, empty, empty, 0, 4), empty, 0.3)
     with pytest.raises(ValueError, match="^2 maps but 1 masks: pass one mask per map$"):
         aupro(maps * 2, [np.ones((2, 2), bool)])
+
+
+
+@pytest.mark.parametrize("block", [None, 1, 2])
+@pytest.mark.parametrize("limit,area", [
+    (1.0, 0.3 + 0.4 + 2.0 + 0.55 + 1.8),    # to N = 10: the flat tail at p = 0.6 counts (7 -> 10)
+    (0.65, 0.3 + 0.4 + 2.0 + 0.2625),       # L = 6.5 inside step 3's slope: PRO(6.5) = 0.55
+    (0.15, 0.3 + 0.175),                    # L = 1.5 inside step 2's slope: PRO(1.5) = 0.4
+    (0.05, 0.15),                           # L = 0.5 inside step 2's flat part, at 0.3
+])
+def test_pro_area_integrates_the_polyline_of_its_counts(monkeypatch, block, limit, area):
+    from fsadbench.protocol.metrics.aupro import pro_area
+    from fsadbench.protocol.metrics.ranking import RankSummary
+
+    if block is not None:
+        monkeypatch.setattr(RankSummary, "BLOCK", block)
+    # 10 negatives; positives at 0.2, 0.5, 0.9 with region weights 0.1, 0.2, 0.3 (a PRO that ends at 0.6, as
+    # for a part of the regions). From the top: 0.9 (0 negatives >= it) lifts PRO to 0.3 at x = 0; 0.5 (1
+    # negative above, 2 >= it) to 0.5 over x 1 -> 2; 0.2 (6 above, 7 >= it) to 0.6 over x 6 -> 7.
+    s = RankSummary(np.array([0.2, 0.5, 0.9]), np.array([1, 1, 1]), np.array([3, 8, 10]), np.array([4, 9, 10]),
+                    3, 10)
+    assert pro_area(s, np.array([0.1, 0.2, 0.3]), limit) == pytest.approx(area / (limit * 10), abs=1e-12)
+
+
+def test_aupro_of_lists_runs_on_the_cpu_even_where_an_accelerator_is_present(monkeypatch):
+    # PixelMetrics(device=None) would pick CUDA when present; aupro() asks for the CPU (numpy) backend
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    m = np.array([[0.5, 0.5, 0.5, 0.0]], np.float32)
+    g = np.array([[True, False, False, False]])
+    from fsadbench.protocol.metrics.aupro import aupro
+
+    assert aupro([m], [g], fpr_limit=1.0) == pytest.approx(2 / 3 * 0.5 + 1 / 3, abs=1e-12)
 
 
 # -- the streaming pixel accumulator ----------------------------------------------------------------------
@@ -220,43 +252,161 @@ def test_aupro_of_more_than_255_regions_of_different_sizes_matches_the_sweep():
     acc.add(amap, mask)
     assert acc.compute()["aupro"] == pytest.approx(oracle_aupro([amap], [mask]), abs=1e-9)
 
+    assert sum(i.nbytes for i in acc._ids) == 2 * int(mask.sum())  # past 255 regions: 2-byte region ids
+
+
+def test_a_single_pending_piece_is_sorted_in_place_not_copied():
+    from fsadbench.protocol.metrics.pixel import NegativeStore
+
+    store = NegativeStore(3)  # numpy: the pieces are the store's own arrays (PixelMetrics passes a[~mask])
+    piece = np.array([0.5, 0.1, 0.3], np.float32)
+    store.add(piece)
+    assert store.chunks[0] is piece and piece.tolist() == sorted(piece.tolist())
+
+
+
+def test_a_single_pending_piece_is_not_concatenated_on_torch_either(monkeypatch):
+    from fsadbench.protocol.metrics.pixel import NegativeStore
+
+    cats = []
+    real_cat = torch.cat
+    monkeypatch.setattr(torch, "cat", lambda xs, *a, **k: cats.append(len(xs)) or real_cat(xs, *a, **k))
+    store = NegativeStore(2, torch.device("cpu"))
+    store.add(torch.tensor([0.5, 0.25]))  # one piece fills the chunk: sorted as is, no copy made first
+    store.add(torch.tensor([0.75]))
+    store.add(torch.tensor([0.125]))     # two pieces: concatenated once
+    assert cats == [2] and [c.tolist() for c in store.chunks] == [[0.25, 0.5], [0.125, 0.75]]
+
+
+def test_compute_ranks_the_stored_pixels_once_for_all_four_metrics(monkeypatch):
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    calls = []
+    real = PixelMetrics._summary
+    monkeypatch.setattr(PixelMetrics, "_summary", lambda self: calls.append(1) or real(self))
+    acc = PixelMetrics("cpu")
+    acc.add(np.array([[0.1, 0.9], [0.4, 0.3]]), np.array([[0, 1], [0, 0]]))
+    got = acc.compute()
+    assert len(calls) == 1 and got["aupro"] == pytest.approx(1.0) and got["pixel_auroc"] == 1.0
+
+def test_where_cuda_is_present_the_default_device_is_cuda_and_a_named_device_wins(monkeypatch):
+    from fsadbench.protocol.metrics.pixel import PixelMetrics, resolve_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_backend(None, None) == torch.device("cuda")
+    assert resolve_backend(None, "torch") == torch.device("cuda")
+    assert resolve_backend(None, "numpy") is None and resolve_backend("cpu", None) is None
+    assert PixelMetrics("cpu").device is None and PixelMetrics().device == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert PixelMetrics("cuda", backend="torch").device == torch.device("cuda")  # nothing is allocated yet
+
+
+def _dotted(rows: int, cols: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A map and mask of rows x cols separate regions, one per 3 x 3 cell, of 1 or 2 pixels, random levels."""
+    mask = np.zeros((3 * rows, 3 * cols), bool)
+    mask[::3, ::3] = True
+    mask[::3, 1::3] = rng.random((rows, cols)) < 0.4
+    amap = (rng.integers(0, 6, mask.shape) / 6 + 0.3 * mask).astype(np.float32)
+    return amap, mask
+
+
+def test_aupro_of_more_than_65535_regions_in_one_map_equals_the_same_regions_over_two_maps():
+    import warnings
+
+    from fsadbench.protocol.metrics.pixel import PixelMetrics
+
+    amap, mask = _dotted(260, 256, np.random.default_rng(0))  # 66560 regions: ids past 65535 in one map
+    whole, halves = PixelMetrics("cpu"), PixelMetrics("cpu")
+    whole.add(amap, mask)
+    assert sum(i.nbytes for i in whole._ids) == 4 * int(mask.sum())  # 4-byte region ids
+    for rows in (slice(0, 390), slice(390, None)):  # cut between region rows: the same regions, per image
+        halves.add(amap[rows], mask[rows])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no stray warning (e.g. a divide by zero over an empty region)
+        got, want = whole.compute(), halves.compute()
+    assert got["aupro"] == pytest.approx(want["aupro"], abs=1e-12) and got["undefined"] == {}
+
 
 EQUIVALENT_MUTANTS = {
-    "ranking.scores_labels: kind not in 'XXfiubXX' for 'fiub'": "numpy has no dtype kind 'X': the same kinds pass",
-    "ranking.distinct: sorted_values[:1] for [:0] on an empty array": "a slice of an empty array is empty",
-    "ranking.distinct: np.empty(n, dtype=None / absent) for bool": "the 0/1 floats mark the same first positions",
-    "ranking.summary_flat: searchsorted(..., side absent) for side='left'": "numpy's default side is 'left'",
-    "aupro.label_regions: np.asarray(mask, dtype=None / absent), np.ones(structure, dtype=None / absent)":
-        "ndimage.label takes any nonzero pixel as foreground and any nonzero structure element as a neighbour",
-    "aupro.pro_area: e_last starts at 1.0 for 0.0":
-        "it only multiplies p_last, which is 0 until the first step has been integrated",
-    "aupro.pro_area: .astype(None) for .astype(np.float64) (E_j, G_j)": "astype(None) is float64",
-    "aupro.pro_area: searchsorted(e, lim) side absent for 'right'":
-        "a step ending exactly at L is then cut at L: the cut adds the same trapezoid",
-    "aupro.pro_area: slice(None, full) / slice(full) for slice(0, full)": "the same slice",
-    "aupro.pro_area: lim >= g[j] for lim > g[j]": "at lim == g[j] the added trapezoid has width 0",
-    "aupro.pro_area: (lim - e_last) / p_last for * p_last in the flat tail":
-        "the tail is reached after the last step, where PRO = p_last = 1 (every region fully covered)",
-    "aupro.aupro: PixelMetrics(device=None / absent) for device='cpu'": "device placement: the CPU either way here",
-    "aupro.aupro: PixelMetrics(...) without aupro=True": "aupro=True is PixelMetrics' default",
-    "pixel.*: .to(None) / torch.device(None) for a device, resolve_backend(None, backend) for (device, backend)":
-        "device placement: on the CPU every one of them is the CPU",
-    "pixel.resolve_backend: the CUDA branch mutated ('XXcudaXX', `and False`, ...)":
-        "reached only where CUDA is available; the CPU that runs mutmut never takes it",
-    "pixel.PixelMetrics.add: np.bincount(ids) minlength absent / n - 1 / n + 2 for n + 1":
-        "ids run 1..n, so the count has n + 1 entries anyway; an extra empty region is never indexed",
-    "pixel.NegativeStore.flush / PixelMetrics._summary: a single piece concatenated instead of used as is":
-        "the same values (one more copy, which the peak-memory test of test_metrics.py bounds)",
-    "pixel.NegativeStore.count: searchsorted(..., side absent) / torch right absent": "the defaults are left / False",
-    "pixel.PixelMetrics._summary: np.zeros(0, None / absent) for float32": "an empty array: no value to rank",
-    "pixel.PixelMetrics._region_weight_sums: float64 written as dtype=None / astype(None)":
-        "numpy's default float is float64",
-    "pixel.PixelMetrics.aupro_value: the summary recomputed (`or True`, aupro_value(None) in compute)":
-        "the summary of the same stored pixels: the same numbers",
-    "pixel.PixelMetrics.add: region ids uint8 for n <= 256 / n < 257 (not < 256)":
-        "with 256 regions id 256 wraps to 0 and w[0 - 1] is w[255], region 256's own weight",
-    "pixel.PixelMetrics.add: the uint16 / int32 region-id choice mutated":
-        "needs more than 65535 regions in one map to tell apart",
-    "pixel.PixelMetrics.add: np.zeros(shape, dtype=None / absent) for a missing mask":
-        "the zeros are turned into a boolean mask (g != 0) right after",
+    # ranking.py by name (mutmut 3.8.1, 2026-12-03: 229/234 killed, these 5 survive)
+    "fsadbench.protocol.metrics.ranking.x_scores_labels__mutmut_8":
+        "kind not in 'XXfiubXX': a dtype kind is one character and numpy has no kind 'X'",
+    "fsadbench.protocol.metrics.ranking.x_distinct__mutmut_4":
+        "sorted_values[:1] on an empty array (n == 0) is empty, as [:0]",
+    "fsadbench.protocol.metrics.ranking.x_distinct__mutmut_12":
+        "np.empty(n, dtype=None): the 0/1 floats mark the same first positions for flatnonzero",
+    "fsadbench.protocol.metrics.ranking.x_distinct__mutmut_14":
+        "as _12 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.ranking.x_summary_flat__mutmut_17":
+        "np.searchsorted's default side is 'left'",
+    # aupro.py by name (mutmut 3.8.1, 2026-12-03: 138/150 killed, these 12 survive)
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_6":
+        "np.asarray(mask, dtype=None): ndimage.label takes any nonzero pixel as foreground",
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_8":
+        "as _6 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_10":
+        "np.ones((3, 3), dtype=None): any nonzero structure element is a neighbour",
+    "fsadbench.protocol.metrics.aupro.x_label_regions__mutmut_12":
+        "as _10 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_18":
+        "e_last starts at 1.0: it only enters e_prev[0] of the first step, of height p_prev[0] = 0",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_20":
+        "astype(None) is float64 (E_j)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_25":
+        "astype(None) is float64 (G_j)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_49":
+        "searchsorted side 'left': a step ending exactly at L is cut at L, the same trapezoid",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_53":
+        "slice(None, full) is slice(0, full)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_55":
+        "slice(full) is slice(0, full)",
+    "fsadbench.protocol.metrics.aupro.x_pro_area__mutmut_85":
+        "lim >= g[j]: at lim == g[j] the added trapezoid has width 0 (and e[j] > lim there)",
+    "fsadbench.protocol.metrics.aupro.x_aupro__mutmut_13":
+        "aupro=True dropped: it is PixelMetrics' default",
+    # pixel.py by name (mutmut 3.8.1, 2026-12-03: 346/368 killed, these 22 survive)
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_19":
+        "np.searchsorted's default side is 'left'",
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_33":
+        "ut.to(None): device placement, the CPU either way on the CPU",
+    "fsadbench.protocol.metrics.pixel.xǁNegativeStoreǁcount__mutmut_43":
+        "torch.searchsorted's default is right=False",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_11":
+        "amap.to(None, dtype=float32): device placement, the CPU either way on the CPU",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_13":
+        "as _11 (device argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_27":
+        "np.zeros(shape, dtype=None) for a missing mask: turned into a bool mask (g != 0) right after",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_29":
+        "as _27 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_53":
+        "torch.from_numpy(a).to(None): device placement, the CPU either way on the CPU",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_59":
+        "as _53 (the mask)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_80":
+        "uint8 ids for n <= 256: with 256 regions id 256 wraps to 0 and w[0 - 1] is w[255], its own weight",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_81":
+        "as _80 (n < 257)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_84":
+        "uint16 ids for n <= 65536: id 65536 wraps to 0 and w[-1] is its own weight (as _80)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_85":
+        "as _84 (n < 65537)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_92":
+        "bincount without minlength: id n is present, so the count has n + 1 entries anyway",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁadd__mutmut_93":
+        "as _92 (minlength n - 1 is below the length anyway)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_3":
+        "np.concatenate of one piece is a copy of it, as .copy()",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_5":
+        "as _3 (`>= 1`)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_10":
+        "np.zeros(0, None): an empty array, no value to rank either way",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_summary__mutmut_12":
+        "as _10 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_region_weight_sums__mutmut_3":
+        "np.zeros(dtype=None) is float64",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_region_weight_sums__mutmut_5":
+        "as _3 (dtype argument dropped)",
+    "fsadbench.protocol.metrics.pixel.xǁPixelMetricsǁ_region_weight_sums__mutmut_16":
+        "astype(None) is float64",
 }

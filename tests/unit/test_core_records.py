@@ -217,6 +217,12 @@ def test_identity_changes_name_each_leaf_that_differs():
     assert identity_changes(old, copy.deepcopy(old)) == []
 
 
+
+def test_identity_changes_order_keys_of_any_type_by_their_text():
+    # an in-memory identity may hold int keys next to str ones: sorted by their text, never a TypeError
+    assert identity_changes({9: 1, 10: 1, "a": 1}, {}) == ["10: 1 -> '<absent>'", "9: 1 -> '<absent>'",
+                                                         "a: 1 -> '<absent>'"]
+
 @pytest.mark.parametrize("status,done", [("ok", True), ("not_applicable", True), ("failed", False)])
 def test_only_an_ok_or_not_applicable_record_with_the_same_key_is_done(tmp_path, status, done):
     store = RecordStore(tmp_path)
@@ -345,3 +351,27 @@ def test_old_path_records_count_once_whatever_their_path_order(tmp_path):
     assert [r.config_hash for r in store.records()] == ["0old"]  # two old copies: the first, once
     store.write(_rec(key=dict(cell.__dict__), config_hash="canonical"))
     assert [r.config_hash for r in store.records()] == ["canonical"]
+
+
+EQUIVALENT_MUTANTS = {
+    # records.py by name (mutmut 3.8.1, 2026-12-03: 358/367 killed, these 9 survive)
+    "fsadbench.results.records.x_encode_component__mutmut_28":
+        "'UTF-8' for 'utf-8': codec names are case-insensitive",
+    "fsadbench.results.records.x_encode_component__mutmut_41":
+        "as _28 (the name hashed for a shortened component)",
+    "fsadbench.results.records.x_decode_component__mutmut_29":
+        "'UTF-8' for 'utf-8': codec names are case-insensitive",
+    "fsadbench.results.records.x_decode_component__mutmut_47":
+        "as _29 (the last bytes)",
+    "fsadbench.results.records.xǁRecordǁto_json__mutmut_4":
+        "json.dumps(allow_nan=None): the encoder refuses NaN whenever allow_nan is falsy",
+    "fsadbench.results.records.xǁRecordǁfrom_dict__mutmut_10":
+        "a missing version read as 1, not 0: both below SCHEMA_VERSION, and migrate() sets migrated_from (0) itself",
+    "fsadbench.results.records.xǁRecordStoreǁread__mutmut_20":
+        "where of the second from_dict: it raises only for an int version above SCHEMA_VERSION, which the first call "
+        "takes (validate_record refuses any non-int)",
+    "fsadbench.results.records.xǁRecordStoreǁread__mutmut_22":
+        "as _20 (where dropped)",
+    "fsadbench.results.records.xǁRecordStoreǁread__mutmut_23":
+        "as _20 (where='None')",
+}
