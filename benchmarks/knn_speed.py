@@ -19,6 +19,11 @@ random numbers: ``relu(N(0, 1))``), ours first, then the plain one:
   ``k_center_greedy`` on the projected rows; plain: anomalib's KCenterGreedy
   loop (``k_center_greedy.py`` l. 68-141, re-written here), same projection and
   start. Reported: the ratio and whether the selected indices are equal.
+  The plain loop allocates an N x D difference every step; whether those
+  come from a warm heap or from freshly mapped pages differs from process to
+  process (measured on 2 CPU cores: 0.11-0.17 s against 0.5-0.8 s, the slow
+  runs with ~150k more minor page faults), so run it a few times and read
+  the lower plain time as its speed.
 
 For each: ours and plain run alternately ``--repeats`` times (the machine
 may be shared: interleaving spreads the noise over both); reported are the
