@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 import torch
+from fixtures_methods import RecordingCore
 
 from fsadbench.core.errors import ConfigError, NotApplicable
 from fsadbench.core.registry import METHODS
@@ -28,22 +29,6 @@ def make(context_for, name, **options):
     cls, defaults = METHODS.get(name)
     opts = {**defaults, **options}
     return cls(context_for(cls, opts), **opts)
-
-
-class Recorder:
-    """A stand-in core: records what fit / predict receive, returns maps of the first input's grid."""
-
-    def __init__(self):
-        self.calls = []
-
-    def fit(self, *args):
-        self.calls.append(("fit", args))
-
-    def predict(self, *args):
-        self.calls.append(("predict", args))
-        first = args[0][0] if isinstance(args[0], list) else args[0]
-        b = first.shape[0]
-        return torch.zeros(b, 4, 4), torch.arange(b, dtype=torch.float32)
 
 
 @pytest.mark.parametrize("name, backbone, layers", [
@@ -93,7 +78,7 @@ def test_reference_defaults_and_sources():
 def test_patchcore_feeds_its_layers_in_order_and_passes_options(context_for, refs):
     m = make(context_for, "patchcore", coreset_ratio=0.5, num_neighbors=3, target_dim=64)
     assert (m.core.coreset_ratio, m.core.num_neighbors, m.core.target_dim, m.core.seed) == (0.5, 3, 64, 0)
-    rec = m.core = Recorder()
+    rec = m.core = RecordingCore(torch.zeros(4, 4, 4), torch.arange(4.0))
     m.fit(refs[:2], INFO)
     (kind, (maps,)), = rec.calls
     assert kind == "fit" and [t.shape[1:] for t in maps] == [(512, 16, 16), (1024, 8, 8)]
@@ -148,7 +133,7 @@ def test_padim_reads_the_models_channel_defaults(context_for, refs):
 def test_spade_global_feature_is_layer4_average_pooled(context_for, refs):
     m = make(context_for, "spade", top_k=1)
     assert m.spec.params == (("layers", ("layer1", "layer2", "layer3", "layer4")),) and m.core.top_k == 1
-    rec = m.core = Recorder()
+    rec = m.core = RecordingCore()
     m.fit(refs[:2], INFO)
     (_, (glob, maps)), = rec.calls
     l4 = m.ctx.backbone.encode(m.ctx.features.pixels(refs[:2]), ["layer4"])["layer4"]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures_methods import RecordingCore
 
 from fsadbench.backbone.spec import BackboneSpec
 from fsadbench.backbone.vision import VisionBackbone
@@ -101,21 +102,6 @@ def vit(grid=(2, 3)) -> FakeBackbone:
     return FakeBackbone("dinov2-tiny", "timm", grid=grid)
 
 
-class Recorder:
-    """A stand-in core: records what fit / predict receive; predict returns the given outputs."""
-
-    def __init__(self, maps=None, scores=None):
-        self.calls: list = []
-        self.out = (maps, scores)
-
-    def fit(self, *args):
-        self.calls.append(("fit", args))
-
-    def predict(self, *args):
-        self.calls.append(("predict", args))
-        return self.out
-
-
 class Plain(Baseline):
     name = "plain"
     reference_layers = ("layer2", "layer3")
@@ -123,7 +109,7 @@ class Plain(Baseline):
 
 def plain(**options) -> Plain:
     m = Plain(ctx_for(), **options)
-    m.core = Recorder()
+    m.core = RecordingCore()
     return m
 
 
@@ -303,7 +289,7 @@ def test_spade_encodes_its_pyramid_and_the_global_layer():
 
 def test_spade_hands_the_core_the_pooled_global_feature_and_the_pyramid():
     m = SpadeMethod(ctx_for(), layers=["layer2", "layer1"])
-    m.core = Recorder()
+    m.core = RecordingCore()
     shots = refs(2)
     m.fit(shots, INFO)
     (kind, (glob, maps)), = m.core.calls
@@ -410,7 +396,7 @@ def test_anomalydino_without_rotation_keeps_the_shots_cached_tokens():
                                                                (True, False, False), (True, True, True)])
 def test_anomalydino_masks_the_shots_only_with_masking_and_mask_shots(masking, mask_shots, shots_masked):
     m = dino(rotate_shots=False, masking=masking, mask_shots=mask_shots)
-    m.core = Recorder(torch.arange(12.0).reshape(2, 6), torch.tensor([4.0, 2.0]))
+    m.core = RecordingCore(torch.arange(12.0).reshape(2, 6), torch.tensor([4.0, 2.0]))
     m.fit(refs(2), INFO)
     (_, (tokens, masks)), = m.core.calls
     assert tokens.shape == (2, 6, TOKEN_DIM)
