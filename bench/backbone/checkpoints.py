@@ -209,10 +209,11 @@ def host_of(source: Source) -> str:
 
 
 def offline(source: Source) -> bool:
-    """No download possible: Hugging Face's offline switch (for hub files) or the host unreachable."""
+    """No download possible: ``HF_HUB_OFFLINE`` set (the harness's offline switch for every download, as CI and
+    the tests set it) or the host unreachable."""
     import huggingface_hub.constants as hf_constants
 
-    return bool(source.hf_repo and hf_constants.HF_HUB_OFFLINE) or not reachable(host_of(source))
+    return bool(hf_constants.HF_HUB_OFFLINE) or not reachable(host_of(source))
 
 
 def fetch_checkpoint(source: Source, cache_dir: str | None, remedy) -> Found:

@@ -3,7 +3,9 @@
 Three sources of weights, all recorded in ``Backbone.describe()``:
 
 * a pretrained tag (``ViT-B-16-plus-240`` / ``laion400m_e32``, the paper
-  protocol), fetched by open_clip from its hub or found in the local cache;
+  protocol): its one file (:mod:`fsadbench.backbone.checkpoints`), found in the
+  standard caches or the harness's, or downloaded, and the architecture options
+  its config carries (QuickGELU, mean / std / interpolation; :func:`build_clip`);
 * a local checkpoint file (``--pretrained /path/to/ckpt.pt``), loaded with
   ``torch.load(..., weights_only=True)`` (or safetensors);
 * ``none``: random initialisation, said in every output.

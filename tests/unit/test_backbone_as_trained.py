@@ -252,3 +252,23 @@ def test_vision_default_backbones_follow_their_tag_configs(tmp_path, monkeypatch
     assert (list(wrn.mean), list(wrn.std), wrn.interpolation) == (tf.mean, tf.std, tf.interpolation.value)
     assert wrn.image_size == tf.crop_size[0] == 224
     assert wrn.describe()["checkpoint"]["address"] == "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth"
+
+
+def test_openais_torchscript_release_file_is_read_as_a_state_dict(tmp_path):
+    """OpenAI's .pt files are TorchScript archives: read with torch.jit.load as open_clip's loader does, the
+    three non-tensor entries it drops dropped too."""
+    from fsadbench.backbone.weights import read_state_dict
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(2, 3)
+            self.register_buffer("input_resolution", torch.tensor(224))
+
+        def forward(self, x):
+            return self.proj(x)
+
+    m = M()
+    torch.jit.save(torch.jit.script(m), str(tmp_path / "ViT-X.pt"))
+    sd = read_state_dict(tmp_path / "ViT-X.pt")
+    assert set(sd) == {"proj.weight", "proj.bias"} and torch.equal(sd["proj.weight"], m.proj.weight)
