@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/fixtures_layouts.py for unit/ and integration/
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The standard weight caches (searched before the harness's own) point at an empty folder of this run: a test
+# never reads the user's real caches, and one that follows a remedy's "put it here" never writes into them.
+_CACHES = tempfile.mkdtemp(prefix="fsadbench-test-caches-")
+for _var, _sub in (("HF_HOME", "hf"), ("HF_HUB_CACHE", "hf/hub"), ("TORCH_HOME", "torch")):
+    os.environ[_var] = os.path.join(_CACHES, _sub)
+os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _own_weight_caches(tmp_path_factory, monkeypatch):
+    """Each test its own empty standard caches (what one test puts there never reaches another)."""
+    root = tmp_path_factory.mktemp("caches")
+    for var, sub in (("HF_HOME", "hf"), ("HF_HUB_CACHE", "hf/hub"), ("TORCH_HOME", "torch")):
+        monkeypatch.setenv(var, str(root / sub))
 
 
 @pytest.fixture(scope="session")

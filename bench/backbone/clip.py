@@ -3,7 +3,9 @@
 Three sources of weights, all recorded in ``Backbone.describe()``:
 
 * a pretrained tag (``ViT-B-16-plus-240`` / ``laion400m_e32``, the paper
-  protocol), fetched by open_clip from its hub or found in the local cache;
+  protocol): its one file (:mod:`fsadbench.backbone.checkpoints`), found in the
+  standard caches or the harness's, or downloaded, and the architecture options
+  its config carries (QuickGELU, mean / std / interpolation; :func:`build_clip`);
 * a local checkpoint file (``--pretrained /path/to/ckpt.pt``), loaded with
   ``torch.load(..., weights_only=True)`` (or safetensors);
 * ``none``: random initialisation, said in every output.
@@ -20,7 +22,7 @@ open_clip's tower attributes.
 from __future__ import annotations
 
 import os
-import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,9 +30,11 @@ import torch
 
 from fsadbench.backbone.towers import ImageTower
 from fsadbench.backbone.vision import describe_backbone
-from fsadbench.backbone.spec import BackboneSpec  # noqa: F401 - its historical home
-from fsadbench.backbone.weights import quiet_random_init, read_state_dict, state_fingerprint, weights_help  # noqa: F401
-from fsadbench.core.errors import ConfigError, WeightsError, error_summary
+from fsadbench.backbone.checkpoints import fetch_checkpoint, identity, open_clip_source
+from fsadbench.backbone.spec import BackboneSpec, is_random, looks_like_file
+from fsadbench.backbone.weights import (load_clip_state, quiet_random_init, read_state_dict, state_fingerprint,
+                                        tag_quick_gelu, weights_help)
+from fsadbench.core.errors import ConfigError, WeightsError
 from fsadbench.core.io import read_rgb as load_image  # every mode to 8-bit RGB; errors name the file
 
 from fsadbench.core.defaults import DEFAULT_MODEL, DEFAULT_PRETRAINED, RANDOM, TINY_MODEL  # noqa: F401
@@ -49,12 +53,75 @@ def register_model_configs() -> None:
         _registered = True
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def tag_options(model_name: str, pretrained: str) -> dict[str, Any]:
+    """What open_clip tag ``pretrained`` was trained as (its pretrained config): ``quick_gelu``
+    (:func:`~fsadbench.backbone.weights.tag_quick_gelu`) and the preprocessing ``mean`` / ``std`` /
+    ``interpolation`` it carries; {} for no tag."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained) or {}
+    out: dict[str, Any] = {k: cfg[k] for k in ("mean", "std", "interpolation") if cfg.get(k)}
+    if cfg:
+        out["quick_gelu"] = tag_quick_gelu(model_name, pretrained)
+    return out
+
+
+@dataclass
+class BuiltCLIP:
+    model: Any
+    weights_source: str
+    checkpoint: dict[str, Any] | None  # checkpoints.identity(); None for random weights
+    preprocess: dict[str, Any]  # the tag's mean / std / interpolation ({} otherwise)
+
+
+def build_clip(spec: BackboneSpec, cache_dir: str | None = None, option_hint: str | None = None,
+               device: str = "cpu") -> BuiltCLIP:
+    """The open_clip model ``spec`` names, built as its weights were trained and filled with them.
+
+    Every source builds the architecture with ``pretrained=None`` (``@size`` as ``force_image_size``, the tag's
+    QuickGELU as ``force_quick_gelu``) and loads the one file itself (:func:`load_clip_state`, position
+    embeddings resized like open_clip's loader), so the same options hold on every open_clip release
+    (2.26-2.28 ignored ``force_image_size`` on their ``openai`` path; 2.29+ builds GELU for ``openai`` tags).
+    ``option_hint``: the option that sets this backbone's weights, for the remedies
+    (:func:`~fsadbench.backbone.weights.file_remedy`). ``device="meta"`` (inside ``torch.device("meta")``)
+    builds without memory, for tests.
+    """
+    import open_clip
+
+    register_model_configs()
+    name, pretrained = spec.model, spec.pretrained
+    if name not in open_clip.list_models():
+        raise ConfigError(
+            f"backbone.model: unknown open_clip model {name!r}; e.g. {DEFAULT_MODEL} or {TINY_MODEL} "
+            f"(open_clip.list_models() lists all)")
+    size = {"force_image_size": spec.image_size} if spec.image_size else {}  # e.g. ViT-L-14-336 at 518
+    if is_random(pretrained):
+        torch.manual_seed(spec.init_seed)
+        model = open_clip.create_model(name, pretrained=None, device=device, **size)
+        return BuiltCLIP(model, f"random init (seed {spec.init_seed})", None, {})
+    path, source, opts = Path(pretrained).expanduser(), None, {}
+    if path.is_file():
+        found: Any = path
+        weights_source = f"file {path}"
+    elif looks_like_file(pretrained):
+        raise WeightsError(weights_help(name, pretrained, f"checkpoint file {pretrained} does not exist",
+                                        cache_dir, option_hint))
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        source = open_clip_source(name, pretrained) if pretrained in tags else None
+        if source is None:
+            raise WeightsError(weights_help(
+                name, pretrained, f"unknown pretrained tag; open_clip knows {tags or 'none'} for this model",
+                cache_dir, option_hint))
+        found = fetch_checkpoint(source, cache_dir,
+                                 lambda why: weights_help(name, pretrained, why, cache_dir, option_hint))
+        path, opts = found.path, tag_options(name, pretrained)
+        weights_source = f"open_clip tag {pretrained} ({found.path}, {found.cache})"
+    arch = {"force_quick_gelu": True} if opts.pop("quick_gelu", False) else {}
+    with quiet_random_init():  # the file's weights follow
+        model = open_clip.create_model(name, pretrained=None, device=device, **size, **arch)
+    load_clip_state(model, read_state_dict(path), path, name, option_hint)
+    return BuiltCLIP(model, weights_source, identity(source, found), opts)
 
 
 class Backbone:
@@ -62,74 +129,31 @@ class Backbone:
 
     family = "open_clip"
 
-    def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None):
+    def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None,
+                 option_hint: str | None = None):
         import open_clip
 
-        register_model_configs()
         self.spec = spec
         self.device = torch.device(device)
-        model_name, pretrained = spec.model, spec.pretrained
-        if model_name not in open_clip.list_models():
-            raise ConfigError(
-                f"backbone.model: unknown open_clip model {model_name!r}; e.g. {DEFAULT_MODEL} or {TINY_MODEL} "
-                f"(open_clip.list_models() lists all)"
-            )
-        self.is_random = pretrained.lower() in (RANDOM, "random", "")
-        size = {"force_image_size": spec.image_size} if spec.image_size else {}  # e.g. ViT-L-14-336 at 518
-        if self.is_random:
-            torch.manual_seed(spec.init_seed)
-            model = open_clip.create_model(model_name, pretrained=None, **size)
-            self.weights_source = f"random init (seed {spec.init_seed})"
-        elif Path(pretrained).expanduser().is_file():
-            path = Path(pretrained).expanduser()
-            with quiet_random_init():  # the file's weights follow
-                model = open_clip.create_model(model_name, pretrained=None, **size)
-            sd = read_state_dict(path)
-            try:
-                model.load_state_dict(sd, strict=True)
-            except RuntimeError as exc:
-                raise WeightsError(
-                    f"checkpoint {path} does not fit model {model_name!r}: {str(exc)[:500]}\n"
-                    f"Pass the --model the checkpoint was trained as."
-                ) from exc
-            self.weights_source = f"file {path}"
-        elif any(sep in pretrained for sep in ("/", "\\")) or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")):
-            raise WeightsError(weights_help(model_name, pretrained, f"checkpoint file {pretrained} does not exist",
-                                             cache_dir))
-        else:
-            tags = open_clip.list_pretrained_tags_by_model(model_name)
-            if pretrained not in tags:
-                raise WeightsError(weights_help(
-                    model_name, pretrained, f"unknown pretrained tag; open_clip knows {tags or 'none'} for this model"))
-            import huggingface_hub.constants as hf_constants
-
-            offline = hf_constants.HF_HUB_OFFLINE or not _hub_reachable()
-            old = hf_constants.HF_HUB_OFFLINE
-            hf_constants.HF_HUB_OFFLINE = offline  # one clear failure instead of a stack of retries
-            try:
-                model = open_clip.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir, **size)
-            except Exception as exc:  # noqa: BLE001 - open_clip raises bare RuntimeError/OSError here
-                why = ("no network and not in the local cache" if offline
-                       else f"download failed ({error_summary(exc)[:300]})")
-                raise WeightsError(weights_help(model_name, pretrained, why, cache_dir)) from exc
-            finally:
-                hf_constants.HF_HUB_OFFLINE = old
-            self.weights_source = f"open_clip tag {pretrained}"
+        built = build_clip(spec, cache_dir, option_hint)
+        model, self.weights_source, self.checkpoint = built.model, built.weights_source, built.checkpoint
+        self.is_random = spec.is_random
         model.eval().requires_grad_(False)
         self.model = model.to(self.device)
-        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.tokenizer = open_clip.get_tokenizer(spec.model)
         self.open_clip_version = str(getattr(open_clip, "__version__", "unknown"))
         try:
             self.image_tower = ImageTower(model.visual)
         except ConfigError as exc:
-            raise ConfigError(f"backbone.model {model_name!r}: {exc}") from exc
+            raise ConfigError(f"backbone.model {spec.model!r}: {exc}") from exc
         t = self.image_tower
         self.image_size, self.patch_size, self.grid = t.image_size, t.patch_size, t.grid
         self.width, self.embed_dim, self.n_layers = t.width, t.embed_dim, t.n_layers
-        pp = t.preprocess_cfg
+        pp = {**t.preprocess_cfg, **built.preprocess}
         self.mean = tuple(pp.get("mean", open_clip.OPENAI_DATASET_MEAN))
         self.std = tuple(pp.get("std", open_clip.OPENAI_DATASET_STD))
         self.interpolation = pp.get("interpolation", "bicubic")
+        self.activation = activation_name(model)
         self.fingerprint = state_fingerprint(model)
         self._transforms = {self.image_size: self._make_transform(self.image_size)}
 
@@ -183,6 +207,13 @@ class Backbone:
     def encode_text(self, prompts: Sequence[str], normalize: bool = False) -> torch.Tensor:
         tokens = self.tokenizer(list(prompts)).to(self.device)
         return self.model.encode_text(tokens, normalize=normalize)
+
+
+def activation_name(model: Any) -> str:
+    """``QuickGELU`` / ``GELU`` / ...: the MLP activation of the image tower's first block."""
+    blocks = getattr(getattr(getattr(model, "visual", None), "transformer", None), "resblocks", None)
+    act = getattr(getattr(blocks[0], "mlp", None), "gelu", None) if blocks else None
+    return type(act).__name__ if act is not None else "unknown"
 
 
 def patch_map(values: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

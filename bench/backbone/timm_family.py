@@ -25,6 +25,7 @@ from typing import Sequence
 
 import torch
 
+from fsadbench.backbone.checkpoints import Source, cache_hint, find_checkpoint, timm_source
 from fsadbench.backbone.vision import VisionBackbone, weights_remedy
 from fsadbench.backbone.weights import reachable
 from fsadbench.core.errors import ConfigError, WeightsError
@@ -33,35 +34,39 @@ TINY = {"dinov2-tiny": ("vit_small_patch14_dinov2", dict(img_size=112, embed_dim
 HF_FILE = "model.safetensors"
 
 
-def tag_checkpoint(spec, cache_dir: str | None = None) -> Path:
-    """The local file of timm tag ``spec.pretrained`` (Hugging Face cache, or downloaded into it);
-    WeightsError with the remedy when offline."""
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    repo = f"timm/{TINY.get(spec.model, (spec.model,))[0]}.{spec.pretrained}"
-    hit = try_to_load_from_cache(repo, HF_FILE, cache_dir=cache_dir)
-    if isinstance(hit, str):
-        return Path(hit)
-    url = f"https://huggingface.co/{repo}/resolve/main/{HF_FILE}"
-    repo_dir = Path(cache_dir or HF_HUB_CACHE) / ("models--" + repo.replace("/", "--"))
-    where = f"{repo_dir}/snapshots/local/{HF_FILE} and write 'local' into {repo_dir}/refs/main"
+def tag_checkpoint(spec, cache_dir: str | None = None, option_hint: str | None = None) -> Path:
+    """The local file of timm tag ``spec.pretrained``: from the caches in
+    :func:`~fsadbench.backbone.checkpoints.cache_places` order (the standard Hugging Face cache before
+    ``cache_dir``), or downloaded into ``cache_dir``; WeightsError with the remedy when offline."""
+    source = tag_source(spec)
+    repo, url = source.hf_repo, source.url
+    hit = find_checkpoint(source, cache_dir)
+    if hit is not None:
+        return hit.path
+    where = cache_hint(source, cache_dir)
     import huggingface_hub.constants as hf_constants
 
     if hf_constants.HF_HUB_OFFLINE or not reachable("huggingface.co"):
-        raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, HF_FILE, where))
+        raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, HF_FILE, where,
+                                          option_hint))
     from huggingface_hub import hf_hub_download
 
     try:
         return Path(hf_hub_download(repo, HF_FILE, cache_dir=cache_dir))
     except Exception as exc:  # noqa: BLE001 - the hub raises many kinds; one line with the remedy
-        raise WeightsError(weights_remedy(spec, f"download failed ({str(exc)[:200]})", url, HF_FILE, where)) from exc
+        raise WeightsError(weights_remedy(spec, f"download failed ({str(exc)[:200]})", url, HF_FILE, where,
+                                          option_hint)) from exc
+
+
+def tag_source(spec) -> Source:
+    """The one file of timm tag ``spec.pretrained``: ``timm/<model>.<tag>`` / ``model.safetensors``."""
+    return timm_source(TINY.get(spec.model, (spec.model,))[0], spec.pretrained)
 
 
 class TimmBackbone(VisionBackbone):
     family = "timm"
 
-    def __init__(self, spec, device="cpu", cache_dir=None):
+    def __init__(self, spec, device="cpu", cache_dir=None, option_hint=None):
         import timm
 
         self.library_version = timm.__version__
@@ -70,8 +75,13 @@ class TimmBackbone(VisionBackbone):
             raise ConfigError(f"backbone {spec.name}: timm has no model {base!r} (timm.list_models() lists them)")
         self._base = base
         self._kwargs = dict(kwargs, **({"img_size": spec.image_size} if spec.image_size else {}))
-        super().__init__(spec, device, cache_dir)
+        super().__init__(spec, device, cache_dir, option_hint)
         cfg = getattr(self.model, "pretrained_cfg", {}) or {}
+        tag_cfg = None if not (self.checkpoint or {}).get("address") else timm.models.get_pretrained_cfg(
+            f"{base}.{spec.pretrained}")
+        if tag_cfg is not None:  # the tag's own preprocessing (timm's pretrained config of model.tag)
+            cfg = tag_cfg.to_dict()
+            self.mean, self.std = tuple(cfg.get("mean", self.mean)), tuple(cfg.get("std", self.std))
         self.interpolation = cfg.get("interpolation", "bicubic")
         self.is_vit = hasattr(self.model, "num_prefix_tokens") and hasattr(self.model, "patch_embed")
         if self.is_vit:
@@ -103,7 +113,10 @@ class TimmBackbone(VisionBackbone):
         super().load_weights(model, filt(sd, model) if filt is not None else sd, path)
 
     def tag_checkpoint(self) -> Path:
-        return tag_checkpoint(self.spec, self.cache_dir)
+        return tag_checkpoint(self.spec, self.cache_dir, self.option_hint)
+
+    def tag_source(self) -> Source:
+        return tag_source(self.spec)
 
     @property
     def layer_names(self) -> tuple[str, ...]:

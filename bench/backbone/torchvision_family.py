@@ -12,8 +12,8 @@ Random test configurations (never downloaded, 128 px):
   (``width_per_group=16``): layer2 / layer3 keep the WRN's 512 / 1024 channels and strides 8 / 16;
 * ``resnet18-tiny``: ResNet-18's BasicBlocks, one per stage (64 / 128 / 256 / 512 channels).
 
-Tag weights come from torch hub's cache (``<torch hub dir>/checkpoints/<file>``) or are downloaded into
-it; they are read with ``torch.load(weights_only=True)``.
+Tag weights come from the caches (the Hugging Face cache, torch hub's ``<torch hub dir>/checkpoints/<file>``,
+then the harness's) or are downloaded into torch hub's; they are read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Sequence
 
 import torch
 
+from fsadbench.backbone.checkpoints import Source, find_checkpoint, torchvision_source
 from fsadbench.backbone.vision import VisionBackbone, weights_remedy
 from fsadbench.backbone.weights import reachable
 from fsadbench.core.errors import ConfigError, WeightsError
@@ -42,22 +43,28 @@ def tiny_model(name: str) -> torch.nn.Module | None:
     return None
 
 
-def tag_checkpoint(spec) -> Path:
-    """The local file of torchvision weights ``spec.pretrained`` (torch hub's cache, or downloaded into it);
-    WeightsError with the remedy when offline."""
-    import torchvision
-
+def tag_source(spec) -> Source:
+    """The one file of torchvision weights ``spec.pretrained`` (its download URL)."""
     try:
-        url = torchvision.models.get_model_weights(spec.model)[spec.pretrained].url
-    except (KeyError, ValueError) as exc:
+        return torchvision_source(spec.model, spec.pretrained)
+    except WeightsError as exc:
         raise WeightsError(f"backbone {spec.name}: unknown torchvision weights {spec.pretrained!r}; "
                            f"e.g. IMAGENET1K_V1, a checkpoint file, or none") from exc
-    file_name = url.rsplit("/", 1)[-1]
+
+
+def tag_checkpoint(spec, cache_dir: str | None = None, option_hint: str | None = None) -> Path:
+    """The local file of torchvision weights ``spec.pretrained``: from the caches in
+    :func:`~fsadbench.backbone.checkpoints.cache_places` order (torch hub's before ``cache_dir``), or downloaded
+    into torch hub's cache; WeightsError with the remedy when offline."""
+    source = tag_source(spec)
+    url, file_name = source.url, source.file
+    hit = find_checkpoint(source, cache_dir)
+    if hit is not None:
+        return hit.path
     target = Path(torch.hub.get_dir()) / "checkpoints" / file_name
-    if target.is_file():
-        return target
     if not reachable("download.pytorch.org"):
-        raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, file_name, str(target)))
+        raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, file_name, str(target),
+                                          option_hint))
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(target), progress=False)
     return target
@@ -66,13 +73,13 @@ def tag_checkpoint(spec) -> Path:
 class TorchvisionBackbone(VisionBackbone):
     family = "torchvision"
 
-    def __init__(self, spec, device="cpu", cache_dir=None):
+    def __init__(self, spec, device="cpu", cache_dir=None, option_hint=None):
         import torchvision
 
         self.library_version = torchvision.__version__.split("+")[0]
         self.image_size = spec.image_size or (TINY_SIZE if tiny_model(spec.model) is not None else DEFAULT_SIZE)
         self.grid = None
-        super().__init__(spec, device, cache_dir)
+        super().__init__(spec, device, cache_dir, option_hint)
         if not all(hasattr(self.model, n) for n in ("conv1", "bn1", "relu", "maxpool", *LAYERS)):
             raise ConfigError(f"backbone {spec.name}: not a ResNet-style model (stem + layer1..layer4); "
                               f"use timm:{spec.model} for other CNNs")
@@ -89,7 +96,10 @@ class TorchvisionBackbone(VisionBackbone):
         return torchvision.models.get_model(self.spec.model, weights=None)
 
     def tag_checkpoint(self) -> Path:
-        return tag_checkpoint(self.spec)
+        return tag_checkpoint(self.spec, self.cache_dir, self.option_hint)
+
+    def tag_source(self) -> Source:
+        return tag_source(self.spec)
 
     @property
     def layer_names(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
+from fsadbench.backbone.checkpoints import Source, identity, place_of
 from fsadbench.backbone.spec import BackboneSpec, looks_like_file
 from fsadbench.backbone.weights import read_state_dict, state_fingerprint
 from fsadbench.core.errors import ConfigError, WeightsError
@@ -33,16 +34,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def weights_remedy(spec: BackboneSpec, reason: str, url: str, file_name: str, cache_hint: str) -> str:
-    """The WeightsError text for a family tag: the checkpoint's URL, the file to pass, where the
-    library's cache expects it, and the random-weights pipeline check."""
+def weights_remedy(spec: BackboneSpec, reason: str, url: str, file_name: str, cache_hint: str,
+                   option_hint: str | None = None) -> str:
+    """The WeightsError text for a family tag: the checkpoint's URL, the file to pass (through
+    ``option_hint``, the option that sets this backbone's weights, e.g. ``--method-option
+    patchcore.backbone_weights=``; default the generic ``METHOD`` form), where the library's cache expects
+    it, and the random-weights pipeline check."""
+    option = option_hint or "--method-option METHOD.backbone_weights="
     return "\n".join([
         f"could not load weights {spec.name!r} / {spec.pretrained!r}: {reason}",
         "The checkpoint for this tag:",
         f"  {url}",
         "Remedies:",
         f"  1. download it on a machine with internet and pass the file: "
-        f"--method-option METHOD.backbone_weights=/path/to/{file_name}",
+        f"{option}/path/to/{file_name}",
         f"  2. or put it where {spec.family} looks for it: {cache_hint}",
         "  3. or run the offline pipeline check with random weights: python run_bench.py --preset smoke",
     ])
@@ -51,7 +56,7 @@ def weights_remedy(spec: BackboneSpec, reason: str, url: str, file_name: str, ca
 def describe_backbone(bb: Any) -> dict[str, Any]:
     """The record's ``backbone`` section of any family's adapter: family, model, weights (as named, their
     source, random or not, fingerprint), input size, token grid (None for CNN maps), preprocessing."""
-    return {
+    out = {
         "family": bb.family,
         "model": bb.spec.model,
         "pretrained": bb.spec.pretrained,
@@ -63,6 +68,11 @@ def describe_backbone(bb: Any) -> dict[str, Any]:
         "preprocess": {"resize": "squash (no crop, so maps align with masks)",
                        "interpolation": bb.interpolation, "mean": list(bb.mean), "std": list(bb.std)},
     }
+    if not bb.is_random:  # random records stay as they were
+        out["checkpoint"] = getattr(bb, "checkpoint", None)
+        if getattr(bb, "activation", None):
+            out["activation"] = bb.activation
+    return out
 
 
 class VisionBackbone(abc.ABC):
@@ -75,11 +85,13 @@ class VisionBackbone(abc.ABC):
     library_version = "unknown"
     interpolation = "bilinear"
 
-    def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None):
+    def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None,
+                 option_hint: str | None = None):
         self.spec = spec
         self.device = torch.device(device)
-        self.cache_dir = cache_dir
+        self.cache_dir, self.option_hint = cache_dir, option_hint
         self.is_random = spec.is_random
+        self.checkpoint: dict[str, Any] | None = None
         pre = spec.pretrained
         if self.is_random:
             torch.manual_seed(spec.init_seed)
@@ -93,8 +105,10 @@ class VisionBackbone(abc.ABC):
                                        f"existing file, a tag, or none")
                 path = self.tag_checkpoint()
                 self.weights_source = f"{self.family} tag {pre} ({path})"
+                self.checkpoint = identity(self.tag_source(), place_of(path, cache_dir))
             else:
                 self.weights_source = f"file {path}"
+                self.checkpoint = identity(None, path)
             model = self.build()
             self.load_weights(model, read_state_dict(path), path)
         model.eval().requires_grad_(False)
@@ -111,6 +125,10 @@ class VisionBackbone(abc.ABC):
     @abc.abstractmethod
     def tag_checkpoint(self) -> Path:
         """The local file of the tag (from the library's cache, or downloaded); WeightsError offline."""
+
+    def tag_source(self) -> Source | None:
+        """The one file the tag names (address, hub repo), for the record's ``checkpoint``."""
+        return None
 
     def load_weights(self, model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path) -> None:
         try:

@@ -9,39 +9,48 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fsadbench.backbone.checkpoints import reachable  # noqa: F401 - the families import it from here
 from fsadbench.core.errors import WeightsError
 
 
-def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None = None) -> str:
-    """The WeightsError text: the exact checkpoint of the tag, its size, where to put it, the alternatives."""
+def file_remedy(model: str, target: str, option_hint: str | None = None) -> str:
+    """The option that sets this backbone's weights to a file: ``option_hint`` (written up to the file, e.g.
+    ``--method-option anomalyclip.backbone_weights=``), else the sweep's ``--model M --pretrained``."""
+    return f"{option_hint}{target}" if option_hint else f"--model {model} --pretrained {target}"
+
+
+def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None = None,
+                 option_hint: str | None = None) -> str:
+    """The WeightsError text: the exact checkpoint of the tag, its size, where to put it, the alternatives
+    (``option_hint``: the option that sets this backbone's weights, see :func:`file_remedy`)."""
+    from fsadbench.backbone.checkpoints import cache_hint, open_clip_source
+
     lines = [f"could not load weights {model!r} / {pretrained!r}: {reason}"]
     facts = checkpoint_facts(model, pretrained)
+    try:
+        source = open_clip_source(model, pretrained) if pretrained else None
+    except WeightsError:
+        source = None
     target = "/path/to/open_clip_pytorch_model.bin"
-    if facts:
+    if source is not None:
         size = f", about {facts['size_mb']:,.0f} MB" if facts.get("size_mb") else ""
-        lines.append(f"The checkpoint for this tag{size}:")
-        if facts.get("hf_repo"):
-            lines.append(f"  https://huggingface.co/{facts['hf_repo']}/resolve/main/{facts['hf_file']}")
-            target = f"/path/to/{facts['hf_file']}"
-        if facts.get("url"):
-            lines.append(f"  {'or ' if facts.get('hf_repo') else ''}{facts['url']}")
-            target = target if facts.get("hf_repo") else f"/path/to/{facts['url'].rsplit('/', 1)[-1]}"
+        lines += [f"The checkpoint for this tag{size}:", f"  {source.url}"]
+        target = f"/path/to/{source.file}"
     lines += ["Remedies:",
-              f"  1. download it on a machine with internet and pass the file: --model {model} --pretrained {target}"]
-    if facts.get("hf_repo"):
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        repo_dir = Path(cache_dir or HF_HUB_CACHE) / ("models--" + facts["hf_repo"].replace("/", "--"))
-        lines.append(f"  2. or put it where open_clip looks for --pretrained {pretrained}: "
-                     f"{repo_dir}/snapshots/local/{facts['hf_file']} and write 'local' into {repo_dir}/refs/main")
-    lines.append(f"  {3 if facts.get('hf_repo') else 2}. or run the offline pipeline check with random weights: "
+              f"  1. download it on a machine with internet and pass the file: {file_remedy(model, target, option_hint)}"]
+    if facts.get("quick_gelu"):
+        lines.append(f"     (these weights were trained with QuickGELU: as a file they need a QuickGELU model, e.g. "
+                     f"{model}-quickgelu where open_clip has it; remedy 2 keeps the tag, which sets it)")
+    if source is not None:
+        lines.append(f"  2. or put it where the tag is looked for (--pretrained {pretrained}): "
+                     f"{cache_hint(source, cache_dir)}")
+    lines.append(f"  {3 if source is not None else 2}. or run the offline pipeline check with random weights: "
                  f"python run_bench.py --preset smoke")
     return "\n".join(lines)
 
@@ -49,6 +58,9 @@ def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A checkpoint file's tensors (``torch.load(weights_only=True)`` or safetensors); a nested
     ``state_dict`` is unwrapped and a ``module.`` prefix dropped; anything else names the file and the fix."""
+    if _is_torchscript(path):  # OpenAI's release files: TorchScript archives, read as open_clip's loader does
+        sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+        return {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -72,6 +84,39 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def load_clip_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path, model_name: str,
+                    option_hint: str | None = None) -> None:
+    """A strict load of checkpoint ``sd`` into an open_clip model, prepared the way open_clip's own
+    ``factory.load_checkpoint`` does: a scalar / 1-d ``logit_scale`` reshaped, and the image and text position
+    embeddings resized to the model (``open_clip.model.resize_pos_embed``: bicubic over the patch grid, class
+    token kept), so a checkpoint loads at any ``@size``."""
+    from open_clip.model import resize_pos_embed, resize_text_pos_embed
+
+    sd = dict(sd)
+    scale = getattr(model, "logit_scale", None)
+    if "logit_scale" in sd and scale is not None and scale.ndim != sd["logit_scale"].ndim:
+        sd["logit_scale"] = sd["logit_scale"].reshape(scale.shape)
+    try:
+        resize_pos_embed(sd, model)
+        resize_text_pos_embed(sd, model)
+        model.load_state_dict(sd, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise WeightsError(
+            f"checkpoint {path} does not fit model {model_name!r}: {str(exc)[:500]}\n"
+            f"Pass the model the checkpoint was trained as ({file_remedy(model_name, str(path), option_hint)} "
+            f"with that model).") from exc
+
+
 def state_fingerprint(model: torch.nn.Module) -> str:
     """sha1 over every parameter and buffer (name, shape, bytes): the weights' identity."""
     h = hashlib.sha1()
@@ -82,23 +127,37 @@ def state_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def checkpoint_facts(model: str, pretrained: str, size: bool = True) -> dict[str, Any]:
-    """What open_clip would download for (model, tag): Hugging Face repo + file, URL, approximate size in MB.
-
-    The size is the fp32 parameter count of the model (built on the meta device, no memory); {} for an
-    unknown tag.
-    """
+def tag_quick_gelu(model: str, pretrained: str) -> bool:
+    """Whether tag ``pretrained`` was trained with QuickGELU: its open_clip config says so (2.29+), or it is an
+    ``openai`` tag (older open_clip releases built those through their OpenAI loader, always QuickGELU)."""
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(model, pretrained) if pretrained else {}
-    if not cfg:
+    return bool(cfg) and (bool(cfg.get("quick_gelu")) or pretrained == "openai")
+
+
+def checkpoint_facts(model: str, pretrained: str, size: bool = True) -> dict[str, Any]:
+    """The one file of open_clip tag (model, pretrained): ``file``, ``address`` (its URL), ``hf_repo`` + ``hf_file``
+    (a Hugging Face copy) or ``url`` (a release file), ``quick_gelu``, and ``size_mb`` (approximate).
+
+    The size is the fp32 parameter count of the model (built on the meta device, no memory); {} for an
+    unknown tag (or a tag whose hub copy is another tag's and has no file of its own: the load says why).
+    """
+    import open_clip
+
+    from fsadbench.backbone.checkpoints import open_clip_source
+
+    try:
+        source = open_clip_source(model, pretrained) if pretrained else None
+    except WeightsError:
+        source = None
+    if source is None:
         return {}
-    out: dict[str, Any] = {}
-    if cfg.get("hf_hub"):  # "org/repo/" (open_clip's default file name) or "org/repo/file", as open_clip splits it
-        repo, file = os.path.split(cfg["hf_hub"])
-        out.update(hf_repo=repo, hf_file=file or "open_clip_pytorch_model.bin")
-    if cfg.get("url"):
-        out["url"] = cfg["url"]
+    out: dict[str, Any] = {"file": source.file, "address": source.url, "quick_gelu": tag_quick_gelu(model, pretrained)}
+    if source.hf_repo:
+        out.update(hf_repo=source.hf_repo, hf_file=source.file)
+    else:
+        out["url"] = source.url
     if not size:
         return out
     try:
@@ -111,52 +170,32 @@ def checkpoint_facts(model: str, pretrained: str, size: bool = True) -> dict[str
 
 
 def cached_checkpoint(model: str, pretrained: str, cache_dir: str | None = None) -> str | None:
-    """The local file open_clip would load for (model, tag) from ``cache_dir``, or None when not there."""
-    facts = checkpoint_facts(model, pretrained, size=False)
-    if facts.get("hf_repo"):
-        from huggingface_hub import try_to_load_from_cache
-
-        stem = facts["hf_file"].rsplit(".", 1)[0]
-        for name in ("open_clip_model.safetensors", stem + ".safetensors", facts["hf_file"]):
-            hit = try_to_load_from_cache(facts["hf_repo"], name, cache_dir=cache_dir)
-            if isinstance(hit, str):
-                return hit
-    if facts.get("url"):
-        p = Path(cache_dir or Path.home() / ".cache" / "clip") / facts["url"].rsplit("/", 1)[-1]
-        if p.is_file():
-            return str(p)
-    return None
-
-
-def reachable(host: str, timeout: float = 3.0) -> bool:
-    import socket
+    """The local file of open_clip tag (model, pretrained), searched in the standard caches first and then
+    ``cache_dir`` (:func:`fsadbench.backbone.checkpoints.find_checkpoint`), or None when nowhere."""
+    from fsadbench.backbone.checkpoints import find_checkpoint, open_clip_source
 
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        source = open_clip_source(model, pretrained) if pretrained else None
+    except WeightsError:
+        return None
+    hit = find_checkpoint(source, cache_dir) if source is not None else None
+    return str(hit.path) if hit is not None else None
 
 
-def check_weights(model: str, pretrained: str, cache_dir: str | None = None) -> None:
-    """Fail before any cell (WeightsError with :func:`weights_help`) when a tag's checkpoint is neither in the
-    cache nor downloadable (offline); random weights, an existing file and unknown tags pass (the backbone
-    reports those itself)."""
-    from urllib.parse import urlparse
-
-    from fsadbench.core.errors import WeightsError
+def check_weights(model: str, pretrained: str, cache_dir: str | None = None, option_hint: str | None = None) -> None:
+    """Fail before any cell (WeightsError with :func:`weights_help`) when a tag's checkpoint is neither in a
+    cache nor downloadable (offline), or the tag has no file of its own; random weights, an existing file and
+    unknown tags pass (the backbone reports those itself)."""
+    from fsadbench.backbone.checkpoints import find_checkpoint, host_of, offline, open_clip_source
 
     if pretrained.lower() in ("none", "random", "") or Path(pretrained).expanduser().is_file():
         return
-    facts = checkpoint_facts(model, pretrained, size=False)
-    if not facts or cached_checkpoint(model, pretrained, cache_dir):
+    source = open_clip_source(model, pretrained)
+    if source is None or find_checkpoint(source, cache_dir):
         return
-    import huggingface_hub.constants as hf_constants
-
-    host = "huggingface.co" if facts.get("hf_repo") else urlparse(facts.get("url", "")).hostname or ""
-    if hf_constants.HF_HUB_OFFLINE or not reachable(host):
-        raise WeightsError(weights_help(model, pretrained, f"not in the local cache and {host} cannot be reached "
-                                                           f"(offline)", cache_dir))
+    if offline(source):
+        raise WeightsError(weights_help(model, pretrained, f"not in any local cache and {host_of(source)} cannot "
+                                                           f"be reached (offline)", cache_dir, option_hint))
 
 
 class quiet_random_init:

@@ -218,5 +218,6 @@ def test_offline_without_the_checkpoint_stops_before_any_cell(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert rc == 2 and "NOT in the cache" in err  # the plan says it first
     assert "error: could not load weights 'ViT-B-16-plus-240' / 'laion400m_e32'" in err
-    assert "timm/vit_base_patch16_plus_clip_240.laion400m_e31/resolve/main/open_clip_pytorch_model.bin" in err
+    assert "releases/download/v0.2-weights/vit_b_16_plus_240-laion400m_e32-699c4b84.pt" in err  # e32's own file
+    assert "laion400m_e31" not in err
     assert not (tmp_path / "r" / "records").exists()

@@ -66,13 +66,13 @@ def test_missing_checkpoint_names_remedies(tmp_path):
 
 
 def test_unfetchable_tag_names_both_remedies(monkeypatch):
-    import fsadbench.backbone.clip as bbmod
+    import fsadbench.backbone.checkpoints as ckpt
 
-    monkeypatch.setattr(bbmod, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(ckpt, "reachable", lambda *a, **k: False)
     with pytest.raises(WeightsError) as e:
         Backbone(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"))
     msg = str(e.value)
-    assert "no network" in msg and "--preset smoke" in msg and "--pretrained /path" in msg
+    assert "cannot be reached (offline)" in msg and "--preset smoke" in msg and "--pretrained /path" in msg
 
 
 def test_unknown_model():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
 from PIL import Image
@@ -414,7 +416,7 @@ def test_timm_tag_offline_names_file_url_and_cache_place(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as err:
         load_backbone(spec, cache_dir=str(tmp_path))  # HF_HUB_OFFLINE=1 in the tests
     text = str(err.value)
-    repo = tmp_path / "models--timm--vit_small_patch14_dinov2.lvd142m"
+    repo = Path(os.environ["HF_HUB_CACHE"]) / "models--timm--vit_small_patch14_dinov2.lvd142m"  # the standard cache
     assert text.splitlines()[0] == ("could not load weights 'timm:vit_small_patch14_dinov2' / 'lvd142m': "
                                     "no network and not in the local cache")
     assert "  https://huggingface.co/timm/vit_small_patch14_dinov2.lvd142m/resolve/main/model.safetensors" \
@@ -507,9 +509,11 @@ def test_check_weights_passes_random_and_files_and_delegates_clip_tags(tmp_path,
     import fsadbench.backbone.weights as weights
 
     seen = []
-    monkeypatch.setattr(weights, "check_weights", lambda m, p, c: seen.append((m, p, c)))
+    monkeypatch.setattr(weights, "check_weights", lambda m, p, c, h: seen.append((m, p, c, h)))
     check_backbone_weights(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"), "/c")
-    assert seen == [("ViT-B-16-plus-240", "laion400m_e32", "/c")]
+    check_backbone_weights(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"), "/c", option_hint="--x=")
+    assert seen == [("ViT-B-16-plus-240", "laion400m_e32", "/c", None),
+                    ("ViT-B-16-plus-240", "laion400m_e32", "/c", "--x=")]
 
 
 def test_weights_remedy_text():

@@ -10,34 +10,37 @@ from fsadbench.backbone.clip import TINY_MODEL, Backbone, BackboneSpec
 from fsadbench.backbone.weights import checkpoint_facts, weights_help
 
 REPO = "timm/vit_base_patch16_plus_clip_240.laion400m_e31"
+E32 = "vit_b_16_plus_240-laion400m_e32-699c4b84.pt"
 
 
 def test_remedy_names_file_size_url_and_cache_place(tmp_path):
+    """laion400m_e32 names its own release file, never the e31 hub copy open_clip's config points at."""
     text = weights_help("ViT-B-16-plus-240", "laion400m_e32", "no network", str(tmp_path / "weights"))
-    assert f"https://huggingface.co/{REPO}/resolve/main/open_clip_pytorch_model.bin" in text
-    assert "vit_b_16_plus_240-laion400m_e32-699c4b84.pt" in text  # open_clip's URL for the tag
+    assert REPO not in text and "laion400m_e31" not in text
+    assert f"https://github.com/mlfoundations/open_clip/releases/download/v0.2-weights/{E32}" in text
     # 208,377,345 fp32 parameters = 833.5 MB
     assert "about 834 MB" in text
-    assert "--pretrained /path/to/open_clip_pytorch_model.bin" in text
-    place = tmp_path / "weights" / f"models--{REPO.replace('/', '--')}"
-    assert f"{place}/snapshots/local/open_clip_pytorch_model.bin" in text and f"{place}/refs/main" in text
+    assert f"--pretrained /path/to/{E32}" in text
+    assert f"{tmp_path / 'weights' / E32}" in text
     assert "--preset smoke" in text
 
 
-def test_the_cache_place_given_is_where_open_clip_finds_the_file(tmp_path, monkeypatch):
-    """Follow the remedy's step 2 with a stand-in file: open_clip (offline) resolves the tag to it."""
-    import huggingface_hub.constants as hf_constants
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+def test_e31_keeps_its_hub_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    text = weights_help("ViT-B-16-plus-240", "laion400m_e31", "no network", str(tmp_path / "weights"))
+    assert f"https://huggingface.co/{REPO}/resolve/main/open_clip_pytorch_model.bin" in text
+    place = tmp_path / "hf" / f"models--{REPO.replace('/', '--')}"
+    assert f"{place}/snapshots/local/open_clip_pytorch_model.bin" in text and f"{place}/refs/main" in text
+
+
+def test_the_cache_place_given_is_where_the_tag_finds_the_file(tmp_path):
+    """Follow the remedy's step 2 with a stand-in file: the tag resolves to it."""
+    from fsadbench.backbone.weights import cached_checkpoint
 
     text = weights_help("ViT-B-16-plus-240", "laion400m_e32", "no network", str(tmp_path))
-    target, refs = re.search(r"looks for --pretrained \S+: (\S+) and write 'local' into (\S+)", text).groups()
-    Path(target).parent.mkdir(parents=True)
+    target = re.search(r"looked for \(--pretrained \S+\): (\S+)", text).group(1)
     Path(target).write_bytes(b"stand-in")
-    Path(refs).parent.mkdir(parents=True, exist_ok=True)
-    Path(refs).write_text("local")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    assert download_pretrained(get_pretrained_cfg("ViT-B-16-plus-240", "laion400m_e32"), cache_dir=str(tmp_path)) \
-        == target
+    assert cached_checkpoint("ViT-B-16-plus-240", "laion400m_e32", str(tmp_path)) == target
 
 
 def test_unknown_tag_has_no_checkpoint_facts():
