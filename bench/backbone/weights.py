@@ -58,9 +58,12 @@ def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A checkpoint file's tensors (``torch.load(weights_only=True)`` or safetensors); a nested
     ``state_dict`` is unwrapped and a ``module.`` prefix dropped; anything else names the file and the fix."""
-    if _is_torchscript(path):  # OpenAI's release files: TorchScript archives, read as open_clip's loader does
-        sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-        return {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    if _is_torchscript(path):  # OpenAI's own release files: TorchScript archives, never deserialised here
+        raise WeightsError(
+            f"checkpoint {path} is a TorchScript archive (OpenAI's original release format), which fsad-bench "
+            f"does not load (it reads plain tensors only: torch.load weights_only=True or safetensors); pass "
+            f"the tag instead (--pretrained openai reads the Hugging Face copy, a plain state dict), or convert "
+            f"the file once where you trust it: torch.save(torch.jit.load(FILE).state_dict(), OUT)")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

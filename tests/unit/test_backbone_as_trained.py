@@ -254,21 +254,23 @@ def test_vision_default_backbones_follow_their_tag_configs(tmp_path, monkeypatch
     assert wrn.describe()["checkpoint"]["address"] == "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth"
 
 
-def test_openais_torchscript_release_file_is_read_as_a_state_dict(tmp_path):
-    """OpenAI's .pt files are TorchScript archives: read with torch.jit.load as open_clip's loader does, the
-    three non-tensor entries it drops dropped too."""
+def test_a_torchscript_release_file_is_refused_without_being_deserialised(tmp_path, monkeypatch):
+    """OpenAI's .pt files are TorchScript archives: refused with the tag and the conversion as remedies, and
+    torch.jit.load is never called on a user's file (the harness reads plain tensors only)."""
     from fsadbench.backbone.weights import read_state_dict
+    from fsadbench.core.errors import WeightsError
 
-    class M(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.proj = torch.nn.Linear(2, 3)
-            self.register_buffer("input_resolution", torch.tensor(224))
-
-        def forward(self, x):
-            return self.proj(x)
-
-    m = M()
+    m = torch.nn.Linear(2, 3)
     torch.jit.save(torch.jit.script(m), str(tmp_path / "ViT-X.pt"))
-    sd = read_state_dict(tmp_path / "ViT-X.pt")
-    assert set(sd) == {"proj.weight", "proj.bias"} and torch.equal(sd["proj.weight"], m.proj.weight)
+
+    def boom(*a, **k):
+        raise AssertionError("torch.jit.load called on a user's file")
+
+    monkeypatch.setattr(torch.jit, "load", boom)
+    with pytest.raises(WeightsError) as err:
+        read_state_dict(tmp_path / "ViT-X.pt")
+    text = str(err.value)
+    assert str(tmp_path / "ViT-X.pt") in text and "TorchScript" in text
+    assert "--pretrained openai" in text and "state_dict()" in text
+    torch.save(m.state_dict(), tmp_path / "plain.pt")  # a plain state dict still loads
+    assert set(read_state_dict(tmp_path / "plain.pt")) == {"weight", "bias"}
