@@ -99,6 +99,7 @@ class AnoPLe(Method):
     )
     min_shots = 1
     default_sigma = 4.0
+    sigma_size = None  # the protocol of the papers it compares with: sigma 4 at the evaluation size
     fit_scope = "dataset"
 
     # built by fit: the prompt-side parameters, the decoder, each category's class name and, with
