@@ -50,20 +50,27 @@ def _symmetric_index(n: int, r: int) -> torch.Tensor:
 Sigma = Union[float, "tuple[float, float]"]
 
 
+def _blur_axis(x: torch.Tensor, sigma: float, across: bool) -> torch.Tensor:
+    """B x 1 x H x W smoothed along W (``across``) or H, reflect padding (scipy.ndimage's)."""
+    k = gaussian_kernel1d(sigma).to(x.device, x.dtype)
+    r = (k.numel() - 1) // 2
+    if across:
+        return F.conv2d(x[..., _symmetric_index(x.shape[-1], r).to(x.device)], k.view(1, 1, 1, -1))
+    return F.conv2d(x[:, :, _symmetric_index(x.shape[-2], r).to(x.device), :], k.view(1, 1, -1, 1))
+
+
 def gaussian_blur(maps: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """Separable Gaussian smoothing of B x H x W maps; equals scipy.ndimage.gaussian_filter
     (mode='reflect', truncate=4) applied per map. ``sigma`` is one value or (down, across); an axis
-    whose sigma is 0 is not smoothed."""
-    sy, sx = (sigma, sigma) if not isinstance(sigma, tuple) else sigma
+    whose sigma is 0 (or None) is not smoothed, and no smoothing at all returns ``maps`` itself."""
+    sy, sx = ((s if s and s > 0 else 0.0) for s in (sigma if isinstance(sigma, tuple) else (sigma, sigma)))
+    if not sx and not sy:
+        return maps
     x = maps.unsqueeze(1)
-    if sx and sx > 0:
-        k = gaussian_kernel1d(sx).to(maps.device, maps.dtype)
-        r = (k.numel() - 1) // 2
-        x = F.conv2d(x[..., _symmetric_index(maps.shape[-1], r).to(maps.device)], k.view(1, 1, 1, -1))
-    if sy and sy > 0:
-        k = gaussian_kernel1d(sy).to(maps.device, maps.dtype)
-        r = (k.numel() - 1) // 2
-        x = F.conv2d(x[:, :, _symmetric_index(maps.shape[-2], r).to(maps.device), :], k.view(1, 1, -1, 1))
+    if sx:
+        x = _blur_axis(x, sx, across=True)
+    if sy:
+        x = _blur_axis(x, sy, across=False)
     return x.squeeze(1)
 
 
