@@ -195,6 +195,11 @@ def test_anomalydino_masks_per_the_reference_table_by_default(option, category, 
     assert torch.equal(torch.as_tensor(pred.maps).flatten(1), want)
 
 
+def test_anomalydino_before_fit_a_forced_masking_is_known_and_the_table_waits_for_the_category():
+    assert dino(masking=True).masking is True and dino(masking=False).masking is False
+    assert dino().masking is False
+
+
 def test_anomalydino_masking_option_refuses_other_words():
     from fsadbench.core.errors import ConfigError
 
