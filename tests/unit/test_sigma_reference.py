@@ -26,8 +26,15 @@ from fsadbench.protocol.evaluator import ORIGINAL, CategoryEvaluator, Smoothing,
 from fsadbench.run import identity as idn
 from fsadbench.run.config import PROTOCOL_VERSION, Protocol
 
-#: equivalent survivors of mutation testing of the modules this file selects
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+#: equivalent survivors of mutation testing (bench/protocol/evaluator.py, the parts added here; the older
+#: ones are listed in tests/unit/test_evaluator.py)
+EQUIVALENT_MUTANTS: dict[str, str] = {
+    "_blur_axis: .to(x.device) -> .to(None) / dropped (kernel, indices)": "device: the CPU tests cannot see one",
+    "_blur_axis: x.shape[-2] -> x.shape[+2]": "x is B x 1 x H x W: index 2 is -2",
+    "gaussian_blur: s > 0 -> s >= 0": "a sigma of 0 maps to 0.0 either way",
+    "gaussian_blur: across=False -> across=None": "None is falsy: the same branch",
+    "Smoothing.uniform: at(...)[0] -> [1]": "both axes are equal unless the size is the original one (None then)",
+}
 
 
 # -- the equivalent sigma ------------------------------------------------------------------------------
@@ -73,8 +80,11 @@ def test_original_size_smoothing_blurs_each_map_as_the_reference_at_its_image_si
         want = gaussian_filter(up[i].double().numpy(), sigma=(4.0 * 40 / h, 4.0 * 40 / w), mode="reflect")
         np.testing.assert_allclose(out[i].numpy(), want, atol=1e-5)
     assert not torch.allclose(out[0], postprocess(maps, 40, 4.0)[0])  # not sigma 4 at the evaluation size
-    with pytest.raises(ValueError, match="one sample per map"):
+    with pytest.raises(ValueError) as err:
         postprocess(maps, 40, Smoothing(4.0, ORIGINAL), samples[:1])
+    assert str(err.value) == "smoothing at the original size needs one sample per map (1 for 2)"
+    empty = postprocess(torch.zeros(0, 5, 5), 40, Smoothing(4.0, ORIGINAL), [])
+    assert empty.shape == (0, 40, 40)
     assert torch.equal(postprocess(maps, 40, Smoothing(4.0, 20)), postprocess(maps, 40, 8.0))
 
 
