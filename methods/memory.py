@@ -29,6 +29,7 @@ class MemoryBank(Method):
     variants = (W_VG,)
     min_shots = 1
     default_sigma = 4.0
+    sigma_size = None  # the harness's own method: sigma 4 at the evaluation size
     option_aliases = {"layers": "memory_layers"}
     fidelity_notes = (
         "not a published method: the VG branch of PromptAD/APT alone, plain (not V-V) encoder pass",

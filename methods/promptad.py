@@ -189,6 +189,7 @@ class PromptAD(Method):
     variants = (WO_VG, W_VG)
     min_shots = 1
     default_sigma = 4.0
+    sigma_size = None  # the spec: upsample to the evaluation resolution, then sigma 4
     #: 2: official-code defaults (raw logit_scale, margin over tokens, n_pro x n_pro_ab learned prompts,
     #: anchors from raw prompt features)
     version = 2

@@ -2,9 +2,13 @@
 
 Protocol (defaults are the paper protocol; every value is recorded):
 maps are upsampled bilinearly (align_corners=False) to ``eval_size`` x
-``eval_size``, then smoothed with a Gaussian of ``sigma`` evaluation pixels
-(kernel truncated at 4 sigma, reflect padding, as scipy.ndimage); masks are
-resized with nearest neighbour to the same size. Pixel metrics are computed
+``eval_size``, then smoothed with a Gaussian (kernel truncated at 4 sigma,
+reflect padding, as scipy.ndimage); masks are resized with nearest neighbour to
+the same size. The Gaussian is a :class:`Smoothing`: ``sigma`` pixels of the
+image size at which the method's reference applies it (``Method.sigma_size``):
+the evaluation size itself (sigma as is), an S x S image (sigma * eval_size / S),
+or each test image's original H x W (sigma * eval_size / H down, / W across:
+the same blur on the squashed map as the reference's on the original). Pixel metrics are computed
 over all test pixels of the category; image metrics over its test images.
 An anomalous image without a mask (a user folder with partial masks) counts
 for image metrics only: its pixels are unknown, not normal, so they are left
@@ -14,9 +18,10 @@ out of the pixel metrics rather than scored as all-normal.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -42,19 +47,59 @@ def _symmetric_index(n: int, r: int) -> torch.Tensor:
     return torch.where(i < n, i, 2 * n - 1 - i)
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian smoothing of B x H x W maps; equals scipy.ndimage.gaussian_filter
-    (mode='reflect', truncate=4) applied per map."""
-    if not sigma or sigma <= 0:
-        return maps
-    k = gaussian_kernel1d(sigma).to(maps.device, maps.dtype)
+Sigma = Union[float, "tuple[float, float]"]
+
+
+def _blur_axis(x: torch.Tensor, sigma: float, across: bool) -> torch.Tensor:
+    """B x 1 x H x W smoothed along W (``across``) or H, reflect padding (scipy.ndimage's)."""
+    k = gaussian_kernel1d(sigma).to(x.device, x.dtype)
     r = (k.numel() - 1) // 2
-    h, w = maps.shape[-2:]
-    x = maps[:, :, _symmetric_index(w, r).to(maps.device)].unsqueeze(1)
-    x = F.conv2d(x, k.view(1, 1, 1, -1))
-    x = x[:, :, _symmetric_index(h, r).to(maps.device), :]
-    x = F.conv2d(x, k.view(1, 1, -1, 1))
+    if across:
+        return F.conv2d(x[..., _symmetric_index(x.shape[-1], r).to(x.device)], k.view(1, 1, 1, -1))
+    return F.conv2d(x[:, :, _symmetric_index(x.shape[-2], r).to(x.device), :], k.view(1, 1, -1, 1))
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: Sigma) -> torch.Tensor:
+    """Separable Gaussian smoothing of B x H x W maps; equals scipy.ndimage.gaussian_filter
+    (mode='reflect', truncate=4) applied per map. ``sigma`` is one value or (down, across); an axis
+    whose sigma is 0 (or None) is not smoothed, and no smoothing at all returns ``maps`` itself."""
+    sy, sx = ((s if s and s > 0 else 0.0) for s in (sigma if isinstance(sigma, tuple) else (sigma, sigma)))
+    if not sx and not sy:
+        return maps
+    x = maps.unsqueeze(1)
+    if sx:
+        x = _blur_axis(x, sx, across=True)
+    if sy:
+        x = _blur_axis(x, sy, across=False)
     return x.squeeze(1)
+
+
+#: ``Method.sigma_size`` of a reference that smooths each image at its original height and width
+ORIGINAL = "original"
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """The Gaussian of a method's reference: ``sigma`` pixels of an image of ``size`` (None: the
+    evaluation size; an int S: an S x S image; :data:`ORIGINAL`: each image's original H x W)."""
+
+    sigma: float
+    size: int | str | None = None
+
+    def at(self, eval_size: int, image_hw: tuple[int, int] | None = None) -> tuple[float, float]:
+        """(down, across) sigma in evaluation pixels; ``image_hw`` is needed for :data:`ORIGINAL`."""
+        if self.size is None or not self.sigma:
+            return (self.sigma, self.sigma)
+        h, w = image_hw if self.size == ORIGINAL else (self.size, self.size)
+        return (self.sigma * eval_size / h, self.sigma * eval_size / w)
+
+    def uniform(self, eval_size: int) -> float | None:
+        """The one sigma applied to every map at ``eval_size``, None when it depends on the image."""
+        return None if self.size == ORIGINAL else self.at(eval_size)[0]
+
+    def reference(self) -> dict[str, object] | None:
+        """The record's ``sigma_reference`` ({sigma, image_size}), None when applied at the evaluation size."""
+        return None if self.size is None else {"sigma": self.sigma, "image_size": self.size}
 
 
 def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
@@ -64,9 +109,19 @@ def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(maps.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False).squeeze(1)
 
 
-def postprocess(maps: np.ndarray | torch.Tensor, size: int, sigma: float) -> torch.Tensor:
-    t = torch.as_tensor(maps, dtype=torch.float32)
-    return gaussian_blur(upsample(t, size), sigma)
+def postprocess(maps: np.ndarray | torch.Tensor, size: int, sigma: Sigma | Smoothing,
+                samples: Sequence[Sample] = ()) -> torch.Tensor:
+    """Maps as evaluated: upsampled to ``size`` x ``size``, smoothed; a :class:`Smoothing` at the
+    original size reads each of ``samples``' image size (its header) for its map's sigma."""
+    t = upsample(torch.as_tensor(maps, dtype=torch.float32), size)
+    if not isinstance(sigma, Smoothing):
+        return gaussian_blur(t, sigma)
+    if sigma.size != ORIGINAL:
+        return gaussian_blur(t, sigma.at(size))
+    if len(samples) != t.shape[0]:
+        raise ValueError(f"smoothing at the original size needs one sample per map ({len(samples)} for {t.shape[0]})")
+    return torch.cat([gaussian_blur(t[i:i + 1], sigma.at(size, _image_hw(str(s.image_path))))
+                      for i, s in enumerate(samples)]) if len(samples) else t
 
 
 @lru_cache(maxsize=8192)
@@ -85,7 +140,7 @@ def gt_mask(sample: Sample, size: int) -> np.ndarray:
     """
     if sample.mask_path is None:
         return np.zeros((size, size), dtype=bool)
-    m_hw = _mask_hw(str(sample.mask_path))
+    m_hw = _image_hw(str(sample.mask_path))
     i_hw = image_size(sample.image_path)
     if m_hw != i_hw:
         raise DataError(
@@ -100,16 +155,18 @@ def has_pixel_truth(sample: Sample) -> bool:
 
 
 @lru_cache(maxsize=8192)
-def _mask_hw(path: str) -> tuple[int, int]:
+def _image_hw(path: str) -> tuple[int, int]:
     return image_size(Path(path))
 
 
 class CategoryEvaluator:
     """Accumulates one variant's predictions for one category."""
 
-    def __init__(self, eval_size: int, sigma: float, device: torch.device | None = None, aupro: bool = True):
+    def __init__(self, eval_size: int, sigma: float | Smoothing, device: torch.device | None = None,
+                 aupro: bool = True):
         self.eval_size = eval_size
-        self.sigma = sigma
+        self.sigma = sigma if isinstance(sigma, Smoothing) else Smoothing(sigma)
+        self.applied: set[tuple[float, float]] = set()  # (down, across) sigmas applied, evaluation pixels
         self.pixel = PixelMetrics(device=device, aupro=aupro)
         self.scores: list[float] = []
         self.labels: list[int] = []
@@ -118,7 +175,9 @@ class CategoryEvaluator:
 
     def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> torch.Tensor:
         """Accumulate a batch; returns its maps as evaluated (B x eval_size x eval_size, after the Gaussian)."""
-        maps = postprocess(pred.maps, self.eval_size, self.sigma)
+        maps = postprocess(pred.maps, self.eval_size, self.sigma, samples)
+        if self.sigma.size == ORIGINAL:
+            self.applied.update(self.sigma.at(self.eval_size, _image_hw(str(s.image_path))) for s in samples)
         for i, s in enumerate(samples):
             if has_pixel_truth(s):
                 self.pixel.add(maps[i].numpy(), masks[i])
@@ -128,6 +187,14 @@ class CategoryEvaluator:
         self.scores.extend(float(x) for x in pred.scores)
         self.labels.extend(int(s.label) for s in samples)
         return maps
+
+    def sigma_applied(self) -> dict[str, list[float]] | None:
+        """The record's ``protocol.sigma_applied`` when the sigma depends on the image: the smallest and
+        largest sigma applied down (``y``) and across (``x``), evaluation pixels; None when uniform."""
+        if self.sigma.size != ORIGINAL or not self.applied:
+            return None
+        ys, xs = zip(*self.applied)
+        return {"y": [min(ys), max(ys)], "x": [min(xs), max(xs)]}
 
     def compute(self) -> tuple[dict[str, float | None], dict[str, str]]:
         pix = self.pixel.compute()

@@ -145,8 +145,13 @@ class Method(ABC):
     min_shots: ClassVar[int] = 0
     #: "category" (one fit per category) or "dataset" (one fit for all categories).
     fit_scope: ClassVar[str] = "category"
-    #: Gaussian sigma (in evaluation pixels) applied after upsampling, per the paper.
+    #: Gaussian sigma applied after upsampling, per the paper / reference code, in pixels of ``sigma_size``.
     default_sigma: ClassVar[float] = 4.0
+    #: The image size at which the reference applies that Gaussian: None at the evaluation size (the
+    #: sigma is used as is), an int S for an S x S image (the evaluator applies sigma * eval_size / S),
+    #: or ``"original"`` for each test image's own H x W (per axis). An explicit ``--sigma`` is in
+    #: evaluation pixels and ignores it. Recorded as ``protocol.sigma_reference``.
+    sigma_size: ClassVar[int | str | None] = None
     #: Departures from the paper / reference code, one short sentence each; ``describe()``
     #: puts them in every record (``method.describe.fidelity_notes``) for report footnotes.
     fidelity_notes: ClassVar[tuple[str, ...]] = ()

@@ -132,7 +132,7 @@ def qualitative_grid(res, methods, dataset, category: str, shots: int, seed: int
     from fsadbench.protocol.evaluator import gt_mask, postprocess
     from fsadbench.protocol.sampler import image_ref
     from fsadbench.run.fit import fitted_method
-    from fsadbench.run.identity import sigma_for
+    from fsadbench.run.identity import smoothing_for
 
     size = res.cfg.protocol.eval_size
     columns: list[tuple[str, np.ndarray]] = []  # (title, maps n x size x size)
@@ -145,9 +145,9 @@ def qualitative_grid(res, methods, dataset, category: str, shots: int, seed: int
                 raise ConfigError(f"figures grid: {dataset.name}/{category} has no test images")
         with torch.no_grad():
             preds = method.predict([image_ref(s) for s in samples])
-        sigma = sigma_for(res.cfg.protocol, type(method))
+        sigma = smoothing_for(res.cfg.protocol, type(method))
         for v, p in preds.items():
-            columns.append((f"{spec.display} {v}", postprocess(p.maps, size, sigma).numpy()))
+            columns.append((f"{spec.display} {v}", postprocess(p.maps, size, sigma, samples).numpy()))
     images = [np.asarray(Image.open(s.image_path).convert("RGB").resize((size, size), Image.BICUBIC))
               for s in samples]
     masks = [gt_mask(s, size) for s in samples]

@@ -27,7 +27,7 @@ from fsadbench.run.batching import BatchPolicy, free_memory, is_out_of_memory
 from fsadbench.run.cellrecord import CellResult, build_record
 from fsadbench.run.config import PROTOCOL_VERSION
 from fsadbench.run.fit import fit_job
-from fsadbench.run.identity import cell_hash, resolve_method, sigma_for
+from fsadbench.run.identity import cell_hash, resolve_method, sigma_for, smoothing_for
 from fsadbench.run.plan import Job
 from fsadbench.run.resources import Resources
 
@@ -42,13 +42,14 @@ class Evaluation:
     eval_s: float
     n_anomalous: int
     scores: ScoreCollector | None = None  # per-image scores (and maps) for the scores file
+    sigma_applied: dict[str, Any] | None = None  # the per-image sigmas' range, when they vary
 
 
 def evaluate(res: Resources, method: Any, job: Job, category: str, split: CategorySplit,
              batch_size: int) -> Evaluation:
     """Predict the category's test images in batches and compute every variant's metrics."""
     size = res.cfg.protocol.eval_size
-    sigma = sigma_for(res.cfg.protocol, type(method))
+    sigma = smoothing_for(res.cfg.protocol, type(method))
     refs = res.test_refs(job.dataset, category)
     evaluators: dict[str, CategoryEvaluator] = {}
     collector = ScoreCollector(save_maps=res.cfg.save_maps)
@@ -84,7 +85,8 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
         undefined[v] = u
     eval_s += time.perf_counter() - t
     n_anom = sum(int(s.label) for s in split.test)
-    return Evaluation(metrics, undefined, pred_s, eval_s, n_anom, collector)
+    applied = next((ev.sigma_applied() for ev in evaluators.values()), None)
+    return Evaluation(metrics, undefined, pred_s, eval_s, n_anom, collector, applied)
 
 
 def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | None = None,
@@ -140,7 +142,7 @@ def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | 
         save_scores(store, key, ev.scores, h, sigma_for(res.cfg.protocol, cls))  # before the record names it
         out.append(write(c, CellResult(STATUS_OK, ev.metrics, ev.undefined, shots[c],
                                        res.encoder_delta(enc0 if single else enc_c), timings,
-                                       ev.n_anomalous, method)))
+                                       ev.n_anomalous, method, sigma_applied=ev.sigma_applied)))
     return out
 
 

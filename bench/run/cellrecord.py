@@ -6,7 +6,8 @@ from a job, one category, the cell hash, the batch size used and a
 method (name, id, label, version, resolved options, variants, fit scope,
 ``describe()``), the dataset facts of the split that was read (root, meta,
 content fingerprint, anomalous images without a mask), the backbone facts, the
-protocol with the sigma used, provenance and the resolved config.
+protocol with the sigma used (and its range when it
+varies per image), provenance and the resolved config.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from fsadbench.protocol.evaluator import has_pixel_truth
 from fsadbench.protocol.metrics import METRIC_VERSION
 from fsadbench.protocol.sampler import manifest
 from fsadbench.results.records import STATUS_FAILED, STATUS_OK, CellKey, Record
-from fsadbench.run.config import PROTOCOL_VERSION
-from fsadbench.run.identity import cell_identity, method_backbone, resolve_method, resolved_options, sigma_for
+from fsadbench.run.identity import cell_identity, method_backbone, protocol_facts, resolve_method, resolved_options
 from fsadbench.run.plan import Job
 from fsadbench.run.resources import Resources
 
@@ -41,6 +41,7 @@ class CellResult:
     n_anomalous: int = 0
     method: Any = None  # the fitted method, for describe()
     error: str | None = None
+    sigma_applied: dict[str, Any] | None = None  # per-image sigmas' range (smoothing at the original size)
 
     @classmethod
     def failure(cls, exc: BaseException, t0: float) -> "CellResult":
@@ -94,7 +95,8 @@ def build_record(res: Resources, job: Job, category: str, config_hash: str, resu
         n_test=len(split.test) if split is not None and result.status == STATUS_OK else 0,
         n_test_anomalous=result.n_anomalous, timings=result.timings, manifest=manifest(result.shots),
         encoder=result.encoder,
-        protocol={**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
+        protocol={**protocol_facts(cfg.protocol, cls),
+                  **({"sigma_applied": result.sigma_applied} if result.sigma_applied else {})},
         backbone=res.backbone_facts(method_backbone(cfg, job.method)), dataset=dataset_facts(res, job, category, identity),
         provenance=provenance(res.device),
         config=config, metric_version=METRIC_VERSION, error=result.error)

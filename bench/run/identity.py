@@ -9,8 +9,8 @@ categories and content), the method's backbone (``Method.backbone_for``: family,
 weights identity, precision), the protocol with the sigma used, and the metric version. Records store it as
 ``identity``; its hash (:func:`cell_hash`) is what resume compares with a
 stored record's ``config_hash``. The Gaussian sigma after upsampling is
-resolved here and only here (:func:`sigma_for`): the protocol's value, or the
-method's paper value when the protocol leaves it unset.
+resolved here and only here (:func:`smoothing_for`): the protocol's value, or the
+method's paper value at its reference's image size when the protocol leaves it unset.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from fsadbench.run.config import PROTOCOL_VERSION, MethodSpec, Protocol, RunConf
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.backbone.spec import BackboneSpec
+    from fsadbench.protocol.evaluator import Smoothing
     from fsadbench.run.plan import Job
     from fsadbench.run.resources import DataSource
 
@@ -47,9 +48,28 @@ def resolved_options(spec: MethodSpec) -> dict[str, Any]:
     return json.loads(json.dumps(cls.option_dict(cls.make_options(options)), default=str))
 
 
-def sigma_for(protocol: Protocol, method_cls: type) -> float:
-    """Gaussian sigma (evaluation pixels) after upsampling: the protocol's, else the method's paper value."""
-    return protocol.sigma if protocol.sigma is not None else method_cls.default_sigma
+def smoothing_for(protocol: Protocol, method_cls: type) -> "Smoothing":
+    """The Gaussian after upsampling: the protocol's sigma (evaluation pixels), else the method's paper
+    value at the image size its reference applies it (``Method.sigma_size``)."""
+    from fsadbench.protocol.evaluator import Smoothing
+
+    if protocol.sigma is not None:
+        return Smoothing(protocol.sigma)
+    return Smoothing(method_cls.default_sigma, getattr(method_cls, "sigma_size", None))
+
+
+def sigma_for(protocol: Protocol, method_cls: type) -> float | None:
+    """The Gaussian sigma applied at the evaluation size (:func:`smoothing_for`); None when it depends on
+    each image's original size."""
+    return smoothing_for(protocol, method_cls).uniform(protocol.eval_size)
+
+
+def protocol_facts(protocol: Protocol, method_cls: type) -> dict[str, Any]:
+    """The record's and the resume key's ``protocol``: the configured one, its version, the sigma used at
+    the evaluation size and, when the method's reference smooths at another size, ``sigma_reference``."""
+    ref = smoothing_for(protocol, method_cls).reference()
+    return {**asdict(protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(protocol, method_cls),
+            **({"sigma_reference": ref} if ref is not None else {})}
 
 
 def sweep_backbone(cfg: RunConfig) -> "BackboneSpec":
@@ -116,7 +136,7 @@ def static_identity(cfg: RunConfig, job: "Job", metric_version: str = METRIC_VER
                    "feature_specs": spec_versions(getattr(cls, "feature_specs", ()))},
         "dataset": {"name": job.dataset.name, "options": job.dataset.options},
         "backbone": backbone_identity(cfg, method_backbone(cfg, job.method)),
-        "protocol": {**asdict(cfg.protocol), "version": PROTOCOL_VERSION, "sigma_used": sigma_for(cfg.protocol, cls)},
+        "protocol": protocol_facts(cfg.protocol, cls),
         "metric_version": metric_version,
     }
 

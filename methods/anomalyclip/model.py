@@ -67,6 +67,7 @@ class AnomalyCLIP(OwnBackbone, Method):
     feature_specs = ("anomalyclip-dpam", "anomalyclip-text")
     min_shots = 0
     default_sigma = 4.0  # test.py l.192
+    sigma_size = 518  # test.py l. 101, 111, 185: the map at --image_size 518 (test.sh), then gaussian_filter
     fidelity_notes = (
         "the Gaussian (sigma 4) is applied at the evaluation size, not at the 518 px image size",
         "fp32 text pass (the official code casts the deep text tokens to fp16, AnomalyCLIP.py l.246)",

@@ -19,7 +19,8 @@ Reference read: dammsi/AnomalyDINO (defaults taken from it, cited by line):
   a 3x3 closing. Masked test patches score 0 (``detection.py`` l. 175-176);
   the shots are masked only with ``mask_ref_images`` (default False,
   ``run_anomalydino.py`` l. 44). Whether a category is masked is a
-  per-category table there (``utils.py`` l. 101-116); the caller decides.
+  per-category table there (``utils.py`` l. 101-116, 160-163):
+  :func:`reference_masking`; the caller decides.
 * image score: the mean of the top 1 % patch distances over all N patches
   (masked ones count as 0), the max when 1 % of N is under one patch
   (``post_eval.py`` l. 293-297).
@@ -50,6 +51,13 @@ MASK_BORDER = 0.2  # backbones.py l. 159
 MASK_CENTRE_MIN = 0.35  # backbones.py l. 167
 MASK_KERNEL = 3  # backbones.py l. 159
 MASK_SHOTS = False  # run_anomalydino.py l. 44 mask_ref_images
+#: the categories the reference masks by default (preprocess 'agnostic'), by dataset: MVTec
+#: src/utils.py l. 101-116 (capsule, hazelnut, pill, screw, toothbrush), VisA l. 160-163 (all 12, l. 145)
+MASKED_CATEGORIES = {
+    "mvtec": frozenset({"capsule", "hazelnut", "pill", "screw", "toothbrush"}),
+    "visa": frozenset({"candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
+                       "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum"}),
+}
 NUM_NEIGHBORS = 1  # run_anomalydino.py l. 39
 TOP_FRACTION = 0.01  # post_eval.py l. 293-297
 
@@ -74,6 +82,12 @@ def rotate_images(images: torch.Tensor, angles: Sequence[float] = ROTATION_ANGLE
             else:
                 out.append(_rotate_grid(image, float(angle)))
     return torch.cat(out)
+
+
+def reference_masking(dataset: str, category: str) -> bool:
+    """Whether the reference's table masks ``category`` of ``dataset`` (:data:`MASKED_CATEGORIES`); False
+    for a dataset the table does not cover (the reference only knows MVTec and VisA, utils.py l. 169-170)."""
+    return category in MASKED_CATEGORIES.get(dataset, frozenset())
 
 
 def first_component(tokens: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,7 @@ class AnoPLe(Method):
         "own visual contexts, pixel pseudo anomalies only, no crops, no signal c, no alignment loss, no decoder",
     )
     min_shots = 1
-    default_sigma = 4.0
+    default_sigma, sigma_size = 4.0, None  # the papers' protocol it compares with: sigma 4 at the evaluation size
     fit_scope = "dataset"
 
     # built by fit: the prompt-side parameters, the decoder, each category's class name and, with

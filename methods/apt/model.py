@@ -90,6 +90,7 @@ class APT(Method):
     variants = (WO_VG, W_VG)
     min_shots = 1
     default_sigma = 4.0
+    sigma_size = None  # the protocol of the papers it compares with: sigma 4 at the evaluation size
     option_aliases = {"lat_blocks": "vv_blocks"}
     fidelity_notes = (
         "no public code: every choice the papers leave open is an option, recorded in options_resolved",

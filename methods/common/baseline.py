@@ -35,7 +35,8 @@ def str_tuple(value: Any, method: str, name: str) -> tuple[str, ...]:
 
 #: fidelity notes the torchvision baselines share
 SQUASH_224 = "squash resize to 224 px instead of resize 256 + centre crop 224, so maps align with masks"
-SIGMA_AT_EVAL = "Gaussian sigma 4 applied at the evaluation resolution, after upsampling"
+SIGMA_AT_EVAL = ("metrics at the protocol's evaluation size, not on the reference's 224 px crop; its Gaussian "
+                 "(sigma 4 at 224 px) is applied as the equivalent sigma 4 x eval_size / 224 after upsampling")
 
 
 @dataclass

@@ -10,7 +10,8 @@ References read (defaults taken from them, cited by file and line):
   subset of ``d`` = 100 / 550 of them drawn by ``random.sample`` after
   ``random.seed(1024)`` (l. 45-60), per position the mean and the unbiased
   covariance plus ``0.01 I`` (l. 113-120), Mahalanobis distance (l. 158-168),
-  image score = max of the map (l. 185, after upsampling and smoothing there).
+  image score = max of the map after upsampling and smoothing (l. 172-185;
+  the Method class scores it so, ``model.py``; ``Padim.predict`` gives the raw map's max).
 * anomalib ``models/image/padim/torch_model.py``: the same defaults
   (``_N_FEATURES_DEFAULTS`` l. 53-56), ``F.interpolate(mode="nearest")``
   (l. 215); ``multi_variate_gaussian.py`` l. 152 the same ``0.01 I`` (it adds a

@@ -22,6 +22,7 @@ class PatchCoreMethod(WideResNet50Baseline):
     name = "patchcore"
     reference_layers = core.LAYERS
     default_sigma = 4.0  # anomalib anomaly_map.py / official RescaleSegmentor: Gaussian sigma 4
+    sigma_size = 224  # both smooth the map at the 224 px input (official resize 256 + crop 224; anomalib's too)
     fidelity_notes = (
         "few-shot: the memory keeps every patch of the k shots (coreset_ratio 1; the full-data papers use 10 %)",
         SQUASH_224,

@@ -24,6 +24,7 @@ class SpadeMethod(WideResNet50Baseline):
     name = "spade"
     reference_layers = core.LAYERS
     default_sigma = 4.0  # main.py: gaussian_filter(sigma=4) on the score map
+    sigma_size = 224  # src/main.py l. 144-152: the map resized to the 224 px crop, then gaussian_filter
     fidelity_notes = (
         "the whole gallery of the K nearest shots is searched (the reference drops its last len % 100 rows)",
         SQUASH_224,

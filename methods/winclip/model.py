@@ -147,6 +147,7 @@ class WinCLIP(Method):
     )
     #: the WinCLIP protocol's Gaussian (sigma 4 evaluation pixels), equal to the harness default
     default_sigma = 4.0
+    sigma_size = None  # no official code; the spec hands the upsampled map to the harness's protocol
     #: sequences per transformer call when encoding windows (memory bound only; results do not depend on it)
     window_chunk = 2048
 

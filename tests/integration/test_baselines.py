@@ -61,7 +61,7 @@ def test_reference_defaults_and_sources():
     assert dataclasses.asdict(PadimMethod.Options()) == {**own, "n_features": None, "reg": 0.01}
     assert dataclasses.asdict(SpadeMethod.Options()) == {**own, "top_k": 5, "global_layer": "layer4"}
     assert GLOBAL_LAYER == "layer4"
-    assert dataclasses.asdict(AnomalyDINOMethod.Options()) == {**own, "rotate_shots": True, "masking": False,
+    assert dataclasses.asdict(AnomalyDINOMethod.Options()) == {**own, "rotate_shots": True, "masking": "reference",
                                                               "mask_shots": False, "num_neighbors": 1,
                                                               "top_fraction": 0.01}
     for cls in (PatchCoreMethod, PadimMethod, SpadeMethod):  # the reference codes' WRN-50, ImageNet weights
@@ -122,9 +122,13 @@ def test_padim_reads_the_models_channel_defaults(context_for, refs):
     m = make(context_for, "padim")
     assert m.core.backbone == "wide_resnet50_2" and m.core.n_features is None and m.core.reg == 0.01
     m.fit(refs[:2], INFO)
-    assert m.describe()["n_features"] == 550 and m.describe()["image_score"] == "max of the map"
+    assert m.describe()["n_features"] == 550
+    assert m.describe()["image_score"].startswith("max of the map upsampled to 224 px")
     pred = m.predict(refs)[W_VG]
-    assert pred.maps.shape == (4, 32, 32) and (pred.scores == pred.maps.reshape(4, -1).max(1)).all()
+    from fsadbench.methods.padim.model import smoothed_max  # main.py l. 172-185: max of the smoothed 224 px map
+
+    want = smoothed_max(torch.as_tensor(pred.maps), 224, 4.0).numpy()
+    assert pred.maps.shape == (4, 32, 32) and (pred.scores == want).all()
     m2 = make(context_for, "padim", backbone="resnet18-tiny", n_features=20, reg=0.1)
     assert m2.core.backbone == "resnet18" and (m2.core.n_features, m2.core.reg) == (20, 0.1)
     assert make(context_for, "padim").describe()["n_features"] is None  # before fit

@@ -197,6 +197,8 @@ def test_the_wrn50_baselines_share_the_reference_backbone_and_notes():
     for cls in (PatchCoreMethod, PadimMethod, SpadeMethod):
         assert issubclass(cls, WideResNet50Baseline) and cls.backbone_default == "torchvision:wide_resnet50_2"
         assert SQUASH_224 in cls.fidelity_notes and SIGMA_AT_EVAL in cls.fidelity_notes
+        assert cls.sigma_size == 224  # the official codes smooth the map of their 224 px crop
+    assert AnomalyDINOMethod.sigma_size == "original"
     for cls in (PatchCoreMethod, PadimMethod, SpadeMethod, AnomalyDINOMethod):
         assert cls.variants == (W_VG,) and cls.min_shots == 1 and cls.feature_specs == ("layers",)
         assert cls.default_sigma == 4.0
@@ -267,8 +269,9 @@ def test_padim_passes_n_features_and_reg_and_describes_the_subset():
     assert m.describe()["n_features"] is None  # no subset before fit
     m.fit(refs(2), INFO)
     d = m.describe()
-    assert d["n_features"] == 5 and (d["score"], d["image_score"]) == ("Mahalanobis distance per position",
-                                                                       "max of the map")
+    assert d["n_features"] == 5 and (d["score"], d["image_score"]) == (
+        "Mahalanobis distance per position",
+        "max of the map upsampled to 224 px and smoothed with sigma 4 (official main.py l. 172-185)")
     default = PadimMethod(ctx_for())
     default.fit(refs(1), INFO)
     assert default.describe()["n_features"] == 4 + 6 + 8  # 550 capped at the tiny layers' channels
@@ -429,4 +432,6 @@ def test_anomalydino_describe():
     d = dino().describe()
     assert (d["score"], d["image_score"], d["backbone"], d["layers"]) == (
         "1 - cos to the nearest shot token", "mean of the top 1 % patch distances", "timm:dinov2-tiny", ["block4"])
-    assert d["fidelity_notes"] == list(AnomalyDINOMethod.fidelity_notes) and len(d["fidelity_notes"]) == 3
+    assert d["fidelity_notes"] == list(AnomalyDINOMethod.fidelity_notes) and len(d["fidelity_notes"]) == 5
+    assert d["masking_applied"] is False  # before fit: the reference table is read at fit
+    assert d["smoothing"] == "sigma 4 at each test image's original size (official src/utils.py l. 25-30)"

@@ -161,7 +161,8 @@ def test_a_transfer_method_records_the_dataset_it_trained_on(res):
 def test_a_cell_result_defaults_to_nothing_measured():
     c = CellResult("ok")
     assert asdict(c) == {"status": "ok", "metrics": {}, "undefined": {}, "shots": (), "encoder": {}, "timings": {},
-                         "n_anomalous": 0, "method": None, "error": None}
+                         "n_anomalous": 0, "method": None, "error": None,
+                         "sigma_applied": None}
 
 
 EQUIVALENT_MUTANTS: dict[str, str] = {
