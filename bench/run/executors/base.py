@@ -145,7 +145,7 @@ class Executor(ABC):
                 check_results_dir(cfg.results_dir)
                 write_run_manifest(cfg, self.name)
                 log(f"{plan.n_todo_cells} cell(s) to compute, {plan.skipped} already done in {store.root} "
-                    f"(executor {self.describe()})")
+                    f"(executor {self.describe()}){plan.code_note()}")
                 if not plan.todo:
                     return RunSummary(skipped=plan.skipped)
                 since = time.time()
