@@ -100,13 +100,15 @@ class Results:
         return load_results(self.results_dir)
 
     def table(self, metric: str | Sequence[str] = "pixel_auroc", fmt: str = "markdown",
-              per_category: bool = False) -> str:
-        """The ``report`` command's output for this folder (markdown, latex, csv, json or html)."""
+              per_category: bool = False, whole_folder: bool = False) -> str:
+        """The ``report`` command's output (markdown, latex, csv, json or html) for the cells this run asked
+        for (its methods, datasets, categories, shots, seeds), or every record of the folder
+        (``whole_folder=True``, or a Results without a config)."""
         from fsadbench.reports.export import report_text
+        from fsadbench.run.api import invocation_scope
 
-        methods = [m.id for m in self.config.methods] if self.config else None
-        datasets = [d.name for d in self.config.datasets] if self.config else None
-        return report_text(self.results_dir, fmt, metric, methods, datasets, per_category)
+        scope = invocation_scope(self.config) if self.config is not None and not whole_folder else None
+        return report_text(self.results_dir, fmt, metric, per_category=per_category, scope=scope)
 
     @property
     def ok(self) -> bool:

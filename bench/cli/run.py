@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "HTML report's qualitative grid; per-image scores are always stored)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"], help="table printed at the end")
+    p.add_argument("--table-all", action="store_true",
+                   help="the table at the end shows every record in the results folder (default: only the cells "
+                        "this command asked for: its methods, datasets, categories, shots and seeds)")
     p.add_argument("--log", choices=["mlflow"], help="also log the sweep to an experiment tracker (pip install "
                                                      "'fsad-bench[mlflow]')")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: a local file store, ./mlruns)")
@@ -83,8 +86,9 @@ def main(argv: Sequence[str]) -> int:
         print(exc, file=sys.stderr)
         return exc.exit_code
     print(summary.line(), file=sys.stderr)
-    text = report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
-                       datasets=[d.name for d in cfg.datasets])
+    from fsadbench.run.api import invocation_scope
+
+    text = report_text(cfg.results_dir, a.format, scope=None if a.table_all else invocation_scope(cfg))
     na = f": {summary.not_applicable} cell(s) not applicable, see above" if summary.not_applicable else ""
     print(text or f"(no successful records in {cfg.results_dir}{na})")
     if a.log == "mlflow":

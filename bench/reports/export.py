@@ -26,6 +26,7 @@ from fsadbench.results.subsets import subset_notes
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.reports.report import Report
+    from fsadbench.results.coverage import Scope
 
 SUMMARY_COLUMNS = ["level", "metric", "method", "label", "variant", "dataset", "shots", "category", "mean", "std",
                    "n_seeds"]
@@ -121,30 +122,34 @@ def to_json(rows: pd.DataFrame, notes: Sequence[str] = (), **meta: Any) -> str:
 
 
 def load_records(results_dir: str | Path, methods: Sequence[str] | None = None,
-                 datasets: Sequence[str] | None = None) -> tuple[list[Record], pd.DataFrame]:
-    """(records, records_frame) of a results folder, filtered by method id and dataset."""
+                 datasets: Sequence[str] | None = None,
+                 scope: "Scope | None" = None) -> tuple[list[Record], pd.DataFrame]:
+    """(records, records_frame) of a results folder, filtered by method id and dataset (and ``scope``)."""
     from fsadbench.results.records import RecordStore
 
     records = [r for r in RecordStore(results_dir)
-               if (not methods or r.key["method"] in methods) and (not datasets or r.key["dataset"] in datasets)]
+               if (not methods or r.key["method"] in methods) and (not datasets or r.key["dataset"] in datasets)
+               and (scope is None or scope.holds(r.key))]
     return records, records_frame(records)
 
 
 def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                   methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                  per_category: bool = False, title: str = "fsad-bench report") -> Report:
-    """The ``report`` command's output in any format, with the tables' problems (``--strict``).
+                  per_category: bool = False, title: str = "fsad-bench report",
+                  scope: "Scope | None" = None) -> Report:
+    """The ``report`` command's output in any format, with the tables' problems (``--strict``);
+    ``scope``: only the cells of one invocation (``run``'s table, ``Results.table``).
 
     ``text`` is "" when there is no successful record (callers say so on stderr, and write no file).
     """
     from fsadbench.reports.report import Report, build_report
 
     metrics = [metric] if isinstance(metric, str) else list(metric)
-    records, df = load_records(results_dir, methods, datasets)
+    records, df = load_records(results_dir, methods, datasets, scope)
     if df.empty:
         return Report("", ["no successful records"])
     tables = build_report(results_dir, "latex" if fmt == "latex" else "markdown", metrics, methods, datasets,
-                          per_category)
+                          per_category, scope=scope)
     if fmt in ("markdown", "latex"):
         return tables
     if fmt == "html":
@@ -160,6 +165,6 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
 
 def report_text(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                 methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                per_category: bool = False, title: str = "fsad-bench report") -> str:
+                per_category: bool = False, title: str = "fsad-bench report", scope: "Scope | None" = None) -> str:
     """:func:`render_report`'s text."""
-    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title).text
+    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title, scope).text

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from fsadbench.reports.render import render
 from fsadbench.reports.tables import ALPHA, category_table, main_table
-from fsadbench.results.coverage import ResultSet
+from fsadbench.results.coverage import ResultSet, Scope
 from fsadbench.results.records import RecordStore
 
 
@@ -33,9 +33,10 @@ class Report:
 
 def build_report(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                  methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                 per_category: bool = False, alpha: float = ALPHA) -> Report:
-    """Main table (and per-category tables) of each metric, in the order given."""
-    rs = ResultSet(RecordStore(results_dir)).select(methods, datasets)
+                 per_category: bool = False, alpha: float = ALPHA, scope: Scope | None = None) -> Report:
+    """Main table (and per-category tables) of each metric, in the order given; ``scope``: only the cells
+    of one invocation (``run``'s table)."""
+    rs = ResultSet(RecordStore(results_dir)).select(methods, datasets, scope)
     if not rs.ok_records():
         failed = len(rs.records)
         why = f"; {failed} record(s), none ok" if failed else ""
