@@ -61,6 +61,10 @@ def main(argv: Sequence[str]) -> int:
     from fsadbench.run.signals import SweepInterrupted
 
     a = build_parser().parse_args(list(argv))
+    if a.log == "mlflow":  # an optional integration is checked before planning, not after the sweep
+        from fsadbench.tracking import check_mlflow
+
+        check_mlflow()
     cfg = RunConfig.from_cli(a)
     executor = executor_from_args(a)
     refuse_file_in_the_way(cfg.results_dir)
