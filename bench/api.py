@@ -100,15 +100,16 @@ class Results:
         return load_results(self.results_dir)
 
     def table(self, metric: str | Sequence[str] = "pixel_auroc", fmt: str = "markdown",
-              per_category: bool = False, whole_folder: bool = False) -> str:
+              per_category: bool = False, whole_folder: bool = False, notes: str = "full") -> str:
         """The ``report`` command's output (markdown, latex, csv, json or html) for the cells this run asked
         for (its methods, datasets, categories, shots, seeds), or every record of the folder
-        (``whole_folder=True``, or a Results without a config)."""
+        (``whole_folder=True``, or a Results without a config); ``notes``: the method notes under the tables,
+        ``full``, ``short`` (one line counting them) or ``none``."""
         from fsadbench.reports.export import report_text
         from fsadbench.run.api import invocation_scope
 
         scope = invocation_scope(self.config) if self.config is not None and not whole_folder else None
-        return report_text(self.results_dir, fmt, metric, per_category=per_category, scope=scope)
+        return report_text(self.results_dir, fmt, metric, per_category=per_category, scope=scope, notes=notes)
 
     @property
     def ok(self) -> bool:

@@ -55,6 +55,17 @@ def metric_flag(default: str = "pixel_auroc", many: bool = True) -> argparse.Arg
     return p
 
 
+def notes_flag() -> argparse.ArgumentParser:
+    """``--notes``: the tables' method notes (each method's departures from its paper / reference code)."""
+    from fsadbench.reports.notes import NOTES
+
+    p = _parent()
+    p.add_argument("--notes", default="full", choices=list(NOTES),
+                   help="method notes under the tables, once per method: full (default), short (one line counting "
+                        "them; run_bench.py list --method NAME shows them) or none")
+    return p
+
+
 def config_flags() -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument("--preset", help="smoke (offline pipeline check: synthetic data, tiny RANDOM backbone) or paper")

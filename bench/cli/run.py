@@ -6,12 +6,12 @@ import argparse
 import sys
 from typing import Sequence
 
-from fsadbench.cli.common import config_flags, data_flags, device_flag, parser, say
+from fsadbench.cli.common import config_flags, data_flags, device_flag, notes_flag, parser, say
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("run", "Sweep methods x datasets x shots x seeds (rerun resumes; records under --results-dir).",
-               [config_flags(), data_flags(), device_flag()])
+               [config_flags(), data_flags(), device_flag(), notes_flag()])
     p.add_argument("--methods", help="comma-separated method names, e.g. apt,winclip (list: run_bench.py list)")
     p.add_argument("--shots", help="e.g. 1,2,4 (0 = zero-shot)")
     p.add_argument("--seeds", help="e.g. 0,1,2")
@@ -92,7 +92,7 @@ def main(argv: Sequence[str]) -> int:
     print(summary.line(), file=sys.stderr)
     from fsadbench.run.api import invocation_scope
 
-    text = report_text(cfg.results_dir, a.format, scope=None if a.table_all else invocation_scope(cfg))
+    text = report_text(cfg.results_dir, a.format, scope=None if a.table_all else invocation_scope(cfg), notes=a.notes)
     na = f": {summary.not_applicable} cell(s) not applicable, see above" if summary.not_applicable else ""
     print(text or f"(no successful records in {cfg.results_dir}{na})")
     if a.log == "mlflow":

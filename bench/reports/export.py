@@ -136,9 +136,10 @@ def load_records(results_dir: str | Path, methods: Sequence[str] | None = None,
 def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                   methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
                   per_category: bool = False, title: str = "fsad-bench report",
-                  scope: "Scope | None" = None) -> Report:
+                  scope: "Scope | None" = None, notes: str = "full") -> Report:
     """The ``report`` command's output in any format, with the tables' problems (``--strict``);
-    ``scope``: only the cells of one invocation (``run``'s table, ``Results.table``).
+    ``scope``: only the cells of one invocation (``run``'s table, ``Results.table``); ``notes``: the tables'
+    method notes, ``full``, ``short`` or ``none`` (``--notes``).
 
     ``text`` is "" when there is no successful record (callers say so on stderr, and write no file).
     """
@@ -149,13 +150,14 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
     if df.empty:
         return Report("", ["no successful records"])
     tables = build_report(results_dir, "latex" if fmt == "latex" else "markdown", metrics, methods, datasets,
-                          per_category, scope=scope)
+                          per_category, scope=scope, notes=notes)
     if fmt in ("markdown", "latex"):
         return tables
     if fmt == "html":
         from fsadbench.reports.html import html_report, qualitative_png
 
-        text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir))
+        text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir),
+                           notes=notes)
     else:
         rows = with_coverage(with_auxiliary(summary_long(df, metrics, per_category), records), records)
         text = to_csv(rows) if fmt == "csv" else to_json(rows, coverage_notes(records), results_dir=str(results_dir),
@@ -165,6 +167,7 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
 
 def report_text(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                 methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                per_category: bool = False, title: str = "fsad-bench report", scope: "Scope | None" = None) -> str:
+                per_category: bool = False, title: str = "fsad-bench report", scope: "Scope | None" = None,
+                notes: str = "full") -> str:
     """:func:`render_report`'s text."""
-    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title, scope).text
+    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title, scope, notes).text
