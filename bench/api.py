@@ -23,6 +23,7 @@ cells have rows (failed and not-applicable cells have no metrics); ``Results.rec
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -119,16 +120,25 @@ class Results:
         return self.table() or f"(no successful records in {self.results_dir})"
 
 
+def person_watches() -> bool:
+    """A person sees the progress: stderr is a terminal, or this runs in a Jupyter kernel."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+
+
 def run(config: "RunConfig | Mapping[str, Any] | str | Path", executor: str = "local", force: bool = False,
-        progress: bool = False, log: Any = None, **executor_options: Any) -> Results:
+        progress: bool | None = None, log: Any = None, **executor_options: Any) -> Results:
     """Run a sweep (resuming cells already in its results folder) and return its :class:`Results`.
 
-    ``config``: a RunConfig, a mapping with the YAML config's keys, or a YAML file's path. ``executor`` and
-    ``executor_options`` as for the command line (``"gpus", workers=2``; ``"slurm", partition="gpu"``).
+    ``config``: a RunConfig, a mapping with the YAML config's keys (docs/config.md), or a YAML file's path.
+    ``executor`` and ``executor_options`` as for the command line (``"gpus", workers=2``; ``"slurm",
+    partition="gpu"``). ``progress``: the progress bar (cells, and inside a cell its stage with an ETA);
+    default on where a person watches (a terminal, a notebook), off in scripts whose stderr is a file.
     Called as ``fsadbench.run(config)``.
     """
     from fsadbench.run.api import sweep
 
+    progress = person_watches() if progress is None else progress
     cfg = as_config(config)
     summary = sweep(cfg, executor, force=force, log=log, progress=progress, **executor_options)
     return Results(Path(cfg.results_dir), summary, cfg)

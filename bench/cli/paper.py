@@ -32,16 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     from fsadbench.cli.common import DEFAULT_RESULTS_DIR
-    from fsadbench.reports.paper.catalog import build, listing
+    from fsadbench.reports.paper.catalog import build
     from fsadbench.reports.paper.spec import table_spec
     from fsadbench.reports.render import render
     from fsadbench.results.records import RecordStore
 
     a = build_parser().parse_args(list(argv))
     if a.list:
-        for name, paper, desc, source in listing():
-            print(f"{name}: {paper}" + (f" ({desc})" if desc else "") + ("" if source == "builtin" else
-                                                                         f" [{source}]"))
+        from fsadbench.cli.listing import describe_layouts
+
+        print("\n".join(describe_layouts()))
         return 0
     if not a.config and not a.table:
         raise ConfigError("paper-table needs --config configs/paper/apt_table1.yaml (or --table NAME "

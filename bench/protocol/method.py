@@ -135,6 +135,8 @@ class Method(ABC):
     """Base class. Subclasses declare their options as a dataclass ``Options``."""
 
     name: ClassVar[str] = "method"
+    #: The paper (authors, venue, title) ``list --method`` prints; "" = the first line of the module docstring.
+    paper: ClassVar[str] = ""
     variants: ClassVar[tuple[str, ...]] = VARIANTS
     #: True when the frozen image encoder's outputs can be cached and shared.
     uses_feature_cache: ClassVar[bool] = True

@@ -20,6 +20,8 @@ from fsadbench.methods.padim import torch_model as core
 
 class PadimMethod(WideResNet50Baseline):
     name = "padim"
+    paper = ("PaDiM (Defard et al., ICPR 2020 workshops): a Patch Distribution Modeling Framework for Anomaly "
+             "Detection and Localization")
     reference_layers = core.LAYERS
     default_sigma = 4.0  # main.py: gaussian_filter(sigma=4) on the score map
     fidelity_notes = (
