@@ -108,11 +108,21 @@ def parse_metrics(value: str) -> list[str]:
     return names
 
 
-def existing_results_dir(path: str, command: str) -> Path:
-    """The records folder a reading command uses, or an error that says how to make one."""
+def existing_results_dir(path: str, command: str, fallback: bool = False) -> Path:
+    """The records folder a reading command uses, or an error that says how to make one. ``fallback``: the
+    default folder without records stands for the most recent sweep under results/ that has some (as
+    ``status``; said on stderr), e.g. results/smoke after the pipeline check."""
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--results-dir {root} is a file, not a folder; point it at the folder a sweep wrote")
+    if fallback and path == DEFAULT_RESULTS_DIR and not (root / "records").is_dir():
+        from fsadbench.run.status import recent_sweeps
+
+        found = [f for f in recent_sweeps(Path("results")) if (f / "records").is_dir()]
+        if found:
+            say(f"note: {root} holds no records; showing {found[0]}, the most recent sweep under results/ "
+                f"(--results-dir DIR for another)")
+            return found[0]
     if not (root / "records").is_dir():
         hint = (f"run a sweep there first (python {PROG} --methods memory --datasets NAME --data-root DIR "
                 f"writes {DEFAULT_RESULTS_DIR})" if path == DEFAULT_RESULTS_DIR else "point --results-dir at a "

@@ -35,7 +35,7 @@ def main(argv: Sequence[str]) -> int:
     from fsadbench.reports.export import render_report
 
     a = build_parser().parse_args(list(argv))
-    root = existing_results_dir(a.results_dir, "report")
+    root = existing_results_dir(a.results_dir, "report", fallback=True)
     rep = render_report(root, a.format, parse_metrics(a.metric), split_list(a.methods), split_list(a.datasets),
                         a.per_category, a.title, notes=a.notes)
     if not rep.text:
