@@ -72,7 +72,12 @@ def results_frame(records: Iterable["Record"]) -> "pd.DataFrame":
 
 
 def load_results(folder: str | Path) -> "pd.DataFrame":
-    """Records of a results folder as a pandas DataFrame, one row per cell and variant (see the module doc)."""
+    """Records of a results folder as a pandas DataFrame, one row per cell and variant (see the module doc).
+
+    Metrics are fractions in [0, 1], as the records store them (one seed, one category: nothing aggregated).
+    The tables and ``report --format csv|json`` print percentages instead (``mean`` and ``std`` over seeds of
+    the mean over categories, in %, the papers' unit): ``100 * df.groupby([...]).pixel_auroc.mean()`` is the
+    CSV's ``mean`` for the same cells."""
     from fsadbench.core.errors import ConfigError
     from fsadbench.results.records import RecordStore
 

@@ -69,7 +69,7 @@ def notes_flag() -> argparse.ArgumentParser:
 def config_flags() -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument("--preset", help="smoke (offline pipeline check: synthetic data, tiny RANDOM backbone) or paper")
-    p.add_argument("--config", help="YAML run config (keys: see fsadbench.run.config)")
+    p.add_argument("--config", help="YAML run config (every key: docs/config.md, or list --config-reference)")
     return p
 
 

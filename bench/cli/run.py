@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", action="store_true",
                    help="also store every cell's maps at eval size beside its record (for rescore and the "
                         "HTML report's qualitative grid; per-image scores are always stored)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (cells, stages with ETA, the last "
+                                                               "epoch's loss); FAILED lines and the summary remain")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"], help="table printed at the end")
     p.add_argument("--table-all", action="store_true",
                    help="the table at the end shows every record in the results folder (default: only the cells "

@@ -110,7 +110,8 @@ def csv_safe(value: Any) -> Any:
 
 
 def to_csv(rows: pd.DataFrame) -> str:
-    """The rows as CSV; text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``)
+    """The rows as CSV (``mean`` / ``std`` in %, as the tables; ``fsadbench.load_results`` keeps the records'
+    fractions in [0, 1], per cell); text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``)
     are written with a leading ``'``."""
     return rows.apply(lambda col: col.map(csv_safe)).to_csv(index=False, float_format="%.4f")
 

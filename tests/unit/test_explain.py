@@ -188,3 +188,47 @@ def test_run_shows_progress_by_default_on_a_terminal(monkeypatch, tty, given, ex
     kw = {} if given is None else {"progress": given}
     api.run({"methods": ["memory"], "datasets": ["synthetic"], "shots": [1], "seeds": [0]}, **kw)
     assert seen["progress"] is expected
+
+
+# -- drift ----------------------------------------------------------------------------------------------------
+def test_csv_percentages_are_100_times_load_results_fractions(tmp_path, capsys):
+    """The CSV (and the tables) print aggregated percentages, load_results per-cell fractions (documented)."""
+    import csv
+
+    import fsadbench
+    from fsadbench.results.records import RecordStore
+    from tests.unit.test_core_reports import _records
+
+    store = RecordStore(tmp_path / "run")
+    for r in _records():
+        store.write(r)
+    df = fsadbench.load_results(tmp_path / "run")
+    assert df["pixel_auroc"].between(0, 1).all()
+    assert main(["report", "--results-dir", str(tmp_path / "run"), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    row = next(r for r in rows if r["method"] == "A" and r["variant"] == "w/ VG" and r["shots"] == "1")
+    cells = df[(df.method == "A") & (df.variant == "w/ VG") & (df.shots == 1)]
+    per_seed = cells.groupby("seed")["pixel_auroc"].mean()
+    assert float(row["mean"]) == pytest.approx(100 * per_seed.mean(), abs=1e-4)
+    assert fsadbench.load_results.__doc__.count("fractions in [0, 1]") == 1
+
+
+def test_no_fidelity_note_cites_a_file_the_repository_lacks():
+    import re
+
+    from fsadbench.core.registry import METHODS
+
+    for name in METHODS.names():
+        cls, _ = METHODS.get(name)
+        for note in cls.fidelity_notes:
+            for ref in re.findall(r"[\w./-]+\.md\b", note):  # a document (reference code files are cited by name)
+                assert (REPO / ref).exists(), f"{name}: {note!r} cites {ref}, which is not in the repository"
+
+
+def test_markdown_output_never_shows_html_entities_for_arrows(tmp_path, capsys):
+    from fsadbench.reports.tables import Table
+    from fsadbench.reports.render import to_markdown
+
+    t = Table("t", ["method"], [("d", 1)], ["v"], [(["a -> b"], [None])], notes=["x -> y; p > 0.05"])
+    md = to_markdown(t)
+    assert "&gt;" not in md and "a -> b" in md and "> x -> y; p > 0.05" in md
