@@ -23,6 +23,7 @@ cells have rows (failed and not-applicable cells have no metrics); ``Results.rec
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -71,7 +72,12 @@ def results_frame(records: Iterable["Record"]) -> "pd.DataFrame":
 
 
 def load_results(folder: str | Path) -> "pd.DataFrame":
-    """Records of a results folder as a pandas DataFrame, one row per cell and variant (see the module doc)."""
+    """Records of a results folder as a pandas DataFrame, one row per cell and variant (see the module doc).
+
+    Metrics are fractions in [0, 1], as the records store them (one seed, one category: nothing aggregated).
+    The tables and ``report --format csv|json`` print percentages instead (``mean`` and ``std`` over seeds of
+    the mean over categories, in %, the papers' unit): ``100 * df.groupby([...]).pixel_auroc.mean()`` is the
+    CSV's ``mean`` for the same cells."""
     from fsadbench.core.errors import ConfigError
     from fsadbench.results.records import RecordStore
 
@@ -100,13 +106,16 @@ class Results:
         return load_results(self.results_dir)
 
     def table(self, metric: str | Sequence[str] = "pixel_auroc", fmt: str = "markdown",
-              per_category: bool = False) -> str:
-        """The ``report`` command's output for this folder (markdown, latex, csv, json or html)."""
+              per_category: bool = False, whole_folder: bool = False, notes: str = "full") -> str:
+        """The ``report`` command's output (markdown, latex, csv, json or html) for the cells this run asked
+        for (its methods, datasets, categories, shots, seeds), or every record of the folder
+        (``whole_folder=True``, or a Results without a config); ``notes``: the method notes under the tables,
+        ``full``, ``short`` (one line counting them) or ``none``."""
         from fsadbench.reports.export import report_text
+        from fsadbench.run.api import invocation_scope
 
-        methods = [m.id for m in self.config.methods] if self.config else None
-        datasets = [d.name for d in self.config.datasets] if self.config else None
-        return report_text(self.results_dir, fmt, metric, methods, datasets, per_category)
+        scope = invocation_scope(self.config) if self.config is not None and not whole_folder else None
+        return report_text(self.results_dir, fmt, metric, per_category=per_category, scope=scope, notes=notes)
 
     @property
     def ok(self) -> bool:
@@ -116,16 +125,25 @@ class Results:
         return self.table() or f"(no successful records in {self.results_dir})"
 
 
+def person_watches() -> bool:
+    """A person sees the progress: stderr is a terminal, or this runs in a Jupyter kernel."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
+
+
 def run(config: "RunConfig | Mapping[str, Any] | str | Path", executor: str = "local", force: bool = False,
-        progress: bool = False, log: Any = None, **executor_options: Any) -> Results:
+        progress: bool | None = None, log: Any = None, **executor_options: Any) -> Results:
     """Run a sweep (resuming cells already in its results folder) and return its :class:`Results`.
 
-    ``config``: a RunConfig, a mapping with the YAML config's keys, or a YAML file's path. ``executor`` and
-    ``executor_options`` as for the command line (``"gpus", workers=2``; ``"slurm", partition="gpu"``).
+    ``config``: a RunConfig, a mapping with the YAML config's keys (docs/config.md), or a YAML file's path.
+    ``executor`` and ``executor_options`` as for the command line (``"gpus", workers=2``; ``"slurm",
+    partition="gpu"``). ``progress``: the progress bar (cells, and inside a cell its stage with an ETA);
+    default on where a person watches (a terminal, a notebook), off in scripts whose stderr is a file.
     Called as ``fsadbench.run(config)``.
     """
     from fsadbench.run.api import sweep
 
+    progress = person_watches() if progress is None else progress
     cfg = as_config(config)
     summary = sweep(cfg, executor, force=force, log=log, progress=progress, **executor_options)
     return Results(Path(cfg.results_dir), summary, cfg)

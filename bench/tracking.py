@@ -43,6 +43,17 @@ def sweep_params(cfg) -> dict[str, str]:
             "preset": str(cfg.preset), "results_dir": str(cfg.results_dir)}
 
 
+def check_mlflow() -> None:
+    """Refuse ``--log mlflow`` before any work when MLflow is not installed (not after the sweep)."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        from fsadbench.core.errors import ConfigError
+
+        raise ConfigError("--log mlflow needs MLflow, which is not installed: pip install 'fsad-bench[mlflow]' "
+                          "(or mlflow-skinny), or drop --log")
+
+
 def log_mlflow(cfg, summary=None, uri: str | None = None, experiment: str = "fsad-bench",
                run_name: str | None = None, metrics: tuple[str, ...] = ("pixel_auroc", "image_auroc", "aupro")) -> str:
     """Log the sweep of ``cfg`` (its records under ``cfg.results_dir``) as one MLflow run; returns its id."""

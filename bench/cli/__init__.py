@@ -9,7 +9,7 @@ only when that command runs, and the work itself lives in the layers below
     python run_bench.py --methods apt,winclip --shots 1,2,4 --datasets mvtec --data-root /data
     python run_bench.py --preset smoke                       # offline pipeline check
     python run_bench.py report --format html --output report.html
-    python run_bench.py list --verbose                       # methods (options, defaults, paper), datasets
+    python run_bench.py list --method apt                    # paper, backbone, options (meaning, default), notes
 
 Any command takes ``--debug`` (or ``FSADBENCH_DEBUG=1``): errors then come with their traceback.
 """
@@ -31,13 +31,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("run", "main", "sweep methods x datasets x shots x seeds (the default command)"),
     "report": ("report", "main", "tables from records: markdown, latex, csv, json or a self-contained html"),
     "rescore": ("report", "rescore_main", "recompute metrics from the stored per-image scores, without a refit"),
-    "list": ("listing", "main", "registered methods and datasets (--verbose: options, defaults, papers)"),
+    "list": ("listing", "main", "methods, datasets, paper layouts (--method M: options, backbone, paper, notes)"),
     "check-data": ("data", "main", "check dataset folders: counts, masks, unreadable files"),
     "status": ("status", "main", "done / running / failed / pending cells of a sweep"),
     "compare": ("regression", "compare_main", "per-cell and per-table deltas between two sets of records"),
     "baseline": ("regression", "baseline_main", "rewrite the committed baseline of a preset"),
     "history": ("regression", "history_main", "a metric over commits for one method and dataset"),
-    "paper-table": ("paper", "main", "an APT paper table layout, with the published figures"),
+    "paper-table": ("paper", "main", "a paper table layout (APT, AnoPLe, a plugin's) with the published figures"),
     "figures": ("figures", "main", "per-category bars and qualitative grids (PNG + PDF)"),
 }
 PROG = "run_bench.py"

@@ -55,10 +55,21 @@ def metric_flag(default: str = "pixel_auroc", many: bool = True) -> argparse.Arg
     return p
 
 
+def notes_flag() -> argparse.ArgumentParser:
+    """``--notes``: the tables' method notes (each method's departures from its paper / reference code)."""
+    from fsadbench.reports.notes import NOTES
+
+    p = _parent()
+    p.add_argument("--notes", default="full", choices=list(NOTES),
+                   help="method notes under the tables, once per method: full (default), short (one line counting "
+                        "them; run_bench.py list --method NAME shows them) or none")
+    return p
+
+
 def config_flags() -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument("--preset", help="smoke (offline pipeline check: synthetic data, tiny RANDOM backbone) or paper")
-    p.add_argument("--config", help="YAML run config (keys: see fsadbench.run.config)")
+    p.add_argument("--config", help="YAML run config (every key: docs/config.md, or list --config-reference)")
     return p
 
 
@@ -97,11 +108,21 @@ def parse_metrics(value: str) -> list[str]:
     return names
 
 
-def existing_results_dir(path: str, command: str) -> Path:
-    """The records folder a reading command uses, or an error that says how to make one."""
+def existing_results_dir(path: str, command: str, fallback: bool = False) -> Path:
+    """The records folder a reading command uses, or an error that says how to make one. ``fallback``: the
+    default folder without records stands for the most recent sweep under results/ that has some (as
+    ``status``; said on stderr), e.g. results/smoke after the pipeline check."""
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--results-dir {root} is a file, not a folder; point it at the folder a sweep wrote")
+    if fallback and path == DEFAULT_RESULTS_DIR and not (root / "records").is_dir():
+        from fsadbench.run.status import recent_sweeps
+
+        found = [f for f in recent_sweeps(Path("results")) if (f / "records").is_dir()]
+        if found:
+            say(f"note: {root} holds no records; showing {found[0]}, the most recent sweep under results/ "
+                f"(--results-dir DIR for another)")
+            return found[0]
     if not (root / "records").is_dir():
         hint = (f"run a sweep there first (python {PROG} --methods memory --datasets NAME --data-root DIR "
                 f"writes {DEFAULT_RESULTS_DIR})" if path == DEFAULT_RESULTS_DIR else "point --results-dir at a "

@@ -46,7 +46,7 @@ def main(argv: Sequence[str]) -> int:
         from fsadbench.reports.figures import category_bars
         from fsadbench.results.records import RecordStore
 
-        store = RecordStore(existing_results_dir(a.results_dir, "figures bars"))
+        store = RecordStore(existing_results_dir(a.results_dir, "figures bars", fallback=True))
         files = category_bars(store, a.dataset, a.shots, a.output or f"figures/bars_{a.dataset}_k{a.shots}",
                               a.metric, split_list(a.variants))
     else:

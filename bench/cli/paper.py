@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from fsadbench.cli.common import format_flag, output_flag, parser, write_output
+from fsadbench.cli.common import format_flag, notes_flag, output_flag, parser, write_output
 from fsadbench.core.errors import ConfigError
 
 
@@ -16,8 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = parser("paper-table", "Render a paper table layout (APT, AnoPLe or a plugin's) from records, optionally "
                               "with the published figures under or beside the measured ones.",
-               [format_flag(), output_flag("write the table to this file as well (only the table: status lines "
-                                           "go to stderr)")])
+               [format_flag(), notes_flag(),
+                output_flag("write the table to this file as well (only the table: status lines go to stderr)")])
     p.add_argument("--config", help="paper config with a 'table:' key, e.g. configs/paper/apt_table1.yaml")
     p.add_argument("--table", help="registered layout name (instead of --config; see --list)")
     p.add_argument("--list", action="store_true", help="list the registered layouts with their source paper")
@@ -32,16 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     from fsadbench.cli.common import DEFAULT_RESULTS_DIR
-    from fsadbench.reports.paper.catalog import build, listing
+    from fsadbench.reports.paper.catalog import build
     from fsadbench.reports.paper.spec import table_spec
     from fsadbench.reports.render import render
     from fsadbench.results.records import RecordStore
 
     a = build_parser().parse_args(list(argv))
     if a.list:
-        for name, paper, desc, source in listing():
-            print(f"{name}: {paper}" + (f" ({desc})" if desc else "") + ("" if source == "builtin" else
-                                                                         f" [{source}]"))
+        from fsadbench.cli.listing import describe_layouts
+
+        print("\n".join(describe_layouts()))
         return 0
     if not a.config and not a.table:
         raise ConfigError("paper-table needs --config configs/paper/apt_table1.yaml (or --table NAME "
@@ -58,7 +58,7 @@ def main(argv: Sequence[str]) -> int:
     records = store.records() if store.records_dir.is_dir() else []
     if not records:
         print(f"paper-table: no records in {results_dir}: published figures only", file=sys.stderr)
-    table = build(layout, records, a.published, **kw)
+    table = build(layout, records, a.published, a.notes, **kw)
     text = render(table, a.format)
     print(text)
     write_output(a.output, text)

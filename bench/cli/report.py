@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from fsadbench.cli.common import (existing_results_dir, format_flag, metric_flag, output_flag, parse_metrics, parser,
-                                  results_dir_flag, split_list, write_output)
+from fsadbench.cli.common import (existing_results_dir, format_flag, metric_flag, notes_flag, output_flag,
+                                  parse_metrics, parser, results_dir_flag, split_list, write_output)
 
 FORMATS = ("markdown", "latex", "csv", "json", "html")
 
@@ -20,7 +20,7 @@ FORMATS = ("markdown", "latex", "csv", "json", "html")
 def build_parser() -> argparse.ArgumentParser:
     p = parser("report", "Mean ± std tables from records, or their numbers as CSV / JSON, or one self-contained "
                          "HTML report (tables, per-category bars, provenance).",
-               [results_dir_flag(), format_flag(FORMATS), metric_flag(),
+               [results_dir_flag(), format_flag(FORMATS), metric_flag(), notes_flag(),
                 output_flag("write the report to this file as well (html: the file, default <results-dir>/report.html)")])
     p.add_argument("--methods", help="comma-separated method ids to include")
     p.add_argument("--datasets", help="comma-separated datasets to include")
@@ -35,9 +35,9 @@ def main(argv: Sequence[str]) -> int:
     from fsadbench.reports.export import render_report
 
     a = build_parser().parse_args(list(argv))
-    root = existing_results_dir(a.results_dir, "report")
+    root = existing_results_dir(a.results_dir, "report", fallback=True)
     rep = render_report(root, a.format, parse_metrics(a.metric), split_list(a.methods), split_list(a.datasets),
-                        a.per_category, a.title)
+                        a.per_category, a.title, notes=a.notes)
     if not rep.text:
         print(f"report: no successful records in {root}"
               + (" for the --methods / --datasets given" if a.methods or a.datasets else "")

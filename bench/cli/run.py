@@ -6,12 +6,12 @@ import argparse
 import sys
 from typing import Sequence
 
-from fsadbench.cli.common import config_flags, data_flags, device_flag, parser, say
+from fsadbench.cli.common import config_flags, data_flags, device_flag, notes_flag, parser, say
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = parser("run", "Sweep methods x datasets x shots x seeds (rerun resumes; records under --results-dir).",
-               [config_flags(), data_flags(), device_flag()])
+               [config_flags(), data_flags(), device_flag(), notes_flag()])
     p.add_argument("--methods", help="comma-separated method names, e.g. apt,winclip (list: run_bench.py list)")
     p.add_argument("--shots", help="e.g. 1,2,4 (0 = zero-shot)")
     p.add_argument("--seeds", help="e.g. 0,1,2")
@@ -34,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-maps", action="store_true",
                    help="also store every cell's maps at eval size beside its record (for rescore and the "
                         "HTML report's qualitative grid; per-image scores are always stored)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (cells, stages with ETA, the last "
+                                                               "epoch's loss); FAILED lines and the summary remain")
     p.add_argument("--format", default="markdown", choices=["markdown", "latex"], help="table printed at the end")
+    p.add_argument("--table-all", action="store_true",
+                   help="the table at the end shows every record in the results folder (default: only the cells "
+                        "this command asked for: its methods, datasets, categories, shots and seeds)")
     p.add_argument("--log", choices=["mlflow"], help="also log the sweep to an experiment tracker (pip install "
                                                      "'fsad-bench[mlflow]')")
     p.add_argument("--mlflow-uri", help="MLflow tracking URI (default: a local file store, ./mlruns)")
@@ -58,6 +62,10 @@ def main(argv: Sequence[str]) -> int:
     from fsadbench.run.signals import SweepInterrupted
 
     a = build_parser().parse_args(list(argv))
+    if a.log == "mlflow":  # an optional integration is checked before planning, not after the sweep
+        from fsadbench.tracking import check_mlflow
+
+        check_mlflow()
     cfg = RunConfig.from_cli(a)
     executor = executor_from_args(a)
     refuse_file_in_the_way(cfg.results_dir)
@@ -83,8 +91,9 @@ def main(argv: Sequence[str]) -> int:
         print(exc, file=sys.stderr)
         return exc.exit_code
     print(summary.line(), file=sys.stderr)
-    text = report_text(cfg.results_dir, a.format, methods=[m.id for m in cfg.methods],
-                       datasets=[d.name for d in cfg.datasets])
+    from fsadbench.run.api import invocation_scope
+
+    text = report_text(cfg.results_dir, a.format, scope=None if a.table_all else invocation_scope(cfg), notes=a.notes)
     na = f": {summary.not_applicable} cell(s) not applicable, see above" if summary.not_applicable else ""
     print(text or f"(no successful records in {cfg.results_dir}{na})")
     if a.log == "mlflow":

@@ -50,6 +50,7 @@ class MethodContext:
     log: Any = None  # callable(str) for progress messages
     extra: dict[str, Any] = field(default_factory=dict)
     progress: Any = None  # callable(stage, done, total): progress inside the cell (the run's bar)
+    show_values: Any = None  # callable(**values): figures beside that stage on the run's bar
 
     def say(self, msg: str) -> None:
         if self.log is not None:
@@ -59,6 +60,12 @@ class MethodContext:
         """Report progress inside a fit, e.g. ``ctx.step("epoch", epoch, epochs)``; shown on the run's bar."""
         if self.progress is not None:
             self.progress(stage, done, total)
+
+    def show(self, **values: float) -> None:
+        """Figures of the fit so far beside its stage on the run's progress line, e.g. ``ctx.show(loss=0.41)``
+        after an epoch; never in the log (the person watching sees them; ``history`` keeps them)."""
+        if self.show_values is not None:
+            self.show_values(**values)
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,6 +142,8 @@ class Method(ABC):
     """Base class. Subclasses declare their options as a dataclass ``Options``."""
 
     name: ClassVar[str] = "method"
+    #: The paper (authors, venue, title) ``list --method`` prints; "" = the first line of the module docstring.
+    paper: ClassVar[str] = ""
     variants: ClassVar[tuple[str, ...]] = VARIANTS
     #: True when the frozen image encoder's outputs can be cached and shared.
     uses_feature_cache: ClassVar[bool] = True

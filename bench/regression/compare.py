@@ -283,7 +283,9 @@ def compare(base: Side, head: Side, tol: float | Tolerance | Mapping[str, float]
 
 def _tables(base: Side, head: Side, skip: set[CellKey], metrics, tol: Tolerance, alpha: float) -> pd.DataFrame:
     VB, VH = _values(base, skip, metrics), _values(head, skip, metrics)
-    rb, rh = ResultSet(base.records), ResultSet(head.records)
+    # each method's figure is planned by that method's own sweeps: another method's run (more seeds,
+    # other categories) in the same folder does not make it incomplete
+    plans: dict[str, tuple[ResultSet, ResultSet]] = {}
     gkeys = ["method", "dataset", "shots", "variant", "metric"]
     trows = []
     for g in sorted(set(VB) & set(VH), key=lambda g: (g[0], g[1], g[2], g[3], _metric_rank(g[4]), g[4])):
@@ -296,7 +298,10 @@ def _tables(base: Side, head: Side, skip: set[CellKey], metrics, tol: Tolerance,
         base_ps = {s: sum(vb[(c, s)] for c in used) / len(used) for s in seeds_b} if used else {}
         head_ps = {s: sum(vh[(c, s)] for c in used) / len(used) for s in seeds_h} if used else {}
         st = table_stats(base_ps, head_ps, alpha)
-        cov = _coverage(g, used, seeds_b | seeds_h, rb, rh, skip)
+        if g[0] not in plans:
+            plans[g[0]] = tuple(ResultSet([r for r in side.records if r.key["method"] == g[0]])
+                                for side in (base, head))
+        cov = _coverage(g, used, seeds_b | seeds_h, *plans[g[0]], skip)
         t = tol(g[4])
         d, band = st["delta"], st["band"]
         beyond_tol = bool(d < -t)

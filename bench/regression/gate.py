@@ -2,7 +2,8 @@
 
 ``gate(preset, head_dir)`` compares a fresh run of a preset with its committed
 baseline (``results/baselines/<preset>``) strictly: every baseline cell must be
-present and unchanged beyond 0.001 pp; cells new in head are listed and pass.
+present and unchanged beyond 0.001 pp; head is narrowed to the preset's cells (other pipeline checks
+written into the same folder are neither gated nor listed).
 A baseline written by an older harness (record schema 1) is read through the
 record migration; its resume keys differ from a fresh run's (listed as notes),
 its numbers are compared as usual.
@@ -51,7 +52,18 @@ def gate(preset: str, head_dir: str | Path, baseline_dir: str | Path | None = No
         raise ConfigError(f"baseline {base_dir} holds no records; create it with "
                           f"`python run_bench.py baseline --preset {preset}`")
     head = load_side(str(head_dir), what="head")
-    return compare(base, head, tol=tol, strict=True, checks=GATE_CHECKS)
+    return compare(base, preset_cells(head, preset), tol=tol, strict=True, checks=GATE_CHECKS)
+
+
+def preset_cells(side, preset: str):
+    """``side`` narrowed to the cells of ``preset`` (other pipeline checks in the folder are not gated)."""
+    from dataclasses import replace
+
+    from fsadbench.run.api import invocation_scope
+    from fsadbench.run.config import build_config
+
+    scope = invocation_scope(build_config(preset))
+    return replace(side, records=[r for r in side.records if scope.holds(r.key)])
 
 
 def write_baseline(preset: str, out: str | Path | None = None, cache_dir: str | Path | None = None,

@@ -26,6 +26,7 @@ from fsadbench.results.subsets import subset_notes
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.reports.report import Report
+    from fsadbench.results.coverage import Scope
 
 SUMMARY_COLUMNS = ["level", "metric", "method", "label", "variant", "dataset", "shots", "category", "mean", "std",
                    "n_seeds"]
@@ -109,7 +110,8 @@ def csv_safe(value: Any) -> Any:
 
 
 def to_csv(rows: pd.DataFrame) -> str:
-    """The rows as CSV; text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``)
+    """The rows as CSV (``mean`` / ``std`` in %, as the tables; ``fsadbench.load_results`` keeps the records'
+    fractions in [0, 1], per cell); text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``)
     are written with a leading ``'``."""
     return rows.apply(lambda col: col.map(csv_safe)).to_csv(index=False, float_format="%.4f")
 
@@ -121,36 +123,42 @@ def to_json(rows: pd.DataFrame, notes: Sequence[str] = (), **meta: Any) -> str:
 
 
 def load_records(results_dir: str | Path, methods: Sequence[str] | None = None,
-                 datasets: Sequence[str] | None = None) -> tuple[list[Record], pd.DataFrame]:
-    """(records, records_frame) of a results folder, filtered by method id and dataset."""
+                 datasets: Sequence[str] | None = None,
+                 scope: "Scope | None" = None) -> tuple[list[Record], pd.DataFrame]:
+    """(records, records_frame) of a results folder, filtered by method id and dataset (and ``scope``)."""
     from fsadbench.results.records import RecordStore
 
     records = [r for r in RecordStore(results_dir)
-               if (not methods or r.key["method"] in methods) and (not datasets or r.key["dataset"] in datasets)]
+               if (not methods or r.key["method"] in methods) and (not datasets or r.key["dataset"] in datasets)
+               and (scope is None or scope.holds(r.key))]
     return records, records_frame(records)
 
 
 def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                   methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                  per_category: bool = False, title: str = "fsad-bench report") -> Report:
-    """The ``report`` command's output in any format, with the tables' problems (``--strict``).
+                  per_category: bool = False, title: str = "fsad-bench report",
+                  scope: "Scope | None" = None, notes: str = "full") -> Report:
+    """The ``report`` command's output in any format, with the tables' problems (``--strict``);
+    ``scope``: only the cells of one invocation (``run``'s table, ``Results.table``); ``notes``: the tables'
+    method notes, ``full``, ``short`` or ``none`` (``--notes``).
 
     ``text`` is "" when there is no successful record (callers say so on stderr, and write no file).
     """
     from fsadbench.reports.report import Report, build_report
 
     metrics = [metric] if isinstance(metric, str) else list(metric)
-    records, df = load_records(results_dir, methods, datasets)
+    records, df = load_records(results_dir, methods, datasets, scope)
     if df.empty:
         return Report("", ["no successful records"])
     tables = build_report(results_dir, "latex" if fmt == "latex" else "markdown", metrics, methods, datasets,
-                          per_category)
+                          per_category, scope=scope, notes=notes)
     if fmt in ("markdown", "latex"):
         return tables
     if fmt == "html":
         from fsadbench.reports.html import html_report, qualitative_png
 
-        text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir))
+        text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir),
+                           notes=notes)
     else:
         rows = with_coverage(with_auxiliary(summary_long(df, metrics, per_category), records), records)
         text = to_csv(rows) if fmt == "csv" else to_json(rows, coverage_notes(records), results_dir=str(results_dir),
@@ -160,6 +168,7 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
 
 def report_text(results_dir: str | Path, fmt: str = "markdown", metric: str | Sequence[str] = "pixel_auroc",
                 methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
-                per_category: bool = False, title: str = "fsad-bench report") -> str:
+                per_category: bool = False, title: str = "fsad-bench report", scope: "Scope | None" = None,
+                notes: str = "full") -> str:
     """:func:`render_report`'s text."""
-    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title).text
+    return render_report(results_dir, fmt, metric, methods, datasets, per_category, title, scope, notes).text

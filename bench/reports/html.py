@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from fsadbench.reports.export import coverage_notes
+from fsadbench.reports.notes import shape_notes
 from fsadbench.reports.tables import Table, TextCell, category_table, main_table
 from fsadbench.results.aggregate import METRIC_LABELS, records_frame
 from fsadbench.results.coverage import Figure, ResultSet
@@ -181,8 +182,9 @@ def provenance_html(records: Sequence[Record]) -> str:
 
 
 def html_report(records: Sequence[Record], metrics: Sequence[str] = ("pixel_auroc",), title: str = "fsad-bench report",
-                source: str = "", grid_png: bytes | None = None, per_category: bool = True) -> str:
-    """The whole report as one HTML document (a string)."""
+                source: str = "", grid_png: bytes | None = None, per_category: bool = True,
+                notes: str = "full") -> str:
+    """The whole report as one HTML document (a string); ``notes``: the method notes, full, short or none."""
     records = list(records)
     df = records_frame(records)
     rs = ResultSet(records)
@@ -190,14 +192,13 @@ def html_report(records: Sequence[Record], metrics: Sequence[str] = ("pixel_auro
     if source:
         parts.append(f"<p>Records: <code>{esc(source)}</code> ({len(records)} cell record(s), "
                      f"{len(df)} cell x variant row(s))</p>")
-    notes = coverage_notes(records)
-    parts += [f'<p class="note warn">{esc(n)}</p>' for n in notes]
+    parts += [f'<p class="note warn">{esc(n)}</p>' for n in coverage_notes(records)]
     if df.empty:
         parts.append('<p class="note warn">No successful records: nothing to tabulate.</p>')
     for m in metrics if not df.empty else ():
         label = METRIC_LABELS.get(m, m)
         parts.append(f"<h2>{esc(label)}</h2>")
-        parts.append(table_html(main_table(rs, m)))
+        parts.append(table_html(shape_notes(main_table(rs, m), notes)))
         for d in dict.fromkeys(df["dataset"]):
             for k in sorted(df[df["dataset"] == d]["shots"].unique()):
                 png = _bars_png(records, d, int(k), m)

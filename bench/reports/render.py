@@ -62,9 +62,12 @@ def to_markdown(t: Table) -> str:
 
 
 def md_escape(s: object, cell: bool = True) -> str:
-    """Text from labels and names, safe in Markdown: ``<`` ``>`` as entities (never live HTML) and, in a
-    table cell, ``|`` as ``\\|`` (never a column break)."""
-    text = str(s).replace("<", "&lt;").replace(">", "&gt;")
+    """Text from labels and names, safe in Markdown: ``<`` as ``&lt;`` (never live HTML: no tag, comment or
+    autolink opens without it, so ``->`` and ``a > b`` stay as written), a note's leading ``>`` as ``&gt;``
+    (never a nested quote) and, in a table cell, ``|`` as ``\\|`` (never a column break)."""
+    text = str(s).replace("<", "&lt;")
+    if not cell and text.startswith(">"):
+        text = "&gt;" + text[1:]
     return text.replace("|", "\\|") if cell else text
 
 

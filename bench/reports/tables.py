@@ -26,6 +26,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from fsadbench.reports.notes import fidelity_notes, method_notes  # noqa: F401 (fidelity_notes: re-exported)
 from fsadbench.results.aggregate import METRIC_LABELS
 from fsadbench.results.comparability import backbone_name, commit_summary, describe_mixed, mixed
 from fsadbench.results.coverage import Figure, ResultSet
@@ -145,17 +146,6 @@ def backbone_label(records: Iterable[Record], method_id: str) -> str:
     return " + ".join(names) or "?"
 
 
-def fidelity_notes(records: Iterable[Record], label_of=None) -> list[str]:
-    """Each method's fidelity notes (``describe()["fidelity_notes"]``), once per method id."""
-    out: dict[str, list[str]] = {}
-    for r in records:
-        notes = ((r.method or {}).get("describe") or {}).get("fidelity_notes") or ()
-        mid = r.key["method"]
-        if notes and mid not in out:
-            out[mid] = [str(n) for n in notes]
-    return [f"{label_of(m) if label_of else m}: " + "; ".join(ns) for m, ns in out.items()]
-
-
 def empty_entry(rs: ResultSet, method: str, dataset: str, shots: int, variant: str, metric: str,
                 foot: Footnotes, label: str) -> tuple[TextCell, str]:
     """The entry shown where a figure has no value, and its footnote mark."""
@@ -242,7 +232,7 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
     if not per_row and set(backbones.values()) - {"?"}:
         t.notes.append(f"backbone of every row: {next(iter(backbones.values()))}.")
     t.notes.append(emphasis_note("per column within each shot block", alpha))
-    t.notes += [f"method notes: {n}" for n in fidelity_notes(shown, lambda m: method_label(rs.records, m))]
+    t.notes += method_notes(shown, lambda m: method_label(rs.records, m))
     t.notes += foot.notes()
     return t
 

@@ -14,6 +14,10 @@ than planned is incomplete; :meth:`Coverage.describe` names what is missing
 (categories by name, seeds by number) with the reason read from the
 records: no record, failed (the error's last line), not applicable, or the
 metric undefined for that cell (the evaluator's reason).
+
+A :class:`Scope` narrows a set to the cells one invocation asked for (the table ``run`` prints): only
+its methods, datasets, categories, shots and seeds, planned as it planned them, so records of earlier
+runs in the same folder neither add rows nor footnotes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,22 @@ from typing import Iterable, Sequence
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record
 
 MAX_LISTED = 8
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The cells of one invocation: method ids, datasets with their categories (None: every category
+    its records name), shots and seeds."""
+
+    methods: tuple[str, ...]
+    datasets: tuple[tuple[str, tuple[str, ...] | None], ...]
+    shots: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+    def holds(self, key: dict) -> bool:
+        cats = dict(self.datasets).get(key["dataset"], ())
+        return (key["method"] in self.methods and int(key["shots"]) in self.shots
+                and int(key["seed"]) in self.seeds and (cats is None or key["category"] in cats))
 
 
 def _last_line(text: str | None) -> str:
@@ -129,10 +149,20 @@ class ResultSet:
         seeds.update(int(s) for s in ((r.plan or {}).get("seeds") or (r.config or {}).get("seeds") or []))
         seeds.add(int(r.key["seed"]))
 
-    def select(self, methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None) -> "ResultSet":
-        """The records of these method ids / datasets; the plans stay those of the whole set."""
+    def select(self, methods: Sequence[str] | None = None, datasets: Sequence[str] | None = None,
+               scope: Scope | None = None) -> "ResultSet":
+        """The records of these method ids / datasets; the plans stay those of the whole set. With a
+        ``scope``, only its cells, planned as the scope plans them (its seeds; its categories, else
+        those of the kept records)."""
         keep = [r for r in self.records if (not methods or r.key["method"] in methods)
-                and (not datasets or r.key["dataset"] in datasets)]
+                and (not datasets or r.key["dataset"] in datasets) and (scope is None or scope.holds(r.key))]
+        if scope is not None:
+            out = ResultSet(keep)
+            for d, cats in scope.datasets:
+                if cats is not None:
+                    out._cats[d] = dict.fromkeys(cats)
+                out._seeds[d] = set(scope.seeds)
+            return out
         out = ResultSet(keep, plans_from=())
         out._cats, out._seeds = self._cats, self._seeds
         return out

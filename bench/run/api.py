@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from fsadbench.results.coverage import Scope
 from fsadbench.run.config import RunConfig
 from fsadbench.run.executors import Executor, make_executor
 from fsadbench.run.summary import RunSummary
@@ -25,3 +26,11 @@ def sweep(cfg: RunConfig, executor: str | Executor = "local", force: bool = Fals
     (e.g. ``workers=2`` for ``gpus``, ``cluster="local"`` for ``slurm``)."""
     ex = executor if isinstance(executor, Executor) else make_executor(executor, **options)
     return ex.run(cfg, force=force, log=log, progress=progress)
+
+
+def invocation_scope(cfg: RunConfig) -> Scope:
+    """The cells ``cfg`` asks for (its methods, datasets with their listed categories, shots, seeds): what
+    the table after a run shows, so earlier runs in the same folder add neither rows nor footnotes."""
+    return Scope(tuple(m.id for m in cfg.methods),
+                 tuple((d.name, tuple(d.categories) if d.categories else None) for d in cfg.datasets),
+                 tuple(cfg.shots), tuple(cfg.seeds))

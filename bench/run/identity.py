@@ -2,10 +2,10 @@
 
 :func:`cell_identity` gathers, for every cell of a job, the parts of its
 resume key: the method (name, version, every resolved option, the versions of
-the encoder paths it declares), the dataset (name, options, a content
-fingerprint of the test images, masks and shots each category of the cell
-sees; for a method trained on an auxiliary dataset, that dataset's name, options,
-categories and content), the method's backbone (``Method.backbone_for``: family, model, tag,
+the encoder paths it declares; for a plugin the fingerprint of its code,
+:mod:`fsadbench.run.codeprint`), the dataset (name, options, a content fingerprint
+of the test images, masks and shots each category of the cell sees; for a method trained on an auxiliary dataset, that dataset's name,
+options, categories and content), the method's backbone (``Method.backbone_for``: family, model, tag,
 weights identity, precision), the protocol with the sigma used, and the metric version. Records store it as
 ``identity``; its hash (:func:`cell_hash`) is what resume compares with a
 stored record's ``config_hash``. The Gaussian sigma after upsampling is
@@ -128,10 +128,12 @@ def static_identity(cfg: RunConfig, job: "Job", metric_version: str = METRIC_VER
     """The resume key's parts that need no data: all of :func:`cell_identity` but ``dataset.data``
     (``rescore`` compares them with a stored record's, under the record's own metric version)."""
     from fsadbench.backbone.features import spec_versions
+    from fsadbench.run.codeprint import code_fingerprint, is_builtin
 
     cls, _ = resolve_method(job.method)
+    code = {} if is_builtin(cls) else {"code": code_fingerprint(cls)}  # a plugin's records follow its code
     return {
-        "method": {"name": job.method.name, "version": int(getattr(cls, "version", 1)),
+        "method": {"name": job.method.name, "version": int(getattr(cls, "version", 1)), **code,
                    "options": resolved_options(job.method),
                    "feature_specs": spec_versions(getattr(cls, "feature_specs", ()))},
         "dataset": {"name": job.dataset.name, "options": job.dataset.options},

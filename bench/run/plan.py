@@ -15,15 +15,16 @@ process. Planning reads dataset folders but builds no model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from fsadbench.core.errors import ConfigError
 from fsadbench.protocol.metrics import METRIC_VERSION
-from fsadbench.results.records import STATUS_OK, CellKey, RecordStore
+from fsadbench.results.records import DONE_STATUSES, STATUS_OK, CellKey, RecordStore
+from fsadbench.run.codeprint import is_builtin
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
-from fsadbench.run.identity import cell_hash, method_backbone, precision, resolve_method
+from fsadbench.run.identity import cell_hash, cell_identity, method_backbone, precision, resolve_method
 from fsadbench.run.transfer import AUXILIARY_SCOPE, auxiliary_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,8 +106,9 @@ def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> Non
 
 
 def pending(cfg: RunConfig, data: "DataSource", jobs: Iterable[Job], store: RecordStore,
-            force: bool = False) -> tuple[list[Job], int]:
-    """(jobs with at least one cell to compute, number of cells already done); checks the folder first."""
+            force: bool = False, code_changed: dict[str, int] | None = None) -> tuple[list[Job], int]:
+    """(jobs with at least one cell to compute, number of cells already done); checks the folder first.
+    ``code_changed`` (method id -> count) hears of the done records a plugin's code edit outdates."""
     check_folder(cfg, store, force)
     todo, skipped = [], 0
     for j in jobs:
@@ -117,7 +119,19 @@ def pending(cfg: RunConfig, data: "DataSource", jobs: Iterable[Job], store: Reco
             skipped += len(keys)
         else:
             todo.append(j)
+            if code_changed is not None and not is_builtin(resolve_method(j.method)[0]):
+                n = outdated_code(cell_identity(cfg, data, j), (store.load(k) for k in keys if k not in done))
+                if n:
+                    code_changed[j.method.id] = code_changed.get(j.method.id, 0) + n
     return todo, skipped
+
+
+def outdated_code(ident: dict, records: Iterable) -> int:
+    """How many of the done ``records`` hold another code fingerprint than ``ident`` (plugins only)."""
+    code = ident["method"].get("code")
+    return 0 if code is None else sum(
+        1 for r in records if r is not None and r.status in DONE_STATUSES
+        and (r.identity or {}).get("method", {}).get("code") != code)
 
 
 @dataclass
@@ -127,12 +141,21 @@ class Plan:
     jobs: list[Job]
     todo: list[Job]
     skipped: int
+    code_changed: dict[str, int] = field(default_factory=dict)  # method id -> records its code outdates
 
     @classmethod
     def build(cls, cfg: RunConfig, data: "DataSource", store: RecordStore, force: bool = False) -> "Plan":
         jobs = plan_jobs(cfg, data)
-        todo, skipped = pending(cfg, data, jobs, store, force)
-        return cls(jobs, todo, skipped)
+        changed: dict[str, int] = {}
+        todo, skipped = pending(cfg, data, jobs, store, force, changed)
+        return cls(jobs, todo, skipped, changed)
+
+    def code_note(self) -> str:
+        """"" or "; method code changed since 8 record(s) of patch-mean: recomputed"."""
+        if not self.code_changed:
+            return ""
+        return "; method code changed since " + ", ".join(
+            f"{n} record(s) of {m}" for m, n in sorted(self.code_changed.items())) + ": recomputed"
 
     @property
     def n_todo_cells(self) -> int:

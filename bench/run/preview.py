@@ -67,7 +67,7 @@ def encoder_passes(cfg: RunConfig, plan: Plan, data: DataSource) -> int:
 def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
     n_cells = sum(len(j.categories) for j in plan.jobs)
     lines = [f"plan: {n_cells} cell(s): {plan.n_todo_cells} to compute, {plan.skipped} already done "
-             f"(in {cfg.results_dir})"]
+             f"(in {cfg.results_dir}){plan.code_note()}"]
     cats = [f"{d.name} ({', '.join(data.categories(d))})" for d in cfg.datasets]
     note = ("  [pipeline check: no --datasets given, so the synthetic set on the tiny RANDOM backbone; "
             "add --datasets NAME --data-root DIR for a benchmark]" if cfg.preset == PIPELINE_CHECK else "")

@@ -146,7 +146,8 @@ class Resources(DataSource):
         features.batch_size = feature_batch_size
         return MethodContext(backbone=self.backbone_of(spec), features=features, device=self.device, seed=seed,
                              batch_size=batch_size, amp=self.cfg.amp, log=self.log,
-                             progress=self.cell_progress.step if self.cell_progress is not None else None)
+                             progress=self.cell_progress.step if self.cell_progress is not None else None,
+                             show_values=self.cell_progress.show if self.cell_progress is not None else None)
 
     def encoder_counts(self) -> dict[str, int] | None:
         """The feature stores' counters now (summed over backbones), or None before any exists."""

@@ -65,7 +65,7 @@ def train_epochs(m: "AnomalyCLIP", n_images: int, batch: BatchFn) -> None:
                 sums[k] = sums.get(k, 0.0) + float(val.detach())
         m.history.append({k: val / steps for k, val in sums.items()})
         total = m.history[-1]["total"]
-        m.ctx.say(f"anomalyclip epoch {epoch + 1}/{o.epochs}: loss {total:.4f}")
+        m.ctx.show(loss=total)  # on the progress line, not the log
         if not math.isfinite(total):
             raise MethodError(f"AnomalyCLIP: training loss became {total} at epoch {epoch + 1}; lower lr")
     m.learner.eval()

@@ -47,6 +47,8 @@ REFERENCE = "reference"  # the masking option's default: the reference's per-cat
 
 class AnomalyDINOMethod(Baseline):
     name = "anomalydino"
+    paper = ("AnomalyDINO (Damm et al., WACV 2025): Boosting Patch-based Few-shot Anomaly Detection "
+             "with DINOv2")
     backbone_default = "timm:vit_small_patch14_dinov2@448"
     backbone_tiny = "timm:dinov2-tiny"
     default_sigma = 4.0  # the reference smooths the upsampled map with a Gaussian of sigma 4

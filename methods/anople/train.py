@@ -98,7 +98,7 @@ def train_epochs(m: "AnoPLe", names: list[str], pixels: Mapping[str, torch.Tenso
                 sums[k] = sums.get(k, 0.0) + float(val.detach())
         m.history.append({k: val / len(items) for k, val in sums.items()})
         total = m.history[-1]["total"]
-        m.ctx.say(f"anople epoch {epoch + 1}/{o.epochs}: loss {total:.4f}")
+        m.ctx.show(loss=total)  # on the progress line, not the log
         if not math.isfinite(total):
             raise MethodError(f"AnoPLe: training loss became {total} at epoch {epoch + 1}; "
                               f"lower lr_prompt / lr_decoder")

@@ -35,6 +35,8 @@ def smoothed_max(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
 
 class PadimMethod(WideResNet50Baseline):
     name = "padim"
+    paper = ("PaDiM (Defard et al., ICPR 2020 workshops): a Patch Distribution Modeling Framework for Anomaly "
+             "Detection and Localization")
     reference_layers = core.LAYERS
     default_sigma = 4.0  # main.py: gaussian_filter(sigma=4) on the score map
     sigma_size = 224  # main.py l. 172-177: the map upsampled to the 224 px crop (datasets/mvtec.py l. 20)

@@ -20,6 +20,7 @@ from fsadbench.methods.patchcore import torch_model as core
 
 class PatchCoreMethod(WideResNet50Baseline):
     name = "patchcore"
+    paper = "PatchCore (Roth et al., CVPR 2022): Towards Total Recall in Industrial Anomaly Detection"
     reference_layers = core.LAYERS
     default_sigma = 4.0  # anomalib anomaly_map.py / official RescaleSegmentor: Gaussian sigma 4
     sigma_size = 224  # both smooth the map at the 224 px input (official resize 256 + crop 224; anomalib's too)

@@ -22,6 +22,7 @@ GLOBAL_LAYER = "layer4"  # main.py: avgpool after layer4 (the WRN's 2048-d globa
 
 class SpadeMethod(WideResNet50Baseline):
     name = "spade"
+    paper = "SPADE (Cohen and Hoshen, arXiv 2020): Sub-Image Anomaly Detection with Deep Pyramid Correspondences"
     reference_layers = core.LAYERS
     default_sigma = 4.0  # main.py: gaussian_filter(sigma=4) on the score map
     sigma_size = 224  # src/main.py l. 144-152: the map resized to the 224 px crop, then gaussian_filter

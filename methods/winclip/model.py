@@ -142,7 +142,8 @@ class WinCLIP(Method):
     variants = (WO_VG, W_VG)
     min_shots = 0
     fidelity_notes = (
-        "no official code: prompts, windows and aggregation follow the open re-implementations (spec winclip.md)",
+        "no official code: prompts, windows and aggregation follow the paper and the open re-implementations "
+        "(each choice in methods/winclip/model.py's docstring)",
         "harmonic means clamp their inputs at 1e-12 (a zero score gives ~0, not NaN)",
     )
     #: the WinCLIP protocol's Gaussian (sigma 4 evaluation pixels), equal to the harness default

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 
 import numpy as np
 import pytest
@@ -216,7 +217,8 @@ def test_its_own_backbone():
 
 def test_training_loop_reports_means_progress_and_a_diverged_loss(method_ctx, monkeypatch):
     said, steps = [], []
-    ctx = dataclasses.replace(method_ctx, log=said.append, progress=lambda *a: steps.append(a))
+    ctx = dataclasses.replace(method_ctx, log=said.append, progress=lambda *a: steps.append(a),
+                              show_values=lambda **v: steps.append(v))
     m = AnomalyCLIP(ctx, epochs=2, batch_size=4)
     k = {"n": 0}
 
@@ -231,8 +233,8 @@ def test_training_loop_reports_means_progress_and_a_diverged_loss(method_ctx, mo
     with pytest.raises(MethodError, match=r"^AnomalyCLIP: training loss became nan at epoch 2; lower lr$"):
         T.train_epochs(m, 10, batch)
     assert m.history[0] == {"map": 2.0, "image": 4.0, "total": 6.0}  # mean of steps 1..3
-    assert steps == [("epoch", 1, 2), ("epoch", 2, 2)]
-    assert said[0] == "anomalyclip epoch 1/2: loss 6.0000" and said[1].startswith("anomalyclip epoch 2/2: loss nan")
+    assert steps[:3] == [("epoch", 1, 2), {"loss": 6.0}, ("epoch", 2, 2)] and math.isnan(steps[3]["loss"])
+    assert said == []  # epoch losses go to the progress line, not the log
 
 
 EQUIVALENT_MUTANTS = {

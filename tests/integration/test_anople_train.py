@@ -113,7 +113,7 @@ def _loop(method_ctx, tmp_path, monkeypatch, totals, **opts):
     monkeypatch.setattr(AnoPLe, "training_views", views)
     monkeypatch.setattr(AnoPLe, "step_loss", step_loss)
     ctx = method_ctx.__class__(**{**method_ctx.__dict__, "progress": lambda *a: progress.append(a),
-                                  "log": said.append})
+                                  "show_values": lambda **v: progress.append(v), "log": said.append})
     m = AnoPLe(ctx, depth=2, crop_grid=1, **opts)
     m.said, m.lrs = said, lrs
     m.fit_dataset(refs, CATS)
@@ -137,8 +137,8 @@ def test_loop_visits_every_shot_once_per_epoch_with_its_text(method_ctx, tmp_pat
         mean = sum(totals[k * 5:(k + 1) * 5]) / 5
         assert m.history[k] == pytest.approx({"pixel": mean / 2, "image": mean / 4, "align": mean / 4,
                                               "total": mean})
-    assert progress == [("epoch", 1, 3), ("epoch", 2, 3), ("epoch", 3, 3)]
-    assert m.said == ["anople epoch 1/3: loss 3.0000", "anople epoch 2/3: loss 8.0000", "anople epoch 3/3: loss 13.0000"]
+    assert progress == [("epoch", 1, 3), {"loss": 3.0}, ("epoch", 2, 3), {"loss": 8.0}, ("epoch", 3, 3), {"loss": 13.0}]
+    assert m.said == []  # epoch losses go to the progress line, not the log
     # "own": a shot's step sees its own class's text; the two classes differ
     a = [t for c, _, t, _ in calls if c == "a"]
     b = [t for c, _, t, _ in calls if c == "b"]

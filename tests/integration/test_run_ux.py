@@ -164,8 +164,9 @@ def test_python_api_run_returns_results(run_dir):
     out = fsadbench.run(cfg)
     assert isinstance(out, fsadbench.Results) and out.summary.skipped == 1 and out.summary.computed == 0
     assert set(out.frame()["method"]) == {"memory", "winclip"}  # the folder's rows
-    table = out.table()  # this config's methods only
+    table = out.table()  # this config's cells only
     assert "memory" in table and "winclip" not in table and out.ok
+    assert "winclip" in out.table(whole_folder=True)  # every record of the folder
 
 
 def test_log_mlflow_from_the_command_line(run_dir, tmp_path, monkeypatch):

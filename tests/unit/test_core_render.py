@@ -41,13 +41,13 @@ def _table(**kw) -> Table:
 MARKDOWN = """\
 **pixel AUROC**
 
-> 50% of x_y & &lt;z&gt;
+> 50% of x_y & &lt;z>
 > [a] B: no figure
 
-|  shots  |    method    |  mvtec_ad w/o VG  |  mvtec_ad w/ VG  |  visa w/o VG  |
-|:-------:|:------------:|:-----------------:|:----------------:|:-------------:|
-| 1-shot  | A\\|&lt;b&gt; | **91.23 ± 0.50**  |  80.00 (n = 1)   |       –       |
-| 2-shot  |      B*      |  90.00 ± 1.00 †   |     n/a [a]      |       –       |
+|  shots  |  method   |  mvtec_ad w/o VG  |  mvtec_ad w/ VG  |  visa w/o VG  |
+|:-------:|:---------:|:-----------------:|:----------------:|:-------------:|
+| 1-shot  | A\\|&lt;b> | **91.23 ± 0.50**  |  80.00 (n = 1)   |       –       |
+| 2-shot  |    B*     |  90.00 ± 1.00 †   |     n/a [a]      |       –       |
 """
 
 LATEX = r"""% needs \usepackage{booktabs,graphicx,amssymb}
@@ -128,7 +128,11 @@ def test_escapes_every_special_character():
     assert latex_escape("\\&%$#_<>|{}~^±≥†–×✓≤ok") == (
         r"\textbackslash{}\&\%\$\#\_\textless{}\textgreater{}\textbar{}\{\}\textasciitilde{}"
         r"\textasciicircum{}$\pm$$\geq$$^{\dagger}$--$\times$$\checkmark$$\leq$ok")
-    assert md_escape("<a|b>") == "&lt;a\\|b&gt;" and md_escape("<a|b>", cell=False) == "&lt;a|b&gt;"
+    assert md_escape("<a|b>") == "&lt;a\\|b>" and md_escape("<a|b>", cell=False) == "&lt;a|b>"
+    # '>' opens nothing in Markdown: arrows stay arrows ('-&gt;' leaked before); a note's leading '>' would
+    # nest a quote
+    assert md_escape("x -> y") == "x -> y" and md_escape("a > b", cell=False) == "a > b"
+    assert md_escape("> x", cell=False) == "&gt; x" and md_escape("> x") == "> x"
     assert md_escape(3) == "3"
 
 

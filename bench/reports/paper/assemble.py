@@ -26,7 +26,7 @@ from fsadbench.core.errors import ConfigError
 from fsadbench.reports.paper.published import diff_blockers
 from fsadbench.reports.paper.published import method_label as pub_label
 from fsadbench.reports.tables import (ALPHA, Footnotes, Table, TextCell, common_notes, emphasis_note, emphasise,
-                                      empty_entry, fidelity_notes, incomplete_problem)
+                                      empty_entry, incomplete_problem, method_notes)
 from fsadbench.results.aggregate import METRIC_LABELS
 from fsadbench.results.coverage import Figure, ResultSet
 from fsadbench.results.records import STATUS_OK, Record
@@ -89,7 +89,7 @@ class Measured:
         out = common_notes(self.rs.records, self.metric, problems)
         out.append(f"{metric_label or METRIC_LABELS.get(self.metric, self.metric)} (%), mean ± std over seeds; "
                    f"dataset figure of a seed = mean over categories.")
-        out += [f"method notes: {n}" for n in fidelity_notes(self.rs.records, self.label)]
+        out += method_notes(self.rs.records, self.label)
         return out
 
 

@@ -71,8 +71,11 @@ def get_layout(name: str) -> Layout:
     return obj
 
 
-def build(name: str, records: Iterable, show: str = "none", **kw) -> Table:
-    return get_layout(name).build(list(records), show, **kw)
+def build(name: str, records: Iterable, show: str = "none", notes: str = "full", **kw) -> Table:
+    """The layout ``name`` from ``records``; ``notes``: its method notes in full, short or none (``--notes``)."""
+    from fsadbench.reports.notes import shape_notes
+
+    return shape_notes(get_layout(name).build(list(records), show, **kw), notes)
 
 
 def listing() -> list[tuple[str, str, str, str]]:

@@ -85,7 +85,7 @@ class Progress:
     def __init__(self, enabled: bool, total: int, log: Log):
         self.log = log
         self.bar = None
-        self.label = ""
+        self.label = self.last = self.values = ""  # the job, its stage's postfix, figures shown beside it
         self.stage: tuple[str, float] | None = None  # (name, start time)
         self.shown = 0.0
         if enabled and total:
@@ -97,8 +97,9 @@ class Progress:
         k = job.keys()[0]
         where = f"{k.dataset}/{k.category}" if job.scope == "category" else f"{k.dataset} (all categories)"
         self.label, self.stage = f"{k.method} {where} k={k.shots} s={k.seed}", None
+        self.last, self.values = self.label[:60], ""
         if self.bar is not None:
-            self.bar.set_postfix_str(self.label[:60])
+            self.bar.set_postfix_str(self.last)
 
     def step(self, stage: str, done: int, total: int) -> None:
         if self.bar is None:
@@ -111,7 +112,14 @@ class Progress:
         self.shown = now
         spent = now - self.stage[1]
         eta = f", eta {fmt_seconds(spent / done * (total - done))}" if 0 < done < total and spent > 0 else ""
-        self.bar.set_postfix_str(f"{self.label[:60]} | {stage} {done}/{total}{eta}")
+        self.last = f"{self.label[:60]} | {stage} {done}/{total}{eta}"
+        self.bar.set_postfix_str(self.last + self.values)
+
+    def show(self, **values: float) -> None:
+        """Figures beside the stage (``loss 0.4123`` after an epoch) until the next job; not in the log."""
+        self.values = " | " + ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.last + self.values)
 
     def add(self, outcomes: Sequence[Outcome]) -> None:
         for o in outcomes:
@@ -145,7 +153,7 @@ class Executor(ABC):
                 check_results_dir(cfg.results_dir)
                 write_run_manifest(cfg, self.name)
                 log(f"{plan.n_todo_cells} cell(s) to compute, {plan.skipped} already done in {store.root} "
-                    f"(executor {self.describe()})")
+                    f"(executor {self.describe()}){plan.code_note()}")
                 if not plan.todo:
                     return RunSummary(skipped=plan.skipped)
                 since = time.time()
