@@ -3,9 +3,15 @@
 ``open_clip`` -> :class:`fsadbench.backbone.clip.Backbone`; ``timm`` ->
 :class:`fsadbench.backbone.timm_family.TimmBackbone`; ``torchvision`` ->
 :class:`fsadbench.backbone.torchvision_family.TorchvisionBackbone`. Each is imported only when used.
+
+Before any model is built, planning asks three things of a spec: :func:`backbone_kind` (what it gives a
+method; an unknown model fails here), :func:`weights_text` (the plan's "where the weights come from") and
+:func:`check_backbone_weights` (a WeightsError naming the file when it cannot be had).
 """
 
 from __future__ import annotations
+
+import functools
 
 from fsadbench.backbone.spec import BackboneSpec
 
@@ -25,23 +31,104 @@ def load_backbone(spec: BackboneSpec, device="cpu", cache_dir: str | None = None
     return Backbone(spec, device=device, cache_dir=cache_dir)
 
 
-def check_backbone_weights(spec: BackboneSpec, cache_dir: str | None = None) -> None:
+def check_backbone_weights(spec: BackboneSpec, cache_dir: str | None = None, option: str | None = None) -> None:
     """Fail before any cell (WeightsError naming the file and where to put it) when a tag's checkpoint
-    is neither cached nor downloadable; random weights and existing files pass. A reachable host
-    downloads timm / torchvision weights here, once."""
+    is neither cached nor downloadable, or a checkpoint path names no file; random weights and existing
+    files pass. A reachable host downloads timm / torchvision weights here, once. ``option``: the flags
+    that pass a file for this backbone, ``{file}`` where the path goes (default: the family's own)."""
     from pathlib import Path
+
+    from fsadbench.backbone.spec import looks_like_file
+    from fsadbench.core.errors import WeightsError
 
     if spec.is_random or Path(spec.pretrained).expanduser().is_file():
         return
-    if spec.family == "timm":
-        from fsadbench.backbone.timm_family import tag_checkpoint
+    if looks_like_file(spec.pretrained):
+        set_by = f" (set by {option.format(file=spec.pretrained)})" if option else ""
+        raise WeightsError(f"checkpoint file {spec.pretrained} does not exist (backbone {spec.name}){set_by}; "
+                           f"pass an existing file, a tag, or none")
+    if spec.family in ("timm", "torchvision"):
+        from fsadbench.backbone.vision import with_option
 
-        tag_checkpoint(spec, cache_dir)
-    elif spec.family == "torchvision":
-        from fsadbench.backbone.torchvision_family import tag_checkpoint as tv_checkpoint
+        try:
+            if spec.family == "timm":
+                from fsadbench.backbone.timm_family import tag_checkpoint
 
-        tv_checkpoint(spec)
+                tag_checkpoint(spec, cache_dir)
+            else:
+                from fsadbench.backbone.torchvision_family import tag_checkpoint as tv_checkpoint
+
+                tv_checkpoint(spec)
+        except WeightsError as exc:
+            if option is None:
+                raise
+            raise WeightsError(with_option(str(exc), option)) from exc
     else:
         from fsadbench.backbone.weights import check_weights
 
-        check_weights(spec.model, spec.pretrained, cache_dir)
+        check_weights(spec.model, spec.pretrained, cache_dir, option=option)
+
+
+@functools.lru_cache(maxsize=64)
+def backbone_kind(spec: BackboneSpec) -> str:
+    """What ``spec`` gives a method (a key of :data:`fsadbench.backbone.spec.KINDS`), found without loading
+    weights (a timm model is built on the meta device); a model its family does not have is a ConfigError
+    naming it."""
+    if spec.family == "timm":
+        from fsadbench.backbone.timm_family import timm_kind
+
+        return timm_kind(spec)
+    if spec.family == "torchvision":
+        return "torchvision"
+    known_open_clip(spec.model)
+    return "open_clip"
+
+
+def known_open_clip(model: str) -> None:
+    """ConfigError naming ``model`` and the closest names when open_clip (with the shipped configs) has
+    no such model."""
+    import difflib
+
+    import open_clip
+
+    from fsadbench.backbone.clip import register_model_configs
+    from fsadbench.backbone.spec import KNOWN_FAMILY
+    from fsadbench.core.errors import ConfigError
+
+    register_model_configs()
+    names = open_clip.list_models()
+    if model in names:
+        return
+    qualified = {n.lower(): n for n in names} | {k.lower(): f"{f}:{k}" for k, f in KNOWN_FAMILY.items()}
+    close = [qualified[n] for n in difflib.get_close_matches(model.lower(), list(qualified), n=3, cutoff=0.75)]
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ConfigError(f"backbone open_clip:{model}: open_clip has no model {model!r}; {hint}"
+                      f"(open_clip.list_models() lists them; a timm or torchvision model is written timm:NAME "
+                      f"or torchvision:NAME)")
+
+
+def weights_text(spec: BackboneSpec, cache_dir: str | None = None) -> str:
+    """Where ``spec``'s weights come from, looked up on disk without loading or downloading anything: the
+    plan's weights text for every backbone of a sweep."""
+    from pathlib import Path
+
+    from fsadbench.backbone.spec import looks_like_file
+
+    if spec.is_random:
+        return "RANDOM init (a pipeline check, not a benchmark)"
+    path = Path(spec.pretrained).expanduser()
+    if path.is_file():
+        return f"file {path} ({path.stat().st_size / 1e6:,.0f} MB)"
+    if looks_like_file(spec.pretrained):
+        return f"file {path}, which does NOT exist"
+    if spec.family != "open_clip":
+        return f"{spec.family} tag {spec.pretrained}"
+    from fsadbench.backbone.weights import cached_checkpoint, checkpoint_facts
+
+    hit = cached_checkpoint(spec.model, spec.pretrained, cache_dir)
+    if hit:
+        return f"open_clip tag {spec.pretrained}, in the cache ({hit})"
+    facts = checkpoint_facts(spec.model, spec.pretrained)
+    size = f", about {facts['size_mb']:,.0f} MB" if facts.get("size_mb") else ""
+    src = f"huggingface.co/{facts['hf_repo']}" if facts.get("hf_repo") else facts.get("url", "open_clip")
+    return f"open_clip tag {spec.pretrained}, NOT in the cache: downloaded on first use from {src}{size}"

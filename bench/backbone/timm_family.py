@@ -58,6 +58,24 @@ def tag_checkpoint(spec, cache_dir: str | None = None) -> Path:
         raise WeightsError(weights_remedy(spec, f"download failed ({str(exc)[:200]})", url, HF_FILE, where)) from exc
 
 
+def is_vit(model: torch.nn.Module) -> bool:
+    """A ViT-like timm model (patch embedding, prefix tokens): patch tokens by block, not maps by stage."""
+    return hasattr(model, "num_prefix_tokens") and hasattr(model, "patch_embed")
+
+
+def timm_kind(spec) -> str:
+    """``timm-vit`` or ``timm-cnn`` for ``spec``'s model, built on the meta device (no memory, no weights);
+    ConfigError when timm has no such model."""
+    import timm
+
+    base, kwargs = TINY.get(spec.model, (spec.model, {}))
+    if not timm.is_model(base):
+        raise ConfigError(f"backbone {spec.name}: timm has no model {base!r} (timm.list_models() lists them)")
+    with torch.device("meta"):
+        model = timm.create_model(base, pretrained=False, **kwargs)
+    return "timm-vit" if is_vit(model) else "timm-cnn"
+
+
 class TimmBackbone(VisionBackbone):
     family = "timm"
 
@@ -73,7 +91,7 @@ class TimmBackbone(VisionBackbone):
         super().__init__(spec, device, cache_dir)
         cfg = getattr(self.model, "pretrained_cfg", {}) or {}
         self.interpolation = cfg.get("interpolation", "bicubic")
-        self.is_vit = hasattr(self.model, "num_prefix_tokens") and hasattr(self.model, "patch_embed")
+        self.is_vit = is_vit(self.model)
         if self.is_vit:
             self.image_size = int(self.model.patch_embed.img_size[0])
             patch = int(self.model.patch_embed.patch_size[0])

@@ -33,19 +33,34 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def weights_remedy(spec: BackboneSpec, reason: str, url: str, file_name: str, cache_hint: str) -> str:
-    """The WeightsError text for a family tag: the checkpoint's URL, the file to pass, where the
-    library's cache expects it, and the random-weights pipeline check."""
+#: The flag a family tag's remedy names when the caller does not say which sets the backbone
+#: (``{file}``: where the path goes); :func:`with_option` puts the caller's in its place.
+METHOD_OPTION = "--method-option METHOD.backbone_weights={file}"
+
+
+def weights_remedy(spec: BackboneSpec, reason: str, url: str, file_name: str, cache_hint: str,
+                   option: str | None = None) -> str:
+    """The WeightsError text for a family tag: the checkpoint's URL, the file to pass (with ``option``, the
+    flags that set this backbone's weights, ``{file}`` where the path goes), where the library's cache
+    expects it, and the random-weights pipeline check."""
     return "\n".join([
         f"could not load weights {spec.name!r} / {spec.pretrained!r}: {reason}",
         "The checkpoint for this tag:",
         f"  {url}",
         "Remedies:",
         f"  1. download it on a machine with internet and pass the file: "
-        f"--method-option METHOD.backbone_weights=/path/to/{file_name}",
+        f"{(option or METHOD_OPTION).format(file=f'/path/to/{file_name}')}",
         f"  2. or put it where {spec.family} looks for it: {cache_hint}",
         "  3. or run the offline pipeline check with random weights: python run_bench.py --preset smoke",
     ])
+
+
+def with_option(text: str, option: str) -> str:
+    """A :func:`weights_remedy` text written with the default flag, naming ``option`` instead."""
+    import re
+
+    prefix = re.escape(METHOD_OPTION.split("{file}")[0])
+    return re.sub(prefix + r"(\S+)", lambda m: option.format(file=m.group(1)), text)
 
 
 def describe_backbone(bb: Any) -> dict[str, Any]:

@@ -19,8 +19,11 @@ import torch
 from fsadbench.core.errors import WeightsError
 
 
-def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None = None) -> str:
-    """The WeightsError text: the exact checkpoint of the tag, its size, where to put it, the alternatives."""
+def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None = None,
+                 option: str | None = None) -> str:
+    """The WeightsError text: the exact checkpoint of the tag, its size, where to put it, the alternatives.
+    ``option``: the flags that pass a file for this backbone, ``{file}`` where the path goes (default
+    ``--model MODEL --pretrained {file}``, the sweep's)."""
     lines = [f"could not load weights {model!r} / {pretrained!r}: {reason}"]
     facts = checkpoint_facts(model, pretrained)
     target = "/path/to/open_clip_pytorch_model.bin"
@@ -34,7 +37,8 @@ def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None
             lines.append(f"  {'or ' if facts.get('hf_repo') else ''}{facts['url']}")
             target = target if facts.get("hf_repo") else f"/path/to/{facts['url'].rsplit('/', 1)[-1]}"
     lines += ["Remedies:",
-              f"  1. download it on a machine with internet and pass the file: --model {model} --pretrained {target}"]
+              f"  1. download it on a machine with internet and pass the file: "
+              f"{(option or f'--model {model} --pretrained {{file}}').format(file=target)}"]
     if facts.get("hf_repo"):
         from huggingface_hub.constants import HF_HUB_CACHE
 
@@ -138,10 +142,10 @@ def reachable(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def check_weights(model: str, pretrained: str, cache_dir: str | None = None) -> None:
+def check_weights(model: str, pretrained: str, cache_dir: str | None = None, option: str | None = None) -> None:
     """Fail before any cell (WeightsError with :func:`weights_help`) when a tag's checkpoint is neither in the
     cache nor downloadable (offline); random weights, an existing file and unknown tags pass (the backbone
-    reports those itself)."""
+    reports those itself). ``option``: as for :func:`weights_help`."""
     from urllib.parse import urlparse
 
     from fsadbench.core.errors import WeightsError
@@ -156,7 +160,7 @@ def check_weights(model: str, pretrained: str, cache_dir: str | None = None) -> 
     host = "huggingface.co" if facts.get("hf_repo") else urlparse(facts.get("url", "")).hostname or ""
     if hf_constants.HF_HUB_OFFLINE or not reachable(host):
         raise WeightsError(weights_help(model, pretrained, f"not in the local cache and {host} cannot be reached "
-                                                           f"(offline)", cache_dir))
+                                                           f"(offline)", cache_dir, option=option))
 
 
 class quiet_random_init:

@@ -30,6 +30,7 @@ class AnomalyDINOMethod(Baseline):
     name = "anomalydino"
     backbone_default = "timm:vit_small_patch14_dinov2@448"
     backbone_tiny = "timm:dinov2-tiny"
+    backbone_kinds = ("timm-vit",)  # one block's patch tokens on the ViT's grid
     default_sigma = 4.0  # the reference smooths the upsampled map with a Gaussian of sigma 4
     fidelity_notes = (
         "squash resize to the backbone's input size (448 px) instead of the reference's resize + centre crop",
