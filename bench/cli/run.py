@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", help="e.g. 1,2,4 (0 = zero-shot)")
     p.add_argument("--seeds", help="e.g. 0,1,2")
     p.add_argument("--results-dir", help="where records go (default results/run; the pipeline check: results/smoke)")
-    p.add_argument("--model", help="open_clip model name (default ViT-B-16-plus-240)")
+    p.add_argument("--model", help="the CLIP methods' open_clip model, [open_clip:]NAME[@size] "
+                                  "(default ViT-B-16-plus-240)")
     p.add_argument("--pretrained", help="open_clip tag (default laion400m_e32), a checkpoint file, or none")
     p.add_argument("--eval-size", type=int, help="evaluation resolution (default 400)")
     p.add_argument("--sigma", type=float, help="Gaussian sigma after upsampling (default: each method's paper value)")
