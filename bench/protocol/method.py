@@ -180,9 +180,11 @@ class Method(ABC):
         return sweep
 
     @classmethod
-    def backbone_flags(cls) -> tuple[str, str]:
-        """The command-line flags that set this method's backbone and its weights: the sweep's ``--model`` /
-        ``--pretrained`` (the CLIP methods); a method on its own backbone names its options."""
+    def backbone_flags(cls, name: str) -> tuple[str, str]:
+        """The command-line flags that set the backbone and its weights of this method registered as ``name``:
+        the sweep's ``--model`` / ``--pretrained`` (the CLIP methods); a method on its own backbone names its
+        options."""
+        del name
         return "--model", "--pretrained"
 
     @classmethod

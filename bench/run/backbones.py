@@ -49,9 +49,9 @@ def weights_option(cfg: RunConfig, methods: Iterable[MethodSpec]) -> str:
     parts: list[str] = []
     for m in methods:
         cls, _ = resolve_method(m)
-        model_flag, weights_flag = cls.backbone_flags()
+        model_flag, weights_flag = cls.backbone_flags(m.name)
         text = flag_text(weights_flag, "{file}")
-        if (model_flag, weights_flag) == Method.backbone_flags():  # the sweep's: its model goes with it
+        if (model_flag, weights_flag) == Method.backbone_flags(m.name):  # the sweep's: its model goes with it
             text = f"{flag_text(model_flag, cfg.model)} {text}"
         parts += [text] if text not in parts else []
     return " and ".join(parts)
@@ -74,7 +74,7 @@ def incompatible(cfg: RunConfig, methods: Iterable[MethodSpec]) -> list[str]:
             if kind not in cls.backbone_kinds:
                 needs = " or ".join(KINDS[k] for k in cls.backbone_kinds)
                 lines.append(f"method {m.id!r} cannot use backbone {spec.name}, {KINDS[kind]}: it needs {needs}; "
-                             f"choose one with {flag_text(cls.backbone_flags()[0], 'NAME')}")
+                             f"choose one with {flag_text(cls.backbone_flags(m.name)[0], 'NAME')}")
     return lines
 
 

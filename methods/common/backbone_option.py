@@ -46,9 +46,10 @@ class OwnBackbone:
     backbone_weights_default: ClassVar[str | None] = None
 
     @classmethod
-    def backbone_flags(cls) -> tuple[str, str]:
-        """``--method-option NAME.backbone=`` / ``--method-option NAME.backbone_weights=`` (value follows)."""
-        return f"--method-option {cls.name}.backbone=", f"--method-option {cls.name}.backbone_weights="
+    def backbone_flags(cls, name: str) -> tuple[str, str]:
+        """``--method-option NAME.backbone=`` / ``--method-option NAME.backbone_weights=`` (the value follows;
+        ``name``: the name the method is registered under, which ``--method-option`` takes)."""
+        return f"--method-option {name}.backbone=", f"--method-option {name}.backbone_weights="
 
     @classmethod
     def backbone_for(cls, options: Any, sweep: BackboneSpec) -> BackboneSpec:

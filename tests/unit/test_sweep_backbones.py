@@ -78,6 +78,8 @@ def test_a_model_its_family_lacks_is_refused_by_name():
         load.backbone_kind(BackboneSpec("ViT-B-16-plsu", "none"))
     with pytest.raises(ConfigError, match="did you mean torchvision:wide_resnet50_2"):
         load.backbone_kind(BackboneSpec("wide_resnet50-2", "none"))
+    with pytest.raises(ConfigError, match="has no model 'vit-b-16'; did you mean ViT-B-16[ ?]"):  # the case
+        load.backbone_kind(BackboneSpec("vit-b-16", "none"))
     with pytest.raises(ConfigError, match=r"has no model 'zzzz'; \(open_clip.list_models\(\)"):  # nothing close
         load.backbone_kind(BackboneSpec("zzzz", "none"))
 
@@ -137,6 +139,15 @@ def test_the_flags_that_pass_a_file_name_the_option_that_sets_each_backbone():
         "--method-option patchcore.backbone_weights={file} and --method-option padim.backbone_weights={file}")
     assert weights_option(cfg, [MethodSpec("anomalyclip")]) == "--method-option anomalyclip.backbone_weights={file}"
     assert flag_text("--model", "X") == "--model X" and flag_text("--m a.b=", "X") == "--m a.b=X"
+
+
+def test_the_flags_name_the_method_as_registered():
+    from fsadbench.methods.patchcore.model import PatchCoreMethod
+    from fsadbench.protocol.method import Method
+
+    assert PatchCoreMethod.backbone_flags("pc2") == ("--method-option pc2.backbone=",
+                                                     "--method-option pc2.backbone_weights=")
+    assert Method.backbone_flags("winclip") == ("--model", "--pretrained")
 
 
 # -- missing weights -----------------------------------------------------------------------------------------
