@@ -57,8 +57,9 @@ def weights_option(cfg: RunConfig, methods: Iterable[MethodSpec]) -> str:
     return " and ".join(parts)
 
 
-def incompatible(cfg: RunConfig, methods: Iterable[MethodSpec]) -> list[str]:
-    """One line per method whose backbone is not of a kind it accepts (or names a model its family lacks)."""
+def incompatible(cfg: RunConfig, methods: Iterable[MethodSpec] | None = None) -> list[str]:
+    """One line per method of ``methods`` (default: the sweep's) whose backbone is not of a kind it accepts,
+    and per backbone naming a model its family lacks."""
     from fsadbench.backbone.load import backbone_kind
     from fsadbench.backbone.spec import KINDS
 
@@ -96,7 +97,7 @@ def check_backbones(cfg: RunConfig, plan: "Plan") -> None:
     """Before any cell: refuse every method of the sweep on a backbone it cannot use (one ConfigError, one
     line each), then every checkpoint the methods still to run cannot get (one WeightsError naming them
     all; a single one keeps its own text)."""
-    bad = incompatible(cfg, cfg.methods)
+    bad = incompatible(cfg)
     if bad:
         raise ConfigError("\n".join(bad))
     todo = list({j.method.id: j.method for j in plan.todo}.values())

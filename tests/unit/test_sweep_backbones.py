@@ -107,6 +107,22 @@ def test_a_backbone_its_method_cannot_use_is_one_line(method, backbone, kind, ne
     assert f"it needs {needs}" in lines[0]
 
 
+def test_incompatible_reads_the_methods_given_and_goes_on_after_an_unknown_model():
+    pc = MethodSpec("patchcore", {"backbone": "timm:dinov2-tiny"})
+    dino = MethodSpec("anomalydino", {"backbone": "timm:no_such_net"})
+    pd = MethodSpec("padim", {"backbone": "fsad-tiny-vit", "backbone_weights": "none"})
+    cfg = cfg_of(dino, pc, pd, model="fsad-tiny-vit", pretrained="none")
+    padim_line = ("method 'padim[backbone=fsad-tiny-vit,backbone_weights=none]' cannot use backbone "
+                  "open_clip:fsad-tiny-vit, an open_clip CLIP model (image and text towers): it needs a torchvision "
+                  "ResNet-style CNN (feature maps layer1..layer4) or a timm CNN (feature maps by stage); choose one "
+                  "with --method-option padim.backbone=NAME")
+    assert incompatible(cfg, [pd]) == [padim_line]
+    lines = incompatible(cfg)  # all the sweep's, on past the unknown model
+    assert len(lines) == 3 and lines[2] == padim_line
+    assert lines[0].startswith("backbone timm:no_such_net: timm has no model 'no_such_net'")
+    assert lines[1].startswith("method 'patchcore[backbone=timm:dinov2-tiny]' cannot use backbone timm:dinov2-tiny")
+
+
 def test_the_sweeps_backbone_is_refused_for_every_clip_method_naming_model():
     cfg = cfg_of("winclip", "memory", "patchcore", model="timm:resnet10t", pretrained="none")
     assert incompatible(cfg, cfg.methods) == [
