@@ -17,7 +17,10 @@ from fsadbench.run.backbones import (check_backbones, flag_text, incompatible, m
 from fsadbench.run.config import MethodSpec, RunConfig
 from fsadbench.run.identity import backbone_identity, sweep_backbone
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "fsadbench.run.backbones.x_weights_option__mutmut_14":
+        "Method.backbone_flags(None): the sweep's flags do not depend on the name (it is deleted unread)",
+}
 
 
 def cfg_of(*methods, model="ViT-B-16-plus-240", pretrained="laion400m_e32", tmp=None) -> RunConfig:
