@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.plan import Plan
 
 
-def used_backbones(cfg: RunConfig, methods: Iterable[MethodSpec] | None = None) -> dict["BackboneSpec", list[MethodSpec]]:
+def used_backbones(cfg: RunConfig,
+                   methods: Iterable[MethodSpec] | None = None) -> dict["BackboneSpec", list[MethodSpec]]:
     """Each backbone the ``methods`` (default: the sweep's) run on -> those methods, in the sweep's order."""
     out: dict["BackboneSpec", list[MethodSpec]] = {}
     for m in cfg.methods if methods is None else methods:
