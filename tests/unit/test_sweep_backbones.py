@@ -20,6 +20,7 @@ from fsadbench.run.identity import backbone_identity, sweep_backbone
 EQUIVALENT_MUTANTS = {
     "fsadbench.run.backbones.x_weights_option__mutmut_14":
         "Method.backbone_flags(None): the sweep's flags do not depend on the name (it is deleted unread)",
+    "fsadbench.backbone.load.x_known_open_clip__mutmut_14": "get_close_matches without n=3: 3 is difflib's default",
 }
 
 
@@ -85,6 +86,27 @@ def test_a_model_its_family_lacks_is_refused_by_name():
         load.backbone_kind(BackboneSpec("vit-b-16", "none"))
     with pytest.raises(ConfigError, match=r"has no model 'zzzz'; \(open_clip.list_models\(\)"):  # nothing close
         load.backbone_kind(BackboneSpec("zzzz", "none"))
+
+
+def test_the_names_meant_are_the_three_closest_at_ratio_075(monkeypatch):
+    import open_clip
+
+    load.known_open_clip("fsad-tiny-vit")  # the shipped configs registered first
+    monkeypatch.setattr(open_clip, "list_models", lambda: ["ViT-B-16", "ViT-S-16", "ViT-M-16", "ViT-L-16", "RN50"])
+    with pytest.raises(ConfigError, match=r"^backbone open_clip:vit-b-16: open_clip has no model 'vit-b-16'; did you "
+                                          r"mean ViT-B-16 or ViT-S-16 or ViT-M-16\? \(open_clip.list_models"):
+        load.known_open_clip("vit-b-16")
+    with pytest.raises(ConfigError, match=r"has no model 'vit-x-99'; \(open_clip"):  # ratio 0.625: no hint
+        load.known_open_clip("vit-x-99")
+    load.known_open_clip("RN50")
+
+
+def test_load_backbone_hands_the_cache_folder_to_the_open_clip_adapter(monkeypatch):
+    from fsadbench.backbone import clip
+
+    monkeypatch.setattr(clip, "Backbone", lambda spec, device, cache_dir: (spec, device, cache_dir))
+    spec = BackboneSpec("ViT-B-16", "openai")
+    assert load.load_backbone(spec, device="cpu", cache_dir="/c") == (spec, "cpu", "/c")
 
 
 def test_each_method_declares_the_kinds_it_runs_on():
@@ -284,9 +306,9 @@ def test_weights_text_says_where_each_backbones_weights_come_from(tmp_path, monk
     from fsadbench.backbone import weights
 
     f = tmp_path / "w.pth"
-    f.write_bytes(b"x" * 2_600_000)
+    f.write_bytes(b"x" * 1_500_000)  # 1.5 MB: rounds to 2 (1.4999985 would round to 1)
     assert load.weights_text(BackboneSpec("ViT-B-16", "none")) == "RANDOM init (a pipeline check, not a benchmark)"
-    assert load.weights_text(parse_backbone("resnet18", str(f))) == f"file {f} (3 MB)"
+    assert load.weights_text(parse_backbone("resnet18", str(f))) == f"file {f} (2 MB)"
     assert load.weights_text(parse_backbone("resnet18", str(tmp_path / "n.pt"))) == \
         f"file {tmp_path}/n.pt, which does NOT exist"
     assert load.weights_text(parse_backbone("wide_resnet50_2", "IMAGENET1K_V1")) == "torchvision tag IMAGENET1K_V1"
@@ -296,9 +318,11 @@ def test_weights_text_says_where_each_backbones_weights_come_from(tmp_path, monk
     assert load.weights_text(BackboneSpec("ViT-B-16", "openai"), "/c") == "open_clip tag openai, in the cache (/c/f.bin)"
     assert seen == [("ViT-B-16", "openai", "/c")]
     monkeypatch.setattr(weights, "cached_checkpoint", lambda m, p, c=None: None)
-    monkeypatch.setattr(weights, "checkpoint_facts", lambda m, p, size=True: {"hf_repo": "o/r", "size_mb": 1234.4})
+    monkeypatch.setattr(weights, "checkpoint_facts",
+                        lambda m, p, size=True: seen.append((m, p, size)) or {"hf_repo": "o/r", "size_mb": 1234.4})
     assert load.weights_text(BackboneSpec("ViT-B-16", "openai")) == (
         "open_clip tag openai, NOT in the cache: downloaded on first use from huggingface.co/o/r, about 1,234 MB")
+    assert seen[-1] == ("ViT-B-16", "openai", True)
     monkeypatch.setattr(weights, "checkpoint_facts", lambda m, p, size=True: {"url": "https://u/f.pt"})
     assert load.weights_text(BackboneSpec("ViT-B-16", "openai")).endswith("from https://u/f.pt")
     monkeypatch.setattr(weights, "checkpoint_facts", lambda m, p, size=True: {})
