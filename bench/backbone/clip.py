@@ -74,7 +74,7 @@ class BuiltCLIP:
     preprocess: dict[str, Any]  # the tag's mean / std / interpolation ({} otherwise)
 
 
-def build_clip(spec: BackboneSpec, cache_dir: str | None = None, option_hint: str | None = None,
+def build_clip(spec: BackboneSpec, cache_dir: str | None = None, option: str | None = None,
                device: str = "cpu") -> BuiltCLIP:
     """The open_clip model ``spec`` names, built as its weights were trained and filled with them.
 
@@ -82,7 +82,7 @@ def build_clip(spec: BackboneSpec, cache_dir: str | None = None, option_hint: st
     QuickGELU as ``force_quick_gelu``) and loads the one file itself (:func:`load_clip_state`, position
     embeddings resized like open_clip's loader), so the same options hold on every open_clip release
     (2.26-2.28 ignored ``force_image_size`` on their ``openai`` path; 2.29+ builds GELU for ``openai`` tags).
-    ``option_hint``: the option that sets this backbone's weights, for the remedies
+    ``option``: the flags that set this backbone's weights (``{file}`` where the path goes), for the remedies
     (:func:`~fsadbench.backbone.weights.file_remedy`). ``device="meta"`` (inside ``torch.device("meta")``)
     builds without memory, for tests.
     """
@@ -105,22 +105,22 @@ def build_clip(spec: BackboneSpec, cache_dir: str | None = None, option_hint: st
         weights_source = f"file {path}"
     elif looks_like_file(pretrained):
         raise WeightsError(weights_help(name, pretrained, f"checkpoint file {pretrained} does not exist",
-                                        cache_dir, option_hint))
+                                        cache_dir, option))
     else:
         tags = open_clip.list_pretrained_tags_by_model(name)
         source = open_clip_source(name, pretrained) if pretrained in tags else None
         if source is None:
             raise WeightsError(weights_help(
                 name, pretrained, f"unknown pretrained tag; open_clip knows {tags or 'none'} for this model",
-                cache_dir, option_hint))
+                cache_dir, option))
         found = fetch_checkpoint(source, cache_dir,
-                                 lambda why: weights_help(name, pretrained, why, cache_dir, option_hint))
+                                 lambda why: weights_help(name, pretrained, why, cache_dir, option))
         path, opts = found.path, tag_options(name, pretrained)
         weights_source = f"open_clip tag {pretrained} ({found.path}, {found.cache})"
     arch = {"force_quick_gelu": True} if opts.pop("quick_gelu", False) else {}
     with quiet_random_init():  # the file's weights follow
         model = open_clip.create_model(name, pretrained=None, device=device, **size, **arch)
-    load_clip_state(model, read_state_dict(path), path, name, option_hint)
+    load_clip_state(model, read_state_dict(path), path, name, option)
     return BuiltCLIP(model, weights_source, identity(source, found), opts)
 
 
@@ -130,12 +130,12 @@ class Backbone:
     family = "open_clip"
 
     def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None,
-                 option_hint: str | None = None):
+                 option: str | None = None):
         import open_clip
 
         self.spec = spec
         self.device = torch.device(device)
-        built = build_clip(spec, cache_dir, option_hint)
+        built = build_clip(spec, cache_dir, option)
         model, self.weights_source, self.checkpoint = built.model, built.weights_source, built.checkpoint
         self.is_random = spec.is_random
         model.eval().requires_grad_(False)

@@ -11,7 +11,13 @@ Families (one adapter each, one interface: :mod:`fsadbench.backbone.load`):
 A backbone is named as text ``[family:]model[@size]`` (a method's ``backbone`` option):
 ``torchvision:wide_resnet50_2``, ``timm:vit_small_patch14_dinov2@448``, ``open_clip:ViT-L-14-336@518``.
 The family may be left out for the names in :data:`KNOWN_FAMILY`; any other bare name is an open_clip
-model. ``@size`` sets the input resolution (default: the model's own).
+model. Names are case-sensitive (open_clip's are): a family or a known name written in another case
+(``RESNET18-TINY``, ``Timm:x``) is refused with the name meant, never taken as an open_clip model.
+``@size`` sets the input resolution (default: the model's own).
+
+What a backbone gives a method is its kind (:data:`KINDS`): an open_clip CLIP model, a torchvision
+ResNet-style CNN, a timm CNN or a timm ViT; each method declares the kinds it accepts
+(``Method.backbone_kinds``) and planning refuses any other.
 
 Weights (``pretrained``): a tag (open_clip tag, torchvision weights name ``IMAGENET1K_V1``, timm
 pretrained tag ``lvd142m``), a local checkpoint file, or ``none`` (seeded random initialisation, said in
@@ -37,6 +43,15 @@ KNOWN_FAMILY = {
     "resnet18-tiny": "torchvision",
     "vit_small_patch14_dinov2": "timm",
     "dinov2-tiny": "timm",
+}
+
+#: What a backbone gives a method, by kind (``fsadbench.backbone.load.backbone_kind``); the text says it in
+#: planning's refusals.
+KINDS = {
+    "open_clip": "an open_clip CLIP model (image and text towers)",
+    "torchvision": "a torchvision ResNet-style CNN (feature maps layer1..layer4)",
+    "timm-cnn": "a timm CNN (feature maps by stage)",
+    "timm-vit": "a timm ViT (patch tokens by block)",
 }
 
 #: The weights a family's ``pretrained`` defaults to: torchvision's ImageNet weights the reference codes
@@ -93,6 +108,10 @@ def parse_backbone(text: str, pretrained: str, where: str = "backbone") -> Backb
     family, sep, model = name.partition(":")
     if not sep:
         family, model = KNOWN_FAMILY.get(name, OPEN_CLIP), name
+    meant = case_variant(family if sep else name, FAMILIES if sep else KNOWN_FAMILY)
+    if meant:
+        fix = f"{meant}:{model}" if sep else f"{KNOWN_FAMILY[meant]}:{meant}"
+        raise ConfigError(f"{where}: {text!r}: names are case-sensitive; did you mean {fix}?")
     if family not in FAMILIES or not model:
         raise ConfigError(f"{where}: {text!r} is not [family:]model[@size] with family one of "
                           f"{', '.join(FAMILIES)} (e.g. torchvision:wide_resnet50_2, timm:vit_small_patch14_dinov2@448)")
@@ -101,3 +120,10 @@ def parse_backbone(text: str, pretrained: str, where: str = "backbone") -> Backb
     return BackboneSpec(model=model, pretrained=str(pretrained), family=family,
                         image_size=int(size) if size else None)
 
+
+
+def case_variant(name: str, known) -> str | None:
+    """The name of ``known`` that ``name`` spells in another case, or None (an exact name, or none)."""
+    if name in known:
+        return None
+    return next((k for k in known if k.lower() == name.lower()), None)

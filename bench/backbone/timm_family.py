@@ -34,7 +34,7 @@ TINY = {"dinov2-tiny": ("vit_small_patch14_dinov2", dict(img_size=112, embed_dim
 HF_FILE = "model.safetensors"
 
 
-def tag_checkpoint(spec, cache_dir: str | None = None, option_hint: str | None = None) -> Path:
+def tag_checkpoint(spec, cache_dir: str | None = None, option: str | None = None) -> Path:
     """The local file of timm tag ``spec.pretrained``: from the caches in
     :func:`~fsadbench.backbone.checkpoints.cache_places` order (the standard Hugging Face cache before
     ``cache_dir``), or downloaded into ``cache_dir``; WeightsError with the remedy when offline."""
@@ -48,14 +48,14 @@ def tag_checkpoint(spec, cache_dir: str | None = None, option_hint: str | None =
 
     if hf_constants.HF_HUB_OFFLINE or not reachable("huggingface.co"):
         raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, HF_FILE, where,
-                                          option_hint))
+                                          option))
     from huggingface_hub import hf_hub_download
 
     try:
         return Path(hf_hub_download(repo, HF_FILE, cache_dir=cache_dir))
     except Exception as exc:  # noqa: BLE001 - the hub raises many kinds; one line with the remedy
         raise WeightsError(weights_remedy(spec, f"download failed ({str(exc)[:200]})", url, HF_FILE, where,
-                                          option_hint)) from exc
+                                          option)) from exc
 
 
 def tag_source(spec) -> Source:
@@ -63,10 +63,28 @@ def tag_source(spec) -> Source:
     return timm_source(TINY.get(spec.model, (spec.model,))[0], spec.pretrained)
 
 
+def is_vit(model: torch.nn.Module) -> bool:
+    """A ViT-like timm model (patch embedding, prefix tokens): patch tokens by block, not maps by stage."""
+    return hasattr(model, "num_prefix_tokens") and hasattr(model, "patch_embed")
+
+
+def timm_kind(spec) -> str:
+    """``timm-vit`` or ``timm-cnn`` for ``spec``'s model, built on the meta device (no memory, no weights);
+    ConfigError when timm has no such model."""
+    import timm
+
+    base, kwargs = TINY.get(spec.model, (spec.model, {}))
+    if not timm.is_model(base):
+        raise ConfigError(f"backbone {spec.name}: timm has no model {base!r} (timm.list_models() lists them)")
+    with torch.device("meta"):
+        model = timm.create_model(base, pretrained=False, **kwargs)
+    return "timm-vit" if is_vit(model) else "timm-cnn"
+
+
 class TimmBackbone(VisionBackbone):
     family = "timm"
 
-    def __init__(self, spec, device="cpu", cache_dir=None, option_hint=None):
+    def __init__(self, spec, device="cpu", cache_dir=None, option=None):
         import timm
 
         self.library_version = timm.__version__
@@ -75,7 +93,7 @@ class TimmBackbone(VisionBackbone):
             raise ConfigError(f"backbone {spec.name}: timm has no model {base!r} (timm.list_models() lists them)")
         self._base = base
         self._kwargs = dict(kwargs, **({"img_size": spec.image_size} if spec.image_size else {}))
-        super().__init__(spec, device, cache_dir, option_hint)
+        super().__init__(spec, device, cache_dir, option)
         cfg = getattr(self.model, "pretrained_cfg", {}) or {}
         tag_cfg = None if not (self.checkpoint or {}).get("address") else timm.models.get_pretrained_cfg(
             f"{base}.{spec.pretrained}")
@@ -83,7 +101,7 @@ class TimmBackbone(VisionBackbone):
             cfg = tag_cfg.to_dict()
             self.mean, self.std = tuple(cfg.get("mean", self.mean)), tuple(cfg.get("std", self.std))
         self.interpolation = cfg.get("interpolation", "bicubic")
-        self.is_vit = hasattr(self.model, "num_prefix_tokens") and hasattr(self.model, "patch_embed")
+        self.is_vit = is_vit(self.model)
         if self.is_vit:
             self.image_size = int(self.model.patch_embed.img_size[0])
             patch = int(self.model.patch_embed.patch_size[0])
@@ -113,7 +131,7 @@ class TimmBackbone(VisionBackbone):
         super().load_weights(model, filt(sd, model) if filt is not None else sd, path)
 
     def tag_checkpoint(self) -> Path:
-        return tag_checkpoint(self.spec, self.cache_dir, self.option_hint)
+        return tag_checkpoint(self.spec, self.cache_dir, self.option)
 
     def tag_source(self) -> Source:
         return tag_source(self.spec)

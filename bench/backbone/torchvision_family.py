@@ -52,7 +52,7 @@ def tag_source(spec) -> Source:
                            f"e.g. IMAGENET1K_V1, a checkpoint file, or none") from exc
 
 
-def tag_checkpoint(spec, cache_dir: str | None = None, option_hint: str | None = None) -> Path:
+def tag_checkpoint(spec, cache_dir: str | None = None, option: str | None = None) -> Path:
     """The local file of torchvision weights ``spec.pretrained``: from the caches in
     :func:`~fsadbench.backbone.checkpoints.cache_places` order (torch hub's before ``cache_dir``), or downloaded
     into torch hub's cache; WeightsError with the remedy when offline."""
@@ -64,7 +64,7 @@ def tag_checkpoint(spec, cache_dir: str | None = None, option_hint: str | None =
     target = Path(torch.hub.get_dir()) / "checkpoints" / file_name
     if not reachable("download.pytorch.org"):
         raise WeightsError(weights_remedy(spec, "no network and not in the local cache", url, file_name, str(target),
-                                          option_hint))
+                                          option))
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(target), progress=False)
     return target
@@ -73,13 +73,13 @@ def tag_checkpoint(spec, cache_dir: str | None = None, option_hint: str | None =
 class TorchvisionBackbone(VisionBackbone):
     family = "torchvision"
 
-    def __init__(self, spec, device="cpu", cache_dir=None, option_hint=None):
+    def __init__(self, spec, device="cpu", cache_dir=None, option=None):
         import torchvision
 
         self.library_version = torchvision.__version__.split("+")[0]
         self.image_size = spec.image_size or (TINY_SIZE if tiny_model(spec.model) is not None else DEFAULT_SIZE)
         self.grid = None
-        super().__init__(spec, device, cache_dir, option_hint)
+        super().__init__(spec, device, cache_dir, option)
         if not all(hasattr(self.model, n) for n in ("conv1", "bn1", "relu", "maxpool", *LAYERS)):
             raise ConfigError(f"backbone {spec.name}: not a ResNet-style model (stem + layer1..layer4); "
                               f"use timm:{spec.model} for other CNNs")
@@ -96,7 +96,7 @@ class TorchvisionBackbone(VisionBackbone):
         return torchvision.models.get_model(self.spec.model, weights=None)
 
     def tag_checkpoint(self) -> Path:
-        return tag_checkpoint(self.spec, self.cache_dir, self.option_hint)
+        return tag_checkpoint(self.spec, self.cache_dir, self.option)
 
     def tag_source(self) -> Source:
         return tag_source(self.spec)

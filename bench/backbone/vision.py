@@ -34,23 +34,34 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: The flag a family tag's remedy names when the caller does not say which sets the backbone
+#: (``{file}``: where the path goes); :func:`with_option` puts the caller's in its place.
+METHOD_OPTION = "--method-option METHOD.backbone_weights={file}"
+
+
 def weights_remedy(spec: BackboneSpec, reason: str, url: str, file_name: str, cache_hint: str,
-                   option_hint: str | None = None) -> str:
-    """The WeightsError text for a family tag: the checkpoint's URL, the file to pass (through
-    ``option_hint``, the option that sets this backbone's weights, e.g. ``--method-option
-    patchcore.backbone_weights=``; default the generic ``METHOD`` form), where the library's cache expects
-    it, and the random-weights pipeline check."""
-    option = option_hint or "--method-option METHOD.backbone_weights="
+                   option: str | None = None) -> str:
+    """The WeightsError text for a family tag: the checkpoint's URL, the file to pass (with ``option``, the
+    flags that set this backbone's weights, ``{file}`` where the path goes; default the generic ``METHOD``
+    form), where the library's cache expects it, and the random-weights pipeline check."""
     return "\n".join([
         f"could not load weights {spec.name!r} / {spec.pretrained!r}: {reason}",
         "The checkpoint for this tag:",
         f"  {url}",
         "Remedies:",
         f"  1. download it on a machine with internet and pass the file: "
-        f"{option}/path/to/{file_name}",
+        f"{(option or METHOD_OPTION).format(file=f'/path/to/{file_name}')}",
         f"  2. or put it where {spec.family} looks for it: {cache_hint}",
         "  3. or run the offline pipeline check with random weights: python run_bench.py --preset smoke",
     ])
+
+
+def with_option(text: str, option: str) -> str:
+    """A :func:`weights_remedy` text written with the default flag, naming ``option`` instead."""
+    import re
+
+    prefix = re.escape(METHOD_OPTION.split("{file}")[0])
+    return re.sub(prefix + r"(\S+)", lambda m: option.format(file=m.group(1)), text)
 
 
 def describe_backbone(bb: Any) -> dict[str, Any]:
@@ -86,10 +97,10 @@ class VisionBackbone(abc.ABC):
     interpolation = "bilinear"
 
     def __init__(self, spec: BackboneSpec, device: str | torch.device = "cpu", cache_dir: str | None = None,
-                 option_hint: str | None = None):
+                 option: str | None = None):
         self.spec = spec
         self.device = torch.device(device)
-        self.cache_dir, self.option_hint = cache_dir, option_hint
+        self.cache_dir, self.option = cache_dir, option
         self.is_random = spec.is_random
         self.checkpoint: dict[str, Any] | None = None
         pre = spec.pretrained

@@ -19,16 +19,18 @@ from fsadbench.backbone.checkpoints import reachable  # noqa: F401 - the familie
 from fsadbench.core.errors import WeightsError
 
 
-def file_remedy(model: str, target: str, option_hint: str | None = None) -> str:
-    """The option that sets this backbone's weights to a file: ``option_hint`` (written up to the file, e.g.
-    ``--method-option anomalyclip.backbone_weights=``), else the sweep's ``--model M --pretrained``."""
-    return f"{option_hint}{target}" if option_hint else f"--model {model} --pretrained {target}"
+def file_remedy(model: str, target: str, option: str | None = None) -> str:
+    """The flags that set this backbone's weights to the file ``target``: ``option`` (``{file}`` where the
+    path goes, e.g. ``--method-option anomalyclip.backbone_weights={file}``), else the sweep's
+    ``--model M --pretrained {file}``."""
+    return (option or f"--model {model} --pretrained {{file}}").format(file=target)
 
 
 def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None = None,
-                 option_hint: str | None = None) -> str:
+                 option: str | None = None) -> str:
     """The WeightsError text: the exact checkpoint of the tag, its size, where to put it, the alternatives
-    (``option_hint``: the option that sets this backbone's weights, see :func:`file_remedy`)."""
+    (``option``: the flags that set this backbone's weights, ``{file}`` where the path goes; see
+    :func:`file_remedy`)."""
     from fsadbench.backbone.checkpoints import cache_hint, open_clip_source
 
     lines = [f"could not load weights {model!r} / {pretrained!r}: {reason}"]
@@ -43,7 +45,7 @@ def weights_help(model: str, pretrained: str, reason: str, cache_dir: str | None
         lines += [f"The checkpoint for this tag{size}:", f"  {source.url}"]
         target = f"/path/to/{source.file}"
     lines += ["Remedies:",
-              f"  1. download it on a machine with internet and pass the file: {file_remedy(model, target, option_hint)}"]
+              f"  1. download it on a machine with internet and pass the file: {file_remedy(model, target, option)}"]
     if facts.get("quick_gelu"):
         lines.append(f"     (these weights were trained with QuickGELU: as a file they need a QuickGELU model, e.g. "
                      f"{model}-quickgelu where open_clip has it; remedy 2 keeps the tag, which sets it)")
@@ -98,7 +100,7 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def load_clip_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path, model_name: str,
-                    option_hint: str | None = None) -> None:
+                    option: str | None = None) -> None:
     """A strict load of checkpoint ``sd`` into an open_clip model, prepared the way open_clip's own
     ``factory.load_checkpoint`` does: a scalar / 1-d ``logit_scale`` reshaped, and the image and text position
     embeddings resized to the model (``open_clip.model.resize_pos_embed``: bicubic over the patch grid, class
@@ -116,7 +118,7 @@ def load_clip_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: P
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(
             f"checkpoint {path} does not fit model {model_name!r}: {str(exc)[:500]}\n"
-            f"Pass the model the checkpoint was trained as ({file_remedy(model_name, str(path), option_hint)} "
+            f"Pass the model the checkpoint was trained as ({file_remedy(model_name, str(path), option)} "
             f"with that model).") from exc
 
 
@@ -185,7 +187,7 @@ def cached_checkpoint(model: str, pretrained: str, cache_dir: str | None = None)
     return str(hit.path) if hit is not None else None
 
 
-def check_weights(model: str, pretrained: str, cache_dir: str | None = None, option_hint: str | None = None) -> None:
+def check_weights(model: str, pretrained: str, cache_dir: str | None = None, option: str | None = None) -> None:
     """Fail before any cell (WeightsError with :func:`weights_help`) when a tag's checkpoint is neither in a
     cache nor downloadable (offline), or the tag has no file of its own; random weights, an existing file and
     unknown tags pass (the backbone reports those itself)."""
@@ -198,7 +200,7 @@ def check_weights(model: str, pretrained: str, cache_dir: str | None = None, opt
         return
     if offline(source):
         raise WeightsError(weights_help(model, pretrained, f"not in any local cache and {host_of(source)} cannot "
-                                                           f"be reached (offline)", cache_dir, option_hint))
+                                                           f"be reached (offline)", cache_dir, option))
 
 
 class quiet_random_init:

@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", help="e.g. 1,2,4 (0 = zero-shot)")
     p.add_argument("--seeds", help="e.g. 0,1,2")
     p.add_argument("--results-dir", help="where records go (default results/run; the pipeline check: results/smoke)")
-    p.add_argument("--model", help="open_clip model name (default ViT-B-16-plus-240)")
+    p.add_argument("--model", help="the CLIP methods' open_clip model, [open_clip:]NAME[@size] "
+                                  "(default ViT-B-16-plus-240)")
     p.add_argument("--pretrained", help="open_clip tag (default laion400m_e32), a checkpoint file, or none")
     p.add_argument("--eval-size", type=int, help="evaluation resolution (default 400)")
     p.add_argument("--sigma", type=float, help="Gaussian sigma after upsampling (default: each method's paper value)")
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method-option", action="append", default=[], metavar="M.OPT=VALUE",
                    help="set a method option, e.g. apt.k=2 (repeatable)")
     p.add_argument("--force", action="store_true", help="recompute cells that already have a record")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (cells, weights, encoder passes) and stop")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (cells, weights, encoder passes), check every backbone and its "
+                        "weights as a run would (a reachable host downloads timm / torchvision tags), and stop")
     p.add_argument("--save-maps", action="store_true",
                    help="also store every cell's maps at eval size beside its record (for rescore and the "
                         "HTML report's qualitative grid; per-image scores are always stored)")
@@ -72,19 +74,11 @@ def main(argv: Sequence[str]) -> int:
     res = Resources(cfg, say)
     plan = Plan.build(cfg, res, RecordStore(cfg.results_dir), a.force)
     print(plan_text(cfg, plan, res), file=sys.stderr)
-    if a.dry_run:
+    if a.dry_run:  # the same checks as a run: all missing checkpoints and unusable backbones, in one message
+        from fsadbench.run.backbones import check_backbones
+
+        check_backbones(cfg, plan)
         return 0
-    if plan.todo:  # offline without a checkpoint: one clear error now, not one failed record per cell
-        from fsadbench.backbone.load import check_backbone_weights
-        from fsadbench.run.identity import method_backbone
-
-        from fsadbench.core.errors import WeightsError
-
-        for m in {j.method.id: j.method for j in plan.todo}.values():
-            try:
-                check_backbone_weights(method_backbone(cfg, m), str(cfg.resolved_cache_dir / "weights"))
-            except WeightsError as exc:  # the remedy names the method whose option takes the file
-                raise WeightsError(str(exc).replace("METHOD.", f"{m.name}.")) from exc
     try:
         summary = executor.run(cfg, force=a.force, log=say, progress=not a.no_progress, resources=res)
     except SweepInterrupted as exc:  # claims released; one line, no traceback

@@ -174,6 +174,9 @@ class Method(ABC):
     #: datasets) before it meets the k shots. False for every method here; "multi-class" (one model
     #: for every category) follows from ``fit_scope_for`` (see ``paper_traits``).
     few_shot_transfer: ClassVar[bool] = False
+    #: The backbone kinds (keys of ``fsadbench.backbone.spec.KINDS``) the method can run on; planning refuses
+    #: any other before the first cell. A CLIP method needs open_clip's image and text towers.
+    backbone_kinds: ClassVar[tuple[str, ...]] = ("open_clip",)
 
     @dataclass
     class Options:
@@ -189,6 +192,14 @@ class Method(ABC):
         CLIP backbone: the sweep's (the CLIP methods). Methods on their own backbone override it
         (``fsadbench.methods.common.backbone_option``); the run layer keys, loads and records that one."""
         return sweep
+
+    @classmethod
+    def backbone_flags(cls, name: str) -> tuple[str, str]:
+        """The command-line flags that set the backbone and its weights of this method registered as ``name``:
+        the sweep's ``--model`` / ``--pretrained`` (the CLIP methods); a method on its own backbone names its
+        options."""
+        del name
+        return "--model", "--pretrained"
 
     @classmethod
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:

@@ -73,10 +73,11 @@ def protocol_facts(protocol: Protocol, method_cls: type) -> dict[str, Any]:
 
 
 def sweep_backbone(cfg: RunConfig) -> "BackboneSpec":
-    """The sweep's CLIP backbone (``--model`` / ``--pretrained``)."""
-    from fsadbench.backbone.spec import BackboneSpec
+    """The sweep's CLIP backbone (``--model`` / ``--pretrained``), ``--model`` read as ``[family:]model[@size]``
+    (``open_clip:X`` is open_clip's model X; a plain open_clip name is the same spec as before)."""
+    from fsadbench.backbone.spec import parse_backbone
 
-    return BackboneSpec(cfg.model, cfg.pretrained)
+    return parse_backbone(cfg.model, cfg.pretrained, where="backbone model (--model)")
 
 
 def method_backbone(cfg: RunConfig, spec: MethodSpec) -> "BackboneSpec":

@@ -1,20 +1,21 @@
 """The plan a sweep prints before any work (and ``run --dry-run`` prints alone).
 
 One line of totals, then one line per aspect: datasets and categories, methods
-with the options that differ from their defaults, shots and seeds, backbone and
-where its weights come from, the evaluation protocol, and the encoder passes to
-expect. Reads dataset folders (to count test images) but builds no model.
+with the options that differ from their defaults, shots and seeds, one line per
+backbone some method runs on (with those methods and where its weights come
+from: ``fsadbench.backbone.load.weights_text``), the evaluation protocol, and
+the encoder passes to expect. Reads dataset folders (to count test images) but
+builds no model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Sequence
 
-from fsadbench.core.defaults import RANDOM
+from fsadbench.run.backbones import used_backbones
 from fsadbench.run.config import PIPELINE_CHECK, MethodSpec, RunConfig
-from fsadbench.run.identity import method_backbone, resolve_method, sweep_backbone
+from fsadbench.run.identity import resolve_method
 from fsadbench.run.plan import Plan
 from fsadbench.run.resources import DataSource
 
@@ -24,25 +25,6 @@ def option_changes(spec: MethodSpec) -> dict[str, Any]:
     cls, options = resolve_method(spec)
     defaults = {f.name: f.default for f in dataclasses.fields(cls.Options) if f.default is not dataclasses.MISSING}
     return {k: v for k, v in options.items() if k not in defaults or defaults[k] != v}
-
-
-def weights_line(cfg: RunConfig) -> str:
-    """Where the backbone's weights come from, checked on disk without loading anything."""
-    if cfg.pretrained.lower() in (RANDOM, "random", ""):
-        return "RANDOM init (a pipeline check, not a benchmark)"
-    path = Path(cfg.pretrained).expanduser()
-    if path.is_file():
-        return f"file {path} ({path.stat().st_size / 1e6:,.0f} MB)"
-    from fsadbench.backbone.weights import cached_checkpoint, checkpoint_facts
-
-    cache = cfg.resolved_cache_dir / "weights"
-    hit = cached_checkpoint(cfg.model, cfg.pretrained, str(cache))
-    if hit:
-        return f"open_clip tag {cfg.pretrained}, in the cache ({hit})"
-    facts = checkpoint_facts(cfg.model, cfg.pretrained)
-    size = f", about {facts['size_mb']:,.0f} MB" if facts.get("size_mb") else ""
-    src = f"huggingface.co/{facts['hf_repo']}" if facts.get("hf_repo") else facts.get("url", "open_clip")
-    return f"open_clip tag {cfg.pretrained}, NOT in the cache: downloaded on first use from {src}{size}"
 
 
 def encoder_passes(cfg: RunConfig, plan: Plan, data: DataSource) -> int:
@@ -79,11 +61,11 @@ def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
                                else "" if m.options else " (defaults)"))
     lines.append(f"  methods: {', '.join(methods)}   (all options: run_bench.py list --method NAME)")
     lines.append(f"  shots: {int_ranges(cfg.shots)}; seeds: {int_ranges(cfg.seeds)}")
-    lines.append(f"  backbone: {cfg.model}; weights: {weights_line(cfg)}")
-    own = [f"{m.id}: {b.name} ({'RANDOM' if b.is_random else b.pretrained})" for m in cfg.methods
-           for b in [method_backbone(cfg, m)] if b != sweep_backbone(cfg)]
-    if own:
-        lines.append(f"  own backbones: {'; '.join(own)}")
+    from fsadbench.backbone.load import weights_text
+
+    cache = str(cfg.resolved_cache_dir / "weights")
+    for spec, ms in used_backbones(cfg).items():  # only those some method of the sweep runs on
+        lines.append(f"  backbone: {spec.name} ({', '.join(m.id for m in ms)}); weights: {weights_text(spec, cache)}")
     pairs = sorted({f"{j.method.id} on {j.dataset.name} trained on {j.auxiliary.name}"
                     for j in plan.jobs if j.auxiliary is not None})
     if pairs:

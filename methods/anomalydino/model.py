@@ -51,6 +51,7 @@ class AnomalyDINOMethod(Baseline):
              "with DINOv2")
     backbone_default = "timm:vit_small_patch14_dinov2@448"
     backbone_tiny = "timm:dinov2-tiny"
+    backbone_kinds = ("timm-vit",)  # one block's patch tokens on the ViT's grid
     default_sigma = 4.0  # the reference smooths the upsampled map with a Gaussian of sigma 4
     sigma_size = ORIGINAL  # src/utils.py l. 25-30: the map resized to the test image's own H x W, then sigma 4
     version = 2  # 2: masking per the reference's table by default (was off); sigma at the original size

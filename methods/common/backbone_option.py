@@ -46,6 +46,12 @@ class OwnBackbone:
     backbone_weights_default: ClassVar[str | None] = None
 
     @classmethod
+    def backbone_flags(cls, name: str) -> tuple[str, str]:
+        """``--method-option NAME.backbone=`` / ``--method-option NAME.backbone_weights=`` (the value follows;
+        ``name``: the name the method is registered under, which ``--method-option`` takes)."""
+        return f"--method-option {name}.backbone=", f"--method-option {name}.backbone_weights="
+
+    @classmethod
     def backbone_for(cls, options: Any, sweep: BackboneSpec) -> BackboneSpec:
         pipeline_check = sweep.is_random and is_tiny(sweep.model)
         text = options.backbone or (cls.backbone_tiny if pipeline_check else cls.backbone_default)

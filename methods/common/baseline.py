@@ -50,6 +50,8 @@ class Baseline(OwnBackbone, Method):
     variants = (W_VG,)
     min_shots = 1
     feature_specs = ("layers",)
+    #: feature maps by layer name: torchvision's ResNet layers or a timm CNN's stages (``layers`` option)
+    backbone_kinds = ("torchvision", "timm-cnn")
     #: the layers the reference code reads (the ``layers`` option's default)
     reference_layers: ClassVar[tuple[str, ...]] = ()
 

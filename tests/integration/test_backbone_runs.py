@@ -141,16 +141,19 @@ def test_mixing_is_named_only_within_one_method(two_backbones):
                                              "precision) differs between records: ('patchcore', 'torchvision', ")
 
 
-def test_plan_line_names_own_backbones(tmp_path):
+def test_plan_has_one_line_per_backbone_with_its_methods(tmp_path):
     from fsadbench.run.plan import Plan
     from fsadbench.run.preview import plan_text
     from fsadbench.run.resources import DataSource
 
-    cfg = _cfg(tmp_path, methods=("patchcore", "anomalydino", "memory"))
+    cfg = _cfg(tmp_path, methods=("patchcore", "anomalydino", "memory", "padim"))
     data = DataSource(cfg)
-    text = plan_text(cfg, Plan.build(cfg, data, RecordStore(cfg.results_dir)), data)
-    assert ("  own backbones: patchcore: torchvision:wide_resnet50_2-tiny (RANDOM); "
-            "anomalydino: timm:dinov2-tiny (RANDOM)") in text.splitlines()
+    lines = plan_text(cfg, Plan.build(cfg, data, RecordStore(cfg.results_dir)), data).splitlines()
+    random = "weights: RANDOM init (a pipeline check, not a benchmark)"
+    assert [ln for ln in lines if ln.startswith("  backbone")] == [
+        f"  backbone: torchvision:wide_resnet50_2-tiny (patchcore, padim); {random}",
+        f"  backbone: timm:dinov2-tiny (anomalydino); {random}",
+        f"  backbone: open_clip:fsad-tiny-vit (memory); {random}"]
 
 
 def test_offline_weights_are_refused_before_any_cell_naming_the_method(tmp_path, monkeypatch, capsys):
@@ -171,3 +174,89 @@ def test_offline_weights_are_refused_before_any_cell_naming_the_method(tmp_path,
     assert "could not load weights 'torchvision:wide_resnet50_2' / 'IMAGENET1K_V1'" in err
     assert "--method-option patchcore.backbone_weights=/path/to/wide_resnet50_2-95faca4d.pth" in err
     assert not (tmp_path / "res" / "records").exists()
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No network and empty caches for every family (torch hub, the Hugging Face hub, open_clip)."""
+    import huggingface_hub.constants as hf_constants
+    import torch
+
+    from fsadbench.backbone import torchvision_family
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torchvision_family, "reachable", lambda host: False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    for var in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / "empty"))
+    return tmp_path
+
+
+THREE = ["https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth",  # patchcore's
+         "https://huggingface.co/timm/vit_small_patch14_dinov2.lvd142m/resolve/main/model.safetensors",  # anomalydino's
+         "--method-option patchcore.backbone_weights=/path/to/wide_resnet50_2-95faca4d.pth",
+         "--method-option anomalydino.backbone_weights=/path/to/model.safetensors",
+         "--model ViT-B-16-plus-240 --pretrained /path/to/"]  # winclip's: the sweep's CLIP
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_the_cli_names_every_missing_checkpoint_at_once(offline, capsys, dry_run):
+    from fsadbench.cli import main
+
+    args = ["--methods", "patchcore,anomalydino,winclip", "--datasets", "synthetic", "--categories", "disc",
+            "--shots", "1", "--seeds", "0", "--max-test-images", "2", "--results-dir", str(offline / "res"),
+            "--cache-dir", str(offline / "cache"), "--no-progress"] + (["--dry-run"] if dry_run else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: 3 backbone checkpoints cannot be loaded; nothing was run." in err
+    assert all(text in err for text in THREE), [t for t in THREE if t not in err]
+    assert not (offline / "res" / "records").exists()
+
+
+def test_the_api_raises_naming_every_missing_checkpoint(offline):
+    import fsadbench
+    from fsadbench.core.errors import WeightsError
+
+    cfg = _cfg(offline, methods=("patchcore", "anomalydino", "winclip"), model="ViT-B-16-plus-240",
+               pretrained="laion400m_e32")
+    with pytest.raises(WeightsError) as err:
+        fsadbench.run(cfg)
+    assert all(text in str(err.value) for text in THREE)
+    assert not (offline / "res" / "records").exists() and not (offline / "res" / "run.json").exists()
+
+
+def test_a_backbone_a_method_cannot_use_is_refused_before_any_cell(tmp_path):
+    bad = [MethodSpec("patchcore", {"backbone": "timm:dinov2-tiny"}), MethodSpec("memory")]
+    with pytest.raises(ConfigError, match=r"^method 'patchcore\[backbone=timm:dinov2-tiny\]' cannot use backbone "
+                                          r"timm:dinov2-tiny, a timm ViT \(patch tokens by block\): it needs a "
+                                          r"torchvision ResNet-style CNN"):
+        sweep(_cfg(tmp_path, methods=bad))
+    assert not (tmp_path / "res" / "records").exists()
+
+
+def test_the_dry_run_refuses_every_unusable_backbone_in_one_message(tmp_path, capsys):
+    from fsadbench.cli import main
+
+    args = ["--methods", "patchcore,anomalyclip,padim,winclip", "--categories", "disc", "--shots", "1", "--seeds",
+            "0", "--results-dir", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache"), "--dry-run",
+            "--method-option", "patchcore.backbone=timm:dinov2-tiny", "--method-option",
+            "anomalyclip.backbone=timm:dinov2-tiny", "--method-option", "padim.backbone=open_clip:fsad-tiny-vit"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.splitlines()
+    refused = [ln.removeprefix("error: ").split(" cannot use")[0] for ln in err if " cannot use backbone " in ln]
+    assert refused == ["method 'patchcore[backbone=timm:dinov2-tiny]'", "method 'anomalyclip[backbone=timm:dinov2-tiny]'",
+                       "method 'padim[backbone=open_clip:fsad-tiny-vit]'"]
+
+
+def test_a_sweep_without_clip_methods_does_not_advertise_the_clip_download(tmp_path):
+    from fsadbench.run.plan import Plan
+    from fsadbench.run.preview import plan_text
+    from fsadbench.run.resources import DataSource
+
+    cfg = _cfg(tmp_path, methods=("padim",), model="ViT-B-16-plus-240", pretrained="laion400m_e32")
+    data = DataSource(cfg)
+    text = plan_text(cfg, Plan.build(cfg, data, RecordStore(cfg.results_dir)), data)
+    assert [ln for ln in text.splitlines() if "backbone" in ln] == [
+        "  backbone: torchvision:wide_resnet50_2 (padim); weights: torchvision tag IMAGENET1K_V1 = "
+        "wide_resnet50_2-95faca4d.pth, NOT in any cache: downloaded on first use from "
+        "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth; sha256 on first load"]

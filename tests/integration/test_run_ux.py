@@ -217,7 +217,7 @@ def test_offline_without_the_checkpoint_stops_before_any_cell(tmp_path, capsys, 
                "--seeds", "0", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
                "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and "NOT in the cache" in err  # the plan says it first
+    assert rc == 2 and "NOT in any cache" in err  # the plan says it first
     assert "error: could not load weights 'ViT-B-16-plus-240' / 'laion400m_e32'" in err
     assert "releases/download/v0.2-weights/vit_b_16_plus_240-laion400m_e32-699c4b84.pt" in err  # e32's own file
     assert "laion400m_e31" not in err

@@ -213,7 +213,7 @@ def test_remedies_name_the_option_that_sets_the_backbone(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints, "reachable", lambda *a, **k: False)
     spec = BackboneSpec("ViT-L-14-336", "openai", image_size=518)
     with pytest.raises(WeightsError) as own:
-        load_backbone(spec, cache_dir=str(tmp_path), option_hint="--method-option anomalyclip.backbone_weights=")
+        load_backbone(spec, cache_dir=str(tmp_path), option="--method-option anomalyclip.backbone_weights={file}")
     assert "pass the file: --method-option anomalyclip.backbone_weights=/path/to/" in str(own.value)
     assert "--model ViT-L-14-336 --pretrained" not in str(own.value)
     assert "QuickGELU" in str(own.value)
@@ -225,7 +225,7 @@ def test_remedies_name_the_option_that_sets_the_backbone(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision_family, "reachable", lambda host: False)
     with pytest.raises(WeightsError, match="pass the file: --method-option patchcore.backbone_weights=/path/to/wide"):
         load_backbone(parse_backbone("wide_resnet50_2", "IMAGENET1K_V1"),
-                      option_hint="--method-option patchcore.backbone_weights=")
+                      option="--method-option patchcore.backbone_weights={file}")
 
 
 def test_vision_default_backbones_follow_their_tag_configs(tmp_path, monkeypatch):

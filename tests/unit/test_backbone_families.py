@@ -509,11 +509,11 @@ def test_check_weights_passes_random_and_files_and_delegates_clip_tags(tmp_path,
     import fsadbench.backbone.weights as weights
 
     seen = []
-    monkeypatch.setattr(weights, "check_weights", lambda m, p, c, h: seen.append((m, p, c, h)))
+    monkeypatch.setattr(weights, "check_weights", lambda m, p, c, option=None: seen.append((m, p, c, option)))
     check_backbone_weights(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"), "/c")
-    check_backbone_weights(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"), "/c", option_hint="--x=")
+    check_backbone_weights(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"), "/c", option="--x={file}")
     assert seen == [("ViT-B-16-plus-240", "laion400m_e32", "/c", None),
-                    ("ViT-B-16-plus-240", "laion400m_e32", "/c", "--x=")]
+                    ("ViT-B-16-plus-240", "laion400m_e32", "/c", "--x={file}")]
 
 
 def test_weights_remedy_text():

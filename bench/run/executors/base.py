@@ -2,8 +2,10 @@
 
 :meth:`Executor.run` is the one run path of the harness (the CLI, the
 regression gate, the speed benchmarks and the tests all go through it): it
-plans the sweep, drops the cells already done (resume), refuses a results
-folder it cannot write, records the resolved config in ``<results>/run.json``
+plans the sweep, drops the cells already done (resume), refuses a backbone a
+method cannot use and every checkpoint that cannot be had, all at once
+(:func:`fsadbench.run.backbones.check_backbones`), refuses a results folder it
+cannot write, records the resolved config in ``<results>/run.json``
 (read by ``status``), hands the remaining jobs to the back end's ``_run``, and
 counts the summary from the records on disk (:func:`fsadbench.run.summary.tally`).
 SIGINT / SIGTERM unwind the back end (claims released) and end in
@@ -25,6 +27,7 @@ from fsadbench.results.records import DONE_STATUSES, RecordStore
 from fsadbench.run.claims import DEFAULT_LEASE_S, ClaimStore
 from fsadbench.run.config import RunConfig
 from fsadbench.run.plan import Job, Plan
+from fsadbench.run.backbones import check_backbones
 from fsadbench.run.preflight import check_results_dir
 from fsadbench.run.resources import Resources
 from fsadbench.run.signals import Interrupted, SweepInterrupted, interrupt_guard, signum_of
@@ -150,6 +153,7 @@ class Executor(ABC):
         try:
             with interrupt_guard():
                 plan = Plan.build(cfg, res, store, force)
+                check_backbones(cfg, plan)  # every backbone usable and its weights at hand, or one error
                 check_results_dir(cfg.results_dir)
                 write_run_manifest(cfg, self.name)
                 log(f"{plan.n_todo_cells} cell(s) to compute, {plan.skipped} already done in {store.root} "
