@@ -110,8 +110,11 @@ class Resources(DataSource):
         """The backbone ``spec`` names, built once per process (one per family, model and weights)."""
         if spec not in self._backbones:
             from fsadbench.backbone.load import load_backbone
+            from fsadbench.run.backbones import used_backbones, weights_option
 
-            bb = load_backbone(spec, device=self.device, cache_dir=str(self.cfg.resolved_cache_dir / "weights"))
+            users = used_backbones(self.cfg).get(spec)  # a remedy names the flags that set THIS backbone
+            bb = load_backbone(spec, device=self.device, cache_dir=str(self.cfg.resolved_cache_dir / "weights"),
+                               option=weights_option(self.cfg, users) if users else None)
             self._backbones[spec] = bb
             if bb.is_random:
                 self.log(f"NOTE: backbone {spec.model} has RANDOM weights: a pipeline check, "

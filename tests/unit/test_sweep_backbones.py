@@ -15,7 +15,7 @@ from fsadbench.core.errors import ConfigError, WeightsError
 from fsadbench.run.backbones import (check_backbones, flag_text, incompatible, missing_weights, used_backbones,
                                      weights_option)
 from fsadbench.run.config import MethodSpec, RunConfig
-from fsadbench.run.identity import backbone_identity, sweep_backbone
+from fsadbench.run.identity import backbone_identity, method_backbone, sweep_backbone
 
 EQUIVALENT_MUTANTS = {
     "fsadbench.run.backbones.x_weights_option__mutmut_14":
@@ -328,3 +328,21 @@ def test_weights_text_says_where_each_backbones_weights_come_from(tmp_path):
     assert load.weights_text(BackboneSpec("ViT-B-16-plus-240", "laion400m_e32"), str(tmp_path / "harness")) == (
         f"open_clip tag laion400m_e32 = vit_b_16_plus_240-laion400m_e32-699c4b84.pt, found in the harness cache "
         f"({hit}), sha256 {hashlib.sha256(b'e32').hexdigest()[:16]}")
+
+
+def test_a_cells_backbone_is_built_with_the_flags_that_set_it(tmp_path, monkeypatch):
+    """In a cell, a method's own backbone names --method-option NAME.backbone_weights in its remedies, the
+    sweep's CLIP --model/--pretrained (what planning prints, in case the file vanished in between)."""
+    from fsadbench.backbone import load as load_mod
+    from fsadbench.run.resources import Resources
+
+    seen = {}
+    monkeypatch.setattr(load_mod, "load_backbone",
+                        lambda spec, device, cache_dir, option: seen.setdefault(spec, option) and None
+                        or type("B", (), {"is_random": False})())
+    cfg = cfg_of("patchcore", "winclip", tmp=tmp_path)
+    res = Resources(cfg)
+    res.backbone_of(method_backbone(cfg, cfg.methods[0]))
+    res.backbone_of(sweep_backbone(cfg))
+    assert list(seen.values()) == ["--method-option patchcore.backbone_weights={file}",
+                                   "--model ViT-B-16-plus-240 --pretrained {file}"]
