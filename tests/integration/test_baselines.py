@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from fixtures_methods import RecordingCore
@@ -94,7 +95,9 @@ def test_patchcore_end_to_end_and_option_checks(context_for, refs):
     pred = m.predict(refs)[W_VG]
     assert pred.maps.shape == (4, 16, 16) and abs(pred.maps[:2]).max() < 1e-3
     assert pred.maps[2].min() > 0 and m.describe()["memory_rows"] == 2 * 16 * 16
-    assert m.describe()["score"] == "L2 to the nearest memory patch"
+    assert m.describe()["score"] == "squared L2 to the nearest memory patch"  # the official scoring
+    assert m.core.memory.shape == (2 * 16 * 16, 1024)  # the official 1024-d pooling
+    assert np.allclose(pred.scores, pred.maps.reshape(4, -1).max(1))  # the plain max
     for bad, match in (({"coreset_ratio": 0}, "coreset_ratio' must be in \\(0, 1\\], got 0"),
                        ({"coreset_ratio": 1.5}, "got 1.5"), ({"num_neighbors": 0}, "num_neighbors' must be >= 1")):
         with pytest.raises(ConfigError, match=match):
