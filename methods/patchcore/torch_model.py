@@ -105,11 +105,11 @@ def official_embed(feature_maps: Sequence[torch.Tensor], target_dim: int = TARGE
     size = feature_maps[0].shape[2:]
     pad = (NEIGHBOURHOOD - 1) // 2
     out = []
-    for i in range(feature_maps[0].shape[0]):
+    for image in zip(*feature_maps):  # one image: its C x h x w map of each layer
         layers = []
-        for m in feature_maps:
-            c, (h, w) = m.shape[1], m.shape[2:]
-            cols = F.unfold(m[i:i + 1].float(), NEIGHBOURHOOD, padding=pad)  # 1 x (C * 9) x (h * w)
+        for m in image:
+            h, w = m.shape[1:]
+            cols = F.unfold(m[None].float(), NEIGHBOURHOOD, padding=pad)  # 1 x (C * 9) x (h * w)
             pooled = F.adaptive_avg_pool1d(cols[0].T[:, None, :], pretrain_dim)  # (h * w) x 1 x P
             grid = pooled.reshape(1, h, w, pretrain_dim).permute(0, 3, 1, 2)
             layers.append(F.interpolate(grid, size=size, mode="bilinear", align_corners=False))

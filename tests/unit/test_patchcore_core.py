@@ -17,7 +17,8 @@ from fsadbench.methods.patchcore.torch_model import (PatchCore, build_memory, em
                                                      patches)
 
 EQUIVALENT_MUTANTS = {
-    "embed: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
+    "embed / official_embed: align_corners=False -> None / dropped": "None means False for bilinear "
+                                                                     "(F.interpolate's default)",
     "image_scores: device=scores.device / .to(memory.device) / .to(star.device) -> None / dropped": "device: the "
                                                                                 "CPU tests cannot see a device",
     "patch_scores: search(..., k=1) -> k dropped": "k=1 is MemoryBank.search's default",
