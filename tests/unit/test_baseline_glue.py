@@ -270,6 +270,10 @@ def test_patchcore_choices_and_their_notes():
     assert small[1:] == list(PatchCoreMethod.fidelity_notes)
     assert len(patchcore(target_dim=1024, pretrain_dim=512).describe()["fidelity_notes"]) == len(small)
     assert len(patchcore(target_dim=512).describe()["fidelity_notes"]) == len(small)
+    both = patchcore(scoring="anomalib", target_dim=256).describe()["fidelity_notes"]  # two departures: two notes
+    assert both[:2] == [pcm.ANOMALIB_SCORING_NOTE, "embedding pooled to 1024 per layer and 256 in all; official: "
+                                                   "1024 and 1024 (README l.29)"]
+    assert both[2:] == list(PatchCoreMethod.fidelity_notes)
 
 
 @pytest.mark.parametrize("ratio, ok", [(0, False), (-0.5, False), (1e-6, True), (0.5, True), (1, True),
