@@ -197,6 +197,7 @@ def test_fp16_cast_rounds_the_tokens_and_each_prompts_gradient():
     assert (g32 != 0).all() and torch.allclose(g32, torch.full((2, 3), -1e-6), atol=1e-7)
     assert torch.equal(y16[:, 1:3], deep.detach()[0].half().float().expand(2, -1, -1)) and not torch.equal(y16, y32)
     assert torch.equal(y32[:, 1:3], deep.detach()[0].expand(2, -1, -1))
+    assert torch.equal(deep_replacer(deep)(1, x).detach(), y32)  # the default: no cast (1/3 is not fp16-exact)
     gen = torch.Generator().manual_seed(6)
     h0, h1 = torch.randn(2, 3, generator=gen), torch.randn(2, 3, generator=gen) * 1e-3
     g16, _ = run(True, h0, h1)
@@ -276,8 +277,8 @@ def test_learner_shapes_init_and_checks():
 
 
 EQUIVALENT_MUTANTS = {
-    "deep_replacer: rows.to(x.dtype) -> .to(None)": "fp32 on CPU without the cast: the tokens already have x's "
-                                                     "dtype (with it, a test sees an fp16 row)",
+    "deep_replacer: rows.to(x.dtype) -> .to(None)": "torch.cat promotes an fp16 row to x's fp32 and casts its "
+                                                     "gradient back to fp16: the same values and rounding",
     "encode_prompts: eot device=x.device -> None / dropped": "CPU tests: the device is the default one",
     "encode_prompts: F.normalize(dim=-1) -> dropped / dim=+1": "the features are 2 x E: dim 1 is the last "
                                                               "(F.normalize's default)",
