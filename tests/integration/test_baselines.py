@@ -57,8 +57,10 @@ def test_reference_defaults_and_sources():
     from fsadbench.methods.spade.model import GLOBAL_LAYER, SpadeMethod
 
     own = {"backbone": "", "backbone_weights": "", "layers": ()}
-    assert dataclasses.asdict(PatchCoreMethod.Options()) == {**own, "num_neighbors": 9, "coreset_ratio": 1.0,
-                                                            "target_dim": None}
+    # the official scoring and pooling (patchcore-inspection README l.29), anomalib's 9 neighbours for its option
+    assert dataclasses.asdict(PatchCoreMethod.Options()) == {**own, "scoring": "official", "num_neighbors": 9,
+                                                            "coreset_ratio": 1.0, "target_dim": 1024,
+                                                            "pretrain_dim": 1024}
     assert dataclasses.asdict(PadimMethod.Options()) == {**own, "n_features": None, "reg": 0.01}
     assert dataclasses.asdict(SpadeMethod.Options()) == {**own, "top_k": 5, "global_layer": "layer4"}
     assert GLOBAL_LAYER == "layer4"

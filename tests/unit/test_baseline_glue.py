@@ -34,7 +34,7 @@ from fsadbench.methods.spade.model import SpadeMethod
 from fsadbench.protocol.method import MethodContext
 
 #: equivalent survivors of mutation testing (modules: methods/common/baseline.py, methods/*/model.py)
-EQUIVALENT_MUTANTS: dict[str, str] = {}  # none: 289/289 killed (2026-12-03)
+EQUIVALENT_MUTANTS: dict[str, str] = {}  # none: 289/289 killed (2026-12-03); patchcore/model.py 114/114 (2026-12-07)
 
 INFO = CategoryInfo("synthetic", "x", "x")
 CNN_SHAPES = {"layer1": (4, 8, 8), "layer2": (6, 4, 4), "layer3": (8, 2, 2), "layer4": (10, 2, 2)}
