@@ -72,7 +72,7 @@ SPEC_VERSIONS: dict[str, int] = {
     "anople-prompted": 2,
     "layers": 1,
     "anomalyclip-dpam": 1,
-    "anomalyclip-text": 1,
+    "anomalyclip-text": 2,
 }
 
 

@@ -1,4 +1,4 @@
-"""AnomalyCLIP's frozen image pass: DPAM (V-V attention) on the deep blocks, patch tokens of 4 blocks.
+"""AnomalyCLIP's frozen image pass: DPAM (V-V attention) on the deep blocks, patch tokens of the chosen blocks.
 
 Official code (zqhang/AnomalyCLIP): ``AnomalyCLIP_lib/AnomalyCLIP.py``.
 
@@ -12,8 +12,9 @@ Official code (zqhang/AnomalyCLIP): ``AnomalyCLIP_lib/AnomalyCLIP.py``.
   ``x_vv = x + vv(ln_1 x)``; later ``x_vv = x_vv + vv(ln_1 x_ori)`` (no MLP);
   the original stream runs as usual. ``vv`` = out_proj(softmax(v v^T * hd^-0.5) v)
   with the block's own fused projections and biases.
-* Patch features: the outputs of blocks ``layers`` (6, 12, 18, 24:
-  ``train.py`` l.128 ``--features_list``), the V-V stream for a refined block
+* Patch features: the outputs of blocks ``layers`` (the last block: ``--features_list 24``
+  of the official runs, ``train.sh`` l.16/35, ``test.sh`` l.17/36; the argparse default
+  6/12/18/24 of ``train.py`` l.128 as ``layers="multiscale"``), the V-V stream for a refined block
   and the plain stream otherwise (l.284-296), each through ``ln_post`` and
   ``@ proj`` (l.381-385), [CLS] dropped (``similarity[:, 1:, :]``,
   ``train.py`` l.93).
@@ -43,16 +44,40 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SPEC = "anomalyclip-dpam"
 
-#: the official defaults on the 24-block ViT-L/14 (train.py l.128; DPAM_layer 20 -> blocks 6..24)
+#: the official code's tower: the 24-block ViT-L/14
 OFFICIAL_BLOCKS = 24
-OFFICIAL_LAYERS = (6, 12, 18, 24)
-OFFICIAL_DPAM_START = 6
+#: ``--features_list`` of train.py l.128 / test.py l.184 (argparse default); the official runs, every
+#: published figure and the released checkpoints pass ``--features_list 24`` instead (train.sh l.16 and
+#: l.35, test.sh l.17 and l.36): the last block only, the ``layers`` default ("last")
+MULTISCALE_LAYERS = (6, 12, 18, 24)
+#: ``DAPM_replace(DPAM_layer=20)`` (train.py l.42, test.py l.71; AnomalyCLIP.py l.345-353) refines
+#: ``resblocks[-i]`` for i = 1 .. DPAM_layer - 1, i.e. the last 19 blocks
+OFFICIAL_DPAM_LAYER = 20
+OFFICIAL_DPAM_START = OFFICIAL_BLOCKS - (OFFICIAL_DPAM_LAYER - 1) + 1  # block 6 (1-indexed) of 24
+#: named ``layers`` values: the last block of any tower, or 6/12/18/24 scaled to it
+LAYER_CHOICES = ("last", "multiscale")
 
 
 def scaled(blocks: Sequence[int], n_layers: int) -> tuple[int, ...]:
     """Official block numbers of the 24-block tower scaled to ``n_layers`` blocks, rounded half up,
     at least 1 (12 blocks: 6/12/18/24 -> 3/6/9/12, DPAM from 6 -> from 3)."""
     return tuple(max(1, int(b * n_layers / OFFICIAL_BLOCKS + 0.5)) for b in blocks)
+
+
+def default_dpam_start(n_layers: int) -> int:
+    """The first DPAM block of the official rule on ``n_layers`` blocks: 6 on 24 (the official tower),
+    scaled to other depths (3 on the 12-block tiny model)."""
+    return scaled((OFFICIAL_DPAM_START,), n_layers)[0]
+
+
+def named_layers(choice: str, n_layers: int) -> tuple[int, ...]:
+    """``"last"`` -> (n_layers,); ``"multiscale"`` -> 6/12/18/24 scaled to ``n_layers`` blocks."""
+    if choice == "last":
+        return (n_layers,)
+    if choice == "multiscale":
+        return tuple(sorted(set(scaled(MULTISCALE_LAYERS, n_layers))))
+    raise ConfigError(f"method 'anomalyclip': option 'layers' must be one of {LAYER_CHOICES} or a list of "
+                      f"block numbers; got {choice!r}")
 
 
 def encode_dpam(tower: ImageTower, pixels: torch.Tensor, start: int, layers: Sequence[int]

@@ -69,25 +69,31 @@ def templates(encoder: PromptTextEncoder, n_ctx: int) -> tuple[PromptTemplate, P
                  for state in STATES)  # type: ignore[return-value]
 
 
-def deep_replacer(deep: torch.Tensor):
+def deep_replacer(deep: torch.Tensor, fp16: bool = False):
     """The call before each text block: block i (0-indexed) in 1..len(deep) reads its set of
-    deep tokens in rows 1..t_n_ctx (right after [SOS]); other blocks are untouched."""
+    deep tokens in rows 1..t_n_ctx (right after [SOS]); other blocks are untouched.
+
+    ``fp16``: the official cast (``AnomalyCLIP.py`` l.246, ``expand(...).half()``): each prompt's
+    copy of the tokens is rounded to fp16, and so is each copy's gradient in the backward pass
+    (the cast back to the stream's dtype rounds it) before the copies' gradients are summed."""
     t = deep.shape[1]
 
     def before(i: int, x: torch.Tensor) -> torch.Tensor:
         if not 1 <= i <= deep.shape[0] or t == 0:
             return x
-        rows = deep[i - 1].to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)
+        rows = deep[i - 1].unsqueeze(0).expand(x.shape[0], -1, -1)
+        rows = (rows.half() if fp16 else rows).to(x.dtype)
         return torch.cat([x[:, :1], rows, x[:, 1 + t:]], dim=1)
 
     return before
 
 
 def encode_prompts(encoder: PromptTextEncoder, learner: PromptLearner,
-                   layout: tuple[PromptTemplate, PromptTemplate]) -> torch.Tensor:
-    """Normalised text features, 2 x E (row 0 normal, row 1 abnormal); differentiable in the learner."""
+                   layout: tuple[PromptTemplate, PromptTemplate], fp16: bool = False) -> torch.Tensor:
+    """Normalised text features, 2 x E (row 0 normal, row 1 abnormal); differentiable in the learner;
+    ``fp16``: the deep tokens go through the official fp16 cast (:func:`deep_replacer`)."""
     x = torch.stack([encoder.embed(layout[0], {"ctx": learner.ctx_normal}),
                      encoder.embed(layout[1], {"ctx": learner.ctx_abnormal})])
     eot = torch.tensor([layout[0].eot, layout[1].eot], device=x.device)
-    feats = encoder.text.encode(x, eot, before=deep_replacer(learner.deep))
+    feats = encoder.text.encode(x, eot, before=deep_replacer(learner.deep, fp16))
     return F.normalize(feats.float(), dim=-1)

@@ -49,23 +49,72 @@ def test_defaults_pinned_with_their_source(method_ctx):
     # train.py l.125 n_ctx, l.124 depth, l.126 t_n_ctx, l.130 epoch, l.131 learning_rate, l.44 betas, l.132 batch
     assert (o.n_ctx, o.depth, o.t_n_ctx, o.epochs, o.lr, o.beta1, o.beta2, o.batch_size) == \
         (12, 9, 4, 15, 1e-3, 0.5, 0.999, 8)
-    assert o.layers is None and o.dpam_start is None  # train.py l.128 [6, 12, 18, 24]; DPAM_layer 20: 6..24
+    # train.sh l.16/35, test.sh l.17/36: --features_list 24 (the last block); DPAM_layer 20: blocks 6..24
+    assert o.layers == "last" and o.dpam_start is None
+    assert o.text_fp16_grad is True  # AnomalyCLIP.py l.246: the deep text tokens cast to fp16
     assert AnomalyCLIP.default_sigma == 4.0 and AnomalyCLIP.min_shots == 0  # test.py l.192
     assert AnomalyCLIP.backbone_default == "open_clip:ViT-L-14-336@518" and AnomalyCLIP.name == "anomalyclip"
-    assert len(AnomalyCLIP.fidelity_notes) == 4 and all(n.strip() for n in AnomalyCLIP.fidelity_notes)
+    assert AnomalyCLIP.version == 2  # the last block by default, the fp16 cast
+    assert len(AnomalyCLIP.fidelity_notes) == 3 and all(n.strip() for n in AnomalyCLIP.fidelity_notes)
+    assert AnomalyCLIP.sigma_size == 518  # its Gaussian where the official applies it: no sigma note
+    assert not any("Gaussian" in n or "evaluation size" in n for n in AnomalyCLIP.fidelity_notes)
     assert AnomalyCLIP.fit_scope == "auxiliary" and AnomalyCLIP.variants == (WO_VG,)
     assert AnomalyCLIP.feature_specs == ("anomalyclip-dpam", "anomalyclip-text")
     m = AnomalyCLIP(method_ctx)
-    assert m.layers == (3, 6, 9, 12) and m.dpam_start == 3  # 12 blocks: the official proportions
-    assert dict(m.spec.params) == {"dpam_start": 3, "layers": (3, 6, 9, 12)}
+    assert m.layers == (12,) and m.dpam_start == 3  # 12 blocks: the last one; DPAM in the official proportion
+    assert dict(m.spec.params) == {"dpam_start": 3, "layers": (12,)}
     assert m.learner.ctx_normal.shape == (12, 64) and m.learner.deep.shape == (8, 4, 64)
     d = m.describe()
-    assert d["layers"] == [3, 6, 9, 12] and d["dpam_start"] == 3 and d["trained_on"] is None
+    assert d["layers"] == [12] and d["dpam_start"] == 3 and d["trained_on"] is None
     assert d["options_resolved"] == dataclasses.asdict(o)
+    assert d["fidelity_notes"] == list(AnomalyCLIP.fidelity_notes)  # the defaults: no layer note
+    assert not any("feature layers" in n for n in d["fidelity_notes"])
+    assert any("fp16" in n and "l.246" in n for n in d["fidelity_notes"])
+    assert d["choices"] == {
+        "layers": "blocks [12] of 12 (official: the last block, --features_list 24, train.sh l.16, test.sh l.17)",
+        "dpam_start": "block 3 of 12 (official: block 6 of 24, DPAM_layer 20, train.py l.42)",
+        "text_fp16_grad": "True (official: true, the deep text tokens cast to fp16, AnomalyCLIP.py l.246)"}
+
+
+def test_multiscale_layers_are_an_option_with_their_note(method_ctx):
+    m = AnomalyCLIP(method_ctx, layers="multiscale")  # train.py l.128's argparse default, scaled to 12 blocks
+    assert m.layers == (3, 6, 9, 12) and dict(m.spec.params)["layers"] == (3, 6, 9, 12)
+    notes = m.describe()["fidelity_notes"]
+    assert len(notes) == 4 and notes[1:] == list(AnomalyCLIP.fidelity_notes)
+    assert notes[0] == ("feature layers 3/6/9/12 of 12 blocks; the official runs and every published figure read "
+                        "the last block only (--features_list 24: train.sh l.16/35, test.sh l.17/36; "
+                        "zqhang/AnomalyCLIP issue #82): the map loss sums 4 layers, weighing 4x against the image "
+                        "loss, and the test map sums their probabilities")
+    assert AnomalyCLIP(method_ctx, layers=[12]).describe()["fidelity_notes"] == list(AnomalyCLIP.fidelity_notes)
+    assert "feature layers 11 of 12" in AnomalyCLIP(method_ctx, layers=11).describe()["fidelity_notes"][0]
+    with pytest.raises(ConfigError, match=r"^method 'anomalyclip': option 'layers' must be one of \('last', "
+                                          r"'multiscale'\) or a list of block numbers; got 'all'$"):
+        AnomalyCLIP(method_ctx, layers="all")
+
+
+def test_text_fp16_grad_option_wiring_and_note(method_ctx):
+    from fsadbench.methods.anomalyclip.prompts import encode_prompts
+
+    m, off = AnomalyCLIP(method_ctx), AnomalyCLIP(method_ctx, text_fp16_grad=False)
+    with torch.no_grad():
+        for p in (m.learner.deep, off.learner.deep):
+            p.normal_(0, 0.3, generator=torch.Generator().manual_seed(4))
+        got, got_off = m.text_features(), off.text_features()
+        assert torch.equal(got, encode_prompts(m.encoder, m.learner, m.layout, fp16=True))
+        assert torch.equal(got_off, encode_prompts(m.encoder, m.learner, m.layout, fp16=False))
+        assert not torch.equal(got, got_off)
+    notes = off.describe()["fidelity_notes"]
+    assert len(notes) == 3 and notes[0].startswith("deep text tokens kept in fp32 (text_fp16_grad=false)")
+    assert "exactly 0" in notes[0] and notes[1:] == list(AnomalyCLIP.fidelity_notes[1:])
+    assert off.describe()["choices"]["text_fp16_grad"].startswith("False (official: true")
+    with pytest.raises(ConfigError, match=r"^method 'anomalyclip': option 'text_fp16_grad' must be true or false "
+                                          r"\(official: true\)$"):
+        AnomalyCLIP(method_ctx, text_fp16_grad="yes")
 
 
 def test_options_override_and_checks(method_ctx):
     m = AnomalyCLIP(method_ctx, layers=[12, 4], dpam_start=5, n_ctx=6, depth=3, t_n_ctx=2)
+    assert "feature layers 4/12 of 12 blocks" in m.describe()["fidelity_notes"][0]
     assert m.layers == (4, 12) and m.dpam_start == 5 and m.learner.deep.shape == (2, 2, 64)
     assert m.layout[0].slots["ctx"].tolist() == list(range(1, 7))
     assert AnomalyCLIP(method_ctx, layers=7).layers == (7,)
@@ -86,8 +135,8 @@ def test_options_override_and_checks(method_ctx):
     AnomalyCLIP(method_ctx, depth=12, beta1=0.0, beta2=0.0)  # the bounds themselves are valid
     AnomalyCLIP(method_ctx, depth=1, epochs=1, batch_size=1, n_ctx=4)
     with pytest.raises(ConfigError, match=r"^anomalyclip option 'layers' must be a list of block numbers, "
-                                          r"e\.g\. \[3, 8\]; 'x' \(item 1\) is not an integer \(got 'x'\)$"):
-        AnomalyCLIP(method_ctx, layers="x")
+                                          r"e\.g\. \[3, 8\]; 'x' \(item 2\) is not an integer \(got \[3, 'x'\]\)$"):
+        AnomalyCLIP(method_ctx, layers=[3, "x"])
 
 
 def test_which_loss_reaches_which_parameter(method_ctx):

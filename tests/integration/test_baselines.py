@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from fixtures_methods import RecordingCore
@@ -56,8 +57,10 @@ def test_reference_defaults_and_sources():
     from fsadbench.methods.spade.model import GLOBAL_LAYER, SpadeMethod
 
     own = {"backbone": "", "backbone_weights": "", "layers": ()}
-    assert dataclasses.asdict(PatchCoreMethod.Options()) == {**own, "num_neighbors": 9, "coreset_ratio": 1.0,
-                                                            "target_dim": None}
+    # the official scoring and pooling (patchcore-inspection README l.29), anomalib's 9 neighbours for its option
+    assert dataclasses.asdict(PatchCoreMethod.Options()) == {**own, "scoring": "official", "num_neighbors": 9,
+                                                            "coreset_ratio": 1.0, "target_dim": 1024,
+                                                            "pretrain_dim": 1024}
     assert dataclasses.asdict(PadimMethod.Options()) == {**own, "n_features": None, "reg": 0.01}
     assert dataclasses.asdict(SpadeMethod.Options()) == {**own, "top_k": 5, "global_layer": "layer4"}
     assert GLOBAL_LAYER == "layer4"
@@ -76,7 +79,7 @@ def test_reference_defaults_and_sources():
 
 
 def test_patchcore_feeds_its_layers_in_order_and_passes_options(context_for, refs):
-    m = make(context_for, "patchcore", coreset_ratio=0.5, num_neighbors=3, target_dim=64)
+    m = make(context_for, "patchcore", coreset_ratio=0.5, num_neighbors=3, target_dim=64, scoring="anomalib")
     assert (m.core.coreset_ratio, m.core.num_neighbors, m.core.target_dim, m.core.seed) == (0.5, 3, 64, 0)
     rec = m.core = RecordingCore(torch.zeros(4, 4, 4), torch.arange(4.0))
     m.fit(refs[:2], INFO)
@@ -94,13 +97,15 @@ def test_patchcore_end_to_end_and_option_checks(context_for, refs):
     pred = m.predict(refs)[W_VG]
     assert pred.maps.shape == (4, 16, 16) and abs(pred.maps[:2]).max() < 1e-3
     assert pred.maps[2].min() > 0 and m.describe()["memory_rows"] == 2 * 16 * 16
-    assert m.describe()["score"] == "L2 to the nearest memory patch"
+    assert m.describe()["score"] == "squared L2 to the nearest memory patch"  # the official scoring
+    assert m.core.memory.shape == (2 * 16 * 16, 1024)  # the official 1024-d pooling
+    assert np.allclose(pred.scores, pred.maps.reshape(4, -1).max(1))  # the plain max
     for bad, match in (({"coreset_ratio": 0}, "coreset_ratio' must be in \\(0, 1\\], got 0"),
                        ({"coreset_ratio": 1.5}, "got 1.5"), ({"num_neighbors": 0}, "num_neighbors' must be >= 1")):
         with pytest.raises(ConfigError, match=match):
             make(context_for, "patchcore", **bad)
     assert make(context_for, "patchcore", coreset_ratio=1).core.coreset_ratio == 1.0
-    assert make(context_for, "patchcore", num_neighbors=1).core.num_neighbors == 1
+    assert make(context_for, "patchcore", num_neighbors=1, scoring="anomalib").core.num_neighbors == 1
 
 
 def test_patchcore_seed_reaches_the_coreset(context_for):

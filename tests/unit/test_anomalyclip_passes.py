@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from fsadbench.core.errors import ConfigError
-from fsadbench.methods.anomalyclip.encoder import dpam_spec, encode_dpam, scaled
+from fsadbench.backbone.towers import ImageTower
+from fsadbench.methods.anomalyclip.encoder import (OFFICIAL_DPAM_START, default_dpam_start, dpam_spec, encode_dpam,
+                                                   named_layers, scaled)
 from fsadbench.methods.anomalyclip.prompts import PromptLearner, deep_replacer, encode_prompts, templates
 from fsadbench.methods.common.text_prompts import PromptTextEncoder
 
@@ -140,6 +142,84 @@ def test_scaled_blocks():
     assert scaled((18,), 32) == (24,) and scaled((6,), 10) == (3,)  # 2.5 rounds up
 
 
+def test_dpam_start_and_layers_on_a_24_block_tower():
+    """The official depth: DAPM_replace(DPAM_layer=20) refines resblocks[-1] .. resblocks[-19], so the
+    first refined block is 6 (1-indexed) and block 5 is plain. On the 12-block tiny model blocks 5 and
+    6 of 24 both scale to block 3, so an off-by-one in the start shows only on 24 blocks."""
+    from open_clip.transformer import VisionTransformer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        visual = VisionTransformer(image_size=16, patch_size=8, width=16, layers=24, heads=2, mlp_ratio=2.0,
+                                   output_dim=8).eval()
+    tower = ImageTower(visual)
+    official_refined = {tower.n_layers - i + 1 for i in range(1, 20)}  # resblocks[-i], i = 1 .. 19, 1-indexed
+    assert min(official_refined) == OFFICIAL_DPAM_START == default_dpam_start(24) == 6
+    assert named_layers("last", 24) == (24,) and named_layers("multiscale", 24) == (6, 12, 18, 24)
+    assert scaled((5,), 12) == scaled((6,), 12) == (default_dpam_start(12),) == (3,)  # the tiny model's blind spot
+    px = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        got = encode_dpam(tower, px, default_dpam_start(24), (5, 6, 24))
+        emb, patches = dpam_oracle(visual, px, 20, {5, 6, 24})
+        early = encode_dpam(tower, px, default_dpam_start(24) - 1, (6, 24))
+    assert torch.allclose(got["embedding"], emb, atol=1e-5)
+    for i, want in zip((5, 6, 24), patches):
+        assert torch.allclose(got[f"layer{i}"], want[:, 1:], atol=1e-5), i
+    assert not torch.allclose(early["layer6"], got["layer6"], atol=1e-4)  # DPAM from 5: not the official pass
+
+
+def test_named_layers_choices():
+    assert named_layers("last", 12) == (12,) and named_layers("last", 7) == (7,)
+    assert named_layers("multiscale", 12) == (3, 6, 9, 12) and named_layers("multiscale", 2) == (1, 2)
+    with pytest.raises(ConfigError, match=r"^method 'anomalyclip': option 'layers' must be one of \('last', "
+                                          r"'multiscale'\) or a list of block numbers; got 'first'$"):
+        named_layers("first", 12)
+
+
+def test_fp16_cast_rounds_the_tokens_and_each_prompts_gradient():
+    """AnomalyCLIP.py l.246 casts the expanded deep tokens to fp16: each prompt's copy and its gradient
+    are rounded to fp16 before the copies' gradients are summed. Where the two prompts' gradients
+    (nearly) cancel, the official gradient is exactly 0 and the fp32 one is not."""
+    deep = torch.nn.Parameter(torch.full((1, 2, 3), 1.0 / 3.0))
+    x = torch.zeros(2, 5, 3)
+
+    def run(fp16, g0, g1):
+        deep.grad = None
+        y = deep_replacer(deep, fp16)(1, x)
+        ((y[0, 1:3] * g0).sum() + (y[1, 1:3] * g1).sum()).backward()
+        return deep.grad[0].clone(), y.detach()
+
+    g0 = torch.full((2, 3), 1.0 / 3.0)
+    g1 = -(g0 + 1e-6)
+    g16, y16 = run(True, g0, g1)
+    g32, y32 = run(False, g0, g1)
+    assert torch.equal(g16, torch.zeros(2, 3))  # the official: r16(g0) + r16(g1) = 0 exactly
+    assert (g32 != 0).all() and torch.allclose(g32, torch.full((2, 3), -1e-6), atol=1e-7)
+    assert torch.equal(y16[:, 1:3], deep.detach()[0].half().float().expand(2, -1, -1)) and not torch.equal(y16, y32)
+    assert torch.equal(y32[:, 1:3], deep.detach()[0].expand(2, -1, -1))
+    assert torch.equal(deep_replacer(deep)(1, x).detach(), y32)  # the default: no cast (1/3 is not fp16-exact)
+    gen = torch.Generator().manual_seed(6)
+    h0, h1 = torch.randn(2, 3, generator=gen), torch.randn(2, 3, generator=gen) * 1e-3
+    g16, _ = run(True, h0, h1)
+    assert torch.equal(g16, h0.half().float() + h1.half().float())  # each copy's gradient rounded, then summed
+    assert not torch.equal(g16, run(False, h0, h1)[0])
+
+
+def test_text_pass_fp16_equals_the_official_cast(tiny_backbone):
+    bb = tiny_backbone
+    enc = PromptTextEncoder(bb.model, bb.tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        learner = PromptLearner(enc.width, 5, 4, 2, init_std=0.3)
+    with torch.no_grad():
+        got = encode_prompts(enc, learner, templates(enc, 5), fp16=True)
+        deep16 = learner.deep.half().float()
+        want = torch.cat([text_oracle(bb.model, bb.tokenizer, learner.ctx_normal, deep16, "object"),
+                          text_oracle(bb.model, bb.tokenizer, learner.ctx_abnormal, deep16, "damaged object")])
+        plain = encode_prompts(enc, learner, templates(enc, 5))
+    assert torch.allclose(got, F.normalize(want, dim=-1), atol=1e-5) and not torch.equal(got, plain)
+
+
 def test_prompt_layout(tiny_backbone):
     enc = PromptTextEncoder(tiny_backbone.model, tiny_backbone.tokenizer)
     normal, abnormal = templates(enc, 12)
@@ -197,7 +277,8 @@ def test_learner_shapes_init_and_checks():
 
 
 EQUIVALENT_MUTANTS = {
-    "deep_replacer: deep[i - 1].to(x.dtype) -> .to(None)": "fp32 on CPU: the deep tokens already have x's dtype",
+    "deep_replacer: rows.to(x.dtype) -> .to(None)": "torch.cat promotes an fp16 row to x's fp32 and casts its "
+                                                     "gradient back to fp16: the same values and rounding",
     "encode_prompts: eot device=x.device -> None / dropped": "CPU tests: the device is the default one",
     "encode_prompts: F.normalize(dim=-1) -> dropped / dim=+1": "the features are 2 x E: dim 1 is the last "
                                                               "(F.normalize's default)",

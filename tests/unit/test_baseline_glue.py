@@ -28,12 +28,13 @@ from fsadbench.methods.anomalydino.model import AnomalyDINOMethod
 from fsadbench.methods.common.baseline import (SIGMA_AT_EVAL, SQUASH_224, Baseline, WideResNet50Baseline,
                                                str_tuple)
 from fsadbench.methods.padim.model import PadimMethod
+from fsadbench.methods.patchcore import model as pcm
 from fsadbench.methods.patchcore.model import PatchCoreMethod
 from fsadbench.methods.spade.model import SpadeMethod
 from fsadbench.protocol.method import MethodContext
 
 #: equivalent survivors of mutation testing (modules: methods/common/baseline.py, methods/*/model.py)
-EQUIVALENT_MUTANTS: dict[str, str] = {}  # none: 289/289 killed (2026-12-03)
+EQUIVALENT_MUTANTS: dict[str, str] = {}  # none: 289/289 killed (2026-12-03); patchcore/model.py 114/114 (2026-12-07)
 
 INFO = CategoryInfo("synthetic", "x", "x")
 CNN_SHAPES = {"layer1": (4, 8, 8), "layer2": (6, 4, 4), "layer3": (8, 2, 2), "layer4": (10, 2, 2)}
@@ -215,10 +216,79 @@ def test_patchcore_hands_its_options_and_the_seed_to_the_core():
     m = patchcore()
     assert m.layers == ("layer2", "layer3")
     c = m.core
-    assert (c.num_neighbors, c.coreset_ratio, c.target_dim, c.seed) == (9, 1.0, None, 0)
-    c = patchcore(seed=7, num_neighbors=3.0, coreset_ratio="0.5", target_dim="64").core
-    assert (c.num_neighbors, c.coreset_ratio, c.target_dim, c.seed) == (3, 0.5, 64, 7)
+    # the official code's scoring and pooling (README l.29), the few-shot full memory
+    assert (c.num_neighbors, c.coreset_ratio, c.target_dim, c.pretrain_dim, c.scoring, c.seed) == (
+        9, 1.0, 1024, 1024, "official", 0)
+    assert PatchCoreMethod.version == 2  # the official scoring became the default
+    c = patchcore(seed=7, num_neighbors=3.0, coreset_ratio="0.5", target_dim="64", pretrain_dim="32",
+                  scoring="anomalib").core
+    assert (c.num_neighbors, c.coreset_ratio, c.target_dim, c.pretrain_dim, c.scoring, c.seed) == (
+        3, 0.5, 64, 32, "anomalib", 7)
     assert type(c.num_neighbors) is int and type(c.coreset_ratio) is float and type(c.target_dim) is int
+    assert type(c.pretrain_dim) is int and patchcore(target_dim=None).core.target_dim is None
+
+
+def test_patchcore_scoring_and_dims_are_checked():
+    with pytest.raises(ConfigError) as err:
+        patchcore(scoring="faiss")
+    assert str(err.value) == ("patchcore option 'scoring' must be one of ('official', 'anomalib') "
+                              "(official: 'official'), got 'faiss'")
+    for bad in ({"target_dim": 0}, {"pretrain_dim": 0}, {"target_dim": -3}):
+        with pytest.raises(ConfigError) as err:
+            patchcore(**bad)
+        got = {"target_dim": 1024, "pretrain_dim": 1024, **bad}
+        assert str(err.value) == ("patchcore options 'target_dim' / 'pretrain_dim' must be integers >= 1 (target_dim "
+                                  f"may be null: anomalib's concatenation); got {got['target_dim']!r} / "
+                                  f"{got['pretrain_dim']!r}")
+    assert patchcore(target_dim=1, pretrain_dim=1).core.pretrain_dim == 1  # the bounds are valid
+
+
+def test_patchcore_coreset_and_neighbours_departures_are_said_or_refused():
+    """A coreset is anomalib's greedy, not the official approximate one: a note with the official sampler;
+    num_neighbors only acts under scoring=anomalib: refused with the official scoring, not silently ignored."""
+    notes = patchcore(coreset_ratio=0.1).describe()["fidelity_notes"]
+    assert notes[0] == pcm.CORESET_NOTE and "ApproximateGreedyCoresetSampler" in pcm.CORESET_NOTE
+    assert notes[1:] == list(PatchCoreMethod.fidelity_notes)
+    assert pcm.CORESET_NOTE not in patchcore().describe()["fidelity_notes"]
+    with pytest.raises(ConfigError, match="'num_neighbors' \\(5\\) is used by scoring=anomalib only"):
+        patchcore(num_neighbors=5)
+    assert patchcore(num_neighbors=9).describe()["image_score"] == "max of the patch scores"  # the default: fine
+    assert patchcore(scoring="anomalib", num_neighbors=5).core.num_neighbors == 5
+
+
+def test_patchcore_choices_and_their_notes():
+    d = patchcore().describe()
+    assert d["fidelity_notes"] == list(PatchCoreMethod.fidelity_notes)  # the official choices: no note of them
+    assert not any("anomalib's scoring" in n or "anomalib's embedding" in n for n in d["fidelity_notes"])
+    assert (d["score"], d["image_score"]) == ("squared L2 to the nearest memory patch", "max of the patch scores")
+    assert d["choices"] == {
+        "scoring": "official (official: squared L2 to the nearest memory patch (faiss IndexFlatL2, common.py "
+                   "l.43-48, anomaly_scorer_num_nn 1, README l.29), image score = max of the patch scores "
+                   "(PatchMaker.score, patchcore.py l.313-319))",
+        "embedding": "3 x 3 patches pooled to 1024 per layer, the layers to 1024 (official: 3 x 3 patches pooled to "
+                     "1024 per layer, the layers to 1024 (Preprocessing / Aggregator, common.py l.145-183; README "
+                     "l.29 --pretrain_embed_dimension 1024 --target_embed_dimension 1024))",
+        "coreset_ratio": "1.0 (official: 0.1, README l.30 sampler -p 0.1)"}
+    a = patchcore(scoring="anomalib", target_dim=None, num_neighbors=5).describe()
+    assert a["fidelity_notes"][:2] == [pcm.ANOMALIB_SCORING_NOTE, pcm.CONCAT_NOTE]
+    assert a["fidelity_notes"][2:] == list(PatchCoreMethod.fidelity_notes)
+    assert pcm.ANOMALIB_SCORING_NOTE.endswith("official: " + pcm.OFFICIAL_SCORING)
+    assert pcm.CONCAT_NOTE.endswith("official: " + pcm.OFFICIAL_EMBEDDING)
+    assert (a["score"], a["image_score"]) == ("L2 to the nearest memory patch",
+                                              "re-weighted max over 5 neighbours (anomalib)")
+    assert a["choices"]["scoring"].startswith("anomalib (official: squared L2")
+    assert a["choices"]["embedding"].startswith("anomalib's concatenation of the 3 x 3 neighbourhood averages "
+                                                "(official: 3 x 3 patches pooled to 1024")
+    assert patchcore(scoring="anomalib").describe()["fidelity_notes"][1:] == list(PatchCoreMethod.fidelity_notes)
+    small = patchcore(target_dim=256, pretrain_dim=512).describe()["fidelity_notes"]
+    assert small[0] == "embedding pooled to 512 per layer and 256 in all; official: 1024 and 1024 (README l.29)"
+    assert small[1:] == list(PatchCoreMethod.fidelity_notes)
+    assert len(patchcore(target_dim=1024, pretrain_dim=512).describe()["fidelity_notes"]) == len(small)
+    assert len(patchcore(target_dim=512).describe()["fidelity_notes"]) == len(small)
+    both = patchcore(scoring="anomalib", target_dim=256).describe()["fidelity_notes"]  # two departures: two notes
+    assert both[:2] == [pcm.ANOMALIB_SCORING_NOTE, "embedding pooled to 1024 per layer and 256 in all; official: "
+                                                   "1024 and 1024 (README l.29)"]
+    assert both[2:] == list(PatchCoreMethod.fidelity_notes)
 
 
 @pytest.mark.parametrize("ratio, ok", [(0, False), (-0.5, False), (1e-6, True), (0.5, True), (1, True),
@@ -233,7 +303,7 @@ def test_patchcore_coreset_ratio_is_in_zero_one(ratio, ok):
 
 
 def test_patchcore_num_neighbors_is_at_least_one():
-    assert patchcore(num_neighbors=1).core.num_neighbors == 1
+    assert patchcore(scoring="anomalib", num_neighbors=1).core.num_neighbors == 1
     for bad in (0, -2):
         with pytest.raises(ConfigError) as err:
             patchcore(num_neighbors=bad)
@@ -246,7 +316,6 @@ def test_patchcore_memory_rows_before_and_after_fit():
     m.fit(refs(2), INFO)
     d = m.describe()
     assert d["memory_rows"] == 2 * 4 * 4  # every layer2 position of both shots
-    assert (d["score"], d["image_score"]) == ("L2 to the nearest memory patch", "re-weighted max (anomalib)")
     assert d["layers"] == ["layer2", "layer3"] and d["fidelity_notes"] == list(PatchCoreMethod.fidelity_notes)
     pred = m.predict(refs(2) + refs(1, start=5))[W_VG]
     assert pred.maps.shape == (3, 4, 4) and abs(pred.maps[:2]).max() < 1e-4 and pred.scores[2] > 0

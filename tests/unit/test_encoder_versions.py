@@ -211,7 +211,8 @@ def path_outputs(bb) -> dict[str, dict[str, torch.Tensor]]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             acl = AnomalyCLIPLearner(bb.width, 6, 4, 2, init_std=0.5)
-        out["anomalyclip-text"] = {"text": encode_prompts(enc, acl, templates(enc, 6))}
+        out["anomalyclip-text"] = {"text": encode_prompts(enc, acl, templates(enc, 6)),
+                                   "text_fp16": encode_prompts(enc, acl, templates(enc, 6), fp16=True)}
     out["layers"] = vision_outputs()
     return out
 

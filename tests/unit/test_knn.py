@@ -581,3 +581,26 @@ def test_coreset_size_and_errors():
 def test_module_constants():
     assert DEFAULT_BLOCK == 1 << 22
     assert knn_mod.METRICS == ("l2", "cosine")
+
+
+def test_greedy_near_tie_takes_the_farthest_row_not_the_nearest(monkeypatch):
+    """Rows 1 and 1 + 2^-23 (the next float32) are 2.4e-7 apart relatively, inside the rounding window
+    of the expanded form: the exact distances decide, and the row anomalib picks is the FARTHEST from
+    the centers (argmax), not the nearest (argmin would take row 1)."""
+    import fsadbench.methods.common.knn as knn_mod
+
+    pts = torch.tensor([[0.0], [1.0], [1.0 + 2.0 ** -23]])
+    seen = []
+    real = knn_mod._exact_min_distances
+
+    def spy(features, rows, centers, block):
+        out = real(features, rows, centers, block)
+        seen.append((rows.tolist(), out.tolist()))
+        return out
+
+    monkeypatch.setattr(knn_mod, "_exact_min_distances", spy)
+    got = k_center_greedy(pts, 2, 0).tolist()
+    assert [rows for rows, _ in seen] == [[1, 2]]  # the near-tie branch decided
+    (_, dist), = seen
+    assert dist[1] > dist[0] > 0  # row 2 is farther from center 0 than row 1
+    assert got == AnomalibGreedyOracle(pts, 2).select(0) == [0, 2]

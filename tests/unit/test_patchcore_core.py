@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,8 @@ from fsadbench.methods.patchcore.torch_model import (PatchCore, build_memory, em
                                                      patches)
 
 EQUIVALENT_MUTANTS = {
-    "embed: align_corners=False -> None / dropped": "None means False for bilinear (F.interpolate's default)",
+    "embed / official_embed: align_corners=False -> None / dropped": "None means False for bilinear "
+                                                                     "(F.interpolate's default)",
     "image_scores: device=scores.device / .to(memory.device) / .to(star.device) -> None / dropped": "device: the "
                                                                                 "CPU tests cannot see a device",
     "patch_scores: search(..., k=1) -> k dropped": "k=1 is MemoryBank.search's default",
@@ -45,15 +47,50 @@ def anomalib_image_score_oracle(emb, memory, num_neighbors):
     return torch.stack(out)
 
 
+def official_oracle(shot_maps, test_maps, pretrain_dim, target_dim):
+    """patchcore-inspection's _embed (patchcore.py l. 91-145: PatchMaker.patchify, each of the C x 3 x 3
+    components of later layers resized bilinearly, Preprocessing / MeanMapper, Aggregator), its
+    NearestNeighbourScorer with one neighbour on IndexFlatL2 (squared L2) and PatchMaker.score (max),
+    restated in float64 numpy in this file's own words."""
+
+    def adaptive_mean(v, n):
+        length = v.shape[-1]
+        return np.stack([v[:, (i * length) // n: -((-(i + 1) * length) // n)].mean(-1) for i in range(n)], -1)
+
+    def embed_np(maps):
+        big_h, big_w = maps[0].shape[2:]
+        per_layer = []
+        for m in maps:
+            m = m.double().numpy()
+            b, c, h, w = m.shape
+            padded = np.pad(m, ((0, 0), (0, 0), (1, 1), (1, 1)))
+            patch = np.stack([np.stack([padded[:, :, y:y + h, x:x + w] for x in range(3)], -1) for y in range(3)],
+                             -2)  # b c h w 3 3
+            if (h, w) != (big_h, big_w):
+                comp = torch.from_numpy(patch.transpose(0, 1, 4, 5, 2, 3).reshape(b * c * 9, 1, h, w))
+                comp = F.interpolate(comp, size=(big_h, big_w), mode="bilinear", align_corners=False).numpy()
+                patch = comp.reshape(b, c, 3, 3, big_h, big_w).transpose(0, 1, 4, 5, 2, 3)
+            rows = patch.transpose(0, 2, 3, 1, 4, 5).reshape(b * big_h * big_w, c * 9)  # channel-major
+            per_layer.append(adaptive_mean(rows, pretrain_dim))
+        return adaptive_mean(np.concatenate(per_layer, 1), target_dim), (maps[0].shape[0], big_h, big_w)
+
+    memory, _ = embed_np(shot_maps)
+    query, shape = embed_np(test_maps)
+    nearest = ((query[:, None, :] - memory[None]) ** 2).sum(-1).min(1)
+    maps = nearest.reshape(shape)
+    return maps, maps.reshape(shape[0], -1).max(1)
+
+
 def test_defaults_pinned_with_their_source():
     assert pc.LAYERS == ("layer2", "layer3")  # anomalib torch_model.py l. 17-18
     assert pc.NEIGHBOURHOOD == 3  # anomalib l. 127 AvgPool2d(3, 1, 1); official run_patchcore.py l. 252
     assert pc.NUM_NEIGHBORS == 9  # anomalib l. 113
     assert pc.CORESET_RATIO == 1.0  # few-shot decision: full memory
-    assert pc.PRETRAIN_DIM == 1024  # official run_patchcore.py l. 245
+    assert pc.PRETRAIN_DIM == 1024 == pc.TARGET_DIM  # official README l. 29, run_patchcore.py l. 245-246
+    assert pc.SCORINGS == ("official", "anomalib")
     fields = {f.name: f.default for f in dataclasses.fields(PatchCore)}
-    assert fields == {"num_neighbors": 9, "coreset_ratio": 1.0, "target_dim": None, "seed": 0,
-                      "block": 1 << 22, "memory": None}
+    assert fields == {"num_neighbors": 9, "coreset_ratio": 1.0, "target_dim": 1024, "scoring": "official",
+                      "pretrain_dim": 1024, "seed": 0, "block": 1 << 22, "memory": None}
 
 
 def test_embed_averages_the_3x3_neighbourhood_with_zero_padding_counted():
@@ -92,20 +129,50 @@ def test_embed_bilinear_not_nearest():
     assert got[0, :4].tolist() == pytest.approx([1.0, 1.0, 1.0, 0.75])
 
 
-def test_embed_target_dim_pools_channels_per_layer_then_across():
-    per_image = torch.tensor([1.0, 2.0]).reshape(2, 1, 1, 1)
-    layer2 = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1).expand(2, 4, 3, 3) * per_image
-    layer3 = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1).expand(2, 2, 3, 3)
-    out = embed([layer2, layer3], target_dim=2, pretrain_dim=2)
-    assert out.shape == (2, 2, 3, 3)
-    # centre: averages are the constants; layer2 -> [1.5, 3.5], layer3 -> [10, 20]; stacked -> [2.5, 15]
-    assert torch.allclose(out[0, :, 1, 1], torch.tensor([2.5, 15.0]))
-    assert torch.allclose(out[1, :, 1, 1], torch.tensor([(3.0 + 7.0) / 2, 15.0]))  # second image: layer2 doubled
-    layer2, layer3 = layer2[:1], layer3[:1]
-    wide = embed([layer2, layer3], target_dim=3, pretrain_dim=4)  # [1,2,3,4,10,10,20,20] -> 3 bins
-    assert torch.allclose(wide[0, :, 1, 1], torch.tensor([(1 + 2 + 3) / 3, (3 + 4 + 10 + 10) / 4, (10 + 20 + 20) / 3]))
-    default_pre = embed([layer2, layer3], target_dim=2)  # pretrain 1024: values repeat, means unchanged
-    assert torch.allclose(default_pre[0, :, 1, 1], torch.tensor([2.5, 15.0]))
+def test_embed_target_dim_pools_each_flattened_3x3_patch_then_the_layers():
+    """The official MeanMapper pools the C x 3 x 3 patch (channel-major, zero padded) itself, not the
+    3 x 3 means of the channels: its windows cut across patch positions and channels."""
+    ramp = torch.arange(9.0).reshape(1, 1, 3, 3)
+    out = embed([ramp], target_dim=3, pretrain_dim=3)  # one layer: the target pooling is the identity
+    assert out.shape == (1, 3, 3, 3)
+    assert out[0, :, 1, 1].tolist() == pytest.approx([1.0, 4.0, 7.0])  # the patch's rows: 0..2, 3..5, 6..8
+    assert out[0, :, 0, 0].tolist() == pytest.approx([0.0, 1 / 3, 7 / 3])  # rows [0,0,0], [0,0,1], [0,3,4]
+    two = torch.cat([ramp, torch.full((1, 1, 3, 3), 10.0)], dim=1)  # 18 values -> 3 windows of 6
+    got = embed([two], target_dim=3, pretrain_dim=3)[0, :, 1, 1]
+    assert got.tolist() == pytest.approx([2.5, (6 + 7 + 8 + 30) / 6, 10.0])  # the middle window spans both
+    stacked = embed([ramp, torch.full((1, 1, 3, 3), 9.0)], target_dim=2, pretrain_dim=3)[0, :, 1, 1]
+    assert stacked.tolist() == pytest.approx([4.0, 9.0])  # [1, 4, 7, 9, 9, 9] -> 2 bins, layer-major
+    per_image = embed([torch.stack([ramp[0], 2 * ramp[0]])], target_dim=3, pretrain_dim=3)
+    assert torch.allclose(per_image[1], 2 * per_image[0])  # images pooled one by one, in order
+
+
+def test_official_scoring_equals_the_official_code():
+    g = torch.Generator().manual_seed(8)
+    shots, tests = pyramid(g, 2, [(5, 6), (7, 3)]), pyramid(g, 3, [(5, 6), (7, 3)])
+    model = PatchCore(pretrain_dim=7, target_dim=5)  # 45 -> 7 and 63 -> 7 values, 14 -> 5: windows overlap
+    model.fit(shots)
+    maps, scores = model.predict(tests)
+    want_maps, want_scores = official_oracle(shots, tests, 7, 5)
+    assert model.memory.shape == (2 * 36, 5)
+    assert np.allclose(maps.double().numpy(), want_maps, rtol=1e-5, atol=1e-6)
+    assert np.allclose(scores.double().numpy(), want_scores, rtol=1e-5, atol=1e-6)
+    l2 = PatchCore(pretrain_dim=7, target_dim=5, scoring="anomalib")
+    l2.fit(shots)
+    maps_l2, scores_l2 = l2.predict(tests)
+    assert torch.allclose(maps_l2.square(), maps, rtol=1e-5) and not torch.allclose(scores_l2.square(), scores)
+    default = PatchCore()
+    default.fit(shots)
+    assert default.memory.shape == (72, 1024)
+    assert np.allclose(default.predict(tests)[1].double().numpy(), official_oracle(shots, tests, 1024, 1024)[1],
+                       rtol=1e-5)
+
+
+def test_patch_scores_squared():
+    emb = torch.tensor([[3.0, 0.0]]).reshape(1, 2, 1, 1)
+    memory = torch.tensor([[0.0, 4.0], [6.0, 0.0]])
+    assert patch_scores(emb, memory)[0].item() == pytest.approx(3.0)  # nearest: [6, 0]
+    dist, index = patch_scores(emb, memory, squared=True)
+    assert dist.item() == pytest.approx(9.0) and index.item() == 1
 
 
 def test_embed_needs_maps():
@@ -192,7 +259,7 @@ def test_image_score_equals_anomalib_oracle(num_neighbors):
 def test_patchcore_fit_predict_wiring():
     g = torch.Generator().manual_seed(2)
     shots, tests = pyramid(g, 2, [(4, 6), (8, 3)]), pyramid(g, 3, [(4, 6), (8, 3)])
-    model = PatchCore()
+    model = PatchCore(scoring="anomalib", target_dim=None)
     with pytest.raises(ValueError, match=r"^patchcore: predict before fit \(the memory of the shots is empty\)$"):
         model.predict(tests)
     model.fit(shots)
@@ -204,12 +271,12 @@ def test_patchcore_fit_predict_wiring():
     assert torch.allclose(scores.double(), anomalib_image_score_oracle(emb, model.memory, 9), atol=1e-5)
     assert torch.allclose(maps.flatten().double(),
                           torch.cdist(patches(emb).double(), model.memory.double()).min(1).values, atol=1e-5)
-    small = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1)
+    small = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1, scoring="anomalib")
     small.fit(shots)
     assert small.memory.shape == (36, 6)
     maps1, scores1 = small.predict(tests)
     assert torch.allclose(scores1, maps1.flatten(1).amax(1))
-    again = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1)
+    again = PatchCore(num_neighbors=1, coreset_ratio=0.5, target_dim=6, seed=1, scoring="anomalib")
     again.fit(shots)
     assert torch.equal(again.memory, small.memory)  # deterministic for a seed
     assert torch.equal(small.memory, build_memory(embed(shots, 6), 0.5, seed=1))
@@ -237,7 +304,12 @@ def test_block_reaches_every_search(monkeypatch):
     monkeypatch.setattr(pc, "MemoryBank", BankSpy)
     g = torch.Generator().manual_seed(3)
     shots, tests = pyramid(g, 2, [(4, 4)]), pyramid(g, 1, [(4, 4)])
-    model = PatchCore(coreset_ratio=0.5, block=77)
+    model = PatchCore(coreset_ratio=0.5, block=77, scoring="anomalib")
     model.fit(shots)
     model.predict(tests)
     assert seen == [("coreset", 77), ("search", 77), ("knn", 77)]
+    seen.clear()
+    official = PatchCore(coreset_ratio=0.5, block=55, target_dim=8, pretrain_dim=8)
+    official.fit(shots)
+    official.predict(tests)
+    assert seen == [("coreset", 55), ("search", 55)]  # the plain max needs no re-weighting search
