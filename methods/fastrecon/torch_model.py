@@ -151,7 +151,7 @@ def residual_map(embedding: torch.Tensor, rec: Reconstructor, chunk: int = DEFAU
     out = torch.empty(b, positions, device=dev)
     for s in range(0, b, images):
         for t in range(0, positions, span):
-            q = flat[s:s + images, :, t:t + span].transpose(1, 2).to(dev, torch.float32)  # m x r x C
+            q = flat[s:s + images, :, t:t + span].transpose(1, 2).to(dev, torch.float32).contiguous()  # m x r x C
             q_hat = reconstruct(q, mean[t:t + span], support, inverse, rec.lam)
             out[s:s + images, t:t + span] = torch.linalg.vector_norm(q - q_hat, dim=-1)
     return out.reshape(b, h, w).to(embedding.device)
