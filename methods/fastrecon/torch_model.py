@@ -65,7 +65,7 @@ def embed(feature_maps: Sequence[torch.Tensor]) -> torch.Tensor:
     if not feature_maps:
         raise ValueError("fastrecon.embed: no feature maps (expected layer2 and layer3)")
     size = feature_maps[0].shape[2:]
-    pad = NEIGHBOURHOOD // 2
+    pad = (NEIGHBOURHOOD - 1) // 2
     maps = [F.interpolate(F.avg_pool2d(m.float(), NEIGHBOURHOOD, stride=1, padding=pad), size=size, mode="nearest")
             for m in feature_maps]
     return torch.cat(maps, dim=1)
@@ -85,7 +85,7 @@ def coreset(rows: torch.Tensor, ratio: float = CORESET_RATIO, block: int = DEFAU
     """The ``int(n * ratio)`` rows the official greedy keeps: raw rows, first pick row 0 (module docstring)."""
     n = rows.shape[0]
     size = int(n * ratio)
-    if not 0.0 < ratio <= 1.0 or size < 1:
+    if ratio > 1.0 or size < 1:  # a ratio <= 0 keeps no row either
         raise ValueError(f"fastrecon: coreset_ratio {ratio} of {n} support rows keeps {size} rows; use a ratio "
                          f"in (0, 1] with int(rows * ratio) >= 1")
     return rows[k_center_greedy(rows, size, CORESET_START, block)]
@@ -96,7 +96,7 @@ def inverse_gram(support: torch.Tensor) -> torch.Tensor:
     n, c = support.shape
     s = support.double()
     inverse, info = torch.linalg.inv_ex(s @ s.T)
-    if n > c or int(info) != 0 or not bool(torch.isfinite(inverse).all()):
+    if n > c or int(info) != 0:  # more rows than channels: rank <= c < n, whatever LU's rounding says
         raise ValueError(f"fastrecon: the {n} support rows ({c} channels) are linearly dependent, so S S^T has no "
                          f"inverse for the closed form; lower coreset_ratio")
     return inverse

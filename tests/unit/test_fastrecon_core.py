@@ -18,8 +18,10 @@ from fsadbench.methods.fastrecon.torch_model import (FastRecon, Reconstructor, c
                                                      residual_map, weights)
 
 EQUIVALENT_MUTANTS = {
-    "residual_map: .to(dev, torch.float32) / .to(embedding.device) dropped or device=dev -> None": "device "
-    "placement: the CPU tests have one device, and every input here is float32 already",
+    "residual_map: dev = None, .to(dev, ...) -> .to(None, ...) or .to(float32) (support, mean, inverse, query "
+    "pieces), torch.empty(device=dev) -> device=None, .to(embedding.device) -> .to(None)": "device placement: the "
+    "CPU tests have one device (dtypes are pinned by test_residual_map_takes_float64_inputs_to_float32)",
+    "embed: mode='nearest' dropped": "nearest is F.interpolate's default mode",
 }
 
 
@@ -93,6 +95,8 @@ def test_inverse_gram_refuses_dependent_rows():
         inverse_gram(t([[1, 2], [1, 2]]))
     with pytest.raises(ValueError, match=r"the 3 support rows \(2 channels\)"):
         inverse_gram(t([[1, 0], [0, 1], [1, 1]]))  # more rows than channels: S S^T has rank 2
+    with pytest.raises(ValueError, match=r"the 5 support rows \(3 channels\)"):  # LU's rounding misses rank 3 < 5
+        inverse_gram(torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
 
 
 # -- embedding, pool, mean, coreset ------------------------------------------------------------------
@@ -155,6 +159,20 @@ def test_coreset_by_hand_and_against_the_official_greedy():
     assert coreset(feats, 1.0).shape == (200, 6)
 
 
+def test_coreset_and_fit_hand_the_block_to_the_greedy(monkeypatch):
+    seen = []
+    real = fr.k_center_greedy
+
+    def spy(rows, size, start, block):
+        seen.append((rows.shape[0], size, start, block))
+        return real(rows, size, start, block)
+
+    monkeypatch.setattr(fr, "k_center_greedy", spy)
+    coreset(torch.randn(20, 4), 0.5, block=33)
+    fit_reconstructor(torch.randn(1, 8, 2, 5), ratio=0.4, block=9)
+    assert seen == [(20, 10, 0, 33), (10, 4, 0, 9)]
+
+
 @pytest.mark.parametrize("ratio", [0.0, -0.5, 1.5, 0.004])
 def test_coreset_refuses_a_ratio_that_keeps_no_row_or_more_than_all(ratio):
     with pytest.raises(ValueError, match=rf"^fastrecon: coreset_ratio {ratio} of 200 support rows keeps "
@@ -207,12 +225,39 @@ def test_residual_map_uses_each_positions_own_mean():
     assert residual_map(q, rec, chunk=2).tolist() == [[[1.5, 0.0]]]
 
 
+def test_residual_map_takes_float64_inputs_to_float32():
+    rec = Reconstructor(support=t([[1.0, 0.0]]), inverse=t([[1.0]]), mean=t([[3.0, 0.0], [0.0, 0.0]]), lam=1.0,
+                        grid=(1, 2))
+    got = residual_map(torch.zeros(1, 2, 1, 2, dtype=torch.float64), rec)
+    assert got.dtype == torch.float32 and got.tolist() == [[[1.5, 0.0]]]
+
+
+@pytest.mark.parametrize("chunk, pieces", [
+    (1, [(1, 1)] * 24),  # one row at a time: 2 images x 12 positions
+    (8 * 5, [(1, 5), (1, 5), (1, 2)] * 2),  # 5 rows: parts of one image
+    (8 * 12 * 2, [(2, 12)]),  # two whole images in one product
+    (8 * 12 * 2 - 1, [(1, 12), (1, 12)]),  # one row short of two images: one image at a time
+])
+def test_residual_map_pieces_are_bounded_by_the_chunk(monkeypatch, chunk, pieces):
+    seen = []
+    real = fr.reconstruct
+
+    def spy(q, *args):
+        seen.append(tuple(q.shape[:2]))
+        return real(q, *args)
+
+    monkeypatch.setattr(fr, "reconstruct", spy)
+    rec = fit_reconstructor(torch.randn(1, 8, 3, 4), ratio=0.5)
+    residual_map(torch.randn(2, 8, 3, 4), rec, chunk)
+    assert seen == pieces
+
+
 def test_residual_map_refuses_another_grid_or_width():
-    rec = fit_reconstructor(torch.randn(1, 8, 2, 2), ratio=1.0)
-    with pytest.raises(ValueError, match=r"^fastrecon: test embedding 8 x 3 x 2 does not match the fitted 8 x 2 x 2$"):
+    rec = fit_reconstructor(torch.randn(1, 8, 2, 3), ratio=1.0)
+    with pytest.raises(ValueError, match=r"^fastrecon: test embedding 8 x 3 x 2 does not match the fitted 8 x 2 x 3$"):
         residual_map(torch.randn(1, 8, 3, 2), rec)
-    with pytest.raises(ValueError, match=r"test embedding 9 x 2 x 2 does not match"):
-        residual_map(torch.randn(1, 9, 2, 2), rec)
+    with pytest.raises(ValueError, match=r"test embedding 9 x 2 x 3 does not match"):
+        residual_map(torch.randn(1, 9, 2, 3), rec)
 
 
 def official_scores(shot_maps, test_maps, ratio: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
