@@ -18,6 +18,7 @@ BUILTIN_METHODS = {
     "apt": ("fsadbench.methods.apt.model:APT", {}),
     "patchcore": ("fsadbench.methods.patchcore.model:PatchCoreMethod", {}),
     "padim": ("fsadbench.methods.padim.model:PadimMethod", {}),
+    "fastrecon": ("fsadbench.methods.fastrecon.model:FastReconMethod", {}),
     "spade": ("fsadbench.methods.spade.model:SpadeMethod", {}),
     "anomalydino": ("fsadbench.methods.anomalydino.model:AnomalyDINOMethod", {}),
     "anomalyclip": ("fsadbench.methods.anomalyclip.model:AnomalyCLIP", {}),

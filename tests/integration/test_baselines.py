@@ -35,6 +35,7 @@ def make(context_for, name, **options):
 @pytest.mark.parametrize("name, backbone, layers", [
     ("patchcore", "wide_resnet50_2-tiny", ("layer2", "layer3")),
     ("padim", "wide_resnet50_2-tiny", ("layer1", "layer2", "layer3")),
+    ("fastrecon", "wide_resnet50_2-tiny", ("layer2", "layer3")),
     ("spade", "wide_resnet50_2-tiny", ("layer1", "layer2", "layer3")),
     ("anomalydino", "dinov2-tiny", ("block4",)),
 ])
@@ -210,3 +211,11 @@ def test_test_images_are_encoded_once_per_backbone_across_fits(context_for, refs
     m2.fit(refs[1:2], INFO)  # another shot / seed
     m2.predict(refs)
     assert first == 4 and store.stats.encoded == 4
+
+
+def test_fastrecon_on_the_tiny_wrn50_maps_on_layer2_grid(context_for, refs):
+    m = make(context_for, "fastrecon")
+    m.fit(refs[:1], INFO)  # 128 px: a 16 x 16 layer2 grid, int(256 x 0.01) = 2 support rows of 512 + 1024
+    assert m.core.reconstructor.support.shape == (2, 1536) and m.describe()["support_rows"] == 2
+    pred = m.predict(refs[1:])[W_VG]
+    assert pred.maps.shape == (3, 16, 16) and bool(torch.isfinite(torch.as_tensor(pred.maps)).all())

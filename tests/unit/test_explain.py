@@ -71,7 +71,8 @@ def test_list_method_of_a_baseline_shows_paper_backbone_meanings_and_notes(capsy
 
 
 @pytest.mark.parametrize("name,paper", [("padim", "PaDiM (Defard et al."), ("spade", "SPADE (Cohen and Hoshen"),
-                                        ("anomalydino", "AnomalyDINO (Damm et al., WACV 2025)")])
+                                        ("anomalydino", "AnomalyDINO (Damm et al., WACV 2025)"),
+                                        ("fastrecon", "FastRecon (Fang et al., ICCV 2023)")])
 def test_every_classic_baseline_names_its_paper(capsys, name, paper):
     assert main(["list", "--method", name]) == 0
     assert capsys.readouterr().out.startswith(f"{name}: {paper}")

@@ -127,7 +127,7 @@ def test_protocol_facts_name_the_reference_size_only_where_a_method_declares_one
 def test_every_method_declares_where_its_reference_smooths():
     from fsadbench.core.registry import METHODS
 
-    want = {"patchcore": 224, "padim": 224, "spade": 224, "anomalyclip": 518, "anomalydino": ORIGINAL,
+    want = {"patchcore": 224, "padim": 224, "fastrecon": 224, "spade": 224, "anomalyclip": 518, "anomalydino": ORIGINAL,
             "memory": None, "winclip": None, "apt": None, "promptad": None, "anople": None}
     for name, size in want.items():
         cls, _ = METHODS.get(name)
