@@ -62,7 +62,7 @@ def test_list_method_of_a_baseline_shows_paper_backbone_meanings_and_notes(capsy
     opt = {line.split("=")[0].strip(): line for line in out if line.startswith("      ") and " = " in line}
     assert "-> torchvision:wide_resnet50_2 (pipeline check torchvision:wide_resnet50_2-tiny)" in opt["backbone"]
     assert "-> IMAGENET1K_V1 (pipeline check none)" in opt["backbone_weights"]
-    assert opt["num_neighbors"].split() == ["num_neighbors", "=", "9", "anomalib", "torch_model.py", "l.", "113"]
+    assert opt["num_neighbors"].split() == ["num_neighbors", "=", "9", "anomalib", "torch_model.py", "l.", "113", "(scoring=anomalib", "only)"]
     assert "(Baseline.reference_layers)" in opt["layers"]  # reST literals unwrapped
     i = out.index("    fidelity notes (departures from the paper / reference code; in every record and table):")
     from fsadbench.methods.patchcore.model import PatchCoreMethod

@@ -115,7 +115,7 @@ def test_each_method_declares_the_kinds_it_runs_on():
 
     declared = {name: METHODS.get(name)[0].backbone_kinds for name in METHODS.names()}
     assert declared.pop("anomalydino") == ("timm-vit",)
-    for name in ("patchcore", "padim", "spade"):
+    for name in ("patchcore", "padim", "spade", "fastrecon"):
         assert declared.pop(name) == ("torchvision", "timm-cnn")
     assert set(declared.values()) == {("open_clip",)}  # the CLIP methods, anomalyclip on its own open_clip
 
