@@ -25,14 +25,16 @@ BASE = {("winclip", "w/o VG"): 0.80, ("winclip", "w/ VG"): 0.85, ("promptad", "w
 
 
 PAPER_BB = {"model": "ViT-B-16-plus-240", "pretrained": "laion400m_e32", "random_weights": False}
+PROTOCOL = {"version": "fsad-protocol/1", "eval_size": 400, "sigma": None, "sigma_used": 4.0, "max_test_images": None}
 
 
-def _rec(method, dataset, cat, shots, seed, metrics, options=None, backbone=None, status="ok", error=None):
+def _rec(method, dataset, cat, shots, seed, metrics, options=None, backbone=None, status="ok", error=None,
+         protocol=None):
     return Record(key=CellKey(method["id"], dataset, cat, shots, seed).__dict__, status=status, config_hash="h",
                   method={"name": method["name"], "id": method["id"], "label": method.get("label", method["id"]),
                           "options": options or {}},
                   metrics=metrics, backbone=dict(backbone or {"model": "ViT-B-16-plus-240", "random_weights": False}),
-                  error=error)
+                  error=error, protocol={**PROTOCOL, **(protocol or {})})
 
 
 def table1_records():
@@ -58,6 +60,11 @@ def comparable_records(categories=MVTEC, seeds=range(5), backbone=PAPER_BB):
 
 def _rows(t):
     return {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
+
+
+def _note_of(t, i, j):
+    """The footnote text behind the mark of cell (row i, column j)."""
+    return next(n for n in t.notes if n.startswith(f"[{t.marks[(i, j)]}]"))
 
 
 def test_table1_matches_golden_markdown():
@@ -281,7 +288,8 @@ def test_table2_measured_anomalyclip_row_names_its_training_set_and_uses_its_pro
         for i, c in enumerate(cats):
             for s in range(5):
                 r = _rec({"name": "anomalyclip", "id": "anomalyclip", "label": "AnomalyCLIP"}, ds, c, 0, s,
-                         {"w/o VG": {"pixel_auroc": 0.92 + 0.001 * (i - 7)}}, backbone=acl_bb)
+                         {"w/o VG": {"pixel_auroc": 0.92 + 0.001 * (i - 7)}}, backbone=acl_bb,
+                         protocol={"eval_size": 518})
                 r.method["auxiliary"] = {"name": aux, "same_as_target": False}
                 recs.append(r)
     t = apt_table2(recs, show="under")
@@ -289,9 +297,18 @@ def test_table2_measured_anomalyclip_row_names_its_training_set_and_uses_its_pro
     head = "AnomalyCLIP (zero-shot) (trained on MVTec for VisA; trained on VisA for MVTec)"
     assert rows[(head, "paper")][0].md == "91.16"
     assert rows[(head, "measured")][0].mean == pytest.approx(92.0)
-    assert rows[(head, "diff")][0].md == "+0.84"  # the row's own protocol (ViT-L-14-336 / openai, 5 seeds)
+    # the row's own protocol (ViT-L-14-336 / openai, 5 seeds, evaluated at AnomalyCLIP's 518 px)
+    assert rows[(head, "diff")][0].md == "+0.84"
     assert rows[(head, "diff")][1].md == "n/c"  # one made-up VisA category
     assert not any("AnomalyCLIP" in h[0] and h[0] != head for h in rows)  # no second zero-shot row
+    for r in recs:
+        r.protocol["eval_size"] = 400  # the table's size, not AnomalyCLIP's
+    at400 = apt_table2(recs, show="under")
+    i = [tuple(r[0]) for r in at400.rows].index((head, "diff"))
+    assert at400.rows[i][1][0].md == "n/c"
+    assert "evaluated at 400 px vs the protocol's 518 px" in _note_of(at400, i, 0)
+    for r in recs:
+        r.protocol["eval_size"] = 518
     for r in recs:
         r.backbone["model"] = "ViT-B-16-plus-240"
     again = {tuple(r[0]): r[1] for r in apt_table2(recs, show="under").rows}
