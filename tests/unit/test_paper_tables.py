@@ -265,8 +265,9 @@ def test_paper_configs_parse_and_name_their_layout(name):
     assert {d.name for d in cfg.datasets} <= set(DATASETS.names())
     if name == "apt_table3":
         assert len(kw["labels"]) == 6 and all(m.name == "apt" for m in cfg.methods)
-    # the seed count a diff requires is the one the paper config runs
+    # the seed count and evaluation size a diff requires are those the paper config runs
     assert published()["tables"][name]["protocol"]["seeds"] == len(cfg.seeds)
+    assert published()["tables"][name]["protocol"]["eval_size"] == cfg.protocol.eval_size
 
 
 def test_cli_paper_table(tmp_path, capsys):
@@ -281,17 +282,27 @@ def test_cli_paper_table(tmp_path, capsys):
     assert "needs --config" in capsys.readouterr().err
 
 
-def test_table2_measured_anomalyclip_row_names_its_training_set_and_uses_its_protocol():
+def anomalyclip_records(mid="anomalyclip"):
+    """AnomalyCLIP at 0 shots on its own protocol: every MVTec category (trained on VisA) and one made-up VisA
+    category (trained on MVTec), 5 seeds; MVTec category i adds 0.001 * (i - 7)."""
     acl_bb = {"model": "ViT-L-14-336", "pretrained": "openai", "random_weights": False}
     recs = []
     for ds, aux, cats in (("mvtec", "visa", MVTEC), ("visa", "mvtec", ("c1",))):
         for i, c in enumerate(cats):
             for s in range(5):
-                r = _rec({"name": "anomalyclip", "id": "anomalyclip", "label": "AnomalyCLIP"}, ds, c, 0, s,
-                         {"w/o VG": {"pixel_auroc": 0.92 + 0.001 * (i - 7)}}, backbone=acl_bb,
+                r = _rec({"name": "anomalyclip", "id": mid, "label": "AnomalyCLIP" if mid == "anomalyclip" else mid},
+                         ds, c, 0, s, {"w/o VG": {"pixel_auroc": 0.92 + 0.001 * (i - 7)}}, backbone=acl_bb,
                          protocol={"eval_size": 518})
                 r.method["auxiliary"] = {"name": aux, "same_as_target": False}
                 recs.append(r)
+    return recs
+
+
+ACL_HEAD = "AnomalyCLIP (zero-shot) (trained on MVTec for VisA; trained on VisA for MVTec)"
+
+
+def test_table2_measured_anomalyclip_row_names_its_training_set_and_uses_its_protocol():
+    recs = anomalyclip_records()
     t = apt_table2(recs, show="under")
     rows = {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
     head = "AnomalyCLIP (zero-shot) (trained on MVTec for VisA; trained on VisA for MVTec)"
@@ -323,3 +334,78 @@ def test_anomalyclip_published_figures():
     assert t["train_on"] == {"mvtec": "visa", "visa": "mvtec"}
     cfg = build_config(config_file=str(REPO / "configs/paper/apt_table2.yaml"))
     assert cfg.train_on == t["train_on"] and "anomalyclip" in [m.name for m in cfg.methods]
+
+
+def test_table2_never_shows_a_measured_row_twice():
+    """AnomalyCLIP has its own 0-shot row: the zero-shot block must not repeat it. Its header is the same
+    there, so rows are counted, not keyed by header."""
+    recs = table2_records() + anomalyclip_records() + anomalyclip_records("anomalyclip[epochs=1]")
+    heads = [r[0][0] for r in apt_table2(recs, show="none").rows]
+    assert heads == [ACL_HEAD, "anomalyclip[epochs=1] (0-shot, w/o VG) (trained on MVTec for VisA; trained on VisA "
+                     "for MVTec)", "WinCLIP (zero-shot)", "APT (1-shot, w/ VG)"]
+    under = apt_table2(recs, show="under").rows
+    assert [r[0] for r in under if r[0][0] == ACL_HEAD] == [[ACL_HEAD, s] for s in ("measured", "paper", "diff")]
+    assert len(under) == len({tuple(r[0]) for r in under})
+
+
+def test_table2_rows_diff_against_their_method_defaults():
+    recs = comparable_records()
+    for r in recs:
+        r.method["options"] = {"epochs": 1}
+    t = apt_table2(recs, show="under", datasets=["mvtec"])
+    i = [tuple(r[0]) for r in t.rows].index(("APT (1-shot, w/ VG)", "diff"))
+    assert t.rows[i][1][0].md == "n/c" and "epochs=1 (protocol 100)" in _note_of(t, i, 0)
+
+
+def ablation_records(opts, mid, v=0.92, shots=1):
+    """APT with ``opts`` on every MVTec category, 3 seeds (APT Table 3's protocol); seed s adds 0.002 * s."""
+    return [_rec({"name": "apt", "id": mid}, "mvtec", c, shots, s,
+                 {"w/o VG": {"pixel_auroc": v + 0.001 * (i - 7) + 0.002 * s}}, opts, backbone=PAPER_BB)
+            for i, c in enumerate(MVTEC) for s in range(3)]
+
+
+NO_LA = dict(so=True, mg=True, gn=True, tf=True, la=False)
+
+
+def test_table3_rows_diff_against_their_switches_and_the_closest_id_fills_them():
+    slow = ablation_records({**NO_LA, "epochs": 1}, "apt[epochs=1,la=false]", 0.80)
+    recs = slow + ablation_records(dict(NO_LA), "apt[la=false]")
+    t = apt_table3(recs, show="under", datasets=["mvtec"])
+    heads = list(_rows(t))
+    i = heads.index(("✓", "✓", "✓", "✓", "×", "measured"))
+    assert t.rows[i][1][0].mean == pytest.approx(92.2)  # apt[la=false], though listed second and sorting later
+    assert t.rows[i + 2][1][0].md == "+0.26"  # paper 91.94: the row's la=false is its protocol
+    assert ("setting {'so': True, 'mg': True, 'gn': True, 'tf': True, 'la': False}: several method ids "
+            "(apt[la=false], apt[epochs=1,la=false]); showing apt[la=false]") in t.notes
+    u = apt_table3(slow, show="under", datasets=["mvtec"])
+    assert u.rows[i][1][0].mean == pytest.approx(80.2) and u.rows[i + 2][1][0].md == "n/c"
+    assert _note_of(u, i + 2, 0).endswith("options off the row's protocol: epochs=1 (protocol 100)")
+
+
+def _spec(tmp_path, text, name="apt_table3"):
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(text)
+    return table_spec(p)
+
+
+def test_table3_shots_setting_of_a_config(tmp_path):
+    assert _spec(tmp_path, "table: {layout: apt_table3, shots: 2}\n")[1] == {"shots": 2}
+    assert _spec(tmp_path, "table: {layout: apt_table3, shots: 0}\n")[1] == {"shots": 0}
+    assert "shots" not in _spec(tmp_path, "table: apt_table3\n")[1]
+    recs = ablation_records(dict(NO_LA), "apt[la=false]", shots=2)
+    kw = _spec(tmp_path, "table: {layout: apt_table3, shots: 2}\n")[1]
+    t = apt_table3(recs, show="none", datasets=["mvtec"], **kw)
+    assert "2-shot" in t.title and t.rows[3][1][0].mean == pytest.approx(92.2)
+    assert apt_table3(recs, show="none", datasets=["mvtec"]).rows[3][1][0].md == "missing"  # the paper's 1 shot
+
+
+def test_a_config_columns_key_names_the_datasets(tmp_path):
+    assert _spec(tmp_path, "table: {layout: apt_table1, columns: [visa, mvtec]}\n")[1] == {
+        "datasets": ["visa", "mvtec"]}
+    assert _spec(tmp_path, "table: {layout: apt_table1, datasets: [mpdd], columns: [visa]}\n")[1] == {
+        "datasets": ["mpdd"]}
+    layout, kw, _ = _spec(tmp_path, "table: {layout: anople_table2, columns: [visa]}\n", "t")
+    assert layout == "anople_table2" and kw == {"datasets": ["visa"]}
+    from fsadbench.reports.paper.catalog import build
+
+    assert [g for g, _ in build(layout, [], "none", **kw).groups] == ["VisA"]
