@@ -19,7 +19,9 @@ from fsadbench.reports.paper.layouts import apt_table1
 from fsadbench.results.coverage import Coverage, Figure
 from tests.unit.test_paper_tables import MVTEC, _note_of, _rows, comparable_records
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "comparable.x_option_departures__mutmut_13": "the dict is an ordered set: its values (None or '') are never read",
+}
 
 RANDOM = {"model": "fsad-tiny-vit", "pretrained": "none", "random_weights": True}
 
@@ -171,3 +173,22 @@ def test_closest_to_the_defaults_first_ties_by_id():
     assert closest_first("apt", ["apt[a]", "apt[b]", "apt[e]", "apt[d]", "apt[c]"], opts) == [
         "apt[c]", "apt[d]", "apt[e]", "apt[b]", "apt[a]"]
     assert closest_first("apt", ["apt[z]", "apt[y]"], {}) == ["apt[y]", "apt[z]"]
+
+
+def test_several_values_are_listed_and_long_lists_cut():
+    recs = comparable_records()[:4]
+    for r, (model, cap, sigma) in zip(recs, (("m1", 5, 1.0), ("m2", 7, 2.0), ("m1", 5, 1.0), ("m2", 7, 2.0))):
+        r.backbone = {"model": model, "pretrained": "p"}
+        r.protocol.update(max_test_images=cap, sigma=sigma)
+        r.method["options"] = {"epochs": 1, "lr": 0.5}
+    assert record_blockers(recs, {"model": "M", "pretrained": "p", "options": row_options("apt")}) == [
+        "backbone m1/p, m2/p vs the paper's M/p", "a subset of the test images (max_test_images=5, 7)",
+        "Gaussian sigma set by the run (1.0, 2.0), not the method's own",
+        "options off the row's protocol: epochs=1 (protocol 100), lr=0.5 (protocol 0.0001)"]
+    five = Figure(90.0, 0.0, {0: 90.0}, Coverage(MVTEC[5:], (0,)))
+    assert diff_blockers(five, "mvtec", [], {}) == [
+        "measured over 10 of the paper's 15 mvtec categories (missing bottle, cable, capsule, carpet, grid)"]
+    six = Figure(90.0, 0.0, {0: 90.0}, Coverage(MVTEC[6:] + tuple(f"x{i}" for i in range(6)), (0,)))
+    assert diff_blockers(six, "mvtec", [], {}) == [
+        "measured over 15 of the paper's 15 mvtec categories (missing bottle, cable, capsule, carpet, grid, ...)",
+        "categories not in the paper's dataset: x0, x1, x2, x3, x4"]
