@@ -212,3 +212,19 @@ def test_a_one_class_anople_does_not_fill_the_multi_class_row():
     rows = _rows(t)
     assert rows[("AnoPLe",)][0].md == "missing" and rows[("AnoPLe*",)][0].md == "missing"
     assert any(n.startswith("not shown: anople[multi_class=false]") for n in t.notes)
+
+
+def test_catalog_errors_and_the_metric_key(monkeypatch, tmp_path):
+    from fsadbench.core import registry
+    from fsadbench.reports.paper.catalog import no_options
+
+    assert no_options({"metric": "aupro", "columns": ["visa"]}, {}) == {"metric": "aupro", "datasets": ["visa"]}
+    assert no_options({"metric": "", "datasets": []}, {}) == {}
+    with pytest.raises(ConfigError, match=r"registered layouts: anople_table1, anople_table2, "):
+        get_layout("anople_table9")
+    reg = registry.Registry("layout", "fsadbench.layouts")
+    reg.add("broken", "no_such_module_here:X")
+    monkeypatch.setattr(registry, "LAYOUTS", reg)
+    with pytest.raises(ConfigError, match="no_such_module_here") as exc:
+        get_layout("broken")
+    assert str(exc.value) != "None"

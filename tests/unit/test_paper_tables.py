@@ -1,4 +1,7 @@
-"""Paper layouts from fixed records: golden Markdown, LaTeX structure, published figures, configs."""
+"""Paper layouts from fixed records: golden Markdown, LaTeX structure, published figures, configs.
+
+EQUIVALENT_MUTANTS lists the surviving mutants of reports/paper/layouts.py that cannot change behaviour.
+"""
 
 import re
 from pathlib import Path
@@ -15,6 +18,25 @@ from fsadbench.reports.tables import TextCell
 from fsadbench.results.records import CellKey, Record, RecordStore
 
 REPO = Path(__file__).resolve().parents[2]
+TABLE_PROTOCOL = ("the table protocol handed to assemble() is unread: every APT row with a published figure carries "
+                  "its own row_protocol (the table's merged with the row's)")
+EQUIVALENT_MUTANTS = {
+    "layouts.x_apt_table1__mutmut_150": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_172": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_173": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_174": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_175": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_235": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_258": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_259": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_260": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_261": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_211": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_236": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_237": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_238": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_239": TABLE_PROTOCOL,
+}
 GOLDEN = Path(__file__).parent / "golden"
 
 # pixel AUROC (fraction) of (method, variant): category c1 = v + 0.01, c2 = v - 0.01; seed s adds 0.01 * s
@@ -409,3 +431,67 @@ def test_a_config_columns_key_names_the_datasets(tmp_path):
     from fsadbench.reports.paper.catalog import build
 
     assert [g for g, _ in build(layout, [], "none", **kw).groups] == ["VisA"]
+
+
+def test_apt_configs_table_keys_become_build_arguments(tmp_path):
+    assert table_spec(REPO / "configs/paper/apt_table1.yaml")[1] == {"metric": "pixel_auroc"}
+    assert table_spec(REPO / "configs/paper/apt_table2.yaml")[1] == {"metric": "pixel_auroc",
+                                                                    "datasets": ["mvtec", "visa"]}
+    kw = table_spec(REPO / "configs/paper/apt_table3.yaml")[1]
+    labels = kw.pop("labels")
+    assert kw == {"metric": "pixel_auroc", "datasets": ["mvtec", "visa"], "shots": 1, "variant": "w/o VG"}
+    assert len(labels) == 6 and labels[(True,) * 5] == "APT (SO+MG+GN+TF+LA)"
+    assert labels[(False,) * 5] == "Manual prompts (no tuning)"
+    assert _spec(tmp_path, "table: {layout: apt_table1, shots: [1, '4']}\n", "apt_table1")[1] == {"shots": [1, 4]}
+    text = ("table: {layout: apt_table3, method: memory, switches: [x, y], variant: 'w/ VG', rows: [\n"
+            "  {label: A, x: true, y: false}, {label: B, x: true}, {x: true, y: true}, {label: 5, x: false, y: true},\n"
+            "  junk]}\npublished: {rows: [{label: P, x: false, y: false}]}\n")
+    assert _spec(tmp_path, text)[1] == {"method": "memory", "switches": ["x", "y"], "variant": "w/ VG",
+                                        "labels": {(True, False): "A", (False, True): "5", (False, False): "P"}}
+    assert "labels" not in _spec(tmp_path, "table: apt_table3\npublished: [{label: P, so: true}]\n")[1]
+
+
+def test_layout_defaults_show_no_published_figures():
+    from fsadbench.reports.paper import catalog, layouts
+    from tests.unit.test_paper_apt_golden import dump
+
+    recs = table2_records()
+    for name in ("apt_table1", "apt_table2", "apt_table3"):
+        none = dump(catalog.build(name, recs, "none"))
+        assert dump(catalog.build(name, recs)) == none and dump(layouts.build(name, recs)) == none
+        assert dump(getattr(layouts, name)(recs)) == none
+    t = layouts.apt_table1(recs)
+    assert t.title == "pixel AUROC: APT Table 1 layout" and apt_table2(recs).title.startswith("pixel AUROC: APT")
+    assert apt_table3(recs, metric="aupro").title == "AUPRO: APT Table 3 layout (ablation), 1-shot, w/o VG"
+    assert apt_table2(recs, metric="my_metric").title == "my_metric: APT Table 2 layout (zero-shot comparison)"
+
+
+def test_layouts_built_at_call_time_carry_their_paper_and_parser():
+    from fsadbench.reports.paper import layouts
+
+    lay = layouts._layout("apt_table3", apt_table3, layouts._apt_table3_options, "d")
+    assert (lay.name, lay.table, lay.description, lay.build, lay.options) == (
+        "apt_table3", "Table 3", "d", apt_table3, layouts._apt_table3_options)
+    assert lay.paper.startswith("Chen et al. 2025, Beyond Human-prompting")
+
+
+def test_zero_shot_rows_take_w_o_vg_else_the_first_variant():
+    recs = [_rec({"name": "memory", "id": "memory"}, "mvtec", "c1", 0, 0, {"w/ VG": {"pixel_auroc": 0.7},
+                                                                          "w/o VG": {"pixel_auroc": 0.6}}),
+            _rec({"name": "winclip", "id": "winclip"}, "mvtec", "c1", 0, 0, {"w/ VG": {"pixel_auroc": 0.8},
+                                                                            "x": {"pixel_auroc": 0.9}})]
+    rows = {r[0][0]: r[1][0] for r in apt_table2(recs, datasets=["mvtec"]).rows}
+    assert rows["Memory bank (zero-shot)"].mean == pytest.approx(60.0)
+    assert rows["WinCLIP (zero-shot, w/ VG)"].mean == pytest.approx(80.0)
+
+
+def test_a_published_only_row_of_table2(monkeypatch):
+    from fsadbench.reports.paper import layouts
+
+    data = {**layouts.table_data("apt_table2"), "rows": [{"label": "Theirs", "values": {"mvtec": 90.5}},
+                                                         {"zero_shot": True}]}
+    monkeypatch.setattr(layouts, "table_data", lambda key: data)
+    t = apt_table2(table2_records(), show="under", datasets=["mvtec"])
+    assert [tuple(r[0]) for r in t.rows][:2] == [("Theirs", "paper"), ("WinCLIP (zero-shot)", "measured")]
+    assert t.rows[0][1][0].md == "90.50" and t.breaks == []  # one group: no rule
+    assert [tuple(r[0]) for r in apt_table2(table2_records(), datasets=["mvtec"]).rows] == [("WinCLIP (zero-shot)",)]
