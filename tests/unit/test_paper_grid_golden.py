@@ -37,6 +37,12 @@ INLINE = {"source": "Someone 2031", "table": "Table 7", "title": "inline", "data
                     "values": {"mvtec": [80.0, 90.0, 91.0]}}]}
 
 
+BARE = {"source": "Bare 2032", "table": "Table 1", "datasets": ["mvtec"],  # every optional key left out
+        "columns": [{"label": None}, {"metric": "my_metric"}],
+        "rows": [{"label": "AnoPLe", "method": "anople", "values": {"mvtec": [91.0, 50.0]}},
+                 {"label": ["x", {"md": "y", "tex": "y"}], "method": "anople", "options": {"epochs": 1}}]}
+
+
 def table1_recs():
     return (anople_records(seeds=range(5)) + anople_records("anople[epochs=1]", {"epochs": 1}, 0.8, 0.8)
             + anople_records("memory", {}, 0.7, 0.75, name="memory", seeds=range(2))
@@ -70,7 +76,8 @@ CASES = {"anople_table1": [("t1", table1_recs, {"datasets": ["mvtec"]}), ("all",
          "anople_table2": [("t2", table2_recs, {"datasets": ["mvtec"]}), ("none", list, {})],
          "anople_table3": [("t3", table3_recs, {"datasets": ["mvtec"]})],
          "anople_table5": [("px", table3_recs, {"metric": "pixel_auroc", "datasets": ["mvtec"]})],
-         "inline": [("in", inline_recs, {}), ("inpx", inline_recs, {"metric": "pixel_auroc"})]}
+         "inline": [("in", inline_recs, {}), ("inpx", inline_recs, {"metric": "pixel_auroc"})],
+         "bare": [("b", table3_recs, {}), ("bm", table3_recs, {"metric": "other_metric"})]}
 
 
 def all_cases():
@@ -80,8 +87,8 @@ def all_cases():
 
 def current(key):
     layout, recs, show, kw = all_cases()[key]
-    if layout == "inline":
-        return dump(build_grid(INLINE, recs(), show, **kw))
+    if layout in ("inline", "bare"):
+        return dump(build_grid(INLINE if layout == "inline" else BARE, recs(), show, **kw))
     return dump(build(layout, recs(), show, **kw))
 
 
