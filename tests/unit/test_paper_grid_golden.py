@@ -22,11 +22,11 @@ WRN = {"model": "wide_resnet50_2", "pretrained": "IMAGENET1K_V1", "family": "tor
 MAPLE = BUILTIN_METHODS["maple-draem"][1]
 
 INLINE = {"source": "Someone 2031", "table": "Table 7", "title": "inline", "datasets": ["mvtec", "visa"],
-          "protocol": {"model": "ViT-B-16-plus-240", "seeds": 3, "eval_size": 400}, "shots": 1, "variant": "w/ VG",
-          "metric": "image_auroc", "headers": ["part", "setting"], "traits": ["multi_class", "few_shot_transfer"],
+          "protocol": {"model": "ViT-B-16-plus-240", "seeds": 3, "eval_size": 400}, "shots": 2, "variant": "w/ VG",
+          "metric": "image_auroc", "headers": ["part", "setting"], "traits": ["multi_class", "few_shot_transfer", "odd"],
           "extra_methods": True,
-          "columns": [{"label": "I"}, {"metric": "pixel_auroc", "label": "P", "variant": "w/o VG"},
-                      {"metric": "pixel_auroc", "shots": 2}],
+          "columns": [{"label": "I", "shots": 1}, {"metric": "pixel_auroc", "label": "P", "variant": "w/o VG", "shots": 1},
+                      {"metric": "pixel_auroc"}],
           "rows": [{"group": "x", "label": ["(x)", {"md": "T → I", "tex": "T $\\to$ I", "text": "T -> I"}],
                     "method": "anople", "options": {"interaction": "text_to_visual"},
                     "values": {"mvtec": [[80.0, 1.0], 81.0, None]}},
@@ -40,7 +40,8 @@ INLINE = {"source": "Someone 2031", "table": "Table 7", "title": "inline", "data
 BARE = {"source": "Bare 2032", "table": "Table 1", "datasets": ["mvtec"],  # every optional key left out
         "columns": [{"label": None}, {"metric": "my_metric"}],
         "rows": [{"label": "AnoPLe", "method": "anople", "values": {"mvtec": [91.0, 50.0]}},
-                 {"label": ["x", {"md": "y", "tex": "y"}], "method": "anople", "options": {"epochs": 1}}]}
+                 {"label": ["x", {"md": "y", "tex": "y"}], "method": "anople", "options": {"epochs": 1}},
+                 {"label": "Theirs", "values": {"mvtec": [80.0, None]}}]}
 
 
 def table1_recs():
@@ -65,10 +66,16 @@ def table3_recs():
 
 
 def inline_recs():
-    return table3_recs()[:45] + anople_records("anople[interaction=text_to_visual]",
+    """w/ VG figures 1 pp above w/o VG; two one-class AnoPLe ids that fill no row."""
+    recs = table3_recs()[:45] + anople_records("anople[interaction=text_to_visual]",
                                                {"interaction": "text_to_visual"}, 0.79, 0.8) \
         + anople_records("spade", {}, 0.8, 0.9, name="spade", backbone=WRN) \
-        + anople_records("memory", {}, 0.7, 0.75, name="memory")
+        + anople_records("memory", {}, 0.7, 0.75, name="memory") \
+        + anople_records("anople[multi_class=false]", {"multi_class": False}, seeds=[0]) \
+        + anople_records("anople[epochs=1,multi_class=false]", {"multi_class": False, "epochs": 1}, seeds=[0])
+    for r in recs:
+        r.metrics["w/ VG"] = {k: v + 0.01 for k, v in r.metrics["w/ VG"].items()}
+    return recs
 
 
 CASES = {"anople_table1": [("t1", table1_recs, {"datasets": ["mvtec"]}), ("all", table1_recs, {}),
@@ -112,6 +119,7 @@ def test_grid_layout_objects():
     own = grid_layout("mine", INLINE)
     assert (own.name, own.paper, own.table, own.description) == ("mine", "Someone 2031", "Table 7", "inline")
     assert grid_layout("mine", INLINE, "said").description == "said"
+    assert grid_layout("bare", BARE).description == ""
     assert dump(own.build(inline_recs(), "under")) == dump(build_grid(INLINE, inline_recs(), "under"))
     assert own.options({"columns": ["visa"], "x": 1}, {}) == {"datasets": ["visa"]}
 
