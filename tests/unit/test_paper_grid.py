@@ -1,4 +1,7 @@
-"""Grid paper layouts from hand-made records: row matching by switches, diffs, traits, errors."""
+"""Grid paper layouts from hand-made records: row matching by switches, diffs, traits, errors.
+
+EQUIVALENT_MUTANTS lists the surviving mutants of reports/paper/grid.py that cannot change behaviour.
+"""
 
 import pytest
 
@@ -8,6 +11,38 @@ from fsadbench.reports.paper.catalog import build, get_layout
 from fsadbench.reports.paper.grid import build_grid
 from fsadbench.reports.tables import TextCell
 from tests.unit.test_paper_tables import MVTEC, PAPER_BB, _note_of, _rec
+
+OPT = 'Measured.options holds every measured id (ids come from m.ids_of / m.names): the default is never read'
+SW = 'switches_of() has an entry for every row naming a method: the default is never read'
+PROTO = 'the table protocol handed to assemble() is unread: every measured grid row carries its row_protocol'
+SRC = 'source_note() reads its first argument only when no data is given; build_grid always gives data'
+OTHER = "the extra rows' group only has to differ from the layout's own groups (rule and bold block)"
+EQUIVALENT_MUTANTS = {
+    "grid.x_matching_ids__mutmut_32": OPT,
+    "grid.x_matching_ids__mutmut_34": OPT,
+    "grid.x_build_grid__mutmut_353": OPT,
+    "grid.x_build_grid__mutmut_354": OPT,
+    "grid.x_build_grid__mutmut_356": OPT,
+    "grid.x_build_grid__mutmut_247": OPT,
+    "grid.x_build_grid__mutmut_248": OPT,
+    "grid.x_build_grid__mutmut_250": OPT,
+    "grid.x_build_grid__mutmut_251": OPT,
+    "grid.x_build_grid__mutmut_252": OPT,
+    "grid.x_build_grid__mutmut_253": OPT,
+    "grid.x_build_grid__mutmut_254": OPT,
+    "grid.x_build_grid__mutmut_223": SW,
+    "grid.x_build_grid__mutmut_225": SW,
+    "grid.x_build_grid__mutmut_443": PROTO,
+    "grid.x_build_grid__mutmut_471": PROTO,
+    "grid.x_build_grid__mutmut_472": PROTO,
+    "grid.x_build_grid__mutmut_473": PROTO,
+    "grid.x_build_grid__mutmut_474": PROTO,
+    "grid.x_build_grid__mutmut_398": SRC,
+    "grid.x_build_grid__mutmut_402": SRC,
+    "grid.x_build_grid__mutmut_357": OTHER,
+    "grid.x_build_grid__mutmut_358": OTHER,
+    "grid.x_build_grid__mutmut_333": OTHER,
+}
 
 DEFAULTS = {"interaction": "bidirectional", "align": "weighted", "crop_grid": 2, "view_signal": True,
             "pseudo_anomalies": "both", "state_word": "abnormal", "epochs": 60}
