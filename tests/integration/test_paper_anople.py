@@ -70,6 +70,7 @@ def test_config_names_its_layout_and_runs_exactly_its_rows(name):
     cfg = build_config(None, str(REPO / "configs" / "paper" / f"{name}.yaml"))
     data = table_data(name)
     assert len(cfg.seeds) == data["protocol"]["seeds"] and {d.name for d in cfg.datasets} == set(data["datasets"])
+    assert cfg.protocol.eval_size == data["protocol"]["eval_size"]
     shots = sorted({int(c.get("shots", data.get("shots", 1))) for c in data["columns"]})
     assert cfg.shots == shots
     # every measurable row's setting is run once, nothing else

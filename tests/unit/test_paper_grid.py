@@ -1,12 +1,48 @@
-"""Grid paper layouts from hand-made records: row matching by switches, diffs, traits, errors."""
+"""Grid paper layouts from hand-made records: row matching by switches, diffs, traits, errors.
+
+EQUIVALENT_MUTANTS lists the surviving mutants of reports/paper/grid.py that cannot change behaviour.
+"""
 
 import pytest
 
+from fsadbench.core.builtin import BUILTIN_METHODS
 from fsadbench.core.errors import ConfigError
 from fsadbench.reports.paper.catalog import build, get_layout
 from fsadbench.reports.paper.grid import build_grid
 from fsadbench.reports.tables import TextCell
-from tests.unit.test_paper_tables import MVTEC, PAPER_BB, _rec
+from tests.unit.test_paper_tables import MVTEC, PAPER_BB, _note_of, _rec
+
+OPT = 'Measured.options holds every measured id (ids come from m.ids_of / m.names): the default is never read'
+SW = 'switches_of() has an entry for every row naming a method: the default is never read'
+PROTO = 'the table protocol handed to assemble() is unread: every measured grid row carries its row_protocol'
+SRC = 'source_note() reads its first argument only when no data is given; build_grid always gives data'
+OTHER = "the extra rows' group only has to differ from the layout's own groups (rule and bold block)"
+EQUIVALENT_MUTANTS = {
+    "grid.x_matching_ids__mutmut_32": OPT,
+    "grid.x_matching_ids__mutmut_34": OPT,
+    "grid.x_build_grid__mutmut_353": OPT,
+    "grid.x_build_grid__mutmut_354": OPT,
+    "grid.x_build_grid__mutmut_356": OPT,
+    "grid.x_build_grid__mutmut_247": OPT,
+    "grid.x_build_grid__mutmut_248": OPT,
+    "grid.x_build_grid__mutmut_250": OPT,
+    "grid.x_build_grid__mutmut_251": OPT,
+    "grid.x_build_grid__mutmut_252": OPT,
+    "grid.x_build_grid__mutmut_253": OPT,
+    "grid.x_build_grid__mutmut_254": OPT,
+    "grid.x_build_grid__mutmut_223": SW,
+    "grid.x_build_grid__mutmut_225": SW,
+    "grid.x_build_grid__mutmut_443": PROTO,
+    "grid.x_build_grid__mutmut_471": PROTO,
+    "grid.x_build_grid__mutmut_472": PROTO,
+    "grid.x_build_grid__mutmut_473": PROTO,
+    "grid.x_build_grid__mutmut_474": PROTO,
+    "grid.x_build_grid__mutmut_398": SRC,
+    "grid.x_build_grid__mutmut_402": SRC,
+    "grid.x_build_grid__mutmut_357": OTHER,
+    "grid.x_build_grid__mutmut_358": OTHER,
+    "grid.x_build_grid__mutmut_333": OTHER,
+}
 
 DEFAULTS = {"interaction": "bidirectional", "align": "weighted", "crop_grid": 2, "view_signal": True,
             "pseudo_anomalies": "both", "state_word": "abnormal", "epochs": 60}
@@ -149,3 +185,81 @@ def test_a_row_protocol_decides_its_diff():
     row = {r[0][0] + "/" + r[0][-1]: r[1] for r in t.rows}
     assert row["SPADE/diff"][0].md == "n/c"
     assert any("vs the paper's wide_resnet50_2/IMAGENET1K_V1" in n for n in t.notes)
+
+
+MAPLE = BUILTIN_METHODS["maple-draem"][1]
+
+
+def test_an_alias_with_changed_options_does_not_fill_its_row():
+    """maple-draem with interaction=bidirectional is AnoPLe's coupling, not MaPLe+DRAEM: it fills no row and a
+    note names it; the alias as registered fills the row."""
+    changed = anople_records("maple-draem[interaction=bidirectional]", {**MAPLE, "interaction": "bidirectional"},
+                             0.80, 0.40, name="maple-draem")
+    t = build("anople_table2", changed, "under", datasets=["mvtec"])
+    rows = [r for r in t.rows if r[0][0] == "MaPLe+DRAEM"]
+    assert [r[0][-1] for r in rows] == ["measured", "paper", "diff"]
+    assert [c.md for c in rows[0][1]] == ["missing", "missing"]
+    assert any(n.startswith("not shown: maple-draem[interaction=bidirectional] (options that match no row")
+               for n in t.notes)
+    plain = anople_records("maple-draem", dict(MAPLE), 0.86, 0.31, name="maple-draem")
+    t = build("anople_table2", changed + plain, "under", datasets=["mvtec"])
+    rows = _rows(t)
+    assert rows[("MaPLe+DRAEM", "measured")][0].mean == pytest.approx(86.2)
+    assert [c.md for c in rows[("MaPLe+DRAEM", "diff")]] == ["+0.00", "+1.20"]  # paper 86.2 / 30.0
+    assert any("MaPLe+DRAEM = maple-draem;" in n or n.endswith("MaPLe+DRAEM = maple-draem.") for n in t.notes)
+
+
+def test_the_id_closest_to_the_defaults_fills_a_row_and_a_note_names_the_others():
+    """Both ids match the default row; the one that ran the defaults fills it, though its id sorts later and
+    its records come last."""
+    short = anople_records("anople[epochs=1]", {"epochs": 1}, 0.70, 0.70)
+    full = anople_records("anople[lr_prompt=0.001]", {"lr_prompt": 0.001})  # the default, set explicitly
+    t = build("anople_table2", short + full, "under", datasets=["mvtec"])
+    rows = _rows(t)
+    assert rows[("AnoPLe", "measured")][0].mean == pytest.approx(90.2)
+    assert [c.md for c in rows[("AnoPLe", "diff")]] == ["-0.90", "+0.60"]
+    assert "row AnoPLe: several method ids (anople[lr_prompt=0.001], anople[epochs=1]); showing " \
+           "anople[lr_prompt=0.001]" in t.notes
+
+
+def test_a_short_sweep_fills_its_row_but_gets_no_diff():
+    """A CI sweep with epochs=1 fills the rows of its switches; every diff is n/c naming the option."""
+    recs = anople_records("anople[epochs=1]", {"epochs": 1}) + anople_records(
+        "anople[epochs=1,interaction=text]", {"epochs": 1, "interaction": "text"}, 0.80, 0.85)
+    t = build("anople_table3", recs, "under", datasets=["mvtec"])
+    rows = _rows(t)
+    assert rows[("(a)", "Text", "measured")][0].mean == pytest.approx(80.2)
+    i = list(rows).index(("(a)", "Text", "diff"))
+    assert rows[("(a)", "Text", "diff")][0].md == "n/c"
+    assert _note_of(t, i, 0).endswith("options off the row's protocol: epochs=1 (protocol 60)")
+    j = list(rows).index(("(a)", "T ↔ I (default)", "diff"))
+    assert [c.md for c in t.rows[j][1]] == ["n/c", "n/c"] and "epochs=1" in _note_of(t, j, 1)
+    # the same records with the default epochs: diffs against the row's own options
+    for r in recs:
+        r.method["options"]["epochs"] = 60
+    rows = _rows(build("anople_table3", recs, "under", datasets=["mvtec"]))
+    assert [c.md for c in rows[("(a)", "Text", "diff")]] == ["-4.80", "-3.20"]
+
+
+def test_a_one_class_anople_does_not_fill_the_multi_class_row():
+    oc = anople_records("anople[multi_class=false]", {"multi_class": False})
+    t = build("anople_table2", oc, "none", datasets=["mvtec"])
+    rows = _rows(t)
+    assert rows[("AnoPLe",)][0].md == "missing" and rows[("AnoPLe*",)][0].md == "missing"
+    assert any(n.startswith("not shown: anople[multi_class=false]") for n in t.notes)
+
+
+def test_catalog_errors_and_the_metric_key(monkeypatch, tmp_path):
+    from fsadbench.core import registry
+    from fsadbench.reports.paper.catalog import no_options
+
+    assert no_options({"metric": "aupro", "columns": ["visa"]}, {}) == {"metric": "aupro", "datasets": ["visa"]}
+    assert no_options({"metric": "", "datasets": []}, {}) == {}
+    with pytest.raises(ConfigError, match=r"registered layouts: anople_table1, anople_table2, "):
+        get_layout("anople_table9")
+    reg = registry.Registry("layout", "fsadbench.layouts")
+    reg.add("broken", "no_such_module_here:X")
+    monkeypatch.setattr(registry, "LAYOUTS", reg)
+    with pytest.raises(ConfigError, match="no_such_module_here") as exc:
+        get_layout("broken")
+    assert str(exc.value) != "None"

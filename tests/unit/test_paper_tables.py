@@ -1,4 +1,7 @@
-"""Paper layouts from fixed records: golden Markdown, LaTeX structure, published figures, configs."""
+"""Paper layouts from fixed records: golden Markdown, LaTeX structure, published figures, configs.
+
+EQUIVALENT_MUTANTS lists the surviving mutants of reports/paper/layouts.py that cannot change behaviour.
+"""
 
 import re
 from pathlib import Path
@@ -15,6 +18,25 @@ from fsadbench.reports.tables import TextCell
 from fsadbench.results.records import CellKey, Record, RecordStore
 
 REPO = Path(__file__).resolve().parents[2]
+TABLE_PROTOCOL = ("the table protocol handed to assemble() is unread: every APT row with a published figure carries "
+                  "its own row_protocol (the table's merged with the row's)")
+EQUIVALENT_MUTANTS = {
+    "layouts.x_apt_table1__mutmut_150": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_172": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_173": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_174": TABLE_PROTOCOL,
+    "layouts.x_apt_table1__mutmut_175": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_235": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_258": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_259": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_260": TABLE_PROTOCOL,
+    "layouts.x_apt_table2__mutmut_261": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_211": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_236": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_237": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_238": TABLE_PROTOCOL,
+    "layouts.x_apt_table3__mutmut_239": TABLE_PROTOCOL,
+}
 GOLDEN = Path(__file__).parent / "golden"
 
 # pixel AUROC (fraction) of (method, variant): category c1 = v + 0.01, c2 = v - 0.01; seed s adds 0.01 * s
@@ -25,14 +47,16 @@ BASE = {("winclip", "w/o VG"): 0.80, ("winclip", "w/ VG"): 0.85, ("promptad", "w
 
 
 PAPER_BB = {"model": "ViT-B-16-plus-240", "pretrained": "laion400m_e32", "random_weights": False}
+PROTOCOL = {"version": "fsad-protocol/1", "eval_size": 400, "sigma": None, "sigma_used": 4.0, "max_test_images": None}
 
 
-def _rec(method, dataset, cat, shots, seed, metrics, options=None, backbone=None, status="ok", error=None):
+def _rec(method, dataset, cat, shots, seed, metrics, options=None, backbone=None, status="ok", error=None,
+         protocol=None):
     return Record(key=CellKey(method["id"], dataset, cat, shots, seed).__dict__, status=status, config_hash="h",
                   method={"name": method["name"], "id": method["id"], "label": method.get("label", method["id"]),
                           "options": options or {}},
                   metrics=metrics, backbone=dict(backbone or {"model": "ViT-B-16-plus-240", "random_weights": False}),
-                  error=error)
+                  error=error, protocol={**PROTOCOL, **(protocol or {})})
 
 
 def table1_records():
@@ -58,6 +82,11 @@ def comparable_records(categories=MVTEC, seeds=range(5), backbone=PAPER_BB):
 
 def _rows(t):
     return {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
+
+
+def _note_of(t, i, j):
+    """The footnote text behind the mark of cell (row i, column j)."""
+    return next(n for n in t.notes if n.startswith(f"[{t.marks[(i, j)]}]"))
 
 
 def test_table1_matches_golden_markdown():
@@ -258,8 +287,9 @@ def test_paper_configs_parse_and_name_their_layout(name):
     assert {d.name for d in cfg.datasets} <= set(DATASETS.names())
     if name == "apt_table3":
         assert len(kw["labels"]) == 6 and all(m.name == "apt" for m in cfg.methods)
-    # the seed count a diff requires is the one the paper config runs
+    # the seed count and evaluation size a diff requires are those the paper config runs
     assert published()["tables"][name]["protocol"]["seeds"] == len(cfg.seeds)
+    assert published()["tables"][name]["protocol"]["eval_size"] == cfg.protocol.eval_size
 
 
 def test_cli_paper_table(tmp_path, capsys):
@@ -274,24 +304,44 @@ def test_cli_paper_table(tmp_path, capsys):
     assert "needs --config" in capsys.readouterr().err
 
 
-def test_table2_measured_anomalyclip_row_names_its_training_set_and_uses_its_protocol():
+def anomalyclip_records(mid="anomalyclip"):
+    """AnomalyCLIP at 0 shots on its own protocol: every MVTec category (trained on VisA) and one made-up VisA
+    category (trained on MVTec), 5 seeds; MVTec category i adds 0.001 * (i - 7)."""
     acl_bb = {"model": "ViT-L-14-336", "pretrained": "openai", "random_weights": False}
     recs = []
     for ds, aux, cats in (("mvtec", "visa", MVTEC), ("visa", "mvtec", ("c1",))):
         for i, c in enumerate(cats):
             for s in range(5):
-                r = _rec({"name": "anomalyclip", "id": "anomalyclip", "label": "AnomalyCLIP"}, ds, c, 0, s,
-                         {"w/o VG": {"pixel_auroc": 0.92 + 0.001 * (i - 7)}}, backbone=acl_bb)
+                r = _rec({"name": "anomalyclip", "id": mid, "label": "AnomalyCLIP" if mid == "anomalyclip" else mid},
+                         ds, c, 0, s, {"w/o VG": {"pixel_auroc": 0.92 + 0.001 * (i - 7)}}, backbone=acl_bb,
+                         protocol={"eval_size": 518})
                 r.method["auxiliary"] = {"name": aux, "same_as_target": False}
                 recs.append(r)
+    return recs
+
+
+ACL_HEAD = "AnomalyCLIP (zero-shot) (trained on MVTec for VisA; trained on VisA for MVTec)"
+
+
+def test_table2_measured_anomalyclip_row_names_its_training_set_and_uses_its_protocol():
+    recs = anomalyclip_records()
     t = apt_table2(recs, show="under")
     rows = {tuple(h if isinstance(h, str) else h.md for h in r[0]): r[1] for r in t.rows}
     head = "AnomalyCLIP (zero-shot) (trained on MVTec for VisA; trained on VisA for MVTec)"
     assert rows[(head, "paper")][0].md == "91.16"
     assert rows[(head, "measured")][0].mean == pytest.approx(92.0)
-    assert rows[(head, "diff")][0].md == "+0.84"  # the row's own protocol (ViT-L-14-336 / openai, 5 seeds)
+    # the row's own protocol (ViT-L-14-336 / openai, 5 seeds, evaluated at AnomalyCLIP's 518 px)
+    assert rows[(head, "diff")][0].md == "+0.84"
     assert rows[(head, "diff")][1].md == "n/c"  # one made-up VisA category
     assert not any("AnomalyCLIP" in h[0] and h[0] != head for h in rows)  # no second zero-shot row
+    for r in recs:
+        r.protocol["eval_size"] = 400  # the table's size, not AnomalyCLIP's
+    at400 = apt_table2(recs, show="under")
+    i = [tuple(r[0]) for r in at400.rows].index((head, "diff"))
+    assert at400.rows[i][1][0].md == "n/c"
+    assert "evaluated at 400 px vs the protocol's 518 px" in _note_of(at400, i, 0)
+    for r in recs:
+        r.protocol["eval_size"] = 518
     for r in recs:
         r.backbone["model"] = "ViT-B-16-plus-240"
     again = {tuple(r[0]): r[1] for r in apt_table2(recs, show="under").rows}
@@ -306,3 +356,142 @@ def test_anomalyclip_published_figures():
     assert t["train_on"] == {"mvtec": "visa", "visa": "mvtec"}
     cfg = build_config(config_file=str(REPO / "configs/paper/apt_table2.yaml"))
     assert cfg.train_on == t["train_on"] and "anomalyclip" in [m.name for m in cfg.methods]
+
+
+def test_table2_never_shows_a_measured_row_twice():
+    """AnomalyCLIP has its own 0-shot row: the zero-shot block must not repeat it. Its header is the same
+    there, so rows are counted, not keyed by header."""
+    recs = table2_records() + anomalyclip_records() + anomalyclip_records("anomalyclip[epochs=1]")
+    heads = [r[0][0] for r in apt_table2(recs, show="none").rows]
+    assert heads == [ACL_HEAD, "anomalyclip[epochs=1] (0-shot, w/o VG) (trained on MVTec for VisA; trained on VisA "
+                     "for MVTec)", "WinCLIP (zero-shot)", "APT (1-shot, w/ VG)"]
+    under = apt_table2(recs, show="under").rows
+    assert [r[0] for r in under if r[0][0] == ACL_HEAD] == [[ACL_HEAD, s] for s in ("measured", "paper", "diff")]
+    assert len(under) == len({tuple(r[0]) for r in under})
+
+
+def test_table2_rows_diff_against_their_method_defaults():
+    recs = comparable_records()
+    for r in recs:
+        r.method["options"] = {"epochs": 1}
+    t = apt_table2(recs, show="under", datasets=["mvtec"])
+    i = [tuple(r[0]) for r in t.rows].index(("APT (1-shot, w/ VG)", "diff"))
+    assert t.rows[i][1][0].md == "n/c" and "epochs=1 (protocol 100)" in _note_of(t, i, 0)
+
+
+def ablation_records(opts, mid, v=0.92, shots=1):
+    """APT with ``opts`` on every MVTec category, 3 seeds (APT Table 3's protocol); seed s adds 0.002 * s."""
+    return [_rec({"name": "apt", "id": mid}, "mvtec", c, shots, s,
+                 {"w/o VG": {"pixel_auroc": v + 0.001 * (i - 7) + 0.002 * s}}, opts, backbone=PAPER_BB)
+            for i, c in enumerate(MVTEC) for s in range(3)]
+
+
+NO_LA = dict(so=True, mg=True, gn=True, tf=True, la=False)
+
+
+def test_table3_rows_diff_against_their_switches_and_the_closest_id_fills_them():
+    slow = ablation_records({**NO_LA, "epochs": 1}, "apt[epochs=1,la=false]", 0.80)
+    recs = slow + ablation_records(dict(NO_LA), "apt[la=false]")
+    t = apt_table3(recs, show="under", datasets=["mvtec"])
+    heads = list(_rows(t))
+    i = heads.index(("✓", "✓", "✓", "✓", "×", "measured"))
+    assert t.rows[i][1][0].mean == pytest.approx(92.2)  # apt[la=false], though listed second and sorting later
+    assert t.rows[i + 2][1][0].md == "+0.26"  # paper 91.94: the row's la=false is its protocol
+    assert ("setting {'so': True, 'mg': True, 'gn': True, 'tf': True, 'la': False}: several method ids "
+            "(apt[la=false], apt[epochs=1,la=false]); showing apt[la=false]") in t.notes
+    u = apt_table3(slow, show="under", datasets=["mvtec"])
+    assert u.rows[i][1][0].mean == pytest.approx(80.2) and u.rows[i + 2][1][0].md == "n/c"
+    assert _note_of(u, i + 2, 0).endswith("options off the row's protocol: epochs=1 (protocol 100)")
+
+
+def _spec(tmp_path, text, name="apt_table3"):
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(text)
+    return table_spec(p)
+
+
+def test_table3_shots_setting_of_a_config(tmp_path):
+    assert _spec(tmp_path, "table: {layout: apt_table3, shots: 2}\n")[1] == {"shots": 2}
+    assert _spec(tmp_path, "table: {layout: apt_table3, shots: 0}\n")[1] == {"shots": 0}
+    assert "shots" not in _spec(tmp_path, "table: apt_table3\n")[1]
+    recs = ablation_records(dict(NO_LA), "apt[la=false]", shots=2)
+    kw = _spec(tmp_path, "table: {layout: apt_table3, shots: 2}\n")[1]
+    t = apt_table3(recs, show="none", datasets=["mvtec"], **kw)
+    assert "2-shot" in t.title and t.rows[3][1][0].mean == pytest.approx(92.2)
+    assert apt_table3(recs, show="none", datasets=["mvtec"]).rows[3][1][0].md == "missing"  # the paper's 1 shot
+
+
+def test_a_config_columns_key_names_the_datasets(tmp_path):
+    assert _spec(tmp_path, "table: {layout: apt_table1, columns: [visa, mvtec]}\n")[1] == {
+        "datasets": ["visa", "mvtec"]}
+    assert _spec(tmp_path, "table: {layout: apt_table1, datasets: [mpdd], columns: [visa]}\n")[1] == {
+        "datasets": ["mpdd"]}
+    layout, kw, _ = _spec(tmp_path, "table: {layout: anople_table2, columns: [visa]}\n", "t")
+    assert layout == "anople_table2" and kw == {"datasets": ["visa"]}
+    from fsadbench.reports.paper.catalog import build
+
+    assert [g for g, _ in build(layout, [], "none", **kw).groups] == ["VisA"]
+
+
+def test_apt_configs_table_keys_become_build_arguments(tmp_path):
+    assert table_spec(REPO / "configs/paper/apt_table1.yaml")[1] == {"metric": "pixel_auroc"}
+    assert table_spec(REPO / "configs/paper/apt_table2.yaml")[1] == {"metric": "pixel_auroc",
+                                                                    "datasets": ["mvtec", "visa"]}
+    kw = table_spec(REPO / "configs/paper/apt_table3.yaml")[1]
+    labels = kw.pop("labels")
+    assert kw == {"metric": "pixel_auroc", "datasets": ["mvtec", "visa"], "shots": 1, "variant": "w/o VG"}
+    assert len(labels) == 6 and labels[(True,) * 5] == "APT (SO+MG+GN+TF+LA)"
+    assert labels[(False,) * 5] == "Manual prompts (no tuning)"
+    assert _spec(tmp_path, "table: {layout: apt_table1, shots: [1, '4']}\n", "apt_table1")[1] == {"shots": [1, 4]}
+    text = ("table: {layout: apt_table3, method: memory, switches: [x, y], variant: 'w/ VG', rows: [\n"
+            "  {label: A, x: true, y: false}, {label: B, x: true}, {x: true, y: true}, {label: 5, x: false, y: true},\n"
+            "  junk]}\npublished: {rows: [{label: P, x: false, y: false}]}\n")
+    assert _spec(tmp_path, text)[1] == {"method": "memory", "switches": ["x", "y"], "variant": "w/ VG",
+                                        "labels": {(True, False): "A", (False, True): "5", (False, False): "P"}}
+    assert "labels" not in _spec(tmp_path, "table: apt_table3\npublished: [{label: P, so: true}]\n")[1]
+
+
+def test_layout_defaults_show_no_published_figures():
+    from fsadbench.reports.paper import catalog, layouts
+    from tests.unit.test_paper_apt_golden import dump
+
+    recs = table2_records()
+    for name in ("apt_table1", "apt_table2", "apt_table3"):
+        none = dump(catalog.build(name, recs, "none"))
+        assert dump(catalog.build(name, recs)) == none and dump(layouts.build(name, recs)) == none
+        assert dump(getattr(layouts, name)(recs)) == none
+    t = layouts.apt_table1(recs)
+    assert t.title == "pixel AUROC: APT Table 1 layout" and apt_table2(recs).title.startswith("pixel AUROC: APT")
+    assert apt_table3(recs, metric="aupro").title == "AUPRO: APT Table 3 layout (ablation), 1-shot, w/o VG"
+    assert apt_table2(recs, metric="my_metric").title == "my_metric: APT Table 2 layout (zero-shot comparison)"
+
+
+def test_layouts_built_at_call_time_carry_their_paper_and_parser():
+    from fsadbench.reports.paper import layouts
+
+    lay = layouts._layout("apt_table3", apt_table3, layouts._apt_table3_options, "d")
+    assert (lay.name, lay.table, lay.description, lay.build, lay.options) == (
+        "apt_table3", "Table 3", "d", apt_table3, layouts._apt_table3_options)
+    assert lay.paper.startswith("Chen et al. 2025, Beyond Human-prompting")
+
+
+def test_zero_shot_rows_take_w_o_vg_else_the_first_variant():
+    recs = [_rec({"name": "memory", "id": "memory"}, "mvtec", "c1", 0, 0, {"w/ VG": {"pixel_auroc": 0.7},
+                                                                          "w/o VG": {"pixel_auroc": 0.6}}),
+            _rec({"name": "winclip", "id": "winclip"}, "mvtec", "c1", 0, 0, {"w/ VG": {"pixel_auroc": 0.8},
+                                                                            "x": {"pixel_auroc": 0.9}})]
+    rows = {r[0][0]: r[1][0] for r in apt_table2(recs, datasets=["mvtec"]).rows}
+    assert rows["Memory bank (zero-shot)"].mean == pytest.approx(60.0)
+    assert rows["WinCLIP (zero-shot, w/ VG)"].mean == pytest.approx(80.0)
+
+
+def test_a_published_only_row_of_table2(monkeypatch):
+    from fsadbench.reports.paper import layouts
+
+    data = {**layouts.table_data("apt_table2"), "rows": [{"label": "Theirs", "values": {"mvtec": 90.5}},
+                                                         {"zero_shot": True}]}
+    monkeypatch.setattr(layouts, "table_data", lambda key: data)
+    t = apt_table2(table2_records(), show="under", datasets=["mvtec"])
+    assert [tuple(r[0]) for r in t.rows][:2] == [("Theirs", "paper"), ("WinCLIP (zero-shot)", "measured")]
+    assert t.rows[0][1][0].md == "90.50" and t.breaks == []  # one group: no rule
+    assert [tuple(r[0]) for r in apt_table2(table2_records(), datasets=["mvtec"]).rows] == [("WinCLIP (zero-shot)",)]

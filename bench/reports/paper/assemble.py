@@ -11,7 +11,7 @@ Every layout row of a method the harness implements is shown, with
 ``missing`` / ``failed`` / ``n/a`` entries (and a footnote) where there is no
 figure; rows of methods it does not implement appear only with published
 figures. A diff is printed only for a comparable measurement
-(:func:`fsadbench.reports.paper.published.diff_blockers`); otherwise the entry
+(:func:`fsadbench.reports.paper.comparable.diff_blockers`); otherwise the entry
 is ``n/c`` and its footnote says why. Published figures and diffs are
 ``TextCell`` so they are never bold.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from fsadbench.core.errors import ConfigError
-from fsadbench.reports.paper.published import diff_blockers
+from fsadbench.reports.paper.comparable import diff_blockers
 from fsadbench.reports.paper.published import method_label as pub_label
 from fsadbench.reports.tables import (ALPHA, Footnotes, Table, TextCell, common_notes, emphasis_note, emphasise,
                                       empty_entry, incomplete_problem, method_notes)

@@ -26,21 +26,25 @@ A layout's data (a ``tables:`` entry of published.yaml, or a plugin's own mappin
 
 A record fills a row when its method name is the row's and its resolved options
 agree with the row on every *switch* of that method in this layout (the option
-names any row of the method sets), the row's value or else the method's
-default (registry default options over the ``Options`` defaults). Options no
-row names (epochs, ...) are free, so a short CI sweep fills the same rows.
-Several method ids for one row: the one with the fewest options off their defaults is shown (a
-method's plain row is its default, not an ablation of it) and a note names the rest.
+names any row of the method sets) and on the options its registry alias sets
+(``maple-draem``'s), the row's value or else the method's default (registry
+default options over the ``Options`` defaults). Other options (epochs, ...)
+still fill the row, so a short CI sweep fills the same rows, but its diff is
+"n/c" naming them (:mod:`fsadbench.reports.paper.comparable`: every row's
+protocol carries the options it stands for). Several method ids for one row:
+the one with the fewest options off their defaults is shown (a method's plain
+row is its default, not an ablation of it) and a note names the rest; an id
+that fills no row is named in a note.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterable, Sequence
 
-from fsadbench.core.errors import ConfigError, RegistryError
+from fsadbench.core.errors import ConfigError
 from fsadbench.reports.paper.assemble import MISSING_ROW, Measured, PaperRow, assemble
 from fsadbench.reports.paper.catalog import Layout, no_options
+from fsadbench.reports.paper.comparable import as_json, closest_first, fill_keys, method_class, row_protocol
 from fsadbench.reports.paper.published import (dataset_label, is_measurable, pub_value, source_name, source_note,
                                                table_data)
 from fsadbench.reports.tables import Footnotes, Table, TextCell
@@ -49,19 +53,6 @@ from fsadbench.results.aggregate import METRIC_LABELS
 CHECK = TextCell("✓", "$\\checkmark$")
 CROSS = TextCell("×", "$\\times$")
 TRAIT_TITLES = {"multi_class": "multi-class", "few_shot_transfer": "few-shot transfer"}
-
-
-def method_class(name: str):
-    """(class, its default options: the ``Options`` defaults under the registry's), or (None, {})."""
-    from fsadbench.core.registry import METHODS
-
-    try:
-        cls, reg = METHODS.get(name)
-    except RegistryError:
-        return None, {}
-    defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)
-                if f.default is not dataclasses.MISSING}
-    return cls, {**defaults, **reg}
 
 
 def switches_of(rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -75,22 +66,15 @@ def switches_of(rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def matching_ids(m: Measured, row: dict[str, Any], switches: Sequence[str]) -> list[str]:
-    """The measured method ids whose resolved options agree with ``row`` on every switch, those with the
-    fewest options off the method's defaults first."""
-    _, defaults = method_class(row["method"])
-    want = {k: (row.get("options") or {}).get(k, defaults.get(k)) for k in switches}
-    ids = [mid for mid in m.ids_of(row["method"])
-           if all(_same(m.options.get(mid, {}).get(k, defaults.get(k)), v) for k, v in want.items())]
-
-    def off_default(mid: str) -> int:
-        opts = m.options.get(mid, {})
-        return sum(1 for k, v in opts.items() if k in defaults and not _same(v, defaults[k]))
-
-    return sorted(ids, key=lambda mid: (off_default(mid), mid))  # closest to the defaults first
-
-
-def _same(a, b) -> bool:
-    return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
+    """The measured method ids whose resolved options agree with ``row`` on every switch and on the options
+    of the method's registry alias, those with the fewest options off the method's defaults first."""
+    name = row["method"]
+    _, defaults = method_class(name)
+    opts = as_json(dict(row.get("options") or {}))
+    want = {k: opts.get(k, defaults.get(k)) for k in fill_keys(name, switches)}
+    ids = [mid for mid in m.ids_of(name)
+           if all(as_json(m.options.get(mid, {}).get(k, defaults.get(k))) == v for k, v in want.items())]
+    return closest_first(name, ids, m.options)
 
 
 def trait_cells(traits: Sequence[str], row: dict[str, Any], name: str | None, options: dict[str, Any]) -> list:
@@ -138,7 +122,7 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
         return PaperRow(header, [e for e, _ in entries], pub, group, [mk for _, mk in entries],
                         [m.records_of(mid, d, int(c["shots"])) if found else [] for d, _, c, _ in flat])
 
-    rows, named = [], set()
+    rows, named, filled = [], set(), set()
     for row in data["rows"]:
         parts = row["label"] if isinstance(row["label"], list) else [row["label"]]
         label = [TextCell(x["md"], x["tex"]) if isinstance(x, dict) else str(x) for x in parts]
@@ -157,9 +141,9 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
             notes_extra.append(f"row {text}: several method ids ({', '.join(ids)}); showing {ids[0]}")
         if ids:
             shown_by.append(f"{text} = {mid}")
+        filled.update(ids)
         rows.append(measured(mid, header, pub_row(row), row.get("group", 0), bool(ids)))
-        if row.get("protocol"):
-            rows[-1].protocol = {**(data.get("protocol") or {}), **row["protocol"]}
+        rows[-1].protocol = row_protocol(data.get("protocol"), row, name, row.get("options"))
     if data.get("extra_methods"):
         for mid, name in m.names.items():
             if name not in named:
@@ -169,6 +153,9 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
     notes = m.notes(problems, " / ".join(METRIC_LABELS.get(x, x) for x in used))
     if shown_by:
         notes.append("rows measured by: " + "; ".join(shown_by) + ".")
+    unfilled = [mid for mid, name in m.names.items() if name in named and is_measurable(name) and mid not in filled]
+    if unfilled:
+        notes.append(f"not shown: {', '.join(unfilled)} (options that match no row of this layout).")
     notes += notes_extra
     if show != "none":
         notes.append(source_note("", data))

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from fsadbench.reports.paper.assemble import Measured, PaperRow, assemble
 from fsadbench.reports.paper.catalog import Layout, no_options
+from fsadbench.reports.paper.comparable import closest_first, row_protocol
 from fsadbench.reports.paper.published import (dataset_label, is_measurable, method_label, pub_value, source_name,
                                                source_note, table_data)
 from fsadbench.reports.tables import Footnotes, Table, TextCell, auxiliary_note
@@ -65,7 +66,8 @@ def apt_table1(records: Iterable[Record] | Measured, show: str = "none", metric:
             for mid in ids:
                 entries = [m.entry(mid, d, k, v, foot) for d, v in cols]
                 rows.append(PaperRow([f"{k}-shot", m.label(mid)], [e for e, _ in entries], pub if mid == name else None,
-                                     k, [mk for _, mk in entries], [m.records_of(mid, d, k) for d, _ in cols]))
+                                     k, [mk for _, mk in entries], [m.records_of(mid, d, k) for d, _ in cols],
+                                     row_protocol(pubt.get("protocol"), None, name)))
     notes = m.notes(problems) + ([source_note("apt_table1")] if use_pub else [])
     return assemble(f"{METRIC_LABELS.get(metric, metric)}: APT Table 1 layout", ["shots", "method"],
                     [(dataset_label(d), len(variants)) for d in datasets], [v for _ in datasets for v in variants],
@@ -108,7 +110,7 @@ def apt_table2(records: Iterable[Record] | Measured, show: str = "none", metric:
             for mid in (m.ids_of(name) or [name]):
                 header = spec.get("label") if mid == name else f"{m.label(mid)} ({k}-shot, {v})"
                 rows.append(measured_row(mid, k, v, header, pub_row(spec) if mid == name else None, k,
-                                         spec.get("protocol")))
+                                         row_protocol(pubt.get("protocol"), spec, name)))
         else:
             rows.append(PaperRow([spec["label"]], None, pub_row(spec), 0))
     notes = m.notes(problems) + ([source_note("apt_table2")] if use_pub else [])
@@ -158,7 +160,7 @@ def apt_table3(records: Iterable[Record] | Measured, show: str = "none", metric:
     for sw in settings:
         header = [CHECK if on else CROSS for on in sw] + ([labels.get(sw, "")] if labels else [])
         pub = [pub_value(pub_by[sw].get(d)) for d in datasets] if use_pub and sw in pub_by else None
-        ids = ids_by.get(sw, [])
+        ids = closest_first(method, ids_by.get(sw, []), m.options)
         if len(ids) > 1:
             notes.append(f"setting {dict(zip(switches, sw))}: several method ids ({', '.join(ids)}); showing {ids[0]}")
         mid = ids[0] if ids else method
@@ -166,7 +168,8 @@ def apt_table3(records: Iterable[Record] | Measured, show: str = "none", metric:
                    (TextCell("missing", "missing"), foot.mark(f"missing: no {method} record with this setting"))
                    for d in datasets]
         rows.append(PaperRow(header, [e for e, _ in entries], pub, None, [mk for _, mk in entries],
-                             [m.records_of(mid, d, shots) if ids else [] for d in datasets]))
+                             [m.records_of(mid, d, shots) if ids else [] for d in datasets],
+                             row_protocol(pubt.get("protocol"), None, method, dict(zip(switches, sw)))))
     if use_pub:
         notes.append(source_note("apt_table3"))
     notes.append("LaTeX: the check mark needs \\usepackage{amssymb}.")
