@@ -97,7 +97,8 @@ def build_clip(spec: BackboneSpec, cache_dir: str | None = None, option: str | N
     size = {"force_image_size": spec.image_size} if spec.image_size else {}  # e.g. ViT-L-14-336 at 518
     if is_random(pretrained):
         torch.manual_seed(spec.init_seed)
-        model = open_clip.create_model(name, pretrained=None, device=device, **size)
+        with quiet_random_init():  # the harness says RANDOM itself, in the log and every table
+            model = open_clip.create_model(name, pretrained=None, device=device, **size)
         return BuiltCLIP(model, f"random init (seed {spec.init_seed})", None, {})
     path, source, opts = Path(pretrained).expanduser(), None, {}
     if path.is_file():

@@ -274,3 +274,16 @@ def test_a_torchscript_release_file_is_refused_without_being_deserialised(tmp_pa
     assert "--pretrained openai" in text and "state_dict()" in text
     torch.save(m.state_dict(), tmp_path / "plain.pt")  # a plain state dict still loads
     assert set(read_state_dict(tmp_path / "plain.pt")) == {"weight", "bias"}
+
+
+def test_a_random_clip_is_built_without_open_clips_random_init_warning(caplog):
+    """The harness says RANDOM itself (log NOTE, every table); open_clip's own 'No pretrained weights loaded'
+    warning would be a second, unexplained line in every pipeline check."""
+    import logging
+
+    from fsadbench.backbone.clip import build_clip
+    from fsadbench.core.defaults import TINY_MODEL
+
+    with caplog.at_level(logging.INFO):
+        build_clip(BackboneSpec(TINY_MODEL, "none"))
+    assert not [r for r in caplog.records if "No pretrained weights loaded" in r.getMessage()]
