@@ -163,10 +163,12 @@ class QueueWatcher:
         return self.get_state(job_id, mode).upper() not in UNFINISHED
 
 
-def record_array(results_dir: str | Path, array_id: str, tasks: Sequence[str]) -> None:
-    """Add a submitted array (its id and one label per task) to ``<results>/slurm_jobs.json``."""
+def record_array(results_dir: str | Path, tasks: Sequence[tuple[str, str]]) -> None:
+    """Add a submission, its tasks as (SLURM job id, label), to ``<results>/slurm_jobs.json`` (one task is
+    submitted as a plain job, ``13``; several as an array, ``12_0``, ``12_1``, ...)."""
     arrays = read_arrays(results_dir)[-(MAX_ARRAYS - 1):]
-    arrays.append({"array": str(array_id), "submitted": time.time(), "tasks": list(tasks)})
+    arrays.append({"array": str(tasks[0][0]).split("_")[0], "submitted": time.time(),
+                   "tasks": [{"job": str(j), "label": str(label)} for j, label in tasks]})
     atomic_write_text(Path(results_dir) / JOBS_FILE, json.dumps({"arrays": arrays}, indent=1))
 
 
@@ -176,7 +178,8 @@ def read_arrays(results_dir: str | Path) -> list[dict[str, Any]]:
         arrays = json.loads((Path(results_dir) / JOBS_FILE).read_text())["arrays"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    return [a for a in arrays if isinstance(a, dict) and isinstance(a.get("tasks"), list) and a.get("array")]
+    return [a for a in arrays if isinstance(a, dict) and a.get("array") and isinstance(a.get("tasks"), list)
+            and all(isinstance(t, dict) and t.get("job") for t in a["tasks"])]
 
 
 def array_states(results_dir: str | Path) -> list[dict[str, Any]]:
@@ -190,10 +193,10 @@ def array_states(results_dir: str | Path) -> list[dict[str, Any]]:
     shown = []
     for i, a in enumerate(arrays):
         tasks = []
-        for t, label in enumerate(a["tasks"]):
-            job = f"{a['array']}_{t}"
-            info = (got or {}).get(job) or {"State": ENDED if got is not None else "?", "NodeList": "", "Reason": ""}
-            tasks.append({"job": job, "label": str(label), **info})
+        for t in a["tasks"]:
+            info = (got or {}).get(t["job"]) or {"State": ENDED if got is not None else "?", "NodeList": "",
+                                                 "Reason": ""}
+            tasks.append({"job": t["job"], "label": str(t.get("label", "")), **info})
         if i == len(arrays) - 1 or any(t["State"] in UNFINISHED for t in tasks):
             shown.append({"array": a["array"], "submitted": a.get("submitted", 0.0), "tasks": tasks})
     return shown

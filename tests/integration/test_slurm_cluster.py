@@ -134,8 +134,7 @@ def _claimed(res: Path, cell: str) -> bool:
 def _task_of(res: Path, category: str) -> str:
     """The SLURM job id (``ARRAY_TASK``) of the array task computing ``category``."""
     a = _wait(lambda: read_arrays(res), 60, "slurm_jobs.json")[-1]
-    i = next(i for i, label in enumerate(a["tasks"]) if label.startswith(f"synthetic/{category} "))
-    return f"{a['array']}_{i}"
+    return next(t["job"] for t in a["tasks"] if t["label"].startswith(f"synthetic/{category} "))
 
 
 def _state(job: str) -> str:
@@ -244,7 +243,9 @@ def test_no_wait_returns_at_once_and_status_shows_slurm_job_ids_and_states(sweep
         assert "  memory | synthetic/disc | 1-shot | seed 1  [test on " in s.stdout.split("running:")[1], s.stdout
     finally:
         held.release(claim)
-    _wait(lambda: all(_state(f"{array}_{i}") in FINAL for i in (0, 1)), 180, "both array tasks to end")
+    jobs = [t["job"] for t in read_arrays(res)[-1]["tasks"]]
+    assert sorted(jobs) == [f"{array}_0", f"{array}_1"]
+    _wait(lambda: all(_state(j) in FINAL for j in jobs), 180, "both array tasks to end")
     s = _run(tmp_path, "status", "--results-dir", str(res), "--json")
     got = json.loads(s.stdout)
     assert got["counts"] == {"done": 4, "running": 0, "failed": 0, "pending": 0}

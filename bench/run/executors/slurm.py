@@ -160,7 +160,7 @@ class SlurmExecutor(Executor):
         ids = sorted({str(j.job_id).split("_")[0] for j in self.jobs})
         res.log(f"submitted {len(self.jobs)} array task(s) ({', '.join(ids)}); logs in {folder}")
         if self.cluster == "slurm":
-            record_array(cfg.results_dir, ids[0], [group_label(g) for g in groups])
+            record_array(cfg.results_dir, [(str(j.job_id), group_label(g)) for j, g in zip(self.jobs, groups)])
             why = accounting_off()
             if why is not None:
                 res.log(f"SLURM accounting is off ({why}): array task states come from squeue")
