@@ -127,7 +127,14 @@ else
     say "started slurmctld"
 fi
 if ! running /run/slurmd.pid; then
-    slurmd
+    slurmd || true
+    sleep 2
+    if ! running /run/slurmd.pid && [ "${SLURM_TEST_CGROUP:-auto}" != no ] && [ -f /etc/slurm/cgroup.conf ]; then
+        say "slurmd did not start with cgroups; again with proctrack/linuxproc (see $LOGDIR/slurmd.log)"
+        stop
+        exec env SLURM_TEST_CGROUP=no "$0"
+    fi
+    running /run/slurmd.pid || die "slurmd did not start; see $LOGDIR/slurmd.log"
     say "started slurmd"
 fi
 
