@@ -10,6 +10,9 @@ here, or, failing both, the config stored in the newest record. A cell is
   younger than its lease); stale claims are listed apart and ignored;
 * ``failed``: a failed record with the plan's config hash (rerun to retry);
 * ``pending``: no record, or one from another config (outdated).
+
+Beside the cells: the SLURM tasks submitted for this folder (``slurm_jobs.json``),
+each with its job id and state from ``squeue`` (:mod:`fsadbench.run.slurmjobs`).
 """
 
 from __future__ import annotations
