@@ -35,12 +35,13 @@ ENDED = "ENDED"  # the state of a job squeue no longer lists (it ended longer ag
 UNFINISHED = ("READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING",
               "SUSPENDED", "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED", "STAGE_OUT", "SIGNALING")
 SQUEUE_FORMAT = "%i|%T|%N|%r"
+TIMEOUT_S = 30.0  # a SLURM command that has not answered by then counts as no answer
 
 
-def slurm_cmd(argv: Sequence[str], timeout: float = 30.0) -> tuple[int, str, str]:
+def slurm_cmd(argv: Sequence[str]) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of a SLURM command; 127 when it is missing or does not answer."""
     try:
-        p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        p = subprocess.run(list(argv), capture_output=True, text=True, timeout=TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 127, "", str(exc)
     return p.returncode, p.stdout, p.stderr
@@ -64,19 +65,24 @@ def largest_node(partition: str | None) -> str:
     """The partition's largest node as sinfo states it: 'partition debug: nodes up to 2 CPUs, 24105 MB, no GPUs'
     (an unknown partition: the partitions there are)."""
     argv = ["sinfo", "-h", "-o", "%P|%c|%m|%G"] + (["-p", partition] if partition else [])
-    rc, out, _ = slurm_cmd(argv, timeout=10)
+    rc, out, _ = slurm_cmd(argv)
     rows = [r.split("|") for r in out.splitlines() if r.count("|") == 3]
     if rc or not rows:
-        rc, out, _ = slurm_cmd(["sinfo", "-h", "-o", "%P"], timeout=10)
+        rc, out, _ = slurm_cmd(["sinfo", "-h", "-o", "%P"])
         names = sorted({p.strip().replace("*", " (default)") for p in out.split()}) if not rc else []
         return f"partitions here: {', '.join(names)}" if names else ""
     if not partition:
         rows = [r for r in rows if r[0].endswith("*")] or rows  # the default partition
     name = rows[0][0].rstrip("*")
-    cpus = max((int(r[1].rstrip("+")) for r in rows if r[1].rstrip("+").isdigit()), default=0)
-    mem = max((int(r[2].rstrip("+")) for r in rows if r[2].rstrip("+").isdigit()), default=0)
+    cpus, mem = _most(r[1] for r in rows), _most(r[2] for r in rows)
     gres = sorted({g for r in rows for g in r[3].split(",") if g and g != "(null)"})
     return f"partition {name}: nodes up to {cpus} CPUs, {mem} MB, {', '.join(gres) or 'no GPUs'}"
+
+
+def _most(values: Iterable[str]) -> str:
+    """The largest of sinfo's counts ('2', '32+'), or '?' when none is a number."""
+    nums = [int(v.rstrip("+")) for v in values if v.rstrip("+").isdigit()]
+    return str(max(nums)) if nums else "?"
 
 
 def refusal(text: str, asked: str, partition: str | None) -> ConfigError:
@@ -97,7 +103,7 @@ def accounting_off() -> str | None:
     """None when ``sacct`` answers; otherwise why not (its own line, e.g. 'Slurm accounting storage is disabled')."""
     if shutil.which("sacct") is None:
         return "sacct is not on PATH"
-    rc, out, err = slurm_cmd(["sacct", "--noheader", "-X", "-o", "JobID", "-j", "1"], timeout=20)
+    rc, out, err = slurm_cmd(["sacct", "--noheader", "-X", "-o", "JobID", "-j", "1"])
     return ((err or out).strip().splitlines() or [f"sacct exited with status {rc}"])[-1] if rc else None
 
 
@@ -169,7 +175,7 @@ def record_array(results_dir: str | Path, tasks: Sequence[tuple[str, str]]) -> N
     arrays = read_arrays(results_dir)[-(MAX_ARRAYS - 1):]
     arrays.append({"array": str(tasks[0][0]).split("_")[0], "submitted": time.time(),
                    "tasks": [{"job": str(j), "label": str(label)} for j, label in tasks]})
-    atomic_write_text(Path(results_dir) / JOBS_FILE, json.dumps({"arrays": arrays}, indent=1))
+    atomic_write_text(Path(results_dir) / JOBS_FILE, json.dumps({"arrays": arrays}))
 
 
 def read_arrays(results_dir: str | Path) -> list[dict[str, Any]]:
@@ -185,11 +191,11 @@ def read_arrays(results_dir: str | Path) -> list[dict[str, Any]]:
 def array_states(results_dir: str | Path) -> list[dict[str, Any]]:
     """For ``status``: the latest recorded array and every other one squeue still lists, oldest first, each as
     ``{"array", "submitted", "tasks": [{"job", "label", "State", "NodeList", "Reason"}]}``; a state is
-    ``ENDED`` when squeue no longer lists the task and ``?`` when squeue cannot answer (not on PATH)."""
+    ``ENDED`` when squeue no longer lists the task and ``?`` when squeue cannot answer (e.g. not on PATH)."""
     arrays = read_arrays(results_dir)
     if not arrays:
         return []
-    got = queue_states([a["array"] for a in arrays]) if shutil.which("squeue") else None
+    got = queue_states([a["array"] for a in arrays])
     shown = []
     for i, a in enumerate(arrays):
         tasks = []

@@ -59,7 +59,7 @@ def test_sbatch_flags_follow_every_option():
 
 def test_check_request_passes_the_flags_and_refuses_in_one_line_with_slurms_reason(fake):
     sbatch = fake("sbatch", 'echo "allocation failure: Requested node configuration is not available" >&2; exit 1')
-    fake("sinfo", SINFO)
+    sinfo = fake("sinfo", SINFO)
     ex = SlurmExecutor(partition=None, cpus=64, gpus=0)
     with pytest.raises(ConfigError) as e:
         sj.check_request(ex.sbatch_flags(), ex.asked(), ex.partition)
@@ -70,22 +70,43 @@ def test_check_request_passes_the_flags_and_refuses_in_one_line_with_slurms_reas
     assert "partition debug: nodes up to 2 CPUs, 24105 MB, no GPUs" in msg  # the default partition's node
     assert "--slurm-cpus" in msg
     assert _calls(sbatch) == ["--test-only " + " ".join(ex.sbatch_flags()) + " --wrap true"]
+    assert _calls(sinfo) == ["-h -o %P|%c|%m|%G"]
 
 
 def test_refusal_names_each_reason_once_and_the_partitions_there(fake):
-    fake("sinfo", '[ "$4" = "-p" ] && exit 0; echo "debug*"; echo "gpu"')  # -p nope: nothing listed
+    sinfo = fake("sinfo", '[ "$4" = "-p" ] && exit 0; echo "debug*"; echo "gpu"')  # -p nope: nothing listed
     text = ("sbatch: error: invalid partition specified: nope\n"
             "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
             "sbatch: error: invalid partition specified: nope\n")
     msg = str(sj.refusal(text, "partition nope", "nope"))
     assert ("SLURM refuses the array tasks (partition nope): invalid partition specified: nope; Invalid partition "
             "name specified; partitions here: debug (default), gpu; change --slurm-partition") in msg
-    assert str(sj.refusal("something odd\nlast words", "x", None)).split(": ", 2)[2].startswith("last words")
+    assert _calls(sinfo) == ["-h -o %P|%c|%m|%G -p nope", "-h -o %P"]
+    # no error line: the last line; nothing at all: said so; "error:" twice in a line: all after the first
+    assert "(x): last words; " in str(sj.refusal("something odd\nmore\nlast words", "x", None))
+    assert "(x): no reason given; " in str(sj.refusal("  \n", "x", None))
+    assert "(x): a error: b; " in str(sj.refusal("sbatch: error: a error: b", "x", None))
+    fake("sinfo", "exit 1")
+    assert str(sj.refusal("error: a", "x", "p")).endswith("(x): a; change --slurm-partition / --slurm-cpus / "
+                                                         "--slurm-mem-gb / --slurm-gpus / --slurm-time")
+
+
+def test_refusal_describes_the_partition_asked_for(fake):
+    fake("sinfo", '[ "$5" = "gpu" ] && echo "gpu|32|512000|gpu:4" || echo "debug*|2|24105|(null)"')
+    assert "; partition gpu: nodes up to 32 CPUs, 512000 MB, gpu:4; " in str(sj.refusal("error: a", "x", "gpu"))
+    assert "; partition debug: nodes up to 2 CPUs, 24105 MB, no GPUs; " in str(sj.refusal("error: a", "x", None))
 
 
 def test_largest_node_of_a_named_partition_lists_its_gres(fake):
-    fake("sinfo", 'echo "gpu|16|256000|gpu:a100:4"; echo "gpu|32+|512000|gpu:a100:8"')
-    assert sj.largest_node("gpu") == "partition gpu: nodes up to 32 CPUs, 512000 MB, gpu:a100:4, gpu:a100:8"
+    fake("sinfo", 'echo "gpu|16|600000+|gpu:a100:4,mps:100"; echo "gpu|32+|512000|gpu:a100:8"; echo "junk"')
+    assert sj.largest_node("gpu") == ("partition gpu: nodes up to 32 CPUs, 600000 MB, gpu:a100:4, gpu:a100:8, "
+                                      "mps:100")
+    fake("sinfo", 'echo "cpu*|N/A|N/A|(null)"')
+    assert sj.largest_node(None) == "partition cpu: nodes up to ? CPUs, ? MB, no GPUs"
+    fake("sinfo", 'echo "a|4|8|(null)"; echo "b*|2|16|(null)"')
+    assert sj.largest_node(None) == "partition b: nodes up to 2 CPUs, 16 MB, no GPUs"  # the default one
+    fake("sinfo", "exit 0")
+    assert sj.largest_node(None) == ""
 
 
 def test_check_request_is_quiet_when_sbatch_accepts(fake):
@@ -95,8 +116,11 @@ def test_check_request_is_quiet_when_sbatch_accepts(fake):
 
 # -- accounting ----------------------------------------------------------------------------------
 def test_accounting_off_says_sacct_own_reason(fake, monkeypatch):
-    fake("sacct", 'echo "Slurm accounting storage is disabled" >&2; exit 1')
+    sacct = fake("sacct", 'echo "Slurm accounting storage is disabled" >&2; exit 1')
     assert sj.accounting_off() == "Slurm accounting storage is disabled"
+    assert _calls(sacct) == ["--noheader -X -o JobID -j 1"]
+    fake("sacct", "exit 3")
+    assert sj.accounting_off() == "sacct exited with status 3"
     fake("sacct", "exit 0")
     assert sj.accounting_off() is None
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -115,6 +139,16 @@ def test_queue_states_reads_every_task_of_the_arrays(fake):
                    "13": {"State": "COMPLETED", "NodeList": "vm", "Reason": "None"}}
     assert _calls(squeue) == ["-h -r -t all -o %i|%T|%N|%r -j 12,13"]
     assert sj.queue_states([]) == {}
+
+
+def test_slurm_cmd_missing_or_silent_command(fake, monkeypatch):
+    rc, out, err = sj.slurm_cmd(["/nonexistent/squeue"])
+    assert (rc, out) == (127, "") and "/nonexistent/squeue" in err
+    fake("squeue", "sleep 5")
+    monkeypatch.setattr(sj, "TIMEOUT_S", 0.2)
+    rc, out, err = sj.slurm_cmd(["squeue"])
+    assert (rc, out) == (127, "") and "timed out" in err
+    assert sj.TIMEOUT_S == 0.2 and sj.slurm_cmd(["true"]) == (0, "", "")
 
 
 def test_queue_states_forgotten_ids_and_no_answer(fake):
@@ -142,8 +176,12 @@ def test_queue_watcher_states_ended_tasks_and_keeps_states_when_squeue_fails(fak
     n = len(_calls(squeue))
     w.update()  # every registered task has ended: no more calls
     assert len(_calls(squeue)) == n and w.num_calls == 3
+    assert w.get_info("12_0", mode="cache") == {"State": sj.ENDED, "NodeList": "", "Reason": "no longer listed by squeue"}
     w.clear()
     assert w.get_state("12_0", mode="cache") == "UNKNOWN"
+    flag.write_text("run")
+    assert w.get_state("12_0") == "RUNNING"  # after clear() the next look polls again
+    assert sj.QueueWatcher().poll_s == 5.0
 
 
 def test_queue_watcher_polls_again_after_poll_s(fake):
@@ -178,6 +216,13 @@ def test_record_and_read_arrays(tmp_path, monkeypatch):
     (tmp_path / sj.JOBS_FILE).write_text(json.dumps({"arrays": [{"array": "1"}, {"array": "2", "tasks": []}, 3,
                                                                  {"array": "4", "tasks": ["4_0"]}]}))
     assert [a["array"] for a in sj.read_arrays(tmp_path)] == ["2"]
+
+
+def test_array_states_of_a_hand_written_file_and_of_forgotten_jobs(fake, tmp_path):
+    fake("squeue", 'echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1')
+    (tmp_path / sj.JOBS_FILE).write_text(json.dumps({"arrays": [{"array": "9", "tasks": [{"job": "9"}]}]}))
+    assert sj.array_states(tmp_path) == [{"array": "9", "submitted": 0.0, "tasks": [
+        {"job": "9", "label": "", "State": sj.ENDED, "NodeList": "", "Reason": ""}]}]
 
 
 def test_status_shows_the_latest_array_and_arrays_still_queued(fake, tmp_path):
