@@ -20,6 +20,15 @@ from fsadbench.run.status import SweepStatus, render, status_json
 
 SINFO = 'echo "debug*|2|24105|(null)"; echo "gpu|32|512000|gpu:a100:4"'
 
+EQUIVALENT_MUTANTS = {
+    "QueueWatcher.get_info / get_state / is_done: mode default 'standard' -> 'XXstandardXX' / 'STANDARD'":
+        "only 'force' and 'cache' are special: any other mode string is the standard, throttled look",
+    "QueueWatcher.get_info: elapsed >= poll_s -> elapsed > poll_s": "differs only when two monotonic readings "
+        "are exactly poll_s apart (with poll_s = 0: equal readings, which consecutive calls do not give)",
+    "_most: int(v.rstrip('+')) -> int(v.rstrip('XX+XX'))": "the value passed isdigit() after stripping '+': "
+        "digits then '+', which both strips reduce to the same digits",
+}
+
 
 @pytest.fixture()
 def fake(tmp_path, monkeypatch):
@@ -107,6 +116,19 @@ def test_largest_node_of_a_named_partition_lists_its_gres(fake):
     assert sj.largest_node(None) == "partition b: nodes up to 2 CPUs, 16 MB, no GPUs"  # the default one
     fake("sinfo", "exit 0")
     assert sj.largest_node(None) == ""
+    fake("sinfo", 'echo "bigmemX*|8|64|(null)"')
+    assert sj.largest_node(None) == "partition bigmemX: nodes up to 8 CPUs, 64 MB, no GPUs"
+    fake("sinfo", 'echo "x*|8X|64|(null)"; echo "x|4|64|(null)"')  # a count that is not a number is left out
+    assert sj.largest_node(None) == "partition x: nodes up to 4 CPUs, 64 MB, no GPUs"
+    fake("sinfo", '[ "$4" = "-p" ] && exit 0; echo "debug*"; exit 1')  # the partition list fails: no names
+    assert sj.largest_node("nope") == ""
+
+
+def test_check_request_describes_the_partition_asked_for(fake):
+    fake("sbatch", 'echo "allocation failure: Requested node configuration is not available" >&2; exit 1')
+    fake("sinfo", '[ "$5" = "gpu" ] && echo "gpu|32|512000|gpu:4" || echo "debug*|2|24105|(null)"')
+    with pytest.raises(ConfigError, match="; partition gpu: nodes up to 32 CPUs, 512000 MB, gpu:4; "):
+        sj.check_request(["--partition", "gpu"], "x", "gpu")
 
 
 def test_check_request_is_quiet_when_sbatch_accepts(fake):
