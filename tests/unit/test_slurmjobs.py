@@ -118,7 +118,7 @@ def test_largest_node_of_a_named_partition_lists_its_gres(fake):
     assert sj.largest_node(None) == ""
     fake("sinfo", 'echo "bigmemX*|8|64|(null)"')
     assert sj.largest_node(None) == "partition bigmemX: nodes up to 8 CPUs, 64 MB, no GPUs"
-    fake("sinfo", 'echo "x*|8X|64|(null)"; echo "x|4|64|(null)"')  # a count that is not a number is left out
+    fake("sinfo", 'echo "x*|8X|64|(null)"; echo "x*|4|64|(null)"')  # a count that is not a number is left out
     assert sj.largest_node(None) == "partition x: nodes up to 4 CPUs, 64 MB, no GPUs"
     fake("sinfo", '[ "$4" = "-p" ] && exit 0; echo "debug*"; exit 1')  # the partition list fails: no names
     assert sj.largest_node("nope") == ""
