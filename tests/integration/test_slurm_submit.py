@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 import pytest
 
@@ -65,6 +66,21 @@ def test_submitted_array_is_recorded_and_accounting_off_said_once(fake_slurm, tm
     watchers = {id(j.watcher) for j in ex.jobs}
     assert len(watchers) == 1 and isinstance(ex.jobs[0].watcher, QueueWatcher)
     assert ex.jobs[1].state == "PENDING" and not ex.jobs[1].done()
+
+
+def test_what_else_is_said_during_a_submission_is_not_swallowed(fake_slurm, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("SUBMIT", "x")  # a successful sbatch's stderr is not printed by submitit; a warning is
+    import submitit
+
+    real = submitit.AutoExecutor.map_array
+
+    def warn_then_submit(self, *a, **k):
+        print("a warning during submission", file=sys.stderr)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", warn_then_submit)
+    SlurmExecutor(partition="debug", gpus=0, wait=False).run(_cfg(tmp_path))
+    assert "a warning during submission" in capfd.readouterr().err
 
 
 def test_refused_submission_is_one_line_and_nothing_else_is_printed(fake_slurm, tmp_path, monkeypatch, capfd):

@@ -23,6 +23,7 @@ import io
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,9 +142,11 @@ class SlurmExecutor(Executor):
         said = io.StringIO()
         try:
             with contextlib.redirect_stderr(said):  # submitit prints sbatch's stderr before raising it
-                return ex.map_array(*args)
+                jobs = ex.map_array(*args)
         except submitit.core.utils.FailedJobError as exc:
             raise refusal(f"{said.getvalue()}\n{exc}", self.asked(), self.partition) from None
+        print(said.getvalue(), end="", file=sys.stderr)  # anything else said meanwhile (warnings) goes on
+        return jobs
 
     def _run(self, res: Resources, todo: list[Job], force: bool, progress: Progress) -> list[Outcome] | None:
         import submitit
