@@ -10,6 +10,9 @@ here, or, failing both, the config stored in the newest record. A cell is
   younger than its lease); stale claims are listed apart and ignored;
 * ``failed``: a failed record with the plan's config hash (rerun to retry);
 * ``pending``: no record, or one from another config (outdated).
+
+Beside the cells: the SLURM tasks submitted for this folder (``slurm_jobs.json``),
+each with its job id and state from ``squeue`` (:mod:`fsadbench.run.slurmjobs`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from fsadbench.results.records import DONE_STATUSES, STATUS_FAILED, RecordStore
 from fsadbench.run.identity import cell_hash
 from fsadbench.run.plan import plan_jobs
 from fsadbench.run.resources import DataSource
+from fsadbench.run.slurmjobs import array_states
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -40,6 +44,7 @@ class SweepStatus:
     outdated: int = 0  # pending cells whose record has another config hash
     live: dict[str, ClaimInfo] = field(default_factory=dict)  # claimed cell relpath -> live claim
     unplanned: list[str] = field(default_factory=list)  # why older sweep configs could not be planned
+    arrays: list[dict[str, Any]] = field(default_factory=list)  # SLURM arrays submitted here (slurmjobs)
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATES, 0)
@@ -102,6 +107,7 @@ def sweep_status(cfg: RunConfig | Sequence[RunConfig]) -> SweepStatus:
             if i == 0:
                 raise
             st.unplanned.append(error_line(str(exc)))  # an older sweep whose data moved: said, not fatal
+    st.arrays = array_states(cfgs[-1].results_dir)
     return st
 
 
@@ -165,6 +171,14 @@ def render(st: SweepStatus, results_dir: Path, source: str, show: Sequence[str] 
     lines += [f"(an older sweep config of this folder was left out: {why})" for why in st.unplanned]
     if st.outdated:
         lines.append(f"({st.outdated} pending cell(s) have a record from another config; they will be recomputed)")
+    for a in st.arrays:
+        lines.append(f"SLURM array {a['array']} (submitted {_age(a['submitted'])} ago):")
+        for t in a["tasks"]:
+            where = f" on {t['NodeList']}" if t["NodeList"] else ""
+            why = f" ({t['Reason']})" if t["Reason"] and t["Reason"] != "None" and not where else ""
+            lines.append(f"  {t['job']}  {t['State']}{where}{why}  {t['label']}")
+    if any(t["State"] == "?" for a in st.arrays for t in a["tasks"]):
+        lines.append("  (no answer from squeue here: SLURM states unknown; run status on a node of the cluster)")
     if "running" in show and st.running:
         lines.append("running:")
         for cell, c in st.running.items():
@@ -189,4 +203,4 @@ def status_json(st: SweepStatus) -> str:
     return json.dumps({"counts": st.counts(), "cells": st.cells, "errors": st.errors,
                        "running": {k: {"pid": c.pid, "host": c.host, "heartbeat": c.heartbeat, "owner": c.owner}
                                    for k, c in st.running.items()},
-                       "stale_claims": [str(c.path) for c, _ in st.stale]}, indent=1)
+                       "stale_claims": [str(c.path) for c, _ in st.stale], "slurm_arrays": st.arrays}, indent=1)

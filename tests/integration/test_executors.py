@@ -190,7 +190,7 @@ def test_worker_rechecks_store_after_claim(tmp_path):
     assert RecordStore(cfg.results_dir).records()[0].provenance == before
 
 
-def test_cli_flags_build_the_executors(tmp_path):
+def test_cli_flags_build_the_executors(tmp_path, monkeypatch):
     import shutil
 
     from fsadbench.cli.run import build_parser as _run_parser
@@ -207,9 +207,11 @@ def test_cli_flags_build_the_executors(tmp_path):
     assert isinstance(ex(), LocalExecutor) and ex("--no-claims").claims.enabled is False
     with pytest.raises(ConfigError, match="--lease"):
         ex("--lease", "0")
-    if shutil.which("sbatch") is None:  # no SLURM here: a clear message, nothing submitted
-        cfg = _cfg(tmp_path, "nosbatch", shots=[1],
-                   datasets=[DatasetSpec("synthetic", categories=["disc"], options=dict(SYN))])
-        with pytest.raises(ConfigError, match="--slurm-cluster local"):
-            s.run(cfg)
-        assert not (tmp_path / "nosbatch" / "res" / "slurm").exists()
+    # no SLURM here (hidden where CI runs a test cluster): a clear message, nothing submitted
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda cmd, *a, **k: None if cmd == "sbatch" else which(cmd, *a, **k))
+    cfg = _cfg(tmp_path, "nosbatch", shots=[1],
+               datasets=[DatasetSpec("synthetic", categories=["disc"], options=dict(SYN))])
+    with pytest.raises(ConfigError, match="--slurm-cluster local"):
+        s.run(cfg)
+    assert not (tmp_path / "nosbatch" / "res" / "slurm").exists()

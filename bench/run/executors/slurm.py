@@ -8,14 +8,22 @@ runs its group through a :class:`CellWorker`. Local tasks die with the process
 that submitted them; every task releases its claims on SIGINT / SIGTERM. On an
 interrupt the submitter cancels local tasks; tasks on a real cluster keep
 running (they hold their own claims; follow them with ``status``).
+
+On a real cluster (:mod:`fsadbench.run.slurmjobs`) the request is checked with
+``sbatch --test-only`` before anything is submitted (a refusal is one line with
+SLURM's reason), the array's id goes to ``<results>/slurm_jobs.json`` for
+``status``, and without accounting (``sacct`` fails) the tasks' states come
+from ``squeue``, said once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,7 @@ from fsadbench.run.hygiene import die_with_parent
 from fsadbench.run.plan import Job, job_groups
 from fsadbench.run.resources import Resources
 from fsadbench.run.signals import interrupt_guard, sigint_ignored
+from fsadbench.run.slurmjobs import QueueWatcher, accounting_off, check_request, record_array, refusal
 from fsadbench.run.summary import LOST, Outcome, last_line
 
 CANCEL_GRACE_S = 10.0
@@ -43,6 +52,14 @@ def slurm_task(cfg: RunConfig, group: list[Job], force: bool, claims: ClaimOptio
     store = claims.store(cfg.results_dir, f"slurm {job_id} pid {os.getpid()}".strip())
     with interrupt_guard():  # replaces submitit's SIGTERM bypass: unwind, release the claims, end
         return CellWorker(Resources(cfg, stderr_log), store, force, stderr_log, claims.poll_s).run_jobs(group)
+
+
+def group_label(group: list[Job]) -> str:
+    """What an array task computes: 'synthetic/disc (4 cells)' (a multi-class fit: 'mvtec (all categories)')."""
+    k = group[0].keys()[0]
+    where = f"{k.dataset}/{k.category}" if group[0].scope == "category" else f"{k.dataset} (all categories)"
+    n = sum(len(j.keys()) for j in group)
+    return f"{where} ({n} cell{'' if n == 1 else 's'})"
 
 
 def lost(group: list[Job], why: str) -> list[Outcome]:
@@ -91,6 +108,46 @@ class SlurmExecutor(Executor):
             p["slurm_array_parallelism"] = self.array_parallelism
         return p
 
+    def asked(self) -> str:
+        return ", ".join([f"partition {self.partition or '(default)'}", f"{self.cpus or 1} CPU(s)",
+                          f"{self.gpus} GPU(s)"] + ([f"{self.mem_gb:g} GB"] if self.mem_gb else [])
+                         + [f"{self.time_min} min"])
+
+    def sbatch_flags(self) -> list[str]:
+        """The resource flags submitit writes into the array's sbatch file, for ``sbatch --test-only``."""
+        flags = ["--time", str(self.time_min), "--nodes", "1", "--ntasks-per-node", "1",
+                 "--gpus-per-node", str(self.gpus)]
+        if self.partition:
+            flags += ["--partition", self.partition]
+        if self.cpus:
+            flags += ["--cpus-per-task", str(self.cpus)]
+        if self.mem_gb:
+            flags += ["--mem", f"{int(self.mem_gb * 1024)}M"]
+        return flags
+
+    def _submit(self, ex: Any, cfg: RunConfig, groups: list[list[Job]], force: bool) -> list[Any]:
+        import submitit
+
+        n = len(groups)
+        parent = os.getpid() if self.cluster in ("local", "debug") else None
+        args = (slurm_task, [cfg] * n, groups, [force] * n, [self.claims] * n, [parent] * n)
+        if self.cluster == "local":
+            # the controller starts with SIGINT ignored (a terminal's Ctrl-C is this process's to handle);
+            # its tasks handle SIGINT / SIGTERM themselves (slurm_task)
+            with sigint_ignored():
+                return ex.map_array(*args)
+        if self.cluster == "debug":
+            return ex.map_array(*args)
+        check_request(self.sbatch_flags(), self.asked(), self.partition)
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):  # submitit prints sbatch's stderr before raising it
+                jobs = ex.map_array(*args)
+        except submitit.core.utils.FailedJobError as exc:
+            raise refusal(f"{said.getvalue()}\n{exc}", self.asked(), self.partition) from None
+        print(said.getvalue(), end="", file=sys.stderr)  # anything else said meanwhile (warnings) goes on
+        return jobs
+
     def _run(self, res: Resources, todo: list[Job], force: bool, progress: Progress) -> list[Outcome] | None:
         import submitit
 
@@ -102,14 +159,17 @@ class SlurmExecutor(Executor):
         folder = Path(self.folder) if self.folder else Path(cfg.results_dir) / "slurm"
         ex = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
         ex.update_parameters(**self.parameters())
-        n = len(groups)
-        parent = os.getpid() if self.cluster in ("local", "debug") else None
-        # local: the controller starts with SIGINT ignored (a terminal's Ctrl-C is this process's to handle);
-        # its tasks handle SIGINT / SIGTERM themselves (slurm_task)
-        with sigint_ignored() if self.cluster == "local" else contextlib.nullcontext():
-            self.jobs = ex.map_array(slurm_task, [cfg] * n, groups, [force] * n, [self.claims] * n, [parent] * n)
+        self.jobs = self._submit(ex, cfg, groups, force)
         ids = sorted({str(j.job_id).split("_")[0] for j in self.jobs})
         res.log(f"submitted {len(self.jobs)} array task(s) ({', '.join(ids)}); logs in {folder}")
+        if self.cluster == "slurm":
+            record_array(cfg.results_dir, [(str(j.job_id), group_label(g)) for j, g in zip(self.jobs, groups)])
+            why = accounting_off()
+            if why is not None:
+                res.log(f"SLURM accounting is off ({why}): array task states come from squeue")
+                watcher = QueueWatcher()
+                for j in self.jobs:
+                    j.watcher = watcher
         if not self.wait:
             res.log(f"not waiting; follow with: python run_bench.py status --results-dir {cfg.results_dir}")
             return None
