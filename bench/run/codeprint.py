@@ -74,6 +74,23 @@ def package_files(module_name: str) -> dict[str, Path]:
     return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*.py"))}
 
 
+def plugin_files(cls: type) -> dict[str, Path]:
+    """A plugin's code (:func:`package_files` of its module). When the module is no longer importable by name
+    (a plugin loaded from a path that has since left ``sys.path``, or dropped from ``sys.modules``), its file
+    is read from the class's own functions, so the same class gives the same fingerprint either way."""
+    module = sys.modules.get(cls.__module__)
+    if module is not None and getattr(module, "__file__", None):
+        return package_files(cls.__module__)
+    for value in vars(cls).values():
+        code = getattr(getattr(value, "__func__", value), "__code__", None)
+        if code is not None and Path(code.co_filename).is_file():
+            path = Path(code.co_filename)
+            if "." not in cls.__module__:  # a top-level module: its file alone
+                return {path.name: path}
+            return {q.relative_to(path.parent).as_posix(): q for q in sorted(path.parent.rglob("*.py"))}
+    return package_files(cls.__module__)
+
+
 def common_imports(files: dict[str, Path]) -> dict[str, Path]:
     """The ``fsadbench.methods.common`` modules the files import, transitively."""
     out: dict[str, Path] = {}
@@ -108,7 +125,7 @@ def code_fingerprint(cls: type) -> str:
     """The fingerprint of ``cls``'s code (computed once per class object: a reloaded module is a new
     class); "unknown" when neither a file nor the class's source can be read."""
     try:
-        paths = builtin_files(cls) if is_builtin(cls) else package_files(cls.__module__)
+        paths = builtin_files(cls) if is_builtin(cls) else plugin_files(cls)
         if paths:
             return digest({k: p.read_text(encoding="utf-8") for k, p in paths.items()})
         return digest({cls.__qualname__: inspect.getsource(cls)})

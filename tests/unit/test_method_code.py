@@ -137,6 +137,23 @@ def test_plugin_fingerprint_follows_its_package_not_its_layout(plugin):
     assert code_fingerprint(plugin()) != first
 
 
+def test_a_plugin_no_longer_importable_by_name_keeps_its_fingerprint(plugin, tmp_path, monkeypatch):
+    """A process that registered a plugin from a path and then dropped the path and the module (status after a
+    run, a notebook) fingerprints the same files: the class's functions name them. Seen failing: "unknown",
+    so every record of the run read as "from another config"."""
+    from fsadbench.run.codeprint import plugin_files
+
+    cls = plugin()
+    expected = digest({k: p.read_text() for k, p in plugin_files(cls).items()})
+    assert set(plugin_files(cls)) == {"__init__.py", "model.py", "helpers.py"}
+    for m in [m for m in sys.modules if m == "codeplug" or m.startswith("codeplug.")]:
+        monkeypatch.delitem(sys.modules, m)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path / "src")])
+    code_fingerprint.cache_clear()
+    assert set(plugin_files(cls)) == {"__init__.py", "model.py", "helpers.py"}
+    assert code_fingerprint(cls) == expected != "unknown"
+
+
 def test_editing_a_plugin_recomputes_its_cells_and_the_plan_says_so(plugin, tmp_path):
     import fsadbench
 
