@@ -170,6 +170,9 @@ class Method(ABC):
     #: The version of the method's semantics: bump it whenever a change can move its numbers with the
     #: same options (part of every cell's resume key, so stale records are recomputed).
     version: ClassVar[int] = 1
+    #: What ``predict`` returns: ``("image", "pixel")`` (scores and maps), or ``("image",)`` for an
+    #: image-level method (``Prediction.maps`` None; every pixel metric is "n/a, image-level method").
+    outputs: ClassVar[tuple[str, ...]] = ("image", "pixel")
     #: Paper tables' "few-shot transfer" column: the method is trained on other data (classes or
     #: datasets) before it meets the k shots. False for every method here; "multi-class" (one model
     #: for every category) follows from ``fit_scope_for`` (see ``paper_traits``).
@@ -189,6 +192,15 @@ class Method(ABC):
         CLIP backbone: the sweep's (the CLIP methods). Methods on their own backbone override it
         (``fsadbench.methods.common.backbone_option``); the run layer keys, loads and records that one."""
         return sweep
+
+    @classmethod
+    def makes_maps(cls) -> bool:
+        """Whether ``predict`` returns anomaly maps (``"pixel"`` in :attr:`outputs`); a ConfigError when
+        ``outputs`` is not one of the two declarations."""
+        if tuple(cls.outputs) not in (("image", "pixel"), ("image",)):
+            raise ConfigError(f"method {cls.name!r}: outputs must be ('image', 'pixel') or ('image',) "
+                              f"(an image-level method), not {cls.outputs!r}")
+        return "pixel" in cls.outputs
 
     @classmethod
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:
