@@ -88,7 +88,7 @@ class InCTRL(OwnBackbone, Method):
             if not ok:
                 raise ConfigError(f"method 'inctrl': option {name!r} must be {want}")
         layers = OFFICIAL_LAYERS if o.layers is None else int_tuple(o.layers, self.name, "layers")
-        self.layers = scaled(layers, bb.n_layers) if o.layers is None else bb.check_layers(layers)
+        self.layers = tuple(sorted(set(scaled(layers, bb.n_layers) if o.layers is None else bb.check_layers(layers))))
         self.spec = token_spec(self.layers)
         h, w = bb.grid
         with torch.random.fork_rng(devices=[]):
