@@ -78,7 +78,7 @@ class AuxiliarySet:
                              f"labels and {len(self.masks)} masks; give one label and one mask (or None) per image")
 
 
-#: The reason every pixel metric of an image-level method (``Method.outputs == ("image",)``) is undefined,
+#: The reason every pixel metric of an image-level method (``Method.produces == ("image",)``) is undefined,
 #: shown as is in every table and export, never a figure.
 IMAGE_LEVEL = "n/a, image-level method"
 #: The metrics computed from maps (an image-level method has none of them).
@@ -88,7 +88,7 @@ PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro")
 @dataclass
 class Prediction:
     """A batch of anomaly maps (B x H x W float32) and image scores (B); ``maps`` is None for an
-    image-level method (``Method.outputs == ("image",)``), whose pixel metrics are :data:`IMAGE_LEVEL`."""
+    image-level method (``Method.produces == ("image",)``), whose pixel metrics are :data:`IMAGE_LEVEL`."""
 
     maps: np.ndarray | None
     scores: np.ndarray

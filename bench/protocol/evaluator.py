@@ -13,7 +13,7 @@ over all test pixels of the category; image metrics over its test images.
 An anomalous image without a mask (a user folder with partial masks) counts
 for image metrics only: its pixels are unknown, not normal, so they are left
 out of the pixel metrics rather than scored as all-normal.
-An image-level method (``Method.outputs == ("image",)``) hands no maps: its
+An image-level method (``Method.produces == ("image",)``) hands no maps: its
 evaluator (``pixel=False``) computes the image metrics only, and every pixel
 metric is None with the reason ``IMAGE_LEVEL`` ("n/a, image-level method").
 """
@@ -182,7 +182,7 @@ class CategoryEvaluator:
         None for an image-level evaluator (which refuses maps, as a pixel one refuses their absence)."""
         if (pred.maps is None) == self.with_pixel:
             raise ValueError("a prediction without maps for a method that makes maps" if self.with_pixel else
-                             "maps from a method declared image-level (outputs = ('image',))")
+                             "maps from a method declared image-level (produces = ('image',))")
         self.scores.extend(float(x) for x in pred.scores)
         self.labels.extend(int(s.label) for s in samples)
         if not self.with_pixel:

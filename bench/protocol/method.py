@@ -172,7 +172,7 @@ class Method(ABC):
     version: ClassVar[int] = 1
     #: What ``predict`` returns: ``("image", "pixel")`` (scores and maps), or ``("image",)`` for an
     #: image-level method (``Prediction.maps`` None; every pixel metric is "n/a, image-level method").
-    outputs: ClassVar[tuple[str, ...]] = ("image", "pixel")
+    produces: ClassVar[tuple[str, ...]] = ("image", "pixel")
     #: Paper tables' "few-shot transfer" column: the method is trained on other data (classes or
     #: datasets) before it meets the k shots. False for every method here; "multi-class" (one model
     #: for every category) follows from ``fit_scope_for`` (see ``paper_traits``).
@@ -195,12 +195,12 @@ class Method(ABC):
 
     @classmethod
     def makes_maps(cls) -> bool:
-        """Whether ``predict`` returns anomaly maps (``"pixel"`` in :attr:`outputs`); a ConfigError when
-        ``outputs`` is not one of the two declarations."""
-        if tuple(cls.outputs) not in (("image", "pixel"), ("image",)):
-            raise ConfigError(f"method {cls.name!r}: outputs must be ('image', 'pixel') or ('image',) "
-                              f"(an image-level method), not {cls.outputs!r}")
-        return "pixel" in cls.outputs
+        """Whether ``predict`` returns anomaly maps (``"pixel"`` in :attr:`produces`); a ConfigError when
+        ``produces`` is not one of the two declarations."""
+        if tuple(cls.produces) not in (("image", "pixel"), ("image",)):
+            raise ConfigError(f"method {cls.name!r}: produces must be ('image', 'pixel') or ('image',) "
+                              f"(an image-level method), not {cls.produces!r}")
+        return "pixel" in cls.produces
 
     @classmethod
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:

@@ -38,7 +38,7 @@ def invocation_scope(cfg: RunConfig) -> Scope:
 
 def invocation_metrics(cfg: RunConfig) -> list[str]:
     """The metrics of the table after a run: pixel AUROC, and image AUROC too when a method of ``cfg`` is
-    image-level (``Method.outputs == ("image",)``: its pixel entries say "n/a, image-level method")."""
+    image-level (``Method.produces == ("image",)``: its pixel entries say "n/a, image-level method")."""
     from fsadbench.run.identity import resolve_method
 
     image_level = any(not resolve_method(m)[0].makes_maps() for m in cfg.methods)

@@ -91,12 +91,12 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
 
 def check_outputs(p: Any, pixel: bool, n: int, method_id: str) -> None:
     """A prediction of ``n`` images as the method declared it: maps (B x H x W) and scores, or scores
-    only for an image-level method (``Method.outputs == ("image",)``); a BenchError naming the fix."""
+    only for an image-level method (``Method.produces == ("image",)``); a BenchError naming the fix."""
     if pixel and p.maps is None:
         raise BenchError(f"{method_id}: predict() returned no maps; a method without pixel maps declares "
-                         f"outputs = ('image',) (its pixel metrics are then n/a)")
+                         f"produces = ('image',) (its pixel metrics are then n/a)")
     if not pixel and p.maps is not None:
-        raise BenchError(f"{method_id}: predict() returned maps but the method declares outputs = ('image',); "
+        raise BenchError(f"{method_id}: predict() returned maps but the method declares produces = ('image',); "
                          f"return maps=None or declare ('image', 'pixel')")
     got = p.maps.shape[0] if pixel else p.scores.shape[0]
     if got != n:

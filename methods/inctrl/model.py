@@ -7,7 +7,7 @@ the patch residual map over three blocks and the text prior (``residual``); a sm
 It is trained once on an auxiliary labelled dataset with its anomalies (``fit_scope = "auxiliary"``:
 the harness's transfer protocol, ``--train-on``; ``train``), then meets each target category's k shots
 without further training (``few_shot_transfer``). It makes no map: an image-level method
-(``outputs = ("image",)``), every pixel metric is "n/a, image-level method".
+(``produces = ("image",)``), every pixel metric is "n/a, image-level method".
 
 Defaults, official file and line: backbone open_clip ViT-B-16-plus-240 with laion400m_e32 weights at
 240 px (``engine_IC.py`` l.143 and l.182, ``main.py`` l.85); blocks 7/9/11 (``open_clip/model.py``
@@ -47,7 +47,7 @@ class InCTRL(OwnBackbone, Method):
     backbone_tiny = TINY_MODEL
     backbone_weights_default = "laion400m_e32"  # engine_IC.py l.182
     variants = (W_VG,)  # the shots are compared patch by patch: visual guidance
-    outputs = ("image",)
+    produces = ("image",)
     fit_scope = "auxiliary"
     few_shot_transfer = True
     min_shots = 1  # the residuals need prompts

@@ -54,7 +54,7 @@ def test_defaults_pinned_with_their_source(method_ctx):
     assert InCTRL.backbone_default == "open_clip:ViT-B-16-plus-240"  # engine_IC.py l.143
     assert InCTRL.backbone_weights_default == "laion400m_e32"  # engine_IC.py l.182
     assert InCTRL.backbone_tiny == "fsad-tiny-vit"
-    assert InCTRL.outputs == ("image",) and not InCTRL.makes_maps()
+    assert InCTRL.produces == ("image",) and not InCTRL.makes_maps()
     assert InCTRL.fit_scope == "auxiliary" and InCTRL.few_shot_transfer and InCTRL.min_shots == 1
     assert InCTRL.variants == (W_VG,) and InCTRL.feature_specs == ("tokens",) and InCTRL.name == "inctrl"
     assert InCTRL.paper.startswith("Zhu and Pang, CVPR 2024")

@@ -1,4 +1,4 @@
-"""Image-level methods (``Method.outputs == ("image",)``): predictions without maps, the evaluator's
+"""Image-level methods (``Method.produces == ("image",)``): predictions without maps, the evaluator's
 n/a pixel metrics, the cell's checks of what a method returns, the declaration's check."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fsadbench.run.cell import check_outputs
 def test_constants():
     assert IMAGE_LEVEL == "n/a, image-level method"
     assert PIXEL_METRICS == ("pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro")
-    assert Method.outputs == ("image", "pixel")
+    assert Method.produces == ("image", "pixel")
 
 
 def test_prediction_without_maps():
@@ -34,13 +34,13 @@ def test_prediction_without_maps():
 def test_makes_maps_and_its_check():
     class Img(Method):
         name = "img"
-        outputs = ("image",)
+        produces = ("image",)
 
     class Bad(Img):
-        outputs = ("pixel",)
+        produces = ("pixel",)
 
     assert Method.makes_maps() and not Img.makes_maps()
-    with pytest.raises(ConfigError, match=r"method 'img': outputs must be \('image', 'pixel'\) or \('image',\) "
+    with pytest.raises(ConfigError, match=r"method 'img': produces must be \('image', 'pixel'\) or \('image',\) "
                                           r"\(an image-level method\), not \('pixel',\)"):
         Bad.makes_maps()
 
@@ -70,9 +70,9 @@ def test_check_outputs_messages():
     check_outputs(Prediction(None, [1.0, 2.0]), False, 2, "m")
     check_outputs(Prediction(np.zeros((2, 3, 3)), [1.0, 2.0]), True, 2, "m")
     with pytest.raises(BenchError, match=r"^m: predict\(\) returned no maps; a method without pixel maps declares "
-                                         r"outputs = \('image',\) \(its pixel metrics are then n/a\)$"):
+                                         r"produces = \('image',\) \(its pixel metrics are then n/a\)$"):
         check_outputs(Prediction(None, [1.0]), True, 1, "m")
-    with pytest.raises(BenchError, match=r"^m: predict\(\) returned maps but the method declares outputs = "
+    with pytest.raises(BenchError, match=r"^m: predict\(\) returned maps but the method declares produces = "
                                          r"\('image',\); return maps=None or declare \('image', 'pixel'\)$"):
         check_outputs(Prediction(np.zeros((1, 3, 3)), [1.0]), False, 1, "m")
     with pytest.raises(BenchError, match=r"^m: 1 scores for a batch of 2 images$"):
