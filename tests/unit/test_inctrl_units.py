@@ -16,7 +16,15 @@ from fsadbench.methods.inctrl import head as H
 from fsadbench.methods.inctrl import residual as R
 from fsadbench.methods.inctrl import train as T
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+EQUIVALENT_MUTANTS = {
+    "state_features: F.normalize(f, dim=-1) -> dim=+1 / no dim": "f is P x E: dim 1 is the last, and the default",
+    "state_features: F.normalize(f.mean(0), dim=-1) -> dim=None": "a 1-D vector: its norm is over all of it",
+    "text_prior: F.normalize(e, dim=-1) -> dim=+1 / no dim": "e is B x E: dim 1 is the last, and the default",
+    "text_prior: states.to(e.device) -> .to(None)": "to(None) keeps the device; one device in the tests (CPU)",
+    "text_prior: softmax(dim=-1) -> dim=+1": "the logits are B x 2: dim 1 is the last",
+    "Adapter: bias=False -> bias=None": "nn.Linear adds a bias only for a true value",
+    "draw_prompts: replace=False -> replace=None": "numpy reads a false value: without replacement either way",
+}
 
 
 # -- residual --------------------------------------------------------------------------------------
@@ -48,7 +56,7 @@ def test_state_features_normalise_each_prompt_then_the_mean():
         return torch.tensor([table[p] for p in prompts])
 
     orig = R.prompt_texts
-    R.prompt_texts = lambda name: (["n1", "n2"], ["a1"])
+    R.prompt_texts = lambda name: {"x": (["n1", "n2"], ["a1"])}[name]
     try:
         s = R.state_features(encode, "x")
     finally:
@@ -65,6 +73,13 @@ def test_text_prior_hand_checked():
     c = 1 / math.sqrt(10)
     want = [1 / (1 + math.exp(100)), 1 / (1 + math.exp(-100)), 0.5, 1 / (1 + math.exp(100 * (3 * c - c)))]
     assert torch.allclose(p, torch.tensor(want), atol=1e-7)
+
+
+def test_text_prior_normalises_each_row():
+    states = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    p = R.text_prior(torch.tensor([[0.3, 0.31], [10.0, 0.0]]), states)
+    d = 100 * (0.31 - 0.3) / math.hypot(0.3, 0.31)
+    assert torch.allclose(p[0], torch.tensor(1 / (1 + math.exp(-d))), atol=1e-6)
 
 
 def test_patch_residual_hand_checked():
@@ -112,6 +127,20 @@ def test_scoring_head_order_hand_checked():
     z = F.relu(h.projection2(z))
     z = (z - h.bn3.running_mean) / torch.sqrt(h.bn3.running_var + h.bn3.eps) * h.bn3.weight + h.bn3.bias
     assert torch.allclose(h(x), torch.sigmoid(h.projection3(z)), atol=1e-6)
+
+
+def test_reductions_and_image_residual_by_hand():
+    assert H.Adapter(8).fc[0].out_features == 2 and H.HolisticHead(8, 3).adapter.fc[0].out_features == 2
+    assert H.HolisticHead(8, 3, reduction=2).adapter.fc[0].out_features == 4
+    hh = H.HolisticHead(4, 3)
+    with torch.no_grad():
+        hh.adapter.fc[0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+        hh.adapter.fc[2].weight.copy_(torch.tensor([[1.0], [2.0], [3.0], [4.0]]))
+    q = torch.tensor([[1.0, 0.0, 2.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+    s = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]], [[3.0, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0]]])
+    # adapter(x) = relu(x0) * [1, 2, 3, 4]
+    want = torch.tensor([[-0.5, -1.0, -1.5, -2.0], [-0.5, -1.0, -1.5, -2.0]])
+    assert torch.allclose(hh.image_residual(q, s), want)
 
 
 def test_holistic_inputs_hand_checked():
@@ -242,7 +271,31 @@ def test_train_heads_loop_counts_and_optimizer():
     assert len(calls) == 6 and len(hist) == 2 and seen == [1, 2] and not head.training
     assert all(len(q) == 2 and all(len(p) == 1 for p in ps) for q, ps in calls)
     assert hist[1] < hist[0]  # the optimizer steps
+    again = []
+    T.train_heads(head, lambda q, p: (again.append((list(q), [list(x) for x in p])), loss_of(q, p))[1],
+                  [0, 1, 0, 1], ["a", "a", "a", "a"], shots=1, epochs=2, steps=3, batch_size=2, lr=0.1,
+                  weight_decay=0.0, seed=0)
+    assert again == calls[6:]  # the draws come from the seed
     w0 = lin.weight.detach().clone()
     T.train_heads(head, loss_of, [0, 1], ["a", "a"], shots=1, epochs=1, steps=1, batch_size=2, lr=0.0,
                   weight_decay=0.0, seed=0)
     assert torch.equal(lin.weight, w0)
+
+
+def test_train_heads_history_report_and_optimizer_settings(monkeypatch):
+    made = {}
+    real = torch.optim.AdamW
+
+    def adamw(params, **kw):
+        made.update(kw)
+        return real(params, **kw)
+
+    monkeypatch.setattr(T.torch.optim, "AdamW", adamw)
+    lin = torch.nn.Linear(1, 1)
+    losses = iter([0.5, 1.0, 3.0, 2.0])
+    seen = []
+    hist = T.train_heads(lin, lambda q, p: lin.weight.sum() * 0 + next(losses), [0, 1], ["a", "a"], shots=1,
+                         epochs=2, steps=2, batch_size=2, lr=0.25, weight_decay=0.125, seed=3,
+                         report=lambda e, l: seen.append((e, l)))
+    assert hist == [0.75, 2.5] and seen == [(1, 0.75), (2, 2.5)]
+    assert made == {"lr": 0.25, "betas": (0.9, 0.999), "weight_decay": 0.125}
