@@ -85,9 +85,10 @@ def main(argv: Sequence[str]) -> int:
         print(exc, file=sys.stderr)
         return exc.exit_code
     print(summary.line(), file=sys.stderr)
-    from fsadbench.run.api import invocation_scope
+    from fsadbench.run.api import invocation_metrics, invocation_scope
 
-    text = report_text(cfg.results_dir, a.format, scope=None if a.table_all else invocation_scope(cfg), notes=a.notes)
+    text = report_text(cfg.results_dir, a.format, invocation_metrics(cfg),
+                       scope=None if a.table_all else invocation_scope(cfg), notes=a.notes)
     na = f": {summary.not_applicable} cell(s) not applicable, see above" if summary.not_applicable else ""
     print(text or f"(no successful records in {cfg.results_dir}{na})")
     if a.log == "mlflow":

@@ -22,6 +22,7 @@ BUILTIN_METHODS = {
     "spade": ("fsadbench.methods.spade.model:SpadeMethod", {}),
     "anomalydino": ("fsadbench.methods.anomalydino.model:AnomalyDINOMethod", {}),
     "anomalyclip": ("fsadbench.methods.anomalyclip.model:AnomalyCLIP", {}),
+    "inctrl": ("fsadbench.methods.inctrl.model:InCTRL", {}),
 }
 
 BUILTIN_DATASETS = {

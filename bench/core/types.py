@@ -67,23 +67,37 @@ class AuxiliarySet:
     labels: tuple[int, ...]
     masks: tuple[ImageRef | None, ...]
     categories: tuple[str, ...] = ()
+    image_categories: tuple[str, ...] = ()  # the category of each image (empty: not given)
 
     def __post_init__(self) -> None:
+        if self.image_categories and len(self.image_categories) != len(self.images):
+            raise ValueError(f"auxiliary set {self.dataset!r}: {len(self.images)} images but "
+                             f"{len(self.image_categories)} image categories; give one per image")
         if not len(self.images) == len(self.labels) == len(self.masks):
             raise ValueError(f"auxiliary set {self.dataset!r}: {len(self.images)} images, {len(self.labels)} "
                              f"labels and {len(self.masks)} masks; give one label and one mask (or None) per image")
 
 
+#: The reason every pixel metric of an image-level method (``Method.produces == ("image",)``) is undefined,
+#: shown as is in every table and export, never a figure.
+IMAGE_LEVEL = "n/a, image-level method"
+#: The metrics computed from maps (an image-level method has none of them).
+PIXEL_METRICS = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "aupro")
+
+
 @dataclass
 class Prediction:
-    """A batch of anomaly maps (B x H x W float32) and image scores (B)."""
+    """A batch of anomaly maps (B x H x W float32) and image scores (B); ``maps`` is None for an
+    image-level method (``Method.produces == ("image",)``), whose pixel metrics are :data:`IMAGE_LEVEL`."""
 
-    maps: np.ndarray
+    maps: np.ndarray | None
     scores: np.ndarray
 
     def __post_init__(self) -> None:
-        self.maps = _as_numpy(self.maps).astype(np.float32, copy=False)
         self.scores = _as_numpy(self.scores).astype(np.float32, copy=False).reshape(-1)
+        if self.maps is None:
+            return
+        self.maps = _as_numpy(self.maps).astype(np.float32, copy=False)
         if self.maps.ndim != 3:
             raise ValueError(f"Prediction.maps must be B x H x W, got shape {self.maps.shape}")
         if self.scores.shape[0] != self.maps.shape[0]:

@@ -13,6 +13,9 @@ over all test pixels of the category; image metrics over its test images.
 An anomalous image without a mask (a user folder with partial masks) counts
 for image metrics only: its pixels are unknown, not normal, so they are left
 out of the pixel metrics rather than scored as all-normal.
+An image-level method (``Method.produces == ("image",)``) hands no maps: its
+evaluator (``pixel=False``) computes the image metrics only, and every pixel
+metric is None with the reason ``IMAGE_LEVEL`` ("n/a, image-level method").
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from fsadbench.core.errors import DataError
 from fsadbench.core.io import image_size, read_mask
 from fsadbench.protocol.metrics import PixelMetrics, image_metrics
-from fsadbench.core.types import Prediction, Sample
+from fsadbench.core.types import IMAGE_LEVEL, PIXEL_METRICS, Prediction, Sample
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
@@ -163,8 +166,9 @@ class CategoryEvaluator:
     """Accumulates one variant's predictions for one category."""
 
     def __init__(self, eval_size: int, sigma: float | Smoothing, device: torch.device | None = None,
-                 aupro: bool = True):
+                 aupro: bool = True, pixel: bool = True):
         self.eval_size = eval_size
+        self.with_pixel = pixel  # False: an image-level method (no maps, pixel metrics n/a)
         self.sigma = sigma if isinstance(sigma, Smoothing) else Smoothing(sigma)
         self.applied: set[tuple[float, float]] = set()  # (down, across) sigmas applied, evaluation pixels
         self.pixel = PixelMetrics(device=device, aupro=aupro)
@@ -173,8 +177,16 @@ class CategoryEvaluator:
         self.unmasked = 0  # anomalous test images without a mask file (image metrics only)
         self.masked = 0  # anomalous test images with one
 
-    def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> torch.Tensor:
-        """Accumulate a batch; returns its maps as evaluated (B x eval_size x eval_size, after the Gaussian)."""
+    def add(self, pred: Prediction, samples: Sequence[Sample], masks: Sequence[np.ndarray]) -> torch.Tensor | None:
+        """Accumulate a batch; returns its maps as evaluated (B x eval_size x eval_size, after the Gaussian),
+        None for an image-level evaluator (which refuses maps, as a pixel one refuses their absence)."""
+        if (pred.maps is None) == self.with_pixel:
+            raise ValueError("a prediction without maps for a method that makes maps" if self.with_pixel else
+                             "maps from a method declared image-level (produces = ('image',))")
+        self.scores.extend(float(x) for x in pred.scores)
+        self.labels.extend(int(s.label) for s in samples)
+        if not self.with_pixel:
+            return None
         maps = postprocess(pred.maps, self.eval_size, self.sigma, samples)
         if self.sigma.size == ORIGINAL:
             self.applied.update(self.sigma.at(self.eval_size, _image_hw(str(s.image_path))) for s in samples)
@@ -184,8 +196,6 @@ class CategoryEvaluator:
             if s.label:
                 self.masked += s.mask_path is not None
                 self.unmasked += s.mask_path is None
-        self.scores.extend(float(x) for x in pred.scores)
-        self.labels.extend(int(s.label) for s in samples)
         return maps
 
     def sigma_applied(self) -> dict[str, list[float]] | None:
@@ -197,8 +207,12 @@ class CategoryEvaluator:
         return {"y": [min(ys), max(ys)], "x": [min(xs), max(xs)]}
 
     def compute(self) -> tuple[dict[str, float | None], dict[str, str]]:
-        pix = self.pixel.compute()
-        undefined = pixel_truth_reasons(pix.pop("undefined", {}) or {}, self.masked, self.unmasked)
+        if self.with_pixel:
+            pix = self.pixel.compute()
+            undefined = pixel_truth_reasons(pix.pop("undefined", {}) or {}, self.masked, self.unmasked)
+        else:
+            names = [k for k in PIXEL_METRICS if k != "aupro" or self.pixel.with_aupro]
+            pix, undefined = dict.fromkeys(names), dict.fromkeys(names, IMAGE_LEVEL)
         img = image_metrics(np.asarray(self.scores, dtype=np.float64), np.asarray(self.labels))
         undefined.update(img.pop("undefined", {}) or {})
         metrics = {**img, **pix}
@@ -228,6 +242,8 @@ def pixel_truth_reasons(undefined: dict[str, str], masked: int, unmasked: int) -
 
 def check_finite(pred: Prediction, where: str) -> None:
     for name, arr in (("maps", pred.maps), ("scores", pred.scores)):
+        if arr is None:
+            continue
         bad = ~np.isfinite(arr)
         if bad.any():
             raise FloatingPointError(f"{where}: {int(bad.sum())} non-finite value(s) (NaN/inf) in {name}")

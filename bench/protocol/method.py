@@ -170,6 +170,9 @@ class Method(ABC):
     #: The version of the method's semantics: bump it whenever a change can move its numbers with the
     #: same options (part of every cell's resume key, so stale records are recomputed).
     version: ClassVar[int] = 1
+    #: What ``predict`` returns: ``("image", "pixel")`` (scores and maps), or ``("image",)`` for an
+    #: image-level method (``Prediction.maps`` None; every pixel metric is "n/a, image-level method").
+    produces: ClassVar[tuple[str, ...]] = ("image", "pixel")
     #: Paper tables' "few-shot transfer" column: the method is trained on other data (classes or
     #: datasets) before it meets the k shots. False for every method here; "multi-class" (one model
     #: for every category) follows from ``fit_scope_for`` (see ``paper_traits``).
@@ -200,6 +203,15 @@ class Method(ABC):
         options."""
         del name
         return "--model", "--pretrained"
+
+    @classmethod
+    def makes_maps(cls) -> bool:
+        """Whether ``predict`` returns anomaly maps (``"pixel"`` in :attr:`produces`); a ConfigError when
+        ``produces`` is not one of the two declarations."""
+        if tuple(cls.produces) not in (("image", "pixel"), ("image",)):
+            raise ConfigError(f"method {cls.name!r}: produces must be ('image', 'pixel') or ('image',) "
+                              f"(an image-level method), not {cls.produces!r}")
+        return "pixel" in cls.produces
 
     @classmethod
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:

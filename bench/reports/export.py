@@ -3,6 +3,8 @@
 * :func:`summary_long` — the numbers behind the tables, one row per (metric, method, variant,
   dataset, shots[, category]) with mean and std over seeds (in %) and the number of seeds;
   ``level`` is ``dataset`` (mean over categories, then over seeds) or ``category``.
+* :func:`with_image_level` — the pixel metrics of an image-level method, as rows that say
+  "n/a, image-level method" (``coverage``) instead of leaving them out.
 * :func:`with_auxiliary` — the auxiliary dataset a transfer method trained on, as a column (only
   when a record has one).
 * :func:`coverage_notes` — what a reader must know before comparing the figures: random
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import pandas as pd
 
+from fsadbench.core.types import IMAGE_LEVEL, PIXEL_METRICS
 from fsadbench.results.aggregate import per_category, records_frame, summary
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, Record
 from fsadbench.results.subsets import subset_notes
@@ -47,6 +50,29 @@ def summary_long(df: pd.DataFrame, metrics: Sequence[str], categories: bool = Fa
     return out[SUMMARY_COLUMNS].reset_index(drop=True)
 
 
+def with_image_level(rows: pd.DataFrame, records: Iterable[Record], metrics: Sequence[str],
+                     categories: bool = False) -> pd.DataFrame:
+    """``rows`` plus one row per pixel metric of an image-level method (``outputs: ["image"]`` in its
+    records): mean and std empty, ``n_seeds`` 0, and :func:`with_coverage` says "n/a, image-level method"."""
+    extra: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        if r.status != STATUS_OK or (r.method or {}).get("outputs") != ["image"]:
+            continue
+        k = r.key
+        places = [("dataset", "")] + ([("category", k["category"])] if categories else [])
+        for v in r.metrics:
+            for m in (m for m in metrics if m in PIXEL_METRICS):
+                for level, cat in places:
+                    extra.setdefault((level, m, k["method"], v, k["dataset"], k["shots"], cat), {
+                        "level": level, "metric": m, "method": k["method"],
+                        "label": (r.method or {}).get("label") or k["method"], "variant": v,
+                        "dataset": k["dataset"], "shots": k["shots"], "category": cat,
+                        "mean": float("nan"), "std": float("nan"), "n_seeds": 0})
+    if not extra:
+        return rows
+    return pd.concat([rows, pd.DataFrame(list(extra.values()), columns=SUMMARY_COLUMNS)], ignore_index=True)
+
+
 def with_coverage(rows: pd.DataFrame, records: Iterable[Record]) -> pd.DataFrame:
     """``rows`` (:func:`summary_long`) with a ``coverage`` column: "complete", or what the figure misses
     and why, against the plan of ``records`` (the coverage notes of the tables)."""
@@ -60,6 +86,8 @@ def with_coverage(rows: pd.DataFrame, records: Iterable[Record]) -> pd.DataFrame
                                      r["metric"])
         else:
             fig = rs.dataset_figure(r["method"], r["dataset"], int(r["shots"]), r["variant"], r["metric"])
+        if fig is None and rs.image_level(r["method"], r["metric"]):
+            return IMAGE_LEVEL
         return "complete" if fig is None or fig.complete else fig.coverage.describe()
 
     out = rows.copy()
@@ -160,7 +188,8 @@ def render_report(results_dir: str | Path, fmt: str = "markdown", metric: str | 
         text = html_report(records, metrics, title, str(results_dir), qualitative_png(records, results_dir),
                            notes=notes)
     else:
-        rows = with_coverage(with_auxiliary(summary_long(df, metrics, per_category), records), records)
+        rows = with_coverage(with_auxiliary(with_image_level(summary_long(df, metrics, per_category), records, metrics,
+                                                             per_category), records), records)
         text = to_csv(rows) if fmt == "csv" else to_json(rows, coverage_notes(records), results_dir=str(results_dir),
                                                          metrics=metrics)
     return Report(text, tables.problems)

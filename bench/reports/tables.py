@@ -26,6 +26,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from fsadbench.core.types import IMAGE_LEVEL
 from fsadbench.reports.notes import fidelity_notes, method_notes  # noqa: F401 (fidelity_notes: re-exported)
 from fsadbench.results.aggregate import METRIC_LABELS
 from fsadbench.results.comparability import backbone_name, commit_summary, describe_mixed, mixed
@@ -50,6 +51,7 @@ class TextCell:
 
 MISSING = TextCell("–", "--")
 NOT_APPLICABLE = TextCell("n/a", "n/a")  # by design (a variant the method lacks, a shot count it refuses)
+IMAGE_LEVEL_CELL = TextCell(IMAGE_LEVEL, IMAGE_LEVEL)  # a pixel metric of a method without maps: by design
 
 
 @dataclass
@@ -148,7 +150,10 @@ def backbone_label(records: Iterable[Record], method_id: str) -> str:
 
 def empty_entry(rs: ResultSet, method: str, dataset: str, shots: int, variant: str, metric: str,
                 foot: Footnotes, label: str) -> tuple[TextCell, str]:
-    """The entry shown where a figure has no value, and its footnote mark."""
+    """The entry shown where a figure has no value, and its footnote mark ("" for a pixel metric of an
+    image-level method: "n/a, image-level method" says it all)."""
+    if rs.image_level(method, metric):
+        return IMAGE_LEVEL_CELL, ""
     if not rs.has_variant(method, variant):
         return NOT_APPLICABLE, foot.mark(f"{label} has no {variant!r} variant")
     st = rs.status_of(method, dataset, shots)
@@ -210,7 +215,8 @@ def main_table(rs: ResultSet, metric: str = "pixel_auroc", datasets: Sequence[st
                 f = rs.dataset_figure(mid, d, k, v, metric)
                 if f is None:
                     cell, m = empty_entry(rs, mid, d, k, v, metric, foot, label)
-                    t.marks[(len(t.rows), j)] = m
+                    if m:
+                        t.marks[(len(t.rows), j)] = m
                     cells.append(cell)
                     continue
                 if not f.complete:
@@ -251,6 +257,9 @@ def category_table(rs: ResultSet, dataset: str, shots: int, metric: str = "pixel
         for j, (m, v) in enumerate(cols):
             f = rs.category_figure(m, dataset, cat, shots, v, metric)
             label = method_label(recs, m)
+            if f is None and rs.image_level(m, metric):
+                cells.append(IMAGE_LEVEL_CELL)
+                continue
             if f is None or not f.complete:
                 reason = f.coverage.describe() if f is not None else \
                     "; ".join(dict.fromkeys(rs.value(CellKey(m, dataset, cat, shots, s), v, metric)[1]

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from fsadbench.core.types import PIXEL_METRICS
 from fsadbench.results.records import STATUS_FAILED, STATUS_NA, STATUS_OK, CellKey, Record
 
 MAX_LISTED = 8
@@ -240,6 +241,12 @@ class ResultSet:
         """Whether the method produces ``variant`` (declared in its records, or measured)."""
         return any(variant in ((r.method or {}).get("variants") or ()) or variant in r.metrics
                    for r in self.records if r.key["method"] == method)
+
+    def image_level(self, method: str, metric: str) -> bool:
+        """Whether ``metric`` is a pixel metric and ``method`` an image-level one (its records declare
+        ``outputs: ["image"]``): the entry is "n/a, image-level method" by design, not a missing figure."""
+        return metric in PIXEL_METRICS and any((r.method or {}).get("outputs") == ["image"]
+                                               for r in self.records if r.key["method"] == method)
 
     def status_of(self, method: str, dataset: str, shots: int) -> set[str]:
         """The statuses of this method's records of (dataset, shots)."""

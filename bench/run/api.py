@@ -34,3 +34,12 @@ def invocation_scope(cfg: RunConfig) -> Scope:
     return Scope(tuple(m.id for m in cfg.methods),
                  tuple((d.name, tuple(d.categories) if d.categories else None) for d in cfg.datasets),
                  tuple(cfg.shots), tuple(cfg.seeds))
+
+
+def invocation_metrics(cfg: RunConfig) -> list[str]:
+    """The metrics of the table after a run: pixel AUROC, and image AUROC too when a method of ``cfg`` is
+    image-level (``Method.produces == ("image",)``: its pixel entries say "n/a, image-level method")."""
+    from fsadbench.run.identity import resolve_method
+
+    image_level = any(not resolve_method(m)[0].makes_maps() for m in cfg.methods)
+    return ["pixel_auroc", "image_auroc"] if image_level else ["pixel_auroc"]

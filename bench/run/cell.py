@@ -52,7 +52,8 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
     sigma = smoothing_for(res.cfg.protocol, type(method))
     refs = res.test_refs(job.dataset, category)
     evaluators: dict[str, CategoryEvaluator] = {}
-    collector = ScoreCollector(save_maps=res.cfg.save_maps)
+    pixel = type(method).makes_maps()  # False: an image-level method (scores only, pixel metrics n/a)
+    collector = ScoreCollector(save_maps=res.cfg.save_maps and pixel)
     pred_s = eval_s = 0.0
     for start in range(0, len(refs), batch_size):
         batch = split.test[start:start + batch_size]
@@ -64,15 +65,14 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
         collector.add_batch([x.image_path for x in batch], [x.label for x in batch],
                             [has_pixel_truth(x) for x in batch], masks)
         if not evaluators:
-            evaluators = {v: CategoryEvaluator(size, sigma, device=res.device) for v in preds}
+            evaluators = {v: CategoryEvaluator(size, sigma, device=res.device, pixel=pixel) for v in preds}
         elif set(preds) != set(evaluators):
             raise BenchError(f"{job.method.id}: predict() returned variants {sorted(preds)} in one batch "
                              f"and {sorted(evaluators)} in another")
         for v, p in preds.items():
             check_finite(p, f"method {job.method.id}, variant {v!r}, {job.dataset.name}/{category}, "
                             f"seed {job.seed}")
-            if p.maps.shape[0] != len(batch):
-                raise BenchError(f"{job.method.id}: {p.maps.shape[0]} maps for a batch of {len(batch)} images")
+            check_outputs(p, pixel, len(batch), job.method.id)
             collector.add_variant(v, p.scores, evaluators[v].add(p, batch, masks))
         eval_s += time.perf_counter() - t
         if res.cell_progress is not None:
@@ -87,6 +87,20 @@ def evaluate(res: Resources, method: Any, job: Job, category: str, split: Catego
     n_anom = sum(int(s.label) for s in split.test)
     applied = next((ev.sigma_applied() for ev in evaluators.values()), None)
     return Evaluation(metrics, undefined, pred_s, eval_s, n_anom, collector, applied)
+
+
+def check_outputs(p: Any, pixel: bool, n: int, method_id: str) -> None:
+    """A prediction of ``n`` images as the method declared it: maps (B x H x W) and scores, or scores
+    only for an image-level method (``Method.produces == ("image",)``); a BenchError naming the fix."""
+    if pixel and p.maps is None:
+        raise BenchError(f"{method_id}: predict() returned no maps; a method without pixel maps declares "
+                         f"produces = ('image',) (its pixel metrics are then n/a)")
+    if not pixel and p.maps is not None:
+        raise BenchError(f"{method_id}: predict() returned maps but the method declares produces = ('image',); "
+                         f"return maps=None or declare ('image', 'pixel')")
+    got = p.maps.shape[0] if pixel else p.scores.shape[0]
+    if got != n:
+        raise BenchError(f"{method_id}: {got} {'maps' if pixel else 'scores'} for a batch of {n} images")
 
 
 def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | None = None,

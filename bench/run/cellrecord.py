@@ -90,6 +90,7 @@ def build_record(res: Resources, job: Job, category: str, config_hash: str, resu
                 "version": int(cls.version), "options": resolved_options(job.method),
                 "variants": list(cls.variants), "fit_scope": job.scope,
                 "uses_feature_cache": cls.uses_feature_cache, **auxiliary_facts(job),
+                **({} if cls.makes_maps() else {"outputs": list(cls.produces)}),
                 "describe": result.method.describe() if result.method is not None else {}},
         metrics=result.metrics, undefined=result.undefined,
         n_test=len(split.test) if split is not None and result.status == STATUS_OK else 0,

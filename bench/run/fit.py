@@ -81,9 +81,10 @@ def fit_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any], spl
 def fit_auxiliary_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any],
                       splits: Mapping[str, CategorySplit], shots: dict[str, list[Sample]], batch_size: int,
                       feature_batch_size: int) -> tuple[Any, dict[str, list[Sample]], float]:
-    """The zero-shot transfer fit: the target categories' shots first (a method may refuse them), then
-    one training on the auxiliary set, reused by every job of this process with the same (method,
-    auxiliary data, seed, backbone)."""
+    """The transfer fit: the target categories' shots first (a method may refuse them), then one training
+    on the auxiliary set, reused by every job of this process with the same (method, auxiliary data, seed,
+    backbone); a reused one is handed this job's shots again (``fit`` per category), so a few-shot transfer
+    method (InCTRL) never keeps another job's shots."""
     from fsadbench.run.config import stable_hash
     from fsadbench.run.identity import cell_identity
     from fsadbench.run.transfer import auxiliary_set
@@ -94,8 +95,11 @@ def fit_auxiliary_job(res: Resources, job: Job, cls: type, options: Mapping[str,
         method.fit([image_ref(s) for s in shots[c]], splits[c].info)
     ident = cell_identity(res.cfg, res, job)
     key = (job.method.id, job.seed, stable_hash(ident["auxiliary"]), stable_hash(ident["backbone"]))
-    if key in res.fitted_auxiliary:
-        return res.fitted_auxiliary[key][0], shots, res.fitted_auxiliary[key][1]
+    if key in res.fitted_auxiliary:  # trained already: it meets this job's shots (a few-shot transfer method)
+        method = res.fitted_auxiliary[key][0]
+        for c in job.categories:
+            method.fit([image_ref(s) for s in shots[c]], splits[c].info)
+        return method, shots, res.fitted_auxiliary[key][1]
     t = time.perf_counter()
     method.fit_auxiliary(auxiliary_set(res, job.auxiliary))
     res.fitted_auxiliary[key] = (method, time.perf_counter() - t)

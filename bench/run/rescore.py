@@ -83,7 +83,8 @@ def rescore_record(store: RecordStore, record: Record, write: bool = True, devic
         return Rescore(cell, REFUSED, f"its {', '.join(changed)} changed since it was computed, so its scores "
                                       f"are stale; recompute with --force")
     scores = CellScores.load(path)
-    if not scores.has_maps and record.metric_version != METRIC_VERSION:
+    image_level = (record.method or {}).get("outputs") == ["image"]  # no maps by design, pixel metrics n/a
+    if not scores.has_maps and not image_level and record.metric_version != METRIC_VERSION:
         return Rescore(cell, REFUSED, "the metric version changed and the cell stored no maps, so its pixel "
                                       "metrics cannot be recomputed; recompute with --force --save-maps")
     metrics, undefined = {}, {}

@@ -71,14 +71,15 @@ def auxiliary_identity(data: "DataSource", aux: DatasetSpec) -> dict[str, Any]:
 
 
 def auxiliary_set(data: "DataSource", aux: DatasetSpec) -> AuxiliarySet:
-    """Every test image of every auxiliary category with its label and mask (refs only)."""
-    images, labels, masks = [], [], []
+    """Every test image of every auxiliary category with its label, mask and category (refs only)."""
+    images, labels, masks, of = [], [], [], []
     cats = data.categories(aux)
     for c in cats:
         split = data.split(aux, c)
         images += data.test_refs(aux, c)
+        of += [c] * len(split.test)
         labels += [int(s.label) for s in split.test]
         masks += [ImageRef(s.mask_path, file_digest(s.mask_path)) if s.mask_path is not None else None
                   for s in split.test]
-    return AuxiliarySet(aux.name, tuple(images), tuple(labels), tuple(masks), tuple(cats))
+    return AuxiliarySet(aux.name, tuple(images), tuple(labels), tuple(masks), tuple(cats), tuple(of))
 

@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 TABLES = [f"anople_table{i}" for i in range(1, 6)]
 SYN = {"size": 64, "n_train": 1, "n_test_good": 1, "n_test_bad": 2}
 FAST = {"anople": {"epochs": 1, "depth": 1}, "anople-oc": {"epochs": 1, "depth": 1},
-        "maple-draem": {"epochs": 1, "depth": 1}, "promptad": {"epochs": 1}, "promptad-g": {"epochs": 1}}
+        "maple-draem": {"epochs": 1, "depth": 1}, "promptad": {"epochs": 1}, "promptad-g": {"epochs": 1},
+        "inctrl": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "train_shots": 1}}
 PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs,graphicx,amssymb}\n\\begin{document}\n"
 
 
@@ -49,13 +50,14 @@ def config_methods():
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     from fsadbench.run import sweep
-    from fsadbench.run.config import DatasetSpec, Protocol, RunConfig
+    from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, Protocol, RunConfig
 
     tmp = tmp_path_factory.mktemp("anople_tables")
     cfg = RunConfig(methods=config_methods(), datasets=[DatasetSpec("synthetic", categories=["disc", "stripes"],
                                                                     options=dict(SYN))],
                     shots=[1], seeds=[0], model="fsad-tiny-vit", pretrained="none", protocol=Protocol(eval_size=48),
-                    results_dir=str(tmp / "res"), cache_dir=str(tmp / "cache"), device="cpu", batch_size=8)
+                    results_dir=str(tmp / "res"), cache_dir=str(tmp / "cache"), device="cpu", batch_size=8,
+                    preset=PIPELINE_CHECK)  # InCTRL trains on synthetic-aux, as in the pipeline check
     s = sweep(cfg)
     assert s.failed == 0, s.failures
     return tmp / "res"
