@@ -21,6 +21,7 @@ BUILTIN_METHODS = {
     "spade": ("fsadbench.methods.spade.model:SpadeMethod", {}),
     "anomalydino": ("fsadbench.methods.anomalydino.model:AnomalyDINOMethod", {}),
     "anomalyclip": ("fsadbench.methods.anomalyclip.model:AnomalyCLIP", {}),
+    "regad": ("fsadbench.methods.regad.model:RegAD", {}),
 }
 
 BUILTIN_DATASETS = {

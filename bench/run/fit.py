@@ -109,19 +109,20 @@ def fit_held_out_job(res: Resources, job: Job, cls: type, options: Mapping[str, 
                      feature_batch_size: int) -> tuple[Any, dict[str, list[Sample]], float]:
     """The leave-one-out fit: one training on the other categories' normal train images per (method,
     training data with its held-out category, seed, backbone, ``Method.auxiliary_fit_key``), shared by
-    this process's jobs; then the cell's shots fitted on top of that training (fit seconds: both)."""
+    this process's jobs (``method.fit_auxiliary(aux, shots=k)``: the cell's shot count, which RegAD trains
+    with); then the cell's shots fitted on top of that training (fit seconds: both)."""
     from fsadbench.run.config import stable_hash
     from fsadbench.run.identity import cell_identity
     from fsadbench.run.transfer import held_out_set
 
     ident = cell_identity(res.cfg, res, job)
     extra = cls.auxiliary_fit_key(cls.make_options(options), job.shots)
-    key = (job.method.id, job.seed, stable_hash(ident["auxiliary"]), stable_hash(ident["backbone"]), extra)
+    key = (job.method.id, job.seed, stable_hash(ident["auxiliary"]), stable_hash(ident["backbone"]), stable_hash(extra))
     t = time.perf_counter()
     if key not in res.fitted_auxiliary:
         method = cls(res.context(job.seed, batch_size, feature_batch_size, method_backbone(res.cfg, job.method)),
                      **options)
-        method.fit_auxiliary(held_out_set(res, job.auxiliary))
+        method.fit_auxiliary(held_out_set(res, job.auxiliary), shots=job.shots)
         res.fitted_auxiliary[key] = (method, time.perf_counter() - t)
     method, train_s = res.fitted_auxiliary[key]
     seed_everything(job.seed)
