@@ -73,6 +73,9 @@ class RegAD(OwnBackbone, Method):
     fit_scope = "leave_one_out"
     few_shot_transfer = True  # trained on other categories before it meets the k shots
     uses_feature_cache = False  # the encoder is trained: only pixels are shared
+    #: its numbers depend on the torchvision adapter's preprocessing and the ResNet stem + layer1-3 it
+    #: copies: what the "layers" path versions (the network on top is pinned with the method's code)
+    feature_specs = ("layers",)
     backbone_default = "torchvision:resnet18"  # models/stn.py l. 277-285 (ImageNet weights)
     backbone_tiny = "torchvision:resnet18-tiny"
     default_sigma = 4.0  # test.py l. 213
