@@ -101,6 +101,11 @@ class RegAD(OwnBackbone, Method):
         chunk: int = 256  # positions per step of the Gaussian (memory bound; no effect on the numbers)
 
     @classmethod
+    def paper_traits(cls, options: Any) -> dict[str, bool]:
+        """AnoPLe Table 1 counts RegAD multi-class: one category-agnostic model, never trained on the target."""
+        return {"multi_class": True, "few_shot_transfer": True}
+
+    @classmethod
     def auxiliary_fit_key(cls, options: Any, shots: int) -> Any:
         return {"train_shots": int(shots)}  # train.py l. 35, 79: one model per --shot
 

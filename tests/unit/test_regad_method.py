@@ -54,7 +54,7 @@ def test_registered_with_the_official_defaults():
     assert RegAD.paper.startswith("RegAD (Huang et al., ECCV 2022)")
     assert len(RegAD.fidelity_notes) == 4 and "last epoch" in RegAD.fidelity_notes[0]
     assert RegAD.auxiliary_fit_key(RegAD.make_options({}), 4) == {"train_shots": 4}
-    assert RegAD.paper_traits({}) == {"multi_class": False, "few_shot_transfer": True}
+    assert RegAD.paper_traits({}) == {"multi_class": True, "few_shot_transfer": True}  # AnoPLe Table 1's row
 
 
 def test_backbone_resolution():
