@@ -23,6 +23,7 @@ BUILTIN_METHODS = {
     "anomalydino": ("fsadbench.methods.anomalydino.model:AnomalyDINOMethod", {}),
     "anomalyclip": ("fsadbench.methods.anomalyclip.model:AnomalyCLIP", {}),
     "inctrl": ("fsadbench.methods.inctrl.model:InCTRL", {}),
+    "regad": ("fsadbench.methods.regad.model:RegAD", {}),
 }
 
 BUILTIN_DATASETS = {

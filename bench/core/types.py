@@ -67,15 +67,16 @@ class AuxiliarySet:
     labels: tuple[int, ...]
     masks: tuple[ImageRef | None, ...]
     categories: tuple[str, ...] = ()
-    image_categories: tuple[str, ...] = ()  # the category of each image (empty: not given)
+    #: each image's category (the leave-one-out mode pairs images of one category); () = not given
+    image_categories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.image_categories and len(self.image_categories) != len(self.images):
-            raise ValueError(f"auxiliary set {self.dataset!r}: {len(self.images)} images but "
-                             f"{len(self.image_categories)} image categories; give one per image")
         if not len(self.images) == len(self.labels) == len(self.masks):
             raise ValueError(f"auxiliary set {self.dataset!r}: {len(self.images)} images, {len(self.labels)} "
                              f"labels and {len(self.masks)} masks; give one label and one mask (or None) per image")
+        if self.image_categories and len(self.image_categories) != len(self.images):
+            raise ValueError(f"auxiliary set {self.dataset!r}: {len(self.images)} images but "
+                             f"{len(self.image_categories)} image categories; give one per image or none")
 
 
 #: The reason every pixel metric of an image-level method (``Method.produces == ("image",)``) is undefined,

@@ -152,7 +152,9 @@ class Method(ABC):
     feature_specs: ClassVar[tuple[str, ...]] = ()
     #: minimum shots; 0 means zero-shot works.
     min_shots: ClassVar[int] = 0
-    #: "category" (one fit per category) or "dataset" (one fit for all categories).
+    #: "category" (one fit per category), "dataset" (one fit for all categories), "auxiliary" (trained on
+    #: another dataset, zero-shot) or "leave_one_out" (trained on the target's other categories, then the
+    #: shots per category; :mod:`fsadbench.run.transfer`).
     fit_scope: ClassVar[str] = "category"
     #: Gaussian sigma applied after upsampling, per the paper / reference code, in pixels of ``sigma_size``.
     default_sigma: ClassVar[float] = 4.0
@@ -217,6 +219,13 @@ class Method(ABC):
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:
         """"category" or "dataset" for these options (the runner plans with it)."""
         return cls.fit_scope
+
+    @classmethod
+    def auxiliary_fit_key(cls, options: Any, shots: int) -> Any:
+        """What a method's training on auxiliary data depends on besides that data, the seed and the backbone
+        (the harness shares one training per (method, auxiliary data, seed, backbone, this key)); None:
+        nothing else. RegAD trains with the cell's shot count (its official code trains one model per shot)."""
+        return None
 
     @classmethod
     def paper_traits(cls, options: Mapping[str, Any]) -> dict[str, bool]:

@@ -121,13 +121,21 @@ def variants_of(records: Iterable[Record]) -> list[str]:
 
 def auxiliary_note(records: Iterable[Record], method_id: str, name_of=str) -> str:
     """The auxiliary dataset(s) a transfer method trained on: ``trained on visa`` (one for every
-    target), ``trained on visa for mvtec; trained on mvtec for visa``, or "" (``name_of``: display names)."""
+    target), ``trained on visa for mvtec; trained on mvtec for visa``, or "" (``name_of``: display names);
+    a leave-one-out training reads ``trained on mvtec without bottle`` (one held-out category among the
+    records) or ``trained on mvtec without the target category`` (a row over several)."""
     pairs: dict[str, set[str]] = {}
+    held: dict[str, set[str]] = {}
     for r in records:
         aux = (r.method or {}).get("auxiliary") if r.key["method"] == method_id else None
-        if aux:
+        if aux and aux.get("held_out"):  # leave-one-out: the other categories of the target dataset
+            held.setdefault(name_of(aux.get("name")), set()).add(aux["held_out"])
+        elif aux:
             own = " (its own test split)" if aux.get("same_as_target") else ""
             pairs.setdefault(f"trained on {name_of(aux.get('name'))}{own}", set()).add(name_of(r.key["dataset"]))
+    for name, cats in held.items():
+        without = next(iter(cats)) if len(cats) == 1 else "the target category"
+        pairs.setdefault(f"trained on {name} without {without}", set()).add(name)
     if len(pairs) == 1:
         return next(iter(pairs))
     return "; ".join(f"{p} for {', '.join(sorted(ds))}" for p, ds in sorted(pairs.items()))

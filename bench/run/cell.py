@@ -28,7 +28,7 @@ from fsadbench.run.cellrecord import CellResult, build_record
 from fsadbench.run.config import PROTOCOL_VERSION
 from fsadbench.run.fit import fit_job
 from fsadbench.run.identity import cell_hash, resolve_method, sigma_for, smoothing_for
-from fsadbench.run.plan import Job
+from fsadbench.run.plan import PER_CATEGORY, Job
 from fsadbench.run.resources import Resources
 
 
@@ -143,7 +143,7 @@ def run_job(job: Job, res: Resources, store: RecordStore, policy: BatchPolicy | 
         tc = time.perf_counter()
         enc_c = res.encoder_counts()
         try:
-            if job.scope != "category":
+            if job.scope not in PER_CATEGORY:
                 method.set_category(splits[c].info)
             ev = evaluate(res, method, job, c, splits[c], policy.batch_size)
         except Exception as exc:  # noqa: BLE001

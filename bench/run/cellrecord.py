@@ -65,11 +65,13 @@ def auxiliary_facts(job: Job) -> dict[str, Any]:
     """The record's ``method.auxiliary``: the dataset a transfer method trained on (absent otherwise)."""
     if job.auxiliary is None:
         return {}
-    from fsadbench.run.transfer import auxiliary_label
+    from fsadbench.run.transfer import LEAVE_ONE_OUT_SCOPE, auxiliary_label
 
+    held_out = job.categories[0] if job.scope == LEAVE_ONE_OUT_SCOPE else None
+    extra = {"held_out": held_out, "categories": list(job.auxiliary.categories or [])} if held_out else {}
     return {"auxiliary": {"name": job.auxiliary.name, "options": job.auxiliary.options,
-                          "label": auxiliary_label(job.auxiliary, job.dataset),
-                          "same_as_target": job.auxiliary.name == job.dataset.name}}
+                          "label": auxiliary_label(job.auxiliary, job.dataset, held_out),
+                          "same_as_target": job.auxiliary.name == job.dataset.name and held_out is None, **extra}}
 
 
 def build_record(res: Resources, job: Job, category: str, config_hash: str, result: CellResult,

@@ -22,7 +22,7 @@ from fsadbench.protocol.sampler import image_ref, sample_shots
 from fsadbench.run.config import DatasetSpec, MethodSpec
 from fsadbench.run.identity import method_backbone, resolve_method
 from fsadbench.run.plan import Job
-from fsadbench.run.transfer import AUXILIARY_SCOPE
+from fsadbench.run.transfer import AUXILIARY_SCOPE, LEAVE_ONE_OUT_SCOPE
 from fsadbench.run.resources import Resources
 
 
@@ -66,6 +66,8 @@ def fit_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any], spl
     shots = {c: job_shots(splits[c], job, cls) for c in job.categories}
     if job.scope == AUXILIARY_SCOPE:
         return fit_auxiliary_job(res, job, cls, options, splits, shots, batch_size, feature_batch_size)
+    if job.scope == LEAVE_ONE_OUT_SCOPE:
+        return fit_held_out_job(res, job, cls, options, splits, shots, batch_size, feature_batch_size)
     ctx = res.context(job.seed, batch_size, feature_batch_size, method_backbone(res.cfg, job.method))
     method = cls(ctx, **options)
     t = time.perf_counter()
@@ -106,6 +108,34 @@ def fit_auxiliary_job(res: Resources, job: Job, cls: type, options: Mapping[str,
     return method, shots, res.fitted_auxiliary[key][1]
 
 
+def fit_held_out_job(res: Resources, job: Job, cls: type, options: Mapping[str, Any],
+                     splits: Mapping[str, CategorySplit], shots: dict[str, list[Sample]], batch_size: int,
+                     feature_batch_size: int) -> tuple[Any, dict[str, list[Sample]], float]:
+    """The leave-one-out fit: one training on the other categories' normal train images per (method,
+    training data with its held-out category, seed, backbone, ``Method.auxiliary_fit_key``), shared by
+    this process's jobs (``method.fit_auxiliary(aux, shots=k)``: the cell's shot count, which RegAD trains
+    with); then the cell's shots fitted on top of that training (fit seconds: both)."""
+    from fsadbench.run.config import stable_hash
+    from fsadbench.run.identity import cell_identity
+    from fsadbench.run.transfer import held_out_set
+
+    ident = cell_identity(res.cfg, res, job)
+    extra = cls.auxiliary_fit_key(cls.make_options(options), job.shots)
+    key = (job.method.id, job.seed, stable_hash(ident["auxiliary"]), stable_hash(ident["backbone"]), stable_hash(extra))
+    t = time.perf_counter()
+    if key not in res.fitted_auxiliary:
+        method = cls(res.context(job.seed, batch_size, feature_batch_size, method_backbone(res.cfg, job.method)),
+                     **options)
+        method.fit_auxiliary(held_out_set(res, job.auxiliary), shots=job.shots)
+        res.fitted_auxiliary[key] = (method, time.perf_counter() - t)
+    method, train_s = res.fitted_auxiliary[key]
+    seed_everything(job.seed)
+    t = time.perf_counter()
+    c = job.categories[0]
+    method.fit([image_ref(s) for s in shots[c]], splits[c].info)
+    return method, shots, train_s + time.perf_counter() - t
+
+
 def fitted_method(res: Resources, method: MethodSpec, dataset: DatasetSpec, category: str, shots: int, seed: int):
     """Fit one method on one cell's shots and return (method, split); for figures and debugging.
 
@@ -114,10 +144,13 @@ def fitted_method(res: Resources, method: MethodSpec, dataset: DatasetSpec, cate
     cls, options = resolve_method(method)
     split = res.split(dataset, category)
     job = Job(method, dataset, [category], shots, seed)
-    if cls.fit_scope_for(options) == AUXILIARY_SCOPE:
-        from fsadbench.run.transfer import auxiliary_for
+    scope = cls.fit_scope_for(options)
+    if scope in (AUXILIARY_SCOPE, LEAVE_ONE_OUT_SCOPE):
+        from fsadbench.run.transfer import auxiliary_for, held_out_spec
 
-        job = Job(method, dataset, [category], shots, seed, AUXILIARY_SCOPE, auxiliary_for(res.cfg, dataset, cls.name))
+        aux = (auxiliary_for(res.cfg, dataset, cls.name) if scope == AUXILIARY_SCOPE
+               else held_out_spec(dataset, category, res.categories(dataset)))
+        job = Job(method, dataset, [category], shots, seed, scope, aux)
         m, _, _ = fit_job(res, job, cls, options, {category: split}, res.cfg.batch_size, res.cfg.batch_size)
         return m, split
     seed_everything(seed)

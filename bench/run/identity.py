@@ -5,7 +5,7 @@ resume key: the method (name, version, every resolved option, the versions of
 the encoder paths it declares; for a plugin the fingerprint of its code,
 :mod:`fsadbench.run.codeprint`), the dataset (name, options, a content fingerprint
 of the test images, masks and shots each category of the cell sees; for a method trained on an auxiliary dataset, that dataset's name,
-options, categories and content), the method's backbone (``Method.backbone_for``: family, model, tag,
+options, categories and content, and for a leave-one-out training the held-out category), the method's backbone (``Method.backbone_for``: family, model, tag,
 weights identity, precision), the protocol with the sigma used, and the metric version. Records store it as
 ``identity``; its hash (:func:`cell_hash`) is what resume compares with a
 stored record's ``config_hash``. The Gaussian sigma after upsampling is
@@ -168,10 +168,11 @@ def cell_identity(cfg: RunConfig, data: "DataSource", job: "Job") -> dict[str, A
     ident = json.loads(data.identities[sk])  # a fresh copy per job (the method part once per method id)
     ident["dataset"]["data"] = content
     if job.auxiliary is not None:  # the dataset it trained on (fsadbench.run.transfer)
-        from fsadbench.run.transfer import auxiliary_identity
+        from fsadbench.run.transfer import LEAVE_ONE_OUT_SCOPE, auxiliary_identity
 
+        held_out = job.categories[0] if job.scope == LEAVE_ONE_OUT_SCOPE else None
         try:
-            ident["auxiliary"] = auxiliary_identity(data, job.auxiliary)
+            ident["auxiliary"] = auxiliary_identity(data, job.auxiliary, held_out)
         except BenchError as exc:
             ident["auxiliary"] = {"name": job.auxiliary.name, "data": f"unreadable ({type(exc).__name__})"}
     data.identities[k] = ident

@@ -3,7 +3,8 @@
 A :class:`Job` is one fit: a single cell for per-category methods, or all
 categories of a dataset for multi-class methods (``fit_scope == "dataset"``)
 and for methods trained on an auxiliary dataset (``fit_scope == "auxiliary"``:
-the job names it, :mod:`fsadbench.run.transfer`).
+the job names it, :mod:`fsadbench.run.transfer`). A leave-one-out method (``fit_scope ==
+"leave_one_out"``) has per-category jobs, each naming the target's other categories as its auxiliary set.
 :func:`plan_jobs` orders per-category jobs by (dataset, category) so a
 category's test images stay in the feature cache's memory while every method,
 shot count and seed uses them; :func:`pending` refuses a folder holding another
@@ -25,12 +26,13 @@ from fsadbench.results.records import DONE_STATUSES, STATUS_OK, CellKey, RecordS
 from fsadbench.run.codeprint import is_builtin
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
 from fsadbench.run.identity import cell_hash, cell_identity, method_backbone, precision, resolve_method
-from fsadbench.run.transfer import AUXILIARY_SCOPE, auxiliary_for
+from fsadbench.run.transfer import AUXILIARY_SCOPE, LEAVE_ONE_OUT_SCOPE, auxiliary_for, held_out_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.resources import DataSource
 
 DATASET_SCOPE = "_dataset"  # the category part of a multi-class job's claim name
+PER_CATEGORY = ("category", LEAVE_ONE_OUT_SCOPE)  # scopes whose jobs are one cell each
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Job:
 
     def claim_relpath(self) -> Path:
         """The claim name of a job: its cell's record path, or ``_dataset`` for a multi-class fit."""
-        cat = self.categories[0] if self.scope == "category" else DATASET_SCOPE
+        cat = self.categories[0] if self.scope in PER_CATEGORY else DATASET_SCOPE
         return CellKey(self.method.id, self.dataset.name, cat, self.shots, self.seed).relpath()
 
 
@@ -67,6 +69,8 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
                         per_ds.append(Job(m, ds, cats, k, s, scope, auxiliary_for(cfg, ds, m.name)))
                     elif scope == "dataset":
                         per_ds.append(Job(m, ds, cats, k, s, scope))
+                    elif scope == LEAVE_ONE_OUT_SCOPE:  # trained on the other categories, per category
+                        per_cat.extend(Job(m, ds, [c], k, s, scope, held_out_spec(ds, c, cats)) for c in cats)
                     else:
                         per_cat.extend(Job(m, ds, [c], k, s, scope) for c in cats)
     cells = [(d.name, c) for d in cfg.datasets for c in data.categories(d)]
@@ -167,7 +171,7 @@ def job_groups(jobs: Iterable[Job]) -> list[list[Job]]:
     groups: dict[tuple[str, str], list[Job]] = {}
     alone: list[list[Job]] = []
     for j in jobs:
-        if j.scope != "category":
+        if j.scope not in PER_CATEGORY:
             alone.append([j])
         else:
             groups.setdefault((j.dataset.name, j.categories[0]), []).append(j)

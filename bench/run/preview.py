@@ -18,6 +18,7 @@ from fsadbench.run.config import PIPELINE_CHECK, MethodSpec, RunConfig
 from fsadbench.run.identity import resolve_method
 from fsadbench.run.plan import Plan
 from fsadbench.run.resources import DataSource
+from fsadbench.run.transfer import LEAVE_ONE_OUT_SCOPE
 
 
 def option_changes(spec: MethodSpec) -> dict[str, Any]:
@@ -41,8 +42,11 @@ def encoder_passes(cfg: RunConfig, plan: Plan, data: DataSource) -> int:
             paths.setdefault(key, set()).update(f"{p}:{job.method.id}" for p in image_paths)
             shots[key] = shots.get(key, 0) + job.shots
     specs = {d.name: d for d in cfg.datasets}
-    aux = {(j.method.id, j.auxiliary.name): j.auxiliary for j in plan.todo if j.auxiliary is not None}
+    aux = {(j.method.id, j.auxiliary.name): j.auxiliary for j in plan.todo
+           if j.auxiliary is not None and j.scope != LEAVE_ONE_OUT_SCOPE}
     trained = sum(len(data.split(a, c).test) for a in aux.values() for c in data.categories(a))
+    held = {(j.method.id, j.dataset.name): j.dataset for j in plan.todo if j.scope == LEAVE_ONE_OUT_SCOPE}
+    trained += sum(len(data.split(d, c).train) for d in held.values() for c in data.categories(d))
     return trained + sum(len(data.split(specs[d], c).test) * len(p) + shots[(d, c)] for (d, c), p in paths.items())
 
 
@@ -67,9 +71,13 @@ def plan_text(cfg: RunConfig, plan: Plan, data: DataSource) -> str:
     for spec, ms in used_backbones(cfg).items():  # only those some method of the sweep runs on
         lines.append(f"  backbone: {spec.name} ({', '.join(m.id for m in ms)}); weights: {weights_text(spec, cache)}")
     pairs = sorted({f"{j.method.id} on {j.dataset.name} trained on {j.auxiliary.name}"
-                    for j in plan.jobs if j.auxiliary is not None})
+                    for j in plan.jobs if j.auxiliary is not None and j.scope != LEAVE_ONE_OUT_SCOPE})
     if pairs:
         lines.append(f"  zero-shot transfer: {'; '.join(pairs)}")
+    held = sorted({f"{j.method.id} on {j.dataset.name} trained on its other categories"
+                   for j in plan.jobs if j.scope == LEAVE_ONE_OUT_SCOPE})
+    if held:
+        lines.append(f"  leave-one-out training: {'; '.join(held)}")
     p = cfg.protocol
     lines.append(f"  evaluation: {p.eval_size} px, sigma {p.sigma if p.sigma is not None else 'per method'}, "
                  + (f"SUBSET of at most {p.max_test_images} test images per category"

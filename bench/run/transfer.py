@@ -19,6 +19,14 @@ labels, mask refs of every test image of every auxiliary category, never a
 path it could open itself): :func:`auxiliary_set`. The auxiliary dataset's
 name, options, categories and content fingerprint are part of the resume key
 (:mod:`fsadbench.run.identity`), so changing it recomputes the cells.
+
+The second auxiliary mode, leave-one-out (``fit_scope = "leave_one_out"``, RegAD): the method trains on
+the normal train images of the OTHER categories of the target dataset (:func:`held_out_spec`: the
+target's entry with every category but the held-out one; :func:`held_out_set`), once per (dataset,
+held-out category, seed) and whatever else the method's training depends on
+(``Method.auxiliary_fit_key``), then fits the cell's k shots on top. Those categories and their content
+are part of the resume key (:func:`auxiliary_identity` with ``held_out``), and rows read "trained on
+mvtec without bottle" (:func:`auxiliary_label`).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.resources import DataSource
 
 AUXILIARY_SCOPE = "auxiliary"
+LEAVE_ONE_OUT_SCOPE = "leave_one_out"  # trained on the target dataset's other categories (RegAD)
 ALL_TARGETS = "*"  # the train_on key of --train-on NAME
 PIPELINE_AUXILIARY = "synthetic-aux"  # registered: the synthetic generator with seed 1
 
@@ -56,18 +65,44 @@ def auxiliary_for(cfg: RunConfig, target: DatasetSpec, method: str = "") -> Data
     return spec
 
 
-def auxiliary_label(aux: DatasetSpec, target: DatasetSpec) -> str:
-    """How tables name the pairing: ``trained on visa`` (``... on its own test split`` when the same)."""
+def held_out_spec(target: DatasetSpec, category: str, categories: list[str]) -> DatasetSpec:
+    """The leave-one-out training set of ``category``: the target's entry (root, options) with every
+    other category of ``categories``; a ConfigError when none is left."""
+    others = [c for c in categories if c != category]
+    if not others:
+        raise ConfigError(f"dataset {target.name!r}: leave-one-out training needs a category besides "
+                          f"{category!r} to train on; select at least two categories (--categories)")
+    return DatasetSpec(target.name, root=target.root, categories=others, options=dict(target.options))
+
+
+def held_out_category(aux: DatasetSpec, target: DatasetSpec, categories: list[str]) -> str | None:
+    """The category ``aux`` leaves out of ``target`` (one of ``categories``), or None for another dataset."""
+    if aux.name != target.name or aux.categories is None:
+        return None
+    left = [c for c in categories if c not in aux.categories]
+    return left[0] if len(left) == 1 else None
+
+
+def auxiliary_label(aux: DatasetSpec, target: DatasetSpec, held_out: str | None = None) -> str:
+    """How tables name the pairing: ``trained on visa`` (``... on its own test split`` when the same;
+    ``trained on mvtec without bottle`` for a leave-one-out training)."""
+    if held_out is not None:
+        return f"trained on {aux.name} without {held_out}"
     if aux.name == target.name:
         return f"trained on {aux.name} (its own test split)"
     return f"trained on {aux.name}"
 
 
-def auxiliary_identity(data: "DataSource", aux: DatasetSpec) -> dict[str, Any]:
-    """The auxiliary part of the resume key: name, options, categories and content per category."""
+def auxiliary_identity(data: "DataSource", aux: DatasetSpec, held_out: str | None = None) -> dict[str, Any]:
+    """The auxiliary part of the resume key: name, options, categories and content per category (their
+    test splits; with ``held_out``, the leave-one-out mode, their normal train images and the category
+    left out)."""
     cats = data.categories(aux)
-    content = {c: content_fingerprint(data.split(aux, c).test, []) for c in cats}
-    return {"name": aux.name, "options": aux.options, "categories": cats, "data": content}
+    if held_out is None:
+        content = {c: content_fingerprint(data.split(aux, c).test, []) for c in cats}
+        return {"name": aux.name, "options": aux.options, "categories": cats, "data": content}
+    content = {c: content_fingerprint(data.split(aux, c).train, []) for c in cats}
+    return {"name": aux.name, "options": aux.options, "categories": cats, "held_out": held_out, "data": content}
 
 
 def auxiliary_set(data: "DataSource", aux: DatasetSpec) -> AuxiliarySet:
@@ -83,3 +118,17 @@ def auxiliary_set(data: "DataSource", aux: DatasetSpec) -> AuxiliarySet:
                   for s in split.test]
     return AuxiliarySet(aux.name, tuple(images), tuple(labels), tuple(masks), tuple(cats), tuple(of))
 
+
+
+def held_out_set(data: "DataSource", aux: DatasetSpec) -> AuxiliarySet:
+    """The leave-one-out training set: every normal train image of every category of ``aux`` (labels 0,
+    no masks), each with its category (``AuxiliarySet.image_categories``)."""
+    from fsadbench.protocol.sampler import image_ref
+
+    images, groups = [], []
+    for c in data.categories(aux):
+        train = data.split(aux, c).train
+        images += [image_ref(s) for s in train]
+        groups += [c] * len(train)
+    return AuxiliarySet(aux.name, tuple(images), (0,) * len(images), (None,) * len(images),
+                        tuple(data.categories(aux)), tuple(groups))

@@ -28,10 +28,11 @@ from fsadbench.results.records import RecordStore
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = [f"anople_table{i}" for i in range(1, 6)]
-SYN = {"size": 64, "n_train": 1, "n_test_good": 1, "n_test_bad": 2}
+SYN = {"size": 64, "n_train": 2, "n_test_good": 1, "n_test_bad": 2}
 FAST = {"anople": {"epochs": 1, "depth": 1}, "anople-oc": {"epochs": 1, "depth": 1},
         "maple-draem": {"epochs": 1, "depth": 1}, "promptad": {"epochs": 1}, "promptad-g": {"epochs": 1},
-        "inctrl": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "train_shots": 1}}
+        "inctrl": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "train_shots": 1},
+        "regad": {"epochs": 1, "batch_size": 2}}
 PREAMBLE = "\\documentclass{article}\n\\usepackage{booktabs,graphicx,amssymb}\n\\begin{document}\n"
 
 

@@ -98,13 +98,16 @@ def test_table1_traits_published_rows_and_extra_methods():
     recs = anople_records() + anople_records("memory", {}, name="memory")
     t = build("anople_table1", recs, "none", datasets=["mvtec"])
     rows = {r[0][0]: r for r in t.rows}
-    assert "RegAD" not in rows  # published only: not shown without published figures
+    assert "AnomalyGPT" not in rows  # published only (not registered): not shown without published figures
+    assert rows["RegAD"][1][0].md == "missing"  # registered now: its row shows, unmeasured in these records
     assert rows["SPADE"][1][0].md == "missing"  # registered here, so its row shows, unmeasured in these records
     assert [c.md for c in rows["AnoPLe"][0][1:]] == ["✓", "×"]
     assert rows["Memory bank"][0][1].md == "×"  # another measured method gets its own row, traits from its class
     u = build("anople_table1", recs, "under", datasets=["mvtec"])
-    regad = [r for r in u.rows if r[0][0] == "RegAD"]
-    assert len(regad) == 1 and regad[0][1][1].md == "85.70" and regad[0][0][-1] == "paper"
+    regad = {r[0][-1]: r[1] for r in u.rows if r[0][0] == "RegAD"}  # registered: paper, measured, diff rows
+    assert regad["paper"][1].md == "85.70" and regad["measured"][1].md == "missing" and len(regad) == 3
+    gpt = [r for r in u.rows if r[0][0] == "AnomalyGPT"]  # not registered: the published row only
+    assert len(gpt) == 1 and gpt[0][0][-1] == "paper"
     spade = {r[0][-1]: r[1] for r in u.rows if r[0][0] == "SPADE"}
     assert spade["paper"][0].md == "81.00 ± 2.00" and spade["measured"][0].md == "missing"
     anople = {r[0][-1]: r[1] for r in u.rows if r[0][0] == "AnoPLe"}

@@ -117,6 +117,7 @@ def test_each_method_declares_the_kinds_it_runs_on():
     assert declared.pop("anomalydino") == ("timm-vit",)
     for name in ("patchcore", "padim", "spade", "fastrecon"):
         assert declared.pop(name) == ("torchvision", "timm-cnn")
+    assert declared.pop("regad") == ("torchvision",)  # a torchvision ResNet's stem and layers, copied
     assert set(declared.values()) == {("open_clip",)}  # the CLIP methods, anomalyclip on its own open_clip
 
 

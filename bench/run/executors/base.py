@@ -26,7 +26,7 @@ from fsadbench.core.io import atomic_write_text
 from fsadbench.results.records import DONE_STATUSES, RecordStore
 from fsadbench.run.claims import DEFAULT_LEASE_S, ClaimStore
 from fsadbench.run.config import RunConfig
-from fsadbench.run.plan import Job, Plan
+from fsadbench.run.plan import PER_CATEGORY, Job, Plan
 from fsadbench.run.backbones import check_backbones
 from fsadbench.run.preflight import check_results_dir
 from fsadbench.run.resources import Resources
@@ -98,7 +98,7 @@ class Progress:
 
     def begin(self, job: Job) -> None:
         k = job.keys()[0]
-        where = f"{k.dataset}/{k.category}" if job.scope == "category" else f"{k.dataset} (all categories)"
+        where = f"{k.dataset}/{k.category}" if job.scope in PER_CATEGORY else f"{k.dataset} (all categories)"
         self.label, self.stage = f"{k.method} {where} k={k.shots} s={k.seed}", None
         self.last, self.values = self.label[:60], ""
         if self.bar is not None:
