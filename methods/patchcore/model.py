@@ -11,11 +11,12 @@ re-weighted maximum over ``num_neighbors = 9`` (anomalib).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 from fsadbench.core.errors import ConfigError
 from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, BaselineOptions, WideResNet50Baseline
 from fsadbench.methods.patchcore import torch_model as core
+from fsadbench.protocol.optionranges import Range
 
 
 class PatchCoreMethod(WideResNet50Baseline):
@@ -36,6 +37,7 @@ class PatchCoreMethod(WideResNet50Baseline):
         num_neighbors: int = core.NUM_NEIGHBORS  # anomalib torch_model.py l. 113
         coreset_ratio: float = core.CORESET_RATIO  # few-shot: the full memory
         target_dim: int | None = None  # None: anomalib's concatenation; 1024: the official code's pooling
+        ranges: ClassVar[Mapping[str, Range]] = {"target_dim": Range(ge=1)}
 
     def __init__(self, ctx, **options):
         super().__init__(ctx, **options)
