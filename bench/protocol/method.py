@@ -178,6 +178,9 @@ class Method(ABC):
     #: The backbone kinds (keys of ``fsadbench.backbone.spec.KINDS``) the method can run on; planning refuses
     #: any other before the first cell. A CLIP method needs open_clip's image and text towers.
     backbone_kinds: ClassVar[tuple[str, ...]] = ("open_clip",)
+    #: ``fit_scope = "auxiliary"``: the method trains on the auxiliary set's masks, so planning refuses a set
+    #: whose anomalous images lack them (``fsadbench.run.transfer.check_auxiliary``).
+    auxiliary_needs_masks: ClassVar[bool] = False
 
     @dataclass
     class Options:

@@ -25,7 +25,7 @@ from fsadbench.results.records import DONE_STATUSES, STATUS_OK, CellKey, RecordS
 from fsadbench.run.codeprint import is_builtin
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
 from fsadbench.run.identity import cell_hash, cell_identity, method_backbone, precision, resolve_method
-from fsadbench.run.transfer import AUXILIARY_SCOPE, auxiliary_for
+from fsadbench.run.transfer import AUXILIARY_SCOPE, auxiliary_for, check_auxiliary
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.resources import DataSource
@@ -64,7 +64,9 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
             for k in cfg.shots:
                 for s in cfg.seeds:
                     if scope == AUXILIARY_SCOPE:  # one fit on the auxiliary set, every category 0-shot
-                        per_ds.append(Job(m, ds, cats, k, s, scope, auxiliary_for(cfg, ds, m.name)))
+                        aux = auxiliary_for(cfg, ds, m.name)
+                        check_auxiliary(data, aux, m.name, cls.auxiliary_needs_masks)
+                        per_ds.append(Job(m, ds, cats, k, s, scope, aux))
                     elif scope == "dataset":
                         per_ds.append(Job(m, ds, cats, k, s, scope))
                     else:

@@ -8,8 +8,14 @@ before); an auxiliary set is checked like a target (anomalies, masks).
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
+
+from fixtures_layouts import make_mvtec
 from fixtures_transfer import SYN, transfer_config
 from fsadbench.cli import main
+from fsadbench.core.errors import ConfigError
 from fsadbench.run.config import DatasetSpec
 from fsadbench.run.resources import DataSource
 from fsadbench.run.transfer import PIPELINE_AUXILIARY, auxiliary_for
@@ -57,3 +63,58 @@ def test_an_explicit_root_named_for_the_set_is_still_generated_into(tmp_path):
     src = DataSource(cfg)
     assert src.dataset(cfg.datasets[0]).root == tmp_path / "syn"
     assert src.split(cfg.datasets[0], "disc").test
+
+
+# -- an auxiliary set is checked like a target -------------------------------------------------------------
+def _train_on_folder(tmp_path, data_root, dry_run=True):
+    flags = ["--methods", "anomalyclip", "--datasets", "synthetic", "--categories", "disc", "--shots", "0",
+             "--seeds", "0", "--train-on", "folder", "--data-root", str(data_root), "--model", "fsad-tiny-vit",
+             "--pretrained", "none", "--method-option", "anomalyclip.backbone=fsad-tiny-vit",
+             "--method-option", "anomalyclip.backbone_weights=none", "--results-dir", str(tmp_path / "res"),
+             "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    return main(flags + (["--dry-run"] if dry_run else []))
+
+
+def _aux_error(capsys, rc):
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert rc == 2 and len(lines) == 1, err
+    return lines[0]
+
+
+def test_an_auxiliary_set_with_masks_is_planned(tmp_path, capsys):
+    make_mvtec(tmp_path / "data", categories=("bottle",))
+    assert _train_on_folder(tmp_path, tmp_path / "data") == 0
+    assert "trained on folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_an_auxiliary_set_without_masks_is_refused_naming_set_and_category(tmp_path, capsys, dry_run):
+    root = make_mvtec(tmp_path / "data", categories=("bottle",))
+    for m in (root / "bottle" / "ground_truth" / "crack").iterdir():
+        m.unlink()  # was: trained silently, the crack read as normal pixels
+    line = _aux_error(capsys, _train_on_folder(tmp_path, root, dry_run))
+    assert ("auxiliary dataset 'folder' of method 'anomalyclip': category 'bottle' has 1 of 3 anomalous test "
+            "image(s) without a mask") in line and "--train-on NAME" in line
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").rglob("*.json"))
+
+
+def test_an_auxiliary_set_without_anomalies_is_refused(tmp_path, capsys):
+    root = make_mvtec(tmp_path / "data", categories=("bottle",))
+    for d in ("broken_large", "crack"):
+        shutil.rmtree(root / "bottle" / "test" / d)
+    shutil.rmtree(root / "bottle" / "ground_truth")
+    line = _aux_error(capsys, _train_on_folder(tmp_path, root))
+    assert "auxiliary dataset 'folder' of method 'anomalyclip': category 'bottle' has no anomalous test image" in line
+
+
+def test_a_method_that_needs_no_masks_takes_an_unmasked_auxiliary_set(tmp_path):
+    from fsadbench.run.transfer import check_auxiliary
+
+    root = make_mvtec(tmp_path / "data", categories=("bottle",))
+    shutil.rmtree(root / "bottle" / "ground_truth")
+    cfg = transfer_config(tmp_path, data_root=str(root))
+    src = DataSource(cfg)
+    check_auxiliary(src, DatasetSpec("folder"), "m", needs_masks=False)  # labels suffice
+    with pytest.raises(ConfigError, match="has 3 of 3 anomalous test image"):
+        check_auxiliary(src, DatasetSpec("folder"), "m", needs_masks=True)
