@@ -77,13 +77,8 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
     return per_cat + per_ds
 
 
-def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> None:
-    """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
-    measured with another metric version or protocol than this run's, and the records of this run's
-    methods measured with another backbone than the method's now (one backbone per method per folder;
-    methods on different backbones share a folder)."""
-    from fsadbench.results.comparability import folder_conflicts
-
+def folder_setup(cfg: RunConfig) -> tuple[dict, dict[str, dict]]:
+    """(the run identity every record of a folder shares, each method id's backbone)."""
     p = cfg.protocol
     expected = {"metric_version": METRIC_VERSION,
                 "protocol": {"version": PROTOCOL_VERSION, "eval_size": p.eval_size, "sigma": p.sigma,
@@ -93,8 +88,28 @@ def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> Non
         b = method_backbone(cfg, m)
         backbones[m.id] = {"family": b.family, "model": b.model, "pretrained": b.pretrained,
                            "precision": precision(cfg)}
+    return expected, backbones
+
+
+def method_setups(cfg: RunConfig) -> dict[str, dict]:
+    """Each method id's setup (its backbone and the run identity): :mod:`fsadbench.run.setups`."""
+    expected, backbones = folder_setup(cfg)
+    return {mid: {**expected, "backbone": bb} for mid, bb in backbones.items()}
+
+
+def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> None:
+    """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
+    measured with another metric version or protocol than this run's, and the records of this run's
+    methods measured with another backbone than the method's now (one backbone per method per folder;
+    methods on different backbones share a folder); and a method another runner set up differently in this
+    folder before any record (:func:`fsadbench.run.setups.check_setups`)."""
+    from fsadbench.results.comparability import folder_conflicts
+    from fsadbench.run.setups import check_setups
+
+    expected, backbones = folder_setup(cfg)
     bad = folder_conflicts((r for r in store if r.status == STATUS_OK), expected, backbones)
     if not bad:
+        check_setups(store.root, method_setups(cfg), force)
         return
     if force:
         for r, diffs in bad:
