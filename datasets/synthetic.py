@@ -13,9 +13,13 @@ is not a pixel copy. Size and counts are parameters: the smoke preset uses
 MVTec-sized set for performance work.
 
 Without an explicit root the set is generated once into
-``<cache_dir>/synthetic/<hash of the parameters>/<category>`` (one category at
-a time, into a temporary folder renamed into place, so a killed generation
-leaves nothing half-written) and reused afterwards.
+``<cache_dir>/synthetic/<hash of the generator version and parameters, seed
+included>/<category>`` (one category at a time, into a temporary folder renamed
+into place, so a killed generation leaves nothing half-written) and reused
+afterwards. ``--data-root`` is never used (:meth:`SyntheticDataset.resolve_root`):
+the user's data folder is never written to, and two generator seeds (``synthetic``
+and ``synthetic-aux``) never share one folder. Only a ``root`` named for this set
+itself (``datasets.synthetic.root``, or the constructor's ``root``) is generated into.
 """
 
 from __future__ import annotations
@@ -292,6 +296,12 @@ class SyntheticDataset(Dataset):
         if self.root is None:
             key = json.dumps({"version": GENERATOR_VERSION, **self.params}, sort_keys=True)
             self.root = self.cache_dir / "synthetic" / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+    @classmethod
+    def resolve_root(cls, data_root: Path | None, root: Path | None) -> Path | None:
+        """Only a root named for this set; ``--data-root`` holds the user's data, never generated files."""
+        del data_root
+        return root
 
     def list_categories(self) -> list[str]:
         return list(self.selected)

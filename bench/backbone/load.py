@@ -98,6 +98,13 @@ def backbone_kind(spec: BackboneSpec) -> str:
     if spec.family == "torchvision":
         return "torchvision"
     known_open_clip(spec.model)
+    import open_clip
+
+    from fsadbench.backbone.spec import check_patch_size
+
+    patch = (open_clip.get_model_config(spec.model) or {}).get("vision_cfg", {}).get("patch_size")
+    if isinstance(patch, int):
+        check_patch_size(spec, patch)
     return "open_clip"
 
 

@@ -115,11 +115,18 @@ def parse_backbone(text: str, pretrained: str, where: str = "backbone") -> Backb
     if family not in FAMILIES or not model:
         raise ConfigError(f"{where}: {text!r} is not [family:]model[@size] with family one of "
                           f"{', '.join(FAMILIES)} (e.g. torchvision:wide_resnet50_2, timm:vit_small_patch14_dinov2@448)")
-    if size and not size.isdigit():
-        raise ConfigError(f"{where}: {text!r}: the size after '@' must be a whole number of pixels")
+    if size and not (size.isascii() and size.isdigit()):  # "²".isdigit() holds, int("²") fails
+        raise ConfigError(f"{where}: {text!r}: the size after '@' must be a whole number of pixels (digits 0-9)")
     return BackboneSpec(model=model, pretrained=str(pretrained), family=family,
                         image_size=int(size) if size else None)
 
+
+
+def check_patch_size(spec: BackboneSpec, patch: int) -> None:
+    """ConfigError when ``spec``'s ``@size`` is below its ViT's patch size (no patch token at all)."""
+    if spec.image_size is not None and spec.image_size < patch:
+        raise ConfigError(f"backbone {spec.name}: image size {spec.image_size} is below the model's patch size "
+                          f"{patch}; give @SIZE of at least {patch} pixels (a multiple of {patch})")
 
 
 def case_variant(name: str, known) -> str | None:

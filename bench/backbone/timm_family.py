@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 
 from fsadbench.backbone.checkpoints import Source, cache_hint, find_checkpoint, timm_source
+from fsadbench.backbone.spec import check_patch_size
 from fsadbench.backbone.vision import VisionBackbone, weights_remedy
 from fsadbench.backbone.weights import reachable
 from fsadbench.core.errors import ConfigError, WeightsError
@@ -78,6 +79,8 @@ def timm_kind(spec) -> str:
         raise ConfigError(f"backbone {spec.name}: timm has no model {base!r} (timm.list_models() lists them)")
     with torch.device("meta"):
         model = timm.create_model(base, pretrained=False, **kwargs)
+    if is_vit(model):
+        check_patch_size(spec, int(model.patch_embed.patch_size[0]))
     return "timm-vit" if is_vit(model) else "timm-cnn"
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
-from fsadbench.cli.common import format_flag, notes_flag, output_flag, parser, write_output
+from fsadbench.cli.common import format_flag, notes_flag, output_flag, parse_metrics, parser, write_output
 from fsadbench.core.errors import ConfigError
 
 
@@ -54,6 +54,11 @@ def main(argv: Sequence[str]) -> int:
     results_dir = a.results_dir or results_dir or DEFAULT_RESULTS_DIR
     if a.metric:
         kw["metric"] = a.metric
+    if kw.get("metric") is not None:  # one known metric, refused as ``report`` refuses it (was: "undefined")
+        names = parse_metrics(str(kw["metric"]))
+        if len(names) != 1:
+            raise ConfigError(f"--metric {kw['metric']!r}: paper-table shows one metric; name one of them")
+        kw["metric"] = names[0]
     store = RecordStore(results_dir)
     records = store.records() if store.records_dir.is_dir() else []
     if not records:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 from fsadbench.core.errors import ConfigError
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 from fsadbench.core.variants import VARIANTS
+from fsadbench.protocol.optionranges import coerce_numbers, range_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -182,6 +183,9 @@ class Method(ABC):
     #: The backbone kinds (keys of ``fsadbench.backbone.spec.KINDS``) the method can run on; planning refuses
     #: any other before the first cell. A CLIP method needs open_clip's image and text towers.
     backbone_kinds: ClassVar[tuple[str, ...]] = ("open_clip",)
+    #: ``fit_scope = "auxiliary"``: the method trains on the auxiliary set's masks, so planning refuses a set
+    #: whose anomalous images lack them (``fsadbench.run.transfer.check_auxiliary``).
+    auxiliary_needs_masks: ClassVar[bool] = False
 
     @dataclass
     class Options:
@@ -235,8 +239,9 @@ class Method(ABC):
 
     @classmethod
     def canonical_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """``options`` with deprecated names replaced by the current ones (DeprecationWarning each)."""
-        out = dict(options)
+        """``options`` with deprecated names replaced by the current ones (DeprecationWarning each) and a
+        float option written as number text (``1e-9``: YAML 1.1 reads it as a string) read as the number."""
+        out = coerce_numbers(options, option_types(cls.Options))
         for old, target in cls.option_aliases.items():
             if old not in out:
                 continue
@@ -259,12 +264,17 @@ class Method(ABC):
             raise ConfigError(
                 f"method {cls.name!r}: unknown option(s) {unknown}; known options: {sorted(fields) or 'none'}"
             )
-        return cls.Options(**options)
+        built = cls.Options(**options)
+        bad = range_error(cls.name, options, cls.Options, common=False)  # the method's own table
+        if bad:
+            raise ConfigError(bad)
+        return built
 
     @classmethod
     def check_option_types(cls, options: Mapping[str, Any]) -> None:
-        """A ConfigError naming the first option whose value does not fit its annotated type (planning calls
-        this before any work; a method constructed directly keeps its own, more specific checks)."""
+        """A ConfigError naming the first option whose value does not fit its annotated type or its declared
+        range (planning calls this before any work; a method constructed directly checks the ranges in
+        :meth:`make_options` and keeps its own, more specific checks)."""
         hints = option_types(cls.Options)
         defaults = {f.name: f.default for f in dataclasses.fields(cls.Options)}
         for name, value in options.items():  # a deprecated name has no annotation: checked by the method
@@ -273,6 +283,9 @@ class Method(ABC):
                 default = defaults.get(name, dataclasses.MISSING)
                 shown = "" if default is dataclasses.MISSING else f"; default {default!r}"
                 raise ConfigError(f"method {cls.name!r}: option {name!r} must be {expected} (got {value!r}{shown})")
+        bad = range_error(cls.name, options, cls.Options)  # ranges: fsadbench.protocol.optionranges
+        if bad:
+            raise ConfigError(bad)
 
     @classmethod
     def option_dict(cls, options: Any) -> dict[str, Any]:

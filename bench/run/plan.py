@@ -26,7 +26,8 @@ from fsadbench.results.records import DONE_STATUSES, STATUS_OK, CellKey, RecordS
 from fsadbench.run.codeprint import is_builtin
 from fsadbench.run.config import PROTOCOL_VERSION, DatasetSpec, MethodSpec, RunConfig
 from fsadbench.run.identity import cell_hash, cell_identity, method_backbone, precision, resolve_method
-from fsadbench.run.transfer import AUXILIARY_SCOPE, LEAVE_ONE_OUT_SCOPE, auxiliary_for, held_out_spec
+from fsadbench.run.transfer import (AUXILIARY_SCOPE, LEAVE_ONE_OUT_SCOPE, auxiliary_for, check_auxiliary,
+                                    held_out_spec)
 
 if TYPE_CHECKING:  # pragma: no cover
     from fsadbench.run.resources import DataSource
@@ -66,7 +67,9 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
             for k in cfg.shots:
                 for s in cfg.seeds:
                     if scope == AUXILIARY_SCOPE:  # one fit on the auxiliary set, every category 0-shot
-                        per_ds.append(Job(m, ds, cats, k, s, scope, auxiliary_for(cfg, ds, m.name)))
+                        aux = auxiliary_for(cfg, ds, m.name)
+                        check_auxiliary(data, aux, m.name, cls.auxiliary_needs_masks)
+                        per_ds.append(Job(m, ds, cats, k, s, scope, aux))
                     elif scope == "dataset":
                         per_ds.append(Job(m, ds, cats, k, s, scope))
                     elif scope == LEAVE_ONE_OUT_SCOPE:  # trained on the other categories, per category
@@ -79,13 +82,8 @@ def plan_jobs(cfg: RunConfig, data: "DataSource") -> list[Job]:
     return per_cat + per_ds
 
 
-def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> None:
-    """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
-    measured with another metric version or protocol than this run's, and the records of this run's
-    methods measured with another backbone than the method's now (one backbone per method per folder;
-    methods on different backbones share a folder)."""
-    from fsadbench.results.comparability import folder_conflicts
-
+def folder_setup(cfg: RunConfig) -> tuple[dict, dict[str, dict]]:
+    """(the run identity every record of a folder shares, each method id's backbone)."""
     p = cfg.protocol
     expected = {"metric_version": METRIC_VERSION,
                 "protocol": {"version": PROTOCOL_VERSION, "eval_size": p.eval_size, "sigma": p.sigma,
@@ -95,8 +93,28 @@ def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> Non
         b = method_backbone(cfg, m)
         backbones[m.id] = {"family": b.family, "model": b.model, "pretrained": b.pretrained,
                            "precision": precision(cfg)}
+    return expected, backbones
+
+
+def method_setups(cfg: RunConfig) -> dict[str, dict]:
+    """Each method id's setup (its backbone and the run identity): :mod:`fsadbench.run.setups`."""
+    expected, backbones = folder_setup(cfg)
+    return {mid: {**expected, "backbone": bb} for mid, bb in backbones.items()}
+
+
+def check_folder(cfg: RunConfig, store: RecordStore, force: bool = False) -> None:
+    """A results folder holds one comparable run: refuse (or with ``force`` set aside) the ok records
+    measured with another metric version or protocol than this run's, and the records of this run's
+    methods measured with another backbone than the method's now (one backbone per method per folder;
+    methods on different backbones share a folder); and a method another runner set up differently in this
+    folder before any record (:func:`fsadbench.run.setups.check_setups`)."""
+    from fsadbench.results.comparability import folder_conflicts
+    from fsadbench.run.setups import check_setups
+
+    expected, backbones = folder_setup(cfg)
     bad = folder_conflicts((r for r in store if r.status == STATUS_OK), expected, backbones)
     if not bad:
+        check_setups(store.root, method_setups(cfg), force)
         return
     if force:
         for r, diffs in bad:

@@ -65,6 +65,25 @@ def auxiliary_for(cfg: RunConfig, target: DatasetSpec, method: str = "") -> Data
     return spec
 
 
+def check_auxiliary(data: "DataSource", aux: DatasetSpec, method: str, needs_masks: bool) -> None:
+    """Refuse (at planning) an auxiliary set a method cannot learn from, naming the set, the category and
+    what is missing: a category without an anomalous test image, or, for a method that trains on the masks
+    (``Method.auxiliary_needs_masks``), anomalous images without a mask (their defects would read as
+    normal pixels)."""
+    for c in data.categories(aux):
+        bad = [s for s in data.split(aux, c).test if s.label]
+        unmasked = sum(s.mask_path is None for s in bad)
+        if not bad:
+            why = "has no anomalous test image (the method learns normal against anomalous from them)"
+        elif needs_masks and unmasked:
+            why = (f"has {unmasked} of {len(bad)} anomalous test image(s) without a mask ({method} trains on the "
+                   f"masks: their defects would read as normal pixels)")
+        else:
+            continue
+        raise ConfigError(f"auxiliary dataset {aux.name!r} of method {method!r}: category {c!r} {why}; give that "
+                          f"set what is missing, or pair another set (--train-on NAME, or train_on in the config)")
+
+
 def held_out_spec(target: DatasetSpec, category: str, categories: list[str]) -> DatasetSpec:
     """The leave-one-out training set of ``category``: the target's entry (root, options) with every
     other category of ``categories``; a ConfigError when none is left."""

@@ -108,6 +108,7 @@ class AnomalyCLIP(OwnBackbone, Method):
     backbone_weights_default = "openai"
     variants = (WO_VG,)
     fit_scope = "auxiliary"
+    auxiliary_needs_masks = True  # focal + dice on the auxiliary masks (train.py)
     feature_specs = ("anomalyclip-dpam", "anomalyclip-text")
     min_shots = 0
     default_sigma = 4.0  # test.py l.192

@@ -40,8 +40,7 @@ Pieces (paper sections; the details are in each module's docstring):
   probability, 2x grid); "w/ VG" = its harmonic mean with the memory map
   (min (1 - cos)/2 to the k shots' patch features averaged over blocks 7-10,
   VisA 7-9, option ``memory_layers``, deprecated ``mem_layers``; bilinearly
-  upsampled); image score = harmonic mean of the image's abnormal
-  probability and the map's maximum.
+  upsampled); image score = harmonic mean of the image's abnormal probability and the map's maximum.
 
 No feature cache: the visual prompts change the image encoder, so its
 outputs depend on the trained prompts (``uses_feature_cache = False``).
@@ -53,7 +52,7 @@ textures, latent noise) comes from one CPU generator seeded by the cell seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +64,7 @@ from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 from fsadbench.methods.anople.losses import image_score, fuse_map, pixel_logits, unit
 from fsadbench.methods.anople.train import step_losses, train_epochs
 from fsadbench.backbone.towers import TextTower
-from fsadbench.methods.anople.options import check_options
+from fsadbench.methods.anople.options import RANGES, check_options
 from fsadbench.methods.anople.prompts import (Decoder, PromptLearner, encode_image_prompted, encode_text_prompted,
                                               project_patches, state_sentences)
 from fsadbench.methods.anople.views import PixelSpace, views_original, views_upsampled
@@ -137,6 +136,7 @@ class AnoPLe(Method):
         align: str = "weighted"  # Table 3 (c): none, mean, weighted (eq. 10)
         pseudo_anomalies: str = "both"  # Table 5: pixel, latent, both
         decoder: bool = True  # the decoder D (False: projected patch tokens; the maple-draem alias)
+        ranges: ClassVar[Mapping[str, Any]] = RANGES  # options.RANGES
 
     @classmethod
     def fit_scope_for(cls, options: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ that position (:mod:`.torch_model`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 
@@ -25,6 +25,7 @@ from fsadbench.core.variants import W_VG
 from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, BaselineOptions, WideResNet50Baseline
 from fsadbench.methods.padim import torch_model as core
 from fsadbench.protocol.evaluator import postprocess
+from fsadbench.protocol.optionranges import Range
 
 
 def smoothed_max(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -52,6 +53,7 @@ class PadimMethod(WideResNet50Baseline):
     class Options(BaselineOptions):
         n_features: int | None = None  # None: 550 (WRN-50) / 100 (ResNet-18), main.py l. 45-52
         reg: float = core.REGULARISER  # main.py l. 120
+        ranges: ClassVar[Mapping[str, Range]] = {"n_features": Range(ge=1), "reg": Range(gt=0)}
 
     def __init__(self, ctx, **options):
         super().__init__(ctx, **options)

@@ -19,11 +19,12 @@ with the official value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 from fsadbench.core.errors import ConfigError
 from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, BaselineOptions, WideResNet50Baseline
 from fsadbench.methods.patchcore import torch_model as core
+from fsadbench.protocol.optionranges import Range
 
 
 #: the official values of the choices (patchcore-inspection file and line)
@@ -77,6 +78,7 @@ class PatchCoreMethod(WideResNet50Baseline):
         coreset_ratio: float = core.CORESET_RATIO  # few-shot: the full memory
         target_dim: int | None = core.TARGET_DIM  # official README l.29; None: anomalib's concatenation
         pretrain_dim: int = core.PRETRAIN_DIM  # official README l.29 (with target_dim only)
+        ranges: ClassVar[Mapping[str, Range]] = {"target_dim": Range(ge=1), "pretrain_dim": Range(ge=1)}
 
     def __init__(self, ctx, **options):
         super().__init__(ctx, **options)
@@ -93,9 +95,6 @@ class PatchCoreMethod(WideResNet50Baseline):
                               f"only (the official image score is the plain max); add scoring=anomalib or drop it")
         target = None if o.target_dim is None else int(o.target_dim)
         pretrain = int(o.pretrain_dim)
-        if pretrain < 1 or (target is not None and target < 1):
-            raise ConfigError(f"patchcore options 'target_dim' / 'pretrain_dim' must be integers >= 1 (target_dim "
-                              f"may be null: anomalib's concatenation); got {o.target_dim!r} / {o.pretrain_dim!r}")
         self.core = core.PatchCore(num_neighbors=int(o.num_neighbors), coreset_ratio=float(o.coreset_ratio),
                                    target_dim=target, scoring=o.scoring, pretrain_dim=pretrain, seed=ctx.seed)
         self.fidelity_notes = (choice_notes(o.scoring, target, pretrain, float(o.coreset_ratio))

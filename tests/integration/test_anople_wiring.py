@@ -301,20 +301,27 @@ def test_training_step_losses_signal_and_optimiser(monkeypatch, method_ctx, tmp_
 def test_option_checks_name_the_option_and_describe(method_ctx):
     from fsadbench.core.errors import ConfigError
 
-    cases = {"epochs": (0, "an integer >= 1 \\(the paper: 60\\)"),
-             "depth": (13, "between 1 and the encoder's 12 blocks \\(the paper: 9\\)"),
-             "crop_grid": (0, "an integer >= 1 \\(the paper: 2, i\\.e\\. 4 crops\\)"),
-             "decoder_scale": (0, "an integer >= 1"), "texture": ("dtd", "'noise' or 'normal'"),
+    cases = {"depth": (13, "between 1 and the encoder's 12 blocks \\(the paper: 9\\)"),
+             "texture": ("dtd", "'noise' or 'normal'"),
              "crop_source": ("web", "one of \\('original', 'upsampled'\\)"),
-             "class_text": ("mine", "'average' or 'own'"), "beta_max": (1.5, "in \\[0, 1\\]"),
-             "latent_sigma": (-0.1, ">= 0"), "label_smoothing": (1.0, "in \\[0, 1\\)"), "align_tau": (0.0, "> 0"),
-             "warmup_epochs": (-1.0, ">= 0"), "n_ctx_text": (-1, "None \\(the paper's length\\) or an integer >= 0")}
+             "class_text": ("mine", "'average' or 'own'")}
     for name, (value, want) in cases.items():
         with pytest.raises(ConfigError, match=rf"^method 'anople' option {name}: must be {want}, got {value!r}$"):
             AnoPLe(method_ctx, **{name: value})
+    # the number ranges: options.RANGES, checked by fsadbench.protocol.optionranges when the options are made
+    ranges = {"epochs": (0, ">= 1 \\(the paper: 60\\)"),
+              "crop_grid": (0, ">= 1 and <= 4 \\(the paper: 2, i\\.e\\. 4 crops; 4 = 16 crops of a 4x resize\\)"),
+              "decoder_scale": (0, ">= 1"), "beta_max": (1.5, ">= 0 and <= 1"),
+              "latent_sigma": (-0.1, ">= 0"), "label_smoothing": (1.0, ">= 0 and < 1"), "align_tau": (0.0, "> 0"),
+              "warmup_epochs": (-1.0, ">= 0"), "n_ctx_text": (-1, ">= 0 \\(or null: the paper's length\\)")}
+    for name, (value, want) in ranges.items():
+        with pytest.raises(ConfigError, match=rf"^method 'anople': option '{name}' must be {want} \(got {value!r}\)$"):
+            AnoPLe(method_ctx, **{name: value})
+    with pytest.raises(ConfigError, match=r"option 'crop_grid' must be >= 1 and <= 4 .* \(got 5\)$"):
+        AnoPLe(method_ctx, crop_grid=5)
     for ok in ({"depth": 1}, {"depth": 12}, {"beta_max": 0.0}, {"beta_max": 1.0}, {"label_smoothing": 0.0},
                {"latent_sigma": 0.0}, {"warmup_epochs": 0.0}, {"n_ctx_text": 0}, {"n_ctx_visual": 0},
-               {"crop_grid": 1}, {"decoder_scale": 1}, {"align_tau": 0.5}, {"epochs": 1}):
+               {"crop_grid": 1}, {"crop_grid": 4}, {"decoder_scale": 1}, {"align_tau": 0.5}, {"epochs": 1}):
         AnoPLe(method_ctx, **ok)
     assert AnoPLe(method_ctx, crop_grid=1).n_views == 1  # no crops: the image alone
     with pytest.raises(ConfigError, match=r"^method 'anople' option memory_layers: layers \[40\] out of range"):

@@ -26,7 +26,8 @@ from fsadbench.core.io import atomic_write_text
 from fsadbench.results.records import DONE_STATUSES, RecordStore
 from fsadbench.run.claims import DEFAULT_LEASE_S, ClaimStore
 from fsadbench.run.config import RunConfig
-from fsadbench.run.plan import PER_CATEGORY, Job, Plan
+from fsadbench.run.plan import PER_CATEGORY, Job, Plan, method_setups
+from fsadbench.run.setups import record_setups
 from fsadbench.run.backbones import check_backbones
 from fsadbench.run.preflight import check_results_dir
 from fsadbench.run.resources import Resources
@@ -155,6 +156,7 @@ class Executor(ABC):
                 plan = Plan.build(cfg, res, store, force)
                 check_backbones(cfg, plan)  # every backbone usable and its weights at hand, or one error
                 check_results_dir(cfg.results_dir)
+                record_setups(cfg.results_dir, method_setups(cfg), force)  # the second of two setups: refused
                 write_run_manifest(cfg, self.name)
                 log(f"{plan.n_todo_cells} cell(s) to compute, {plan.skipped} already done in {store.root} "
                     f"(executor {self.describe()}){plan.code_note()}")
