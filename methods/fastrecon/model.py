@@ -13,9 +13,9 @@ the image score its max (l. 400-410). The evaluator upsamples the map and smooth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
-from fsadbench.core.errors import ConfigError
+from fsadbench.protocol.optionranges import Range
 from fsadbench.methods.common.baseline import SIGMA_AT_EVAL, SQUASH_224, BaselineOptions, WideResNet50Baseline
 from fsadbench.methods.fastrecon import torch_model as core
 
@@ -41,15 +41,13 @@ class FastReconMethod(WideResNet50Baseline):
     class Options(BaselineOptions):
         lam: float = core.LAMBDA  # weight of the distribution term (main.py l. 453, --lambde)
         coreset_ratio: float = core.CORESET_RATIO  # share of the shots' rows kept as S (README command)
+        ranges: ClassVar[Mapping[str, Range]] = {
+            "lam": Range(ge=0, why="(the weight of the distribution term)"),
+            "coreset_ratio": Range(gt=0, le=1)}
 
     def __init__(self, ctx, **options):
         super().__init__(ctx, **options)
         o = self.options
-        if not 0.0 < float(o.coreset_ratio) <= 1.0:
-            raise ConfigError(f"fastrecon option 'coreset_ratio' must be in (0, 1], got {o.coreset_ratio!r}")
-        if not float(o.lam) >= 0.0:
-            raise ConfigError(f"fastrecon option 'lam' must be >= 0 (the weight of the distribution term), "
-                              f"got {o.lam!r}")
         self.core = core.FastRecon(lam=float(o.lam), coreset_ratio=float(o.coreset_ratio))
 
     def describe(self) -> dict[str, Any]:

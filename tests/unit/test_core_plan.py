@@ -32,6 +32,11 @@ class _Data:
     def categories(self, spec):
         return list(self.cats[spec.name])
 
+    def split(self, spec, category):  # an auxiliary set with a masked anomaly per category (check_auxiliary)
+        from types import SimpleNamespace
+
+        return SimpleNamespace(test=[SimpleNamespace(label=1, mask_path="mask.png")])
+
 
 def _cfg(**kw) -> RunConfig:
     base = dict(model="fsad-tiny-vit", pretrained="none", device="cpu", protocol=Protocol(eval_size=64),

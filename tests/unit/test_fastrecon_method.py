@@ -68,15 +68,17 @@ def test_options_reach_the_core_as_numbers():
 def test_coreset_ratio_is_in_zero_one(ratio):
     with pytest.raises(ConfigError) as err:
         method(coreset_ratio=ratio)
-    assert str(err.value) == f"fastrecon option 'coreset_ratio' must be in (0, 1], got {ratio!r}"
+    assert str(err.value) == f"method 'fastrecon': option 'coreset_ratio' must be > 0 and <= 1 (got {ratio!r})"
 
 
-@pytest.mark.parametrize("lam", [-0.001, -2, float("nan")])
+@pytest.mark.parametrize("lam", [-0.001, -2, float("nan"), float("inf")])
 def test_lam_is_not_negative(lam):
+    """The declared range (one checker, the same at planning and construction); NaN and infinity refused."""
     with pytest.raises(ConfigError) as err:
         method(lam=lam)
-    assert str(err.value) == (f"fastrecon option 'lam' must be >= 0 (the weight of the distribution term), "
-                              f"got {lam!r}")
+    why = ("must be a finite number" if lam != lam or lam == float("inf")
+           else "must be >= 0 (the weight of the distribution term)")
+    assert str(err.value) == f"method 'fastrecon': option 'lam' {why} (got {lam!r})"
 
 
 def test_fit_and_predict_are_the_core_on_layer2_and_layer3():
