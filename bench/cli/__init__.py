@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-from fsadbench.core.errors import BenchError, error_summary, scrub
+from fsadbench.core.errors import BenchError, PluginWarning, error_summary, scrub
 
 # command -> (module under fsadbench.cli, function, one-line help); imported only when used
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -62,10 +62,13 @@ def usage() -> str:
 
 
 def _one_line_deprecations(show):
-    """``warnings.showwarning`` that prints a DeprecationWarning as one ``note:`` line, others as ``show``."""
+    """``warnings.showwarning`` that prints a DeprecationWarning as one ``note:`` line, a PluginWarning as one
+    ``warning:`` line, others as ``show``."""
     def showwarning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, DeprecationWarning):
             print(f"note: {message}", file=sys.stderr)
+        elif issubclass(category, PluginWarning):
+            print(f"warning: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
     return showwarning
