@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -93,8 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)} ({PROG} --help)", file=sys.stderr)
         return 2
     module, fn, _ = COMMANDS[cmd]
+    from fsadbench.run.signals import Interrupted, interrupt_guard
+
     try:
-        with warnings.catch_warnings():
+        # SIGTERM unwinds every command (the atomic writers remove their temporary files on the way out);
+        # a sweep installs its own guard inside, which releases its claims too
+        with warnings.catch_warnings(), interrupt_guard((signal.SIGTERM,)):
             # a deprecated option name is said once, in one line (Python hides DeprecationWarning by default)
             warnings.filterwarnings("default", message=r"method '.*': option '.*' is deprecated",
                                     category=DeprecationWarning)
@@ -105,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         _fail(exc, debug, "interrupted; finished cells are kept, rerun the same command to resume")
         return 130
+    except Interrupted as exc:  # SIGTERM outside a sweep (report, rescore, figures, ...)
+        _fail(exc, debug, f"interrupted (signal {exc.signum}); no file was left half-written, rerun the same "
+                          f"command")
+        return 128 + exc.signum
     except BenchError as exc:  # cause first; the lines after it (if any) are the fix
         _fail(exc, debug, f"error: {exc}")
         return 2
