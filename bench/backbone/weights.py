@@ -74,6 +74,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never repeated here
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if not head.startswith(b"\x80") and head != b"PK":  # neither a pickle nor torch's zip archive
+            raise WeightsError(
+                f"checkpoint {path} is not a checkpoint file (neither torch's .pt/.pth format nor a pickle; "
+                f"it starts with {head!r}): pass the downloaded weights file, a .safetensors file, or a tag"
+            ) from exc
         raise WeightsError(
             f"checkpoint {path} holds Python objects besides tensors, which fsad-bench never unpickles "
             f"(torch.load weights_only=True); save a plain state dict (torch.save(model.state_dict(), f)) "
