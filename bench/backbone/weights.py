@@ -124,9 +124,26 @@ def load_clip_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: P
         model.load_state_dict(sd, strict=True)
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(
-            f"checkpoint {path} does not fit model {model_name!r}: {str(exc)[:500]}\n"
+            f"checkpoint {path} does not fit model {model_name!r}: {key_mismatch(model, sd) or str(exc)[:500]}\n"
             f"Pass the model the checkpoint was trained as ({file_remedy(model_name, str(path), option)} "
             f"with that model).") from exc
+
+
+def key_mismatch(model: torch.nn.Module, sd: dict[str, torch.Tensor], shown: int = 4) -> str:
+    """Why ``sd`` does not fit ``model``, names first: the missing keys, the unexpected keys and the tensors
+    of another shape (the first ``shown`` of each, with counts); "" when the keys and shapes all agree."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k} {tuple(sd[k].shape)} (model {tuple(own[k].shape)})" for k in own
+              if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
+
+    parts = [f"{len(v)} {what}: {few(v)}" for what, v in (("missing key(s)", missing), ("unexpected key(s)",
+             unexpected), ("tensor(s) of another shape", shapes)) if v]
+    return "; ".join(parts)
 
 
 def state_fingerprint(model: torch.nn.Module) -> str:
