@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 
 def install_plugin(tmp_path, monkeypatch, group: str, entry: str, source: str) -> None:
-    """Write the package named in ``entry`` (``name = "package:attr"``; its ``__init__.py`` is ``source``,
-    dedented) declaring that entry point in ``group``, pip-install it into a folder under ``tmp_path`` and
-    put that folder on ``sys.path`` for this test."""
-    package = entry.split("=", 1)[1].strip().strip('"').split(":")[0]
-    pkg = tmp_path / "plugin_src"
-    (pkg / package).mkdir(parents=True)
-    (pkg / package / "__init__.py").write_text(textwrap.dedent(source))
-    (pkg / "pyproject.toml").write_text("\n".join([
-        "[build-system]", 'requires = ["setuptools>=68"]', 'build-backend = "setuptools.build_meta"',
-        "[project]", f'name = "{package.replace("_", "-")}"', 'version = "0.0.1"',
-        f'[project.entry-points."{group}"]', entry, ""]))
+    """Write the package named in ``entry`` (``name = "package:attr"``, one a line; its ``__init__.py`` is
+    ``source``, dedented) under ``tmp_path/"site"`` with the ``.dist-info`` that declares those entry points in
+    ``group`` (what pip writes; written here, so no build backend or ``wheel`` is needed), and put that folder
+    on ``sys.path`` for this test."""
+    package = entry.splitlines()[0].split("=", 1)[1].strip().strip('"').split(":")[0].split(".")[0]
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(pkg)], check=True)
+    (target / package).mkdir(parents=True)
+    (target / package / "__init__.py").write_text(textwrap.dedent(source))
+    info = target / f"{package}-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 0.0.1\n")
+    lines = [f"{k.strip()} = {v.strip().strip(chr(34))}" for k, v in (ln.split("=", 1) for ln in entry.splitlines())]
+    (info / "entry_points.txt").write_text(f"[{group}]\n" + "\n".join(lines) + "\n")  # INI: values unquoted
     monkeypatch.syspath_prepend(str(target))

@@ -26,7 +26,7 @@ import torch
 
 from fsadbench.backbone.checkpoints import Source, identity, place_of
 from fsadbench.backbone.spec import BackboneSpec, looks_like_file
-from fsadbench.backbone.weights import read_state_dict, state_fingerprint
+from fsadbench.backbone.weights import key_mismatch, read_state_dict, state_fingerprint
 from fsadbench.core.errors import ConfigError, WeightsError
 from fsadbench.core.io import read_rgb
 
@@ -145,7 +145,8 @@ class VisionBackbone(abc.ABC):
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
-            raise WeightsError(f"checkpoint {path} does not fit backbone {self.spec.name!r}: {str(exc)[:500]}\n"
+            raise WeightsError(f"checkpoint {path} does not fit backbone {self.spec.name!r}: "
+                               f"{key_mismatch(model, sd) or str(exc)[:500]}\n"
                                f"Pass the backbone the checkpoint was trained as.") from exc
 
     @property

@@ -74,6 +74,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: never repeated here
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if not head.startswith(b"\x80") and head != b"PK":  # neither a pickle nor torch's zip archive
+            raise WeightsError(
+                f"checkpoint {path} is not a checkpoint file (neither torch's .pt/.pth format nor a pickle; "
+                f"it starts with {head!r}): pass the downloaded weights file, a .safetensors file, or a tag"
+            ) from exc
         raise WeightsError(
             f"checkpoint {path} holds Python objects besides tensors, which fsad-bench never unpickles "
             f"(torch.load weights_only=True); save a plain state dict (torch.save(model.state_dict(), f)) "
@@ -117,9 +124,26 @@ def load_clip_state(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: P
         model.load_state_dict(sd, strict=True)
     except (RuntimeError, ValueError) as exc:
         raise WeightsError(
-            f"checkpoint {path} does not fit model {model_name!r}: {str(exc)[:500]}\n"
+            f"checkpoint {path} does not fit model {model_name!r}: {key_mismatch(model, sd) or str(exc)[:500]}\n"
             f"Pass the model the checkpoint was trained as ({file_remedy(model_name, str(path), option)} "
             f"with that model).") from exc
+
+
+def key_mismatch(model: torch.nn.Module, sd: dict[str, torch.Tensor], shown: int = 4) -> str:
+    """Why ``sd`` does not fit ``model``, names first: the missing keys, the unexpected keys and the tensors
+    of another shape (the first ``shown`` of each, with counts); "" when the keys and shapes all agree."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k} {tuple(sd[k].shape)} (model {tuple(own[k].shape)})" for k in own
+              if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
+
+    parts = [f"{len(v)} {what}: {few(v)}" for what, v in (("missing key(s)", missing), ("unexpected key(s)",
+             unexpected), ("tensor(s) of another shape", shapes)) if v]
+    return "; ".join(parts)
 
 
 def state_fingerprint(model: torch.nn.Module) -> str:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
 import warnings
 from pathlib import Path
 from typing import Sequence
 
-from fsadbench.core.errors import BenchError, error_summary, scrub
+from fsadbench.core.errors import BenchError, PluginWarning, error_summary, scrub
 
 # command -> (module under fsadbench.cli, function, one-line help); imported only when used
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -62,10 +63,13 @@ def usage() -> str:
 
 
 def _one_line_deprecations(show):
-    """``warnings.showwarning`` that prints a DeprecationWarning as one ``note:`` line, others as ``show``."""
+    """``warnings.showwarning`` that prints a DeprecationWarning as one ``note:`` line, a PluginWarning as one
+    ``warning:`` line, others as ``show``."""
     def showwarning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, DeprecationWarning):
             print(f"note: {message}", file=sys.stderr)
+        elif issubclass(category, PluginWarning):
+            print(f"warning: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
     return showwarning
@@ -90,8 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown command {argv[0]!r}; commands: {', '.join(COMMANDS)} ({PROG} --help)", file=sys.stderr)
         return 2
     module, fn, _ = COMMANDS[cmd]
+    from fsadbench.run.signals import Interrupted, interrupt_guard
+
     try:
-        with warnings.catch_warnings():
+        # SIGTERM unwinds every command (the atomic writers remove their temporary files on the way out);
+        # a sweep installs its own guard inside, which releases its claims too
+        with warnings.catch_warnings(), interrupt_guard((signal.SIGTERM,)):
             # a deprecated option name is said once, in one line (Python hides DeprecationWarning by default)
             warnings.filterwarnings("default", message=r"method '.*': option '.*' is deprecated",
                                     category=DeprecationWarning)
@@ -102,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         _fail(exc, debug, "interrupted; finished cells are kept, rerun the same command to resume")
         return 130
+    except Interrupted as exc:  # SIGTERM outside a sweep (report, rescore, figures, ...)
+        _fail(exc, debug, f"interrupted (signal {exc.signum}); no file was left half-written, rerun the same "
+                          f"command")
+        return 128 + exc.signum
     except BenchError as exc:  # cause first; the lines after it (if any) are the fix
         _fail(exc, debug, f"error: {exc}")
         return 2

@@ -34,6 +34,10 @@ class NotApplicable(MethodError):
     """The method does not apply to this cell (recorded, not a failure)."""
 
 
+class PluginWarning(UserWarning):
+    """A plugin (an entry point) was skipped or refused: names it and why; the CLI prints it as one line."""
+
+
 class StorageError(BenchError, OSError):
     """A file or folder could not be written (disk full, read-only folder): names the folder and the fix."""
 

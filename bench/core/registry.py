@@ -18,11 +18,12 @@ with ``generic_only=True``).
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, TypeVar
 
-from fsadbench.core.errors import RegistryError
+from fsadbench.core.errors import PluginWarning, RegistryError, error_summary
 
 T = TypeVar("T")
 
@@ -75,7 +76,12 @@ class Registry(Generic[T]):
             return
         self._plugins_loaded = True
         for ep in entry_points(group=self.group):
-            if ep.name.lower() not in self._entries:
+            existing = self._entries.get(ep.name.lower())
+            if existing is not None and existing.source == "builtin":  # refused by name (was: dropped silently)
+                warnings.warn(f"{self.kind} plugin {ep.name!r} (entry point {ep.value}) refused: "
+                              f"{ep.name.lower()!r} is a built-in {self.kind}'s name; rename the entry point",
+                              PluginWarning, stacklevel=2)
+            elif existing is None:
                 self._entries[ep.name.lower()] = Entry(ep.name.lower(), ep.value, {}, f"entry point {ep.value}")
 
     def names(self) -> list[str]:
@@ -103,6 +109,11 @@ class Registry(Generic[T]):
             return e.load(), dict(e.options)
         except (ImportError, AttributeError) as exc:
             raise RegistryError(f"{self.kind} {name!r} ({e.source}: {e.target}) could not be imported: {exc}") from exc
+        except Exception as exc:  # a plugin that raises at import (or has a SyntaxError) is named, not a crash
+            if e.source == "builtin":
+                raise
+            raise RegistryError(f"{self.kind} {name!r} ({e.source}) could not be imported: "
+                                f"{error_summary(exc)}") from exc
 
 
 METHODS: Registry = Registry("method", "fsadbench.methods")

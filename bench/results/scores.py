@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -86,7 +88,7 @@ class CellScores:
                     masks = np.unpackbits(z["masks"], axis=1, count=n_px).astype(bool).reshape(shape)
                 return cls(variants, images, z["labels"].astype(np.int64), z["pixel_truth"].astype(bool), scores,
                            mp, masks, meta)
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # truncated too
             raise BenchError(f"scores file {p} is unreadable ({exc}); recompute the cell with --force") from exc
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from fsadbench.core.errors import BenchError
 from fsadbench.core.provenance import git_state
 from fsadbench.protocol.evaluator import nan_to_none
 from fsadbench.protocol.metrics import METRIC_VERSION
@@ -82,7 +83,10 @@ def rescore_record(store: RecordStore, record: Record, write: bool = True, devic
     if changed:
         return Rescore(cell, REFUSED, f"its {', '.join(changed)} changed since it was computed, so its scores "
                                       f"are stale; recompute with --force")
-    scores = CellScores.load(path)
+    try:
+        scores = CellScores.load(path)
+    except BenchError as exc:  # a truncated or damaged file: this cell is refused, naming it (was: rescore aborted)
+        return Rescore(cell, REFUSED, str(exc))
     image_level = (record.method or {}).get("outputs") == ["image"]  # no maps by design, pixel metrics n/a
     if not scores.has_maps and not image_level and record.metric_version != METRIC_VERSION:
         return Rescore(cell, REFUSED, "the metric version changed and the cell stored no maps, so its pixel "

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fsadbench.core.errors import ConfigError
+from fsadbench.core.errors import ConfigError, MethodError
 from fsadbench.core.types import CategoryInfo, ImageRef, Prediction
 from fsadbench.core.variants import W_VG
 from fsadbench.methods.anomalydino import torch_model as core
@@ -122,7 +122,12 @@ class AnomalyDINOMethod(Baseline):
 
     def predict(self, images: Sequence[ImageRef]) -> dict[str, Prediction]:
         tokens = self.maps(images)[0].float()
-        dist, scores = self.core.predict(tokens, self.masks(tokens) if self.masking else None)
+        masks = self.masks(tokens) if self.masking else None
+        if masks is not None and not bool(masks.any()):  # was: every score 0, a 50.00 AUROC shown as ok
+            raise MethodError(f"anomalydino: the background mask drops every patch of the {len(images)} test "
+                              f"image(s) (every score would be 0, an AUROC of 50); rerun with --method-option "
+                              f"anomalydino.masking=false")
+        dist, scores = self.core.predict(tokens, masks)
         maps = dist.reshape(dist.shape[0], *self.ctx.backbone.grid)
         return {W_VG: Prediction(maps=maps, scores=scores)}
 

@@ -158,3 +158,38 @@ def test_a_reader_that_goes_away_is_not_an_error(results):
     p.stdout.close()  # `| head` that has already exited
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0 and err.strip() == "", err
+
+
+SIGTERM_MID_WRITE = """
+import os, signal, sys
+import fsadbench.cli as cli
+import fsadbench.cli.report as report
+from fsadbench.core.io import atomic_write_text
+
+
+def killed_mid_write(argv):  # a report whose table write is cut by SIGTERM after the temporary file exists
+    os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGTERM)
+    atomic_write_text(os.path.join(sys.argv[2], "table.md"), "| a |" * 1000)
+    return 0
+
+
+setattr(report, sys.argv[1], killed_mid_write)
+sys.exit(cli.main([{"main": "report", "rescore_main": "rescore"}[sys.argv[1]]]))
+"""
+
+
+@pytest.mark.parametrize("fn", ["main", "rescore_main"])
+def test_sigterm_during_report_or_rescore_leaves_no_temporary_file(tmp_path, fn):
+    """report / rescore killed by SIGTERM mid-write: the temporary file is removed, one line, exit 143 (seen
+    failing: the process died at once, -15, leaving a .tmp- file beside the outputs)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_MID_WRITE, fn, str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 143, proc.stderr[-1500:]
+    assert sorted(p.name for p in out.iterdir()) == []
+    assert proc.stderr.strip().splitlines()[-1] == ("interrupted (signal 15); no file was left half-written, rerun "
+                                                    "the same command")

@@ -131,6 +131,21 @@ def test_rescore_reproduces_and_rewrites_an_old_metric_version(run_dir, tmp_path
     assert re.search(r"winclip.*not rescored: protocol 'fsad-protocol/0'.*--force", capsys.readouterr().err)
 
 
+def test_rescore_names_a_truncated_scores_file_and_goes_on(run_dir, tmp_path, capsys):
+    """Drill of issue 33 (was: rescore aborted with "File is not a zip file", naming no file)."""
+    import shutil
+
+    res, _ = run_dir
+    work = tmp_path / "copy"
+    shutil.copytree(res, work)
+    bad = sorted(work.rglob("*.scores.npz"))[0]
+    bad.write_bytes(bad.read_bytes()[:100])
+    assert main(["rescore", "--results-dir", str(work)]) == 1
+    err = capsys.readouterr().err
+    assert f"not rescored: scores file {bad} is unreadable (File is not a zip file); recompute the cell with " \
+           f"--force" in err and "1 unchanged, 1 refused" in err, err
+
+
 def test_rescore_without_maps_needs_the_same_metric_version(run_dir, tmp_path, capsys):
     import shutil
 

@@ -59,6 +59,20 @@ def test_checkpoint_with_pickled_object_is_refused(tmp_path):
     assert "False" not in str(e.value)  # never the advice to retry with weights_only=False
 
 
+@pytest.mark.parametrize("text", ["version https://git-lfs.github.com/spec/v1\n", "<html>Not Found</html>\n"])
+def test_a_text_file_given_as_a_checkpoint_is_called_not_a_checkpoint(tmp_path, text):
+    """An LFS pointer or an error page saved as the checkpoint is 'not a checkpoint file', not 'holds Python
+    objects' (seen failing: torch's unpickler calls any text an unsupported pickle)."""
+    from fsadbench.backbone.weights import read_state_dict
+
+    f = tmp_path / "ViT-B-16.pt"
+    f.write_text(text)
+    with pytest.raises(WeightsError) as e:
+        read_state_dict(f)
+    assert str(e.value).startswith(f"checkpoint {f} is not a checkpoint file")
+    assert repr(text.encode()[:2]) in str(e.value) and "Python objects" not in str(e.value)
+
+
 def test_missing_checkpoint_names_remedies(tmp_path):
     with pytest.raises(WeightsError) as e:
         Backbone(BackboneSpec(TINY_MODEL, str(tmp_path / "nope.pt")))

@@ -20,7 +20,7 @@ from fixtures_methods import RecordingCore
 
 from fsadbench.backbone.spec import BackboneSpec
 from fsadbench.backbone.vision import VisionBackbone
-from fsadbench.core.errors import ConfigError, NotApplicable
+from fsadbench.core.errors import ConfigError, MethodError, NotApplicable
 from fsadbench.core.types import CategoryInfo, ImageRef
 from fsadbench.core.variants import W_VG
 from fsadbench.methods.anomalydino import torch_model as dino_core
@@ -467,6 +467,8 @@ def test_anomalydino_without_rotation_keeps_the_shots_cached_tokens():
 def test_anomalydino_masks_the_shots_only_with_masking_and_mask_shots(masking, mask_shots, shots_masked):
     m = dino(rotate_shots=False, masking=masking, mask_shots=mask_shots)
     m.core = RecordingCore(torch.arange(12.0).reshape(2, 6), torch.tensor([4.0, 2.0]))
+    pca_masks = m.masks  # the fake tokens' PCA masks drop every patch (refused: the last test); keep half of them
+    m.masks = lambda tokens: pca_masks(tokens) | (torch.arange(tokens.shape[1]) % 2 == 0)
     m.fit(refs(2), INFO)
     (_, (tokens, masks)), = m.core.calls
     assert tokens.shape == (2, 6, TOKEN_DIM)
@@ -502,3 +504,19 @@ def test_anomalydino_describe():
     assert d["fidelity_notes"] == list(AnomalyDINOMethod.fidelity_notes) and len(d["fidelity_notes"]) == 5
     assert d["masking_applied"] is False  # before fit: the reference table is read at fit
     assert d["smoothing"] == "sigma 4 at each test image's original size (official src/utils.py l. 25-30)"
+
+
+def test_anomalydino_masking_that_drops_every_test_patch_is_an_error_not_a_50():
+    """Drill of issue 33 (was: every distance 0, every score 0, a 50.00 AUROC recorded as ok)."""
+    m = dino(rotate_shots=False, masking=True)
+    m.fit(refs(2), INFO)
+    m.masks = lambda tokens: torch.zeros(tokens.shape[:2], dtype=torch.bool)
+    with pytest.raises(MethodError) as err:
+        m.predict(refs(3, start=4))
+    assert str(err.value) == ("anomalydino: the background mask drops every patch of the 3 test image(s) (every "
+                              "score would be 0, an AUROC of 50); rerun with --method-option "
+                              "anomalydino.masking=false")
+    keep = torch.zeros(3, 6, dtype=torch.bool)
+    keep[2, 1] = True  # one patch kept: scored as before
+    m.masks = lambda tokens: keep
+    assert m.predict(refs(3, start=4))[W_VG].scores.shape == (3,)

@@ -65,6 +65,23 @@ def test_unreadable_scores_file_names_the_fix(tmp_path):
         CellScores.load(bad)
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.95, 40])
+def test_truncated_scores_file_names_the_file_and_the_fix(tmp_path, keep):
+    """Drill of issue 33 (was: "File is not a zip file", naming no file)."""
+    from fsadbench.core.errors import BenchError
+
+    col = ScoreCollector(save_maps=True)
+    maps, scores, samples, masks = _batch(np.random.default_rng(1), 4)
+    col.add_batch([s.image_path for s in samples], [s.label for s in samples], [True] * 4, masks)
+    col.add_variant("w/ VG", scores, maps)
+    path = col.result({}).save(tmp_path / "k1_s0.scores.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep) if keep < 1 else keep])
+    with pytest.raises(BenchError) as err:
+        CellScores.load(path)
+    assert str(err.value).startswith(f"scores file {path} is unreadable (") and "--force" in str(err.value)
+
+
 @pytest.mark.parametrize("masked, want", [(0, "no masks: none of the 2 anomalous test image(s) has a mask file"),
                                           (1, "empty masks: the masks of the 1 anomalous test image(s) mark no "
                                               "anomalous pixel; 1 more have no mask file")])

@@ -17,10 +17,11 @@ published figures beside them, all data.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from fsadbench.core.errors import ConfigError, RegistryError
+from fsadbench.core.errors import ConfigError, PluginWarning, RegistryError
 from fsadbench.reports.tables import Table
 
 
@@ -79,13 +80,18 @@ def build(name: str, records: Iterable, show: str = "none", notes: str = "full",
 
 
 def listing() -> list[tuple[str, str, str, str]]:
-    """(name, paper and table, description, where it comes from) of every registered layout."""
+    """(name, paper and table, description, where it comes from) of every registered layout that loads; a
+    plugin that does not is skipped with one :class:`PluginWarning` naming it and why."""
     out = []
     for name in layout_names():
         try:
             lay = get_layout(name)
         except ConfigError as exc:
-            out.append((name, "?", f"cannot be loaded: {exc}", registry().entry(name).source))
+            source = registry().entry(name).source
+            if source == "builtin":
+                out.append((name, "?", f"cannot be loaded: {exc}", source))
+            else:
+                warnings.warn(f"{exc}; skipped", PluginWarning, stacklevel=2)
             continue
         out.append((name, f"{lay.paper}, {lay.table}", lay.description, registry().entry(name).source))
     return out

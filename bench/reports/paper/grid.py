@@ -169,6 +169,23 @@ def build_grid(data: dict[str, Any], records: Iterable | Measured, show: str = "
                     bold_by_group=True)
 
 
+REQUIRED = {"source": "the paper: a published.yaml sources key or its name", "table": 'e.g. "Table 3"',
+            "columns": "a list of {metric, label, shots, variant}", "rows": "a list of {label, method, options}"}
+
+
+def check_data(name: str, data: Any) -> None:
+    """A ConfigError naming the layout and the first missing key (was: a bare KeyError)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"table layout {name!r}: its data is a {type(data).__name__}, not a mapping")
+    for key, what in REQUIRED.items():
+        if key not in data:
+            raise ConfigError(f"table layout {name!r}: its data has no {key!r} ({what}); add it")
+    for i, row in enumerate(data["rows"] or []):
+        if not isinstance(row, dict) or "label" not in row:
+            raise ConfigError(f"table layout {name!r}: row {i + 1} of its data has no 'label' (the row's "
+                              f"header: a string, or one per headers entry); add it")
+
+
 def grid_layout(name: str, data: dict[str, Any] | None = None, description: str = "") -> Layout:
     """A Layout over ``data`` (default: published.yaml's ``tables[name]``, read when it is built)."""
     def get() -> dict[str, Any]:
@@ -181,4 +198,5 @@ def grid_layout(name: str, data: dict[str, Any] | None = None, description: str 
         return build_grid(get(), records, show, **kw)
 
     d = get()
+    check_data(name, d)
     return Layout(name, source_name(d["source"]), d["table"], build, no_options, description or d.get("title", ""))
