@@ -213,10 +213,13 @@ def test_regnet_registers_back_with_every_earlier_inverse():
 
 
 def test_regnet_trains_a_copy_never_the_backbone_it_was_built_from():
-    """The stem and layer1-3 are copies: updating RegNet's weights leaves the backbone's ResNet untouched."""
-    resnet = tiny_resnet()
+    """The stem and layer1-3 are copies: updating RegNet's weights leaves the backbone's ResNet untouched. The
+    copies are trainable (the official trains all of stn_net) even when the backbone adapter froze its model."""
+    resnet = tiny_resnet().requires_grad_(False)
     before = {k: v.clone() for k, v in resnet.state_dict().items()}
     net = core.RegNet(resnet, 32)
+    assert all(p.requires_grad for p in net.parameters())
+    assert not any(p.requires_grad for p in resnet.parameters())
     with torch.no_grad():
         for p in list(net.stem.parameters()) + list(net.layers.parameters()):
             p.add_(1.0)

@@ -110,7 +110,11 @@ def test_training_schedule_batches_and_step(context_for, refs, monkeypatch):
     monkeypatch.setattr(torch.optim.SGD, "step", step)
     monkeypatch.setattr(core, "registration_loss", loss)
     snap = [p.detach().clone() for p in m.predictor.parameters()]
+    stem, layer3 = m.net.stem[0].weight.detach().clone(), m.net.layers[2][0].conv1.weight.detach().clone()
     m.fit_auxiliary(aux, shots=2)
+    # the ResNet copy is trained too (train.py l. 70), though the backbone adapter's model is frozen
+    assert not torch.equal(stem, m.net.stem[0].weight) and not torch.equal(layer3, m.net.layers[2][0].conv1.weight)
+    assert not any(p.requires_grad for p in m.ctx.backbone.model.parameters())
     n_params = sum(1 for mod in m.modules() for _ in mod.parameters())
     # 2 categories x 3 images in batches of 2: 4 steps per epoch; lr 0.25 in epoch 1, 0 in epoch 2 (of 2)
     assert [s[0] for s in steps] == pytest.approx([0.25] * 4 + [0.0] * 4)
