@@ -94,9 +94,12 @@ def test_training_batches_stay_in_their_category_and_never_pair_a_query_with_its
 def test_training_schedule_batches_and_step(context_for, refs, monkeypatch):
     """Per epoch the cosine lr, one SGD step per batch over every parameter, the symmetric loss of each
     query against the mean of its supports' last features."""
-    m = make(context_for, epochs=2, batch_size=2, lr=0.5, momentum=0.0)
+    m = make(context_for, epochs=2, batch_size=2, lr=0.5, momentum=0.5)
     aux = aux_of(refs)
-    steps, losses = [], []
+    steps, losses, values = [], [], []
+    progress, shown = [], []
+    m.ctx.progress = lambda *a: progress.append(a)
+    m.ctx.show_values = lambda **v: shown.append(v)
     orig_step, orig_loss = torch.optim.SGD.step, core.registration_loss
 
     def step(opt, *a, **k):
@@ -105,7 +108,9 @@ def test_training_schedule_batches_and_step(context_for, refs, monkeypatch):
 
     def loss(p1, z1, p2, z2):
         losses.append((p1.shape, z2.shape))
-        return orig_loss(p1, z1, p2, z2)
+        out = orig_loss(p1, z1, p2, z2)
+        values.append(out.item())
+        return out
 
     monkeypatch.setattr(torch.optim.SGD, "step", step)
     monkeypatch.setattr(core, "registration_loss", loss)
@@ -118,11 +123,15 @@ def test_training_schedule_batches_and_step(context_for, refs, monkeypatch):
     n_params = sum(1 for mod in m.modules() for _ in mod.parameters())
     # 2 categories x 3 images in batches of 2: 4 steps per epoch; lr 0.25 in epoch 1, 0 in epoch 2 (of 2)
     assert [s[0] for s in steps] == pytest.approx([0.25] * 4 + [0.0] * 4)
-    assert all(s[1] == 0.0 and s[2] == n_params for s in steps)
+    assert all(s[1] == 0.5 and s[2] == n_params for s in steps)
     side = m.ctx.backbone.image_size // 16
     assert sorted(sh[0][0] for sh in losses[:4]) == [1, 1, 2, 2]
     assert all(p == z and p[1:] == (256, side, side) for p, z in losses)
     assert len(m.losses) == 2 and all(math.isfinite(v) for v in m.losses)
+    # an epoch's loss is the mean of its 4 batches' losses; reported per epoch beside the bar
+    assert m.losses == pytest.approx([sum(values[:4]) / 4, sum(values[4:]) / 4])
+    assert progress == [("epoch", 1, 2), ("epoch", 2, 2)]
+    assert shown == [{"loss": m.losses[0]}, {"loss": m.losses[1]}]
     assert m.trained_on == "synthetic" and m.train_shots == 2
     assert any(not torch.equal(a, b) for a, b in zip(snap, m.predictor.parameters()))
     assert all(mod.training for mod in m.modules())  # left in train mode until fit()
@@ -144,9 +153,9 @@ def test_fit_predict_and_refusals(context_for, refs):
     m = make(context_for, epochs=1, batch_size=4)
     with pytest.raises(MethodError, match="before fit_auxiliary"):
         m.fit(refs[:1], INFO)
-    with pytest.raises(MethodError, match="before fit"):
+    with pytest.raises(MethodError, match=r"^regad: predict\(\) before fit\(\): no Gaussian of the shots$"):
         m.predict(refs[:1])
-    with pytest.raises(NotApplicable, match="at least one normal shot"):
+    with pytest.raises(NotApplicable, match=r"^regad needs at least one normal shot \(shots=0 is zero-shot\)$"):
         m.fit_auxiliary(aux_of(refs), shots=0)
     with pytest.raises(MethodError, match="no category with 2 or more"):
         m.fit_auxiliary(aux_of(refs[:2], ("a", "b")), shots=1)
@@ -177,7 +186,7 @@ def test_fit_predict_and_refusals(context_for, refs):
     assert d["layers"] == ["layer1", "layer2", "layer3"] and d["trained_on"] == "synthetic"
     assert d["train_shots"] == 1 and d["final_loss"] == m.losses[-1]
     assert d["fidelity_notes"] == list(RegAD.fidelity_notes) and d["options_resolved"]["epochs"] == 1
-    assert "Mahalanobis" in d["score"] and "224 px" in d["image_score"] and "sigma 4" in d["image_score"]
+    assert d["score"] == "Mahalanobis distance per position of the registered features" and "224 px" in d["image_score"] and "sigma 4" in d["image_score"]
 
 
 def test_deterministic_for_a_seed_and_seeded_init(context_for, refs):
@@ -194,3 +203,16 @@ def test_stn_mode_reaches_the_network(context_for):
     m = make(context_for, stn_mode="affine")
     assert all(s.mode == "affine" and s.fc[2].out_features == 6 for s in m.net.stns)
     assert m.net.channels == 256
+
+
+def test_describe_before_training_and_one_group_without_categories(context_for, refs):
+    """describe() of an untrained method names nothing trained; an auxiliary set without per-image categories
+    is one group (the dataset's name): its images are each other's supports."""
+    m = make(context_for, epochs=1, batch_size=4)
+    d = m.describe()
+    assert (d["trained_on"], d["train_shots"], d["final_loss"]) == (None, None, None)
+    n = 3
+    plain = AuxiliarySet("synthetic", tuple(refs[:n]), (0,) * n, (None,) * n, ("x",))
+    assert plain.image_categories == ()
+    m.fit_auxiliary(plain, shots=1)
+    assert len(m.losses) == 1 and m.trained_on == "synthetic" and m.describe()["train_shots"] == 1
