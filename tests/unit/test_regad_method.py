@@ -66,12 +66,29 @@ def test_backbone_resolution():
     assert (real.family, real.model, real.pretrained) == ("torchvision", "resnet18", "IMAGENET1K_V1")
 
 
-@pytest.mark.parametrize("name, value", [("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("momentum", 1.0),
-                                         ("momentum", -0.1), ("stn_mode", "spin"), ("reg", 0.0), ("chunk", 0),
-                                         ("epochs", 1.5)])
-def test_option_checks(context_for, name, value):
-    with pytest.raises(ConfigError, match=f"option {name!r} must be"):
+MODES = ("affine, translation, rotation, scale, shear, rotation_scale, translation_scale, rotation_translation, "
+         "rotation_translation_scale")
+
+
+@pytest.mark.parametrize("name, value, want", [
+    ("epochs", 0, "an integer >= 1 (official: 50); got 0"),
+    ("epochs", 1.5, "an integer >= 1 (official: 50); got 1.5"),
+    ("batch_size", 0, "an integer >= 1 (official: 32); got 0"),
+    ("lr", 0.0, "> 0 (official: 0.0001); got 0.0"),
+    ("momentum", 1.0, "in [0, 1) (official: 0.9); got 1.0"),
+    ("momentum", -0.1, "in [0, 1) (official: 0.9); got -0.1"),
+    ("stn_mode", "spin", f"one of {MODES} (official: rotation_scale); got 'spin'"),
+    ("reg", 0.0, "> 0 (official: 0.01); got 0.0"),
+    ("chunk", 0, "an integer >= 1; got 0")])
+def test_option_checks(context_for, name, value, want):
+    with pytest.raises(ConfigError) as e:
         make(context_for, **{name: value})
+    assert str(e.value) == f"method 'regad': option {name!r} must be {want}"
+
+
+def test_option_boundaries_are_accepted(context_for):
+    m = make(context_for, epochs=1, batch_size=1, lr=1e-9, momentum=0.0, reg=1e-9, chunk=1)
+    assert (m.options.epochs, m.options.batch_size, m.options.momentum, m.options.chunk) == (1, 1, 0.0, 1)
 
 
 def test_training_batches_stay_in_their_category_and_never_pair_a_query_with_itself():
@@ -89,6 +106,12 @@ def test_training_batches_stay_in_their_category_and_never_pair_a_query_with_its
     assert again == batches
     assert training_batches(groups, 2, 3, torch.Generator().manual_seed(1)) != batches
     assert training_batches(["x"], 2, 1, gen) == []
+    # a category of exactly 2 images trains (each the other's support); a lone image first stops nothing
+    lone_first = ["c", "a", "a", "b", "b", "b"]
+    got = training_batches(lone_first, 4, 1, torch.Generator().manual_seed(0))
+    assert sorted(i for q, _ in got for i in q) == [1, 2, 3, 4, 5]
+    queries, supports = next(b for b in got if 1 in b[0])
+    assert sorted(queries) == [1, 2] and all(row == [3 - q] for q, row in zip(queries, supports))  # 1 <-> 2
 
 
 def test_training_schedule_batches_and_step(context_for, refs, monkeypatch):
@@ -151,7 +174,8 @@ def test_loss_of_a_batch_matches_the_formula(context_for, refs):
 
 def test_fit_predict_and_refusals(context_for, refs):
     m = make(context_for, epochs=1, batch_size=4)
-    with pytest.raises(MethodError, match="before fit_auxiliary"):
+    with pytest.raises(MethodError, match=r"^regad: fit\(\) before fit_auxiliary\(\): the registration network "
+                                          r"is untrained$"):
         m.fit(refs[:1], INFO)
     with pytest.raises(MethodError, match=r"^regad: predict\(\) before fit\(\): no Gaussian of the shots$"):
         m.predict(refs[:1])
@@ -160,7 +184,7 @@ def test_fit_predict_and_refusals(context_for, refs):
     with pytest.raises(MethodError, match="no category with 2 or more"):
         m.fit_auxiliary(aux_of(refs[:2], ("a", "b")), shots=1)
     m.fit_auxiliary(aux_of(refs), shots=1)
-    with pytest.raises(NotApplicable, match="at least one normal shot"):
+    with pytest.raises(NotApplicable, match=r"^regad needs at least one normal shot \(shots=0 is zero-shot\)$"):
         m.fit([], INFO)
     m.fit(refs[:2], INFO)
     g = m.gaussian
@@ -216,3 +240,30 @@ def test_describe_before_training_and_one_group_without_categories(context_for, 
     assert plain.image_categories == ()
     m.fit_auxiliary(plain, shots=1)
     assert len(m.losses) == 1 and m.trained_on == "synthetic" and m.describe()["train_shots"] == 1
+
+
+def test_registered_runs_in_batches_of_the_context_size(context_for, refs):
+    m = make(context_for)
+    x = m.pixels(refs[:3])
+    whole = m.registered(x)
+    assert whole.shape[0] == 3 and not any(mod.training for mod in m.modules())
+    for size in (1, 2):
+        m.ctx.batch_size = size
+        assert torch.allclose(m.registered(x), whole, atol=1e-5)
+
+
+def test_a_non_finite_training_loss_is_refused_naming_the_last_epoch(context_for, refs, monkeypatch):
+    """Three epochs of 2 batches; the third epoch's losses are infinite: the message quotes that epoch's mean."""
+    m = make(context_for, epochs=3, batch_size=4)
+    calls = []
+    orig = core.registration_loss
+
+    def loss(*a):
+        calls.append(1)
+        out = orig(*a)
+        return out + float("inf") if len(calls) > 4 else out
+
+    monkeypatch.setattr(core, "registration_loss", loss)
+    with pytest.raises(MethodError, match=r"^regad: the training loss is not finite \(inf\); lower lr$"):
+        m.fit_auxiliary(aux_of(refs), shots=1)
+    assert len(m.losses) == 3 and all(math.isfinite(v) for v in m.losses[:2]) and m.trained_on is None
