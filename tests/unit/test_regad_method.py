@@ -227,6 +227,9 @@ def test_stn_mode_reaches_the_network(context_for):
     m = make(context_for, stn_mode="affine")
     assert all(s.mode == "affine" and s.fc[2].out_features == 6 for s in m.net.stns)
     assert m.net.channels == 256
+    # siamese.py: the encoder 3 1x1 convs (l. 27-55), the predictor 2 (l. 59-77), on the 256 channels of layer3
+    convs = [[c for c in head if isinstance(c, torch.nn.Conv2d)] for head in (m.encoder, m.predictor)]
+    assert [len(c) for c in convs] == [3, 2] and all(c.in_channels == c.out_channels == 256 for h in convs for c in h)
 
 
 def test_describe_before_training_and_one_group_without_categories(context_for, refs):
