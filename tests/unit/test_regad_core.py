@@ -10,7 +10,7 @@ import torch
 
 from fsadbench.methods.regad import torch_model as core
 
-#: equivalent survivors of mutation testing (module: methods/regad/torch_model.py; 2026-12-04)
+#: equivalent survivors of mutation testing (module: methods/regad/torch_model.py; 2026-12-07)
 EQUIVALENT_MUTANTS: dict[str, str] = {
     "warp: grid_sample(mode='bilinear') dropped": "bilinear is grid_sample's default mode",
     "invert: dtype=theta.dtype of the [0, 0, 1] row -> None / dropped": "0, 0, 1 are exact in float32 and "

