@@ -70,6 +70,7 @@ class RegAD(OwnBackbone, Method):
     paper = "RegAD (Huang et al., ECCV 2022): Registration based Few-Shot Anomaly Detection"
     variants = (W_VG,)
     min_shots = 1
+    version = 2  # 2: the ResNet stem and layer1-3 are trained (were left frozen, as the backbone adapter loads them)
     fit_scope = "leave_one_out"
     few_shot_transfer = True  # trained on other categories before it meets the k shots
     uses_feature_cache = False  # the encoder is trained: only pixels are shared

@@ -167,6 +167,9 @@ class RegNet(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(*(copy.deepcopy(getattr(resnet, n)) for n in ("conv1", "bn1", "relu", "maxpool")))
         self.layers = nn.ModuleList(copy.deepcopy(getattr(resnet, n)) for n in LAYERS)
+        # trained with the rest (train.py l. 70: SGD on all of stn_net), whatever the backbone adapter froze
+        self.stem.requires_grad_(True)
+        self.layers.requires_grad_(True)
         with torch.no_grad():
             x = self.stem(torch.zeros(1, 3, image_size, image_size, device=next(resnet.parameters()).device))
             shapes = []

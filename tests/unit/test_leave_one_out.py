@@ -90,6 +90,9 @@ def test_resume_key_names_the_held_out_category_and_its_training_data(tmp_path):
     train = auxiliary_identity(data, spec, "disc")
     test = auxiliary_identity(data, spec)
     assert "held_out" not in test and train["data"] != test["data"]  # train images, not the test split
+    assert train == {"name": "synthetic", "options": SYN, "categories": ["stripes", "pill"], "held_out": "disc",
+                     "data": train["data"]}
+    assert list(train["data"]) == ["stripes", "pill"] and train["data"]["stripes"] != train["data"]["pill"]
     # another held-out category set (a different category list) changes the key
     other = loo_config(tmp_path, datasets=[DatasetSpec("synthetic", categories=["stripes", "disc"], options=dict(SYN))])
     j2 = plan_jobs(other, DataSource(other))[1]

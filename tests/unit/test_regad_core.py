@@ -10,7 +10,29 @@ import torch
 
 from fsadbench.methods.regad import torch_model as core
 
-EQUIVALENT_MUTANTS: dict[str, str] = {}
+#: equivalent survivors of mutation testing (module: methods/regad/torch_model.py; 2026-12-07)
+EQUIVALENT_MUTANTS: dict[str, str] = {
+    "warp: grid_sample(mode='bilinear') dropped": "bilinear is grid_sample's default mode",
+    "invert: dtype=theta.dtype of the [0, 0, 1] row -> None / dropped": "0, 0, 1 are exact in float32 and "
+                                                                         "torch.cat promotes to theta's dtype",
+    "augment: torch.cat(out, 0) -> torch.cat(out)": "dim 0 is torch.cat's default",
+    "STN / head: Conv2d(bias=False) -> bias=None": "None is falsy: no bias either way",
+    "STN: fc ReLU(True) -> ReLU(None) / ReLU(False)": "in-place or not, the same values (no other reader)",
+    "STN: bias tensor dtype=torch.float32 -> None / dropped": "an int64 tensor of the same small integers, "
+                                                               "copied into the float32 bias",
+    "RegNet: the shape probe's batch 1 -> 2": "the probe reads channels and side only; zeros give BN the "
+                                               "same batch statistics",
+    "RegNet: STN(s[1], s[2]) -> STN(s[1], s[3])": "the probe input is image_size x image_size: H == W",
+    "neg_cosine: cosine_similarity(dim=1) dropped": "dim 1 is cosine_similarity's default",
+    "embed: interpolate(mode='nearest') dropped": "nearest is interpolate's default mode",
+    "fit_gaussian / mahalanobis: chunk default 256 -> 257": "chunking bounds memory only "
+                                                            "(test_chunked_gaussian_equals_the_official_loop)",
+    "loop_mahalanobis: dist dtype=torch.float64 -> None / dropped": "the result is cast to float32 at the end; "
+                                                                    "a float64 sqrt stored as float32 is the same "
+                                                                    "rounding",
+    "every device=... -> None / dropped (invert, RegNet probe, fit_gaussian, covariance, loop_mahalanobis)":
+        "the tests run on the CPU, torch's default device",
+}
 
 
 def test_constants_follow_the_official_code():
@@ -51,7 +73,9 @@ def test_theta_matrices_by_hand():
         got = core.theta_matrix(torch.tensor([p, p], dtype=torch.float64), mode)
         assert got.shape == (2, 2, 3)
         assert torch.allclose(got, torch.tensor([want, want], dtype=torch.float64)), mode
-    with pytest.raises(ValueError, match="unknown stn_mode 'spin'"):
+    listed = ("one of affine, translation, rotation, scale, shear, rotation_scale, translation_scale, "
+              "rotation_translation, rotation_translation_scale$")
+    with pytest.raises(ValueError, match=f"^regad: unknown stn_mode 'spin'; {listed}"):
         core.theta_matrix(torch.zeros(1, 2), "spin")
 
 
@@ -70,6 +94,20 @@ def test_warp_by_hand():
     quarter = core.warp(x, core.rotation(math.pi / 2))
     assert torch.allclose(quarter, torch.rot90(x, 1, dims=(2, 3)), atol=1e-5) or \
         torch.allclose(quarter, torch.rot90(x, -1, dims=(2, 3)), atol=1e-5)
+
+
+def test_warp_names_align_corners_and_takes_any_float_dtype():
+    """align_corners is passed (torch warns on every call when it is left to its default), and a float64 map is
+    warped by the float32 matrices of rotation() / translation() (theta brought to the map's dtype)."""
+    import warnings
+
+    x = torch.arange(16.0, dtype=torch.float64).view(1, 1, 4, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = core.warp(x, core.translation(0.5, 0.0))
+    assert out.dtype == torch.float64
+    assert torch.allclose(out[0, 0, :, :3], x[0, 0, :, 1:])  # as test_warp_by_hand, in float64
+    assert core.augment(torch.rand(1, 3, 4, 4, dtype=torch.float64)).dtype == torch.float64
 
 
 def test_invert_composes_to_the_identity():
@@ -131,7 +169,9 @@ def test_stn_layout_and_identity_start():
     x = torch.rand(2, 64, 14, 14)
     out, theta = stn.eval()(x)
     assert torch.allclose(out, x, atol=1e-6) and torch.allclose(theta, torch.tensor([[1.0, 0, 0], [0, 1, 0]]))
-    with pytest.raises(ValueError, match="unknown stn_mode"):
+    with pytest.raises(ValueError, match="^regad: unknown stn_mode 'spin'; one of affine, translation, rotation, "
+                                         "scale, shear, rotation_scale, translation_scale, rotation_translation, "
+                                         "rotation_translation_scale$"):
         core.STN(64, 14, "spin")
 
 
@@ -172,6 +212,21 @@ def test_regnet_registers_back_with_every_earlier_inverse():
     assert not any(r.requires_grad for r in reg)
 
 
+def test_regnet_trains_a_copy_never_the_backbone_it_was_built_from():
+    """The stem and layer1-3 are copies: updating RegNet's weights leaves the backbone's ResNet untouched. The
+    copies are trainable (the official trains all of stn_net) even when the backbone adapter froze its model."""
+    resnet = tiny_resnet().requires_grad_(False)
+    before = {k: v.clone() for k, v in resnet.state_dict().items()}
+    net = core.RegNet(resnet, 32)
+    assert all(p.requires_grad for p in net.parameters())
+    assert not any(p.requires_grad for p in resnet.parameters())
+    with torch.no_grad():
+        for p in list(net.stem.parameters()) + list(net.layers.parameters()):
+            p.add_(1.0)
+    assert all(torch.equal(v, before[k]) for k, v in resnet.state_dict().items())
+    assert not any(p is q for p in net.parameters() for q in resnet.parameters())
+
+
 def test_heads_and_loss_by_hand():
     enc, pred = core.head(8, 3), core.head(8, 2)
     assert [type(m).__name__ for m in enc] == ["Conv2d", "BatchNorm2d", "ReLU"] * 2 + ["Conv2d"]
@@ -195,6 +250,9 @@ def test_heads_and_loss_by_hand():
     loss = core.registration_loss(p1, z1, p2, z2)
     assert torch.allclose(loss, torch.tensor(-(1 / math.sqrt(2)) / 2 - 0.0 / 2))
     loss.backward()
+    # both halves non-zero: cos(p1, z2) = 1/sqrt(2), cos(p2, z1) = 1 (z1 along p2), each halved
+    both = core.registration_loss(p1, torch.tensor([[[[0.0]], [[2.0]]]]), p2, z2)
+    assert torch.allclose(both, torch.tensor(-(1 / math.sqrt(2)) / 2 - 1.0 / 2))
     assert z1.grad is None and z2.grad is None and p1.grad is not None and p2.grad is not None
 
 
@@ -226,6 +284,28 @@ def test_gaussian_by_hand_two_samples():
     assert torch.allclose(d.flatten(), torch.tensor([1.0, 1.0]), atol=1e-5)  # 0.1 / sqrt(0.01); 1 std along x
 
 
+def test_the_gaussian_is_float64_throughout():
+    """Identical samples (u = 0): covariance reg I and distance |d| / sqrt(reg). With reg = 1e-45, below
+    float32's normal range (float32 holds it as 1.4e-45), only float64 arithmetic gives 1 / sqrt(1e-45)."""
+    emb = torch.full((3, 2, 1, 2), 0.5)
+    test = emb[:1] + torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)  # |d| = 1 at both positions
+    g = core.fit_gaussian(emb, reg=1e-45)
+    assert g.mean.dtype == g.u.dtype == g.small.dtype == torch.float64
+    assert torch.equal(g.u, torch.zeros(2, 3, 2, dtype=torch.float64))
+    assert torch.allclose(core.covariance(g), 1e-45 * torch.eye(2, dtype=torch.float64), rtol=1e-9, atol=0)
+    want = torch.full((1, 1, 2), 1 / math.sqrt(1e-45))
+    assert torch.allclose(core.mahalanobis(test, g), want, rtol=1e-6)
+    assert torch.allclose(core.loop_mahalanobis(emb, test, reg=1e-45), want, rtol=1e-6)
+    # two 1-D samples 0 and s = 2^-75: variance s^2 / 2 = 2^-151; with reg 2^-150 (0 in float32) the variance is
+    # 3 x 2^-151 and a point s from the mean lies sqrt(2 / 3) standard deviations away
+    s = 2.0 ** -75
+    pair = torch.tensor([0.0, s]).view(2, 1, 1, 1)
+    g = core.fit_gaussian(pair, reg=2.0 ** -150)
+    point = torch.tensor([s / 2 + s]).view(1, 1, 1, 1)
+    assert core.mahalanobis(point, g).item() == pytest.approx(math.sqrt(2 / 3), rel=1e-6)
+    assert core.loop_mahalanobis(pair, point, reg=2.0 ** -150).item() == pytest.approx(math.sqrt(2 / 3), rel=1e-6)
+
+
 def test_chunked_gaussian_equals_the_official_loop():
     torch.manual_seed(0)
     train, test = torch.randn(6, 5, 3, 4), torch.randn(3, 5, 3, 4)
@@ -252,3 +332,6 @@ def test_gaussian_refusals():
         core.mahalanobis(torch.zeros(1, 2, 3, 2), g)
     with pytest.raises(ValueError, match=r"test embedding 3 x 2 x 2"):
         core.mahalanobis(torch.zeros(1, 3, 2, 2), g)
+    wide = core.fit_gaussian(torch.randn(3, 2, 2, 3))  # a 2 x 3 grid: rows, then columns
+    with pytest.raises(ValueError, match=r"^regad: test embedding 2 x 3 x 2 does not match the fitted 2 x 2 x 3$"):
+        core.mahalanobis(torch.zeros(1, 2, 3, 2), wide)

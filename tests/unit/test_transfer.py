@@ -100,6 +100,8 @@ def test_auxiliary_set_spans_every_category_and_messages(tmp_path):
 
 EQUIVALENT_MUTANTS = {
     "auxiliary_identity: content_fingerprint(test, []) -> (test, )": "the shots default to () : no shots either way",
+    "auxiliary_identity (held_out): content_fingerprint(train, []) -> (train, )": "the same default, for the "
+                                                                                  "leave-one-out training images",
 }
 
 
