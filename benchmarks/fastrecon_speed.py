@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import time
 
 import torch
@@ -34,36 +32,7 @@ import torch
 from fsadbench.methods.fastrecon.torch_model import (CORESET_RATIO, DEFAULT_CHUNK, LAMBDA, fit_reconstructor,
                                                      residual_map)
 
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def timed(fn, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - wall, time.process_time() - cpu, out
-
-
-def alternate(fns: dict, repeats: int, device: torch.device) -> dict:
-    """Run the functions in turn ``repeats`` times: per name the median wall / CPU seconds, the last output
-    and the peak-memory growth of the first run."""
-    runs = {name: {"wall": [], "cpu": [], "out": None, "peak": 0.0} for name in fns}
-    for r in range(repeats):
-        for name, fn in fns.items():
-            before = peak_mib()
-            wall, cpu, runs[name]["out"] = timed(fn, device)
-            runs[name]["wall"].append(wall)
-            runs[name]["cpu"].append(cpu)
-            if r == 0:
-                runs[name]["peak"] = peak_mib() - before
-    for run in runs.values():
-        run["wall"], run["cpu"] = statistics.median(run["wall"]), statistics.median(run["cpu"])
-    return runs
+from benchmarks.timing import interleaved
 
 
 def plain_per_image(tests: torch.Tensor, support: torch.Tensor, mean: torch.Tensor, lam: float) -> torch.Tensor:
@@ -98,10 +67,10 @@ def run(args: argparse.Namespace) -> dict:
     rec = fit_reconstructor(shots, args.ratio, args.lam)
     s, mu = rec.support.to(device), rec.mean.to(device)
     n_pos = min(args.position_images, args.images)
-    runs = alternate({"ours": lambda: residual_map(tests, rec, args.chunk),
-                      "per-image": lambda: plain_per_image(tests, s, mu, args.lam),
-                      "per-position": lambda: plain_per_position(tests[:n_pos], s, mu, args.lam)},
-                     args.repeats, device)
+    fns = {"ours": lambda: residual_map(tests, rec, args.chunk),
+           "per-image": lambda: plain_per_image(tests, s, mu, args.lam),
+           "per-position": lambda: plain_per_position(tests[:n_pos], s, mu, args.lam)}
+    runs = dict(zip(fns, interleaved(list(fns.values()), args.repeats, device)))
     n = min(args.check, args.images)
     exact = plain_per_image(tests[:n].double(), s.double(), mu.double(), args.lam)
     ours = runs["ours"]

@@ -44,9 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -57,36 +54,7 @@ from fsadbench.methods.common.knn import DEFAULT_BLOCK, jl_dimension, k_center_g
 from fsadbench.methods.patchcore.torch_model import image_scores as pc_image_scores
 from fsadbench.methods.patchcore.torch_model import patch_scores
 
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _once(fn, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - wall, time.process_time() - cpu, out
-
-
-def _interleaved(fns, repeats: int, device: torch.device) -> list[dict]:
-    """Run the functions alternately ``repeats`` times: per function the median wall and CPU seconds, the last
-    output and the peak-memory growth of its first run."""
-    runs = [{"wall": [], "cpu": [], "out": None, "peak": 0.0} for _ in fns]
-    for r in range(repeats):
-        for fn, run in zip(fns, runs):
-            before = _peak_mib()
-            wall, cpu, run["out"] = _once(fn, device)
-            run["wall"].append(wall)
-            run["cpu"].append(cpu)
-            if r == 0:
-                run["peak"] = _peak_mib() - before
-    for run in runs:
-        run["wall"], run["cpu"] = statistics.median(run["wall"]), statistics.median(run["cpu"])
-    return runs
+from benchmarks.timing import interleaved
 
 
 def _gemm(queries: torch.Tensor, memory: torch.Tensor, rows: int):
@@ -201,7 +169,7 @@ def _patchcore(args, g, device, memory, side, dim, out) -> None:
         return maps, pc_image_scores(tests, memory, maps, idx, 9, args.block)
 
     rows = tests.permute(0, 2, 3, 1).reshape(-1, dim)
-    r_ours, r_plain, r_gemm = _interleaved((ours, lambda: plain_patchcore(tests, memory, args.batch),
+    r_ours, r_plain, r_gemm = interleaved((ours, lambda: plain_patchcore(tests, memory, args.batch),
                                             _gemm(rows, memory, args.batch * side * side)), args.repeats, device)
     _report("patchcore", args, (r_ours, r_plain, r_gemm),
             lambda n: plain_patchcore(tests[:n].double(), memory.double(), args.batch),
@@ -218,7 +186,7 @@ def _anomalydino(args, g, device, shots, out) -> None:
         return dist, dino_image_scores(dist)
 
     unit_rows, unit_bank = F.normalize(tokens.reshape(-1, width), dim=-1), F.normalize(bank, dim=-1)
-    r_ours, r_plain, r_gemm = _interleaved((ours, lambda: plain_anomalydino(tokens, bank, args.batch),
+    r_ours, r_plain, r_gemm = interleaved((ours, lambda: plain_anomalydino(tokens, bank, args.batch),
                                             _gemm(unit_rows, unit_bank, args.batch * grid * grid)), args.repeats,
                                            device)
     _report("anomalydino", args, (r_ours, r_plain, r_gemm),
@@ -230,7 +198,7 @@ def _coreset(args, g, device, memory, dim, out) -> None:
     proj = sparse_random_projection(jl_dimension(memory.shape[0]), dim, g).to(device)
     feats = memory @ proj.T if proj.shape[0] < dim else memory
     size, start = int(memory.shape[0] * args.ratio), int(torch.randint(memory.shape[0], (1,), generator=g))
-    r_ours, r_plain = _interleaved((lambda: k_center_greedy(feats, size, start, args.block).tolist(),
+    r_ours, r_plain = interleaved((lambda: k_center_greedy(feats, size, start, args.block).tolist(),
                                     lambda: plain_greedy(feats, size, start)), args.repeats, device)
     same = r_ours["out"] == r_plain["out"]
     out["coreset"] = {**_summary(r_ours, r_plain), "equal_indices": same, "rows": list(feats.shape),
