@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from PIL import Image
+
+from fsadbench.core.types import ImageRef
 from fsadbench.run.config import PIPELINE_CHECK, DatasetSpec, MethodSpec, Protocol, RunConfig
 
 SYN = {"size": 48, "n_train": 2, "n_test_good": 2, "n_test_bad": 2}
@@ -17,3 +22,10 @@ def transfer_config(tmp_path, **kw) -> RunConfig:
                 preset=PIPELINE_CHECK)
     base.update(kw)
     return RunConfig(**base)
+
+
+def image_ref(path, arr) -> ImageRef:
+    """Save the uint8 array ``arr`` as the image ``path``: its ImageRef (content digest of the array), for the
+    hand-made auxiliary sets of the transfer methods' tests."""
+    Image.fromarray(arr).save(path)
+    return ImageRef(path, hashlib.sha1(arr.tobytes()).hexdigest())

@@ -5,15 +5,14 @@ the test maps."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from fixtures_methods import StubFeatures
+from fixtures_transfer import image_ref
 from fsadbench.core.errors import ConfigError, MethodError, NotApplicable
 from fsadbench.core.types import AuxiliarySet, CategoryInfo, ImageRef
 from fsadbench.core.variants import WO_VG
@@ -23,21 +22,16 @@ from fsadbench.methods.anomalyclip.model import AnomalyCLIP
 from fsadbench.protocol.method import MethodContext
 
 
-def _ref(path, arr):
-    Image.fromarray(arr).save(path)
-    return ImageRef(path, hashlib.sha1(arr.tobytes()).hexdigest())
-
-
 @pytest.fixture()
 def aux(tmp_path):
     rng = np.random.default_rng(0)
     images, masks, labels = [], [], []
     for i in range(10):
-        images.append(_ref(tmp_path / f"{i}.png", (rng.random((48, 48, 3)) * 255).astype(np.uint8)))
+        images.append(image_ref(tmp_path / f"{i}.png", (rng.random((48, 48, 3)) * 255).astype(np.uint8)))
         if i % 2:
             m = np.zeros((48, 48), np.uint8)
             m[8:24, 8 + i:24 + i] = 255
-            masks.append(_ref(tmp_path / f"m{i}.png", m))
+            masks.append(image_ref(tmp_path / f"m{i}.png", m))
         else:
             masks.append(None)
         labels.append(i % 2)

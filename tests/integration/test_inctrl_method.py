@@ -5,15 +5,14 @@ in-context prompts per category, the image-level prediction (no maps), and descr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from fixtures_transfer import image_ref
 from fsadbench.core.errors import ConfigError, MethodError
-from fsadbench.core.types import AuxiliarySet, CategoryInfo, ImageRef
+from fsadbench.core.types import AuxiliarySet, CategoryInfo
 from fsadbench.core.variants import W_VG
 from fsadbench.methods.inctrl import residual as R
 from fsadbench.methods.inctrl.model import InCTRL
@@ -22,17 +21,12 @@ from fsadbench.protocol.method import MethodContext
 TINY = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "train_shots": 1}
 
 
-def _ref(path, arr):
-    Image.fromarray(arr).save(path)
-    return ImageRef(path, hashlib.sha1(arr.tobytes()).hexdigest())
-
-
 @pytest.fixture()
 def aux(tmp_path):
     rng = np.random.default_rng(0)
     images, labels, cats = [], [], []
     for i in range(8):
-        images.append(_ref(tmp_path / f"{i}.png", (rng.random((40, 40, 3)) * 255).astype(np.uint8)))
+        images.append(image_ref(tmp_path / f"{i}.png", (rng.random((40, 40, 3)) * 255).astype(np.uint8)))
         labels.append(int(i % 4 == 3))
         cats.append("metal_nut" if i < 4 else "dog")
     return AuxiliarySet("aux", tuple(images), tuple(labels), (None,) * 8, ("metal_nut", "dog"), tuple(cats))
@@ -41,7 +35,7 @@ def aux(tmp_path):
 @pytest.fixture()
 def shots(tmp_path):
     rng = np.random.default_rng(5)
-    return [_ref(tmp_path / f"s{i}.png", (rng.random((40, 40, 3)) * 255).astype(np.uint8)) for i in range(3)]
+    return [image_ref(tmp_path / f"s{i}.png", (rng.random((40, 40, 3)) * 255).astype(np.uint8)) for i in range(3)]
 
 
 def test_defaults_pinned_with_their_source(method_ctx):
