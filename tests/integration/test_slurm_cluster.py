@@ -165,15 +165,21 @@ def test_smoke_preset_through_slurm_equals_local_run_and_says_accounting_off_onc
 
 
 # -- scancel / requeue mid-cell --------------------------------------------------------------------
-def test_scancel_of_one_task_loses_only_its_unfinished_cell_and_a_rerun_resumes(sweep):
+
+def _inside_the_disc_apt_cell(sweep):
+    """Start the memory + apt sweep and wait until the disc task finished its memory cell and is inside its
+    apt cell: (tmp_path, procs, results folder, the waiting run, that task's job id)."""
     tmp_path, procs = sweep
     _config(tmp_path, ["memory", "apt"])
     res = tmp_path / "res"
     p = _start(tmp_path, procs)
-    # the disc task finished its memory cell and is inside its apt cell
     _wait(lambda: "memory/synthetic/disc/k1_s0.json" in _records(res) and _claimed(res, "apt/synthetic/disc/k1_s0.json"),
           180, "the disc task inside its apt cell")
-    job = _task_of(res, "disc")
+    return tmp_path, procs, res, p, _task_of(res, "disc")
+
+
+def test_scancel_of_one_task_loses_only_its_unfinished_cell_and_a_rerun_resumes(sweep):
+    tmp_path, procs, res, p, job = _inside_the_disc_apt_cell(sweep)
     assert slurm_cmd(["scancel", job])[0] == 0
     rc, out, err = _finish(p)
     # the waiting run saw the cancelled task end (squeue, no accounting) and lost only its unfinished cell
@@ -194,13 +200,7 @@ def test_scancel_of_one_task_loses_only_its_unfinished_cell_and_a_rerun_resumes(
 
 
 def test_requeued_task_resumes_without_recomputing_finished_cells(sweep):
-    tmp_path, procs = sweep
-    _config(tmp_path, ["memory", "apt"])
-    res = tmp_path / "res"
-    p = _start(tmp_path, procs)
-    _wait(lambda: "memory/synthetic/disc/k1_s0.json" in _records(res) and _claimed(res, "apt/synthetic/disc/k1_s0.json"),
-          180, "the disc task inside its apt cell")
-    job = _task_of(res, "disc")
+    tmp_path, procs, res, p, job = _inside_the_disc_apt_cell(sweep)
     done_before = _records(res)["memory/synthetic/disc/k1_s0.json"]
     assert slurm_cmd(["scontrol", "requeue", job])[0] == 0  # what preemption does
     # a requeued job waits a while before it may start again; let it start now
