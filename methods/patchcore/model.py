@@ -45,7 +45,7 @@ CORESET_NOTE = ("coreset (coreset_ratio < 1) by anomalib's k-center greedy on th
 
 
 def choice_notes(scoring: str, target_dim: int | None, pretrain_dim: int,
-                 coreset_ratio: float = 1.0) -> tuple[str, ...]:
+                 coreset_ratio: float) -> tuple[str, ...]:
     """The fidelity notes of the scoring options that depart from the official code (none for its values)."""
     notes = (ANOMALIB_SCORING_NOTE,) if scoring == "anomalib" else ()
     notes += (CORESET_NOTE,) if coreset_ratio < 1.0 else ()
